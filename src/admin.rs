@@ -1,0 +1,165 @@
+//! Account administration. sled lets one process open the store, so while the server
+//! runs the command-line tools talk to it over a Unix socket in the data directory
+//! (mode 0600, inside the 0700 data directory); when it does not, they open the store.
+//! One JSON request line, one JSON response line.
+
+use crate::sasl::credentials::StoredCredentials;
+use crate::state::ServerState;
+use crate::storage::{StorageError, UserStore};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use xmpp_parsers::jid::BareJid;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum Request {
+    Adduser { jid: String, password: String },
+    Passwd { jid: String, password: String },
+    Deluser { jid: String },
+    Users,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Response {
+    Done,
+    Users(Vec<String>),
+    Failed(String),
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// Carries out one request against a store, creating credentials with `iterations`.
+pub fn execute(users: &dyn UserStore, hosts: &[String], iterations: u32, request: Request) -> Response {
+    let result = match request {
+        Request::Adduser { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
+            let creds = derive(&password, iterations)?;
+            users.create_user(&jid, &creds).map_err(describe)
+        }),
+        Request::Passwd { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
+            let creds = derive(&password, iterations)?;
+            users.set_credentials(&jid, &creds).map_err(describe)
+        }),
+        Request::Deluser { jid } => local_jid(&jid, hosts).and_then(|jid| users.delete_user(&jid).map_err(describe)),
+        Request::Users => {
+            return match users.list_users() {
+                Ok(list) => Response::Users(list.iter().map(ToString::to_string).collect()),
+                Err(e) => Response::Failed(describe(e)),
+            }
+        }
+    };
+    match result.and_then(|()| users.flush().map_err(describe)) {
+        Ok(()) => Response::Done,
+        Err(reason) => Response::Failed(reason),
+    }
+}
+
+fn derive(password: &str, iterations: u32) -> Result<StoredCredentials, String> {
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    StoredCredentials::derive(password, iterations).map_err(|e| format!("unusable password: {e:?}"))
+}
+
+fn describe(e: StorageError) -> String {
+    e.to_string()
+}
+
+/// An account JID on one of our hosts.
+fn local_jid(text: &str, hosts: &[String]) -> Result<BareJid, String> {
+    let jid = BareJid::new(text).map_err(|e| format!("{text:?} is not a JID: {e}"))?;
+    if jid.node().is_none() {
+        return Err(format!("{text} has no user part (user@domain)"));
+    }
+    if !hosts.iter().any(|h| h == jid.domain().as_str()) {
+        return Err(format!("{} is not a host of this server (hosts: {})", jid.domain(), hosts.join(", ")));
+    }
+    Ok(jid)
+}
+
+/// Serves the admin socket for the running server.
+pub fn serve(path: &Path, state: Arc<ServerState>, mut stop: watch::Receiver<bool>) -> std::io::Result<JoinHandle<()>> {
+    remove_socket_file(path);
+    let listener = tokio::net::UnixListener::bind(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin socket accept failed");
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            let state = state.clone();
+            tokio::spawn(async move { answer(stream, state).await });
+        }
+    }))
+}
+
+async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read).take(64 * 1024);
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => {
+            tracing::info!(command = command_name(&request), "admin request");
+            let config = &state.config;
+            let users = state.users.clone();
+            let (hosts, iterations) = (config.hosts.clone(), config.auth.scram_iterations);
+            tokio::task::spawn_blocking(move || execute(users.as_ref(), &hosts, iterations, request))
+                .await
+                .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")))
+        }
+        Err(e) => Response::Failed(format!("bad request: {e}")),
+    };
+    if let Ok(mut bytes) = serde_json::to_vec(&response) {
+        bytes.push(b'\n');
+        let _ = write.write_all(&bytes).await;
+    }
+}
+
+/// The command's name, for logs (never the password).
+fn command_name(request: &Request) -> &'static str {
+    match request {
+        Request::Adduser { .. } => "adduser",
+        Request::Passwd { .. } => "passwd",
+        Request::Deluser { .. } => "deluser",
+        Request::Users => "users",
+    }
+}
+
+/// Sends a request to a running server. Err if no server answers on the socket.
+pub async fn send(path: &Path, request: &Request) -> std::io::Result<Response> {
+    let stream = tokio::net::UnixStream::connect(path).await?;
+    let (read, mut write) = stream.into_split();
+    let mut bytes = serde_json::to_vec(request)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    Ok(serde_json::from_str(&line)?)
+}
+
+pub fn remove_socket(data_dir: &Path) {
+    remove_socket_file(&socket_path(data_dir));
+}
+
+fn remove_socket_file(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}

@@ -1,0 +1,306 @@
+//! The server's configuration: one typed TOML document with a default for every field.
+//!
+//! Every option is documented in `docs/configuration.md`. Bounds are checked by
+//! [`Config::validate`], which `stanzad check-config` and `stanzad serve` both run.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, reason: reason.into() }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Virtual hosts: every domain this server serves accounts for. The first is the default.
+    pub hosts: Vec<String>,
+    /// Where sled keeps accounts (and later rosters, offline queues, archives).
+    pub data_dir: PathBuf,
+    pub listeners: Listeners,
+    pub tls: Tls,
+    pub auth: Auth,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    /// Client-to-server with STARTTLS (RFC 6120). `"off"` disables it.
+    #[serde(deserialize_with = "addr_or_off")]
+    pub c2s: Option<SocketAddr>,
+    /// Client-to-server with direct TLS (XEP-0368, ALPN `xmpp-client`). `"off"` disables it.
+    #[serde(deserialize_with = "addr_or_off")]
+    pub c2s_tls: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain. When neither `cert` nor `key` is set, a self-signed
+    /// certificate for every host is generated into `cert_dir` on first start.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub cert_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Allow client streams without TLS, and SASL PLAIN on them. For tests and benchmarks only.
+    pub allow_plaintext: bool,
+    /// PBKDF2 iteration count for newly stored SCRAM credentials.
+    pub scram_iterations: u32,
+    /// Failed SASL attempts allowed on one stream before it is closed (RFC 6120 §6.4.5).
+    pub max_failed_attempts: u32,
+    /// Delay added to the first failed login of an account or address; doubles per failure.
+    pub failure_delay_ms: u64,
+    /// Ceiling for that delay.
+    pub max_failure_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest top-level element accepted after authentication (advertised with XEP-0478).
+    pub max_stanza_bytes: usize,
+    /// Largest top-level element accepted before authentication.
+    pub preauth_stanza_bytes: usize,
+    /// Deepest element nesting inside one stanza.
+    pub max_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Stanzas queued for one session's writer before the sender gets `resource-constraint`.
+    pub session_queue: usize,
+    /// Most simultaneous client connections.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Time allowed from TCP accept to a bound resource.
+    pub negotiation_secs: u64,
+    /// Idle time after which the server pings a client (XEP-0199).
+    pub ping_interval_secs: u64,
+    /// Time a client has to answer that ping before `connection-timeout`.
+    pub ping_timeout_secs: u64,
+    /// Time given to sessions to close on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hosts: vec!["localhost".into()],
+            data_dir: PathBuf::from("data"),
+            listeners: Listeners::default(),
+            tls: Tls::default(),
+            auth: Auth::default(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            c2s: Some(SocketAddr::from(([0, 0, 0, 0], 5222))),
+            c2s_tls: Some(SocketAddr::from(([0, 0, 0, 0], 5223))),
+        }
+    }
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls { cert: None, key: None, cert_dir: PathBuf::from("certs") }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            allow_plaintext: false,
+            scram_iterations: 10_000,
+            max_failed_attempts: 3,
+            failure_delay_ms: 250,
+            max_failure_delay_ms: 8_000,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            preauth_stanza_bytes: 16 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            session_queue: 512,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            negotiation_secs: 60,
+            ping_interval_secs: 300,
+            ping_timeout_secs: 60,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), source: Box::new(e) })?;
+        config.normalize_hosts()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The default virtual host: the first configured domain.
+    pub fn default_host(&self) -> &str {
+        self.hosts.first().map(String::as_str).unwrap_or("localhost")
+    }
+
+    pub fn serves(&self, domain: &str) -> bool {
+        self.hosts.iter().any(|h| h == domain)
+    }
+
+    /// Lower-cases and checks every host as a JID domainpart (RFC 7622 §3.2).
+    pub fn normalize_hosts(&mut self) -> Result<(), ConfigError> {
+        for host in &mut self.hosts {
+            let jid = xmpp_parsers::jid::BareJid::new(host)
+                .map_err(|e| invalid("hosts", format!("{host:?} is not a domain: {e}")))?;
+            if jid.node().is_some() {
+                return Err(invalid("hosts", format!("{host:?} has a localpart")));
+            }
+            *host = jid.domain().to_string();
+        }
+        Ok(())
+    }
+
+    /// Checks every bound; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hosts.is_empty() {
+            return Err(invalid("hosts", "at least one host is required"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = self.hosts.iter().find(|h| !seen.insert(*h)) {
+            return Err(invalid("hosts", format!("{dup} is listed twice")));
+        }
+        if self.listeners.c2s.is_none() && self.listeners.c2s_tls.is_none() {
+            return Err(invalid("listeners", "at least one listener is required"));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid("tls", "cert and key must be set together"));
+        }
+        check_range("auth.scram_iterations", self.auth.scram_iterations as u64, 4096, 1_000_000)?;
+        check_range("auth.max_failed_attempts", self.auth.max_failed_attempts as u64, 1, 10)?;
+        check_range("auth.max_failure_delay_ms", self.auth.max_failure_delay_ms, 0, 60_000)?;
+        check_range("auth.failure_delay_ms", self.auth.failure_delay_ms, 0, self.auth.max_failure_delay_ms)?;
+        let l = &self.limits;
+        check_range("limits.max_stanza_bytes", l.max_stanza_bytes as u64, 10_000, 64 << 20)?;
+        check_range("limits.preauth_stanza_bytes", l.preauth_stanza_bytes as u64, 4096, l.max_stanza_bytes as u64)?;
+        check_range("limits.max_depth", l.max_depth as u64, 8, 1024)?;
+        check_range("limits.max_attributes", l.max_attributes as u64, 8, 1024)?;
+        check_range("limits.session_queue", l.session_queue as u64, 16, 1_000_000)?;
+        check_range("limits.max_connections", l.max_connections as u64, 1, 10_000_000)?;
+        let t = &self.timeouts;
+        check_range("timeouts.negotiation_secs", t.negotiation_secs, 1, 3600)?;
+        check_range("timeouts.ping_interval_secs", t.ping_interval_secs, 1, 86_400)?;
+        check_range("timeouts.ping_timeout_secs", t.ping_timeout_secs, 1, 3600)?;
+        check_range("timeouts.shutdown_grace_secs", t.shutdown_grace_secs, 0, 600)?;
+        Ok(())
+    }
+}
+
+fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() || text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+fn check_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(field, format!("{value} is outside {min}..={max}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = Config::parse("").expect("defaults are valid");
+        assert_eq!(c.hosts, vec!["localhost"]);
+        assert_eq!(c.limits.max_stanza_bytes, 262_144);
+        assert!(!c.auth.allow_plaintext);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = Config::parse("colour = 'blue'").expect_err("unknown field");
+        assert!(err.to_string().contains("colour"), "{err}");
+        assert!(Config::parse("[limits]\nmax_stanzas = 3").is_err());
+    }
+
+    #[test]
+    fn bounds_are_checked_and_named() {
+        let err = Config::parse("[limits]\nmax_depth = 2").expect_err("too shallow");
+        assert!(err.to_string().contains("limits.max_depth"), "{err}");
+        let err = Config::parse("[tls]\ncert = 'a.pem'").expect_err("cert without key");
+        assert!(err.to_string().contains("tls"), "{err}");
+    }
+
+    #[test]
+    fn hosts_are_normalised_and_checked() {
+        let c = Config::parse("hosts = ['Example.ORG', 'localhost']").expect("valid");
+        assert_eq!(c.hosts, vec!["example.org", "localhost"]);
+        assert!(Config::parse("hosts = ['user@example.org']").is_err());
+        assert!(Config::parse("hosts = ['a.org', 'A.org']").is_err());
+        assert!(Config::parse("hosts = []").is_err());
+    }
+
+    #[test]
+    fn listeners_parse_and_switch_off() {
+        let c = Config::parse("[listeners]\nc2s = '127.0.0.1:5000'\nc2s_tls = 'off'").expect("valid");
+        assert_eq!(c.listeners.c2s, Some(SocketAddr::from(([127, 0, 0, 1], 5000))));
+        assert_eq!(c.listeners.c2s_tls, None);
+        assert!(Config::parse("[listeners]\nc2s = 'nowhere'").is_err());
+        assert!(Config::parse("[listeners]\nc2s = 'off'\nc2s_tls = 'off'").is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! XEP-0030 service discovery. Only features that really work are listed.
+
+use super::{ping, version, Request, Target};
+use crate::error::Condition;
+use crate::xml::{el, Element, ElementExt};
+
+pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+
+/// What the server itself supports.
+const SERVER_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS, version::NS];
+/// What the server does on behalf of every account.
+const ACCOUNT_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS];
+
+pub fn info(request: &Request) -> Element {
+    if !request.is_get() {
+        return request.error(Condition::BadRequest);
+    }
+    if request.payload.attr("node").is_some() {
+        return request.error(Condition::ItemNotFound);
+    }
+    let (category, kind, features) = match request.target {
+        Target::Server(_) => ("server", "im", SERVER_FEATURES),
+        Target::Account(_) => ("account", "registered", ACCOUNT_FEATURES),
+    };
+    let mut query = el("query", NS_INFO).with_child(
+        el("identity", NS_INFO).with("category", category).with("type", kind).with("name", "stanzad"),
+    );
+    for feature in features {
+        query.append_child(el("feature", NS_INFO).with("var", *feature));
+    }
+    request.result_with(query)
+}
+
+pub fn items(request: &Request) -> Element {
+    if !request.is_get() {
+        return request.error(Condition::BadRequest);
+    }
+    if request.payload.attr("node").is_some() {
+        return request.error(Condition::ItemNotFound);
+    }
+    request.result_with(el("query", NS_ITEMS))
+}

@@ -1,0 +1,88 @@
+//! iq requests the server answers itself, one file per feature. An iq to the server's
+//! domain, to an account's bare JID, or without `to` lands here (RFC 6120 §10.3.3, §10.5).
+
+pub mod disco;
+pub mod ping;
+pub mod session;
+pub mod version;
+
+use crate::error::{Condition, StanzaError};
+use crate::stanza::{IqType, Kind, Stanza};
+use crate::state::ServerState;
+use crate::xml::{el, Element, ElementExt, NS_CLIENT};
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+/// Whom an iq is addressed to, once the server takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A hosted domain.
+    Server(String),
+    /// A local account's bare JID (the sender's own, or someone else's).
+    Account(BareJid),
+}
+
+/// The request being answered.
+pub struct Request<'a> {
+    pub state: &'a ServerState,
+    pub sender: &'a FullJid,
+    pub target: &'a Target,
+    pub stanza: &'a Stanza,
+    /// The single child of the get/set.
+    pub payload: &'a Element,
+}
+
+impl Request<'_> {
+    pub fn is_get(&self) -> bool {
+        self.stanza.kind == Kind::Iq(IqType::Get)
+    }
+
+    /// An empty `result`.
+    pub fn result(&self) -> Element {
+        let mut reply = el("iq", NS_CLIENT).with("type", "result").with("to", self.sender.as_str());
+        if let Some(id) = &self.stanza.id {
+            reply.set("id", id.as_str());
+        }
+        if let Some(to) = self.stanza.element.attr("to") {
+            reply.set("from", to);
+        }
+        reply
+    }
+
+    pub fn result_with(&self, payload: Element) -> Element {
+        self.result().with_child(payload)
+    }
+
+    pub fn error(&self, condition: Condition) -> Element {
+        crate::stanza::error_reply(&self.stanza.element, &StanzaError::new(condition))
+    }
+}
+
+/// Answers an iq get/set; results and errors addressed to the server are absorbed (None).
+pub fn handle_iq(state: &ServerState, sender: &FullJid, target: &Target, stanza: &Stanza) -> Option<Element> {
+    if !matches!(stanza.kind, Kind::Iq(IqType::Get | IqType::Set)) {
+        return None;
+    }
+    if let Target::Account(bare) = target {
+        match state.users.user_exists(bare) {
+            Ok(true) => {}
+            Ok(false) => return Some(crate::stanza::error_reply(&stanza.element, &StanzaError::new(Condition::ServiceUnavailable))),
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                return Some(crate::stanza::error_reply(&stanza.element, &StanzaError::new(Condition::InternalServerError)));
+            }
+        }
+    }
+    let payload = stanza.element.children().next()?;
+    let request = Request { state, sender, target, stanza, payload };
+    let ns = payload.ns();
+    let reply = match (payload.name(), ns.as_str()) {
+        ("ping", ping::NS) => ping::handle(&request),
+        ("query", disco::NS_INFO) => disco::info(&request),
+        ("query", disco::NS_ITEMS) => disco::items(&request),
+        ("query", version::NS) => version::handle(&request),
+        ("session", crate::xml::NS_SESSION) => session::handle(&request),
+        ("bind", crate::xml::NS_BIND) => request.error(Condition::NotAllowed),
+        _ => request.error(Condition::ServiceUnavailable),
+    };
+    Some(reply)
+}

@@ -1,0 +1,155 @@
+//! RFC 6121 §8.5: where a stanza addressed to a local account goes.
+//! The caller has stamped `from`, and handled what the server answers itself.
+
+use super::{DeliveryError, Resource};
+use crate::error::{Condition, StanzaError};
+use crate::stanza::{IqType, Kind, MessageType, PresenceType, Stanza};
+use crate::state::ServerState;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+/// What happened to a routed stanza.
+pub type Outcome = Result<(), StanzaError>;
+
+fn err(condition: Condition) -> Outcome {
+    Err(StanzaError::new(condition))
+}
+
+/// Routes a stanza with a `to` that is not the server itself.
+pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
+    if !state.config.serves(to.domain().as_str()) {
+        // No server-to-server yet (RFC 6120 §10.4.3).
+        return drop_responses(stanza, Condition::RemoteServerNotFound);
+    }
+    let bare = to.to_bare();
+    if !account_exists(state, &bare)? {
+        return unknown_account(stanza);
+    }
+    match to.try_as_full() {
+        Ok(full) => match state.router.resource(full) {
+            Some(resource) => deliver_one(&resource, stanza),
+            None => to_unconnected_full_jid(state, stanza, &bare),
+        },
+        Err(_) => to_bare_jid(state, stanza, &bare),
+    }
+}
+
+fn account_exists(state: &ServerState, bare: &BareJid) -> Result<bool, StanzaError> {
+    if state.router.is_online(bare) {
+        return Ok(true);
+    }
+    state.users.user_exists(bare).map_err(|e| {
+        tracing::error!(error = %e, "user lookup failed while routing");
+        StanzaError::new(Condition::InternalServerError)
+    })
+}
+
+/// RFC 6121 §8.5.1: no such account.
+fn unknown_account(stanza: &Stanza) -> Outcome {
+    match stanza.kind {
+        Kind::Message(MessageType::Headline | MessageType::Error) | Kind::Presence(_) => Ok(()),
+        _ => drop_responses(stanza, Condition::ServiceUnavailable),
+    }
+}
+
+/// Errors for requests; iq results and errors that cannot be delivered are dropped.
+fn drop_responses(stanza: &Stanza, condition: Condition) -> Outcome {
+    match stanza.kind {
+        Kind::Iq(IqType::Result | IqType::Error) | Kind::Presence(_) => Ok(()),
+        Kind::Message(MessageType::Error) => Ok(()),
+        _ => err(condition),
+    }
+}
+
+/// RFC 6121 §8.5.3.2: a full JID with no such resource.
+fn to_unconnected_full_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+    match stanza.kind {
+        Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, stanza, bare),
+        Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
+        Kind::Message(_) | Kind::Presence(_) => Ok(()),
+        Kind::Iq(IqType::Get | IqType::Set) => err(Condition::ServiceUnavailable),
+        Kind::Iq(_) => Ok(()),
+    }
+}
+
+/// RFC 6121 §8.5.2: the bare JID of an existing account.
+fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+    let resources = state.router.resources(bare);
+    match stanza.kind {
+        Kind::Message(MessageType::Normal | MessageType::Chat) => {
+            let top = highest_priority(&resources);
+            if top.is_empty() {
+                // §8.5.2.2.1: offline storage comes with a later issue; until then, refuse.
+                return err(Condition::ServiceUnavailable);
+            }
+            deliver_any(&top, stanza)
+        }
+        Kind::Message(MessageType::Headline) => {
+            let _ = deliver_any(&non_negative(&resources), stanza);
+            Ok(())
+        }
+        Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
+        Kind::Message(MessageType::Error) => Ok(()),
+        Kind::Presence(PresenceType::Available | PresenceType::Unavailable) => {
+            let available: Vec<&Resource> = resources.iter().filter(|r| r.priority.is_some()).collect();
+            let _ = deliver_any(&available, stanza);
+            Ok(())
+        }
+        // Subscriptions and probes are the roster issue's; until then they go nowhere.
+        Kind::Presence(_) => Ok(()),
+        // iq to a bare JID is answered by the server (modules), never routed here.
+        Kind::Iq(_) => drop_responses(stanza, Condition::ServiceUnavailable),
+    }
+}
+
+fn non_negative(resources: &[Resource]) -> Vec<&Resource> {
+    resources.iter().filter(|r| matches!(r.priority, Some(p) if p >= 0)).collect()
+}
+
+/// §8.5.2.1.1: the available resource(s) with the highest non-negative priority.
+fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
+    let candidates = non_negative(resources);
+    let top = candidates.iter().filter_map(|r| r.priority).max();
+    candidates.into_iter().filter(|r| r.priority == top).collect()
+}
+
+fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
+    match resource.handle.deliver(stanza.element.clone()) {
+        Ok(()) => Ok(()),
+        Err(DeliveryError::Full) => {
+            tracing::warn!(to = %resource.jid, "recipient queue full, refusing stanza");
+            drop_responses(stanza, Condition::ResourceConstraint)
+        }
+        Err(DeliveryError::Gone) => drop_responses(stanza, Condition::RecipientUnavailable),
+    }
+}
+
+/// Delivers to every target; succeeds if at least one took it.
+fn deliver_any(targets: &[&Resource], stanza: &Stanza) -> Outcome {
+    let mut outcome = err(Condition::ServiceUnavailable);
+    for resource in targets {
+        let this = deliver_one(resource, stanza);
+        if outcome.is_err() {
+            outcome = this;
+        }
+    }
+    outcome
+}
+
+/// A stanza left in an ended session's queue: message stanzas go to the account's other
+/// resources if the rules allow; otherwise the sender gets `recipient-unavailable`
+/// (RFC 6120 §8.3.3.14), so nothing vanishes without a word.
+pub fn reroute(state: &ServerState, element: crate::xml::Element) {
+    let Ok(stanza) = Stanza::parse(element) else { return };
+    let Some(to) = stanza.to.clone() else { return };
+    let outcome = match stanza.kind {
+        Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, &stanza, &to.to_bare()),
+        Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(()),
+        _ => err(Condition::RecipientUnavailable),
+    };
+    let Err(error) = outcome else { return };
+    let (Some(reply), Some(sender)) = (stanza.error_reply(&error), stanza.from.as_ref()) else { return };
+    let bounce = Stanza::parse(reply);
+    if let Ok(bounce) = bounce {
+        let _ = route(state, &bounce, sender);
+    }
+}

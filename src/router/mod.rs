@@ -1,0 +1,179 @@
+//! The router: which sessions are bound, which are available with what priority, and
+//! the RFC 6121 §8 rules that pick the session(s) a stanza goes to.
+//!
+//! The registry is a map under a short-held `RwLock` (never held across an await);
+//! sessions are reached through [`SessionHandle`]s, bounded channels into their tasks.
+
+pub mod delivery;
+pub mod session;
+
+use crate::xml::Element;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use tokio::sync::mpsc;
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+/// What the router asks of a session outside of stanza delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Another stream bound the same full JID (RFC 6120 §7.7.2.2): end with `conflict`.
+    Replaced,
+}
+
+/// The router's way into one session's task.
+#[derive(Clone, Debug)]
+pub struct SessionHandle {
+    pub id: u64,
+    stanzas: mpsc::Sender<Element>,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// The receiving ends, owned by the session's task.
+pub struct Mailbox {
+    pub stanzas: mpsc::Receiver<Element>,
+    pub control: mpsc::UnboundedReceiver<Control>,
+}
+
+/// Why a stanza could not be handed to a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// The session's queue is full: its client is not reading.
+    Full,
+    /// The session ended.
+    Gone,
+}
+
+impl SessionHandle {
+    pub fn deliver(&self, element: Element) -> Result<(), DeliveryError> {
+        self.stanzas.try_send(element).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
+            mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
+        })
+    }
+
+    pub fn control(&self, control: Control) {
+        // A closed channel means the session already ended: nothing left to tell it.
+        let _ = self.control.send(control);
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub jid: FullJid,
+    pub handle: SessionHandle,
+    /// `Some(priority)` once the resource sent available presence; None while merely connected.
+    pub priority: Option<i8>,
+}
+
+#[derive(Default)]
+pub struct Router {
+    accounts: RwLock<HashMap<BareJid, Vec<Resource>>>,
+    next_id: AtomicU64,
+}
+
+impl Router {
+    /// A handle and mailbox for a new session, with `capacity` queued stanzas.
+    pub fn channels(&self, capacity: usize) -> (SessionHandle, Mailbox) {
+        let (stanza_tx, stanza_rx) = mpsc::channel(capacity);
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = SessionHandle { id, stanzas: stanza_tx, control: control_tx };
+        (handle, Mailbox { stanzas: stanza_rx, control: control_rx })
+    }
+
+    /// Registers a bound resource; returns the session it replaced, if any.
+    pub fn bind(&self, jid: FullJid, handle: SessionHandle) -> Option<SessionHandle> {
+        let mut accounts = self.write();
+        let resources = accounts.entry(jid.to_bare()).or_default();
+        let old = resources.iter().position(|r| r.jid == jid).map(|i| resources.remove(i).handle);
+        resources.push(Resource { jid, handle, priority: None });
+        old
+    }
+
+    /// Removes a resource, but only if it still belongs to session `id`.
+    pub fn unbind(&self, jid: &FullJid, id: u64) {
+        let mut accounts = self.write();
+        let bare = jid.to_bare();
+        if let Some(resources) = accounts.get_mut(&bare) {
+            resources.retain(|r| !(r.jid == *jid && r.handle.id == id));
+            if resources.is_empty() {
+                accounts.remove(&bare);
+            }
+        }
+    }
+
+    /// Records available presence (`Some(priority)`) or unavailable (`None`).
+    pub fn set_priority(&self, jid: &FullJid, id: u64, priority: Option<i8>) {
+        let mut accounts = self.write();
+        if let Some(resources) = accounts.get_mut(&jid.to_bare()) {
+            for r in resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id) {
+                r.priority = priority;
+            }
+        }
+    }
+
+    /// A snapshot of an account's bound resources.
+    pub fn resources(&self, bare: &BareJid) -> Vec<Resource> {
+        self.read().get(bare).cloned().unwrap_or_default()
+    }
+
+    pub fn resource(&self, jid: &FullJid) -> Option<Resource> {
+        self.read().get(&jid.to_bare())?.iter().find(|r| r.jid == *jid).cloned()
+    }
+
+    pub fn is_online(&self, bare: &BareJid) -> bool {
+        self.read().contains_key(bare)
+    }
+
+    /// Every bound session, for shutdown.
+    pub fn all_sessions(&self) -> Vec<SessionHandle> {
+        self.read().values().flatten().map(|r| r.handle.clone()).collect()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.read().values().map(Vec::len).sum()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<BareJid, Vec<Resource>>> {
+        self.accounts.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<BareJid, Vec<Resource>>> {
+        self.accounts.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(s: &str) -> FullJid {
+        FullJid::new(s).expect("full JID")
+    }
+
+    #[test]
+    fn rebinding_a_full_jid_returns_the_old_session() {
+        let router = Router::default();
+        let (first, _m1) = router.channels(4);
+        let (second, _m2) = router.channels(4);
+        assert!(router.bind(full("a@x/r"), first.clone()).is_none());
+        let old = router.bind(full("a@x/r"), second.clone()).expect("replaced");
+        assert_eq!(old.id, first.id);
+        router.unbind(&full("a@x/r"), first.id);
+        assert_eq!(router.resource(&full("a@x/r")).map(|r| r.handle.id), Some(second.id));
+        router.unbind(&full("a@x/r"), second.id);
+        assert!(!router.is_online(&BareJid::new("a@x").expect("bare")));
+    }
+
+    #[test]
+    fn full_queue_and_ended_session_are_reported() {
+        let router = Router::default();
+        let (handle, mailbox) = router.channels(1);
+        let stanza = crate::xml::el("message", crate::xml::NS_CLIENT);
+        assert_eq!(handle.deliver(stanza.clone()), Ok(()));
+        assert_eq!(handle.deliver(stanza.clone()), Err(DeliveryError::Full));
+        drop(mailbox);
+        assert_eq!(handle.deliver(stanza), Err(DeliveryError::Gone));
+    }
+}

@@ -1,0 +1,189 @@
+//! Starting and stopping the server: storage, TLS, listeners, the admin socket, and
+//! graceful shutdown (`system-shutdown` to every stream, storage flushed).
+
+use crate::admin;
+use crate::config::Config;
+use crate::state::ServerState;
+use crate::storage::sled::SledStore;
+use crate::storage::{StorageError, UserStore};
+use crate::stream::connection::Listener;
+use crate::tls::{self, TlsSetup};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+}
+
+pub struct Server {
+    pub state: Arc<ServerState>,
+    /// Where the STARTTLS listener ended up (useful with port 0).
+    pub c2s_addr: Option<SocketAddr>,
+    pub tls_addr: Option<SocketAddr>,
+    pub cert_path: PathBuf,
+    store: SledStore,
+    shutdown: watch::Sender<bool>,
+    active: Arc<AtomicUsize>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store in `data_dir`, sets up TLS, binds the listeners and the admin socket.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        create_private_dir(&config.data_dir)?;
+        let store = SledStore::open(&config.data_dir)?;
+        let tls = Arc::new(tls::setup(&config)?);
+        let admin_path = admin::socket_path(&config.data_dir);
+        let state = Arc::new(ServerState::new(config, Arc::new(store.clone())));
+        let (shutdown, _) = watch::channel(false);
+        let mut server = Server {
+            state: state.clone(),
+            c2s_addr: None,
+            tls_addr: None,
+            cert_path: tls.cert_path.clone(),
+            store,
+            shutdown,
+            active: Arc::new(AtomicUsize::new(0)),
+            tasks: Vec::new(),
+        };
+        if let Some(addr) = state.config.listeners.c2s {
+            server.c2s_addr = Some(server.listen(addr, tls.clone(), false).await?);
+        }
+        if let Some(addr) = state.config.listeners.c2s_tls {
+            server.tls_addr = Some(server.listen(addr, tls.clone(), true).await?);
+        }
+        let admin = admin::serve(&admin_path, state.clone(), server.shutdown.subscribe())
+            .map_err(|source| ServerError::DataDir { path: admin_path, source })?;
+        server.tasks.push(admin);
+        Ok(server)
+    }
+
+    async fn listen(&mut self, addr: SocketAddr, tls: Arc<TlsSetup>, direct_tls: bool) -> Result<SocketAddr, ServerError> {
+        let socket = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let local = socket.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        let listener = Arc::new(Listener { state: self.state.clone(), tls, direct_tls, shutdown: self.shutdown.subscribe() });
+        let kind = if direct_tls { "direct TLS (XEP-0368)" } else { "STARTTLS" };
+        tracing::info!(addr = %local, "listening for clients with {kind}");
+        let active = self.active.clone();
+        let mut stop = self.shutdown.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    accepted = socket.accept() => match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Usually EMFILE: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    _ = stop.changed() => return,
+                };
+                if active.load(Ordering::Relaxed) >= listener.state.config.limits.max_connections {
+                    tracing::warn!(%peer, "connection limit reached, refusing");
+                    continue;
+                }
+                let guard = ActiveGuard::new(active.clone());
+                let listener = listener.clone();
+                tokio::spawn(async move {
+                    listener.serve(tcp, peer).await;
+                    drop(guard);
+                });
+            }
+        }));
+        Ok(local)
+    }
+
+    /// The account store, for tools and tests.
+    pub fn users(&self) -> &dyn UserStore {
+        &self.store
+    }
+
+    /// Open client connections.
+    pub fn connections(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Waits for SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+
+    /// Sends `system-shutdown` to every stream, waits for them (bounded by
+    /// `shutdown_grace_secs`), stops the listeners and flushes storage.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let grace = Duration::from_secs(self.state.config.timeouts.shutdown_grace_secs);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+        admin::remove_socket(&self.state.config.data_dir);
+        match self.store.flush() {
+            Ok(()) => tracing::info!("storage flushed"),
+            Err(e) => tracing::error!(error = %e, "storage flush failed"),
+        }
+    }
+}
+
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(counter: Arc<AtomicUsize>) -> ActiveGuard {
+        counter.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(counter)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Creates the data directory readable only by its owner.
+pub fn create_private_dir(path: &std::path::Path) -> Result<(), ServerError> {
+    let err = |source| ServerError::DataDir { path: path.to_owned(), source };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Typed stanzas at the router boundary. The typed header (kind, type, addresses, id)
+//! is what the router acts on; the original element travels with it unchanged, so
+//! unknown attributes and children reach the recipient as the sender wrote them.
+
+use crate::error::{Condition, StanzaError};
+use crate::xml::{Element, ElementExt, NS_CLIENT};
+use xmpp_parsers::jid::Jid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    Normal,
+    Chat,
+    Groupchat,
+    Headline,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceType {
+    Available,
+    Unavailable,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Probe,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IqType {
+    Get,
+    Set,
+    Result,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Message(MessageType),
+    Presence(PresenceType),
+    Iq(IqType),
+}
+
+#[derive(Debug, Clone)]
+pub struct Stanza {
+    pub kind: Kind,
+    pub to: Option<Jid>,
+    pub from: Option<Jid>,
+    pub id: Option<String>,
+    pub element: Element,
+}
+
+/// Why an element could not become a stanza.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Not message/presence/iq in `jabber:client`: the stream error `unsupported-stanza-type`.
+    NotAStanza,
+    /// A stanza with a fault the sender can fix: answered with this stanza error.
+    Invalid(StanzaError),
+}
+
+impl Stanza {
+    pub fn parse(element: Element) -> Result<Stanza, (ParseError, Element)> {
+        match parse_header(&element) {
+            Ok((kind, to, from, id)) => Ok(Stanza { kind, to, from, id, element }),
+            Err(e) => Err((e, element)),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Message(MessageType::Error) | Kind::Presence(PresenceType::Error) | Kind::Iq(IqType::Error)
+        )
+    }
+
+    /// Sets `from`, in the element too.
+    pub fn set_from(&mut self, from: Jid) {
+        self.element.set("from", from.as_str());
+        self.from = Some(from);
+    }
+
+    /// The `<error/>` reply to this stanza, or None for stanzas that must not be answered
+    /// with an error (RFC 6120 §8.3.1: never answer an error with an error).
+    pub fn error_reply(&self, error: &StanzaError) -> Option<Element> {
+        (!self.is_error()).then(|| error_reply(&self.element, error))
+    }
+}
+
+/// Builds the error reply to any element: addresses swapped, same id, original children kept.
+pub fn error_reply(original: &Element, error: &StanzaError) -> Element {
+    let mut reply = Element::builder(original.name(), original.ns()).build();
+    if let Some(from) = original.attr("from") {
+        reply.set("to", from);
+    }
+    if let Some(to) = original.attr("to") {
+        reply.set("from", to);
+    }
+    if let Some(id) = original.attr("id") {
+        reply.set("id", id);
+    }
+    reply.set("type", "error");
+    for child in original.children() {
+        if !child.is("error", NS_CLIENT) {
+            reply.append_child(child.clone());
+        }
+    }
+    reply.append_child(error.to_element());
+    reply
+}
+
+type Header = (Kind, Option<Jid>, Option<Jid>, Option<String>);
+
+fn parse_header(element: &Element) -> Result<Header, ParseError> {
+    if element.ns() != NS_CLIENT {
+        return Err(ParseError::NotAStanza);
+    }
+    let type_attr = element.attr("type");
+    let kind = match element.name() {
+        "message" => Kind::Message(message_type(type_attr)?),
+        "presence" => Kind::Presence(presence_type(type_attr)?),
+        "iq" => Kind::Iq(iq_type(type_attr)?),
+        _ => return Err(ParseError::NotAStanza),
+    };
+    let to = parse_jid(element.attr("to"))?;
+    let from = parse_jid(element.attr("from"))?;
+    let id = element.attr("id").map(str::to_owned);
+    if let Kind::Iq(t) = kind {
+        check_iq(t, id.as_deref(), element)?;
+    }
+    Ok((kind, to, from, id))
+}
+
+fn bad_request(text: &str) -> ParseError {
+    ParseError::Invalid(StanzaError::with_text(Condition::BadRequest, text))
+}
+
+fn parse_jid(value: Option<&str>) -> Result<Option<Jid>, ParseError> {
+    value
+        .map(|v| {
+            Jid::new(v).map_err(|e| {
+                ParseError::Invalid(StanzaError::with_text(Condition::JidMalformed, &e.to_string()))
+            })
+        })
+        .transpose()
+}
+
+fn message_type(value: Option<&str>) -> Result<MessageType, ParseError> {
+    Ok(match value {
+        None | Some("normal") => MessageType::Normal,
+        Some("chat") => MessageType::Chat,
+        Some("groupchat") => MessageType::Groupchat,
+        Some("headline") => MessageType::Headline,
+        Some("error") => MessageType::Error,
+        Some(_) => return Err(bad_request("unknown message type")),
+    })
+}
+
+fn presence_type(value: Option<&str>) -> Result<PresenceType, ParseError> {
+    Ok(match value {
+        None => PresenceType::Available,
+        Some("unavailable") => PresenceType::Unavailable,
+        Some("subscribe") => PresenceType::Subscribe,
+        Some("subscribed") => PresenceType::Subscribed,
+        Some("unsubscribe") => PresenceType::Unsubscribe,
+        Some("unsubscribed") => PresenceType::Unsubscribed,
+        Some("probe") => PresenceType::Probe,
+        Some("error") => PresenceType::Error,
+        Some(_) => return Err(bad_request("unknown presence type")),
+    })
+}
+
+fn iq_type(value: Option<&str>) -> Result<IqType, ParseError> {
+    Ok(match value {
+        Some("get") => IqType::Get,
+        Some("set") => IqType::Set,
+        Some("result") => IqType::Result,
+        Some("error") => IqType::Error,
+        _ => return Err(bad_request("iq needs a type of get, set, result or error")),
+    })
+}
+
+/// RFC 6120 §8.2.3: an id is required; get and set carry exactly one child element.
+fn check_iq(kind: IqType, id: Option<&str>, element: &Element) -> Result<(), ParseError> {
+    if id.is_none_or(str::is_empty) {
+        return Err(bad_request("iq needs an id"));
+    }
+    let children = element.children().count();
+    match kind {
+        IqType::Get | IqType::Set if children != 1 => Err(bad_request("iq get/set needs exactly one child")),
+        IqType::Result if children > 1 => Err(bad_request("iq result has at most one child")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(xml: &str) -> Result<Stanza, (ParseError, Element)> {
+        Stanza::parse(xml.parse().expect("test XML"))
+    }
+
+    #[test]
+    fn message_keeps_unknown_attributes() {
+        let s = parse("<message xmlns='jabber:client' to='b@x' t='123' type='chat'><body>hi</body></message>")
+            .expect("valid");
+        assert_eq!(s.kind, Kind::Message(MessageType::Chat));
+        assert_eq!(s.element.attr("t"), Some("123"));
+    }
+
+    #[test]
+    fn faults_are_stanza_errors() {
+        let cases = [
+            ("<iq xmlns='jabber:client' type='get'><ping xmlns='urn:xmpp:ping'/></iq>", Condition::BadRequest),
+            ("<iq xmlns='jabber:client' id='1' type='get'/>", Condition::BadRequest),
+            ("<iq xmlns='jabber:client' id='1' type='fetch'><a xmlns='b'/></iq>", Condition::BadRequest),
+            ("<message xmlns='jabber:client' type='shout'/>", Condition::BadRequest),
+            ("<message xmlns='jabber:client' to='@@'/>", Condition::JidMalformed),
+        ];
+        for (xml, condition) in cases {
+            match parse(xml) {
+                Err((ParseError::Invalid(e), _)) => assert_eq!(e.condition, condition, "{xml}"),
+                other => panic!("{xml}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_elements_are_not_stanzas() {
+        for xml in ["<foo xmlns='jabber:client'/>", "<message xmlns='jabber:server'/>"] {
+            assert!(matches!(parse(xml), Err((ParseError::NotAStanza, _))), "{xml}");
+        }
+    }
+
+    #[test]
+    fn error_reply_swaps_addresses_and_keeps_payload() {
+        let s = parse("<iq xmlns='jabber:client' id='q' from='a@x/r' to='x' type='get'><q xmlns='u'/></iq>")
+            .expect("valid");
+        let reply = s.error_reply(&StanzaError::new(Condition::ServiceUnavailable)).expect("reply");
+        assert_eq!(reply.attr("to"), Some("a@x/r"));
+        assert_eq!(reply.attr("from"), Some("x"));
+        assert_eq!(reply.attr("type"), Some("error"));
+        assert!(reply.get_child("q", "u").is_some());
+        let error = reply.get_child("error", NS_CLIENT).expect("error child");
+        assert_eq!(error.attr("type"), Some("cancel"));
+        assert!(error.get_child("service-unavailable", crate::xml::NS_STANZA_ERRORS).is_some());
+    }
+}

@@ -1,0 +1,23 @@
+//! What every connection shares: configuration, storage, the router, the login throttle.
+
+use crate::config::Config;
+use crate::router::Router;
+use crate::storage::UserStore;
+use crate::stream::throttle::AuthThrottle;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+pub struct ServerState {
+    pub config: Config,
+    pub users: Arc<dyn UserStore>,
+    pub router: Router,
+    pub throttle: AuthThrottle,
+    pub started: Instant,
+}
+
+impl ServerState {
+    pub fn new(config: Config, users: Arc<dyn UserStore>) -> ServerState {
+        let throttle = AuthThrottle::new(&config.auth);
+        ServerState { config, users, router: Router::default(), throttle, started: Instant::now() }
+    }
+}

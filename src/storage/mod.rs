@@ -1,0 +1,38 @@
+//! Storage behind small per-concern traits, so another backend can replace sled
+//! without touching the router. Every backend must pass [`contract`].
+
+pub mod contract;
+pub mod sled;
+
+use crate::sasl::credentials::StoredCredentials;
+use xmpp_parsers::jid::BareJid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// Accounts and their SCRAM credentials (never the password).
+pub trait UserStore: Send + Sync {
+    /// Creates an account; `AlreadyExists` if it is taken.
+    fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError>;
+    /// Replaces the credentials of an existing account; `NotFound` otherwise.
+    fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError>;
+    /// Deletes an account; `NotFound` if there was none.
+    fn delete_user(&self, jid: &BareJid) -> Result<(), StorageError>;
+    fn credentials(&self, jid: &BareJid) -> Result<Option<StoredCredentials>, StorageError>;
+    fn user_exists(&self, jid: &BareJid) -> Result<bool, StorageError> {
+        Ok(self.credentials(jid)?.is_some())
+    }
+    /// Every account, sorted.
+    fn list_users(&self) -> Result<Vec<BareJid>, StorageError>;
+    /// Makes every completed write durable.
+    fn flush(&self) -> Result<(), StorageError>;
+}

@@ -1,0 +1,45 @@
+//! The default backend: one sled database in the data directory, one tree per concern.
+
+mod users;
+
+use super::StorageError;
+use std::path::Path;
+
+/// An open sled database. Only one process may hold it: while the server runs,
+/// the command-line tools reach it through the admin socket instead.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    users: sled::Tree,
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<SledStore, StorageError> {
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(64 << 20)
+            .open()
+            .map_err(|e| StorageError::Backend(format!("opening {}: {e}", dir.display())))?;
+        SledStore::from_db(db)
+    }
+
+    /// A throwaway in-memory database, for tests.
+    pub fn temporary() -> Result<SledStore, StorageError> {
+        let db = sled::Config::new().temporary(true).open().map_err(backend)?;
+        SledStore::from_db(db)
+    }
+
+    fn from_db(db: sled::Db) -> Result<SledStore, StorageError> {
+        let users = db.open_tree("users").map_err(backend)?;
+        Ok(SledStore { db, users })
+    }
+}
+
+pub(crate) fn backend(e: sled::Error) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+/// True when opening failed because another process holds the database.
+pub fn is_locked(err: &StorageError) -> bool {
+    matches!(err, StorageError::Backend(msg) if msg.contains("lock"))
+}

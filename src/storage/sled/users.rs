@@ -1,0 +1,64 @@
+use super::{backend, SledStore};
+use crate::sasl::credentials::StoredCredentials;
+use crate::storage::{StorageError, UserStore};
+use xmpp_parsers::jid::BareJid;
+
+fn encode(creds: &StoredCredentials) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(creds).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+fn decode(bytes: &[u8]) -> Result<StoredCredentials, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+impl UserStore for SledStore {
+    fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError> {
+        let swapped = self
+            .users
+            .compare_and_swap(jid.as_str(), None::<&[u8]>, Some(encode(creds)?))
+            .map_err(backend)?;
+        swapped.map_err(|_| StorageError::AlreadyExists(jid.to_string()))
+    }
+
+    fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError> {
+        let value = encode(creds)?;
+        let updated = self
+            .users
+            .fetch_and_update(jid.as_str(), |old| old.map(|_| value.clone()))
+            .map_err(backend)?;
+        updated.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
+    }
+
+    fn delete_user(&self, jid: &BareJid) -> Result<(), StorageError> {
+        let old = self.users.remove(jid.as_str()).map_err(backend)?;
+        old.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
+    }
+
+    fn credentials(&self, jid: &BareJid) -> Result<Option<StoredCredentials>, StorageError> {
+        let value = self.users.get(jid.as_str()).map_err(backend)?;
+        value.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    fn list_users(&self) -> Result<Vec<BareJid>, StorageError> {
+        let mut users = Vec::new();
+        for entry in self.users.iter() {
+            let (key, _) = entry.map_err(backend)?;
+            let text = std::str::from_utf8(&key).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            users.push(BareJid::new(text).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+        }
+        Ok(users)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sled_passes_the_user_store_contract() {
+        let store = super::SledStore::temporary().expect("temporary sled");
+        crate::storage::contract::user_store(&store);
+    }
+}

@@ -1,0 +1,224 @@
+//! The task of one connection. After negotiation it becomes three tasks joined by
+//! bounded channels: a reader (framer → elements), this session loop (the sans-IO
+//! [`Session`] plus its mailbox and timers), and a writer (bytes → socket).
+
+use super::error::{StreamCondition, StreamEnd};
+use super::negotiate::{preauth_limits, Bound, Conn, Negotiation, Next, Reader};
+use super::transport::Transport;
+use super::wire::Wire;
+use crate::router::session::{Action, Session};
+use crate::router::{delivery, Control, Mailbox};
+use crate::state::ServerState;
+use crate::tls::TlsSetup;
+use crate::xml::framer::{Frame, Framer, FramerError};
+use crate::xml::writer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout_at, Instant};
+use tracing::Instrument;
+
+/// Frames read ahead of the session loop.
+const READ_AHEAD: usize = 16;
+/// Writes queued for the writer task.
+const WRITE_QUEUE: usize = 64;
+
+pub struct Listener {
+    pub state: Arc<ServerState>,
+    pub tls: Arc<TlsSetup>,
+    pub direct_tls: bool,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Listener {
+    /// Serves one accepted connection to its end.
+    pub async fn serve(&self, tcp: TcpStream, peer: SocketAddr) {
+        let span = tracing::info_span!("c2s", %peer, jid = tracing::field::Empty);
+        self.serve_inner(tcp, peer).instrument(span).await;
+    }
+
+    async fn serve_inner(&self, tcp: TcpStream, peer: SocketAddr) {
+        let _ = tcp.set_nodelay(true);
+        let mut shutdown = self.shutdown.clone();
+        let deadline = Instant::now() + Duration::from_secs(self.state.config.timeouts.negotiation_secs);
+        let transport = if self.direct_tls {
+            match self.accept_tls(tcp, true, deadline).await {
+                Some(tls) => tls,
+                None => return,
+            }
+        } else {
+            Transport::Plain(tcp)
+        };
+        let Some((conn, bound)) = self.negotiate(transport, peer, deadline, &mut shutdown).await else { return };
+        tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
+        tracing::info!("session started");
+        run_session(self.state.clone(), conn, *bound, shutdown).await;
+    }
+
+    async fn accept_tls(&self, tcp: TcpStream, direct: bool, deadline: Instant) -> Option<Transport> {
+        let config = if direct { self.tls.direct.clone() } else { self.tls.starttls.clone() };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        match timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Some(Transport::Tls(Box::new(tls))),
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    /// Negotiates on each transport in turn (plain, then TLS after STARTTLS).
+    async fn negotiate(
+        &self,
+        mut transport: Transport,
+        peer: SocketAddr,
+        deadline: Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(Conn, Box<Bound>)> {
+        let state = &self.state;
+        let mut negotiation = Negotiation::new(state, peer);
+        loop {
+            negotiation.secure = transport.is_secure();
+            negotiation.cb = transport.channel_bindings(&self.tls.end_point);
+            let (read, write) = tokio::io::split(transport);
+            let mut conn = Conn {
+                reader: Framer::new(read, preauth_limits(state)),
+                wire: Wire::new(write, state.config.default_host().to_owned()),
+            };
+            let outcome = tokio::select! {
+                outcome = timeout_at(deadline, negotiation.run(&mut conn)) => outcome
+                    .unwrap_or_else(|_| Err(StreamEnd::error(StreamCondition::ConnectionTimeout, "negotiation took too long"))),
+                _ = shutdown.changed() => Err(StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down")),
+            };
+            match outcome {
+                Ok(Next::Bound(bound)) => return Some((conn, bound)),
+                Ok(Next::StartTls) => {
+                    let Transport::Plain(tcp) = conn.reader.into_inner().unsplit(conn.wire.out) else { return None };
+                    transport = self.accept_tls(tcp, false, deadline).await?;
+                }
+                Err(end) => {
+                    log_end(&end);
+                    conn.wire.close(&end).await;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn log_end(end: &StreamEnd) {
+    match end {
+        StreamEnd::Error(condition, text) => tracing::info!(condition = condition.name(), %text, "stream error"),
+        StreamEnd::PeerClosed => tracing::info!("stream closed by the client"),
+        StreamEnd::Io(e) => tracing::info!(error = %e, "connection lost"),
+    }
+}
+
+/// The bound session: runs until the stream ends, then cleans up.
+async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shutdown: watch::Receiver<bool>) {
+    let Bound { jid, handle, mut mailbox } = bound;
+    let mut session = Session::new(&state, jid, handle.id, Instant::now());
+    drop(handle);
+    let mut reader = conn.reader;
+    reader.set_limits(super::negotiate::session_limits(&state));
+    let (frames_tx, mut frames) = mpsc::channel(READ_AHEAD);
+    let reader_task = tokio::spawn(read_frames(reader, frames_tx).in_current_span());
+    let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_rx).in_current_span());
+    let write_timeout = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+
+    let end = loop {
+        let actions = tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(Ok(Frame::Stanza(element))) => session.handle(&state, element, Instant::now()),
+                Some(Ok(Frame::Close)) | None => break StreamEnd::PeerClosed,
+                Some(Ok(Frame::Header(_))) => break StreamEnd::error(StreamCondition::NotWellFormed, "unexpected stream header"),
+                Some(Err(e)) => break StreamEnd::from(e),
+            },
+            Some(element) = mailbox.stanzas.recv() => session.deliver(&element),
+            Some(Control::Replaced) = mailbox.control.recv() => {
+                break StreamEnd::error(StreamCondition::Conflict, "replaced by a new session with the same resource")
+            }
+            _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
+            _ = shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
+        };
+        if let Some(end) = perform(actions, &out, write_timeout).await {
+            break end;
+        }
+    };
+    log_end(&end);
+    session.on_end(&state);
+    let last = match &end {
+        StreamEnd::Error(condition, text) => Some(writer::stream_error(condition.name(), Some(text))),
+        StreamEnd::PeerClosed => Some(writer::STREAM_CLOSE.to_owned()),
+        StreamEnd::Io(_) => None,
+    };
+    if let Some(last) = last {
+        let _ = tokio::time::timeout(write_timeout, out.send(last.into_bytes())).await;
+    }
+    drop(out);
+    let _ = tokio::time::timeout(write_timeout, writer_task).await;
+    reader_task.abort();
+    reroute_undelivered(&state, &mut mailbox);
+}
+
+/// Carries out the session's actions; returns how the stream ends, if it does.
+async fn perform(actions: Vec<Action>, out: &mpsc::Sender<Vec<u8>>, limit: Duration) -> Option<StreamEnd> {
+    for action in actions {
+        match action {
+            Action::Write(bytes) => match tokio::time::timeout(limit, out.send(bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Some(StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into())),
+                Err(_) => {
+                    return Some(StreamEnd::error(StreamCondition::ConnectionTimeout, "the client stopped reading"))
+                }
+            },
+            Action::End(end) => return Some(end),
+        }
+    }
+    None
+}
+
+/// Stanzas that reached our mailbox after the stream ended are routed again:
+/// to another resource if one fits, else their sender learns they were not delivered.
+fn reroute_undelivered(state: &ServerState, mailbox: &mut Mailbox) {
+    mailbox.stanzas.close();
+    while let Ok(element) = mailbox.stanzas.try_recv() {
+        delivery::reroute(state, element);
+    }
+}
+
+async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Result<Frame, FramerError>>) {
+    loop {
+        let frame = reader.next().await;
+        let last = !matches!(frame, Ok(Frame::Stanza(_)));
+        if frames.send(frame).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Writes queued bytes, flushing once per batch.
+async fn write_bytes(mut out: WriteHalf<Transport>, mut queue: mpsc::Receiver<Vec<u8>>) {
+    while let Some(bytes) = queue.recv().await {
+        if out.write_all(&bytes).await.is_err() {
+            return;
+        }
+        while let Ok(more) = queue.try_recv() {
+            if out.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if out.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}

@@ -1,0 +1,10 @@
+//! One client connection: negotiation (TLS, SASL, bind) and then the session loop.
+
+pub mod connection;
+pub mod error;
+pub mod features;
+pub mod header;
+pub mod negotiate;
+pub mod throttle;
+pub mod transport;
+pub mod wire;

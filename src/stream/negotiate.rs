@@ -1,0 +1,367 @@
+//! One connection from accept to a bound resource (RFC 6120 §4–§7): stream headers,
+//! STARTTLS, SASL and resource binding, with the stream restarts in between.
+
+use super::error::{StreamCondition, StreamEnd};
+use super::transport::Transport;
+use super::wire::Wire;
+use super::{features, header};
+use crate::error::{Condition, StanzaError};
+use crate::router::{Mailbox, SessionHandle};
+use crate::sasl::{self, ChannelBindings, CredentialLookup, Exchange, Mechanism, SaslError, Step};
+use crate::stanza::{error_reply, IqType, Kind, ParseError, Stanza};
+use crate::state::ServerState;
+use crate::storage::UserStore;
+use crate::xml::framer::{Frame, Framer, Limits};
+use crate::xml::{el, writer, Element, ElementExt, NS_BIND, NS_CLIENT, NS_SASL, NS_TLS};
+use base64::Engine;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use tokio::io::ReadHalf;
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+pub type Reader = Framer<ReadHalf<Transport>>;
+
+/// A connection's two halves during negotiation.
+pub struct Conn {
+    pub reader: Reader,
+    pub wire: Wire,
+}
+
+/// Where negotiation on one transport ended.
+pub enum Next {
+    /// The client sent `<starttls/>` and we said `<proceed/>`.
+    StartTls,
+    /// A resource is bound: the session starts.
+    Bound(Box<Bound>),
+}
+
+pub struct Bound {
+    pub jid: FullJid,
+    pub handle: SessionHandle,
+    pub mailbox: Mailbox,
+}
+
+/// What negotiation knows about the connection so far.
+pub struct Negotiation<'a> {
+    pub state: &'a ServerState,
+    pub peer: SocketAddr,
+    pub secure: bool,
+    pub cb: ChannelBindings,
+    pub domain: Option<String>,
+    pub user: Option<BareJid>,
+    exchange: Option<Exchange>,
+    failures: u32,
+    /// The username the current exchange asked about, for the login throttle.
+    attempted: RefCell<Option<String>>,
+}
+
+pub fn preauth_limits(state: &ServerState) -> Limits {
+    let l = &state.config.limits;
+    Limits { max_stanza_bytes: l.preauth_stanza_bytes, max_depth: l.max_depth, max_attributes: l.max_attributes }
+}
+
+pub fn session_limits(state: &ServerState) -> Limits {
+    let l = &state.config.limits;
+    Limits { max_stanza_bytes: l.max_stanza_bytes, max_depth: l.max_depth, max_attributes: l.max_attributes }
+}
+
+fn stream_error(condition: StreamCondition, text: &str) -> StreamEnd {
+    StreamEnd::error(condition, text)
+}
+
+impl<'a> Negotiation<'a> {
+    pub fn new(state: &'a ServerState, peer: SocketAddr) -> Negotiation<'a> {
+        Negotiation {
+            state,
+            peer,
+            secure: false,
+            cb: ChannelBindings::default(),
+            domain: None,
+            user: None,
+            exchange: None,
+            failures: 0,
+            attempted: RefCell::new(None),
+        }
+    }
+
+    /// Runs streams on the current transport until STARTTLS or a bound resource.
+    pub async fn run(&mut self, conn: &mut Conn) -> Result<Next, StreamEnd> {
+        loop {
+            self.open_stream(conn).await?;
+            if let Some(next) = self.negotiate_stream(conn).await? {
+                return Ok(next);
+            }
+            // SASL succeeded: the client opens a new stream on the same transport.
+            conn.reader.reset();
+            conn.reader.set_limits(session_limits(self.state));
+            conn.wire.header_sent = false;
+        }
+    }
+
+    /// Reads the client's header, answers with ours and the features of this stage.
+    async fn open_stream(&mut self, conn: &mut Conn) -> Result<(), StreamEnd> {
+        let header = match conn.reader.next().await? {
+            Frame::Header(header) => header,
+            _ => return Err(stream_error(StreamCondition::NotWellFormed, "expected a stream header")),
+        };
+        let domain = header::validate(&header, &self.state.config)?;
+        if self.domain.as_ref().is_some_and(|d| *d != domain) {
+            return Err(stream_error(StreamCondition::HostUnknown, "the domain changed on restart"));
+        }
+        conn.wire.domain = domain.clone();
+        self.domain = Some(domain);
+        let client_from = header.from.as_deref().filter(|f| xmpp_parsers::jid::Jid::new(f).is_ok());
+        conn.wire.open(client_from).await?;
+        let config = &self.state.config;
+        let features = match (&self.user, self.secure) {
+            (Some(_), _) => features::after_auth(config),
+            (None, false) => features::before_tls(config),
+            (None, true) => features::before_auth(config, &self.cb, true),
+        };
+        conn.wire.send(features.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Handles elements until the stream restarts (Ok(None)) or negotiation ends here.
+    async fn negotiate_stream(&mut self, conn: &mut Conn) -> Result<Option<Next>, StreamEnd> {
+        loop {
+            let element = match conn.reader.next().await? {
+                Frame::Stanza(element) => element,
+                Frame::Close => return Err(StreamEnd::PeerClosed),
+                Frame::Header(_) => return Err(stream_error(StreamCondition::NotWellFormed, "unexpected stream header")),
+            };
+            let ns = element.ns();
+            if ns == NS_TLS {
+                return self.on_starttls(conn, &element).await.map(Some);
+            }
+            if !self.secure && !self.state.config.auth.allow_plaintext {
+                return Err(stream_error(StreamCondition::PolicyViolation, "STARTTLS is required"));
+            }
+            if ns == NS_SASL {
+                if self.on_sasl(conn, &element).await? {
+                    return Ok(None);
+                }
+                continue;
+            }
+            if let Some(bound) = self.on_stanza(conn, element).await? {
+                return Ok(Some(Next::Bound(Box::new(bound))));
+            }
+        }
+    }
+
+    async fn on_starttls(&mut self, conn: &mut Conn, element: &Element) -> Result<Next, StreamEnd> {
+        if element.name() != "starttls" || self.secure || self.user.is_some() {
+            return Err(stream_error(StreamCondition::PolicyViolation, "STARTTLS is not available now"));
+        }
+        // Plaintext pipelined behind <starttls/> would be read as if it came over TLS
+        // (CVE-2011-0411): refuse the upgrade and close (RFC 6120 §5.4.2.2).
+        if conn.reader.has_buffered_bytes() {
+            tracing::warn!("data pipelined after <starttls/>: refusing TLS");
+            conn.wire.send(format!("<failure xmlns='{NS_TLS}'/>").as_bytes()).await?;
+            return Err(StreamEnd::PeerClosed);
+        }
+        conn.wire.send(format!("<proceed xmlns='{NS_TLS}'/>").as_bytes()).await?;
+        Ok(Next::StartTls)
+    }
+
+    /// Returns true when authentication succeeded (the stream restarts).
+    async fn on_sasl(&mut self, conn: &mut Conn, element: &Element) -> Result<bool, StreamEnd> {
+        if self.user.is_some() {
+            return Err(stream_error(StreamCondition::PolicyViolation, "already authenticated"));
+        }
+        let step = match element.name() {
+            "auth" => self.start_exchange(element),
+            "response" => match self.exchange.take() {
+                Some(mut exchange) => {
+                    let step = match sasl::decode_b64(&element.text()) {
+                        Ok(input) => exchange.step(input.as_deref(), &self.lookup()),
+                        Err(e) => Step::Failure(e),
+                    };
+                    self.exchange = Some(exchange);
+                    step
+                }
+                None => Step::Failure(SaslError::MalformedRequest),
+            },
+            "abort" => Step::Failure(SaslError::Aborted),
+            _ => Step::Failure(SaslError::MalformedRequest),
+        };
+        match step {
+            Step::Challenge(data) => {
+                let text = base64::engine::general_purpose::STANDARD.encode(data);
+                conn.wire.send(format!("<challenge xmlns='{NS_SASL}'>{text}</challenge>").as_bytes()).await?;
+                Ok(false)
+            }
+            Step::Success { username, authzid, additional_data } => {
+                self.exchange = None;
+                self.on_sasl_success(conn, &username, authzid.as_deref(), additional_data).await
+            }
+            Step::Failure(error) => {
+                self.on_sasl_failure(conn, error).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn start_exchange(&mut self, element: &Element) -> Step {
+        let Some(mechanism) = element.attr("mechanism").and_then(Mechanism::from_name) else {
+            return Step::Failure(SaslError::InvalidMechanism);
+        };
+        let allow_plain = self.state.config.auth.allow_plaintext;
+        let mut exchange = Exchange::start(mechanism, self.cb.clone(), self.secure, allow_plain);
+        let step = match sasl::decode_b64(&element.text()) {
+            Ok(input) => exchange.step(input.as_deref(), &self.lookup()),
+            Err(e) => Step::Failure(e),
+        };
+        self.exchange = Some(exchange);
+        step
+    }
+
+    fn lookup(&self) -> Lookup<'_> {
+        Lookup {
+            users: self.state.users.as_ref(),
+            domain: self.domain.as_deref().unwrap_or_default(),
+            iterations: self.state.config.auth.scram_iterations,
+            attempted: &self.attempted,
+        }
+    }
+
+    async fn on_sasl_success(
+        &mut self,
+        conn: &mut Conn,
+        username: &str,
+        authzid: Option<&str>,
+        additional: Option<Vec<u8>>,
+    ) -> Result<bool, StreamEnd> {
+        let Some(user) = self.lookup().jid(username) else {
+            self.on_sasl_failure(conn, SaslError::NotAuthorized).await?;
+            return Ok(false);
+        };
+        // RFC 6120 §6.4.6: we only let a user act as themselves.
+        if authzid.is_some_and(|a| !a.is_empty() && BareJid::new(a).ok().as_ref() != Some(&user)) {
+            self.on_sasl_failure(conn, SaslError::InvalidAuthzid).await?;
+            return Ok(false);
+        }
+        let success = match additional {
+            Some(data) => {
+                let text = base64::engine::general_purpose::STANDARD.encode(data);
+                format!("<success xmlns='{NS_SASL}'>{text}</success>")
+            }
+            None => format!("<success xmlns='{NS_SASL}'/>"),
+        };
+        self.state.throttle.succeeded(&format!("user:{user}"));
+        tracing::info!(user = %user, "authenticated");
+        self.user = Some(user);
+        conn.wire.send(success.as_bytes()).await?;
+        Ok(true)
+    }
+
+    /// Sends `<failure/>`, slowed down for wrong credentials; too many ends the stream.
+    async fn on_sasl_failure(&mut self, conn: &mut Conn, error: SaslError) -> Result<(), StreamEnd> {
+        self.exchange = None;
+        if error != SaslError::Aborted {
+            self.failures += 1;
+        }
+        if error == SaslError::NotAuthorized {
+            let mut keys = vec![format!("ip:{}", self.peer.ip())];
+            if let Some(user) = self.attempted_user() {
+                keys.push(format!("user:{user}"));
+            }
+            let delay = self.state.throttle.failed(&keys, tokio::time::Instant::now());
+            tracing::info!(peer = %self.peer, delay_ms = delay.as_millis() as u64, "authentication failed");
+            tokio::time::sleep(delay).await;
+        }
+        let failure = format!("<failure xmlns='{NS_SASL}'><{}/></failure>", error.condition());
+        conn.wire.send(failure.as_bytes()).await?;
+        if self.failures >= self.state.config.auth.max_failed_attempts {
+            return Err(stream_error(StreamCondition::PolicyViolation, "too many failed authentication attempts"));
+        }
+        Ok(())
+    }
+
+    fn attempted_user(&self) -> Option<BareJid> {
+        let name = self.attempted.borrow_mut().take()?;
+        self.lookup().jid(&name)
+    }
+
+    /// Stanzas before a resource is bound: only the bind request is allowed (RFC 6120 §7.1).
+    async fn on_stanza(&mut self, conn: &mut Conn, element: Element) -> Result<Option<Bound>, StreamEnd> {
+        let Some(user) = self.user.clone() else {
+            return Err(stream_error(StreamCondition::NotAuthorized, "authenticate first"));
+        };
+        let stanza = match Stanza::parse(element) {
+            Ok(stanza) => stanza,
+            Err((ParseError::NotAStanza, _)) => {
+                return Err(stream_error(StreamCondition::UnsupportedStanzaType, "not a stanza"))
+            }
+            Err((ParseError::Invalid(error), element)) => {
+                conn.wire.send(&writer::to_bytes(&error_reply(&element, &error))).await?;
+                return Ok(None);
+            }
+        };
+        let bind = stanza.element.get_child("bind", NS_BIND);
+        let (Kind::Iq(IqType::Set), Some(bind)) = (stanza.kind, bind) else {
+            return Err(stream_error(StreamCondition::NotAuthorized, "bind a resource first"));
+        };
+        let requested = bind.get_child("resource", NS_BIND).map(|r| r.text()).filter(|r| !r.is_empty());
+        let resource = requested.unwrap_or_else(generated_resource);
+        let jid = match user.with_resource_str(&resource) {
+            Ok(jid) => jid,
+            Err(e) => {
+                let error = StanzaError::with_text(Condition::BadRequest, &format!("invalid resource: {e}"));
+                conn.wire.send(&writer::to_bytes(&error_reply(&stanza.element, &error))).await?;
+                return Ok(None);
+            }
+        };
+        let bound = self.bind(jid);
+        let result = el("iq", NS_CLIENT)
+            .with("type", "result")
+            .with("id", stanza.id.unwrap_or_default())
+            .with_child(el("bind", NS_BIND).with_child(el("jid", NS_BIND).with_text(bound.jid.as_str())));
+        conn.wire.send(&writer::to_bytes(&result)).await?;
+        Ok(Some(bound))
+    }
+
+    /// Registers the resource; an older session with the same full JID is told to go
+    /// (RFC 6120 §7.7.2.2, "override the existing session").
+    fn bind(&self, jid: FullJid) -> Bound {
+        let router = &self.state.router;
+        let (handle, mailbox) = router.channels(self.state.config.limits.session_queue);
+        if let Some(old) = router.bind(jid.clone(), handle.clone()) {
+            tracing::info!(jid = %jid, "resource conflict: replacing the older session");
+            old.control(crate::router::Control::Replaced);
+        }
+        Bound { jid, handle, mailbox }
+    }
+}
+
+fn generated_resource() -> String {
+    format!("stanzad-{}", &super::wire::new_stream_id()[..12])
+}
+
+/// SASL usernames are localparts of the stream's domain.
+struct Lookup<'a> {
+    users: &'a dyn UserStore,
+    domain: &'a str,
+    iterations: u32,
+    attempted: &'a RefCell<Option<String>>,
+}
+
+impl Lookup<'_> {
+    fn jid(&self, username: &str) -> Option<BareJid> {
+        let jid = BareJid::new(&format!("{username}@{}", self.domain)).ok()?;
+        (jid.node().is_some() && jid.domain().as_str() == self.domain).then_some(jid)
+    }
+}
+
+impl CredentialLookup for Lookup<'_> {
+    fn lookup(&self, username: &str) -> Result<Option<sasl::credentials::StoredCredentials>, ()> {
+        *self.attempted.borrow_mut() = Some(username.to_owned());
+        let Some(jid) = self.jid(username) else { return Ok(None) };
+        self.users.credentials(&jid).map_err(|e| tracing::error!(error = %e, "credential lookup failed"))
+    }
+
+    /// Unknown users get the iteration count real accounts have, so they look alike.
+    fn fake_iterations(&self) -> u32 {
+        self.iterations
+    }
+}

@@ -1,0 +1,62 @@
+//! Everything that touches raw XML: the strict framer (bytes → elements), the writer
+//! (elements → bytes) and small helpers for building and editing elements.
+//! Nothing outside this module parses or prints XML text.
+
+pub mod budget;
+pub mod framer;
+pub mod writer;
+
+pub use xmpp_parsers::minidom::Element;
+use xmpp_parsers::minidom::rxml::{Namespace, NcName};
+
+pub const NS_CLIENT: &str = "jabber:client";
+pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
+pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+pub const NS_LIMITS: &str = "urn:xmpp:stream-limits:0";
+
+/// Attribute access by plain (un-namespaced) name.
+pub trait ElementExt {
+    fn set(&mut self, name: &str, value: impl Into<String>);
+    fn unset(&mut self, name: &str);
+    fn with(self, name: &str, value: impl Into<String>) -> Self;
+    fn with_child(self, child: Element) -> Self;
+    fn with_text(self, text: impl Into<String>) -> Self;
+}
+
+impl ElementExt for Element {
+    fn set(&mut self, name: &str, value: impl Into<String>) {
+        if let Ok(name) = NcName::try_from(name) {
+            self.attrs_mut().insert(Namespace::NONE, name, value.into());
+        }
+    }
+
+    fn unset(&mut self, name: &str) {
+        self.attrs_mut().remove(&Namespace::NONE, name);
+    }
+
+    fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.set(name, value);
+        self
+    }
+
+    fn with_child(mut self, child: Element) -> Self {
+        self.append_child(child);
+        self
+    }
+
+    fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.append_text_node(text.into());
+        self
+    }
+}
+
+/// A new empty element.
+pub fn el(name: &str, ns: &str) -> Element {
+    Element::builder(name, ns).build()
+}
