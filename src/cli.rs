@@ -86,9 +86,11 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::CheckConfig { path } => Config::load(&path).map(|c| {
-            println!("{}: valid; hosts: {}", path.display(), c.hosts.join(", "));
-        }).map_err(|e| e.to_string()),
+        Command::CheckConfig { path } => Config::load(&path)
+            .map(|c| {
+                println!("{}: valid; hosts: {}", path.display(), c.hosts.join(", "));
+            })
+            .map_err(|e| e.to_string()),
         Command::Adduser(args) => read_password(args.password_stdin).and_then(|password| {
             let jid = args.account.jid.clone();
             administer(&args.account.store, Request::Adduser { jid, password })
@@ -213,7 +215,10 @@ fn administer(args: &StoreOnly, request: Request) -> Result<(), String> {
             crate::server::create_private_dir(&config.data_dir).map_err(|e| e.to_string())?;
             let store = SledStore::open(&config.data_dir).map_err(|e| {
                 if is_locked(&e) {
-                    format!("the store is in use by another process and its admin socket {} does not answer", socket.display())
+                    format!(
+                        "the store is in use by another process and its admin socket {} does not answer",
+                        socket.display()
+                    )
                 } else {
                     e.to_string()
                 }

@@ -157,20 +157,15 @@ impl Default for Limits {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            negotiation_secs: 60,
-            ping_interval_secs: 300,
-            ping_timeout_secs: 60,
-            shutdown_grace_secs: 5,
-        }
+        Timeouts { negotiation_secs: 60, ping_interval_secs: 300, ping_timeout_secs: 60, shutdown_grace_secs: 5 }
     }
 }
 
 impl Config {
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let config = Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
             other => other,
@@ -180,8 +175,8 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), source: Box::new(e) })?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), source: Box::new(e) })?;
         config.normalize_hosts()?;
         config.validate()?;
         Ok(config)

@@ -72,10 +72,16 @@ impl Server {
         Ok(server)
     }
 
-    async fn listen(&mut self, addr: SocketAddr, tls: Arc<TlsSetup>, direct_tls: bool) -> Result<SocketAddr, ServerError> {
+    async fn listen(
+        &mut self,
+        addr: SocketAddr,
+        tls: Arc<TlsSetup>,
+        direct_tls: bool,
+    ) -> Result<SocketAddr, ServerError> {
         let socket = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         let local = socket.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-        let listener = Arc::new(Listener { state: self.state.clone(), tls, direct_tls, shutdown: self.shutdown.subscribe() });
+        let listener =
+            Arc::new(Listener { state: self.state.clone(), tls, direct_tls, shutdown: self.shutdown.subscribe() });
         let kind = if direct_tls { "direct TLS (XEP-0368)" } else { "STARTTLS" };
         tracing::info!(addr = %local, "listening for clients with {kind}");
         let active = self.active.clone();

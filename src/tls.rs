@@ -65,8 +65,8 @@ pub fn ensure_dev_certificate(dir: &Path, hosts: &[String]) -> Result<(PathBuf, 
         return Ok((cert_path, key_path));
     }
     std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
-    let certified = rcgen::generate_simple_self_signed(hosts.to_vec())
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let certified =
+        rcgen::generate_simple_self_signed(hosts.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&cert_path, certified.cert.pem()).map_err(|e| file_error(&cert_path, e))?;
     tracing::info!(cert = %cert_path.display(), hosts = ?hosts, "generated a self-signed development certificate");

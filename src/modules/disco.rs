@@ -23,9 +23,8 @@ pub fn info(request: &Request) -> Element {
         Target::Server(_) => ("server", "im", SERVER_FEATURES),
         Target::Account(_) => ("account", "registered", ACCOUNT_FEATURES),
     };
-    let mut query = el("query", NS_INFO).with_child(
-        el("identity", NS_INFO).with("category", category).with("type", kind).with("name", "stanzad"),
-    );
+    let mut query = el("query", NS_INFO)
+        .with_child(el("identity", NS_INFO).with("category", category).with("type", kind).with("name", "stanzad"));
     for feature in features {
         query.append_child(el("feature", NS_INFO).with("var", *feature));
     }

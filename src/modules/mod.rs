@@ -65,10 +65,18 @@ pub fn handle_iq(state: &ServerState, sender: &FullJid, target: &Target, stanza:
     if let Target::Account(bare) = target {
         match state.users.user_exists(bare) {
             Ok(true) => {}
-            Ok(false) => return Some(crate::stanza::error_reply(&stanza.element, &StanzaError::new(Condition::ServiceUnavailable))),
+            Ok(false) => {
+                return Some(crate::stanza::error_reply(
+                    &stanza.element,
+                    &StanzaError::new(Condition::ServiceUnavailable),
+                ))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "user lookup failed");
-                return Some(crate::stanza::error_reply(&stanza.element, &StanzaError::new(Condition::InternalServerError)));
+                return Some(crate::stanza::error_reply(
+                    &stanza.element,
+                    &StanzaError::new(Condition::InternalServerError),
+                ));
             }
         }
     }

@@ -139,7 +139,9 @@ fn deliver_any(targets: &[&Resource], stanza: &Stanza) -> Outcome {
 /// resources if the rules allow; otherwise the sender gets `recipient-unavailable`
 /// (RFC 6120 §8.3.3.14), so nothing vanishes without a word.
 pub fn reroute(state: &ServerState, element: crate::xml::Element) {
-    let Ok(stanza) = Stanza::parse(element) else { return };
+    let Ok(stanza) = Stanza::parse(element) else {
+        return;
+    };
     let Some(to) = stanza.to.clone() else { return };
     let outcome = match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, &stanza, &to.to_bare()),
@@ -147,7 +149,9 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
         _ => err(Condition::RecipientUnavailable),
     };
     let Err(error) = outcome else { return };
-    let (Some(reply), Some(sender)) = (stanza.error_reply(&error), stanza.from.as_ref()) else { return };
+    let (Some(reply), Some(sender)) = (stanza.error_reply(&error), stanza.from.as_ref()) else {
+        return;
+    };
     let bounce = Stanza::parse(reply);
     if let Ok(bounce) = bounce {
         let _ = route(state, &bounce, sender);

@@ -60,7 +60,7 @@ impl Session {
     pub fn handle(&mut self, state: &ServerState, element: Element, now: Instant) -> Vec<Action> {
         self.last_inbound = now;
         self.ping = None; // any traffic proves the client alive
-        let mut stanza = match Stanza::parse(element) {
+        let mut stanza = match Stanza::parse(element).map_err(|b| *b) {
             Ok(stanza) => stanza,
             Err((ParseError::NotAStanza, el)) => {
                 let text = format!("<{}/> in {} is not a stanza", el.name(), el.ns());
@@ -70,7 +70,11 @@ impl Session {
         };
         // RFC 6120 §8.1.2.1: the server stamps `from`; anything but our own JID is refused.
         if let Some(from) = &stanza.from {
-            if *from != Jid::from(self.jid.clone()) && *from != Jid::from(self.bare.clone()) {
+            let own = match from.try_as_full() {
+                Ok(full) => *full == self.jid,
+                Err(bare) => *bare == self.bare,
+            };
+            if !own {
                 let text = format!("{from} is not {}", self.jid);
                 return vec![Action::End(StreamEnd::error(StreamCondition::InvalidFrom, text))];
             }
@@ -192,7 +196,9 @@ impl Session {
     }
 
     fn on_presence(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
-        let Kind::Presence(kind) = stanza.kind else { return Vec::new() };
+        let Kind::Presence(kind) = stanza.kind else {
+            return Vec::new();
+        };
         if let Some(to) = &stanza.to {
             return self.route(state, stanza, to);
         }
@@ -236,9 +242,11 @@ impl Session {
 fn priority(presence: &Element) -> Result<i8, StanzaError> {
     match presence.get_child("priority", NS_CLIENT) {
         None => Ok(0),
-        Some(p) => p.text().trim().parse::<i8>().map_err(|_| {
-            StanzaError::with_text(Condition::BadRequest, "priority must be an integer from -128 to 127")
-        }),
+        Some(p) => {
+            p.text().trim().parse::<i8>().map_err(|_| {
+                StanzaError::with_text(Condition::BadRequest, "priority must be an integer from -128 to 127")
+            })
+        }
     }
 }
 

@@ -63,14 +63,12 @@ impl HashAlg {
     pub(crate) fn hmac(self, key: &[u8], data: &[u8]) -> Result<Vec<u8>, SaslError> {
         match self {
             HashAlg::Sha1 => {
-                let mut m = <Hmac<Sha1> as Mac>::new_from_slice(key)
-                    .map_err(|_| SaslError::TemporaryAuthFailure)?;
+                let mut m = <Hmac<Sha1> as Mac>::new_from_slice(key).map_err(|_| SaslError::TemporaryAuthFailure)?;
                 m.update(data);
                 Ok(m.finalize().into_bytes().to_vec())
             }
             HashAlg::Sha256 => {
-                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
-                    .map_err(|_| SaslError::TemporaryAuthFailure)?;
+                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| SaslError::TemporaryAuthFailure)?;
                 m.update(data);
                 Ok(m.finalize().into_bytes().to_vec())
             }
@@ -91,9 +89,7 @@ impl HashAlg {
 /// `n` bytes from the operating system's CSPRNG.
 pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, SaslError> {
     let mut v = vec![0u8; n];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut v)
-        .map_err(|_| SaslError::TemporaryAuthFailure)?;
+    rand::rngs::OsRng.try_fill_bytes(&mut v).map_err(|_| SaslError::TemporaryAuthFailure)?;
     Ok(v)
 }
 
@@ -109,9 +105,7 @@ pub(crate) fn process_secret() -> &'static [u8; 32] {
 
 /// SASLprep (RFC 4013) as a stored string, rejecting unassigned code points.
 pub(crate) fn saslprep(s: &str) -> Result<String, SaslError> {
-    stringprep::saslprep(s)
-        .map(|c| c.into_owned())
-        .map_err(|_| SaslError::MalformedRequest)
+    stringprep::saslprep(s).map(|c| c.into_owned()).map_err(|_| SaslError::MalformedRequest)
 }
 
 impl ScramKeys {
@@ -128,12 +122,7 @@ impl ScramKeys {
         let salted = alg.salted_password(prepped_password.as_bytes(), &salt, iterations);
         let client_key = alg.hmac(&salted, b"Client Key")?;
         let server_key = alg.hmac(&salted, b"Server Key")?;
-        Ok(ScramKeys {
-            salt,
-            iterations,
-            stored_key: alg.hash(&client_key),
-            server_key,
-        })
+        Ok(ScramKeys { salt, iterations, stored_key: alg.hash(&client_key), server_key })
     }
 
     /// Recomputes StoredKey from a SASLprepped password and compares in constant time.
@@ -250,14 +239,8 @@ mod tests {
         let c = StoredCredentials::derive("a\u{00A0}b", 16).expect("derive");
         assert!(c.verify_password("a b"));
         // Prohibited (control character).
-        assert_eq!(
-            StoredCredentials::derive("a\u{0007}b", 16),
-            Err(SaslError::MalformedRequest)
-        );
-        assert_eq!(
-            StoredCredentials::derive("pencil", 0),
-            Err(SaslError::MalformedRequest)
-        );
+        assert_eq!(StoredCredentials::derive("a\u{0007}b", 16), Err(SaslError::MalformedRequest));
+        assert_eq!(StoredCredentials::derive("pencil", 0), Err(SaslError::MalformedRequest));
     }
 
     #[test]

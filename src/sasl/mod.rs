@@ -95,10 +95,7 @@ pub struct ChannelBindings {
 impl ChannelBindings {
     /// The types with data available, `tls-exporter` first (for XEP-0440).
     pub fn offered(&self) -> Vec<CbType> {
-        [CbType::TlsExporter, CbType::TlsServerEndPoint]
-            .into_iter()
-            .filter(|t| self.data(*t).is_some())
-            .collect()
+        [CbType::TlsExporter, CbType::TlsServerEndPoint].into_iter().filter(|t| self.data(*t).is_some()).collect()
     }
 
     /// Whether any channel binding is available.
@@ -210,12 +207,7 @@ impl Exchange {
     /// when `cb` has no binding data fails with `InvalidMechanism`. Such failures
     /// are returned by the first [`step`](Self::step) (see also
     /// [`rejected`](Self::rejected)).
-    pub fn start(
-        mech: Mechanism,
-        cb: ChannelBindings,
-        secure: bool,
-        allow_plain_insecure: bool,
-    ) -> Self {
+    pub fn start(mech: Mechanism, cb: ChannelBindings, secure: bool, allow_plain_insecure: bool) -> Self {
         let state = match mech {
             Mechanism::Plain => {
                 if secure || allow_plain_insecure {
@@ -233,14 +225,7 @@ impl Exchange {
     /// Test hook: fixed server nonce suffix so RFC example exchanges can be replayed.
     #[cfg(test)]
     pub(crate) fn start_with_nonce(mech: Mechanism, cb: ChannelBindings, nonce: &str) -> Self {
-        Exchange {
-            mech,
-            state: State::Scram(Box::new(scram::ScramServer::new(
-                mech,
-                cb,
-                Some(nonce.to_owned()),
-            ))),
-        }
+        Exchange { mech, state: State::Scram(Box::new(scram::ScramServer::new(mech, cb, Some(nonce.to_owned())))) }
     }
 
     /// The mechanism of this exchange.
@@ -280,11 +265,7 @@ impl Exchange {
 
 /// Mechanisms to advertise, in order of preference: `-PLUS` only if
 /// `cb.any()`, PLAIN only if `secure || allow_plain_insecure`.
-pub fn advertised(
-    cb: &ChannelBindings,
-    secure: bool,
-    allow_plain_insecure: bool,
-) -> Vec<Mechanism> {
+pub fn advertised(cb: &ChannelBindings, secure: bool, allow_plain_insecure: bool) -> Vec<Mechanism> {
     Mechanism::ALL
         .into_iter()
         .filter(|m| match m {
@@ -303,10 +284,7 @@ pub fn decode_b64(text: &str) -> Result<Option<Vec<u8>>, SaslError> {
     match t {
         "" => Ok(None),
         "=" => Ok(Some(Vec::new())),
-        _ => STANDARD
-            .decode(t)
-            .map(Some)
-            .map_err(|_| SaslError::IncorrectEncoding),
+        _ => STANDARD.decode(t).map(Some).map_err(|_| SaslError::IncorrectEncoding),
     }
 }
 
@@ -369,19 +347,10 @@ mod tests {
         assert_eq!(SaslError::NotAuthorized.condition(), "not-authorized");
         assert_eq!(SaslError::InvalidMechanism.condition(), "invalid-mechanism");
         assert_eq!(SaslError::MalformedRequest.condition(), "malformed-request");
-        assert_eq!(
-            SaslError::IncorrectEncoding.condition(),
-            "incorrect-encoding"
-        );
+        assert_eq!(SaslError::IncorrectEncoding.condition(), "incorrect-encoding");
         assert_eq!(SaslError::Aborted.condition(), "aborted");
-        assert_eq!(
-            SaslError::TemporaryAuthFailure.condition(),
-            "temporary-auth-failure"
-        );
-        assert_eq!(
-            SaslError::EncryptionRequired.condition(),
-            "encryption-required"
-        );
+        assert_eq!(SaslError::TemporaryAuthFailure.condition(), "temporary-auth-failure");
+        assert_eq!(SaslError::EncryptionRequired.condition(), "encryption-required");
         assert_eq!(SaslError::InvalidAuthzid.condition(), "invalid-authzid");
     }
 
@@ -390,23 +359,11 @@ mod tests {
         let none = ChannelBindings::default();
         assert!(!none.any());
         assert!(none.offered().is_empty());
-        let empty = ChannelBindings {
-            tls_exporter: Some(Vec::new()),
-            tls_server_end_point: None,
-        };
+        let empty = ChannelBindings { tls_exporter: Some(Vec::new()), tls_server_end_point: None };
         assert!(!empty.any());
-        let both = ChannelBindings {
-            tls_exporter: Some(vec![1]),
-            tls_server_end_point: Some(vec![2]),
-        };
-        assert_eq!(
-            both.offered(),
-            vec![CbType::TlsExporter, CbType::TlsServerEndPoint]
-        );
-        let ep = ChannelBindings {
-            tls_exporter: None,
-            tls_server_end_point: Some(vec![2]),
-        };
+        let both = ChannelBindings { tls_exporter: Some(vec![1]), tls_server_end_point: Some(vec![2]) };
+        assert_eq!(both.offered(), vec![CbType::TlsExporter, CbType::TlsServerEndPoint]);
+        let ep = ChannelBindings { tls_exporter: None, tls_server_end_point: Some(vec![2]) };
         assert_eq!(ep.offered(), vec![CbType::TlsServerEndPoint]);
         assert!(ep.any());
     }
@@ -414,10 +371,7 @@ mod tests {
     #[test]
     fn advertised_lists() {
         let none = ChannelBindings::default();
-        let cb = ChannelBindings {
-            tls_exporter: Some(vec![1; 32]),
-            tls_server_end_point: None,
-        };
+        let cb = ChannelBindings { tls_exporter: Some(vec![1; 32]), tls_server_end_point: None };
         assert_eq!(
             advertised(&cb, true, false),
             vec![
@@ -430,23 +384,12 @@ mod tests {
         );
         assert_eq!(
             advertised(&none, true, false),
-            vec![
-                Mechanism::ScramSha256,
-                Mechanism::ScramSha1,
-                Mechanism::Plain
-            ]
+            vec![Mechanism::ScramSha256, Mechanism::ScramSha1, Mechanism::Plain]
         );
-        assert_eq!(
-            advertised(&none, false, false),
-            vec![Mechanism::ScramSha256, Mechanism::ScramSha1]
-        );
+        assert_eq!(advertised(&none, false, false), vec![Mechanism::ScramSha256, Mechanism::ScramSha1]);
         assert_eq!(
             advertised(&none, false, true),
-            vec![
-                Mechanism::ScramSha256,
-                Mechanism::ScramSha1,
-                Mechanism::Plain
-            ]
+            vec![Mechanism::ScramSha256, Mechanism::ScramSha1, Mechanism::Plain]
         );
     }
 
@@ -471,15 +414,9 @@ mod tests {
         for m in [Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus] {
             let mut ex = Exchange::start(m, ChannelBindings::default(), true, false);
             assert_eq!(ex.rejected(), Some(SaslError::InvalidMechanism));
-            assert_eq!(
-                ex.step(Some(b"p=tls-exporter,,n=user,r=abc"), &l),
-                Step::Failure(SaslError::InvalidMechanism)
-            );
+            assert_eq!(ex.step(Some(b"p=tls-exporter,,n=user,r=abc"), &l), Step::Failure(SaslError::InvalidMechanism));
             assert!(ex.is_finished());
-            assert_eq!(
-                ex.step(Some(b"x"), &l),
-                Step::Failure(SaslError::MalformedRequest)
-            );
+            assert_eq!(ex.step(Some(b"x"), &l), Step::Failure(SaslError::MalformedRequest));
         }
     }
 
@@ -487,18 +424,9 @@ mod tests {
     fn step_after_end_is_malformed() {
         let l = MemLookup::with("user", "pencil");
         let mut ex = Exchange::start(Mechanism::Plain, ChannelBindings::default(), true, false);
-        assert!(matches!(
-            ex.step(Some(b"\0user\0pencil"), &l),
-            Step::Success { .. }
-        ));
+        assert!(matches!(ex.step(Some(b"\0user\0pencil"), &l), Step::Success { .. }));
         assert!(ex.is_finished());
-        assert_eq!(
-            ex.step(Some(b"\0user\0pencil"), &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
-        assert_eq!(
-            ex.step(None, &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
+        assert_eq!(ex.step(Some(b"\0user\0pencil"), &l), Step::Failure(SaslError::MalformedRequest));
+        assert_eq!(ex.step(None, &l), Step::Failure(SaslError::MalformedRequest));
     }
 }

@@ -17,9 +17,7 @@ pub(crate) struct PlainServer {
 
 impl PlainServer {
     pub(crate) fn new() -> Self {
-        PlainServer {
-            state: PlainState::Initial,
-        }
+        PlainServer { state: PlainState::Initial }
     }
 
     pub(crate) fn step(&mut self, input: Option<&[u8]>, lookup: &dyn CredentialLookup) -> Step {
@@ -47,19 +45,14 @@ struct PlainMessage<'a> {
 fn parse(msg: &[u8]) -> Result<PlainMessage<'_>, SaslError> {
     let text = std::str::from_utf8(msg).map_err(|_| SaslError::MalformedRequest)?;
     let mut parts = text.split('\0');
-    let (Some(authzid), Some(authcid), Some(password), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(SaslError::MalformedRequest);
     };
     if authcid.is_empty() || password.is_empty() {
         return Err(SaslError::MalformedRequest);
     }
-    Ok(PlainMessage {
-        authzid: (!authzid.is_empty()).then_some(authzid),
-        authcid,
-        password,
-    })
+    Ok(PlainMessage { authzid: (!authzid.is_empty()).then_some(authzid), authcid, password })
 }
 
 fn authenticate(msg: &[u8], lookup: &dyn CredentialLookup) -> Result<Step, SaslError> {
@@ -69,10 +62,7 @@ fn authenticate(msg: &[u8], lookup: &dyn CredentialLookup) -> Result<Step, SaslE
     if username.is_empty() {
         return Err(SaslError::MalformedRequest);
     }
-    let ok = match lookup
-        .lookup(&username)
-        .map_err(|()| SaslError::TemporaryAuthFailure)?
-    {
+    let ok = match lookup.lookup(&username).map_err(|()| SaslError::TemporaryAuthFailure)? {
         Some(creds) => creds.verify_password(m.password),
         None => {
             dummy_verify(m.password, lookup.fake_iterations());
@@ -82,11 +72,7 @@ fn authenticate(msg: &[u8], lookup: &dyn CredentialLookup) -> Result<Step, SaslE
     if !ok {
         return Err(SaslError::NotAuthorized);
     }
-    Ok(Step::Success {
-        username,
-        authzid: m.authzid.map(str::to_owned),
-        additional_data: None,
-    })
+    Ok(Step::Success { username, authzid: m.authzid.map(str::to_owned), additional_data: None })
 }
 
 #[cfg(test)]
@@ -96,12 +82,7 @@ mod tests {
     use super::*;
 
     fn run(secure: bool, insecure_ok: bool, input: Option<&[u8]>, l: &MemLookup) -> Step {
-        let mut ex = Exchange::start(
-            Mechanism::Plain,
-            ChannelBindings::default(),
-            secure,
-            insecure_ok,
-        );
+        let mut ex = Exchange::start(Mechanism::Plain, ChannelBindings::default(), secure, insecure_ok);
         ex.step(input, l)
     }
 
@@ -110,19 +91,11 @@ mod tests {
         let l = MemLookup::with("user", "pencil");
         assert_eq!(
             run(true, false, Some(b"\0user\0pencil"), &l),
-            Step::Success {
-                username: "user".into(),
-                authzid: None,
-                additional_data: None
-            }
+            Step::Success { username: "user".into(), authzid: None, additional_data: None }
         );
         assert_eq!(
             run(true, false, Some(b"user@example.com\0user\0pencil"), &l),
-            Step::Success {
-                username: "user".into(),
-                authzid: Some("user@example.com".into()),
-                additional_data: None
-            }
+            Step::Success { username: "user".into(), authzid: Some("user@example.com".into()), additional_data: None }
         );
     }
 
@@ -140,31 +113,16 @@ mod tests {
             Step::Success { ref username, .. } if username == "user"
         ));
         // Prohibited character in the password.
-        assert_eq!(
-            run(true, false, Some(b"\0user\0pen\x07cil"), &l),
-            Step::Failure(SaslError::NotAuthorized)
-        );
+        assert_eq!(run(true, false, Some(b"\0user\0pen\x07cil"), &l), Step::Failure(SaslError::NotAuthorized));
     }
 
     #[test]
     fn bad_password_and_unknown_user() {
         let l = MemLookup::with("user", "pencil");
-        assert_eq!(
-            run(true, false, Some(b"\0user\0pencil2"), &l),
-            Step::Failure(SaslError::NotAuthorized)
-        );
-        assert_eq!(
-            run(true, false, Some(b"\0nobody\0pencil"), &l),
-            Step::Failure(SaslError::NotAuthorized)
-        );
-        let broken = MemLookup {
-            fail: true,
-            ..MemLookup::default()
-        };
-        assert_eq!(
-            run(true, false, Some(b"\0user\0pencil"), &broken),
-            Step::Failure(SaslError::TemporaryAuthFailure)
-        );
+        assert_eq!(run(true, false, Some(b"\0user\0pencil2"), &l), Step::Failure(SaslError::NotAuthorized));
+        assert_eq!(run(true, false, Some(b"\0nobody\0pencil"), &l), Step::Failure(SaslError::NotAuthorized));
+        let broken = MemLookup { fail: true, ..MemLookup::default() };
+        assert_eq!(run(true, false, Some(b"\0user\0pencil"), &broken), Step::Failure(SaslError::TemporaryAuthFailure));
     }
 
     #[test]
@@ -182,25 +140,15 @@ mod tests {
             b"\0us\xffer\0pencil",
             b"\0\xc3\0pencil",
         ] {
-            assert_eq!(
-                run(true, false, Some(bad), &l),
-                Step::Failure(SaslError::MalformedRequest),
-                "{bad:?}"
-            );
+            assert_eq!(run(true, false, Some(bad), &l), Step::Failure(SaslError::MalformedRequest), "{bad:?}");
         }
     }
 
     #[test]
     fn insecure() {
         let l = MemLookup::with("user", "pencil");
-        assert_eq!(
-            run(false, false, Some(b"\0user\0pencil"), &l),
-            Step::Failure(SaslError::EncryptionRequired)
-        );
-        assert!(matches!(
-            run(false, true, Some(b"\0user\0pencil"), &l),
-            Step::Success { .. }
-        ));
+        assert_eq!(run(false, false, Some(b"\0user\0pencil"), &l), Step::Failure(SaslError::EncryptionRequired));
+        assert!(matches!(run(false, true, Some(b"\0user\0pencil"), &l), Step::Success { .. }));
     }
 
     #[test]
@@ -208,16 +156,10 @@ mod tests {
         let l = MemLookup::with("user", "pencil");
         let mut ex = Exchange::start(Mechanism::Plain, ChannelBindings::default(), true, false);
         assert_eq!(ex.step(None, &l), Step::Challenge(Vec::new()));
-        assert!(matches!(
-            ex.step(Some(b"\0user\0pencil"), &l),
-            Step::Success { .. }
-        ));
+        assert!(matches!(ex.step(Some(b"\0user\0pencil"), &l), Step::Success { .. }));
         // A second absent response is malformed.
         let mut ex = Exchange::start(Mechanism::Plain, ChannelBindings::default(), true, false);
         assert_eq!(ex.step(None, &l), Step::Challenge(Vec::new()));
-        assert_eq!(
-            ex.step(None, &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
+        assert_eq!(ex.step(None, &l), Step::Failure(SaslError::MalformedRequest));
     }
 }

@@ -62,13 +62,7 @@ impl ScramServer {
             Mechanism::ScramSha1 | Mechanism::ScramSha1Plus => HashAlg::Sha1,
             _ => HashAlg::Sha256,
         };
-        ScramServer {
-            mech,
-            alg,
-            cb,
-            fixed_nonce,
-            state: ScramState::Initial,
-        }
+        ScramServer { mech, alg, cb, fixed_nonce, state: ScramState::Initial }
     }
 
     pub(crate) fn step(&mut self, input: Option<&[u8]>, lookup: &dyn CredentialLookup) -> Step {
@@ -79,23 +73,19 @@ impl ScramServer {
                 self.state = ScramState::AwaitingClientFirst;
                 return Step::Challenge(Vec::new());
             }
-            ScramState::Initial | ScramState::AwaitingClientFirst => self
-                .client_first(input, lookup)
-                .map(|(pending, challenge)| {
+            ScramState::Initial | ScramState::AwaitingClientFirst => {
+                self.client_first(input, lookup).map(|(pending, challenge)| {
                     self.state = ScramState::AwaitingClientFinal(Box::new(pending));
                     Step::Challenge(challenge)
-                }),
+                })
+            }
             ScramState::AwaitingClientFinal(p) => self.client_final(input, &p),
         };
         result.unwrap_or_else(Step::Failure)
     }
 
     /// Parse client-first, look the user up, build server-first.
-    fn client_first(
-        &self,
-        input: &[u8],
-        lookup: &dyn CredentialLookup,
-    ) -> Result<(Pending, Vec<u8>), SaslError> {
+    fn client_first(&self, input: &[u8], lookup: &dyn CredentialLookup) -> Result<(Pending, Vec<u8>), SaslError> {
         let text = std::str::from_utf8(input).map_err(|_| SaslError::MalformedRequest)?;
         let cf = parse_client_first(text)?;
 
@@ -109,9 +99,9 @@ impl ScramServer {
             (CbFlag::ClientOnly, false) if self.cb.any() => return Err(SaslError::NotAuthorized),
             (CbFlag::ClientOnly, false) => &[],
             (CbFlag::Required(_), false) => return Err(SaslError::NotAuthorized),
-            (CbFlag::Required(name), true) => CbType::from_name(name)
-                .and_then(|t| self.cb.data(t))
-                .ok_or(SaslError::NotAuthorized)?,
+            (CbFlag::Required(name), true) => {
+                CbType::from_name(name).and_then(|t| self.cb.data(t)).ok_or(SaslError::NotAuthorized)?
+            }
         };
 
         // A name that cannot be SASLprepped can match no account.
@@ -120,10 +110,7 @@ impl ScramServer {
             return Err(SaslError::MalformedRequest);
         }
 
-        let (keys, known) = match lookup
-            .lookup(&username)
-            .map_err(|()| SaslError::TemporaryAuthFailure)?
-        {
+        let (keys, known) = match lookup.lookup(&username).map_err(|()| SaslError::TemporaryAuthFailure)? {
             Some(creds) => {
                 let keys = match self.alg {
                     HashAlg::Sha1 => creds.sha1,
@@ -141,39 +128,18 @@ impl ScramServer {
             None => STANDARD.encode(random_bytes(SERVER_NONCE_BYTES)?),
         };
         let nonce = format!("{}{}", cf.client_nonce, server_part);
-        let server_first = format!(
-            "r={},s={},i={}",
-            nonce,
-            STANDARD.encode(&keys.salt),
-            keys.iterations
-        );
+        let server_first = format!("r={},s={},i={}", nonce, STANDARD.encode(&keys.salt), keys.iterations);
         let mut cbind_input = cf.gs2_header.as_bytes().to_vec();
         cbind_input.extend_from_slice(cb_data);
         let auth_prefix = format!("{},{},", cf.bare, server_first);
-        let pending = Pending {
-            username,
-            authzid: cf.authzid,
-            cbind_input,
-            nonce,
-            auth_prefix,
-            keys,
-            known,
-        };
+        let pending = Pending { username, authzid: cf.authzid, cbind_input, nonce, auth_prefix, keys, known };
         Ok((pending, server_first.into_bytes()))
     }
 
     fn fake_keys(&self, username: &str, iterations: u32) -> ScramKeys {
         let (salt_label, stored_label, server_label): (&[u8], &[u8], &[u8]) = match self.alg {
-            HashAlg::Sha1 => (
-                b"scram-sha1-salt",
-                b"scram-sha1-stored",
-                b"scram-sha1-server",
-            ),
-            HashAlg::Sha256 => (
-                b"scram-sha256-salt",
-                b"scram-sha256-stored",
-                b"scram-sha256-server",
-            ),
+            HashAlg::Sha1 => (b"scram-sha1-salt", b"scram-sha1-stored", b"scram-sha1-server"),
+            HashAlg::Sha256 => (b"scram-sha256-salt", b"scram-sha256-stored", b"scram-sha256-server"),
         };
         ScramKeys {
             salt: fake_bytes(salt_label, username, SALT_LEN),
@@ -186,29 +152,16 @@ impl ScramServer {
     /// Check client-final; on success produce server-final.
     fn client_final(&self, input: &[u8], p: &Pending) -> Result<Step, SaslError> {
         let text = std::str::from_utf8(input).map_err(|_| SaslError::MalformedRequest)?;
-        let (without_proof, proof_attr) =
-            text.rsplit_once(',').ok_or(SaslError::MalformedRequest)?;
-        let proof_b64 = proof_attr
-            .strip_prefix("p=")
-            .ok_or(SaslError::MalformedRequest)?;
+        let (without_proof, proof_attr) = text.rsplit_once(',').ok_or(SaslError::MalformedRequest)?;
+        let proof_b64 = proof_attr.strip_prefix("p=").ok_or(SaslError::MalformedRequest)?;
         let mut attrs = without_proof.split(',');
-        let c_b64 = attrs
-            .next()
-            .and_then(|a| a.strip_prefix("c="))
-            .ok_or(SaslError::MalformedRequest)?;
-        let nonce = attrs
-            .next()
-            .and_then(|a| a.strip_prefix("r="))
-            .ok_or(SaslError::MalformedRequest)?;
+        let c_b64 = attrs.next().and_then(|a| a.strip_prefix("c=")).ok_or(SaslError::MalformedRequest)?;
+        let nonce = attrs.next().and_then(|a| a.strip_prefix("r=")).ok_or(SaslError::MalformedRequest)?;
         for ext in attrs {
             check_extension(ext)?;
         }
-        let cbind = STANDARD
-            .decode(c_b64)
-            .map_err(|_| SaslError::MalformedRequest)?;
-        let proof = STANDARD
-            .decode(proof_b64)
-            .map_err(|_| SaslError::MalformedRequest)?;
+        let cbind = STANDARD.decode(c_b64).map_err(|_| SaslError::MalformedRequest)?;
+        let proof = STANDARD.decode(proof_b64).map_err(|_| SaslError::MalformedRequest)?;
 
         let cb_ok = cbind.ct_eq(&p.cbind_input);
         let nonce_ok = nonce.as_bytes().ct_eq(p.nonce.as_bytes());
@@ -216,11 +169,7 @@ impl ScramServer {
         let auth_message = format!("{}{}", p.auth_prefix, without_proof);
         let alg = self.alg;
         let client_signature = alg.hmac(&p.keys.stored_key, auth_message.as_bytes())?;
-        let client_key: Vec<u8> = proof
-            .iter()
-            .zip(client_signature.iter())
-            .map(|(a, b)| a ^ b)
-            .collect();
+        let client_key: Vec<u8> = proof.iter().zip(client_signature.iter()).map(|(a, b)| a ^ b).collect();
         let proof_ok = alg.hash(&client_key).ct_eq(&p.keys.stored_key)
             & u8::from(proof.len() == alg.len()).ct_eq(&1)
             & u8::from(p.known).ct_eq(&1);
@@ -264,10 +213,7 @@ fn parse_client_first(text: &str) -> Result<ClientFirst<'_>, SaslError> {
         "y" => CbFlag::ClientOnly,
         f => match f.strip_prefix("p=") {
             Some(name)
-                if !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
             {
                 CbFlag::Required(name.to_owned())
             }
@@ -278,37 +224,23 @@ fn parse_client_first(text: &str) -> Result<ClientFirst<'_>, SaslError> {
     let authzid = if authzid_str.is_empty() {
         None
     } else {
-        let v = authzid_str
-            .strip_prefix("a=")
-            .ok_or(SaslError::MalformedRequest)?;
+        let v = authzid_str.strip_prefix("a=").ok_or(SaslError::MalformedRequest)?;
         Some(decode_saslname(v)?)
     };
 
     let mut attrs = bare.split(',');
     let user_attr = attrs.next().ok_or(SaslError::MalformedRequest)?;
     // `m=` (reserved-mext) is a mandatory extension we do not support.
-    let username = user_attr
-        .strip_prefix("n=")
-        .ok_or(SaslError::MalformedRequest)?;
+    let username = user_attr.strip_prefix("n=").ok_or(SaslError::MalformedRequest)?;
     let username = decode_saslname(username)?;
-    let client_nonce = attrs
-        .next()
-        .and_then(|a| a.strip_prefix("r="))
-        .ok_or(SaslError::MalformedRequest)?;
+    let client_nonce = attrs.next().and_then(|a| a.strip_prefix("r=")).ok_or(SaslError::MalformedRequest)?;
     if client_nonce.is_empty() || !client_nonce.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(SaslError::MalformedRequest);
     }
     for ext in attrs {
         check_extension(ext)?;
     }
-    Ok(ClientFirst {
-        flag,
-        gs2_header,
-        authzid,
-        bare,
-        username,
-        client_nonce,
-    })
+    Ok(ClientFirst { flag, gs2_header, authzid, bare, username, client_nonce })
 }
 
 /// An optional extension `attr=value` (ignored): `attr` is letters, never `m`
@@ -420,26 +352,15 @@ mod tests {
     }
 
     fn exporter() -> ChannelBindings {
-        ChannelBindings {
-            tls_exporter: Some(vec![0xE7; 32]),
-            tls_server_end_point: None,
-        }
+        ChannelBindings { tls_exporter: Some(vec![0xE7; 32]), tls_server_end_point: None }
     }
 
     fn both() -> ChannelBindings {
-        ChannelBindings {
-            tls_exporter: Some(vec![0xE7; 32]),
-            tls_server_end_point: Some(vec![0x5E; 32]),
-        }
+        ChannelBindings { tls_exporter: Some(vec![0xE7; 32]), tls_server_end_point: Some(vec![0x5E; 32]) }
     }
 
     /// Full exchange with `TestClient`; returns the final step.
-    fn run(
-        mech: Mechanism,
-        cb: ChannelBindings,
-        l: &MemLookup,
-        client: &mut TestClient,
-    ) -> (Step, Step) {
+    fn run(mech: Mechanism, cb: ChannelBindings, l: &MemLookup, client: &mut TestClient) -> (Step, Step) {
         let mut ex = Exchange::start(mech, cb, true, false);
         let first = ex.step(Some(&client.first()), l);
         let Step::Challenge(sf) = &first else {
@@ -452,11 +373,7 @@ mod tests {
 
     fn assert_success(step: &Step, client: &TestClient, user: &str) {
         match step {
-            Step::Success {
-                username,
-                additional_data,
-                ..
-            } => {
+            Step::Success { username, additional_data, .. } => {
                 assert_eq!(username, user);
                 assert_eq!(additional_data.as_deref(), Some(&client.expected_v()[..]));
             }
@@ -467,26 +384,16 @@ mod tests {
     #[test]
     fn rfc5802_sha1_vector() {
         let salt = STANDARD.decode("QSXCR+Q6sek8bf92").expect("b64");
-        let creds = StoredCredentials::derive_with_salts("pencil", 4096, salt, vec![0; 16])
-            .expect("derive");
+        let creds = StoredCredentials::derive_with_salts("pencil", 4096, salt, vec![0; 16]).expect("derive");
         let mut l = MemLookup::default();
         l.users.insert("user".into(), creds);
-        let mut ex = Exchange::start_with_nonce(
-            Mechanism::ScramSha1,
-            ChannelBindings::default(),
-            "3rfcNHYJY1ZVvWVs7j",
-        );
+        let mut ex = Exchange::start_with_nonce(Mechanism::ScramSha1, ChannelBindings::default(), "3rfcNHYJY1ZVvWVs7j");
         assert_eq!(
             ex.step(Some(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL"), &l),
-            Step::Challenge(
-                b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096".to_vec()
-            )
+            Step::Challenge(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096".to_vec())
         );
         assert_eq!(
-            ex.step(
-                Some(b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="),
-                &l
-            ),
+            ex.step(Some(b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="), &l),
             Step::Success {
                 username: "user".into(),
                 authzid: None,
@@ -498,8 +405,7 @@ mod tests {
     #[test]
     fn rfc7677_sha256_vector() {
         let salt = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").expect("b64");
-        let creds = StoredCredentials::derive_with_salts("pencil", 4096, vec![0; 16], salt)
-            .expect("derive");
+        let creds = StoredCredentials::derive_with_salts("pencil", 4096, vec![0; 16], salt).expect("derive");
         let mut l = MemLookup::default();
         l.users.insert("user".into(), creds);
         let mut ex = Exchange::start_with_nonce(
@@ -534,9 +440,7 @@ mod tests {
         for m in [Mechanism::ScramSha1, Mechanism::ScramSha256] {
             let mut c = TestClient::new(alg_of(m), "user", "pencil", "n,,", b"");
             let (first, last) = run(m, ChannelBindings::default(), &l, &mut c);
-            let Step::Challenge(sf) = first else {
-                panic!("no challenge")
-            };
+            let Step::Challenge(sf) = first else { panic!("no challenge") };
             let sf = String::from_utf8(sf).expect("utf8");
             // Server nonce: client nonce + 24 base64 characters (18 bytes).
             let r = sf.split(',').next().expect("r").trim_start_matches("r=");
@@ -549,18 +453,8 @@ mod tests {
     #[test]
     fn server_nonce_is_random() {
         let l = MemLookup::with("user", "pencil");
-        let mut a = Exchange::start(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
-        let mut b = Exchange::start(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
+        let mut a = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
+        let mut b = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
         let sa = a.step(Some(b"n,,n=user,r=abc"), &l);
         let sb = b.step(Some(b"n,,n=user,r=abc"), &l);
         assert!(matches!(sa, Step::Challenge(_)));
@@ -584,31 +478,23 @@ mod tests {
         for m in [Mechanism::ScramSha1, Mechanism::ScramSha256] {
             let mut c = TestClient::new(alg_of(m), "nobody", "pencil", "n,,", b"");
             let (first, last) = run(m, ChannelBindings::default(), &l, &mut c);
-            let Step::Challenge(sf) = first else {
-                panic!("unknown user revealed early: {first:?}")
-            };
+            let Step::Challenge(sf) = first else { panic!("unknown user revealed early: {first:?}") };
             assert_eq!(last, Step::Failure(SaslError::NotAuthorized));
             // Same shape as a real user's challenge: 16-byte salt, configured iterations.
             let sf = String::from_utf8(sf).expect("utf8");
             let parts: Vec<&str> = sf.split(',').collect();
             assert_eq!(parts.len(), 3);
-            let salt = STANDARD
-                .decode(parts[1].trim_start_matches("s="))
-                .expect("salt");
+            let salt = STANDARD.decode(parts[1].trim_start_matches("s=")).expect("salt");
             assert_eq!(salt.len(), SALT_LEN);
             assert_eq!(parts[2], "i=64");
             // Deterministic per user: a second attempt shows the same salt.
             let mut ex = Exchange::start(m, ChannelBindings::default(), true, false);
-            let Step::Challenge(sf2) = ex.step(Some(b"n,,n=nobody,r=zzz"), &l) else {
-                panic!("no challenge")
-            };
+            let Step::Challenge(sf2) = ex.step(Some(b"n,,n=nobody,r=zzz"), &l) else { panic!("no challenge") };
             let sf2 = String::from_utf8(sf2).expect("utf8");
             assert_eq!(sf2.split(',').nth(1), Some(parts[1]));
             // A different unknown user gets a different salt.
             let mut ex = Exchange::start(m, ChannelBindings::default(), true, false);
-            let Step::Challenge(sf3) = ex.step(Some(b"n,,n=nobody2,r=zzz"), &l) else {
-                panic!("no challenge")
-            };
+            let Step::Challenge(sf3) = ex.step(Some(b"n,,n=nobody2,r=zzz"), &l) else { panic!("no challenge") };
             let sf3 = String::from_utf8(sf3).expect("utf8");
             assert_ne!(sf3.split(',').nth(1), Some(parts[1]));
         }
@@ -616,70 +502,37 @@ mod tests {
 
     #[test]
     fn storage_fault_is_temporary() {
-        let l = MemLookup {
-            fail: true,
-            ..MemLookup::default()
-        };
-        let mut ex = Exchange::start(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
-        assert_eq!(
-            ex.step(Some(b"n,,n=user,r=abc"), &l),
-            Step::Failure(SaslError::TemporaryAuthFailure)
-        );
+        let l = MemLookup { fail: true, ..MemLookup::default() };
+        let mut ex = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
+        assert_eq!(ex.step(Some(b"n,,n=user,r=abc"), &l), Step::Failure(SaslError::TemporaryAuthFailure));
     }
 
     #[test]
     fn empty_initial_response_gets_empty_challenge() {
         let l = MemLookup::with("user", "pencil");
         for input in [None, Some(&b""[..])] {
-            let mut ex = Exchange::start(
-                Mechanism::ScramSha256,
-                ChannelBindings::default(),
-                true,
-                false,
-            );
+            let mut ex = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
             let mut c = TestClient::new(HashAlg::Sha256, "user", "pencil", "n,,", b"");
             assert_eq!(ex.step(input, &l), Step::Challenge(Vec::new()));
-            let Step::Challenge(sf) = ex.step(Some(&c.first()), &l) else {
-                panic!("no server-first")
-            };
+            let Step::Challenge(sf) = ex.step(Some(&c.first()), &l) else { panic!("no server-first") };
             let cf = c.final_msg(&sf);
             assert_success(&ex.step(Some(&cf), &l), &c, "user");
         }
         // Twice empty is malformed.
-        let mut ex = Exchange::start(
-            Mechanism::ScramSha1,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
+        let mut ex = Exchange::start(Mechanism::ScramSha1, ChannelBindings::default(), true, false);
         assert_eq!(ex.step(None, &l), Step::Challenge(Vec::new()));
-        assert_eq!(
-            ex.step(Some(b""), &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
+        assert_eq!(ex.step(Some(b""), &l), Step::Failure(SaslError::MalformedRequest));
     }
 
     #[test]
     fn plus_tls_exporter_and_server_end_point() {
         let l = MemLookup::with("user", "pencil");
         for m in [Mechanism::ScramSha1Plus, Mechanism::ScramSha256Plus] {
-            let mut c =
-                TestClient::new(alg_of(m), "user", "pencil", "p=tls-exporter,,", &[0xE7; 32]);
+            let mut c = TestClient::new(alg_of(m), "user", "pencil", "p=tls-exporter,,", &[0xE7; 32]);
             let (_, last) = run(m, both(), &l, &mut c);
             assert_success(&last, &c, "user");
 
-            let mut c = TestClient::new(
-                alg_of(m),
-                "user",
-                "pencil",
-                "p=tls-server-end-point,,",
-                &[0x5E; 32],
-            );
+            let mut c = TestClient::new(alg_of(m), "user", "pencil", "p=tls-server-end-point,,", &[0x5E; 32]);
             let (_, last) = run(m, both(), &l, &mut c);
             assert_success(&last, &c, "user");
         }
@@ -690,19 +543,12 @@ mod tests {
         let l = MemLookup::with("user", "pencil");
         for m in [Mechanism::ScramSha1Plus, Mechanism::ScramSha256Plus] {
             // Binding data of another channel (MITM).
-            let mut c =
-                TestClient::new(alg_of(m), "user", "pencil", "p=tls-exporter,,", &[0x00; 32]);
+            let mut c = TestClient::new(alg_of(m), "user", "pencil", "p=tls-exporter,,", &[0x00; 32]);
             let (first, last) = run(m, both(), &l, &mut c);
             assert!(matches!(first, Step::Challenge(_)));
             assert_eq!(last, Step::Failure(SaslError::NotAuthorized));
             // The other type's data.
-            let mut c = TestClient::new(
-                alg_of(m),
-                "user",
-                "pencil",
-                "p=tls-server-end-point,,",
-                &[0xE7; 32],
-            );
+            let mut c = TestClient::new(alg_of(m), "user", "pencil", "p=tls-server-end-point,,", &[0xE7; 32]);
             let (_, last) = run(m, both(), &l, &mut c);
             assert_eq!(last, Step::Failure(SaslError::NotAuthorized));
             // Header says p= but c= carries only the header.
@@ -716,21 +562,11 @@ mod tests {
     fn c_must_match_gs2_header_without_cb() {
         let l = MemLookup::with("user", "pencil");
         // Client sends "n,," first but claims "y,," in c=.
-        let mut ex = Exchange::start(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
+        let mut ex = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
         let mut c = TestClient::new(HashAlg::Sha256, "user", "pencil", "y,,", b"");
-        let Step::Challenge(sf) = ex.step(Some(b"n,,n=user,r=clientnonce123"), &l) else {
-            panic!("no challenge")
-        };
+        let Step::Challenge(sf) = ex.step(Some(b"n,,n=user,r=clientnonce123"), &l) else { panic!("no challenge") };
         let cf = c.final_msg(&sf);
-        assert_eq!(
-            ex.step(Some(&cf), &l),
-            Step::Failure(SaslError::NotAuthorized)
-        );
+        assert_eq!(ex.step(Some(&cf), &l), Step::Failure(SaslError::NotAuthorized));
     }
 
     #[test]
@@ -740,11 +576,7 @@ mod tests {
             for h in ["n,,", "y,,"] {
                 let mut ex = Exchange::start(m, exporter(), true, false);
                 let msg = format!("{h}n=user,r=abc");
-                assert_eq!(
-                    ex.step(Some(msg.as_bytes()), &l),
-                    Step::Failure(SaslError::NotAuthorized),
-                    "{m:?} {h}"
-                );
+                assert_eq!(ex.step(Some(msg.as_bytes()), &l), Step::Failure(SaslError::NotAuthorized), "{m:?} {h}");
             }
         }
     }
@@ -754,18 +586,10 @@ mod tests {
         let l = MemLookup::with("user", "pencil");
         // With binding available, `y` means -PLUS was stripped: refuse.
         let mut ex = Exchange::start(Mechanism::ScramSha256, exporter(), true, false);
-        assert_eq!(
-            ex.step(Some(b"y,,n=user,r=abc"), &l),
-            Step::Failure(SaslError::NotAuthorized)
-        );
+        assert_eq!(ex.step(Some(b"y,,n=user,r=abc"), &l), Step::Failure(SaslError::NotAuthorized));
         // Without binding, `y` is fine.
         let mut c = TestClient::new(HashAlg::Sha256, "user", "pencil", "y,,", b"");
-        let (_, last) = run(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            &l,
-            &mut c,
-        );
+        let (_, last) = run(Mechanism::ScramSha256, ChannelBindings::default(), &l, &mut c);
         assert_success(&last, &c, "user");
         // `n` with binding available on a non-PLUS mechanism is the client's choice.
         let mut c = TestClient::new(HashAlg::Sha1, "user", "pencil", "n,,", b"");
@@ -778,37 +602,18 @@ mod tests {
         let l = MemLookup::with("user", "pencil");
         // p= on a non-PLUS mechanism.
         let mut ex = Exchange::start(Mechanism::ScramSha256, exporter(), true, false);
-        assert_eq!(
-            ex.step(Some(b"p=tls-exporter,,n=user,r=abc"), &l),
-            Step::Failure(SaslError::NotAuthorized)
-        );
+        assert_eq!(ex.step(Some(b"p=tls-exporter,,n=user,r=abc"), &l), Step::Failure(SaslError::NotAuthorized));
         // Type we do not support at all, or not on this connection.
         for h in ["p=tls-unique,,", "p=tls-server-end-point,,"] {
             let mut ex = Exchange::start(Mechanism::ScramSha256Plus, exporter(), true, false);
             let msg = format!("{h}n=user,r=abc");
-            assert_eq!(
-                ex.step(Some(msg.as_bytes()), &l),
-                Step::Failure(SaslError::NotAuthorized),
-                "{h}"
-            );
+            assert_eq!(ex.step(Some(msg.as_bytes()), &l), Step::Failure(SaslError::NotAuthorized), "{h}");
         }
         // Garbage channel-binding names / flags.
-        for h in [
-            "p=,,",
-            "p=tls_exporter,,",
-            "p=tls exporter,,",
-            "x,,",
-            "N,,",
-            "p,,",
-            "yy,,",
-        ] {
+        for h in ["p=,,", "p=tls_exporter,,", "p=tls exporter,,", "x,,", "N,,", "p,,", "yy,,"] {
             let mut ex = Exchange::start(Mechanism::ScramSha256Plus, exporter(), true, false);
             let msg = format!("{h}n=user,r=abc");
-            assert_eq!(
-                ex.step(Some(msg.as_bytes()), &l),
-                Step::Failure(SaslError::MalformedRequest),
-                "{h}"
-            );
+            assert_eq!(ex.step(Some(msg.as_bytes()), &l), Step::Failure(SaslError::MalformedRequest), "{h}");
         }
     }
 
@@ -816,45 +621,19 @@ mod tests {
     fn authzid_and_escapes() {
         let mut l = MemLookup::default();
         l.add("us,er=x", "pencil");
-        let mut c = TestClient::new(
-            HashAlg::Sha256,
-            "us=2Cer=3Dx",
-            "pencil",
-            "n,a=us=2Cer=3Dx@example.com,",
-            b"",
-        );
-        let (_, last) = run(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            &l,
-            &mut c,
-        );
+        let mut c = TestClient::new(HashAlg::Sha256, "us=2Cer=3Dx", "pencil", "n,a=us=2Cer=3Dx@example.com,", b"");
+        let (_, last) = run(Mechanism::ScramSha256, ChannelBindings::default(), &l, &mut c);
         match last {
-            Step::Success {
-                username, authzid, ..
-            } => {
+            Step::Success { username, authzid, .. } => {
                 assert_eq!(username, "us,er=x");
                 assert_eq!(authzid.as_deref(), Some("us,er=x@example.com"));
             }
             other => panic!("{other:?}"),
         }
         // The authzid is part of the GS2 header, hence of c= too.
-        let mut c = TestClient::new(
-            HashAlg::Sha256,
-            "us=2Cer=3Dx",
-            "pencil",
-            "n,a=admin@example.com,",
-            b"",
-        );
-        let (_, last) = run(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            &l,
-            &mut c,
-        );
-        assert!(
-            matches!(last, Step::Success { authzid: Some(ref a), .. } if a == "admin@example.com")
-        );
+        let mut c = TestClient::new(HashAlg::Sha256, "us=2Cer=3Dx", "pencil", "n,a=admin@example.com,", b"");
+        let (_, last) = run(Mechanism::ScramSha256, ChannelBindings::default(), &l, &mut c);
+        assert!(matches!(last, Step::Success { authzid: Some(ref a), .. } if a == "admin@example.com"));
     }
 
     #[test]
@@ -862,11 +641,7 @@ mod tests {
         assert_eq!(decode_saslname("a=2Cb=3Dc").as_deref(), Ok("a,b=c"));
         assert_eq!(decode_saslname("=3D=3D").as_deref(), Ok("=="));
         for bad in ["", "a=", "a=2", "a=2c", "a=41", "a=3d", "a\0b", "="] {
-            assert_eq!(
-                decode_saslname(bad),
-                Err(SaslError::MalformedRequest),
-                "{bad:?}"
-            );
+            assert_eq!(decode_saslname(bad), Err(SaslError::MalformedRequest), "{bad:?}");
         }
     }
 
@@ -899,12 +674,7 @@ mod tests {
             b"garbage",
         ];
         for &case in cases {
-            let mut ex = Exchange::start(
-                Mechanism::ScramSha256,
-                ChannelBindings::default(),
-                true,
-                false,
-            );
+            let mut ex = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
             assert_eq!(
                 ex.step(Some(case), &l),
                 Step::Failure(SaslError::MalformedRequest),
@@ -913,16 +683,8 @@ mod tests {
             );
         }
         // Unknown optional extensions are ignored.
-        let mut ex = Exchange::start(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
-        assert!(matches!(
-            ex.step(Some(b"n,,n=user,r=abc,x=1,tokenauth=true"), &l),
-            Step::Challenge(_)
-        ));
+        let mut ex = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
+        assert!(matches!(ex.step(Some(b"n,,n=user,r=abc,x=1,tokenauth=true"), &l), Step::Challenge(_)));
     }
 
     #[test]
@@ -930,15 +692,8 @@ mod tests {
         let l = MemLookup::with("user", "pencil");
         let mut good = TestClient::new(HashAlg::Sha256, "user", "pencil", "n,,", b"");
         let start = || {
-            let mut ex = Exchange::start(
-                Mechanism::ScramSha256,
-                ChannelBindings::default(),
-                true,
-                false,
-            );
-            let Step::Challenge(sf) = ex.step(Some(b"n,,n=user,r=clientnonce123"), &l) else {
-                panic!("no challenge")
-            };
+            let mut ex = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
+            let Step::Challenge(sf) = ex.step(Some(b"n,,n=user,r=clientnonce123"), &l) else { panic!("no challenge") };
             (ex, sf)
         };
         let (_, sf) = start();
@@ -959,22 +714,12 @@ mod tests {
         ];
         for case in cases {
             let (mut ex, _) = start();
-            assert_eq!(
-                ex.step(Some(case.as_bytes()), &l),
-                Step::Failure(SaslError::MalformedRequest),
-                "{case:?}"
-            );
+            assert_eq!(ex.step(Some(case.as_bytes()), &l), Step::Failure(SaslError::MalformedRequest), "{case:?}");
         }
         let (mut ex, _) = start();
-        assert_eq!(
-            ex.step(Some(b"c=biws,\xff"), &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
+        assert_eq!(ex.step(Some(b"c=biws,\xff"), &l), Step::Failure(SaslError::MalformedRequest));
         let (mut ex, _) = start();
-        assert_eq!(
-            ex.step(None, &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
+        assert_eq!(ex.step(None, &l), Step::Failure(SaslError::MalformedRequest));
         // Valid structure but tampered values fail as not-authorized.
         for tampered in [
             valid.replacen("r=clientnonce123", "r=clientnonce124", 1),
@@ -982,11 +727,7 @@ mod tests {
             format!("{},p=AAAA", valid.rsplit_once(',').expect("p").0),
         ] {
             let (mut ex, _) = start();
-            assert_eq!(
-                ex.step(Some(tampered.as_bytes()), &l),
-                Step::Failure(SaslError::NotAuthorized),
-                "{tampered}"
-            );
+            assert_eq!(ex.step(Some(tampered.as_bytes()), &l), Step::Failure(SaslError::NotAuthorized), "{tampered}");
         }
     }
 
@@ -994,40 +735,16 @@ mod tests {
     fn input_after_end_is_malformed() {
         let l = MemLookup::with("user", "pencil");
         let mut c = TestClient::new(HashAlg::Sha1, "user", "pencil", "n,,", b"");
-        let mut ex = Exchange::start(
-            Mechanism::ScramSha1,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
-        let Step::Challenge(sf) = ex.step(Some(&c.first()), &l) else {
-            panic!()
-        };
+        let mut ex = Exchange::start(Mechanism::ScramSha1, ChannelBindings::default(), true, false);
+        let Step::Challenge(sf) = ex.step(Some(&c.first()), &l) else { panic!() };
         let cf = c.final_msg(&sf);
         assert_success(&ex.step(Some(&cf), &l), &c, "user");
-        assert_eq!(
-            ex.step(Some(&cf), &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
-        assert_eq!(
-            ex.step(None, &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
+        assert_eq!(ex.step(Some(&cf), &l), Step::Failure(SaslError::MalformedRequest));
+        assert_eq!(ex.step(None, &l), Step::Failure(SaslError::MalformedRequest));
         // After a failure too.
-        let mut ex = Exchange::start(
-            Mechanism::ScramSha1,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
-        assert_eq!(
-            ex.step(Some(b"bad"), &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
-        assert_eq!(
-            ex.step(Some(&c.first()), &l),
-            Step::Failure(SaslError::MalformedRequest)
-        );
+        let mut ex = Exchange::start(Mechanism::ScramSha1, ChannelBindings::default(), true, false);
+        assert_eq!(ex.step(Some(b"bad"), &l), Step::Failure(SaslError::MalformedRequest));
+        assert_eq!(ex.step(Some(&c.first()), &l), Step::Failure(SaslError::MalformedRequest));
     }
 
     #[test]
@@ -1035,24 +752,11 @@ mod tests {
         let l = MemLookup::with("user", "pencil");
         // SOFT HYPHEN is mapped to nothing.
         let mut c = TestClient::new(HashAlg::Sha256, "us\u{00AD}er", "pencil", "n,,", b"");
-        let (_, last) = run(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            &l,
-            &mut c,
-        );
+        let (_, last) = run(Mechanism::ScramSha256, ChannelBindings::default(), &l, &mut c);
         assert_success(&last, &c, "user");
         // A prohibited character cannot name an account.
-        let mut ex = Exchange::start(
-            Mechanism::ScramSha256,
-            ChannelBindings::default(),
-            true,
-            false,
-        );
-        assert_eq!(
-            ex.step(Some("n,,n=us\u{0007}er,r=abc".as_bytes()), &l),
-            Step::Failure(SaslError::NotAuthorized)
-        );
+        let mut ex = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
+        assert_eq!(ex.step(Some("n,,n=us\u{0007}er,r=abc".as_bytes()), &l), Step::Failure(SaslError::NotAuthorized));
     }
 
     /// Interop with the xmpp-rs `sasl` crate's client side.
@@ -1070,8 +774,7 @@ mod tests {
             password: &str,
         ) -> Result<(), String> {
             let l = MemLookup::with("user", "pencil");
-            let mut client =
-                Scram::<S>::new("user", password, client_cb).map_err(|e| format!("{e:?}"))?;
+            let mut client = Scram::<S>::new("user", password, client_cb).map_err(|e| format!("{e:?}"))?;
             assert_eq!(sasl::client::Mechanism::name(&client), mech.name());
             let mut ex = Exchange::start(mech, cb, true, false);
             let first = client.initial();
@@ -1080,11 +783,7 @@ mod tests {
             };
             let cf = client.response(&sf).map_err(|e| format!("{e:?}"))?;
             match ex.step(Some(&cf), &l) {
-                Step::Success {
-                    username,
-                    additional_data: Some(v),
-                    ..
-                } => {
+                Step::Success { username, additional_data: Some(v), .. } => {
                     assert_eq!(username, "user");
                     client.success(&v).map_err(|e| format!("{e:?}"))
                 }
@@ -1094,20 +793,10 @@ mod tests {
 
         #[test]
         fn sha1_and_sha256_without_cb() {
-            drive::<ClientSha1>(
-                Mechanism::ScramSha1,
-                ChannelBindings::default(),
-                ChannelBinding::None,
-                "pencil",
-            )
-            .expect("sha1");
-            drive::<ClientSha256>(
-                Mechanism::ScramSha256,
-                ChannelBindings::default(),
-                ChannelBinding::None,
-                "pencil",
-            )
-            .expect("sha256");
+            drive::<ClientSha1>(Mechanism::ScramSha1, ChannelBindings::default(), ChannelBinding::None, "pencil")
+                .expect("sha1");
+            drive::<ClientSha256>(Mechanism::ScramSha256, ChannelBindings::default(), ChannelBinding::None, "pencil")
+                .expect("sha256");
             // `y,,` when the server has no binding.
             drive::<ClientSha256>(
                 Mechanism::ScramSha256,

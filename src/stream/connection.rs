@@ -52,7 +52,9 @@ impl Listener {
         } else {
             Transport::Plain(tcp)
         };
-        let Some((conn, bound)) = self.negotiate(transport, peer, deadline, &mut shutdown).await else { return };
+        let Some((conn, bound)) = self.negotiate(transport, peer, deadline, &mut shutdown).await else {
+            return;
+        };
         tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
         tracing::info!("session started");
         run_session(self.state.clone(), conn, *bound, shutdown).await;
@@ -100,7 +102,9 @@ impl Listener {
             match outcome {
                 Ok(Next::Bound(bound)) => return Some((conn, bound)),
                 Ok(Next::StartTls) => {
-                    let Transport::Plain(tcp) = conn.reader.into_inner().unsplit(conn.wire.out) else { return None };
+                    let Transport::Plain(tcp) = conn.reader.into_inner().unsplit(conn.wire.out) else {
+                        return None;
+                    };
                     transport = self.accept_tls(tcp, false, deadline).await?;
                 }
                 Err(end) => {
@@ -115,7 +119,9 @@ impl Listener {
 
 fn log_end(end: &StreamEnd) {
     match end {
-        StreamEnd::Error(condition, text) => tracing::info!(condition = condition.name(), %text, "stream error"),
+        StreamEnd::Error(condition, text) => {
+            tracing::info!(condition = condition.name(), %text, "stream error")
+        }
         StreamEnd::PeerClosed => tracing::info!("stream closed by the client"),
         StreamEnd::Io(e) => tracing::info!(error = %e, "connection lost"),
     }

@@ -1,7 +1,7 @@
 //! `<stream:features/>` for each stage of negotiation (RFC 6120 §4.3.2).
 
 use crate::config::Config;
-use crate::sasl::{self, ChannelBindings, CbType};
+use crate::sasl::{self, CbType, ChannelBindings};
 use crate::xml::{NS_BIND, NS_LIMITS, NS_SASL, NS_SASL_CB, NS_SESSION, NS_TLS};
 
 /// Before TLS on the STARTTLS port: TLS, required unless plaintext is allowed.
@@ -16,11 +16,8 @@ pub fn before_tls(config: &Config) -> String {
 /// Before authentication on a secure stream: SASL, with XEP-0440 channel-binding types.
 pub fn before_auth(config: &Config, cb: &ChannelBindings, secure: bool) -> String {
     let mechanisms = mechanisms(cb, secure, config.auth.allow_plaintext);
-    let bindings: String = cb
-        .offered()
-        .into_iter()
-        .map(|t| format!("<channel-binding type='{}'/>", cb_name(t)))
-        .collect();
+    let bindings: String =
+        cb.offered().into_iter().map(|t| format!("<channel-binding type='{}'/>", cb_name(t))).collect();
     let bindings = if bindings.is_empty() {
         String::new()
     } else {

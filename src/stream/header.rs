@@ -9,7 +9,10 @@ use xmpp_parsers::jid::BareJid;
 /// Returns the hosted domain the client asked for.
 pub fn validate(header: &StreamHeader, config: &Config) -> Result<String, StreamEnd> {
     if header.ns.as_deref() != Some(NS_STREAM) || header.local_name != "stream" {
-        return Err(StreamEnd::error(StreamCondition::InvalidNamespace, "the root must be stream in the streams namespace"));
+        return Err(StreamEnd::error(
+            StreamCondition::InvalidNamespace,
+            "the root must be stream in the streams namespace",
+        ));
     }
     if header.default_ns.as_deref() != Some(NS_CLIENT) {
         return Err(StreamEnd::error(StreamCondition::InvalidNamespace, "the content namespace must be jabber:client"));

@@ -128,7 +128,9 @@ impl<'a> Negotiation<'a> {
             let element = match conn.reader.next().await? {
                 Frame::Stanza(element) => element,
                 Frame::Close => return Err(StreamEnd::PeerClosed),
-                Frame::Header(_) => return Err(stream_error(StreamCondition::NotWellFormed, "unexpected stream header")),
+                Frame::Header(_) => {
+                    return Err(stream_error(StreamCondition::NotWellFormed, "unexpected stream header"))
+                }
             };
             let ns = element.ns();
             if ns == NS_TLS {
@@ -288,7 +290,7 @@ impl<'a> Negotiation<'a> {
         let Some(user) = self.user.clone() else {
             return Err(stream_error(StreamCondition::NotAuthorized, "authenticate first"));
         };
-        let stanza = match Stanza::parse(element) {
+        let stanza = match Stanza::parse(element).map_err(|b| *b) {
             Ok(stanza) => stanza,
             Err((ParseError::NotAStanza, _)) => {
                 return Err(stream_error(StreamCondition::UnsupportedStanzaType, "not a stanza"))
@@ -356,7 +358,9 @@ impl Lookup<'_> {
 impl CredentialLookup for Lookup<'_> {
     fn lookup(&self, username: &str) -> Result<Option<sasl::credentials::StoredCredentials>, ()> {
         *self.attempted.borrow_mut() = Some(username.to_owned());
-        let Some(jid) = self.jid(username) else { return Ok(None) };
+        let Some(jid) = self.jid(username) else {
+            return Ok(None);
+        };
         self.users.credentials(&jid).map_err(|e| tracing::error!(error = %e, "credential lookup failed"))
     }
 

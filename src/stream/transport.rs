@@ -21,7 +21,9 @@ impl Transport {
     /// Channel-binding data for SCRAM-*-PLUS: `tls-exporter` (RFC 9266, TLS 1.3 only)
     /// and `tls-server-end-point` (RFC 5929) from our certificate's hash.
     pub fn channel_bindings(&self, end_point: &[u8]) -> ChannelBindings {
-        let Transport::Tls(tls) = self else { return ChannelBindings::default() };
+        let Transport::Tls(tls) = self else {
+            return ChannelBindings::default();
+        };
         let conn = tls.get_ref().1;
         let tls_exporter = (conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
             .then(|| conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None).ok())

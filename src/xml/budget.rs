@@ -34,8 +34,7 @@ impl std::error::Error for BudgetExceeded {}
 
 /// Returns `true` if `err` is the error produced by an exhausted [`Budget`].
 pub fn is_budget_exceeded(err: &io::Error) -> bool {
-    err.get_ref()
-        .is_some_and(|inner| inner.is::<BudgetExceeded>())
+    err.get_ref().is_some_and(|inner| inner.is::<BudgetExceeded>())
 }
 
 /// An [`AsyncRead`] that delivers at most a re-armable number of bytes.
@@ -51,13 +50,7 @@ pub struct Budget<R> {
 impl<R> Budget<R> {
     /// Wraps `inner`, allowing `budget` bytes to be delivered before reads fail.
     pub fn new(inner: R, budget: usize) -> Self {
-        Budget {
-            inner,
-            remaining: budget,
-            exceeded: false,
-            eof: false,
-            delivered: 0,
-        }
+        Budget { inner, remaining: budget, exceeded: false, eof: false, delivered: 0 }
     }
 
     /// Starts a new window: `budget` more bytes may be delivered from now on.
@@ -106,11 +99,7 @@ impl<R> Budget<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Budget<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
@@ -151,7 +140,7 @@ mod tests {
 
     #[tokio::test]
     async fn delivers_up_to_budget_then_fails() {
-        let data = vec![b'a'; 100];
+        let data = [b'a'; 100];
         let mut b = Budget::new(&data[..], 30);
         let mut buf = [0u8; 64];
         let n = b.read(&mut buf).await.unwrap();
@@ -166,7 +155,7 @@ mod tests {
 
     #[tokio::test]
     async fn rearm_opens_a_new_window() {
-        let data = vec![b'a'; 100];
+        let data = [b'a'; 100];
         let mut b = Budget::new(&data[..], 10);
         let mut buf = [0u8; 8];
         assert_eq!(b.read(&mut buf).await.unwrap(), 8);

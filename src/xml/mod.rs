@@ -6,8 +6,8 @@ pub mod budget;
 pub mod framer;
 pub mod writer;
 
-pub use xmpp_parsers::minidom::Element;
 use xmpp_parsers::minidom::rxml::{Namespace, NcName};
+pub use xmpp_parsers::minidom::Element;
 
 pub const NS_CLIENT: &str = "jabber:client";
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";

@@ -1,1 +1,214 @@
+//! The session state machine without sockets: XML literals in, actions out.
 
+use super::*;
+use crate::config::Config;
+use crate::router::Mailbox;
+use crate::sasl::credentials::StoredCredentials;
+use crate::storage::sled::SledStore;
+use std::sync::Arc;
+
+fn state() -> ServerState {
+    let store = SledStore::temporary().expect("sled");
+    for user in ["alice@localhost", "bob@localhost"] {
+        let creds = StoredCredentials::derive("pw", 4096).expect("derive");
+        store.create_user(&BareJid::new(user).expect("jid"), &creds).expect("create");
+    }
+    ServerState::new(Config::default(), Arc::new(store))
+}
+
+use crate::storage::UserStore;
+
+/// A session bound in the router, with the mailbox a connection task would own.
+fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
+    let jid = FullJid::new(jid).expect("full JID");
+    let (handle, mailbox) = state.router.channels(8);
+    state.router.bind(jid.clone(), handle.clone());
+    (Session::new(state, jid, handle.id, now), mailbox)
+}
+
+fn xml(text: &str) -> Element {
+    text.parse().expect("test XML")
+}
+
+/// The single element written to our own client.
+fn written(actions: &[Action]) -> Element {
+    match actions {
+        [Action::Write(bytes)] => std::str::from_utf8(bytes).expect("utf-8").parse().expect("one element"),
+        other => panic!("expected one write, got {other:?}"),
+    }
+}
+
+fn ended(actions: &[Action]) -> StreamCondition {
+    match actions {
+        [Action::End(StreamEnd::Error(condition, _))] => *condition,
+        other => panic!("expected a stream error, got {other:?}"),
+    }
+}
+
+fn error_condition(reply: &Element) -> String {
+    let error = reply.get_child("error", NS_CLIENT).expect("<error/>");
+    error.children().next().expect("condition").name().to_owned()
+}
+
+fn available(state: &ServerState, session: &mut Session, priority: i8, now: Instant) {
+    let presence = xml(&format!("<presence xmlns='jabber:client'><priority>{priority}</priority></presence>"));
+    session.handle(state, presence, now);
+}
+
+fn drain(mailbox: &mut Mailbox) -> Vec<Element> {
+    std::iter::from_fn(|| mailbox.stanzas.try_recv().ok()).collect()
+}
+
+#[tokio::test]
+async fn message_to_bare_jid_reaches_the_highest_priority_resource() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let (mut high, mut high_box) = bind(&state, "bob@localhost/high", now);
+    let (mut low, mut low_box) = bind(&state, "bob@localhost/low", now);
+    available(&state, &mut high, 5, now);
+    available(&state, &mut low, 1, now);
+    drain(&mut high_box);
+    drain(&mut low_box);
+
+    let msg = "<message xmlns='jabber:client' to='bob@localhost' type='chat' t='9'><body>hi</body></message>";
+    assert!(alice.handle(&state, xml(msg), now).is_empty());
+    let got = drain(&mut high_box);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attr("from"), Some("alice@localhost/a"), "from is stamped");
+    assert_eq!(got[0].attr("t"), Some("9"), "unknown attributes survive");
+    assert!(drain(&mut low_box).is_empty());
+}
+
+#[tokio::test]
+async fn negative_priority_never_gets_bare_jid_messages() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
+    available(&state, &mut bob, -1, now);
+    drain(&mut bob_box);
+
+    let actions =
+        alice.handle(&state, xml("<message xmlns='jabber:client' to='bob@localhost'><body>x</body></message>"), now);
+    assert_eq!(error_condition(&written(&actions)), "service-unavailable");
+    assert!(drain(&mut bob_box).is_empty());
+
+    let to_full = "<message xmlns='jabber:client' to='bob@localhost/b'><body>x</body></message>";
+    assert!(alice.handle(&state, xml(to_full), now).is_empty());
+    assert_eq!(drain(&mut bob_box).len(), 1, "a full JID reaches the resource whatever its priority");
+}
+
+#[tokio::test]
+async fn spoofed_from_ends_the_stream_and_is_not_delivered() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
+    available(&state, &mut bob, 0, now);
+    drain(&mut bob_box);
+    let spoof = "<message xmlns='jabber:client' from='bob@localhost' to='bob@localhost/b'><body>x</body></message>";
+    assert_eq!(ended(&alice.handle(&state, xml(spoof), now)), StreamCondition::InvalidFrom);
+    assert!(drain(&mut bob_box).is_empty());
+
+    let own_bare = "<message xmlns='jabber:client' from='alice@localhost' to='bob@localhost/b'/>";
+    assert!(alice.handle(&state, xml(own_bare), now).is_empty());
+    assert_eq!(drain(&mut bob_box)[0].attr("from"), Some("alice@localhost/a"));
+}
+
+#[tokio::test]
+async fn iq_faults_are_stanza_errors_and_unknown_elements_end_the_stream() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let cases = [
+        ("<iq xmlns='jabber:client' type='get'><ping xmlns='urn:xmpp:ping'/></iq>", "bad-request"),
+        (
+            "<iq xmlns='jabber:client' id='1' type='get' to='localhost'><x xmlns='urn:unknown'/></iq>",
+            "service-unavailable",
+        ),
+        (
+            "<iq xmlns='jabber:client' id='2' type='get' to='nobody@localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "service-unavailable",
+        ),
+        (
+            "<iq xmlns='jabber:client' id='3' type='get' to='bob@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "service-unavailable",
+        ),
+        (
+            "<iq xmlns='jabber:client' id='4' type='get' to='example.net'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "remote-server-not-found",
+        ),
+        ("<presence xmlns='jabber:client'><priority>200</priority></presence>", "bad-request"),
+    ];
+    for (input, condition) in cases {
+        let reply = written(&alice.handle(&state, xml(input), now));
+        assert_eq!(error_condition(&reply), condition, "{input}");
+        assert_eq!(reply.attr("to"), Some("alice@localhost/a"), "{input}");
+    }
+    let unknown = alice.handle(&state, xml("<foo xmlns='jabber:client'/>"), now);
+    assert_eq!(ended(&unknown), StreamCondition::UnsupportedStanzaType);
+}
+
+#[tokio::test]
+async fn ping_and_disco_are_answered_by_the_server() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let pong = written(&alice.handle(
+        &state,
+        xml("<iq xmlns='jabber:client' id='p' type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"),
+        now,
+    ));
+    assert_eq!((pong.attr("type"), pong.attr("id"), pong.attr("from")), (Some("result"), Some("p"), Some("localhost")));
+
+    let info = written(&alice.handle(
+        &state,
+        xml("<iq xmlns='jabber:client' id='d' type='get' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"),
+        now,
+    ));
+    let query = info.get_child("query", "http://jabber.org/protocol/disco#info").expect("query");
+    let features: Vec<&str> = query.children().filter_map(|c| c.attr("var")).collect();
+    assert!(features.contains(&"urn:xmpp:ping"), "{features:?}");
+    let identity = query.get_child("identity", "http://jabber.org/protocol/disco#info").expect("identity");
+    assert_eq!((identity.attr("category"), identity.attr("type")), (Some("server"), Some("im")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_client_is_pinged_then_timed_out() {
+    let state = state();
+    let start = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", start);
+    assert!(alice.tick(start).is_empty());
+    let interval = Duration::from_secs(state.config.timeouts.ping_interval_secs);
+    let timeout = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+
+    let ping = written(&alice.tick(start + interval));
+    assert!(ping.get_child("ping", "urn:xmpp:ping").is_some());
+    assert_eq!(alice.deadline(), start + interval + timeout);
+
+    // An answer keeps the session; silence after the next ping ends it.
+    let answer = format!("<iq xmlns='jabber:client' type='result' id='{}'/>", ping.attr("id").unwrap_or_default());
+    let later = start + interval + Duration::from_secs(1);
+    assert!(alice.handle(&state, xml(&answer), later).is_empty());
+    assert!(alice.tick(later + timeout).is_empty());
+    written(&alice.tick(later + interval));
+    assert_eq!(ended(&alice.tick(later + interval + timeout)), StreamCondition::ConnectionTimeout);
+}
+
+#[tokio::test]
+async fn ending_a_session_tells_our_other_resources() {
+    let state = state();
+    let now = Instant::now();
+    let (mut first, mut first_box) = bind(&state, "alice@localhost/one", now);
+    let (mut second, _s) = bind(&state, "alice@localhost/two", now);
+    available(&state, &mut first, 0, now);
+    available(&state, &mut second, 0, now);
+    let echoes = drain(&mut first_box);
+    assert_eq!(echoes.len(), 2, "own presence and the other resource's: {echoes:?}");
+    second.on_end(&state);
+    let gone = drain(&mut first_box);
+    assert_eq!(gone.len(), 1);
+    assert_eq!((gone[0].attr("type"), gone[0].attr("from")), (Some("unavailable"), Some("alice@localhost/two")));
+    assert!(state.router.resource(&FullJid::new("alice@localhost/two").expect("jid")).is_none());
+}

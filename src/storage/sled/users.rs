@@ -13,19 +13,14 @@ fn decode(bytes: &[u8]) -> Result<StoredCredentials, StorageError> {
 
 impl UserStore for SledStore {
     fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError> {
-        let swapped = self
-            .users
-            .compare_and_swap(jid.as_str(), None::<&[u8]>, Some(encode(creds)?))
-            .map_err(backend)?;
+        let swapped =
+            self.users.compare_and_swap(jid.as_str(), None::<&[u8]>, Some(encode(creds)?)).map_err(backend)?;
         swapped.map_err(|_| StorageError::AlreadyExists(jid.to_string()))
     }
 
     fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError> {
         let value = encode(creds)?;
-        let updated = self
-            .users
-            .fetch_and_update(jid.as_str(), |old| old.map(|_| value.clone()))
-            .map_err(backend)?;
+        let updated = self.users.fetch_and_update(jid.as_str(), |old| old.map(|_| value.clone())).map_err(backend)?;
         updated.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
     }
 
