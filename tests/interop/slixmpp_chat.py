@@ -66,4 +66,3 @@ if __name__ == "__main__":
     except Exception as e:  # any failure is a red run
         print(f"FAILED: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)
-    print("1 passed, 0 failed")
