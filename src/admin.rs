@@ -119,18 +119,34 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             tracing::info!(command = command_name(&request), "admin request");
+            let deleted = match &request {
+                Request::Deluser { jid } => BareJid::new(jid).ok(),
+                _ => None,
+            };
             let config = &state.config;
             let users = state.users.clone();
             let (hosts, iterations) = (config.hosts.clone(), config.auth.scram_iterations);
-            tokio::task::spawn_blocking(move || execute(users.as_ref(), &hosts, iterations, request))
+            let response = tokio::task::spawn_blocking(move || execute(users.as_ref(), &hosts, iterations, request))
                 .await
-                .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")))
+                .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
+            if let (Response::Done, Some(jid)) = (&response, deleted) {
+                end_sessions(&state, &jid);
+            }
+            response
         }
         Err(e) => Response::Failed(format!("bad request: {e}")),
     };
     if let Ok(mut bytes) = serde_json::to_vec(&response) {
         bytes.push(b'\n');
         let _ = write.write_all(&bytes).await;
+    }
+}
+
+/// A deleted account's sessions end at once.
+fn end_sessions(state: &ServerState, jid: &BareJid) {
+    for resource in state.router.resources(jid) {
+        tracing::info!(jid = %resource.jid, "ending the session of a deleted account");
+        resource.handle.control(crate::router::Control::AccountDeleted);
     }
 }
 

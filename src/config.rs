@@ -291,6 +291,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let doc = include_str!("../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("an example") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("end of example");
+        let c = Config::parse(&doc[start..end]).expect("the example in docs/configuration.md is valid");
+        assert_eq!(c.hosts, vec!["example.org", "chat.example.net"]);
+    }
+
+    #[test]
     fn listeners_parse_and_switch_off() {
         let c = Config::parse("[listeners]\nc2s = '127.0.0.1:5000'\nc2s_tls = 'off'").expect("valid");
         assert_eq!(c.listeners.c2s, Some(SocketAddr::from(([127, 0, 0, 1], 5000))));

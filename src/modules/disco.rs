@@ -23,8 +23,11 @@ pub fn info(request: &Request) -> Element {
         Target::Server(_) => ("server", "im", SERVER_FEATURES),
         Target::Account(_) => ("account", "registered", ACCOUNT_FEATURES),
     };
-    let mut query = el("query", NS_INFO)
-        .with_child(el("identity", NS_INFO).with("category", category).with("type", kind).with("name", "stanzad"));
+    let mut identity = el("identity", NS_INFO).with("category", category).with("type", kind);
+    if category == "server" {
+        identity.set("name", "stanzad");
+    }
+    let mut query = el("query", NS_INFO).with_child(identity);
     for feature in features {
         query.append_child(el("feature", NS_INFO).with("var", *feature));
     }

@@ -19,6 +19,8 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 pub enum Control {
     /// Another stream bound the same full JID (RFC 6120 §7.7.2.2): end with `conflict`.
     Replaced,
+    /// The account was deleted: end with `not-authorized`.
+    AccountDeleted,
 }
 
 /// The router's way into one session's task.

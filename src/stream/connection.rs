@@ -149,9 +149,7 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
                 Some(Err(e)) => break StreamEnd::from(e),
             },
             Some(element) = mailbox.stanzas.recv() => session.deliver(&element),
-            Some(Control::Replaced) = mailbox.control.recv() => {
-                break StreamEnd::error(StreamCondition::Conflict, "replaced by a new session with the same resource")
-            }
+            Some(control) = mailbox.control.recv() => break control_end(control),
             _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
             _ = shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
         };
@@ -173,6 +171,15 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
     let _ = tokio::time::timeout(write_timeout, writer_task).await;
     reader_task.abort();
     reroute_undelivered(&state, &mut mailbox);
+}
+
+fn control_end(control: Control) -> StreamEnd {
+    match control {
+        Control::Replaced => {
+            StreamEnd::error(StreamCondition::Conflict, "replaced by a new session with the same resource")
+        }
+        Control::AccountDeleted => StreamEnd::error(StreamCondition::NotAuthorized, "the account was deleted"),
+    }
 }
 
 /// Carries out the session's actions; returns how the stream ends, if it does.
