@@ -60,6 +60,23 @@ mod tests {
         assert!(h.contains("to='x&lt;y'"), "{h}");
     }
 
+    #[tokio::test]
+    async fn forwarded_stanzas_keep_lang_and_foreign_attributes() {
+        use crate::xml::framer::{Frame, Framer, Limits};
+        let input = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+            to='x' version='1.0'><message xmlns:e='urn:ext' xml:lang='de' e:mark='1' t='5'>\
+            <body>Gr&#xFC;&#xDF;e &amp; &lt;mehr&gt;</body><e:x e:y='2'/></message>";
+        let limits = Limits { max_stanza_bytes: 10_000, max_depth: 16, max_attributes: 16 };
+        let mut framer = Framer::new(input.as_bytes(), limits);
+        assert!(matches!(framer.next().await, Ok(Frame::Header(_))));
+        let Ok(Frame::Stanza(message)) = framer.next().await else { panic!("a stanza") };
+        let bytes = to_bytes(&message);
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let again: Element = text.parse().expect("our output parses");
+        assert_eq!(again, message, "{text}");
+        assert!(text.contains("xml:lang=\"de\"") || text.contains("xml:lang='de'"), "{text}");
+    }
+
     #[test]
     fn stream_error_names_its_condition() {
         let e = stream_error("host-unknown", Some("no such host"));
