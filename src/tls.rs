@@ -65,12 +65,31 @@ pub fn ensure_dev_certificate(dir: &Path, hosts: &[String]) -> Result<(PathBuf, 
         return Ok((cert_path, key_path));
     }
     std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
-    let certified =
-        rcgen::generate_simple_self_signed(hosts.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, certified.cert.pem()).map_err(|e| file_error(&cert_path, e))?;
+    let (cert, key) = self_signed(name, hosts).map_err(|e| TlsError::Generate(e.to_string()))?;
+    write_private(&key_path, key.as_bytes())?;
+    std::fs::write(&cert_path, cert).map_err(|e| file_error(&cert_path, e))?;
     tracing::info!(cert = %cert_path.display(), hosts = ?hosts, "generated a self-signed development certificate");
     Ok((cert_path, key_path))
+}
+
+/// A certificate for every host, named after the first (clients show the subject), valid
+/// from the start of last year for ten years. Returns (certificate PEM, key PEM).
+fn self_signed(name: &str, hosts: &[String]) -> Result<(String, String), rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(hosts.to_vec())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "stanzad development certificate");
+    let year = current_year();
+    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+    params.not_after = rcgen::date_time_ymd(year + 9, 1, 1);
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn current_year() -> i32 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    1970 + (secs / 31_556_952) as i32
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {

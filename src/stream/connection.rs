@@ -123,6 +123,7 @@ fn log_end(end: &StreamEnd) {
             tracing::info!(condition = condition.name(), %text, "stream error")
         }
         StreamEnd::PeerClosed => tracing::info!("stream closed by the client"),
+        StreamEnd::ServerClosed(reason) => tracing::warn!("stream closed: {reason}"),
         StreamEnd::Io(e) => tracing::info!(error = %e, "connection lost"),
     }
 }
@@ -161,7 +162,7 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
     session.on_end(&state);
     let last = match &end {
         StreamEnd::Error(condition, text) => Some(writer::stream_error(condition.name(), Some(text))),
-        StreamEnd::PeerClosed => Some(writer::STREAM_CLOSE.to_owned()),
+        StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => Some(writer::STREAM_CLOSE.to_owned()),
         StreamEnd::Io(_) => None,
     };
     if let Some(last) = last {

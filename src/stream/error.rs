@@ -57,6 +57,8 @@ pub enum StreamEnd {
     Error(StreamCondition, String),
     /// The peer closed the stream or the connection: nothing more to send but our close tag.
     PeerClosed,
+    /// We close the stream without a stream error (after a STARTTLS `<failure/>`).
+    ServerClosed(&'static str),
     /// The transport failed: nothing can be sent.
     Io(std::io::Error),
 }

@@ -157,10 +157,9 @@ impl<'a> Negotiation<'a> {
         }
         // Plaintext pipelined behind <starttls/> would be read as if it came over TLS
         // (CVE-2011-0411): refuse the upgrade and close (RFC 6120 §5.4.2.2).
-        if conn.reader.has_buffered_bytes() {
-            tracing::warn!("data pipelined after <starttls/>: refusing TLS");
+        if conn.reader.has_buffered_content() {
             conn.wire.send(format!("<failure xmlns='{NS_TLS}'/>").as_bytes()).await?;
-            return Err(StreamEnd::PeerClosed);
+            return Err(StreamEnd::ServerClosed("data pipelined after <starttls/>: TLS refused"));
         }
         conn.wire.send(format!("<proceed xmlns='{NS_TLS}'/>").as_bytes()).await?;
         Ok(Next::StartTls)

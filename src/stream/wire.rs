@@ -35,14 +35,14 @@ impl Wire {
     /// or just our closing tag; then the transport is shut down.
     pub async fn close(&mut self, end: &StreamEnd) {
         let mut bytes = String::new();
-        if let StreamEnd::Error(..) | StreamEnd::PeerClosed = end {
+        if let StreamEnd::Error(..) | StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) = end {
             if !self.header_sent {
                 bytes.push_str(&writer::stream_header(&self.domain, &new_stream_id(), None));
             }
         }
         match end {
             StreamEnd::Error(condition, text) => bytes.push_str(&writer::stream_error(condition.name(), Some(text))),
-            StreamEnd::PeerClosed => bytes.push_str(writer::STREAM_CLOSE),
+            StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => bytes.push_str(writer::STREAM_CLOSE),
             StreamEnd::Io(_) => return,
         }
         let _ = self.send(bytes.as_bytes()).await;

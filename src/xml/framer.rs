@@ -259,6 +259,16 @@ impl<R: AsyncRead + Unpin> Framer<R> {
         self.reader.as_ref().is_some_and(|reader| !reader.get_ref().buffer().is_empty())
     }
 
+    /// `true` if bytes other than XML whitespace were read but not parsed yet.
+    /// Whitespace between top-level elements is allowed (RFC 6120 §11.7), so a
+    /// newline after `<starttls/>` is no reason to refuse the upgrade; anything
+    /// else is (CVE-2011-0411).
+    pub fn has_buffered_content(&self) -> bool {
+        self.reader
+            .as_ref()
+            .is_some_and(|reader| reader.get_ref().buffer().iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')))
+    }
+
     /// Replaces the limits (e.g. the small pre-authentication budget by the
     /// full one) and re-arms the byte budget with them.
     pub fn set_limits(&mut self, limits: Limits) {
@@ -1305,6 +1315,15 @@ mod tests {
         assert!(matches!(framer.next().await, Ok(Frame::Header(_))));
         assert!(matches!(framer.next().await, Ok(Frame::Stanza(_))));
         assert!(framer.has_buffered_bytes());
+        assert!(framer.has_buffered_content());
+
+        // A newline behind <starttls/> (go-xmpp clients send one) is whitespace, not content.
+        let input = format!("{HEADER}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\n \r\t");
+        let mut framer = Framer::new(input.as_bytes(), LIMITS);
+        assert!(matches!(framer.next().await, Ok(Frame::Header(_))));
+        assert!(matches!(framer.next().await, Ok(Frame::Stanza(_))));
+        assert!(framer.has_buffered_bytes());
+        assert!(!framer.has_buffered_content());
     }
 
     #[tokio::test]
