@@ -38,3 +38,69 @@ pub fn user_store(store: &dyn UserStore) {
     assert_eq!(store.list_users().expect("list"), vec![bob]);
     store.flush().expect("flush");
 }
+
+use super::roster::{BlockStore, LastSeen, LastSeenStore, RosterItem, RosterStore, Subscription};
+
+/// Runs every `RosterStore` rule against an empty store.
+pub fn roster_store(store: &dyn RosterStore) {
+    let alice = jid("alice@example.org");
+    let bob = jid("bob@example.org");
+    let carol = jid("carol@example.net");
+
+    let empty = store.roster(&alice).expect("roster");
+    assert_eq!((empty.version, empty.items.len()), (0, 0));
+    assert!(store.roster_item(&alice, &bob).expect("item").is_none());
+
+    let mut item = RosterItem::new(&bob);
+    item.name = Some("Bob".into());
+    item.groups = vec!["Friends".into()];
+    let v1 = store.put_roster_item(&alice, &item).expect("put");
+    item.subscription = Subscription::To;
+    let v2 = store.put_roster_item(&alice, &item).expect("update");
+    assert!(v2 > v1 && v1 > 0, "every change bumps the version: {v1} {v2}");
+    assert_eq!(store.roster_item(&alice, &bob).expect("item"), Some(item.clone()));
+    let v3 = store.put_roster_item(&alice, &RosterItem::new(&carol)).expect("put");
+    let roster = store.roster(&alice).expect("roster");
+    assert_eq!(roster.version, v3);
+    assert_eq!(roster.items.len(), 2);
+    assert!(store.roster(&bob).expect("roster").items.is_empty(), "rosters are per owner");
+
+    assert_eq!(store.remove_roster_item(&alice, &jid("nobody@example.org")).expect("remove"), None);
+    assert_eq!(store.roster(&alice).expect("roster").version, v3, "removing nothing changes nothing");
+    let v4 = store.remove_roster_item(&alice, &carol).expect("remove").expect("existed");
+    assert!(v4 > v3);
+    assert_eq!(store.roster(&alice).expect("roster").items, vec![item]);
+
+    let request = "<presence xmlns='jabber:client' type='subscribe' from='carol@example.net'/>";
+    store.put_pending_in(&alice, &carol, request).expect("pending");
+    assert_eq!(store.pending_in(&alice).expect("pending"), vec![(carol.clone(), request.to_string())]);
+    assert!(store.remove_pending_in(&alice, &carol).expect("remove"));
+    assert!(!store.remove_pending_in(&alice, &carol).expect("remove again"));
+
+    store.put_pending_in(&alice, &carol, request).expect("pending");
+    store.delete_roster(&alice).expect("delete");
+    assert!(store.roster(&alice).expect("roster").items.is_empty());
+    assert!(store.pending_in(&alice).expect("pending").is_empty());
+}
+
+pub fn last_seen_store(store: &dyn LastSeenStore) {
+    let alice = jid("alice@example.org");
+    assert!(store.last_seen(&alice).expect("get").is_none());
+    let last = LastSeen { at: 1_700_000_000, status: Some("gone fishing".into()) };
+    store.set_last_seen(&alice, &last).expect("set");
+    assert_eq!(store.last_seen(&alice).expect("get"), Some(last));
+}
+
+pub fn block_store(store: &dyn BlockStore) {
+    let alice = jid("alice@example.org");
+    let spam = ["spam@example.net".to_string(), "example.com".to_string()];
+    assert_eq!(store.block(&alice, &spam).expect("block"), spam.to_vec());
+    assert!(store.block(&alice, &spam[..1]).expect("again").is_empty(), "already blocked");
+    let mut list = store.blocklist(&alice).expect("list");
+    list.sort();
+    assert_eq!(list, vec!["example.com".to_string(), "spam@example.net".to_string()]);
+    assert!(store.blocklist(&jid("bob@example.org")).expect("list").is_empty());
+    assert_eq!(store.unblock(&alice, &spam[..1]).expect("unblock"), spam[..1].to_vec());
+    assert_eq!(store.unblock(&alice, &[]).expect("unblock all"), vec!["example.com".to_string()]);
+    assert!(store.blocklist(&alice).expect("list").is_empty());
+}

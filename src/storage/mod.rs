@@ -2,6 +2,7 @@
 //! without touching the router. Every backend must pass [`contract`].
 
 pub mod contract;
+pub mod roster;
 pub mod sled;
 
 use crate::sasl::credentials::StoredCredentials;

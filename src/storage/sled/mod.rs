@@ -1,5 +1,6 @@
 //! The default backend: one sled database in the data directory, one tree per concern.
 
+mod roster;
 mod users;
 
 use super::StorageError;
@@ -11,6 +12,11 @@ use std::path::Path;
 pub struct SledStore {
     db: sled::Db,
     users: sled::Tree,
+    roster: sled::Tree,
+    roster_versions: sled::Tree,
+    roster_pending: sled::Tree,
+    last_seen: sled::Tree,
+    blocklist: sled::Tree,
 }
 
 impl SledStore {
@@ -30,8 +36,16 @@ impl SledStore {
     }
 
     fn from_db(db: sled::Db) -> Result<SledStore, StorageError> {
-        let users = db.open_tree("users").map_err(backend)?;
-        Ok(SledStore { db, users })
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(SledStore {
+            users: tree("users")?,
+            roster: tree("roster")?,
+            roster_versions: tree("roster_versions")?,
+            roster_pending: tree("roster_pending")?,
+            last_seen: tree("last_seen")?,
+            blocklist: tree("blocklist")?,
+            db,
+        })
     }
 }
 

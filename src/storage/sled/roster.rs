@@ -1,0 +1,182 @@
+//! Rosters (items + version in one transaction), pending requests, last seen, block lists.
+
+use super::{backend, SledStore};
+use crate::storage::roster::{BlockStore, LastSeen, LastSeenStore, Roster, RosterItem, RosterStore};
+use crate::storage::StorageError;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use xmpp_parsers::jid::BareJid;
+
+/// `owner NUL contact`: JIDs never contain NUL, so one owner's keys share a prefix.
+fn key(owner: &BareJid, contact: &str) -> Vec<u8> {
+    let mut key = prefix(owner);
+    key.extend_from_slice(contact.as_bytes());
+    key
+}
+
+fn prefix(owner: &BareJid) -> Vec<u8> {
+    let mut key = owner.as_str().as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(e.to_string())
+}
+
+fn tx_error(e: TransactionError<StorageError>) -> StorageError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+fn read_version(bytes: Option<sled::IVec>) -> u64 {
+    bytes.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok()).map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// The contact part of a prefixed key.
+fn contact_of(key: &[u8], prefix_len: usize) -> Result<BareJid, StorageError> {
+    let text = std::str::from_utf8(&key[prefix_len.min(key.len())..]).map_err(corrupt)?;
+    BareJid::new(text).map_err(corrupt)
+}
+
+impl SledStore {
+    /// Writes (or with None removes) one item and bumps the version, atomically.
+    fn change_item(&self, owner: &BareJid, contact: &str, value: Option<Vec<u8>>) -> Result<Option<u64>, StorageError> {
+        let item_key = key(owner, contact);
+        (&self.roster, &self.roster_versions)
+            .transaction(|(items, versions)| {
+                let changed = match &value {
+                    Some(value) => {
+                        items.insert(item_key.as_slice(), value.as_slice())?;
+                        true
+                    }
+                    None => items.remove(item_key.as_slice())?.is_some(),
+                };
+                if !changed {
+                    return Ok(None);
+                }
+                let version = read_version(versions.get(owner.as_str())?) + 1;
+                versions.insert(owner.as_str(), &version.to_be_bytes())?;
+                Ok::<_, ConflictableTransactionError<StorageError>>(Some(version))
+            })
+            .map_err(tx_error)
+    }
+}
+
+impl RosterStore for SledStore {
+    fn roster(&self, owner: &BareJid) -> Result<Roster, StorageError> {
+        let version = read_version(self.roster_versions.get(owner.as_str()).map_err(backend)?);
+        let mut items = Vec::new();
+        for entry in self.roster.scan_prefix(prefix(owner)) {
+            let (_, value) = entry.map_err(backend)?;
+            items.push(serde_json::from_slice(&value).map_err(corrupt)?);
+        }
+        Ok(Roster { version, items })
+    }
+
+    fn roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<RosterItem>, StorageError> {
+        let value = self.roster.get(key(owner, contact.as_str())).map_err(backend)?;
+        value.map(|v| serde_json::from_slice(&v).map_err(corrupt)).transpose()
+    }
+
+    fn put_roster_item(&self, owner: &BareJid, item: &RosterItem) -> Result<u64, StorageError> {
+        let value = serde_json::to_vec(item).map_err(corrupt)?;
+        let version = self.change_item(owner, &item.jid, Some(value))?;
+        version.ok_or_else(|| StorageError::Backend("roster write lost".into()))
+    }
+
+    fn remove_roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<u64>, StorageError> {
+        self.change_item(owner, contact.as_str(), None)
+    }
+
+    fn put_pending_in(&self, owner: &BareJid, contact: &BareJid, request: &str) -> Result<(), StorageError> {
+        self.roster_pending.insert(key(owner, contact.as_str()), request.as_bytes()).map_err(backend)?;
+        Ok(())
+    }
+
+    fn remove_pending_in(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
+        Ok(self.roster_pending.remove(key(owner, contact.as_str())).map_err(backend)?.is_some())
+    }
+
+    fn pending_in(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
+        let prefix = prefix(owner);
+        let mut pending = Vec::new();
+        for entry in self.roster_pending.scan_prefix(&prefix) {
+            let (key, value) = entry.map_err(backend)?;
+            let request = String::from_utf8(value.to_vec()).map_err(corrupt)?;
+            pending.push((contact_of(&key, prefix.len())?, request));
+        }
+        Ok(pending)
+    }
+
+    fn delete_roster(&self, owner: &BareJid) -> Result<(), StorageError> {
+        let prefix = prefix(owner);
+        for tree in [&self.roster, &self.roster_pending, &self.blocklist] {
+            for entry in tree.scan_prefix(&prefix) {
+                let (key, _) = entry.map_err(backend)?;
+                tree.remove(key).map_err(backend)?;
+            }
+        }
+        self.roster_versions.remove(owner.as_str()).map_err(backend)?;
+        self.last_seen.remove(owner.as_str()).map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl LastSeenStore for SledStore {
+    fn set_last_seen(&self, owner: &BareJid, last: &LastSeen) -> Result<(), StorageError> {
+        let value = serde_json::to_vec(last).map_err(corrupt)?;
+        self.last_seen.insert(owner.as_str(), value).map_err(backend)?;
+        Ok(())
+    }
+
+    fn last_seen(&self, owner: &BareJid) -> Result<Option<LastSeen>, StorageError> {
+        let value = self.last_seen.get(owner.as_str()).map_err(backend)?;
+        value.map(|v| serde_json::from_slice(&v).map_err(corrupt)).transpose()
+    }
+}
+
+impl BlockStore for SledStore {
+    fn block(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError> {
+        let mut added = Vec::new();
+        for jid in jids {
+            if self.blocklist.insert(key(owner, jid), &[]).map_err(backend)?.is_none() {
+                added.push(jid.clone());
+            }
+        }
+        Ok(added)
+    }
+
+    fn unblock(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError> {
+        let targets = if jids.is_empty() { self.blocklist(owner)? } else { jids.to_vec() };
+        let mut removed = Vec::new();
+        for jid in targets {
+            if self.blocklist.remove(key(owner, &jid)).map_err(backend)?.is_some() {
+                removed.push(jid);
+            }
+        }
+        Ok(removed)
+    }
+
+    fn blocklist(&self, owner: &BareJid) -> Result<Vec<String>, StorageError> {
+        let prefix = prefix(owner);
+        let mut jids = Vec::new();
+        for entry in self.blocklist.scan_prefix(&prefix) {
+            let (key, _) = entry.map_err(backend)?;
+            jids.push(String::from_utf8(key[prefix.len()..].to_vec()).map_err(corrupt)?);
+        }
+        Ok(jids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sled_passes_the_roster_contracts() {
+        let store = super::SledStore::temporary().expect("temporary sled");
+        crate::storage::contract::roster_store(&store);
+        crate::storage::contract::last_seen_store(&store);
+        crate::storage::contract::block_store(&store);
+    }
+}
