@@ -5,7 +5,7 @@
 
 use crate::sasl::credentials::StoredCredentials;
 use crate::state::ServerState;
-use crate::storage::{StorageError, UserStore};
+use crate::storage::{StorageError, Storage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Carries out one request against a store, creating credentials with `iterations`.
-pub fn execute(users: &dyn UserStore, hosts: &[String], iterations: u32, request: Request) -> Response {
+pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: Request) -> Response {
     let result = match request {
         Request::Adduser { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
             let creds = derive(&password, iterations)?;
@@ -45,7 +45,10 @@ pub fn execute(users: &dyn UserStore, hosts: &[String], iterations: u32, request
             let creds = derive(&password, iterations)?;
             users.set_credentials(&jid, &creds).map_err(describe)
         }),
-        Request::Deluser { jid } => local_jid(&jid, hosts).and_then(|jid| users.delete_user(&jid).map_err(describe)),
+        Request::Deluser { jid } => local_jid(&jid, hosts).and_then(|jid| {
+            users.delete_user(&jid).map_err(describe)?;
+            users.delete_roster(&jid).map_err(describe)
+        }),
         Request::Users => {
             return match users.list_users() {
                 Ok(list) => Response::Users(list.iter().map(ToString::to_string).collect()),
@@ -124,7 +127,7 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
                 _ => None,
             };
             let config = &state.config;
-            let users = state.users.clone();
+            let users = state.store.clone();
             let (hosts, iterations) = (config.hosts.clone(), config.auth.scram_iterations);
             let response = tokio::task::spawn_blocking(move || execute(users.as_ref(), &hosts, iterations, request))
                 .await

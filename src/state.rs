@@ -2,22 +2,22 @@
 
 use crate::config::Config;
 use crate::router::Router;
-use crate::storage::UserStore;
+use crate::storage::Storage;
 use crate::stream::throttle::AuthThrottle;
 use std::sync::Arc;
 use tokio::time::Instant;
 
 pub struct ServerState {
     pub config: Config,
-    pub users: Arc<dyn UserStore>,
+    pub store: Arc<dyn Storage>,
     pub router: Router,
     pub throttle: AuthThrottle,
     pub started: Instant,
 }
 
 impl ServerState {
-    pub fn new(config: Config, users: Arc<dyn UserStore>) -> ServerState {
+    pub fn new(config: Config, store: Arc<dyn Storage>) -> ServerState {
         let throttle = AuthThrottle::new(&config.auth);
-        ServerState { config, users, router: Router::default(), throttle, started: Instant::now() }
+        ServerState { config, store, router: Router::default(), throttle, started: Instant::now() }
     }
 }

@@ -63,7 +63,7 @@ pub fn handle_iq(state: &ServerState, sender: &FullJid, target: &Target, stanza:
         return None;
     }
     if let Target::Account(bare) = target {
-        match state.users.user_exists(bare) {
+        match state.store.user_exists(bare) {
             Ok(true) => {}
             Ok(false) => {
                 return Some(crate::stanza::error_reply(

@@ -37,7 +37,7 @@ fn account_exists(state: &ServerState, bare: &BareJid) -> Result<bool, StanzaErr
     if state.router.is_online(bare) {
         return Ok(true);
     }
-    state.users.user_exists(bare).map_err(|e| {
+    state.store.user_exists(bare).map_err(|e| {
         tracing::error!(error = %e, "user lookup failed while routing");
         StanzaError::new(Condition::InternalServerError)
     })

@@ -20,6 +20,10 @@ pub enum StorageError {
     Backend(String),
 }
 
+/// Everything the server keeps: one object implementing every per-concern trait.
+pub trait Storage: UserStore + roster::RosterStore + roster::LastSeenStore + roster::BlockStore {}
+impl<T: UserStore + roster::RosterStore + roster::LastSeenStore + roster::BlockStore> Storage for T {}
+
 /// Accounts and their SCRAM credentials (never the password).
 pub trait UserStore: Send + Sync {
     /// Creates an account; `AlreadyExists` if it is taken.

@@ -219,7 +219,7 @@ impl<'a> Negotiation<'a> {
 
     fn lookup(&self) -> Lookup<'_> {
         Lookup {
-            users: self.state.users.as_ref(),
+            users: self.state.store.as_ref(),
             domain: self.domain.as_deref().unwrap_or_default(),
             iterations: self.state.config.auth.scram_iterations,
             attempted: &self.attempted,
