@@ -5,7 +5,7 @@
 
 use crate::sasl::credentials::StoredCredentials;
 use crate::state::ServerState;
-use crate::storage::{StorageError, Storage};
+use crate::storage::{Storage, StorageError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

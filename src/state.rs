@@ -13,11 +13,20 @@ pub struct ServerState {
     pub router: Router,
     pub throttle: AuthThrottle,
     pub started: Instant,
+    /// Serialises subscription changes, which read and write two rosters.
+    pub subscriptions: std::sync::Mutex<()>,
 }
 
 impl ServerState {
     pub fn new(config: Config, store: Arc<dyn Storage>) -> ServerState {
         let throttle = AuthThrottle::new(&config.auth);
-        ServerState { config, store, router: Router::default(), throttle, started: Instant::now() }
+        ServerState {
+            config,
+            store,
+            router: Router::default(),
+            throttle,
+            started: Instant::now(),
+            subscriptions: Default::default(),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! XEP-0030 service discovery. Only features that really work are listed.
 
-use super::{ping, version, Request, Target};
+use super::{blocking, last, ping, version, Request, Target};
 use crate::error::Condition;
 use crate::xml::{el, Element, ElementExt};
 
@@ -8,9 +8,9 @@ pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
 /// What the server itself supports.
-const SERVER_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS, version::NS];
+const SERVER_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS, version::NS, last::NS, blocking::NS];
 /// What the server does on behalf of every account.
-const ACCOUNT_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS];
+const ACCOUNT_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS, last::NS];
 
 pub fn info(request: &Request) -> Element {
     if !request.is_get() {

@@ -1,8 +1,11 @@
 //! iq requests the server answers itself, one file per feature. An iq to the server's
 //! domain, to an account's bare JID, or without `to` lands here (RFC 6120 §10.3.3, §10.5).
 
+pub mod blocking;
 pub mod disco;
+pub mod last;
 pub mod ping;
+pub mod roster;
 pub mod session;
 pub mod version;
 
@@ -89,6 +92,9 @@ pub fn handle_iq(state: &ServerState, sender: &FullJid, target: &Target, stanza:
         ("query", disco::NS_ITEMS) => disco::items(&request),
         ("query", version::NS) => version::handle(&request),
         ("session", crate::xml::NS_SESSION) => session::handle(&request),
+        ("query", roster::NS) => roster::handle(&request),
+        ("query", last::NS) => last::handle(&request),
+        (_, blocking::NS) => blocking::handle(&request),
         ("bind", crate::xml::NS_BIND) => request.error(Condition::NotAllowed),
         _ => request.error(Condition::ServiceUnavailable),
     };

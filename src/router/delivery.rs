@@ -24,6 +24,13 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
     if !account_exists(state, &bare)? {
         return unknown_account(stanza);
     }
+    // XEP-0191 §3.5: a blocked sender learns nothing but service-unavailable.
+    if stanza.from.as_ref().is_some_and(|from| crate::modules::blocking::blocks(state, &bare, from)) {
+        return match stanza.kind {
+            Kind::Presence(_) => Ok(()),
+            _ => unknown_account(stanza),
+        };
+    }
     match to.try_as_full() {
         Ok(full) => match state.router.resource(full) {
             Some(resource) => deliver_one(&resource, stanza),

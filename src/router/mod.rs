@@ -5,11 +5,14 @@
 //! sessions are reached through [`SessionHandle`]s, bounded channels into their tasks.
 
 pub mod delivery;
+pub mod presence;
 pub mod session;
+pub mod subscription;
 
 use crate::xml::Element;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::RwLock;
 use tokio::sync::mpsc;
 use xmpp_parsers::jid::{BareJid, FullJid};
@@ -23,17 +26,29 @@ pub enum Control {
     AccountDeleted,
 }
 
+/// What the router hands a session.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// A stanza for this session's client.
+    Stanza(Element),
+    /// Bytes serialised once and shared by many recipients (presence fan-out).
+    Shared(Arc<[u8]>),
+    /// A changed roster item (the `<query/>` of a push, RFC 6121 §2.1.6): sent only to
+    /// sessions that asked for the roster.
+    RosterPush(Arc<Element>),
+}
+
 /// The router's way into one session's task.
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
     pub id: u64,
-    stanzas: mpsc::Sender<Element>,
+    stanzas: mpsc::Sender<Delivery>,
     control: mpsc::UnboundedSender<Control>,
 }
 
 /// The receiving ends, owned by the session's task.
 pub struct Mailbox {
-    pub stanzas: mpsc::Receiver<Element>,
+    pub stanzas: mpsc::Receiver<Delivery>,
     pub control: mpsc::UnboundedReceiver<Control>,
 }
 
@@ -48,7 +63,11 @@ pub enum DeliveryError {
 
 impl SessionHandle {
     pub fn deliver(&self, element: Element) -> Result<(), DeliveryError> {
-        self.stanzas.try_send(element).map_err(|e| match e {
+        self.send(Delivery::Stanza(element))
+    }
+
+    pub fn send(&self, delivery: Delivery) -> Result<(), DeliveryError> {
+        self.stanzas.try_send(delivery).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
             mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
         })
@@ -66,6 +85,8 @@ pub struct Resource {
     pub handle: SessionHandle,
     /// `Some(priority)` once the resource sent available presence; None while merely connected.
     pub priority: Option<i8>,
+    /// Its last broadcast available presence, for probes (RFC 6121 §4.3.2).
+    pub presence: Option<Arc<Element>>,
 }
 
 #[derive(Default)]
@@ -89,7 +110,7 @@ impl Router {
         let mut accounts = self.write();
         let resources = accounts.entry(jid.to_bare()).or_default();
         let old = resources.iter().position(|r| r.jid == jid).map(|i| resources.remove(i).handle);
-        resources.push(Resource { jid, handle, priority: None });
+        resources.push(Resource { jid, handle, priority: None, presence: None });
         old
     }
 
@@ -105,14 +126,21 @@ impl Router {
         }
     }
 
-    /// Records available presence (`Some(priority)`) or unavailable (`None`).
-    pub fn set_priority(&self, jid: &FullJid, id: u64, priority: Option<i8>) {
+    /// Records available presence (`Some((priority, presence))`) or unavailable (`None`).
+    pub fn set_presence(&self, jid: &FullJid, id: u64, presence: Option<(i8, Arc<Element>)>) {
         let mut accounts = self.write();
         if let Some(resources) = accounts.get_mut(&jid.to_bare()) {
             for r in resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id) {
-                r.priority = priority;
+                r.priority = presence.as_ref().map(|(p, _)| *p);
+                r.presence = presence.as_ref().map(|(_, el)| el.clone());
             }
         }
+    }
+
+    /// The account's available resources.
+    pub fn available(&self, bare: &BareJid) -> Vec<Resource> {
+        let accounts = self.read();
+        accounts.get(bare).map(|rs| rs.iter().filter(|r| r.priority.is_some()).cloned().collect()).unwrap_or_default()
     }
 
     /// A snapshot of an account's bound resources.

@@ -2,10 +2,11 @@
 //! `handle(element, now)`, `deliver(element)` and `tick(now)` return the [`Action`]s the
 //! connection task carries out. Time is passed in (tokio's clock, so tests can pause it).
 
-use super::delivery;
+use super::{delivery, Delivery};
 use crate::error::{Condition, StanzaError};
+use crate::modules::roster;
 use crate::modules::{self, Target};
-use crate::stanza::{error_reply, Kind, MessageType, ParseError, PresenceType, Stanza};
+use crate::stanza::{error_reply, Kind, MessageType, ParseError, Stanza};
 use crate::state::ServerState;
 use crate::stream::error::{StreamCondition, StreamEnd};
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
@@ -28,6 +29,12 @@ pub struct Session {
     pub id: u64,
     /// `Some(priority)` while available.
     priority: Option<i8>,
+    /// The client asked for the roster, so it gets roster pushes (RFC 6121 §2.1.6).
+    roster_interested: bool,
+    /// Entities we sent directed presence to while available (RFC 6121 §4.6): they get
+    /// our unavailable presence when we go.
+    directed: std::collections::HashSet<Jid>,
+    pushes_sent: u64,
     last_inbound: Instant,
     /// The id and send time of our unanswered XEP-0199 ping.
     ping: Option<(String, Instant)>,
@@ -44,6 +51,9 @@ impl Session {
             jid,
             id,
             priority: None,
+            roster_interested: false,
+            directed: std::collections::HashSet::new(),
+            pushes_sent: 0,
             last_inbound: now,
             ping: None,
             pings_sent: 0,
@@ -87,9 +97,18 @@ impl Session {
         }
     }
 
-    /// A stanza the router delivered to us.
-    pub fn deliver(&mut self, element: &Element) -> Vec<Action> {
-        vec![Action::Write(writer::to_bytes(element))]
+    /// What the router delivered to us.
+    pub fn deliver(&mut self, delivery: &Delivery) -> Vec<Action> {
+        match delivery {
+            Delivery::Stanza(element) => vec![Action::Write(writer::to_bytes(element))],
+            Delivery::Shared(bytes) => vec![Action::Write(bytes.to_vec())],
+            Delivery::RosterPush(query) if self.roster_interested => {
+                self.pushes_sent += 1;
+                let push = roster::push_iq(self.jid.as_str(), &format!("push-{}", self.pushes_sent), query);
+                vec![Action::Write(writer::to_bytes(&push))]
+            }
+            Delivery::RosterPush(_) => Vec::new(),
+        }
     }
 
     /// When `tick` next has something to do.
@@ -121,14 +140,14 @@ impl Session {
         vec![Action::Write(writer::to_bytes(&ping))]
     }
 
-    /// What the session leaves behind when it ends (RFC 6121 §4.5.3.2, as far as this
-    /// server tracks presence yet): our other resources learn we went away.
+    /// RFC 6121 §4.5.2: a session that ends while available (with or without a word)
+    /// goes unavailable for everyone who saw it.
     pub fn on_end(&mut self, state: &ServerState) {
-        state.router.unbind(&self.jid, self.id);
-        if self.priority.take().is_some() {
-            let unavailable = el("presence", NS_CLIENT).with("type", "unavailable").with("from", self.jid.as_str());
-            self.echo_to_own_resources(state, &unavailable);
+        if self.priority.is_some() {
+            let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
+            self.go_unavailable(state, &unavailable);
         }
+        state.router.unbind(&self.jid, self.id);
     }
 
     fn reject(&self, element: &Element, error: &StanzaError) -> Vec<Action> {
@@ -148,6 +167,18 @@ impl Session {
     }
 
     fn route(&self, state: &ServerState, stanza: &Stanza, to: &Jid) -> Vec<Action> {
+        // XEP-0191 §3.6: nothing goes to those we blocked.
+        if crate::modules::blocking::blocks(state, &self.bare, to) {
+            return match stanza.error_reply(&crate::modules::blocking::blocked_error()) {
+                Some(mut reply) => {
+                    if let Some(error) = reply.get_child_mut("error", NS_CLIENT) {
+                        error.append_child(crate::modules::blocking::blocked_condition());
+                    }
+                    vec![Action::Write(writer::to_bytes(&reply))]
+                }
+                None => Vec::new(),
+            };
+        }
         match delivery::route(state, stanza, to) {
             Ok(()) => Vec::new(),
             Err(error) => self.reply_error(stanza, error),
@@ -171,6 +202,9 @@ impl Session {
 
     fn on_iq(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
         if let Some(target) = self.iq_target(state, stanza.to.as_ref()) {
+            if roster::is_get(stanza) && target == Target::Account(self.bare.clone()) {
+                self.roster_interested = true;
+            }
             return match modules::handle_iq(state, &self.jid, &target, stanza) {
                 Some(reply) => vec![Action::Write(writer::to_bytes(&reply))],
                 None => Vec::new(),
@@ -194,61 +228,8 @@ impl Session {
         }
         self.route(state, stanza, &to)
     }
-
-    fn on_presence(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
-        let Kind::Presence(kind) = stanza.kind else {
-            return Vec::new();
-        };
-        if let Some(to) = &stanza.to {
-            return self.route(state, stanza, to);
-        }
-        match kind {
-            PresenceType::Available => match priority(&stanza.element) {
-                Ok(priority) => {
-                    self.priority = Some(priority);
-                    state.router.set_priority(&self.jid, self.id, Some(priority));
-                    self.echo_to_own_resources(state, &stanza.element);
-                    Vec::new()
-                }
-                Err(error) => self.reply_error(stanza, error),
-            },
-            PresenceType::Unavailable => {
-                self.priority = None;
-                state.router.set_priority(&self.jid, self.id, None);
-                self.echo_to_own_resources(state, &stanza.element);
-                Vec::new()
-            }
-            // Subscription states without a `to` have no meaning; probes are the server's.
-            _ => Vec::new(),
-        }
-    }
-
-    /// RFC 6121 §4.2.2: our presence goes to all our available resources, ourselves included.
-    fn echo_to_own_resources(&self, state: &ServerState, presence: &Element) {
-        for resource in state.router.resources(&self.bare) {
-            if resource.priority.is_none() && resource.handle.id != self.id {
-                continue;
-            }
-            let mut copy = presence.clone();
-            copy.set("to", resource.jid.as_str());
-            if resource.handle.deliver(copy).is_err() {
-                tracing::debug!(to = %resource.jid, "own presence not delivered");
-            }
-        }
-    }
 }
 
-/// RFC 6121 §4.7.2.3: priority is an integer in −128..=127; absent means 0.
-fn priority(presence: &Element) -> Result<i8, StanzaError> {
-    match presence.get_child("priority", NS_CLIENT) {
-        None => Ok(0),
-        Some(p) => {
-            p.text().trim().parse::<i8>().map_err(|_| {
-                StanzaError::with_text(Condition::BadRequest, "priority must be an integer from -128 to 127")
-            })
-        }
-    }
-}
-
+mod presence;
 #[cfg(test)]
 mod tests;

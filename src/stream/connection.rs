@@ -7,7 +7,7 @@ use super::negotiate::{preauth_limits, Bound, Conn, Negotiation, Next, Reader};
 use super::transport::Transport;
 use super::wire::Wire;
 use crate::router::session::{Action, Session};
-use crate::router::{delivery, Control, Mailbox};
+use crate::router::{delivery, Control, Delivery, Mailbox};
 use crate::state::ServerState;
 use crate::tls::TlsSetup;
 use crate::xml::framer::{Frame, Framer, FramerError};
@@ -204,8 +204,11 @@ async fn perform(actions: Vec<Action>, out: &mpsc::Sender<Vec<u8>>, limit: Durat
 /// to another resource if one fits, else their sender learns they were not delivered.
 fn reroute_undelivered(state: &ServerState, mailbox: &mut Mailbox) {
     mailbox.stanzas.close();
-    while let Ok(element) = mailbox.stanzas.try_recv() {
-        delivery::reroute(state, element);
+    while let Ok(delivery) = mailbox.stanzas.try_recv() {
+        // Shared bytes are presence and roster pushes: for this session only, nothing to save.
+        if let Delivery::Stanza(element) = delivery {
+            delivery::reroute(state, element);
+        }
     }
 }
 

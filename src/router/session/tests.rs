@@ -55,8 +55,15 @@ fn available(state: &ServerState, session: &mut Session, priority: i8, now: Inst
     session.handle(state, presence, now);
 }
 
+/// What reached a mailbox, as elements (shared bytes parsed back).
 fn drain(mailbox: &mut Mailbox) -> Vec<Element> {
-    std::iter::from_fn(|| mailbox.stanzas.try_recv().ok()).collect()
+    std::iter::from_fn(|| mailbox.stanzas.try_recv().ok())
+        .filter_map(|delivery| match delivery {
+            Delivery::Stanza(element) => Some(element),
+            Delivery::Shared(bytes) => std::str::from_utf8(&bytes).ok()?.parse().ok(),
+            Delivery::RosterPush(_) => None,
+        })
+        .collect()
 }
 
 #[tokio::test]

@@ -1,0 +1,146 @@
+//! XEP-0191 blocking: a block list per account; nothing passes between a user and
+//! the JIDs it blocked, in either direction.
+
+use super::{Request, Target};
+use crate::error::Condition;
+use crate::router::presence;
+use crate::state::ServerState;
+use crate::xml::{el, Element, ElementExt, NS_CLIENT};
+use xmpp_parsers::jid::{BareJid, Jid};
+
+pub const NS: &str = "urn:xmpp:blocking";
+pub const NS_ERRORS: &str = "urn:xmpp:blocking:errors";
+/// Most items in one block list.
+const MAX_ITEMS: usize = 10_000;
+
+/// Whether `owner` blocked `other` (§3.1: a blocked JID matches itself, its bare JID,
+/// its domain, and its domain with its resource).
+pub fn blocks(state: &ServerState, owner: &BareJid, other: &Jid) -> bool {
+    let list = match state.store.blocklist(owner) {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the block list failed");
+            return false;
+        }
+    };
+    if list.is_empty() {
+        return false;
+    }
+    let domain = other.domain().as_str();
+    let domain_resource = other.resource().map(|r| format!("{domain}/{r}"));
+    let bare = other.to_bare();
+    list.iter().any(|b| b == other.as_str() || b == bare.as_str() || b == domain || Some(b) == domain_resource.as_ref())
+}
+
+/// Whether either account blocked the other.
+pub fn between(state: &ServerState, a: &BareJid, b: &BareJid) -> bool {
+    blocks(state, a, &Jid::from(b.clone())) || blocks(state, b, &Jid::from(a.clone()))
+}
+
+/// §3.6: the error for a stanza a user sends to someone they blocked.
+pub fn blocked_error() -> crate::error::StanzaError {
+    crate::error::StanzaError::new(Condition::NotAcceptable)
+}
+
+/// The `<blocked/>` application condition that goes with [`blocked_error`].
+pub fn blocked_condition() -> Element {
+    el("blocked", NS_ERRORS)
+}
+
+pub fn handle(request: &Request) -> Element {
+    let Target::Account(owner) = request.target else { return request.error(Condition::ServiceUnavailable) };
+    if *owner != request.sender.to_bare() {
+        return request.error(Condition::Forbidden);
+    }
+    let outcome = match (request.payload.name(), request.is_get()) {
+        ("blocklist", true) => list(request, owner),
+        ("block", false) => change(request, owner, true),
+        ("unblock", false) => change(request, owner, false),
+        _ => Err(Condition::BadRequest),
+    };
+    outcome.unwrap_or_else(|condition| request.error(condition))
+}
+
+fn storage_fault(e: crate::storage::StorageError) -> Condition {
+    tracing::error!(error = %e, "block list storage failed");
+    Condition::InternalServerError
+}
+
+fn list(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
+    let jids = request.state.store.blocklist(owner).map_err(storage_fault)?;
+    Ok(request.result_with(items(el("blocklist", NS), &jids)))
+}
+
+fn items(mut container: Element, jids: &[String]) -> Element {
+    for jid in jids {
+        container.append_child(el("item", NS).with("jid", jid.as_str()));
+    }
+    container
+}
+
+/// §3.3 / §3.4: block or unblock, push the change to every resource, and fix presence.
+fn change(request: &Request, owner: &BareJid, block: bool) -> Result<Element, Condition> {
+    let mut jids = Vec::new();
+    for item in request.payload.children().filter(|c| c.is("item", NS)) {
+        let jid = item.attr("jid").ok_or(Condition::BadRequest)?;
+        jids.push(Jid::new(jid).map_err(|_| Condition::JidMalformed)?.to_string());
+    }
+    if block && jids.is_empty() {
+        return Err(Condition::BadRequest);
+    }
+    let state = request.state;
+    let changed = if block {
+        let current = state.store.blocklist(owner).map_err(storage_fault)?.len();
+        if current + jids.len() > MAX_ITEMS {
+            return Err(Condition::ResourceConstraint);
+        }
+        // Our presence stops reaching them before they are blocked.
+        for jid in &jids {
+            send_unavailable_to(state, owner, jid);
+        }
+        state.store.block(owner, &jids).map_err(storage_fault)?
+    } else {
+        state.store.unblock(owner, &jids).map_err(storage_fault)?
+    };
+    let name = if block { "block" } else { "unblock" };
+    // An empty unblock is "unblock all" and is pushed as such.
+    let pushed = if !block && jids.is_empty() { Vec::new() } else { changed.clone() };
+    if !changed.is_empty() {
+        push(state, owner, items(el(name, NS), &pushed));
+    }
+    if !block {
+        for jid in &changed {
+            presence_after_unblock(state, owner, jid);
+        }
+    }
+    Ok(request.result())
+}
+
+fn send_unavailable_to(state: &ServerState, owner: &BareJid, jid: &str) {
+    if let Ok(contact) = BareJid::new(jid) {
+        presence::send_unavailable_of(state, owner, &contact);
+    }
+}
+
+/// Subscribed contacts see our presence again.
+fn presence_after_unblock(state: &ServerState, owner: &BareJid, jid: &str) {
+    let Ok(contact) = BareJid::new(jid) else { return };
+    match state.store.roster_item(owner, &contact) {
+        Ok(Some(item)) if item.subscription.has_from() => presence::send_presence_of(state, owner, &contact),
+        _ => {}
+    }
+}
+
+/// §3.3: block and unblock are pushed to all the account's resources.
+fn push(state: &ServerState, owner: &BareJid, payload: Element) {
+    for resource in state.router.resources(owner) {
+        let iq = el("iq", NS_CLIENT)
+            .with("type", "set")
+            .with("id", format!("block-{}", presence::unix_now()))
+            .with("to", resource.jid.as_str())
+            .with_child(payload.clone());
+        if resource.handle.deliver(iq).is_err() {
+            tracing::warn!(to = %resource.jid, "block list push not delivered");
+        }
+    }
+}

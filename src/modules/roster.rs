@@ -1,0 +1,178 @@
+//! The roster protocol (RFC 6121 §2) with versioning (XEP-0237, RFC 6121 §2.6).
+
+use super::{Request, Target};
+use crate::error::Condition;
+use crate::router::{subscription, Delivery};
+use crate::stanza::{Kind, PresenceType, Stanza};
+use crate::state::ServerState;
+use crate::storage::roster::RosterItem;
+use crate::xml::{el, Element, ElementExt, NS_CLIENT};
+use std::collections::HashSet;
+use std::sync::Arc;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+pub const NS: &str = "jabber:iq:roster";
+/// Longest item name or group name we store (RFC 6121 §2.3.3 lets a server refuse more).
+const MAX_TEXT: usize = 1024;
+/// Most groups on one item.
+const MAX_GROUPS: usize = 64;
+
+pub fn handle(request: &Request) -> Element {
+    // §2.3.3: only the user's own roster, addressed to no one or to the user's bare JID.
+    let Target::Account(owner) = request.target else { return request.error(Condition::ServiceUnavailable) };
+    if *owner != request.sender.to_bare() {
+        return request.error(Condition::Forbidden);
+    }
+    let outcome = if request.is_get() { get(request, owner) } else { set(request, owner) };
+    outcome.unwrap_or_else(|condition| request.error(condition))
+}
+
+fn storage_fault(e: crate::storage::StorageError) -> Condition {
+    tracing::error!(error = %e, "roster storage failed");
+    Condition::InternalServerError
+}
+
+/// §2.2 and §2.6.3: the whole roster, or an empty result when the client is current.
+fn get(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
+    let roster = request.state.store.roster(owner).map_err(storage_fault)?;
+    let version = roster.version.to_string();
+    if request.payload.attr("ver") == Some(version.as_str()) {
+        return Ok(request.result());
+    }
+    let mut query = el("query", NS).with("ver", version);
+    for item in &roster.items {
+        query.append_child(item_element(item));
+    }
+    Ok(request.result_with(query))
+}
+
+/// §2.3 and §2.5: add or update one item, or remove it.
+fn set(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
+    let mut items = request.payload.children();
+    let (Some(item), None) = (items.next(), items.next()) else { return Err(Condition::BadRequest) };
+    if !item.is("item", NS) {
+        return Err(Condition::BadRequest);
+    }
+    let contact = item.attr("jid").ok_or(Condition::BadRequest)?;
+    let contact = match Jid::new(contact) {
+        Ok(jid) if jid.resource().is_none() => jid.to_bare(),
+        _ => return Err(Condition::JidMalformed),
+    };
+    if item.attr("subscription") == Some("remove") {
+        return remove(request, owner, &contact);
+    }
+    let (name, groups) = parse_details(item)?;
+    let state = request.state;
+    let existing = state.store.roster_item(owner, &contact).map_err(storage_fault)?;
+    // §2.1.2.5: the client cannot set subscription states; only name and groups change.
+    let mut updated = existing.unwrap_or_else(|| RosterItem::new(&contact));
+    updated.name = name;
+    updated.groups = groups;
+    let version = state.store.put_roster_item(owner, &updated).map_err(storage_fault)?;
+    push_item(state, owner, &updated, version);
+    Ok(request.result())
+}
+
+/// §2.3.3: names and groups a server stores.
+fn parse_details(item: &Element) -> Result<(Option<String>, Vec<String>), Condition> {
+    let name = item.attr("name").filter(|n| !n.is_empty()).map(str::to_owned);
+    if name.as_ref().is_some_and(|n| n.len() > MAX_TEXT) {
+        return Err(Condition::NotAcceptable);
+    }
+    let mut groups = Vec::new();
+    let mut seen = HashSet::new();
+    for group in item.children().filter(|c| c.is("group", NS)) {
+        let group = group.text();
+        if group.is_empty() || group.len() > MAX_TEXT {
+            return Err(Condition::NotAcceptable);
+        }
+        if !seen.insert(group.clone()) {
+            return Err(Condition::BadRequest);
+        }
+        groups.push(group);
+    }
+    if groups.len() > MAX_GROUPS {
+        return Err(Condition::NotAcceptable);
+    }
+    Ok((name, groups))
+}
+
+/// §2.5.2: removal also ends both directions of the subscription.
+fn remove(request: &Request, owner: &BareJid, contact: &BareJid) -> Result<Element, Condition> {
+    let state = request.state;
+    let item = state.store.roster_item(owner, contact).map_err(storage_fault)?.ok_or(Condition::ItemNotFound)?;
+    let pending_in = state.store.pending_in(owner).map_err(storage_fault)?.iter().any(|(jid, _)| jid == contact);
+    // The item goes first, so the cancellations below change only the contact's side.
+    if let Some(version) = state.store.remove_roster_item(owner, contact).map_err(storage_fault)? {
+        push(state, owner, el("item", NS).with("jid", contact.as_str()).with("subscription", "remove"), version);
+    }
+    if item.subscription.has_to() || item.ask {
+        send_subscription(state, owner, contact, PresenceType::Unsubscribe, "unsubscribe");
+    }
+    if item.subscription.has_from() {
+        // §3.2.2: the contact stops seeing us.
+        crate::router::presence::send_unavailable_of(state, owner, contact);
+    }
+    if item.subscription.has_from() || pending_in {
+        send_subscription(state, owner, contact, PresenceType::Unsubscribed, "unsubscribed");
+    }
+    Ok(request.result())
+}
+
+fn send_subscription(state: &ServerState, owner: &BareJid, contact: &BareJid, kind: PresenceType, name: &str) {
+    let element =
+        el("presence", NS_CLIENT).with("type", name).with("from", owner.as_str()).with("to", contact.as_str());
+    let stanza = Stanza {
+        kind: Kind::Presence(kind),
+        to: Some(Jid::from(contact.clone())),
+        from: Some(Jid::from(owner.clone())),
+        id: None,
+        element,
+    };
+    if let Err(e) = subscription::handle(state, owner, &stanza, contact) {
+        tracing::error!(error = %e, "subscription change on roster removal failed");
+    }
+}
+
+/// A roster get from the client (it then wants pushes).
+pub fn is_get(stanza: &Stanza) -> bool {
+    stanza.kind == Kind::Iq(crate::stanza::IqType::Get)
+        && stanza.element.children().next().is_some_and(|c| c.is("query", NS))
+}
+
+/// The `<item/>` of a result or push.
+pub fn item_element(item: &RosterItem) -> Element {
+    let mut element = el("item", NS).with("jid", item.jid.as_str()).with("subscription", item.subscription.name());
+    if let Some(name) = &item.name {
+        element.set("name", name.as_str());
+    }
+    if item.ask {
+        element.set("ask", "subscribe");
+    }
+    if item.approved {
+        element.set("approved", "true");
+    }
+    for group in &item.groups {
+        element.append_child(el("group", NS).with_text(group.as_str()));
+    }
+    element
+}
+
+/// §2.1.6: every session of the account that asked for the roster gets the change.
+pub fn push_item(state: &ServerState, owner: &BareJid, item: &RosterItem, version: u64) {
+    push(state, owner, item_element(item), version);
+}
+
+fn push(state: &ServerState, owner: &BareJid, item: Element, version: u64) {
+    let query = Arc::new(el("query", NS).with("ver", version.to_string()).with_child(item));
+    for resource in state.router.resources(owner) {
+        if resource.handle.send(Delivery::RosterPush(query.clone())).is_err() {
+            tracing::warn!(to = %resource.jid, "roster push not delivered");
+        }
+    }
+}
+
+/// Wraps a push for one session (ids are the session's own).
+pub fn push_iq(to: &str, id: &str, query: &Element) -> Element {
+    el("iq", NS_CLIENT).with("type", "set").with("id", id).with("to", to).with_child(query.clone())
+}

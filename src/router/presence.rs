@@ -1,0 +1,124 @@
+//! Presence distribution (RFC 6121 §4): broadcast to subscribers, answers to probes, and
+//! the presence side effects of subscription changes. Broadcast presence is serialised
+//! once per contact and the same bytes go to each of that contact's resources.
+
+use super::{Delivery, Resource};
+use crate::modules::blocking;
+use crate::state::ServerState;
+use crate::storage::roster::RosterItem;
+use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
+use std::sync::Arc;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+
+/// Contacts of `owner` whose items match `keep`; a storage fault is logged and yields none.
+fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterItem) -> bool) -> Vec<BareJid> {
+    match state.store.roster(owner) {
+        Ok(roster) => roster.items.iter().filter(|i| keep(i)).filter_map(|i| BareJid::new(&i.jid).ok()).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, %owner, "reading the roster failed");
+            Vec::new()
+        }
+    }
+}
+
+/// Hands `bytes` to every available resource of `to`.
+fn deliver_shared(state: &ServerState, to: &BareJid, bytes: Arc<[u8]>) {
+    for resource in state.router.available(to) {
+        if resource.handle.send(Delivery::Shared(bytes.clone())).is_err() {
+            tracing::debug!(to = %resource.jid, "presence not delivered: queue full or session gone");
+        }
+    }
+}
+
+/// A copy of `stanza` to each available resource of `to` (subscription stanzas, §3).
+pub fn deliver_to_available(state: &ServerState, to: &BareJid, stanza: &Element) {
+    deliver_shared(state, to, writer::to_bytes(stanza).into());
+}
+
+/// `presence` (from one of `user`'s resources) to `contact`, unless blocking forbids it.
+fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, presence: &Element) {
+    if blocking::between(state, &user.to_bare(), contact) {
+        return;
+    }
+    let mut copy = presence.clone();
+    copy.set("from", user.as_str());
+    copy.set("to", contact.as_str());
+    deliver_shared(state, contact, writer::to_bytes(&copy).into());
+}
+
+/// §4.2.2 / §4.4.2: a presence broadcast goes to every contact with a `from` or `both`
+/// subscription, and to the user's own available resources.
+pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element) {
+    let bare = user.to_bare();
+    for contact in contacts(state, &bare, |i| i.subscription.has_from()) {
+        send_to_contact(state, user, &contact, presence);
+    }
+    echo_to_own_resources(state, user, presence);
+}
+
+/// §4.2.2: the user's own available resources see its presence, the sender included.
+pub fn echo_to_own_resources(state: &ServerState, user: &FullJid, presence: &Element) {
+    let mut copy = presence.clone();
+    copy.set("from", user.as_str());
+    copy.unset("to");
+    let bytes: Arc<[u8]> = writer::to_bytes(&copy).into();
+    for resource in state.router.resources(&user.to_bare()) {
+        if resource.priority.is_some() || resource.jid == *user {
+            let _ = resource.handle.send(Delivery::Shared(bytes.clone()));
+        }
+    }
+}
+
+/// §4.3.2: what a new session learns about the contacts it is subscribed to: each
+/// available resource's last presence, or one unavailable presence for a contact offline.
+pub fn probe_answers(state: &ServerState, user: &FullJid) -> Vec<Element> {
+    let bare = user.to_bare();
+    let mut answers = Vec::new();
+    for contact in contacts(state, &bare, |i| i.subscription.has_to()) {
+        if blocking::between(state, &bare, &contact) {
+            continue;
+        }
+        let available = state.router.available(&contact);
+        if available.is_empty() {
+            answers.push(unavailable_from(&Jid::from(contact.clone()), &Jid::from(user.clone())));
+        }
+        answers.extend(available.iter().filter_map(|r| presence_of(r, &Jid::from(user.clone()))));
+    }
+    answers
+}
+
+fn presence_of(resource: &Resource, to: &Jid) -> Option<Element> {
+    let mut presence = resource.presence.as_deref()?.clone();
+    presence.set("from", resource.jid.as_str());
+    presence.set("to", to.as_str());
+    Some(presence)
+}
+
+fn unavailable_from(from: &Jid, to: &Jid) -> Element {
+    el("presence", NS_CLIENT).with("type", "unavailable").with("from", from.as_str()).with("to", to.as_str())
+}
+
+/// §3.1.5: after an approval, the approver's current presence goes to the subscriber.
+pub fn send_presence_of(state: &ServerState, of: &BareJid, to: &BareJid) {
+    if blocking::between(state, of, to) {
+        return;
+    }
+    for resource in state.router.available(of) {
+        if let Some(presence) = presence_of(&resource, &Jid::from(to.clone())) {
+            deliver_to_available(state, to, &presence);
+        }
+    }
+}
+
+/// §3.2.2 / §3.3.3: a subscription ended: `to` sees `of`'s resources go unavailable.
+pub fn send_unavailable_of(state: &ServerState, of: &BareJid, to: &BareJid) {
+    for resource in state.router.available(of) {
+        let presence = unavailable_from(&Jid::from(resource.jid.clone()), &Jid::from(to.clone()));
+        deliver_to_available(state, to, &presence);
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,123 @@
+//! The session's own presence (RFC 6121 §4): initial presence, updates, directed
+//! presence, going unavailable, and subscription requests it sends.
+
+use super::{Action, Session};
+use crate::error::{Condition, StanzaError};
+use crate::router::{delivery, presence, subscription};
+use crate::stanza::{Kind, PresenceType, Stanza};
+use crate::state::ServerState;
+use crate::storage::roster::LastSeen;
+use crate::xml::{writer, Element, ElementExt, NS_CLIENT};
+use std::sync::Arc;
+use xmpp_parsers::jid::Jid;
+
+/// Most entities tracked for directed presence; further ones still get it, untracked.
+const MAX_DIRECTED: usize = 1000;
+
+impl Session {
+    pub(super) fn on_presence(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
+        let Kind::Presence(kind) = stanza.kind else { return Vec::new() };
+        use PresenceType::*;
+        match (kind, &stanza.to) {
+            (Subscribe | Subscribed | Unsubscribe | Unsubscribed, Some(to)) => self.on_subscription(state, stanza, to),
+            (Available | Unavailable, Some(to)) => self.on_directed(state, stanza, kind, to),
+            (Error, Some(to)) => self.route(state, stanza, to),
+            (Available, None) => self.on_available(state, stanza),
+            (Unavailable, None) => {
+                if self.priority.is_some() {
+                    self.go_unavailable(state, &stanza.element);
+                }
+                Vec::new()
+            }
+            // Probes are the server's (RFC 6121 §4.3); the rest means nothing without `to`.
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_subscription(&mut self, state: &ServerState, stanza: &Stanza, to: &Jid) -> Vec<Action> {
+        let contact = to.to_bare();
+        if contact == self.bare {
+            return Vec::new();
+        }
+        if crate::modules::blocking::blocks(state, &self.bare, to) {
+            return self.route(state, stanza, to); // answered with the blocking error
+        }
+        match subscription::handle(state, &self.bare, stanza, &contact) {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                tracing::error!(error = %e, "subscription processing failed");
+                self.reply_error(stanza, StanzaError::new(Condition::InternalServerError))
+            }
+        }
+    }
+
+    /// §4.6: presence to one entity; remembered so it learns when we go.
+    fn on_directed(&mut self, state: &ServerState, stanza: &Stanza, kind: PresenceType, to: &Jid) -> Vec<Action> {
+        match kind {
+            PresenceType::Available if self.directed.len() < MAX_DIRECTED => {
+                self.directed.insert(to.clone());
+            }
+            PresenceType::Unavailable => {
+                self.directed.remove(to);
+            }
+            _ => {}
+        }
+        self.route(state, stanza, to)
+    }
+
+    /// §4.2 (initial) and §4.4 (update): broadcast, and on the first one learn the
+    /// contacts' presence and the subscription requests waiting for us.
+    fn on_available(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
+        let priority = match priority(&stanza.element) {
+            Ok(priority) => priority,
+            Err(error) => return self.reply_error(stanza, error),
+        };
+        let initial = self.priority.is_none();
+        self.priority = Some(priority);
+        let presence = Arc::new(stanza.element.clone());
+        state.router.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
+        presence::broadcast(state, &self.jid, &presence);
+        if !initial {
+            return Vec::new();
+        }
+        let mut waiting = presence::probe_answers(state, &self.jid);
+        waiting.extend(subscription::pending_requests(state, &self.bare));
+        waiting.iter().map(|element| Action::Write(writer::to_bytes(element))).collect()
+    }
+
+    /// §4.5: unavailable goes to subscribers, our resources and directed-presence
+    /// recipients; the last resource to go records the account's last-seen time.
+    pub(super) fn go_unavailable(&mut self, state: &ServerState, unavailable: &Element) {
+        self.priority = None;
+        state.router.set_presence(&self.jid, self.id, None);
+        let mut presence = unavailable.clone();
+        presence.set("type", "unavailable");
+        presence.set("from", self.jid.as_str());
+        presence::broadcast(state, &self.jid, &presence);
+        for to in std::mem::take(&mut self.directed) {
+            presence.set("to", to.as_str());
+            if let Ok(stanza) = Stanza::parse(presence.clone()) {
+                let _ = delivery::route(state, &stanza, &to);
+            }
+        }
+        if state.router.available(&self.bare).is_empty() {
+            let status = unavailable.get_child("status", NS_CLIENT).map(|s| s.text());
+            let last = LastSeen { at: presence::unix_now(), status };
+            if let Err(e) = state.store.set_last_seen(&self.bare, &last) {
+                tracing::error!(error = %e, "recording last seen failed");
+            }
+        }
+    }
+}
+
+/// RFC 6121 §4.7.2.3: priority is an integer in −128..=127; absent means 0.
+fn priority(presence: &Element) -> Result<i8, StanzaError> {
+    match presence.get_child("priority", NS_CLIENT) {
+        None => Ok(0),
+        Some(p) => {
+            p.text().trim().parse::<i8>().map_err(|_| {
+                StanzaError::with_text(Condition::BadRequest, "priority must be an integer from -128 to 127")
+            })
+        }
+    }
+}

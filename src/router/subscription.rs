@@ -1,0 +1,308 @@
+//! Presence subscriptions (RFC 6121 §3). Both ends are local accounts, so one stanza runs
+//! the sender's outbound rules and the receiver's inbound rules of Appendix A in one step,
+//! under one lock (subscription changes are rare; rosters must not race).
+
+use super::presence;
+use crate::modules::roster::push_item;
+use crate::stanza::{PresenceType, Stanza};
+use crate::state::ServerState;
+use crate::storage::roster::{RosterItem, Subscription};
+use crate::storage::StorageError;
+use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
+use xmpp_parsers::jid::BareJid;
+
+/// One side's view of a contact: Appendix A's states ("To + Pending In", ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct State {
+    pub subscription: Subscription,
+    pub pending_out: bool,
+    pub pending_in: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A.2.1: our user sends subscribe.
+    OutSubscribe,
+    /// A.2.2: a subscribe arrives for our user.
+    InSubscribe,
+    /// A.3.1: our user approves (subscribed).
+    OutSubscribed,
+    /// A.3.2: an approval arrives for our user.
+    InSubscribed,
+    /// A.4.1: our user unsubscribes from the contact.
+    OutUnsubscribe,
+    /// A.4.2: the contact's unsubscribe arrives.
+    InUnsubscribe,
+    /// A.3.3/A.5.1: our user cancels or denies the contact's subscription.
+    OutUnsubscribed,
+    /// A.3.4/A.5.2: the contact cancelled or denied ours.
+    InUnsubscribed,
+}
+
+/// The new state, or None for Appendix A's "no state change".
+pub fn transition(s: State, event: Event) -> Option<State> {
+    let sub = s.subscription;
+    match event {
+        Event::OutSubscribe if sub.has_to() || s.pending_out => None,
+        Event::OutSubscribe => Some(State { pending_out: true, ..s }),
+        Event::InSubscribe if sub.has_from() || s.pending_in => None,
+        Event::InSubscribe => Some(State { pending_in: true, ..s }),
+        Event::OutSubscribed if !s.pending_in => None,
+        Event::OutSubscribed => Some(State { subscription: sub.with_from(true), pending_in: false, ..s }),
+        Event::InSubscribed if !s.pending_out => None,
+        Event::InSubscribed => Some(State { subscription: sub.with_to(true), pending_out: false, ..s }),
+        Event::OutUnsubscribe | Event::InUnsubscribed if !sub.has_to() && !s.pending_out => None,
+        Event::OutUnsubscribe | Event::InUnsubscribed => {
+            Some(State { subscription: sub.with_to(false), pending_out: false, ..s })
+        }
+        Event::InUnsubscribe | Event::OutUnsubscribed if !sub.has_from() && !s.pending_in => None,
+        Event::InUnsubscribe | Event::OutUnsubscribed => {
+            Some(State { subscription: sub.with_from(false), pending_in: false, ..s })
+        }
+    }
+}
+
+/// One account's stored view of one contact.
+struct Side<'a> {
+    state: &'a ServerState,
+    owner: &'a BareJid,
+    contact: &'a BareJid,
+    item: Option<RosterItem>,
+    pending_in: bool,
+}
+
+impl<'a> Side<'a> {
+    fn load(state: &'a ServerState, owner: &'a BareJid, contact: &'a BareJid) -> Result<Side<'a>, StorageError> {
+        let item = state.store.roster_item(owner, contact)?;
+        let pending_in = state.store.pending_in(owner)?.iter().any(|(jid, _)| jid == contact);
+        Ok(Side { state, owner, contact, item, pending_in })
+    }
+
+    fn current(&self) -> State {
+        let (subscription, pending_out) = self.item.as_ref().map(|i| (i.subscription, i.ask)).unwrap_or_default();
+        State { subscription, pending_out, pending_in: self.pending_in }
+    }
+
+    fn approved(&self) -> bool {
+        self.item.as_ref().is_some_and(|i| i.approved)
+    }
+
+    /// Applies `event`; true when the state changed (stored and pushed).
+    fn apply(&mut self, event: Event, request: Option<&Element>) -> Result<bool, StorageError> {
+        let Some(next) = transition(self.current(), event) else { return Ok(false) };
+        self.store(next, request)?;
+        Ok(true)
+    }
+
+    fn store(&mut self, next: State, request: Option<&Element>) -> Result<(), StorageError> {
+        let store = &self.state.store;
+        if next.pending_in != self.pending_in {
+            match (next.pending_in, request) {
+                (true, Some(request)) => store.put_pending_in(self.owner, self.contact, &stored(request))?,
+                _ => {
+                    store.remove_pending_in(self.owner, self.contact)?;
+                }
+            }
+            self.pending_in = next.pending_in;
+        }
+        // "None + Pending In" needs no roster item (RFC 6121 §3.1.3); every other state does.
+        let needs_item = next.subscription != Subscription::None || next.pending_out;
+        if self.item.is_none() && !needs_item {
+            return Ok(());
+        }
+        let mut item = self.item.take().unwrap_or_else(|| RosterItem::new(self.contact));
+        item.subscription = next.subscription;
+        item.ask = next.pending_out;
+        if next.subscription.has_from() {
+            item.approved = false;
+        }
+        self.save(item)
+    }
+
+    fn set_approved(&mut self, approved: bool) -> Result<(), StorageError> {
+        let mut item = self.item.take().unwrap_or_else(|| RosterItem::new(self.contact));
+        item.approved = approved;
+        self.save(item)
+    }
+
+    fn save(&mut self, item: RosterItem) -> Result<(), StorageError> {
+        let version = self.state.store.put_roster_item(self.owner, &item)?;
+        push_item(self.state, self.owner, &item, version);
+        self.item = Some(item);
+        Ok(())
+    }
+}
+
+/// The request as stored for re-delivery: from the requester's bare JID, no `to`.
+fn stored(request: &Element) -> String {
+    String::from_utf8_lossy(&writer::to_bytes(request)).into_owned()
+}
+
+/// A subscription stanza between two accounts, as the receiver should see it.
+fn subscription_stanza(kind: &str, from: &BareJid, to: &BareJid) -> Element {
+    el("presence", NS_CLIENT).with("type", kind).with("from", from.as_str()).with("to", to.as_str())
+}
+
+/// Processes a subscription-related presence from `user` (its `from` already stamped).
+pub fn handle(state: &ServerState, user: &BareJid, stanza: &Stanza, contact: &BareJid) -> Result<(), StorageError> {
+    let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(kind) = subscription_type(stanza) else { return Ok(()) };
+    // RFC 6121 §3.1.2: subscription stanzas carry the sender's bare JID; payloads stay.
+    let mut request = stanza.element.clone();
+    request.set("from", user.as_str());
+    request.set("to", contact.as_str());
+    let contact_exists = state.config.serves(contact.domain().as_str()) && state.store.user_exists(contact)?;
+    match kind {
+        PresenceType::Subscribe => subscribe(state, user, contact, &request, contact_exists),
+        PresenceType::Subscribed => approve(state, user, contact, contact_exists),
+        PresenceType::Unsubscribe => unsubscribe(state, user, contact, &request, contact_exists),
+        PresenceType::Unsubscribed => cancel(state, user, contact, &request, contact_exists),
+        _ => Ok(()),
+    }
+}
+
+fn subscription_type(stanza: &Stanza) -> Option<PresenceType> {
+    match stanza.kind {
+        crate::stanza::Kind::Presence(
+            t @ (PresenceType::Subscribe
+            | PresenceType::Subscribed
+            | PresenceType::Unsubscribe
+            | PresenceType::Unsubscribed),
+        ) => Some(t),
+        _ => None,
+    }
+}
+
+/// §3.1: user asks to see contact's presence.
+fn subscribe(
+    state: &ServerState,
+    user: &BareJid,
+    contact: &BareJid,
+    request: &Element,
+    exists: bool,
+) -> Result<(), StorageError> {
+    let mut ours = Side::load(state, user, contact)?;
+    ours.apply(Event::OutSubscribe, None)?;
+    if !exists {
+        // §3.1.3: no such contact: the request is answered as denied.
+        return cancelled_by_contact(state, user, contact);
+    }
+    let mut theirs = Side::load(state, contact, user)?;
+    if theirs.current().subscription.has_from() {
+        // §3.1.3: already subscribed: the contact's server approves on its own.
+        return approved_by_contact(state, user, contact);
+    }
+    if theirs.approved() {
+        // §3.4: pre-approved.
+        let next = State { subscription: theirs.current().subscription.with_from(true), ..theirs.current() };
+        theirs.store(next, None)?;
+        return approved_by_contact(state, user, contact);
+    }
+    if theirs.apply(Event::InSubscribe, Some(request))? {
+        presence::deliver_to_available(state, contact, request);
+    }
+    Ok(())
+}
+
+/// §3.1.5 / §3.4: user approves contact's request, or pre-approves it.
+fn approve(state: &ServerState, user: &BareJid, contact: &BareJid, exists: bool) -> Result<(), StorageError> {
+    let mut ours = Side::load(state, user, contact)?;
+    if !ours.apply(Event::OutSubscribed, None)? {
+        if !ours.current().subscription.has_from() && !ours.approved() {
+            ours.set_approved(true)?;
+        }
+        return Ok(());
+    }
+    if exists {
+        approved_by_contact(state, contact, user)?;
+    }
+    Ok(())
+}
+
+/// The approval reaches `subscriber`: its subscription to `approver` is on.
+fn approved_by_contact(state: &ServerState, subscriber: &BareJid, approver: &BareJid) -> Result<(), StorageError> {
+    let mut theirs = Side::load(state, subscriber, approver)?;
+    if theirs.apply(Event::InSubscribed, None)? {
+        presence::deliver_to_available(state, subscriber, &subscription_stanza("subscribed", approver, subscriber));
+        // §3.1.5: the approver's current presence follows.
+        presence::send_presence_of(state, approver, subscriber);
+    }
+    Ok(())
+}
+
+/// §3.3: user stops seeing contact's presence.
+fn unsubscribe(
+    state: &ServerState,
+    user: &BareJid,
+    contact: &BareJid,
+    request: &Element,
+    exists: bool,
+) -> Result<(), StorageError> {
+    let mut ours = Side::load(state, user, contact)?;
+    ours.apply(Event::OutUnsubscribe, None)?;
+    if !exists {
+        return Ok(());
+    }
+    let mut theirs = Side::load(state, contact, user)?;
+    let had_from = theirs.current().subscription.has_from();
+    if theirs.apply(Event::InUnsubscribe, None)? {
+        presence::deliver_to_available(state, contact, request);
+        if had_from {
+            // §3.3.3: the user no longer sees the contact: it goes unavailable for them.
+            presence::send_unavailable_of(state, contact, user);
+        }
+    }
+    Ok(())
+}
+
+/// §3.2 / §3.1.4: user cancels or denies contact's subscription (or a pre-approval).
+fn cancel(
+    state: &ServerState,
+    user: &BareJid,
+    contact: &BareJid,
+    request: &Element,
+    exists: bool,
+) -> Result<(), StorageError> {
+    let mut ours = Side::load(state, user, contact)?;
+    let had_from = ours.current().subscription.has_from();
+    if !ours.apply(Event::OutUnsubscribed, None)? {
+        if ours.approved() {
+            ours.set_approved(false)?;
+        }
+        return Ok(());
+    }
+    if had_from {
+        // §3.2.2: our presence stops reaching the contact.
+        presence::send_unavailable_of(state, user, contact);
+    }
+    if exists {
+        let mut theirs = Side::load(state, contact, user)?;
+        if theirs.apply(Event::InUnsubscribed, None)? {
+            presence::deliver_to_available(state, contact, request);
+        }
+    }
+    Ok(())
+}
+
+/// `subscriber`'s request was refused by `refuser` (or nobody is there to accept it).
+fn cancelled_by_contact(state: &ServerState, subscriber: &BareJid, refuser: &BareJid) -> Result<(), StorageError> {
+    let mut theirs = Side::load(state, subscriber, refuser)?;
+    if theirs.apply(Event::InUnsubscribed, None)? {
+        presence::deliver_to_available(state, subscriber, &subscription_stanza("unsubscribed", refuser, subscriber));
+    }
+    Ok(())
+}
+
+/// §3.1.3: requests not yet answered are delivered again when the account comes online.
+pub fn pending_requests(state: &ServerState, owner: &BareJid) -> Vec<Element> {
+    match state.store.pending_in(owner) {
+        Ok(pending) => pending.into_iter().filter_map(|(_, xml)| xml.parse().ok()).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading pending subscription requests failed");
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

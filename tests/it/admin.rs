@@ -1,0 +1,87 @@
+//! The admin socket of the running server (what `stanzad adduser/passwd/deluser/users`
+//! use): accounts change live, and a deleted account's sessions end.
+
+use crate::support::{Mech, TestServer};
+use stanzad::admin::{Request, Response};
+
+fn adduser(jid: &str, password: &str) -> Request {
+    Request::Adduser { jid: jid.to_owned(), password: password.to_owned() }
+}
+
+#[tokio::test]
+async fn adduser_then_login_and_users_lists_it() {
+    let server = TestServer::start().await;
+    assert_eq!(server.admin(adduser("carol@localhost", "c-pw")).await, Response::Done);
+    assert_eq!(server.admin(Request::Users).await, Response::Users(vec!["carol@localhost".to_owned()]));
+    let mut client = server.session("carol", "c-pw", "r").await;
+    client.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    client.expect("<iq type='result' id='p1' from='localhost' to='carol@localhost/r'/>").await;
+}
+
+#[tokio::test]
+async fn adduser_refuses_foreign_domains_and_duplicates() {
+    let server = TestServer::start().await;
+    assert!(matches!(server.admin(adduser("x@example.net", "pw")).await, Response::Failed(_)));
+    assert_eq!(server.admin(adduser("x@localhost", "pw")).await, Response::Done);
+    assert!(matches!(server.admin(adduser("x@localhost", "other")).await, Response::Failed(_)));
+}
+
+#[tokio::test]
+async fn passwd_changes_the_password() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "old");
+    let request = Request::Passwd { jid: "alice@localhost".into(), password: "new".into() };
+    assert_eq!(server.admin(request).await, Response::Done);
+    let mut client = server.connect_open().await;
+    let mut old = client.mechanism(Mech::ScramSha256, "alice", "old");
+    assert_eq!(client.sasl(old.as_mut()).await, Err("not-authorized".to_owned()));
+    client.authenticate(Mech::ScramSha256, "alice", "new").await.expect("new password");
+}
+
+#[tokio::test]
+async fn deluser_ends_live_sessions_with_not_authorized() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "pw");
+    let mut one = server.available("alice", "pw", "one", 0).await;
+    let mut two = server.session("alice", "pw", "two").await;
+    assert_eq!(server.admin(Request::Deluser { jid: "alice@localhost".into() }).await, Response::Done);
+    one.expect_stream_error("not-authorized").await;
+    two.expect_stream_error("not-authorized").await;
+    let mut again = server.connect_open().await;
+    let mut login = again.mechanism(Mech::ScramSha256, "alice", "pw");
+    assert_eq!(again.sasl(login.as_mut()).await, Err("not-authorized".to_owned()));
+}
+
+/// A stream that authenticated before the account was deleted must not get a session
+/// afterwards.
+#[tokio::test]
+#[ignore = "BUG: a stream authenticated before deluser can still bind a resource afterwards (stream/negotiate.rs on_stanza/bind does not re-check the account; admin.rs end_sessions only reaches bound sessions)"]
+async fn deluser_also_stops_an_authenticated_but_unbound_stream() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "pw");
+    let mut client = server.authenticated("alice", "pw").await;
+    assert_eq!(server.admin(Request::Deluser { jid: "alice@localhost".into() }).await, Response::Done);
+    client
+        .send(
+            "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>",
+        )
+        .await;
+    client.expect_stream_error("not-authorized").await;
+}
+
+/// Accounts (and the generated certificate) survive a graceful restart.
+#[tokio::test]
+async fn accounts_survive_a_restart() {
+    let server = TestServer::start_tls_required().await;
+    server.add_user("alice@localhost", "pw");
+    assert_eq!(server.admin(adduser("bob@localhost", "bob-pw")).await, Response::Done);
+    let cert = std::fs::read(&server.cert_path).expect("certificate");
+    let server = server.restart().await;
+    assert_eq!(std::fs::read(&server.cert_path).expect("certificate"), cert, "the certificate is reused");
+    server.session("alice", "pw", "r").await;
+    server.session("bob", "bob-pw", "r").await;
+    assert_eq!(
+        server.admin(Request::Users).await,
+        Response::Users(vec!["alice@localhost".to_owned(), "bob@localhost".to_owned()])
+    );
+}

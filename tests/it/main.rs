@@ -1,0 +1,15 @@
+//! Integration tests of stanzad: each test starts its own server in-process on
+//! ephemeral ports and talks raw XML to it (see `support`), like conversation scripts.
+
+mod support;
+
+mod admin;
+mod bind;
+mod framing;
+mod iq;
+mod routing;
+mod sasl;
+mod starttls;
+mod stream_header;
+mod tokio_xmpp_chat;
+mod vhosts;
