@@ -105,11 +105,11 @@ impl Router {
         (handle, Mailbox { stanzas: stanza_rx, control: control_rx })
     }
 
-    /// Registers a bound resource; returns the session it replaced, if any.
-    pub fn bind(&self, jid: FullJid, handle: SessionHandle) -> Option<SessionHandle> {
+    /// Registers a bound resource; returns the resource it replaced, if any.
+    pub fn bind(&self, jid: FullJid, handle: SessionHandle) -> Option<Resource> {
         let mut accounts = self.write();
         let resources = accounts.entry(jid.to_bare()).or_default();
-        let old = resources.iter().position(|r| r.jid == jid).map(|i| resources.remove(i).handle);
+        let old = resources.iter().position(|r| r.jid == jid).map(|i| resources.remove(i));
         resources.push(Resource { jid, handle, priority: None, presence: None });
         old
     }
@@ -146,6 +146,11 @@ impl Router {
     /// A snapshot of an account's bound resources.
     pub fn resources(&self, bare: &BareJid) -> Vec<Resource> {
         self.read().get(bare).cloned().unwrap_or_default()
+    }
+
+    /// Whether session `id` still holds `jid` (it may have been replaced).
+    pub fn owns(&self, jid: &FullJid, id: u64) -> bool {
+        self.resource(jid).is_some_and(|r| r.handle.id == id)
     }
 
     pub fn resource(&self, jid: &FullJid) -> Option<Resource> {
@@ -189,7 +194,7 @@ mod tests {
         let (second, _m2) = router.channels(4);
         assert!(router.bind(full("a@x/r"), first.clone()).is_none());
         let old = router.bind(full("a@x/r"), second.clone()).expect("replaced");
-        assert_eq!(old.id, first.id);
+        assert_eq!(old.handle.id, first.id);
         router.unbind(&full("a@x/r"), first.id);
         assert_eq!(router.resource(&full("a@x/r")).map(|r| r.handle.id), Some(second.id));
         router.unbind(&full("a@x/r"), second.id);

@@ -47,23 +47,24 @@ fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, prese
 }
 
 /// §4.2.2 / §4.4.2: a presence broadcast goes to every contact with a `from` or `both`
-/// subscription, and to the user's own available resources.
-pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element) {
+/// subscription, and to the user's own available resources and the sending session
+/// (`sender`, a router session id; None when the server speaks for a session).
+pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) {
     let bare = user.to_bare();
     for contact in contacts(state, &bare, |i| i.subscription.has_from()) {
         send_to_contact(state, user, &contact, presence);
     }
-    echo_to_own_resources(state, user, presence);
+    echo_to_own_resources(state, user, presence, sender);
 }
 
 /// §4.2.2: the user's own available resources see its presence, the sender included.
-pub fn echo_to_own_resources(state: &ServerState, user: &FullJid, presence: &Element) {
+fn echo_to_own_resources(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) {
     let mut copy = presence.clone();
     copy.set("from", user.as_str());
     copy.unset("to");
     let bytes: Arc<[u8]> = writer::to_bytes(&copy).into();
     for resource in state.router.resources(&user.to_bare()) {
-        if resource.priority.is_some() || resource.jid == *user {
+        if resource.priority.is_some() || Some(resource.handle.id) == sender {
             let _ = resource.handle.send(Delivery::Shared(bytes.clone()));
         }
     }

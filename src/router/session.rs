@@ -143,7 +143,8 @@ impl Session {
     /// RFC 6121 §4.5.2: a session that ends while available (with or without a word)
     /// goes unavailable for everyone who saw it.
     pub fn on_end(&mut self, state: &ServerState) {
-        if self.priority.is_some() {
+        // A replaced session's departure was announced when it was replaced.
+        if self.priority.is_some() && state.router.owns(&self.jid, self.id) {
             let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
             self.go_unavailable(state, &unavailable);
         }

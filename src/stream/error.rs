@@ -76,6 +76,7 @@ impl From<FramerError> for StreamEnd {
             FramerError::RestrictedXml(_) => StreamEnd::Error(StreamCondition::RestrictedXml, text),
             FramerError::NotWellFormed(_) => StreamEnd::Error(StreamCondition::NotWellFormed, text),
             FramerError::PolicyViolation(_) => StreamEnd::Error(StreamCondition::PolicyViolation, text),
+            FramerError::UnsupportedEncoding(_) => StreamEnd::Error(StreamCondition::UnsupportedEncoding, text),
             FramerError::Eof => StreamEnd::PeerClosed,
             FramerError::Io(e) => StreamEnd::Io(e),
         }

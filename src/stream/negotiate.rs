@@ -313,6 +313,10 @@ impl<'a> Negotiation<'a> {
                 return Ok(None);
             }
         };
+        // The account may have been deleted since authentication.
+        if !self.state.store.user_exists(&user).unwrap_or(false) {
+            return Err(stream_error(StreamCondition::NotAuthorized, "the account no longer exists"));
+        }
         let bound = self.bind(jid);
         let result = el("iq", NS_CLIENT)
             .with("type", "result")
@@ -329,7 +333,12 @@ impl<'a> Negotiation<'a> {
         let (handle, mailbox) = router.channels(self.state.config.limits.session_queue);
         if let Some(old) = router.bind(jid.clone(), handle.clone()) {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
-            old.control(crate::router::Control::Replaced);
+            if old.priority.is_some() {
+                // The predecessor leaves now, before its successor can announce itself.
+                let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
+                crate::router::presence::broadcast(self.state, &jid, &unavailable, None);
+            }
+            old.handle.control(crate::router::Control::Replaced);
         }
         Bound { jid, handle, mailbox }
     }

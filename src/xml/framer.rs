@@ -114,8 +114,12 @@ pub enum Frame {
 /// Why the framer stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FramerError {
-    /// Forbidden XML feature (DTD, comment, processing instruction, misplaced
-    /// XML declaration): stream error `<restricted-xml/>`.
+    /// An XML declaration naming an encoding other than UTF-8: stream error
+    /// `<unsupported-encoding/>` (RFC 6120 §4.9.3.22).
+    #[error("unsupported encoding {0:?}")]
+    UnsupportedEncoding(String),
+    /// Forbidden XML feature (DTD, comment, processing instruction): stream error
+    /// `<restricted-xml/>`.
     #[error("restricted XML: {0}")]
     RestrictedXml(String),
     /// Not well-formed XML (or not namespace-well-formed): stream error
@@ -687,7 +691,8 @@ fn forbidden(event: &Event<'_>) -> FramerError {
         Event::Comment(_) => restricted("comments are not allowed"),
         Event::PI(_) => restricted("processing instructions are not allowed"),
         Event::DocType(_) => restricted("document type declarations are not allowed"),
-        Event::Decl(_) => restricted("XML declaration is only allowed at the start of the stream"),
+        // XML 1.0 §2.8: a declaration anywhere but the very start is a malformed document.
+        Event::Decl(_) => nwf("XML declaration is only allowed at the start of the stream"),
         _ => nwf("unexpected markup"),
     }
 }
@@ -723,7 +728,7 @@ fn check_decl(decl: &BytesDecl<'_>) -> Result<(), FramerError> {
     let mut next = pseudo.next().transpose()?;
     if let Some(("encoding", enc)) = next {
         if !enc.eq_ignore_ascii_case("UTF-8") {
-            return Err(nwf(format!("unsupported encoding {enc:?}")));
+            return Err(FramerError::UnsupportedEncoding(enc.to_owned()));
         }
         next = pseudo.next().transpose()?;
     }
@@ -1365,25 +1370,34 @@ mod tests {
         );
     }
 
+    // ---- not well-formed ----
+
     #[tokio::test]
-    async fn rejects_late_xml_declaration() {
-        assert_err!(error_after_header(b"<?xml version='1.0'?>").await, FramerError::RestrictedXml(_));
+    async fn late_xml_declaration_is_not_well_formed() {
+        // XML 1.0 §2.8: the declaration may only open the document.
+        assert_err!(error_after_header(b"<?xml version='1.0'?>").await, FramerError::NotWellFormed(_));
         assert_err!(
             error_after_header(b"<message><?xml version='1.0'?></message>").await,
-            FramerError::RestrictedXml(_)
+            FramerError::NotWellFormed(_)
         );
-        // Not at the very start of the stream.
-        assert_err!(run(b" <?xml version='1.0'?><stream>").await.1, FramerError::RestrictedXml(_));
-        assert_err!(run(b"<?xml version='1.0'?><?xml version='1.0'?><stream>").await.1, FramerError::RestrictedXml(_));
+        assert_err!(run(b" <?xml version='1.0'?><stream>").await.1, FramerError::NotWellFormed(_));
+        assert_err!(run(b"<?xml version='1.0'?><?xml version='1.0'?><stream>").await.1, FramerError::NotWellFormed(_));
     }
 
-    // ---- not well-formed ----
+    #[tokio::test]
+    async fn other_encodings_are_unsupported() {
+        for decl in [
+            &b"<?xml version='1.0' encoding='ISO-8859-1'?><stream>"[..],
+            b"<?xml version='1.0' encoding='UTF-16'?><stream>",
+        ] {
+            assert_err!(run(decl).await.1, FramerError::UnsupportedEncoding(_));
+        }
+    }
 
     #[tokio::test]
     async fn rejects_bad_declarations() {
         for decl in [
-            &b"<?xml version='1.0' encoding='ISO-8859-1'?><stream>"[..],
-            b"<?xml version='1.1'?><stream>",
+            &b"<?xml version='1.1'?><stream>"[..],
             b"<?xml encoding='UTF-8'?><stream>",
             b"<?xml?><stream>",
             b"<?xml version='1.0' foo='bar'?><stream>",

@@ -150,7 +150,11 @@ async fn disco_info_of_the_server_lists_exactly_what_works() {
     assert_eq!(reply.attr("from"), Some("localhost"));
     assert_eq!(reply.attr("to"), Some("alice@localhost/r"));
     assert_eq!(reply.attr("id"), Some("d1"));
-    assert_disco_info(&reply, ("server", "im"), &[NS_INFO, NS_ITEMS, NS_PING, "jabber:iq:version", "jabber:iq:last", "urn:xmpp:blocking"]);
+    assert_disco_info(
+        &reply,
+        ("server", "im"),
+        &[NS_INFO, NS_ITEMS, NS_PING, "jabber:iq:version", "jabber:iq:last", "urn:xmpp:blocking"],
+    );
 }
 
 #[tokio::test]

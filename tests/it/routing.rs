@@ -20,8 +20,7 @@ async fn server() -> TestServer {
 async fn two_resources(server: &TestServer, user: &str, first: (&str, i8), second: (&str, i8)) -> (Client, Client) {
     let mut a = server.available(user, "pw", first.0, first.1).await;
     let b = server.available(user, "pw", second.0, second.1).await;
-    a.expect(&format!("<presence from='{}'><priority>{}</priority></presence>", b.jid(), second.1))
-        .await;
+    a.expect(&format!("<presence from='{}'><priority>{}</priority></presence>", b.jid(), second.1)).await;
     (a, b)
 }
 
@@ -366,8 +365,7 @@ async fn disconnect_sends_unavailable_to_own_resources() {
     let server = server().await;
     let mut stay = server.available("alice", "pw", "stay", 0).await;
     let mut leave = server.available("alice", "pw", "leave", 0).await;
-    stay.expect("<presence from='alice@localhost/leave'><priority>0</priority></presence>")
-        .await;
+    stay.expect("<presence from='alice@localhost/leave'><priority>0</priority></presence>").await;
     leave.send("</stream:stream>").await;
     leave.expect_closed().await;
     stay.expect("<presence type='unavailable' from='alice@localhost/leave'/>").await;
@@ -428,12 +426,8 @@ async fn priority_change_moves_bare_jid_delivery() {
     let mut alice = server.available("alice", "pw", "laptop", 0).await;
     let (mut first, mut second) = two_resources(&server, "bob", ("first", 5), ("second", 1)).await;
     second.send("<presence><priority>10</priority></presence>").await;
-    second
-        .expect("<presence from='bob@localhost/second'><priority>10</priority></presence>")
-        .await;
-    first
-        .expect("<presence from='bob@localhost/second'><priority>10</priority></presence>")
-        .await;
+    second.expect("<presence from='bob@localhost/second'><priority>10</priority></presence>").await;
+    first.expect("<presence from='bob@localhost/second'><priority>10</priority></presence>").await;
     alice.send(&chat("bob@localhost")).await;
     second.expect(&delivered("bob@localhost", "alice@localhost/laptop")).await;
     barrier(&mut alice, &mut first).await;
@@ -459,8 +453,7 @@ async fn abrupt_disconnect_sends_unavailable_to_own_resources() {
     let server = server().await;
     let mut stay = server.available("alice", "pw", "stay", 0).await;
     let leave = server.available("alice", "pw", "leave", 0).await;
-    stay.expect("<presence from='alice@localhost/leave'><priority>0</priority></presence>")
-        .await;
+    stay.expect("<presence from='alice@localhost/leave'><priority>0</priority></presence>").await;
     drop(leave);
     stay.expect("<presence type='unavailable' from='alice@localhost/leave'/>").await;
 }
@@ -520,9 +513,7 @@ async fn stalled_recipient_overflows_then_is_dropped_and_its_queue_rerouted() {
     let connection = Client::connect_small_window(server.addr).await;
     let mut stalled = server.login(connection, "alice", "pw", "stalled").await;
     stalled.available(0).await;
-    other
-        .expect("<presence from='alice@localhost/stalled'><priority>0</priority></presence>")
-        .await;
+    other.expect("<presence from='alice@localhost/stalled'><priority>0</priority></presence>").await;
     let mut bob = server.session("bob", "pw", "flood").await;
     crate::support::flood_until_overflow(&mut bob, "alice@localhost/stalled").await;
     other.expect("<presence type='unavailable' from='alice@localhost/stalled'/>").await;

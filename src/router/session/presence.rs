@@ -76,7 +76,7 @@ impl Session {
         self.priority = Some(priority);
         let presence = Arc::new(stanza.element.clone());
         state.router.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
-        presence::broadcast(state, &self.jid, &presence);
+        presence::broadcast(state, &self.jid, &presence, Some(self.id));
         if !initial {
             return Vec::new();
         }
@@ -93,7 +93,7 @@ impl Session {
         let mut presence = unavailable.clone();
         presence.set("type", "unavailable");
         presence.set("from", self.jid.as_str());
-        presence::broadcast(state, &self.jid, &presence);
+        presence::broadcast(state, &self.jid, &presence, Some(self.id));
         for to in std::mem::take(&mut self.directed) {
             presence.set("to", to.as_str());
             if let Ok(stanza) = Stanza::parse(presence.clone()) {
