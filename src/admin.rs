@@ -14,13 +14,25 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use xmpp_parsers::jid::BareJid;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "lowercase")]
 pub enum Request {
     Adduser { jid: String, password: String },
     Passwd { jid: String, password: String },
     Deluser { jid: String },
     Users,
+}
+
+/// Never shows the password.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Adduser { jid, .. } => write!(f, "adduser {jid}"),
+            Request::Passwd { jid, .. } => write!(f, "passwd {jid}"),
+            Request::Deluser { jid } => write!(f, "deluser {jid}"),
+            Request::Users => write!(f, "users"),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -116,7 +128,8 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(64 * 1024);
-    if reader.read_line(&mut line).await.is_err() {
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), reader.read_line(&mut line)).await;
+    if !matches!(read, Ok(Ok(_))) {
         return;
     }
     let response = match serde_json::from_str::<Request>(&line) {

@@ -84,6 +84,8 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Stanzas queued for one session's writer before the sender gets `resource-constraint`.
     pub session_queue: usize,
+    /// Bytes queued for one session before the sender gets `resource-constraint`.
+    pub session_queue_bytes: usize,
     /// Most simultaneous client connections.
     pub max_connections: usize,
 }
@@ -150,6 +152,7 @@ impl Default for Limits {
             max_depth: 32,
             max_attributes: 64,
             session_queue: 512,
+            session_queue_bytes: 4 << 20,
             max_connections: 10_000,
         }
     }
@@ -220,7 +223,8 @@ impl Config {
             return Err(invalid("tls", "cert and key must be set together"));
         }
         check_range("auth.scram_iterations", self.auth.scram_iterations as u64, 4096, 1_000_000)?;
-        check_range("auth.max_failed_attempts", self.auth.max_failed_attempts as u64, 1, 10)?;
+        // RFC 6120 §6.4.5: at least 2 and no more than 5 retries.
+        check_range("auth.max_failed_attempts", self.auth.max_failed_attempts as u64, 2, 5)?;
         check_range("auth.max_failure_delay_ms", self.auth.max_failure_delay_ms, 0, 60_000)?;
         check_range("auth.failure_delay_ms", self.auth.failure_delay_ms, 0, self.auth.max_failure_delay_ms)?;
         let l = &self.limits;
@@ -229,6 +233,7 @@ impl Config {
         check_range("limits.max_depth", l.max_depth as u64, 8, 1024)?;
         check_range("limits.max_attributes", l.max_attributes as u64, 8, 1024)?;
         check_range("limits.session_queue", l.session_queue as u64, 16, 1_000_000)?;
+        check_range("limits.session_queue_bytes", l.session_queue_bytes as u64, l.max_stanza_bytes as u64, 1 << 30)?;
         check_range("limits.max_connections", l.max_connections as u64, 1, 10_000_000)?;
         let t = &self.timeouts;
         check_range("timeouts.negotiation_secs", t.negotiation_secs, 1, 3600)?;

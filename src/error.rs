@@ -52,10 +52,7 @@ impl Condition {
                 "modify"
             }
             Condition::Forbidden | Condition::NotAuthorized => "auth",
-            Condition::InternalServerError
-            | Condition::RecipientUnavailable
-            | Condition::ResourceConstraint
-            | Condition::UnexpectedRequest => "wait",
+            Condition::RecipientUnavailable | Condition::ResourceConstraint | Condition::UnexpectedRequest => "wait",
             _ => "cancel",
         }
     }

@@ -85,7 +85,17 @@ impl Stanza {
     /// The `<error/>` reply to this stanza, or None for stanzas that must not be answered
     /// with an error (RFC 6120 §8.3.1: never answer an error with an error).
     pub fn error_reply(&self, error: &StanzaError) -> Option<Element> {
-        (!self.is_error()).then(|| error_reply(&self.element, error))
+        answerable(&self.element).then(|| error_reply(&self.element, error))
+    }
+}
+
+/// RFC 6120 §8.3.1 and §8.2.3: errors are never answered with errors, and iq results
+/// are never answered at all.
+pub fn answerable(element: &Element) -> bool {
+    match element.attr("type") {
+        Some("error") => false,
+        Some("result") => element.name() != "iq",
+        _ => true,
     }
 }
 
@@ -95,7 +105,8 @@ pub fn error_reply(original: &Element, error: &StanzaError) -> Element {
     if let Some(from) = original.attr("from") {
         reply.set("to", from);
     }
-    if let Some(to) = original.attr("to") {
+    // A malformed `to` is not echoed: clients would drop an error "from" garbage.
+    if let Some(to) = original.attr("to").filter(|to| Jid::new(to).is_ok()) {
         reply.set("from", to);
     }
     if let Some(id) = original.attr("id") {
@@ -153,7 +164,8 @@ fn message_type(value: Option<&str>) -> Result<MessageType, ParseError> {
         Some("groupchat") => MessageType::Groupchat,
         Some("headline") => MessageType::Headline,
         Some("error") => MessageType::Error,
-        Some(_) => return Err(bad_request("unknown message type")),
+        // RFC 6121 §5.2.2: an unknown type is treated as normal.
+        Some(_) => MessageType::Normal,
     })
 }
 
@@ -216,7 +228,6 @@ mod tests {
             ("<iq xmlns='jabber:client' type='get'><ping xmlns='urn:xmpp:ping'/></iq>", Condition::BadRequest),
             ("<iq xmlns='jabber:client' id='1' type='get'/>", Condition::BadRequest),
             ("<iq xmlns='jabber:client' id='1' type='fetch'><a xmlns='b'/></iq>", Condition::BadRequest),
-            ("<message xmlns='jabber:client' type='shout'/>", Condition::BadRequest),
             ("<message xmlns='jabber:client' to='@@'/>", Condition::JidMalformed),
         ];
         for (xml, condition) in cases {
@@ -225,6 +236,17 @@ mod tests {
                 other => panic!("{xml}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn unknown_message_type_is_normal_and_results_are_never_answered() {
+        let s = parse("<message xmlns='jabber:client' type='shout' to='b@x'/>").expect("valid");
+        assert_eq!(s.kind, Kind::Message(MessageType::Normal));
+        assert_eq!(s.element.attr("type"), Some("shout"), "forwarded unchanged");
+        let result = parse("<iq xmlns='jabber:client' type='result' id='1'/>").expect("valid");
+        assert!(result.error_reply(&StanzaError::new(Condition::BadRequest)).is_none());
+        let bad_to: Element = "<message xmlns='jabber:client' to='@@' id='1'/>".parse().expect("xml");
+        assert_eq!(error_reply(&bad_to, &StanzaError::new(Condition::JidMalformed)).attr("from"), None);
     }
 
     #[test]

@@ -139,7 +139,7 @@ fn push(state: &ServerState, owner: &BareJid, payload: Element) {
             .with("id", format!("block-{}", presence::unix_now()))
             .with("to", resource.jid.as_str())
             .with_child(payload.clone());
-        if resource.handle.deliver(iq).is_err() {
+        if resource.handle.deliver(&iq).is_err() {
             tracing::warn!(to = %resource.jid, "block list push not delivered");
         }
     }

@@ -120,7 +120,7 @@ fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
 }
 
 fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
-    match resource.handle.deliver(stanza.element.clone()) {
+    match resource.handle.deliver(&stanza.element) {
         Ok(()) => Ok(()),
         Err(DeliveryError::Full) => {
             tracing::warn!(to = %resource.jid, "recipient queue full, refusing stanza");
@@ -153,6 +153,7 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
     let outcome = match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, &stanza, &to.to_bare()),
         Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(()),
+        Kind::Iq(IqType::Result | IqType::Error) => Ok(()),
         _ => err(Condition::RecipientUnavailable),
     };
     let Err(error) = outcome else { return };

@@ -11,7 +11,7 @@ pub mod subscription;
 
 use crate::xml::Element;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::RwLock;
 use tokio::sync::mpsc;
@@ -29,13 +29,22 @@ pub enum Control {
 /// What the router hands a session.
 #[derive(Debug, Clone)]
 pub enum Delivery {
-    /// A stanza for this session's client.
-    Stanza(Element),
-    /// Bytes serialised once and shared by many recipients (presence fan-out).
-    Shared(Arc<[u8]>),
+    /// A serialised stanza for this session's client. Serialised once, in the sender's
+    /// task, and shared when many recipients get the same bytes (presence fan-out).
+    Bytes(Arc<[u8]>),
     /// A changed roster item (the `<query/>` of a push, RFC 6121 §2.1.6): sent only to
     /// sessions that asked for the roster.
     RosterPush(Arc<Element>),
+}
+
+impl Delivery {
+    /// What it weighs against the session's byte budget.
+    fn cost(&self) -> usize {
+        match self {
+            Delivery::Bytes(bytes) => bytes.len(),
+            Delivery::RosterPush(_) => 512,
+        }
+    }
 }
 
 /// The router's way into one session's task.
@@ -44,12 +53,41 @@ pub struct SessionHandle {
     pub id: u64,
     stanzas: mpsc::Sender<Delivery>,
     control: mpsc::UnboundedSender<Control>,
+    /// Bytes queued and not yet taken by the session; bounded by `byte_limit`.
+    queued: Arc<AtomicUsize>,
+    byte_limit: usize,
 }
 
 /// The receiving ends, owned by the session's task.
 pub struct Mailbox {
-    pub stanzas: mpsc::Receiver<Delivery>,
+    pub stanzas: Inbox,
     pub control: mpsc::UnboundedReceiver<Control>,
+}
+
+/// Deliveries for one session, giving back their bytes to the budget as they are taken.
+pub struct Inbox {
+    rx: mpsc::Receiver<Delivery>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        let delivery = self.rx.recv().await?;
+        self.queued.fetch_sub(delivery.cost(), Ordering::Relaxed);
+        Some(delivery)
+    }
+
+    /// Stops accepting, and returns what is still queued.
+    pub fn close_and_drain(&mut self) -> Vec<Delivery> {
+        self.rx.close();
+        std::iter::from_fn(|| self.rx.try_recv().ok()).collect()
+    }
+
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        let delivery = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(delivery.cost(), Ordering::Relaxed);
+        Some(delivery)
+    }
 }
 
 /// Why a stanza could not be handed to a session.
@@ -62,14 +100,24 @@ pub enum DeliveryError {
 }
 
 impl SessionHandle {
-    pub fn deliver(&self, element: Element) -> Result<(), DeliveryError> {
-        self.send(Delivery::Stanza(element))
+    pub fn deliver(&self, element: &Element) -> Result<(), DeliveryError> {
+        self.send(Delivery::Bytes(crate::xml::writer::to_bytes(element).into()))
     }
 
+    /// Queues without waiting: a session whose client does not read fills its queue
+    /// (by count or by bytes) and further stanzas are refused, never buffered without bound.
     pub fn send(&self, delivery: Delivery) -> Result<(), DeliveryError> {
-        self.stanzas.try_send(delivery).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
-            mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
+        let cost = delivery.cost();
+        if self.queued.fetch_add(cost, Ordering::Relaxed) + cost > self.byte_limit {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
+            return Err(DeliveryError::Full);
+        }
+        self.stanzas.try_send(delivery).map_err(|e| {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
+                mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
+            }
         })
     }
 
@@ -96,13 +144,15 @@ pub struct Router {
 }
 
 impl Router {
-    /// A handle and mailbox for a new session, with `capacity` queued stanzas.
-    pub fn channels(&self, capacity: usize) -> (SessionHandle, Mailbox) {
+    /// A handle and mailbox for a new session, queueing at most `capacity` deliveries
+    /// and `byte_limit` bytes.
+    pub fn channels(&self, capacity: usize, byte_limit: usize) -> (SessionHandle, Mailbox) {
         let (stanza_tx, stanza_rx) = mpsc::channel(capacity);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let handle = SessionHandle { id, stanzas: stanza_tx, control: control_tx };
-        (handle, Mailbox { stanzas: stanza_rx, control: control_rx })
+        let queued = Arc::new(AtomicUsize::new(0));
+        let handle = SessionHandle { id, stanzas: stanza_tx, control: control_tx, queued: queued.clone(), byte_limit };
+        (handle, Mailbox { stanzas: Inbox { rx: stanza_rx, queued }, control: control_rx })
     }
 
     /// Registers a bound resource; returns the resource it replaced, if any.
@@ -182,6 +232,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xml::ElementExt;
 
     fn full(s: &str) -> FullJid {
         FullJid::new(s).expect("full JID")
@@ -190,8 +241,8 @@ mod tests {
     #[test]
     fn rebinding_a_full_jid_returns_the_old_session() {
         let router = Router::default();
-        let (first, _m1) = router.channels(4);
-        let (second, _m2) = router.channels(4);
+        let (first, _m1) = router.channels(4, 1 << 20);
+        let (second, _m2) = router.channels(4, 1 << 20);
         assert!(router.bind(full("a@x/r"), first.clone()).is_none());
         let old = router.bind(full("a@x/r"), second.clone()).expect("replaced");
         assert_eq!(old.handle.id, first.id);
@@ -204,11 +255,24 @@ mod tests {
     #[test]
     fn full_queue_and_ended_session_are_reported() {
         let router = Router::default();
-        let (handle, mailbox) = router.channels(1);
+        let (handle, mut mailbox) = router.channels(1, 1 << 20);
         let stanza = crate::xml::el("message", crate::xml::NS_CLIENT);
-        assert_eq!(handle.deliver(stanza.clone()), Ok(()));
-        assert_eq!(handle.deliver(stanza.clone()), Err(DeliveryError::Full));
+        assert_eq!(handle.deliver(&stanza), Ok(()));
+        assert_eq!(handle.deliver(&stanza), Err(DeliveryError::Full));
+        assert!(mailbox.stanzas.try_recv().is_some());
         drop(mailbox);
-        assert_eq!(handle.deliver(stanza), Err(DeliveryError::Gone));
+        assert_eq!(handle.deliver(&stanza), Err(DeliveryError::Gone));
+    }
+
+    #[test]
+    fn the_byte_budget_bounds_a_queue_of_large_stanzas() {
+        let router = Router::default();
+        let (handle, mut mailbox) = router.channels(100, 1000);
+        let big = crate::xml::el("message", crate::xml::NS_CLIENT).with_text("x".repeat(400));
+        assert_eq!(handle.deliver(&big), Ok(()));
+        assert_eq!(handle.deliver(&big), Ok(()));
+        assert_eq!(handle.deliver(&big), Err(DeliveryError::Full), "over 1000 bytes queued");
+        assert!(mailbox.stanzas.try_recv().is_some());
+        assert_eq!(handle.deliver(&big), Ok(()), "taking one frees its bytes");
     }
 }

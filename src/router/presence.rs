@@ -24,7 +24,7 @@ fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterItem) -> 
 /// Hands `bytes` to every available resource of `to`.
 fn deliver_shared(state: &ServerState, to: &BareJid, bytes: Arc<[u8]>) {
     for resource in state.router.available(to) {
-        if resource.handle.send(Delivery::Shared(bytes.clone())).is_err() {
+        if resource.handle.send(Delivery::Bytes(bytes.clone())).is_err() {
             tracing::debug!(to = %resource.jid, "presence not delivered: queue full or session gone");
         }
     }
@@ -65,7 +65,7 @@ fn echo_to_own_resources(state: &ServerState, user: &FullJid, presence: &Element
     let bytes: Arc<[u8]> = writer::to_bytes(&copy).into();
     for resource in state.router.resources(&user.to_bare()) {
         if resource.priority.is_some() || Some(resource.handle.id) == sender {
-            let _ = resource.handle.send(Delivery::Shared(bytes.clone()));
+            let _ = resource.handle.send(Delivery::Bytes(bytes.clone()));
         }
     }
 }

@@ -100,8 +100,7 @@ impl Session {
     /// What the router delivered to us.
     pub fn deliver(&mut self, delivery: &Delivery) -> Vec<Action> {
         match delivery {
-            Delivery::Stanza(element) => vec![Action::Write(writer::to_bytes(element))],
-            Delivery::Shared(bytes) => vec![Action::Write(bytes.to_vec())],
+            Delivery::Bytes(bytes) => vec![Action::Write(bytes.to_vec())],
             Delivery::RosterPush(query) if self.roster_interested => {
                 self.pushes_sent += 1;
                 let push = roster::push_iq(self.jid.as_str(), &format!("push-{}", self.pushes_sent), query);
@@ -152,7 +151,7 @@ impl Session {
     }
 
     fn reject(&self, element: &Element, error: &StanzaError) -> Vec<Action> {
-        if element.attr("type") == Some("error") {
+        if !crate::stanza::answerable(element) {
             return Vec::new();
         }
         let mut reply = error_reply(element, error);

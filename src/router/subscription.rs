@@ -296,7 +296,13 @@ fn cancelled_by_contact(state: &ServerState, subscriber: &BareJid, refuser: &Bar
 /// §3.1.3: requests not yet answered are delivered again when the account comes online.
 pub fn pending_requests(state: &ServerState, owner: &BareJid) -> Vec<Element> {
     match state.store.pending_in(owner) {
-        Ok(pending) => pending.into_iter().filter_map(|(_, xml)| xml.parse().ok()).collect(),
+        Ok(pending) => pending
+            .into_iter()
+            .map(|(from, xml)| {
+                // A request our parser cannot read back still arrives, without its payloads.
+                xml.parse().unwrap_or_else(|_| subscription_stanza("subscribe", &from, owner))
+            })
+            .collect(),
         Err(e) => {
             tracing::error!(error = %e, "reading pending subscription requests failed");
             Vec::new()

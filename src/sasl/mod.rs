@@ -197,6 +197,25 @@ enum State {
 pub struct Exchange {
     mech: Mechanism,
     state: State,
+    /// The username the client authenticated as (or tried to), once the engine saw it.
+    authcid: Option<String>,
+}
+
+/// Remembers which username the mechanism looked up.
+struct Recorder<'a> {
+    inner: &'a dyn CredentialLookup,
+    seen: std::cell::RefCell<Option<String>>,
+}
+
+impl CredentialLookup for Recorder<'_> {
+    fn lookup(&self, username: &str) -> Result<Option<StoredCredentials>, ()> {
+        *self.seen.borrow_mut() = Some(username.to_owned());
+        self.inner.lookup(username)
+    }
+
+    fn fake_iterations(&self) -> u32 {
+        self.inner.fake_iterations()
+    }
 }
 
 impl Exchange {
@@ -219,13 +238,22 @@ impl Exchange {
             m if m.is_plus() && !cb.any() => State::Rejected(SaslError::InvalidMechanism),
             m => State::Scram(Box::new(scram::ScramServer::new(m, cb, None))),
         };
-        Exchange { mech, state }
+        Exchange { mech, state, authcid: None }
     }
 
     /// Test hook: fixed server nonce suffix so RFC example exchanges can be replayed.
     #[cfg(test)]
     pub(crate) fn start_with_nonce(mech: Mechanism, cb: ChannelBindings, nonce: &str) -> Self {
-        Exchange { mech, state: State::Scram(Box::new(scram::ScramServer::new(mech, cb, Some(nonce.to_owned())))) }
+        Exchange {
+            mech,
+            authcid: None,
+            state: State::Scram(Box::new(scram::ScramServer::new(mech, cb, Some(nonce.to_owned())))),
+        }
+    }
+
+    /// The username (SASLprepped) the client gave, once a step has seen it.
+    pub fn authcid(&self) -> Option<&str> {
+        self.authcid.as_deref()
     }
 
     /// The mechanism of this exchange.
@@ -250,12 +278,16 @@ impl Exchange {
     /// response was sent; `Some(&[])` = a zero-length one (`=` in XML).
     /// After `Success`/`Failure` every further step is `Failure(MalformedRequest)`.
     pub fn step(&mut self, input: Option<&[u8]>, lookup: &dyn CredentialLookup) -> Step {
+        let recorder = Recorder { inner: lookup, seen: Default::default() };
         let out = match &mut self.state {
             State::Done => Step::Failure(SaslError::MalformedRequest),
             State::Rejected(e) => Step::Failure(e.clone()),
-            State::Scram(s) => s.step(input, lookup),
-            State::Plain(p) => p.step(input, lookup),
+            State::Scram(s) => s.step(input, &recorder),
+            State::Plain(p) => p.step(input, &recorder),
         };
+        if let Some(name) = recorder.seen.into_inner() {
+            self.authcid = Some(name);
+        }
         if !matches!(out, Step::Challenge(_)) {
             self.state = State::Done;
         }

@@ -138,7 +138,7 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
     let (frames_tx, mut frames) = mpsc::channel(READ_AHEAD);
     let reader_task = tokio::spawn(read_frames(reader, frames_tx).in_current_span());
     let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_rx).in_current_span());
+    let mut writer_task = tokio::spawn(write_bytes(conn.wire.out, out_rx).in_current_span());
     let write_timeout = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
 
     let end = loop {
@@ -149,7 +149,7 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
                 Some(Ok(Frame::Header(_))) => break StreamEnd::error(StreamCondition::NotWellFormed, "unexpected stream header"),
                 Some(Err(e)) => break StreamEnd::from(e),
             },
-            Some(element) = mailbox.stanzas.recv() => session.deliver(&element),
+            Some(delivery) = mailbox.stanzas.recv() => session.deliver(&delivery),
             Some(control) = mailbox.control.recv() => break control_end(control),
             _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
             _ = shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
@@ -169,9 +169,12 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
         let _ = tokio::time::timeout(write_timeout, out.send(last.into_bytes())).await;
     }
     drop(out);
-    let _ = tokio::time::timeout(write_timeout, writer_task).await;
+    // A client that stopped reading must not keep its socket and task alive.
+    if tokio::time::timeout(write_timeout, &mut writer_task).await.is_err() {
+        writer_task.abort();
+    }
     reader_task.abort();
-    reroute_undelivered(&state, &mut mailbox);
+    reroute_undelivered(&state, &mut mailbox).await;
 }
 
 fn control_end(control: Control) -> StreamEnd {
@@ -202,12 +205,13 @@ async fn perform(actions: Vec<Action>, out: &mpsc::Sender<Vec<u8>>, limit: Durat
 
 /// Stanzas that reached our mailbox after the stream ended are routed again:
 /// to another resource if one fits, else their sender learns they were not delivered.
-fn reroute_undelivered(state: &ServerState, mailbox: &mut Mailbox) {
-    mailbox.stanzas.close();
-    while let Ok(delivery) = mailbox.stanzas.try_recv() {
-        // Shared bytes are presence and roster pushes: for this session only, nothing to save.
-        if let Delivery::Stanza(element) = delivery {
-            delivery::reroute(state, element);
+async fn reroute_undelivered(state: &ServerState, mailbox: &mut Mailbox) {
+    for delivery in mailbox.stanzas.close_and_drain() {
+        // Roster pushes were for this session only; stanzas are read back (rare path).
+        let Delivery::Bytes(bytes) = delivery else { continue };
+        match crate::xml::read_stanza(&bytes).await {
+            Some(element) => delivery::reroute(state, element),
+            None => tracing::error!("undelivered stanza could not be read back"),
         }
     }
 }

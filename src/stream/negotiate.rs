@@ -14,7 +14,6 @@ use crate::storage::UserStore;
 use crate::xml::framer::{Frame, Framer, Limits};
 use crate::xml::{el, writer, Element, ElementExt, NS_BIND, NS_CLIENT, NS_SASL, NS_TLS};
 use base64::Engine;
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use tokio::io::ReadHalf;
 use xmpp_parsers::jid::{BareJid, FullJid};
@@ -51,8 +50,8 @@ pub struct Negotiation<'a> {
     pub user: Option<BareJid>,
     exchange: Option<Exchange>,
     failures: u32,
-    /// The username the current exchange asked about, for the login throttle.
-    attempted: RefCell<Option<String>>,
+    /// `<auth/>` elements seen on this connection (restarted exchanges included).
+    auths: u32,
 }
 
 pub fn preauth_limits(state: &ServerState) -> Limits {
@@ -80,7 +79,7 @@ impl<'a> Negotiation<'a> {
             user: None,
             exchange: None,
             failures: 0,
-            attempted: RefCell::new(None),
+            auths: 0,
         }
     }
 
@@ -162,6 +161,8 @@ impl<'a> Negotiation<'a> {
             return Err(StreamEnd::ServerClosed("data pipelined after <starttls/>: TLS refused"));
         }
         conn.wire.send(format!("<proceed xmlns='{NS_TLS}'/>").as_bytes()).await?;
+        // RFC 6120 §5.4.3.3: nothing learned before TLS carries over.
+        self.exchange = None;
         Ok(Next::StartTls)
     }
 
@@ -169,6 +170,10 @@ impl<'a> Negotiation<'a> {
     async fn on_sasl(&mut self, conn: &mut Conn, element: &Element) -> Result<bool, StreamEnd> {
         if self.user.is_some() {
             return Err(stream_error(StreamCondition::PolicyViolation, "already authenticated"));
+        }
+        // Restarted exchanges never fail, so they are capped separately (RFC 6120 §6.4.5).
+        if element.name() == "auth" && self.auths > self.state.config.auth.max_failed_attempts * 2 {
+            return Err(stream_error(StreamCondition::PolicyViolation, "too many authentication attempts"));
         }
         let step = match element.name() {
             "auth" => self.start_exchange(element),
@@ -193,7 +198,6 @@ impl<'a> Negotiation<'a> {
                 Ok(false)
             }
             Step::Success { username, authzid, additional_data } => {
-                self.exchange = None;
                 self.on_sasl_success(conn, &username, authzid.as_deref(), additional_data).await
             }
             Step::Failure(error) => {
@@ -204,6 +208,7 @@ impl<'a> Negotiation<'a> {
     }
 
     fn start_exchange(&mut self, element: &Element) -> Step {
+        self.auths += 1;
         let Some(mechanism) = element.attr("mechanism").and_then(Mechanism::from_name) else {
             return Step::Failure(SaslError::InvalidMechanism);
         };
@@ -222,7 +227,6 @@ impl<'a> Negotiation<'a> {
             users: self.state.store.as_ref(),
             domain: self.domain.as_deref().unwrap_or_default(),
             iterations: self.state.config.auth.scram_iterations,
-            attempted: &self.attempted,
         }
     }
 
@@ -237,11 +241,16 @@ impl<'a> Negotiation<'a> {
             self.on_sasl_failure(conn, SaslError::NotAuthorized).await?;
             return Ok(false);
         };
+        self.exchange = None;
         // RFC 6120 §6.4.6: we only let a user act as themselves.
         if authzid.is_some_and(|a| !a.is_empty() && BareJid::new(a).ok().as_ref() != Some(&user)) {
             self.on_sasl_failure(conn, SaslError::InvalidAuthzid).await?;
             return Ok(false);
         }
+        // A right guess waits as long as a wrong one would, so parallel guessing cannot
+        // tell success from a slow failure early.
+        let penalty = self.state.throttle.penalty(&self.throttle_keys(Some(&user)), tokio::time::Instant::now());
+        tokio::time::sleep(penalty).await;
         let success = match additional {
             Some(data) => {
                 let text = base64::engine::general_purpose::STANDARD.encode(data);
@@ -258,15 +267,13 @@ impl<'a> Negotiation<'a> {
 
     /// Sends `<failure/>`, slowed down for wrong credentials; too many ends the stream.
     async fn on_sasl_failure(&mut self, conn: &mut Conn, error: SaslError) -> Result<(), StreamEnd> {
+        let user = self.attempted_user();
         self.exchange = None;
         if error != SaslError::Aborted {
             self.failures += 1;
         }
         if error == SaslError::NotAuthorized {
-            let mut keys = vec![format!("ip:{}", self.peer.ip())];
-            if let Some(user) = self.attempted_user() {
-                keys.push(format!("user:{user}"));
-            }
+            let keys = self.throttle_keys(user.as_ref());
             let delay = self.state.throttle.failed(&keys, tokio::time::Instant::now());
             tracing::info!(peer = %self.peer, delay_ms = delay.as_millis() as u64, "authentication failed");
             tokio::time::sleep(delay).await;
@@ -279,9 +286,17 @@ impl<'a> Negotiation<'a> {
         Ok(())
     }
 
+    /// The account the current exchange is about, if it exists (only real accounts get
+    /// throttle records, so made-up names cannot flood the throttle).
     fn attempted_user(&self) -> Option<BareJid> {
-        let name = self.attempted.borrow_mut().take()?;
-        self.lookup().jid(&name)
+        let jid = self.lookup().jid(self.exchange.as_ref()?.authcid()?)?;
+        self.state.store.user_exists(&jid).unwrap_or(false).then_some(jid)
+    }
+
+    fn throttle_keys(&self, user: Option<&BareJid>) -> Vec<String> {
+        let mut keys = vec![format!("ip:{}", self.peer.ip())];
+        keys.extend(user.map(|user| format!("user:{user}")));
+        keys
     }
 
     /// Stanzas before a resource is bound: only the bind request is allowed (RFC 6120 §7.1).
@@ -295,7 +310,9 @@ impl<'a> Negotiation<'a> {
                 return Err(stream_error(StreamCondition::UnsupportedStanzaType, "not a stanza"))
             }
             Err((ParseError::Invalid(error), element)) => {
-                conn.wire.send(&writer::to_bytes(&error_reply(&element, &error))).await?;
+                if crate::stanza::answerable(&element) {
+                    conn.wire.send(&writer::to_bytes(&error_reply(&element, &error))).await?;
+                }
                 return Ok(None);
             }
         };
@@ -330,7 +347,8 @@ impl<'a> Negotiation<'a> {
     /// (RFC 6120 §7.7.2.2, "override the existing session").
     fn bind(&self, jid: FullJid) -> Bound {
         let router = &self.state.router;
-        let (handle, mailbox) = router.channels(self.state.config.limits.session_queue);
+        let limits = &self.state.config.limits;
+        let (handle, mailbox) = router.channels(limits.session_queue, limits.session_queue_bytes);
         if let Some(old) = router.bind(jid.clone(), handle.clone()) {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
             if old.priority.is_some() {
@@ -353,7 +371,6 @@ struct Lookup<'a> {
     users: &'a dyn UserStore,
     domain: &'a str,
     iterations: u32,
-    attempted: &'a RefCell<Option<String>>,
 }
 
 impl Lookup<'_> {
@@ -365,7 +382,6 @@ impl Lookup<'_> {
 
 impl CredentialLookup for Lookup<'_> {
     fn lookup(&self, username: &str) -> Result<Option<sasl::credentials::StoredCredentials>, ()> {
-        *self.attempted.borrow_mut() = Some(username.to_owned());
         let Some(jid) = self.jid(username) else {
             return Ok(None);
         };

@@ -32,10 +32,7 @@ impl AuthThrottle {
     pub fn failed(&self, keys: &[String], now: Instant) -> Duration {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_KEYS {
-            map.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
-            if map.len() >= MAX_KEYS {
-                map.clear();
-            }
+            evict(&mut map, now);
         }
         let mut worst = 0;
         for key in keys {
@@ -47,6 +44,19 @@ impl AuthThrottle {
             entry.1 = now;
             worst = worst.max(entry.0);
         }
+        self.delay_for(worst)
+    }
+
+    /// The delay the keys have earned so far, without recording anything.
+    pub fn penalty(&self, keys: &[String], now: Instant) -> Duration {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let worst = keys
+            .iter()
+            .filter_map(|k| map.get(k))
+            .filter(|(_, last)| now.duration_since(*last) < FORGET_AFTER)
+            .map(|(count, _)| *count)
+            .max()
+            .unwrap_or(0);
         self.delay_for(worst)
     }
 
@@ -62,6 +72,19 @@ impl AuthThrottle {
         let factor = 1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.max)
     }
+}
+
+/// Forgets expired records, then the oldest tenth: a flood of new keys never wipes the
+/// records of an ongoing attack.
+fn evict(map: &mut HashMap<String, (u32, Instant)>, now: Instant) {
+    map.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
+    if map.len() < MAX_KEYS {
+        return;
+    }
+    let mut ages: Vec<Instant> = map.values().map(|(_, last)| *last).collect();
+    ages.sort_unstable();
+    let cutoff = ages[ages.len() / 10];
+    map.retain(|_, (_, last)| *last > cutoff);
 }
 
 #[cfg(test)]
@@ -89,6 +112,32 @@ mod tests {
         t.succeeded("user:a@x");
         assert_eq!(t.failed(&["user:a@x".into()], now).as_millis(), 100);
         assert_eq!(t.failed(&["ip:1".into()], now).as_millis(), 200);
+    }
+
+    #[test]
+    fn penalty_reads_without_recording() {
+        let t = throttle();
+        let now = Instant::now();
+        assert_eq!(t.penalty(&["ip:1".into()], now), Duration::ZERO);
+        t.failed(&["ip:1".into()], now);
+        assert_eq!(t.penalty(&["ip:1".into(), "user:a@x".into()], now).as_millis(), 100);
+        assert_eq!(t.penalty(&["ip:1".into()], now).as_millis(), 100, "reading twice changes nothing");
+    }
+
+    #[test]
+    fn a_flood_of_keys_evicts_the_oldest_not_everything() {
+        let t = throttle();
+        let start = Instant::now();
+        for i in 0..MAX_KEYS - 1 {
+            t.failed(&[format!("ip:{i}")], start + Duration::from_millis(i as u64));
+        }
+        let late = start + Duration::from_secs(500);
+        t.failed(&["user:victim".into()], late);
+        t.failed(&["user:victim".into()], late);
+        t.failed(&["ip:one-more".into()], late);
+        assert_eq!(t.penalty(&["user:victim".into()], late).as_millis(), 200, "recent records survive");
+        assert_eq!(t.penalty(&["ip:0".into()], late), Duration::ZERO, "the oldest went");
+        assert!(t.failures.lock().expect("lock").len() < MAX_KEYS);
     }
 
     #[test]

@@ -5,6 +5,9 @@ use super::transport::Transport;
 use crate::xml::writer;
 use tokio::io::{AsyncWriteExt, WriteHalf};
 
+/// How long the last bytes of a stream may take to leave.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Wire {
     pub out: WriteHalf<Transport>,
     /// Whether our stream header went out on the current stream.
@@ -45,8 +48,12 @@ impl Wire {
             StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => bytes.push_str(writer::STREAM_CLOSE),
             StreamEnd::Io(_) => return,
         }
-        let _ = self.send(bytes.as_bytes()).await;
-        let _ = self.out.shutdown().await;
+        // A peer that stopped reading gets a few seconds, not forever.
+        let close = async {
+            let _ = self.send(bytes.as_bytes()).await;
+            let _ = self.out.shutdown().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     }
 }
 

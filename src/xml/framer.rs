@@ -394,7 +394,17 @@ struct Machine {
     attrs: Vec<RawAttr>,
     /// Parser position of the `<` of the current stanza.
     stanza_start: u64,
+    /// Memory the current stanza's tree costs so far (see [`Machine::charge`]).
+    built: usize,
 }
+
+/// Longest namespace name accepted: every element copies its namespace, so a long one
+/// repeated on many small elements would multiply memory far beyond the byte limit.
+const MAX_NAMESPACE_BYTES: usize = 1024;
+/// What one element or attribute costs in memory besides its strings (a rough upper bound).
+const NODE_OVERHEAD: usize = 128;
+/// A stanza's tree may cost this many times its byte limit before it is refused.
+const BUILT_FACTOR: usize = 16;
 
 impl Machine {
     fn new(limits: Limits) -> Self {
@@ -409,6 +419,7 @@ impl Machine {
             text: Vec::new(),
             attrs: Vec::new(),
             stanza_start: 0,
+            built: 0,
         }
     }
 
@@ -462,6 +473,7 @@ impl Machine {
         match event {
             Event::Start(start) => {
                 self.stanza_start = before;
+                self.built = 0;
                 self.check_size(after)?;
                 self.check_depth()?;
                 let element = self.open_element(&start)?;
@@ -470,6 +482,7 @@ impl Machine {
             }
             Event::Empty(start) => {
                 self.stanza_start = before;
+                self.built = 0;
                 self.check_size(after)?;
                 self.check_depth()?;
                 let element = self.open_element(&start)?;
@@ -553,6 +566,16 @@ impl Machine {
     }
 
     /// Checks that one more element may be opened.
+    /// Adds to the memory the stanza's tree costs; refuses trees far larger than the
+    /// bytes that described them.
+    fn charge(&mut self, bytes: usize) -> Result<(), FramerError> {
+        self.built = self.built.saturating_add(bytes + NODE_OVERHEAD);
+        if self.built > self.limits.max_stanza_bytes.saturating_mul(BUILT_FACTOR) {
+            return Err(FramerError::PolicyViolation("stanza expands to too much memory".into()));
+        }
+        Ok(())
+    }
+
     fn check_depth(&self) -> Result<(), FramerError> {
         if self.stack.len() >= self.limits.max_depth {
             Err(FramerError::PolicyViolation(format!("elements nested deeper than {}", self.limits.max_depth)))
@@ -644,6 +667,9 @@ impl Machine {
                 continue;
             };
             let uri = attribute_value(slice(raw, a.value_start, a.value_end)?)?;
+            if uri.len() > MAX_NAMESPACE_BYTES {
+                return Err(FramerError::PolicyViolation(format!("namespace name over {MAX_NAMESPACE_BYTES} bytes")));
+            }
             check_declaration(decl_prefix, &uri)?;
             if self.ns[mark..].iter().any(|b| b.prefix == decl_prefix) {
                 return Err(nwf(format!("duplicate attribute {name:?}")));
@@ -657,6 +683,7 @@ impl Machine {
             Some("xmlns") => return Err(nwf("element names must not use the xmlns prefix")),
             Some(p) => self.lookup(p).ok_or_else(|| nwf(format!("unbound element prefix {p:?}")))?.to_owned(),
         };
+        self.charge(ns.len() + local.len())?;
         let mut element = Element::bare(local.to_owned(), ns);
 
         // Pass 2: ordinary attributes.
@@ -677,6 +704,7 @@ impl Machine {
             let attr_name =
                 NcName::try_from(attr_local).map_err(|_| nwf(format!("invalid attribute name {name:?}")))?;
             let value = attribute_value(slice(raw, a.value_start, a.value_end)?)?;
+            self.charge(attr_ns.as_str().len() + attr_local.len() + value.len())?;
             if element.attrs_mut().insert(attr_ns, attr_name, value).is_some() {
                 return Err(nwf(format!("duplicate attribute {name:?}")));
             }
@@ -1713,6 +1741,25 @@ mod tests {
         let (frames, err) = run_with(Framer::new(HEADER.as_bytes(), limits)).await;
         assert_eq!(frames.len(), 1);
         assert_err!(err, FramerError::Eof);
+    }
+
+    #[tokio::test]
+    async fn long_namespaces_and_memory_amplification_are_refused() {
+        let long = "u".repeat(MAX_NAMESPACE_BYTES + 1);
+        let stanza = format!("<message><x xmlns='{long}'/></message>");
+        assert_err!(error_after_header(stanza.as_bytes()).await, FramerError::PolicyViolation(_));
+        // Within the byte limit, but each small element copies a 1 KiB namespace.
+        let ns = "u".repeat(MAX_NAMESPACE_BYTES);
+        let stanza = format!("<message><x xmlns='{ns}'>{}</x></message>", "<y/>".repeat(12_000));
+        assert!(stanza.len() < LIMITS.max_stanza_bytes);
+        assert_err!(error_after_header(stanza.as_bytes()).await, FramerError::PolicyViolation(_));
+        // An ordinary stanza with many children is fine.
+        let stanza = format!("<message><body>{}</body></message>", "<b>x</b>".repeat(500));
+        let mut input = HEADER.as_bytes().to_vec();
+        input.extend_from_slice(stanza.as_bytes());
+        let (frames, err) = run(&input).await;
+        assert_eq!(frames.len(), 2, "header and stanza");
+        assert!(matches!(err, FramerError::Eof), "{err:?}");
     }
 
     #[tokio::test]

@@ -56,6 +56,20 @@ impl ElementExt for Element {
     }
 }
 
+/// Reads back one stanza the server serialised itself (queued bytes of a session that
+/// ended). Uses the framer: minidom's parser refuses long tokens that clients may send.
+pub async fn read_stanza(bytes: &[u8]) -> Option<Element> {
+    let header = format!("<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}'>");
+    let input = tokio::io::AsyncReadExt::chain(header.as_bytes(), bytes);
+    let limits = framer::Limits { max_stanza_bytes: bytes.len() + 1, max_depth: 1024, max_attributes: 1024 };
+    let mut framer = framer::Framer::new(input, limits);
+    framer.next().await.ok()?;
+    match framer.next().await {
+        Ok(framer::Frame::Stanza(element)) => Some(element),
+        _ => None,
+    }
+}
+
 /// A new empty element.
 pub fn el(name: &str, ns: &str) -> Element {
     Element::builder(name, ns).build()

@@ -412,7 +412,7 @@ async fn malformed_to_is_jid_malformed() {
     alice.send("<message to='a@b@c' type='chat' id='m1'><body>hi</body></message>").await;
     alice
         .expect(
-            "<message type='error' id='m1' from='{any}' to='alice@localhost/laptop'><body>hi</body>\
+            "<message type='error' id='m1' from='{absent}' to='alice@localhost/laptop'><body>hi</body>\
              <error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
              <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{any}</text></error></message>",
         )

@@ -21,7 +21,7 @@ use crate::storage::UserStore;
 /// A session bound in the router, with the mailbox a connection task would own.
 fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
     let jid = FullJid::new(jid).expect("full JID");
-    let (handle, mailbox) = state.router.channels(8);
+    let (handle, mailbox) = state.router.channels(8, 1 << 20);
     state.router.bind(jid.clone(), handle.clone());
     (Session::new(state, jid, handle.id, now), mailbox)
 }
@@ -57,10 +57,9 @@ fn available(state: &ServerState, session: &mut Session, priority: i8, now: Inst
 
 /// What reached a mailbox, as elements (shared bytes parsed back).
 fn drain(mailbox: &mut Mailbox) -> Vec<Element> {
-    std::iter::from_fn(|| mailbox.stanzas.try_recv().ok())
+    std::iter::from_fn(|| mailbox.stanzas.try_recv())
         .filter_map(|delivery| match delivery {
-            Delivery::Stanza(element) => Some(element),
-            Delivery::Shared(bytes) => std::str::from_utf8(&bytes).ok()?.parse().ok(),
+            Delivery::Bytes(bytes) => std::str::from_utf8(&bytes).ok()?.parse().ok(),
             Delivery::RosterPush(_) => None,
         })
         .collect()
