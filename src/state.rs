@@ -15,6 +15,8 @@ pub struct ServerState {
     pub started: Instant,
     /// Serialises subscription changes, which read and write two rosters.
     pub subscriptions: std::sync::Mutex<()>,
+    /// Password key derivations (PLAIN) allowed at once: one per core.
+    pub kdf_permits: tokio::sync::Semaphore,
 }
 
 impl ServerState {
@@ -27,6 +29,11 @@ impl ServerState {
             throttle,
             started: Instant::now(),
             subscriptions: Default::default(),
+            kdf_permits: tokio::sync::Semaphore::new(cores()),
         }
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }

@@ -10,7 +10,7 @@ use crate::router::{Mailbox, SessionHandle};
 use crate::sasl::{self, ChannelBindings, CredentialLookup, Exchange, Mechanism, SaslError, Step};
 use crate::stanza::{error_reply, IqType, Kind, ParseError, Stanza};
 use crate::state::ServerState;
-use crate::storage::UserStore;
+use crate::storage::Storage;
 use crate::xml::framer::{Frame, Framer, Limits};
 use crate::xml::{el, writer, Element, ElementExt, NS_BIND, NS_CLIENT, NS_SASL, NS_TLS};
 use base64::Engine;
@@ -176,16 +176,12 @@ impl<'a> Negotiation<'a> {
             return Err(stream_error(StreamCondition::PolicyViolation, "too many authentication attempts"));
         }
         let step = match element.name() {
-            "auth" => self.start_exchange(element),
+            "auth" => self.start_exchange(element).await,
             "response" => match self.exchange.take() {
-                Some(mut exchange) => {
-                    let step = match sasl::decode_b64(&element.text()) {
-                        Ok(input) => exchange.step(input.as_deref(), &self.lookup()),
-                        Err(e) => Step::Failure(e),
-                    };
-                    self.exchange = Some(exchange);
-                    step
-                }
+                Some(exchange) => match sasl::decode_b64(&element.text()) {
+                    Ok(input) => self.step(exchange, input).await,
+                    Err(e) => Step::Failure(e),
+                },
                 None => Step::Failure(SaslError::MalformedRequest),
             },
             "abort" => Step::Failure(SaslError::Aborted),
@@ -207,25 +203,55 @@ impl<'a> Negotiation<'a> {
         }
     }
 
-    fn start_exchange(&mut self, element: &Element) -> Step {
+    async fn start_exchange(&mut self, element: &Element) -> Step {
         self.auths += 1;
         let Some(mechanism) = element.attr("mechanism").and_then(Mechanism::from_name) else {
             return Step::Failure(SaslError::InvalidMechanism);
         };
         let allow_plain = self.state.config.auth.allow_plaintext;
-        let mut exchange = Exchange::start(mechanism, self.cb.clone(), self.secure, allow_plain);
-        let step = match sasl::decode_b64(&element.text()) {
-            Ok(input) => exchange.step(input.as_deref(), &self.lookup()),
-            Err(e) => Step::Failure(e),
-        };
-        self.exchange = Some(exchange);
-        step
+        let exchange = Exchange::start(mechanism, self.cb.clone(), self.secure, allow_plain);
+        match sasl::decode_b64(&element.text()) {
+            Ok(input) => self.step(exchange, input).await,
+            Err(e) => {
+                self.exchange = Some(exchange);
+                Step::Failure(e)
+            }
+        }
     }
 
-    fn lookup(&self) -> Lookup<'_> {
+    /// Runs one step and keeps the exchange. PLAIN derives a key from the password
+    /// (PBKDF2): that runs on the blocking pool, a few at a time, never on the workers
+    /// that serve every other connection.
+    async fn step(&mut self, mut exchange: Exchange, input: Option<Vec<u8>>) -> Step {
+        let lookup = self.lookup();
+        if exchange.mechanism() != Mechanism::Plain {
+            let step = exchange.step(input.as_deref(), &lookup);
+            self.exchange = Some(exchange);
+            return step;
+        }
+        let Ok(_permit) = self.state.kdf_permits.acquire().await else {
+            return Step::Failure(SaslError::TemporaryAuthFailure);
+        };
+        let work = tokio::task::spawn_blocking(move || {
+            let step = exchange.step(input.as_deref(), &lookup);
+            (exchange, step)
+        });
+        match work.await {
+            Ok((exchange, step)) => {
+                self.exchange = Some(exchange);
+                step
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SASL step failed");
+                Step::Failure(SaslError::TemporaryAuthFailure)
+            }
+        }
+    }
+
+    fn lookup(&self) -> Lookup {
         Lookup {
-            users: self.state.store.as_ref(),
-            domain: self.domain.as_deref().unwrap_or_default(),
+            store: self.state.store.clone(),
+            domain: self.domain.clone().unwrap_or_default(),
             iterations: self.state.config.auth.scram_iterations,
         }
     }
@@ -367,25 +393,25 @@ fn generated_resource() -> String {
 }
 
 /// SASL usernames are localparts of the stream's domain.
-struct Lookup<'a> {
-    users: &'a dyn UserStore,
-    domain: &'a str,
+struct Lookup {
+    store: std::sync::Arc<dyn Storage>,
+    domain: String,
     iterations: u32,
 }
 
-impl Lookup<'_> {
+impl Lookup {
     fn jid(&self, username: &str) -> Option<BareJid> {
         let jid = BareJid::new(&format!("{username}@{}", self.domain)).ok()?;
         (jid.node().is_some() && jid.domain().as_str() == self.domain).then_some(jid)
     }
 }
 
-impl CredentialLookup for Lookup<'_> {
+impl CredentialLookup for Lookup {
     fn lookup(&self, username: &str) -> Result<Option<sasl::credentials::StoredCredentials>, ()> {
         let Some(jid) = self.jid(username) else {
             return Ok(None);
         };
-        self.users.credentials(&jid).map_err(|e| tracing::error!(error = %e, "credential lookup failed"))
+        self.store.credentials(&jid).map_err(|e| tracing::error!(error = %e, "credential lookup failed"))
     }
 
     /// Unknown users get the iteration count real accounts have, so they look alike.
