@@ -2,6 +2,7 @@
 //! domain, to an account's bare JID, or without `to` lands here (RFC 6120 §10.3.3, §10.5).
 
 pub mod blocking;
+pub mod dialect;
 pub mod disco;
 pub mod last;
 pub mod ping;

@@ -135,6 +135,8 @@ pub struct Resource {
     pub priority: Option<i8>,
     /// Its last broadcast available presence, for probes (RFC 6121 §4.3.2).
     pub presence: Option<Arc<Element>>,
+    /// The session enabled the dialect (docs/dialect.md).
+    pub dialect: bool,
 }
 
 #[derive(Default)]
@@ -160,7 +162,7 @@ impl Router {
         let mut accounts = self.write();
         let resources = accounts.entry(jid.to_bare()).or_default();
         let old = resources.iter().position(|r| r.jid == jid).map(|i| resources.remove(i));
-        resources.push(Resource { jid, handle, priority: None, presence: None });
+        resources.push(Resource { jid, handle, priority: None, presence: None, dialect: false });
         old
     }
 
@@ -183,6 +185,16 @@ impl Router {
             for r in resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id) {
                 r.priority = presence.as_ref().map(|(p, _)| *p);
                 r.presence = presence.as_ref().map(|(_, el)| el.clone());
+            }
+        }
+    }
+
+    /// Marks a session as speaking the dialect.
+    pub fn set_dialect(&self, jid: &FullJid, id: u64) {
+        let mut accounts = self.write();
+        if let Some(resources) = accounts.get_mut(&jid.to_bare()) {
+            for r in resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id) {
+                r.dialect = true;
             }
         }
     }

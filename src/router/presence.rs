@@ -3,7 +3,7 @@
 //! once per contact and the same bytes go to each of that contact's resources.
 
 use super::{Delivery, Resource};
-use crate::modules::blocking;
+use crate::modules::{blocking, dialect};
 use crate::state::ServerState;
 use crate::storage::roster::RosterItem;
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
@@ -21,10 +21,22 @@ fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterItem) -> 
     }
 }
 
-/// Hands `bytes` to every available resource of `to`.
-fn deliver_shared(state: &ServerState, to: &BareJid, bytes: Arc<[u8]>) {
-    for resource in state.router.available(to) {
-        if resource.handle.send(Delivery::Bytes(bytes.clone())).is_err() {
+/// Hands `stanza` to each of `resources`, serialised once for standard sessions and, for
+/// unavailable presence, once more with `last` for dialect sessions (docs/dialect.md);
+/// standard sessions never see `last`.
+fn deliver_to(resources: impl IntoIterator<Item = Resource>, stanza: &Element) {
+    let unavailable = stanza.name() == "presence" && stanza.attr("type") == Some("unavailable");
+    let mut standard = stanza.clone();
+    standard.unset(dialect::LAST);
+    let standard: Arc<[u8]> = writer::to_bytes(&standard).into();
+    let mut with_last: Option<Arc<[u8]>> = None;
+    for resource in resources {
+        let bytes = if resource.dialect && unavailable {
+            with_last.get_or_insert_with(|| writer::to_bytes(&dialect::with_last(stanza, unix_now())).into()).clone()
+        } else {
+            standard.clone()
+        };
+        if resource.handle.send(Delivery::Bytes(bytes)).is_err() {
             tracing::debug!(to = %resource.jid, "presence not delivered: queue full or session gone");
         }
     }
@@ -32,7 +44,7 @@ fn deliver_shared(state: &ServerState, to: &BareJid, bytes: Arc<[u8]>) {
 
 /// A copy of `stanza` to each available resource of `to` (subscription stanzas, §3).
 pub fn deliver_to_available(state: &ServerState, to: &BareJid, stanza: &Element) {
-    deliver_shared(state, to, writer::to_bytes(stanza).into());
+    deliver_to(state.router.available(to), stanza);
 }
 
 /// `presence` (from one of `user`'s resources) to `contact`, unless blocking forbids it.
@@ -43,7 +55,7 @@ fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, prese
     let mut copy = presence.clone();
     copy.set("from", user.as_str());
     copy.set("to", contact.as_str());
-    deliver_shared(state, contact, writer::to_bytes(&copy).into());
+    deliver_to_available(state, contact, &copy);
 }
 
 /// §4.2.2 / §4.4.2: a presence broadcast goes to every contact with a `from` or `both`
@@ -62,17 +74,14 @@ fn echo_to_own_resources(state: &ServerState, user: &FullJid, presence: &Element
     let mut copy = presence.clone();
     copy.set("from", user.as_str());
     copy.unset("to");
-    let bytes: Arc<[u8]> = writer::to_bytes(&copy).into();
-    for resource in state.router.resources(&user.to_bare()) {
-        if resource.priority.is_some() || Some(resource.handle.id) == sender {
-            let _ = resource.handle.send(Delivery::Bytes(bytes.clone()));
-        }
-    }
+    let own = state.router.resources(&user.to_bare());
+    deliver_to(own.into_iter().filter(|r| r.priority.is_some() || Some(r.handle.id) == sender), &copy);
 }
 
 /// §4.3.2: what a new session learns about the contacts it is subscribed to: each
-/// available resource's last presence, or one unavailable presence for a contact offline.
-pub fn probe_answers(state: &ServerState, user: &FullJid) -> Vec<Element> {
+/// available resource's last presence, or one unavailable presence for a contact offline
+/// (for a dialect session, with the contact's last-seen time).
+pub fn probe_answers(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
     let bare = user.to_bare();
     let mut answers = Vec::new();
     for contact in contacts(state, &bare, |i| i.subscription.has_to()) {
@@ -81,7 +90,12 @@ pub fn probe_answers(state: &ServerState, user: &FullJid) -> Vec<Element> {
         }
         let available = state.router.available(&contact);
         if available.is_empty() {
-            answers.push(unavailable_from(&Jid::from(contact.clone()), &Jid::from(user.clone())));
+            let unavailable = unavailable_from(&Jid::from(contact.clone()), &Jid::from(user.clone()));
+            let last = state.store.last_seen(&contact).ok().flatten().filter(|_| dialect_session);
+            answers.push(match last {
+                Some(last) => dialect::with_last(&unavailable, last.at),
+                None => unavailable,
+            });
         }
         answers.extend(available.iter().filter_map(|r| presence_of(r, &Jid::from(user.clone()))));
     }

@@ -4,8 +4,8 @@
 
 use super::{delivery, Delivery};
 use crate::error::{Condition, StanzaError};
-use crate::modules::roster;
 use crate::modules::{self, Target};
+use crate::modules::{dialect, roster};
 use crate::stanza::{error_reply, Kind, MessageType, ParseError, Stanza};
 use crate::state::ServerState;
 use crate::stream::error::{StreamCondition, StreamEnd};
@@ -35,6 +35,8 @@ pub struct Session {
     /// our unavailable presence when we go.
     directed: std::collections::HashSet<Jid>,
     pushes_sent: u64,
+    /// The client enabled the dialect (docs/dialect.md).
+    dialect: bool,
     last_inbound: Instant,
     /// The id and send time of our unanswered XEP-0199 ping.
     ping: Option<(String, Instant)>,
@@ -54,6 +56,7 @@ impl Session {
             roster_interested: false,
             directed: std::collections::HashSet::new(),
             pushes_sent: 0,
+            dialect: false,
             last_inbound: now,
             ping: None,
             pings_sent: 0,
@@ -70,6 +73,9 @@ impl Session {
     pub fn handle(&mut self, state: &ServerState, element: Element, now: Instant) -> Vec<Action> {
         self.last_inbound = now;
         self.ping = None; // any traffic proves the client alive
+        if element.is("enable", dialect::NS) {
+            return self.enable_dialect(state);
+        }
         let mut stanza = match Stanza::parse(element).map_err(|b| *b) {
             Ok(stanza) => stanza,
             Err((ParseError::NotAStanza, el)) => {
@@ -95,6 +101,13 @@ impl Session {
             Kind::Message(_) => self.on_message(state, &stanza),
             Kind::Presence(_) => self.on_presence(state, &stanza),
         }
+    }
+
+    /// The client opts into the dialect; idempotent.
+    fn enable_dialect(&mut self, state: &ServerState) -> Vec<Action> {
+        self.dialect = true;
+        state.router.set_dialect(&self.jid, self.id);
+        vec![Action::Write(writer::to_bytes(&el("enabled", dialect::NS)))]
     }
 
     /// What the router delivered to us.

@@ -4,8 +4,10 @@ use crate::config::Config;
 use crate::sasl::{self, CbType, ChannelBindings};
 use crate::xml::{NS_BIND, NS_LIMITS, NS_SASL, NS_SASL_CB, NS_SESSION, NS_TLS};
 
-/// RFC 6121 §2.6.1: roster versioning; §3.4: subscription pre-approval.
-const ROSTER_FEATURES: &str = "<ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>";
+/// RFC 6121 §2.6.1: roster versioning; §3.4: subscription pre-approval; and the
+/// opt-in dialect of docs/dialect.md.
+const SESSION_FEATURES: &str = "<ver xmlns='urn:xmpp:features:rosterver'/>\
+     <sub xmlns='urn:xmpp:features:pre-approval'/><dialect xmlns='urn:stanzad:dialect:0'/>";
 
 /// Before TLS on the STARTTLS port: TLS, required unless plaintext is allowed.
 pub fn before_tls(config: &Config) -> String {
@@ -32,7 +34,7 @@ pub fn before_auth(config: &Config, cb: &ChannelBindings, secure: bool) -> Strin
 /// After authentication: bind, the legacy session, and XEP-0478 limits.
 pub fn after_auth(config: &Config) -> String {
     format!(
-        "<stream:features><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>{ROSTER_FEATURES}{}</stream:features>",
+        "<stream:features><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>{SESSION_FEATURES}{}</stream:features>",
         limits(config)
     )
 }

@@ -20,6 +20,7 @@ async fn features_after_auth_offer_bind_session_and_limits() {
            <session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
            <ver xmlns='urn:xmpp:features:rosterver'/>\
            <sub xmlns='urn:xmpp:features:pre-approval'/>\
+           <dialect xmlns='urn:stanzad:dialect:0'/>\
            <limits xmlns='urn:xmpp:stream-limits:0'>\
              <max-bytes>262144</max-bytes><idle-seconds>360</idle-seconds>\
            </limits>\

@@ -80,7 +80,7 @@ impl Session {
         if !initial {
             return Vec::new();
         }
-        let mut waiting = presence::probe_answers(state, &self.jid);
+        let mut waiting = presence::probe_answers(state, &self.jid, self.dialect);
         waiting.extend(subscription::pending_requests(state, &self.bare));
         waiting.iter().map(|element| Action::Write(writer::to_bytes(element))).collect()
     }

@@ -218,3 +218,29 @@ async fn ending_a_session_tells_our_other_resources() {
     assert_eq!((gone[0].attr("type"), gone[0].attr("from")), (Some("unavailable"), Some("alice@localhost/two")));
     assert!(state.router.resource(&FullJid::new("alice@localhost/two").expect("jid")).is_none());
 }
+
+#[tokio::test]
+async fn only_dialect_sessions_see_last_on_unavailable_presence() {
+    let state = state();
+    let now = Instant::now();
+    let (mut standard, mut standard_box) = bind(&state, "alice@localhost/std", now);
+    let (mut dialect, mut dialect_box) = bind(&state, "alice@localhost/dia", now);
+    let (mut leaving, _l) = bind(&state, "alice@localhost/gone", now);
+    let enabled = written(&dialect.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now));
+    assert!(enabled.is("enabled", "urn:stanzad:dialect:0"));
+    available(&state, &mut standard, 0, now);
+    available(&state, &mut dialect, 0, now);
+    available(&state, &mut leaving, 0, now);
+    drain(&mut standard_box);
+    drain(&mut dialect_box);
+
+    // A client-supplied `last` never reaches a standard session either.
+    let bye = "<presence xmlns='jabber:client' type='unavailable' last='1'/>";
+    assert!(leaving.handle(&state, xml(bye), now).is_empty());
+    let seen_by_standard = drain(&mut standard_box);
+    let seen_by_dialect = drain(&mut dialect_box);
+    assert_eq!(seen_by_standard.len(), 1);
+    assert_eq!(seen_by_standard[0].attr("last"), None, "standard clients never see the attribute");
+    let last: u64 = seen_by_dialect[0].attr("last").expect("last").parse().expect("unix seconds");
+    assert!(last >= crate::router::presence::unix_now() - 5, "{last}");
+}

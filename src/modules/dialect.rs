@@ -1,0 +1,18 @@
+//! The opt-in dialect (docs/dialect.md, schemas/dialect.xsd): a session sends
+//! `<enable xmlns='urn:stanzad:dialect:0'/>` after binding and is answered `<enabled/>`;
+//! from then on it gets the dialect's extra attributes and elements. Sessions that did not
+//! enable it never see any of them.
+
+use crate::xml::{Element, ElementExt};
+
+pub const NS: &str = "urn:stanzad:dialect:0";
+
+/// The last-seen attribute on unavailable presence: Unix seconds.
+pub const LAST: &str = "last";
+
+/// A copy of an unavailable presence carrying `last`.
+pub fn with_last(presence: &Element, unix_seconds: u64) -> Element {
+    let mut copy = presence.clone();
+    copy.set(LAST, unix_seconds.to_string());
+    copy
+}
