@@ -52,10 +52,11 @@ pub fn handle(request: &Request) -> Element {
     if *owner != request.sender.to_bare() {
         return request.error(Condition::Forbidden);
     }
+    use xmpp_parsers::blocking::{Block, BlocklistRequest, Unblock};
     let outcome = match (request.payload.name(), request.is_get()) {
-        ("blocklist", true) => list(request, owner),
-        ("block", false) => change(request, owner, true),
-        ("unblock", false) => change(request, owner, false),
+        ("blocklist", true) => request.parse::<BlocklistRequest>().and_then(|_| list(request, owner)),
+        ("block", false) => request.parse::<Block>().and_then(|b| change(request, owner, b.items, true)),
+        ("unblock", false) => request.parse::<Unblock>().and_then(|u| change(request, owner, u.items, false)),
         _ => Err(Condition::BadRequest),
     };
     outcome.unwrap_or_else(|condition| request.error(condition))
@@ -79,12 +80,8 @@ fn items(mut container: Element, jids: &[String]) -> Element {
 }
 
 /// §3.3 / §3.4: block or unblock, push the change to every resource, and fix presence.
-fn change(request: &Request, owner: &BareJid, block: bool) -> Result<Element, Condition> {
-    let mut jids = Vec::new();
-    for item in request.payload.children().filter(|c| c.is("item", NS)) {
-        let jid = item.attr("jid").ok_or(Condition::BadRequest)?;
-        jids.push(Jid::new(jid).map_err(|_| Condition::JidMalformed)?.to_string());
-    }
+fn change(request: &Request, owner: &BareJid, targets: Vec<Jid>, block: bool) -> Result<Element, Condition> {
+    let jids: Vec<String> = targets.iter().map(ToString::to_string).collect();
     if block && jids.is_empty() {
         return Err(Condition::BadRequest);
     }

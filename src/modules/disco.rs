@@ -16,8 +16,10 @@ pub fn info(request: &Request) -> Element {
     if !request.is_get() {
         return request.error(Condition::BadRequest);
     }
-    if request.payload.attr("node").is_some() {
-        return request.error(Condition::ItemNotFound);
+    match request.parse::<xmpp_parsers::disco::DiscoInfoQuery>() {
+        Ok(query) if query.node.is_some() => return request.error(Condition::ItemNotFound),
+        Ok(_) => {}
+        Err(condition) => return request.error(condition),
     }
     let (category, kind, features) = match request.target {
         Target::Server(_) => ("server", "im", SERVER_FEATURES),
@@ -38,8 +40,9 @@ pub fn items(request: &Request) -> Element {
     if !request.is_get() {
         return request.error(Condition::BadRequest);
     }
-    if request.payload.attr("node").is_some() {
-        return request.error(Condition::ItemNotFound);
+    match request.parse::<xmpp_parsers::disco::DiscoItemsQuery>() {
+        Ok(query) if query.node.is_some() => request.error(Condition::ItemNotFound),
+        Ok(_) => request.result_with(el("query", NS_ITEMS)),
+        Err(condition) => request.error(condition),
     }
-    request.result_with(el("query", NS_ITEMS))
 }

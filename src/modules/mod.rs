@@ -56,6 +56,15 @@ impl Request<'_> {
         self.result().with_child(payload)
     }
 
+    /// The payload as the xmpp-parsers type the handler acts on; a payload that does not
+    /// fit it is the client's fault (`bad-request`).
+    pub fn parse<T>(&self) -> Result<T, Condition>
+    where
+        T: TryFrom<Element>,
+    {
+        T::try_from(self.payload.clone()).map_err(|_| Condition::BadRequest)
+    }
+
     pub fn error(&self, condition: Condition) -> Element {
         crate::stanza::error_reply(&self.stanza.element, &StanzaError::new(condition))
     }

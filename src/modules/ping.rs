@@ -11,5 +11,8 @@ pub fn handle(request: &Request) -> Element {
     if !request.is_get() {
         return request.error(Condition::BadRequest);
     }
-    request.result()
+    match request.parse::<xmpp_parsers::ping::Ping>() {
+        Ok(_) => request.result(),
+        Err(condition) => request.error(condition),
+    }
 }

@@ -10,7 +10,7 @@ pub fn handle(request: &Request) -> Element {
     if !matches!(request.target, Target::Server(_)) {
         return request.error(Condition::ServiceUnavailable);
     }
-    if !request.is_get() {
+    if !request.is_get() || request.parse::<xmpp_parsers::version::VersionQuery>().is_err() {
         return request.error(Condition::BadRequest);
     }
     let query = el("query", NS)

@@ -346,7 +346,14 @@ impl<'a> Negotiation<'a> {
         let (Kind::Iq(IqType::Set), Some(bind)) = (stanza.kind, bind) else {
             return Err(stream_error(StreamCondition::NotAuthorized, "bind a resource first"));
         };
-        let requested = bind.get_child("resource", NS_BIND).map(|r| r.text()).filter(|r| !r.is_empty());
+        let requested = match xmpp_parsers::bind::BindQuery::try_from(bind.clone()) {
+            Ok(query) => query.resource.filter(|r| !r.is_empty()),
+            Err(e) => {
+                let error = StanzaError::with_text(Condition::BadRequest, &format!("malformed bind: {e}"));
+                conn.wire.send(&writer::to_bytes(&error_reply(&stanza.element, &error))).await?;
+                return Ok(None);
+            }
+        };
         let resource = requested.unwrap_or_else(generated_resource);
         let jid = match user.with_resource_str(&resource) {
             Ok(jid) => jid,

@@ -146,6 +146,10 @@ async fn iq_faults_are_stanza_errors_and_unknown_elements_end_the_stream() {
             "remote-server-not-found",
         ),
         ("<presence xmlns='jabber:client'><priority>200</priority></presence>", "bad-request"),
+        // Payloads are read with xmpp-parsers types: what does not fit is bad-request.
+        ("<iq xmlns='jabber:client' id='5' type='get' to='localhost'><ping xmlns='urn:xmpp:ping'><x/></ping></iq>", "bad-request"),
+        ("<iq xmlns='jabber:client' id='6' type='set'><block xmlns='urn:xmpp:blocking'><item jid='@@'/></block></iq>", "bad-request"),
+        ("<iq xmlns='jabber:client' id='7' type='set'><block xmlns='urn:xmpp:blocking'/></iq>", "bad-request"),
     ];
     for (input, condition) in cases {
         let reply = written(&alice.handle(&state, xml(input), now));
