@@ -11,8 +11,11 @@ pub fn handle(request: &Request) -> Element {
     if !request.is_get() {
         return request.error(Condition::BadRequest);
     }
+    // XEP-0199 §3: the ping element is empty (xmpp-parsers is lenient about children).
+    let empty = request.payload.children().next().is_none() && request.payload.text().trim().is_empty();
     match request.parse::<xmpp_parsers::ping::Ping>() {
-        Ok(_) => request.result(),
+        Ok(_) if empty => request.result(),
+        Ok(_) => request.error(Condition::BadRequest),
         Err(condition) => request.error(condition),
     }
 }

@@ -153,6 +153,11 @@ async fn iq_faults_are_stanza_errors_and_unknown_elements_end_the_stream() {
     ];
     for (input, condition) in cases {
         let reply = written(&alice.handle(&state, xml(input), now));
+        assert!(
+            reply.get_child("error", NS_CLIENT).is_some(),
+            "{input} got {}",
+            String::from_utf8_lossy(&writer::to_bytes(&reply))
+        );
         assert_eq!(error_condition(&reply), condition, "{input}");
         assert_eq!(reply.attr("to"), Some("alice@localhost/a"), "{input}");
     }
