@@ -159,6 +159,13 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
         }
     };
     log_end(&end);
+    if server_ended(&end) {
+        // Stanzas the client sent before we ended its stream were accepted: handle them.
+        while let Ok(Ok(Frame::Stanza(element))) = frames.try_recv() {
+            let actions = session.handle(&state, element, Instant::now());
+            let _ = perform(actions, &out, write_timeout).await;
+        }
+    }
     session.on_end(&state);
     let last = match &end {
         StreamEnd::Error(condition, text) => Some(writer::stream_error(condition.name(), Some(text))),
@@ -175,6 +182,12 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
     }
     reader_task.abort();
     reroute_undelivered(&state, &mut mailbox).await;
+}
+
+/// The server ended a healthy stream (the client did nothing wrong).
+fn server_ended(end: &StreamEnd) -> bool {
+    use StreamCondition::*;
+    matches!(end, StreamEnd::Error(Conflict | SystemShutdown | ConnectionTimeout, _))
 }
 
 fn control_end(control: Control) -> StreamEnd {
