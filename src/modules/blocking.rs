@@ -3,9 +3,9 @@
 
 use super::{Request, Target};
 use crate::error::Condition;
-use crate::router::presence;
+use crate::router::{presence, Delivery, PushKind};
 use crate::state::ServerState;
-use crate::xml::{el, Element, ElementExt, NS_CLIENT};
+use crate::xml::{el, Element, ElementExt};
 use xmpp_parsers::jid::{BareJid, Jid};
 
 pub const NS: &str = "urn:xmpp:blocking";
@@ -113,8 +113,10 @@ fn change(request: &Request, owner: &BareJid, targets: Vec<Jid>, block: bool) ->
     Ok(request.result())
 }
 
+/// Only a contact that was seeing our presence is told we went away (§3.3).
 fn send_unavailable_to(state: &ServerState, owner: &BareJid, jid: &str) {
-    if let Ok(contact) = BareJid::new(jid) {
+    let Ok(contact) = BareJid::new(jid) else { return };
+    if matches!(state.store.roster_item(owner, &contact), Ok(Some(item)) if item.subscription.has_from()) {
         presence::send_unavailable_of(state, owner, &contact);
     }
 }
@@ -128,16 +130,18 @@ fn presence_after_unblock(state: &ServerState, owner: &BareJid, jid: &str) {
     }
 }
 
-/// §3.3: block and unblock are pushed to all the account's resources.
+/// §3.3: block and unblock are pushed to the account's sessions that fetched the list.
 fn push(state: &ServerState, owner: &BareJid, payload: Element) {
+    let payload = std::sync::Arc::new(payload);
     for resource in state.router.resources(owner) {
-        let iq = el("iq", NS_CLIENT)
-            .with("type", "set")
-            .with("id", format!("block-{}", presence::unix_now()))
-            .with("to", resource.jid.as_str())
-            .with_child(payload.clone());
-        if resource.handle.deliver(&iq).is_err() {
+        if resource.handle.send(Delivery::Push(PushKind::Blocklist, payload.clone())).is_err() {
             tracing::warn!(to = %resource.jid, "block list push not delivered");
         }
     }
+}
+
+/// A block list get (the session then wants pushes).
+pub fn is_get(stanza: &crate::stanza::Stanza) -> bool {
+    stanza.kind == crate::stanza::Kind::Iq(crate::stanza::IqType::Get)
+        && stanza.element.children().next().is_some_and(|c| c.is("blocklist", NS))
 }

@@ -2,8 +2,8 @@
 
 use super::{Request, Target};
 use crate::error::Condition;
-use crate::router::{subscription, Delivery};
-use crate::stanza::{Kind, PresenceType, Stanza};
+use crate::router::{subscription, Delivery, PushKind};
+use crate::stanza::{Kind, Stanza};
 use crate::state::ServerState;
 use crate::storage::roster::RosterItem;
 use crate::xml::{el, Element, ElementExt, NS_CLIENT};
@@ -102,36 +102,12 @@ fn remove(request: &Request, owner: &BareJid, contact: &BareJid) -> Result<Eleme
     let state = request.state;
     let item = state.store.roster_item(owner, contact).map_err(storage_fault)?.ok_or(Condition::ItemNotFound)?;
     let pending_in = state.store.pending_in(owner).map_err(storage_fault)?.iter().any(|(jid, _)| jid == contact);
-    // The item goes first, so the cancellations below change only the contact's side.
+    let before = subscription::State { subscription: item.subscription, pending_out: item.ask, pending_in };
     if let Some(version) = state.store.remove_roster_item(owner, contact).map_err(storage_fault)? {
         push(state, owner, el("item", NS).with("jid", contact.as_str()).with("subscription", "remove"), version);
     }
-    if item.subscription.has_to() || item.ask {
-        send_subscription(state, owner, contact, PresenceType::Unsubscribe, "unsubscribe");
-    }
-    if item.subscription.has_from() {
-        // §3.2.2: the contact stops seeing us.
-        crate::router::presence::send_unavailable_of(state, owner, contact);
-    }
-    if item.subscription.has_from() || pending_in {
-        send_subscription(state, owner, contact, PresenceType::Unsubscribed, "unsubscribed");
-    }
+    subscription::roster_removed(state, owner, contact, before).map_err(storage_fault)?;
     Ok(request.result())
-}
-
-fn send_subscription(state: &ServerState, owner: &BareJid, contact: &BareJid, kind: PresenceType, name: &str) {
-    let element =
-        el("presence", NS_CLIENT).with("type", name).with("from", owner.as_str()).with("to", contact.as_str());
-    let stanza = Stanza {
-        kind: Kind::Presence(kind),
-        to: Some(Jid::from(contact.clone())),
-        from: Some(Jid::from(owner.clone())),
-        id: None,
-        element,
-    };
-    if let Err(e) = subscription::handle(state, owner, &stanza, contact) {
-        tracing::error!(error = %e, "subscription change on roster removal failed");
-    }
 }
 
 /// A roster get from the client (it then wants pushes).
@@ -166,7 +142,7 @@ pub fn push_item(state: &ServerState, owner: &BareJid, item: &RosterItem, versio
 fn push(state: &ServerState, owner: &BareJid, item: Element, version: u64) {
     let query = Arc::new(el("query", NS).with("ver", version.to_string()).with_child(item));
     for resource in state.router.resources(owner) {
-        if resource.handle.send(Delivery::RosterPush(query.clone())).is_err() {
+        if resource.handle.send(Delivery::Push(PushKind::Roster, query.clone())).is_err() {
             tracing::warn!(to = %resource.jid, "roster push not delivered");
         }
     }

@@ -32,9 +32,18 @@ pub enum Delivery {
     /// A serialised stanza for this session's client. Serialised once, in the sender's
     /// task, and shared when many recipients get the same bytes (presence fan-out).
     Bytes(Arc<[u8]>),
-    /// A changed roster item (the `<query/>` of a push, RFC 6121 §2.1.6): sent only to
-    /// sessions that asked for the roster.
-    RosterPush(Arc<Element>),
+    /// The payload of an iq push: sent only to sessions that asked for that list, each
+    /// wrapping it in an iq with its own id.
+    Push(PushKind, Arc<Element>),
+}
+
+/// Lists whose changes are pushed to the sessions that fetched them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushKind {
+    /// RFC 6121 §2.1.6.
+    Roster,
+    /// XEP-0191 §3.3.
+    Blocklist,
 }
 
 impl Delivery {
@@ -42,7 +51,7 @@ impl Delivery {
     fn cost(&self) -> usize {
         match self {
             Delivery::Bytes(bytes) => bytes.len(),
-            Delivery::RosterPush(_) => 512,
+            Delivery::Push(..) => 512,
         }
     }
 }

@@ -61,12 +61,15 @@ fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, prese
 /// §4.2.2 / §4.4.2: a presence broadcast goes to every contact with a `from` or `both`
 /// subscription, and to the user's own available resources and the sending session
 /// (`sender`, a router session id; None when the server speaks for a session).
-pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) {
+/// Returns the contacts it went to.
+pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) -> Vec<BareJid> {
     let bare = user.to_bare();
-    for contact in contacts(state, &bare, |i| i.subscription.has_from()) {
-        send_to_contact(state, user, &contact, presence);
+    let subscribers = contacts(state, &bare, |i| i.subscription.has_from());
+    for contact in &subscribers {
+        send_to_contact(state, user, contact, presence);
     }
     echo_to_own_resources(state, user, presence, sender);
+    subscribers
 }
 
 /// §4.2.2: the user's own available resources see its presence, the sender included.

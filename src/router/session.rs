@@ -2,7 +2,7 @@
 //! `handle(element, now)`, `deliver(element)` and `tick(now)` return the [`Action`]s the
 //! connection task carries out. Time is passed in (tokio's clock, so tests can pause it).
 
-use super::{delivery, Delivery};
+use super::{delivery, Delivery, PushKind};
 use crate::error::{Condition, StanzaError};
 use crate::modules::{self, Target};
 use crate::modules::{dialect, roster};
@@ -37,6 +37,8 @@ pub struct Session {
     pushes_sent: u64,
     /// The client enabled the dialect (docs/dialect.md).
     dialect: bool,
+    /// The client fetched its block list, so it gets block list pushes (XEP-0191 §3.3).
+    blocklist_interested: bool,
     last_inbound: Instant,
     /// The id and send time of our unanswered XEP-0199 ping.
     ping: Option<(String, Instant)>,
@@ -57,6 +59,7 @@ impl Session {
             directed: std::collections::HashSet::new(),
             pushes_sent: 0,
             dialect: false,
+            blocklist_interested: false,
             last_inbound: now,
             ping: None,
             pings_sent: 0,
@@ -103,6 +106,14 @@ impl Session {
         }
     }
 
+    /// Whether this session gets pushes of that list.
+    fn wants(&self, kind: PushKind) -> bool {
+        match kind {
+            PushKind::Roster => self.roster_interested,
+            PushKind::Blocklist => self.blocklist_interested,
+        }
+    }
+
     /// The client opts into the dialect; idempotent.
     fn enable_dialect(&mut self, state: &ServerState) -> Vec<Action> {
         self.dialect = true;
@@ -114,12 +125,12 @@ impl Session {
     pub fn deliver(&mut self, delivery: &Delivery) -> Vec<Action> {
         match delivery {
             Delivery::Bytes(bytes) => vec![Action::Write(bytes.to_vec())],
-            Delivery::RosterPush(query) if self.roster_interested => {
+            Delivery::Push(kind, payload) if self.wants(*kind) => {
                 self.pushes_sent += 1;
-                let push = roster::push_iq(self.jid.as_str(), &format!("push-{}", self.pushes_sent), query);
+                let push = roster::push_iq(self.jid.as_str(), &format!("push-{}", self.pushes_sent), payload);
                 vec![Action::Write(writer::to_bytes(&push))]
             }
-            Delivery::RosterPush(_) => Vec::new(),
+            Delivery::Push(..) => Vec::new(),
         }
     }
 
@@ -185,6 +196,8 @@ impl Session {
             return match stanza.error_reply(&crate::modules::blocking::blocked_error()) {
                 Some(mut reply) => {
                     if let Some(error) = reply.get_child_mut("error", NS_CLIENT) {
+                        // XEP-0191 §3.6 gives this error type `cancel`.
+                        error.set("type", "cancel");
                         error.append_child(crate::modules::blocking::blocked_condition());
                     }
                     vec![Action::Write(writer::to_bytes(&reply))]
@@ -215,8 +228,9 @@ impl Session {
 
     fn on_iq(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
         if let Some(target) = self.iq_target(state, stanza.to.as_ref()) {
-            if roster::is_get(stanza) && target == Target::Account(self.bare.clone()) {
-                self.roster_interested = true;
+            if target == Target::Account(self.bare.clone()) {
+                self.roster_interested |= roster::is_get(stanza);
+                self.blocklist_interested |= crate::modules::blocking::is_get(stanza);
             }
             return match modules::handle_iq(state, &self.jid, &target, stanza) {
                 Some(reply) => vec![Action::Write(writer::to_bytes(&reply))],

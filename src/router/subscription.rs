@@ -9,7 +9,7 @@ use crate::state::ServerState;
 use crate::storage::roster::{RosterItem, Subscription};
 use crate::storage::StorageError;
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
-use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::jid::{BareJid, Jid};
 
 /// One side's view of a contact: Appendix A's states ("To + Pending In", ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -110,11 +110,15 @@ impl<'a> Side<'a> {
         if self.item.is_none() && !needs_item {
             return Ok(());
         }
-        let mut item = self.item.take().unwrap_or_else(|| RosterItem::new(self.contact));
+        let mut item = self.item.clone().unwrap_or_else(|| RosterItem::new(self.contact));
         item.subscription = next.subscription;
         item.ask = next.pending_out;
         if next.subscription.has_from() {
             item.approved = false;
+        }
+        // Only a changed item is stored and pushed (Pending In lives outside the roster).
+        if self.item.as_ref() == Some(&item) {
+            return Ok(());
         }
         self.save(item)
     }
@@ -151,10 +155,14 @@ pub fn handle(state: &ServerState, user: &BareJid, stanza: &Stanza, contact: &Ba
     let mut request = stanza.element.clone();
     request.set("from", user.as_str());
     request.set("to", contact.as_str());
+    // XEP-0191 §3.3: the contact blocked the user: nothing of it arrives, subscriptions included.
+    if crate::modules::blocking::blocks(state, contact, &Jid::from(user.clone())) {
+        return Ok(());
+    }
     let contact_exists = state.config.serves(contact.domain().as_str()) && state.store.user_exists(contact)?;
     match kind {
         PresenceType::Subscribe => subscribe(state, user, contact, &request, contact_exists),
-        PresenceType::Subscribed => approve(state, user, contact, contact_exists),
+        PresenceType::Subscribed => approve(state, user, contact, &request, contact_exists),
         PresenceType::Unsubscribe => unsubscribe(state, user, contact, &request, contact_exists),
         PresenceType::Unsubscribed => cancel(state, user, contact, &request, contact_exists),
         _ => Ok(()),
@@ -190,13 +198,13 @@ fn subscribe(
     let mut theirs = Side::load(state, contact, user)?;
     if theirs.current().subscription.has_from() {
         // §3.1.3: already subscribed: the contact's server approves on its own.
-        return approved_by_contact(state, user, contact);
+        return approved_by_contact(state, user, contact, None);
     }
     if theirs.approved() {
         // §3.4: pre-approved.
         let next = State { subscription: theirs.current().subscription.with_from(true), ..theirs.current() };
         theirs.store(next, None)?;
-        return approved_by_contact(state, user, contact);
+        return approved_by_contact(state, user, contact, None);
     }
     if theirs.apply(Event::InSubscribe, Some(request))? {
         presence::deliver_to_available(state, contact, request);
@@ -205,7 +213,13 @@ fn subscribe(
 }
 
 /// §3.1.5 / §3.4: user approves contact's request, or pre-approves it.
-fn approve(state: &ServerState, user: &BareJid, contact: &BareJid, exists: bool) -> Result<(), StorageError> {
+fn approve(
+    state: &ServerState,
+    user: &BareJid,
+    contact: &BareJid,
+    request: &Element,
+    exists: bool,
+) -> Result<(), StorageError> {
     let mut ours = Side::load(state, user, contact)?;
     if !ours.apply(Event::OutSubscribed, None)? {
         if !ours.current().subscription.has_from() && !ours.approved() {
@@ -214,16 +228,23 @@ fn approve(state: &ServerState, user: &BareJid, contact: &BareJid, exists: bool)
         return Ok(());
     }
     if exists {
-        approved_by_contact(state, contact, user)?;
+        approved_by_contact(state, contact, user, Some(request))?;
     }
     Ok(())
 }
 
-/// The approval reaches `subscriber`: its subscription to `approver` is on.
-fn approved_by_contact(state: &ServerState, subscriber: &BareJid, approver: &BareJid) -> Result<(), StorageError> {
+/// The approval reaches `subscriber`: its subscription to `approver` is on. `approval` is
+/// the approver's own stanza (kept as sent), or None when the server approves for it.
+fn approved_by_contact(
+    state: &ServerState,
+    subscriber: &BareJid,
+    approver: &BareJid,
+    approval: Option<&Element>,
+) -> Result<(), StorageError> {
     let mut theirs = Side::load(state, subscriber, approver)?;
     if theirs.apply(Event::InSubscribed, None)? {
-        presence::deliver_to_available(state, subscriber, &subscription_stanza("subscribed", approver, subscriber));
+        let generated = subscription_stanza("subscribed", approver, subscriber);
+        presence::deliver_to_available(state, subscriber, approval.unwrap_or(&generated));
         // §3.1.5: the approver's current presence follows.
         presence::send_presence_of(state, approver, subscriber);
     }
@@ -280,6 +301,42 @@ fn cancel(
         if theirs.apply(Event::InUnsubscribed, None)? {
             presence::deliver_to_available(state, contact, request);
         }
+    }
+    Ok(())
+}
+
+/// RFC 6121 §2.5.2: `owner` removed `contact` from its roster, whose state was `before`:
+/// the contact's side of both directions ends (`unsubscribe` and `unsubscribed`), and it
+/// stops seeing the owner's presence. The owner's own item is already gone.
+pub fn roster_removed(
+    state: &ServerState,
+    owner: &BareJid,
+    contact: &BareJid,
+    before: State,
+) -> Result<(), StorageError> {
+    let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+    if before.pending_in {
+        state.store.remove_pending_in(owner, contact)?;
+    }
+    if before.subscription.has_from() {
+        presence::send_unavailable_of(state, owner, contact);
+    }
+    let exists = state.config.serves(contact.domain().as_str()) && state.store.user_exists(contact)?;
+    if !exists || crate::modules::blocking::blocks(state, contact, &Jid::from(owner.clone())) {
+        return Ok(());
+    }
+    let mut theirs = Side::load(state, contact, owner)?;
+    if before.subscription.has_to() || before.pending_out {
+        let had_from = theirs.current().subscription.has_from();
+        if theirs.apply(Event::InUnsubscribe, None)? {
+            presence::deliver_to_available(state, contact, &subscription_stanza("unsubscribe", owner, contact));
+            if had_from {
+                presence::send_unavailable_of(state, contact, owner);
+            }
+        }
+    }
+    if (before.subscription.has_from() || before.pending_in) && theirs.apply(Event::InUnsubscribed, None)? {
+        presence::deliver_to_available(state, contact, &subscription_stanza("unsubscribed", owner, contact));
     }
     Ok(())
 }

@@ -387,7 +387,7 @@ impl<'a> Negotiation<'a> {
             if old.priority.is_some() {
                 // The predecessor leaves now, before its successor can announce itself.
                 let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
-                crate::router::presence::broadcast(self.state, &jid, &unavailable, None);
+                let _ = crate::router::presence::broadcast(self.state, &jid, &unavailable, None);
             }
             old.handle.control(crate::router::Control::Replaced);
         }

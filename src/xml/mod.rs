@@ -61,7 +61,9 @@ impl ElementExt for Element {
 pub async fn read_stanza(bytes: &[u8]) -> Option<Element> {
     let header = format!("<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}'>");
     let input = tokio::io::AsyncReadExt::chain(header.as_bytes(), bytes);
-    let limits = framer::Limits { max_stanza_bytes: bytes.len() + 1, max_depth: 1024, max_attributes: 1024 };
+    // The framer counts the header against the limit too.
+    let size = header.len() + bytes.len() + 1;
+    let limits = framer::Limits { max_stanza_bytes: size, max_depth: 1024, max_attributes: 1024 };
     let mut framer = framer::Framer::new(input, limits);
     framer.next().await.ok()?;
     match framer.next().await {
@@ -73,4 +75,17 @@ pub async fn read_stanza(bytes: &[u8]) -> Option<Element> {
 /// A new empty element.
 pub fn el(name: &str, ns: &str) -> Element {
     Element::builder(name, ns).build()
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn read_stanza_reads_back_short_and_long_stanzas() {
+        let short = super::read_stanza(b"<presence xmlns='jabber:client' type='unavailable'/>").await;
+        assert_eq!(short.map(|e| e.name().to_owned()).as_deref(), Some("presence"));
+        let long = format!("<message xmlns='jabber:client' pad='{}'/>", "p".repeat(20_000));
+        let long = super::read_stanza(long.as_bytes()).await.expect("long attribute values read back");
+        assert_eq!(long.attr("pad").map(str::len), Some(20_000));
+        assert!(super::read_stanza(b"<message").await.is_none());
+    }
 }

@@ -31,9 +31,10 @@ grep -qx alice@localhost users.txt && grep -qx bob@localhost users.txt
 [ "$(stat -c %a certs/localhost.key)" = 600 ] || { echo "key file is not 0600"; exit 1; }
 
 status=0 passed=0 failed=0
-run() { if python3 "$here/slixmpp_chat.py" "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi; }
-run 127.0.0.1 "$c2s" certs/localhost.crt
-run 127.0.0.1 "$tls" certs/localhost.crt --direct-tls
+run() { if python3 "$here/$1" "${@:2}"; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi; }
+run slixmpp_chat.py 127.0.0.1 "$c2s" certs/localhost.crt
+run slixmpp_chat.py 127.0.0.1 "$tls" certs/localhost.crt --direct-tls
+run slixmpp_subscribe.py 127.0.0.1 "$c2s" certs/localhost.crt
 
 kill -TERM "$server_pid"
 wait "$server_pid" || status=1

@@ -5,11 +5,16 @@ mod support;
 
 mod admin;
 mod bind;
+mod blocking;
 mod framing;
 mod iq;
+mod last_activity;
+mod presence_rfc6121;
+mod roster;
 mod routing;
 mod sasl;
 mod starttls;
 mod stream_header;
+mod subscriptions;
 mod tokio_xmpp_chat;
 mod vhosts;

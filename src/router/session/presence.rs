@@ -76,7 +76,7 @@ impl Session {
         self.priority = Some(priority);
         let presence = Arc::new(stanza.element.clone());
         state.router.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
-        presence::broadcast(state, &self.jid, &presence, Some(self.id));
+        let _ = presence::broadcast(state, &self.jid, &presence, Some(self.id));
         if !initial {
             return Vec::new();
         }
@@ -93,8 +93,11 @@ impl Session {
         let mut presence = unavailable.clone();
         presence.set("type", "unavailable");
         presence.set("from", self.jid.as_str());
-        presence::broadcast(state, &self.jid, &presence, Some(self.id));
+        let told = presence::broadcast(state, &self.jid, &presence, Some(self.id));
         for to in std::mem::take(&mut self.directed) {
+            if to.resource().is_none() && told.contains(&to.to_bare()) {
+                continue; // already got the broadcast
+            }
             presence.set("to", to.as_str());
             if let Ok(stanza) = Stanza::parse(presence.clone()) {
                 let _ = delivery::route(state, &stanza, &to);

@@ -60,7 +60,7 @@ fn drain(mailbox: &mut Mailbox) -> Vec<Element> {
     std::iter::from_fn(|| mailbox.stanzas.try_recv())
         .filter_map(|delivery| match delivery {
             Delivery::Bytes(bytes) => std::str::from_utf8(&bytes).ok()?.parse().ok(),
-            Delivery::RosterPush(_) => None,
+            Delivery::Push(..) => None,
         })
         .collect()
 }
