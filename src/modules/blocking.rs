@@ -1,7 +1,7 @@
 //! XEP-0191 blocking: a block list per account; nothing passes between a user and
 //! the JIDs it blocked, in either direction.
 
-use super::{Request, Target};
+use super::{storage_fault, Request};
 use crate::error::Condition;
 use crate::router::{presence, Delivery, PushKind};
 use crate::state::ServerState;
@@ -48,11 +48,11 @@ pub fn blocked_condition() -> Element {
 }
 
 pub fn handle(request: &Request) -> Element {
-    let Target::Account(owner) = request.target else { return request.error(Condition::ServiceUnavailable) };
-    if *owner != request.sender.to_bare() {
-        return request.error(Condition::Forbidden);
-    }
     use xmpp_parsers::blocking::{Block, BlocklistRequest, Unblock};
+    let owner = match request.own_account() {
+        Ok(owner) => owner,
+        Err(condition) => return request.error(condition),
+    };
     let outcome = match (request.payload.name(), request.is_get()) {
         ("blocklist", true) => request.parse::<BlocklistRequest>().and_then(|_| list(request, owner)),
         ("block", false) => request.parse::<Block>().and_then(|b| change(request, owner, b.items, true)),
@@ -60,11 +60,6 @@ pub fn handle(request: &Request) -> Element {
         _ => Err(Condition::BadRequest),
     };
     outcome.unwrap_or_else(|condition| request.error(condition))
-}
-
-fn storage_fault(e: crate::storage::StorageError) -> Condition {
-    tracing::error!(error = %e, "block list storage failed");
-    Condition::InternalServerError
 }
 
 fn list(request: &Request, owner: &BareJid) -> Result<Element, Condition> {

@@ -65,9 +65,25 @@ impl Request<'_> {
         T::try_from(self.payload.clone()).map_err(|_| Condition::BadRequest)
     }
 
+    /// The account this request manages, which must be the sender's own
+    /// (RFC 6121 §2.3.3, XEP-0191 §3: no one else's roster or block list).
+    pub fn own_account(&self) -> Result<&BareJid, Condition> {
+        match self.target {
+            Target::Account(owner) if *owner == self.sender.to_bare() => Ok(owner),
+            Target::Account(_) => Err(Condition::Forbidden),
+            Target::Server(_) => Err(Condition::ServiceUnavailable),
+        }
+    }
+
     pub fn error(&self, condition: Condition) -> Element {
         crate::stanza::error_reply(&self.stanza.element, &StanzaError::new(condition))
     }
+}
+
+/// A storage fault, logged, as the stanza error a client sees.
+pub fn storage_fault(e: crate::storage::StorageError) -> Condition {
+    tracing::error!(error = %e, "storage failed while answering an iq");
+    Condition::InternalServerError
 }
 
 /// Answers an iq get/set; results and errors addressed to the server are absorbed (None).

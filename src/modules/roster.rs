@@ -1,6 +1,6 @@
 //! The roster protocol (RFC 6121 §2) with versioning (XEP-0237, RFC 6121 §2.6).
 
-use super::{Request, Target};
+use super::{storage_fault, Request};
 use crate::error::Condition;
 use crate::router::{subscription, Delivery, PushKind};
 use crate::stanza::{Kind, Stanza};
@@ -18,18 +18,11 @@ const MAX_TEXT: usize = 1024;
 const MAX_GROUPS: usize = 64;
 
 pub fn handle(request: &Request) -> Element {
-    // §2.3.3: only the user's own roster, addressed to no one or to the user's bare JID.
-    let Target::Account(owner) = request.target else { return request.error(Condition::ServiceUnavailable) };
-    if *owner != request.sender.to_bare() {
-        return request.error(Condition::Forbidden);
-    }
-    let outcome = if request.is_get() { get(request, owner) } else { set(request, owner) };
+    let outcome = request.own_account().and_then(|owner| match request.is_get() {
+        true => get(request, owner),
+        false => set(request, owner),
+    });
     outcome.unwrap_or_else(|condition| request.error(condition))
-}
-
-fn storage_fault(e: crate::storage::StorageError) -> Condition {
-    tracing::error!(error = %e, "roster storage failed");
-    Condition::InternalServerError
 }
 
 /// §2.2 and §2.6.3: the whole roster, or an empty result when the client is current.
