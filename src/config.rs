@@ -88,6 +88,8 @@ pub struct Limits {
     pub session_queue_bytes: usize,
     /// Most simultaneous client connections.
     pub max_connections: usize,
+    /// Messages kept for one account while it is offline; more get `resource-constraint`.
+    pub offline_quota: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +156,7 @@ impl Default for Limits {
             session_queue: 512,
             session_queue_bytes: 4 << 20,
             max_connections: 10_000,
+            offline_quota: 10_000,
         }
     }
 }
@@ -235,6 +238,7 @@ impl Config {
         check_range("limits.session_queue", l.session_queue as u64, 16, 1_000_000)?;
         check_range("limits.session_queue_bytes", l.session_queue_bytes as u64, l.max_stanza_bytes as u64, 1 << 30)?;
         check_range("limits.max_connections", l.max_connections as u64, 1, 10_000_000)?;
+        check_range("limits.offline_quota", l.offline_quota, 1, 10_000_000)?;
         let t = &self.timeouts;
         check_range("timeouts.negotiation_secs", t.negotiation_secs, 1, 3600)?;
         check_range("timeouts.ping_interval_secs", t.ping_interval_secs, 1, 86_400)?;

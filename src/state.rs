@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::router::Router;
+use crate::storage::flusher::Flusher;
 use crate::storage::Storage;
 use crate::stream::throttle::AuthThrottle;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct ServerState {
     pub subscriptions: std::sync::Mutex<()>,
     /// Password key derivations (PLAIN) allowed at once: one per core.
     pub kdf_permits: tokio::sync::Semaphore,
+    /// Makes writes durable before anyone is told they happened (group commit).
+    pub flusher: Flusher,
 }
 
 impl ServerState {
@@ -24,12 +27,13 @@ impl ServerState {
         let throttle = AuthThrottle::new(&config.auth);
         ServerState {
             config,
-            store,
             router: Router::default(),
             throttle,
             started: Instant::now(),
             subscriptions: Default::default(),
             kdf_permits: tokio::sync::Semaphore::new(cores()),
+            flusher: Flusher::start(store.clone()),
+            store,
         }
     }
 }

@@ -16,3 +16,10 @@ pub fn with_last(presence: &Element, unix_seconds: u64) -> Element {
     copy.set(LAST, unix_seconds.to_string());
     copy
 }
+
+/// `<ib from='domain'><offline count='N'/></ib>`: how many messages wait (docs/dialect.md).
+pub fn offline_count(domain: &str, count: u64) -> Element {
+    crate::xml::el("ib", NS)
+        .with("from", domain)
+        .with_child(crate::xml::el("offline", NS).with("count", count.to_string()))
+}

@@ -7,8 +7,17 @@ use crate::stanza::{IqType, Kind, MessageType, PresenceType, Stanza};
 use crate::state::ServerState;
 use xmpp_parsers::jid::{BareJid, Jid};
 
+/// Where a routed stanza went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Handed to session(s), or dropped where the rules say so.
+    Delivered,
+    /// Kept in offline storage: the sender's next stanza waits until it is durable.
+    Stored,
+}
+
 /// What happened to a routed stanza.
-pub type Outcome = Result<(), StanzaError>;
+pub type Outcome = Result<Routed, StanzaError>;
 
 fn err(condition: Condition) -> Outcome {
     Err(StanzaError::new(condition))
@@ -27,7 +36,7 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
     // XEP-0191 §3.5: a blocked sender learns nothing but service-unavailable.
     if stanza.from.as_ref().is_some_and(|from| crate::modules::blocking::blocks(state, &bare, from)) {
         return match stanza.kind {
-            Kind::Presence(_) => Ok(()),
+            Kind::Presence(_) => Ok(Routed::Delivered),
             _ => unknown_account(stanza),
         };
     }
@@ -53,7 +62,7 @@ fn account_exists(state: &ServerState, bare: &BareJid) -> Result<bool, StanzaErr
 /// RFC 6121 §8.5.1: no such account.
 fn unknown_account(stanza: &Stanza) -> Outcome {
     match stanza.kind {
-        Kind::Message(MessageType::Headline | MessageType::Error) | Kind::Presence(_) => Ok(()),
+        Kind::Message(MessageType::Headline | MessageType::Error) | Kind::Presence(_) => Ok(Routed::Delivered),
         _ => drop_responses(stanza, Condition::ServiceUnavailable),
     }
 }
@@ -61,8 +70,8 @@ fn unknown_account(stanza: &Stanza) -> Outcome {
 /// Errors for requests; iq results and errors that cannot be delivered are dropped.
 fn drop_responses(stanza: &Stanza, condition: Condition) -> Outcome {
     match stanza.kind {
-        Kind::Iq(IqType::Result | IqType::Error) | Kind::Presence(_) => Ok(()),
-        Kind::Message(MessageType::Error) => Ok(()),
+        Kind::Iq(IqType::Result | IqType::Error) | Kind::Presence(_) => Ok(Routed::Delivered),
+        Kind::Message(MessageType::Error) => Ok(Routed::Delivered),
         _ => err(condition),
     }
 }
@@ -72,9 +81,9 @@ fn to_unconnected_full_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid)
     match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, stanza, bare),
         Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
-        Kind::Message(_) | Kind::Presence(_) => Ok(()),
+        Kind::Message(_) | Kind::Presence(_) => Ok(Routed::Delivered),
         Kind::Iq(IqType::Get | IqType::Set) => err(Condition::ServiceUnavailable),
-        Kind::Iq(_) => Ok(()),
+        Kind::Iq(_) => Ok(Routed::Delivered),
     }
 }
 
@@ -85,24 +94,24 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
         Kind::Message(MessageType::Normal | MessageType::Chat) => {
             let top = highest_priority(&resources);
             if top.is_empty() {
-                // §8.5.2.2.1: offline storage comes with a later issue; until then, refuse.
-                return err(Condition::ServiceUnavailable);
+                // RFC 6121 §8.5.2.2.1: no available resource: store (XEP-0160).
+                return super::offline::store(state, stanza, bare);
             }
             deliver_any(&top, stanza)
         }
         Kind::Message(MessageType::Headline) => {
             let _ = deliver_any(&non_negative(&resources), stanza);
-            Ok(())
+            Ok(Routed::Delivered)
         }
         Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
-        Kind::Message(MessageType::Error) => Ok(()),
+        Kind::Message(MessageType::Error) => Ok(Routed::Delivered),
         Kind::Presence(PresenceType::Available | PresenceType::Unavailable) => {
             let available: Vec<&Resource> = resources.iter().filter(|r| r.priority.is_some()).collect();
             let _ = deliver_any(&available, stanza);
-            Ok(())
+            Ok(Routed::Delivered)
         }
         // Subscriptions and probes are the roster issue's; until then they go nowhere.
-        Kind::Presence(_) => Ok(()),
+        Kind::Presence(_) => Ok(Routed::Delivered),
         // iq to a bare JID is answered by the server (modules), never routed here.
         Kind::Iq(_) => drop_responses(stanza, Condition::ServiceUnavailable),
     }
@@ -121,7 +130,7 @@ fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
 
 fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
     match resource.handle.deliver(&stanza.element) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Routed::Delivered),
         Err(DeliveryError::Full) => {
             tracing::warn!(to = %resource.jid, "recipient queue full, refusing stanza");
             drop_responses(stanza, Condition::ResourceConstraint)
@@ -152,8 +161,8 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
     let Some(to) = stanza.to.clone() else { return };
     let outcome = match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, &stanza, &to.to_bare()),
-        Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(()),
-        Kind::Iq(IqType::Result | IqType::Error) => Ok(()),
+        Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(Routed::Delivered),
+        Kind::Iq(IqType::Result | IqType::Error) => Ok(Routed::Delivered),
         _ => err(Condition::RecipientUnavailable),
     };
     let Err(error) = outcome else { return };

@@ -5,6 +5,7 @@
 //! sessions are reached through [`SessionHandle`]s, bounded channels into their tasks.
 
 pub mod delivery;
+pub mod offline;
 pub mod presence;
 pub mod session;
 pub mod subscription;

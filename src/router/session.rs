@@ -2,7 +2,7 @@
 //! `handle(element, now)`, `deliver(element)` and `tick(now)` return the [`Action`]s the
 //! connection task carries out. Time is passed in (tokio's clock, so tests can pause it).
 
-use super::{delivery, Delivery, PushKind};
+use super::{delivery, offline, Delivery, PushKind};
 use crate::error::{Condition, StanzaError};
 use crate::modules::{self, Target};
 use crate::modules::{dialect, roster};
@@ -20,6 +20,9 @@ pub enum Action {
     Write(Vec<u8>),
     /// End the stream.
     End(StreamEnd),
+    /// Something was stored (offline): make it durable before handling the client's next
+    /// stanza, so anything the client learns afterwards (an answer, an ack) comes after it.
+    AwaitDurable,
 }
 
 pub struct Session {
@@ -39,6 +42,9 @@ pub struct Session {
     dialect: bool,
     /// The client fetched its block list, so it gets block list pushes (XEP-0191 §3.3).
     blocklist_interested: bool,
+    /// The offline batch sent and not yet acknowledged.
+    backlog: Option<offline::Backlog>,
+    batches_sent: u64,
     last_inbound: Instant,
     /// The id and send time of our unanswered XEP-0199 ping.
     ping: Option<(String, Instant)>,
@@ -60,6 +66,8 @@ impl Session {
             pushes_sent: 0,
             dialect: false,
             blocklist_interested: false,
+            backlog: None,
+            batches_sent: 0,
             last_inbound: now,
             ping: None,
             pings_sent: 0,
@@ -99,6 +107,9 @@ impl Session {
             }
         }
         stanza.set_from(Jid::from(self.jid.clone()));
+        if self.backlog.as_ref().is_some_and(|b| offline::is_ack(&stanza.element, b)) {
+            return self.backlog_acknowledged(state);
+        }
         match stanza.kind {
             Kind::Iq(_) => self.on_iq(state, &stanza),
             Kind::Message(_) => self.on_message(state, &stanza),
@@ -114,11 +125,34 @@ impl Session {
         }
     }
 
-    /// The client opts into the dialect; idempotent.
+    /// The client opts into the dialect; idempotent. Before anything else it learns how
+    /// many messages wait for it (docs/dialect.md).
     fn enable_dialect(&mut self, state: &ServerState) -> Vec<Action> {
         self.dialect = true;
         state.router.set_dialect(&self.jid, self.id);
-        vec![Action::Write(writer::to_bytes(&el("enabled", dialect::NS)))]
+        let count = state.store.offline_count(&self.bare).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the offline count failed");
+            0
+        });
+        let ib = dialect::offline_count(self.bare.domain().as_str(), count);
+        vec![Action::Write(writer::to_bytes(&el("enabled", dialect::NS))), Action::Write(writer::to_bytes(&ib))]
+    }
+
+    /// Sends the next batch of offline messages, if any, followed by the ping whose
+    /// answer acknowledges it.
+    pub(super) fn send_backlog(&mut self, state: &ServerState) -> Vec<Action> {
+        self.batches_sent += 1;
+        let ack_id = format!("offline-{}", self.batches_sent);
+        let (stanzas, backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id);
+        self.backlog = backlog;
+        stanzas.into_iter().map(Action::Write).collect()
+    }
+
+    fn backlog_acknowledged(&mut self, state: &ServerState) -> Vec<Action> {
+        if let Some(backlog) = self.backlog.take() {
+            offline::acknowledged(state, &self.bare, &backlog);
+        }
+        self.send_backlog(state)
     }
 
     /// What the router delivered to us.
@@ -206,7 +240,8 @@ impl Session {
             };
         }
         match delivery::route(state, stanza, to) {
-            Ok(()) => Vec::new(),
+            Ok(delivery::Routed::Delivered) => Vec::new(),
+            Ok(delivery::Routed::Stored) => vec![Action::AwaitDurable],
             Err(error) => self.reply_error(stanza, error),
         }
     }

@@ -104,3 +104,36 @@ pub fn block_store(store: &dyn BlockStore) {
     assert_eq!(store.unblock(&alice, &[]).expect("unblock all"), vec!["example.com".to_string()]);
     assert!(store.blocklist(&alice).expect("list").is_empty());
 }
+
+use super::offline::OfflineStore;
+
+/// Runs every `OfflineStore` rule against an empty store.
+pub fn offline_store(store: &dyn OfflineStore) {
+    let bob = jid("bob@example.org");
+    let carol = jid("carol@example.org");
+    assert_eq!(store.offline_count(&bob).expect("count"), 0);
+    assert!(store.offline_messages(&bob, 10).expect("list").is_empty());
+
+    let seqs: Vec<u64> =
+        (0..5).map(|i| store.push_offline(&bob, format!("m{i}").as_bytes(), 5).expect("push")).collect();
+    assert_eq!(store.offline_count(&bob).expect("count"), 5);
+    let quota = store.push_offline(&bob, b"m5", 5);
+    assert!(matches!(quota, Err(StorageError::QuotaExceeded(5))), "{quota:?}");
+    assert_eq!(store.offline_count(&bob).expect("count"), 5, "a refused message is not counted");
+    store.push_offline(&carol, b"c0", 5).expect("other account");
+
+    let listed = store.offline_messages(&bob, 3).expect("list");
+    let bodies: Vec<&[u8]> = listed.iter().map(|m| m.stanza.as_slice()).collect();
+    assert_eq!(bodies, vec![&b"m0"[..], b"m1", b"m2"], "arrival order, limited");
+    assert_eq!(listed.iter().map(|m| m.seq).collect::<Vec<_>>(), seqs[..3].to_vec());
+
+    assert_eq!(store.remove_offline(&bob, &seqs[..2]).expect("remove"), 2);
+    assert_eq!(store.remove_offline(&bob, &seqs[..2]).expect("remove again"), 0, "removal is idempotent");
+    assert_eq!(store.offline_count(&bob).expect("count"), 3);
+    assert_eq!(store.offline_messages(&bob, 10).expect("list")[0].stanza, b"m2");
+    store.push_offline(&bob, b"m6", 5).expect("room again");
+
+    store.delete_offline(&bob).expect("delete");
+    assert_eq!(store.offline_count(&bob).expect("count"), 0);
+    assert_eq!(store.offline_count(&carol).expect("count"), 1, "queues are per account");
+}

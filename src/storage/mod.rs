@@ -2,6 +2,8 @@
 //! without touching the router. Every backend must pass [`contract`].
 
 pub mod contract;
+pub mod flusher;
+pub mod offline;
 pub mod roster;
 pub mod sled;
 
@@ -18,11 +20,19 @@ pub enum StorageError {
     Corrupt(String),
     #[error("storage backend: {0}")]
     Backend(String),
+    #[error("quota of {0} reached")]
+    QuotaExceeded(u64),
 }
 
 /// Everything the server keeps: one object implementing every per-concern trait.
-pub trait Storage: UserStore + roster::RosterStore + roster::LastSeenStore + roster::BlockStore {}
-impl<T: UserStore + roster::RosterStore + roster::LastSeenStore + roster::BlockStore> Storage for T {}
+pub trait Storage:
+    UserStore + roster::RosterStore + roster::LastSeenStore + roster::BlockStore + offline::OfflineStore
+{
+}
+impl<T> Storage for T where
+    T: UserStore + roster::RosterStore + roster::LastSeenStore + roster::BlockStore + offline::OfflineStore
+{
+}
 
 /// Accounts and their SCRAM credentials (never the password).
 pub trait UserStore: Send + Sync {

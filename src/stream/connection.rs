@@ -154,7 +154,7 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
             _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
             _ = shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
         };
-        if let Some(end) = perform(actions, &out, write_timeout).await {
+        if let Some(end) = perform(&state, actions, &out, write_timeout).await {
             break end;
         }
     };
@@ -163,7 +163,7 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
         // Stanzas the client sent before we ended its stream were accepted: handle them.
         while let Ok(Ok(Frame::Stanza(element))) = frames.try_recv() {
             let actions = session.handle(&state, element, Instant::now());
-            let _ = perform(actions, &out, write_timeout).await;
+            let _ = perform(&state, actions, &out, write_timeout).await;
         }
     }
     session.on_end(&state);
@@ -182,6 +182,10 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
     }
     reader_task.abort();
     reroute_undelivered(&state, &mut mailbox).await;
+    // Rerouting may have stored messages offline.
+    if let Err(e) = state.flusher.durable().await {
+        tracing::error!(error = %e, "rerouted messages may not be durable");
+    }
 }
 
 /// The server ended a healthy stream (the client did nothing wrong).
@@ -200,9 +204,19 @@ fn control_end(control: Control) -> StreamEnd {
 }
 
 /// Carries out the session's actions; returns how the stream ends, if it does.
-async fn perform(actions: Vec<Action>, out: &mpsc::Sender<Vec<u8>>, limit: Duration) -> Option<StreamEnd> {
+async fn perform(
+    state: &ServerState,
+    actions: Vec<Action>,
+    out: &mpsc::Sender<Vec<u8>>,
+    limit: Duration,
+) -> Option<StreamEnd> {
     for action in actions {
         match action {
+            Action::AwaitDurable => {
+                if let Err(e) = state.flusher.durable().await {
+                    tracing::error!(error = %e, "offline message may not be durable");
+                }
+            }
             Action::Write(bytes) => match tokio::time::timeout(limit, out.send(bytes)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Some(StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into())),

@@ -93,12 +93,12 @@ async fn negative_priority_resource_never_gets_bare_jid_messages() {
 }
 
 #[tokio::test]
-async fn only_a_negative_priority_resource_means_service_unavailable() {
+async fn only_a_negative_priority_resource_means_the_message_is_stored() {
     let server = server().await;
     let mut alice = server.available("alice", "pw", "laptop", 0).await;
     let mut negative = server.available("bob", "pw", "negative", -5).await;
     alice.send(&chat("bob@localhost")).await;
-    alice.expect(&message_error("bob@localhost", "alice@localhost/laptop", "cancel", "service-unavailable")).await;
+    no_reply(&mut alice).await;
     barrier(&mut alice, &mut negative).await;
 }
 
@@ -125,23 +125,40 @@ async fn message_to_unknown_full_jid_of_online_account_falls_back_to_bare_rules(
     no_reply(&mut alice).await;
 }
 
-/// No offline storage yet: an account without available resources is an error.
+/// The stored message as it arrives later: the original, plus when the server got it.
+fn stored(to: &str, from: &str) -> String {
+    format!(
+        "<message to='{to}' from='{from}' type='chat' id='m1'><body>hi</body>\
+         <delay xmlns='urn:xmpp:delay' from='localhost' stamp='{{any}}'/></message>"
+    )
+}
+
+/// RFC 6121 §8.5.2.2.1 / XEP-0160: no available resource: the message is stored, the
+/// sender hears nothing, and the recipient gets it when it comes online.
 #[tokio::test]
-async fn message_to_offline_account_is_service_unavailable() {
+async fn message_to_offline_account_is_stored_and_delivered_at_login() {
     let server = server().await;
     let mut alice = server.available("alice", "pw", "laptop", 0).await;
     alice.send(&chat("bob@localhost")).await;
-    alice.expect(&message_error("bob@localhost", "alice@localhost/laptop", "cancel", "service-unavailable")).await;
+    no_reply(&mut alice).await;
+    let mut bob = server.session("bob", "pw", "phone").await;
+    bob.send("<presence/>").await;
+    bob.expect(&stored("bob@localhost", "alice@localhost/laptop")).await;
+    bob.expect(
+        "<iq type='get' id='{any}' from='localhost' to='bob@localhost/phone'><ping xmlns='urn:xmpp:ping'/></iq>",
+    )
+    .await;
+    bob.expect("<presence from='bob@localhost/phone'/>").await;
 }
 
-/// Connected but never sent presence: not available (RFC 6121 §4.1), so no delivery.
+/// Connected but never sent presence: not available (RFC 6121 §4.1), so no delivery now.
 #[tokio::test]
-async fn message_to_account_with_only_unavailable_resources_is_service_unavailable() {
+async fn message_to_account_with_only_unavailable_resources_is_stored() {
     let server = server().await;
     let mut alice = server.available("alice", "pw", "laptop", 0).await;
     let mut quiet = server.session("bob", "pw", "quiet").await;
     alice.send(&chat("bob@localhost")).await;
-    alice.expect(&message_error("bob@localhost", "alice@localhost/laptop", "cancel", "service-unavailable")).await;
+    no_reply(&mut alice).await;
     barrier(&mut alice, &mut quiet).await;
 }
 
@@ -329,9 +346,10 @@ async fn presence_priority_out_of_range_is_bad_request() {
          <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{any}</text></error></presence>",
     )
     .await;
-    // The refused presence did not make bob available.
+    // The refused presence did not make bob available: the message waits for him.
     alice.send(&chat("bob@localhost")).await;
-    alice.expect(&message_error("bob@localhost", "alice@localhost/laptop", "cancel", "service-unavailable")).await;
+    no_reply(&mut alice).await;
+    barrier(&mut alice, &mut bob).await;
 }
 
 /// RFC 6121 §4.2.2: initial presence goes to all of the user's available resources,

@@ -73,16 +73,22 @@ impl Session {
             Err(error) => return self.reply_error(stanza, error),
         };
         let initial = self.priority.is_none();
+        // XEP-0160: the backlog goes to the first presence with a non-negative priority.
+        let wants_backlog = priority >= 0 && self.priority.is_none_or(|p| p < 0) && self.backlog.is_none();
         self.priority = Some(priority);
         let presence = Arc::new(stanza.element.clone());
         state.router.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
         let _ = presence::broadcast(state, &self.jid, &presence, Some(self.id));
-        if !initial {
-            return Vec::new();
+        let mut actions = Vec::new();
+        if initial {
+            let mut waiting = presence::probe_answers(state, &self.jid, self.dialect);
+            waiting.extend(subscription::pending_requests(state, &self.bare));
+            actions.extend(waiting.iter().map(|element| Action::Write(writer::to_bytes(element))));
         }
-        let mut waiting = presence::probe_answers(state, &self.jid, self.dialect);
-        waiting.extend(subscription::pending_requests(state, &self.bare));
-        waiting.iter().map(|element| Action::Write(writer::to_bytes(element))).collect()
+        if wants_backlog {
+            actions.extend(self.send_backlog(state));
+        }
+        actions
     }
 
     /// §4.5: unavailable goes to subscribers, our resources and directed-presence

@@ -95,10 +95,12 @@ async fn negative_priority_never_gets_bare_jid_messages() {
     available(&state, &mut bob, -1, now);
     drain(&mut bob_box);
 
+    // No resource with a non-negative priority: the message is stored (XEP-0160).
     let actions =
         alice.handle(&state, xml("<message xmlns='jabber:client' to='bob@localhost'><body>x</body></message>"), now);
-    assert_eq!(error_condition(&written(&actions)), "service-unavailable");
+    assert!(matches!(actions[..], [Action::AwaitDurable]), "{actions:?}");
     assert!(drain(&mut bob_box).is_empty());
+    assert_eq!(state.store.offline_count(&BareJid::new("bob@localhost").expect("jid")).expect("count"), 1);
 
     let to_full = "<message xmlns='jabber:client' to='bob@localhost/b'><body>x</body></message>";
     assert!(alice.handle(&state, xml(to_full), now).is_empty());
@@ -235,8 +237,8 @@ async fn only_dialect_sessions_see_last_on_unavailable_presence() {
     let (mut standard, mut standard_box) = bind(&state, "alice@localhost/std", now);
     let (mut dialect, mut dialect_box) = bind(&state, "alice@localhost/dia", now);
     let (mut leaving, _l) = bind(&state, "alice@localhost/gone", now);
-    let enabled = written(&dialect.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now));
-    assert!(enabled.is("enabled", "urn:stanzad:dialect:0"));
+    let actions = dialect.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
+    assert!(written(&actions[..1]).is("enabled", "urn:stanzad:dialect:0"));
     available(&state, &mut standard, 0, now);
     available(&state, &mut dialect, 0, now);
     available(&state, &mut leaving, 0, now);
@@ -252,4 +254,73 @@ async fn only_dialect_sessions_see_last_on_unavailable_presence() {
     assert_eq!(seen_by_standard[0].attr("last"), None, "standard clients never see the attribute");
     let last: u64 = seen_by_dialect[0].attr("last").expect("last").parse().expect("unix seconds");
     assert!(last >= crate::router::presence::unix_now() - 5, "{last}");
+}
+
+#[tokio::test]
+async fn offline_messages_wait_with_their_time_and_go_only_when_acknowledged() {
+    let state = state();
+    let now = Instant::now();
+    let bob = BareJid::new("bob@localhost").expect("jid");
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    for i in 0..3 {
+        let msg = format!(
+            "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='m{i}'><body>{i}</body></message>"
+        );
+        assert!(matches!(alice.handle(&state, xml(&msg), now)[..], [Action::AwaitDurable]));
+    }
+    assert_eq!(state.store.offline_count(&bob).expect("count"), 3);
+
+    // A dialect session learns the count before anything else.
+    let (mut first, _f) = bind(&state, "bob@localhost/first", now);
+    let actions = first.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
+    let ib = written(&actions[1..]);
+    assert!(ib.is("ib", "urn:stanzad:dialect:0"));
+    assert_eq!(ib.get_child("offline", "urn:stanzad:dialect:0").and_then(|o| o.attr("count")), Some("3"));
+
+    // The backlog follows available presence, in order, with XEP-0203 delay, then a ping.
+    let actions = first.handle(&state, xml("<presence xmlns='jabber:client'/>"), now);
+    let sent: Vec<Element> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Write(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    let ids: Vec<&str> = sent.iter().filter(|e| e.name() == "message").filter_map(|e| e.attr("id")).collect();
+    assert_eq!(ids, vec!["m0", "m1", "m2"]);
+    let delay = sent[0].get_child("delay", "urn:xmpp:delay").expect("delay");
+    assert_eq!(delay.attr("from"), Some("localhost"));
+    assert!(delay.attr("stamp").is_some_and(|s| s.ends_with('Z')));
+    let ping = sent.last().expect("ping");
+    assert!(ping.get_child("ping", "urn:xmpp:ping").is_some());
+
+    // Not acknowledged (the connection died): nothing is lost.
+    first.on_end(&state);
+    assert_eq!(state.store.offline_count(&bob).expect("count"), 3);
+
+    // Acknowledged: gone.
+    let (mut second, _s) = bind(&state, "bob@localhost/second", now);
+    let actions = second.handle(&state, xml("<presence xmlns='jabber:client'/>"), now);
+    let ping: Element = match actions.last() {
+        Some(Action::Write(bytes)) => std::str::from_utf8(bytes).expect("utf-8").parse().expect("ping"),
+        other => panic!("{other:?}"),
+    };
+    let id = ping.attr("id").expect("id");
+    let ack = format!("<iq xmlns='jabber:client' type='result' id='{id}' to='localhost'/>");
+    assert!(second.handle(&state, xml(&ack), now).is_empty(), "nothing more to send");
+    assert_eq!(state.store.offline_count(&bob).expect("count"), 0);
+}
+
+#[tokio::test]
+async fn headline_groupchat_and_error_are_not_stored() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    for kind in ["headline", "error"] {
+        let msg = format!("<message xmlns='jabber:client' to='bob@localhost' type='{kind}'><body>x</body></message>");
+        assert!(alice.handle(&state, xml(&msg), now).is_empty(), "{kind} is dropped");
+    }
+    let groupchat = "<message xmlns='jabber:client' to='bob@localhost' type='groupchat'><body>x</body></message>";
+    assert_eq!(error_condition(&written(&alice.handle(&state, xml(groupchat), now))), "service-unavailable");
+    assert_eq!(state.store.offline_count(&BareJid::new("bob@localhost").expect("jid")).expect("count"), 0);
 }

@@ -1,5 +1,6 @@
 //! The default backend: one sled database in the data directory, one tree per concern.
 
+mod offline;
 mod roster;
 mod users;
 
@@ -17,6 +18,8 @@ pub struct SledStore {
     roster_pending: sled::Tree,
     last_seen: sled::Tree,
     blocklist: sled::Tree,
+    offline: sled::Tree,
+    offline_counts: sled::Tree,
 }
 
 impl SledStore {
@@ -44,6 +47,8 @@ impl SledStore {
             roster_pending: tree("roster_pending")?,
             last_seen: tree("last_seen")?,
             blocklist: tree("blocklist")?,
+            offline: tree("offline")?,
+            offline_counts: tree("offline_counts")?,
             db,
         })
     }

@@ -1,0 +1,111 @@
+//! Offline messages (XEP-0160, RFC 6121 §8.5.2.2.1): kept, in order, for an account with no
+//! available resource, each stamped with when it arrived (XEP-0203), and delivered when it
+//! next comes online with a non-negative priority. Entries are deleted only after the
+//! client acknowledged them: the server never deletes first and sends second.
+
+use super::delivery::{Outcome, Routed};
+use crate::error::{Condition, StanzaError};
+use crate::stanza::Stanza;
+use crate::state::ServerState;
+use crate::storage::StorageError;
+use crate::xml::{el, writer, Element, ElementExt};
+use xmpp_parsers::jid::BareJid;
+
+pub const NS_DELAY: &str = "urn:xmpp:delay";
+
+/// Stores a message for `owner`; the sender gets `resource-constraint` over the quota.
+pub fn store(state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Outcome {
+    let mut message = stanza.element.clone();
+    let stamp = xep0082(super::presence::unix_now());
+    message.append_child(el("delay", NS_DELAY).with("from", owner.domain().as_str()).with("stamp", stamp));
+    match state.store.push_offline(owner, &writer::to_bytes(&message), state.config.limits.offline_quota) {
+        Ok(_) => Ok(Routed::Stored),
+        Err(StorageError::QuotaExceeded(quota)) => {
+            tracing::info!(to = %owner, quota, "offline quota reached, refusing message");
+            Err(StanzaError::with_text(Condition::ResourceConstraint, "the recipient's offline storage is full"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing an offline message failed");
+            Err(StanzaError::new(Condition::InternalServerError))
+        }
+    }
+}
+
+/// Messages sent to a client per batch; the next batch follows its acknowledgement.
+pub const BATCH: usize = 100;
+
+/// A batch of the backlog sent and not yet acknowledged.
+#[derive(Debug)]
+pub struct Backlog {
+    /// The id of the ping that follows the batch: its answer acknowledges the batch, since
+    /// a client answers stanzas in the order they came.
+    pub ack_id: String,
+    pub seqs: Vec<u64>,
+}
+
+/// The next batch for `owner`: its stanzas and, if any, the acknowledgement request.
+pub fn next_batch(state: &ServerState, owner: &BareJid, to: &str, ack_id: String) -> (Vec<Vec<u8>>, Option<Backlog>) {
+    let messages = match state.store.offline_messages(owner, BATCH) {
+        Ok(messages) => messages,
+        Err(e) => {
+            tracing::error!(error = %e, "reading offline messages failed");
+            return (Vec::new(), None);
+        }
+    };
+    if messages.is_empty() {
+        return (Vec::new(), None);
+    }
+    let seqs = messages.iter().map(|m| m.seq).collect();
+    let mut out: Vec<Vec<u8>> = messages.into_iter().map(|m| m.stanza).collect();
+    let ping = el("iq", crate::xml::NS_CLIENT)
+        .with("type", "get")
+        .with("id", ack_id.as_str())
+        .with("from", owner.domain().as_str())
+        .with("to", to)
+        .with_child(el("ping", crate::modules::ping::NS));
+    out.push(writer::to_bytes(&ping));
+    (out, Some(Backlog { ack_id, seqs }))
+}
+
+/// The client acknowledged a batch: those entries go.
+pub fn acknowledged(state: &ServerState, owner: &BareJid, backlog: &Backlog) {
+    if let Err(e) = state.store.remove_offline(owner, &backlog.seqs) {
+        tracing::error!(error = %e, "removing delivered offline messages failed");
+    }
+}
+
+/// XEP-0082 date-time in UTC: `1970-01-01T00:00:00Z`.
+pub fn xep0082(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// Whether an element is the answer to our acknowledgement ping.
+pub fn is_ack(element: &Element, backlog: &Backlog) -> bool {
+    element.name() == "iq"
+        && matches!(element.attr("type"), Some("result" | "error"))
+        && element.attr("id") == Some(backlog.ack_id.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xep0082;
+
+    #[test]
+    fn xep0082_dates() {
+        assert_eq!(xep0082(0), "1970-01-01T00:00:00Z");
+        assert_eq!(xep0082(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(xep0082(1_795_374_327), "2026-11-22T19:05:27Z");
+        assert_eq!(xep0082(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+}
