@@ -47,6 +47,7 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Carries out one request against a store, creating credentials with `iterations`.
+/// The caller makes it durable before answering (the running server through its flusher).
 pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: Request) -> Response {
     let result = match request {
         Request::Adduser { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
@@ -69,7 +70,7 @@ pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: 
             }
         }
     };
-    match result.and_then(|()| users.flush().map_err(describe)) {
+    match result {
         Ok(()) => Response::Done,
         Err(reason) => Response::Failed(reason),
     }
@@ -149,7 +150,10 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
             if let (Response::Done, Some(jid)) = (&response, deleted) {
                 end_sessions(&state, &jid);
             }
-            response
+            match state.flusher.durable().await {
+                Ok(()) => response,
+                Err(e) => Response::Failed(format!("not durable: {e}")),
+            }
         }
         Err(e) => Response::Failed(format!("bad request: {e}")),
     };

@@ -223,7 +223,9 @@ fn administer(args: &StoreOnly, request: Request) -> Result<(), String> {
                     e.to_string()
                 }
             })?;
-            admin::execute(&store, &config.hosts, config.auth.scram_iterations, request)
+            let response = admin::execute(&store, &config.hosts, config.auth.scram_iterations, request);
+            crate::storage::UserStore::flush(&store).map_err(|e| e.to_string())?;
+            response
         }
     };
     match response {

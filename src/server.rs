@@ -145,7 +145,8 @@ impl Server {
             task.abort();
         }
         admin::remove_socket(&self.state.config.data_dir);
-        match self.store.flush() {
+        // Through the flusher: sled must never flush twice at once (PITFALLS.md).
+        match self.state.flusher.durable().await {
             Ok(()) => tracing::info!("storage flushed"),
             Err(e) => tracing::error!(error = %e, "storage flush failed"),
         }
