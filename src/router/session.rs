@@ -44,6 +44,8 @@ pub struct Session {
     blocklist_interested: bool,
     /// The offline batch sent and not yet acknowledged.
     backlog: Option<offline::Backlog>,
+    /// The client retrieves offline messages itself (XEP-0013): no automatic backlog.
+    flexible_offline: bool,
     batches_sent: u64,
     last_inbound: Instant,
     /// The id and send time of our unanswered XEP-0199 ping.
@@ -67,6 +69,7 @@ impl Session {
             dialect: false,
             blocklist_interested: false,
             backlog: None,
+            flexible_offline: false,
             batches_sent: 0,
             last_inbound: now,
             ping: None,
@@ -141,6 +144,9 @@ impl Session {
     /// Sends the next batch of offline messages, if any, followed by the ping whose
     /// answer acknowledges it.
     pub(super) fn send_backlog(&mut self, state: &ServerState) -> Vec<Action> {
+        if self.flexible_offline {
+            return Vec::new();
+        }
         self.batches_sent += 1;
         let ack_id = format!("offline-{}", self.batches_sent);
         let (stanzas, backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id);
@@ -266,6 +272,11 @@ impl Session {
             if target == Target::Account(self.bare.clone()) {
                 self.roster_interested |= roster::is_get(stanza);
                 self.blocklist_interested |= crate::modules::blocking::is_get(stanza);
+                if let Some(payload) = stanza.element.children().next().filter(|p| p.is("offline", flexible::NS)) {
+                    if matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Get | crate::stanza::IqType::Set)) {
+                        return self.on_flexible_offline(state, stanza, &payload.clone());
+                    }
+                }
             }
             return match modules::handle_iq(state, &self.jid, &target, stanza) {
                 Some(reply) => vec![Action::Write(writer::to_bytes(&reply))],
@@ -292,6 +303,7 @@ impl Session {
     }
 }
 
+pub mod flexible;
 mod presence;
 #[cfg(test)]
 mod tests;

@@ -153,7 +153,15 @@ async fn disco_info_of_the_server_lists_exactly_what_works() {
     assert_disco_info(
         &reply,
         ("server", "im"),
-        &[NS_INFO, NS_ITEMS, NS_PING, "jabber:iq:version", "jabber:iq:last", "urn:xmpp:blocking"],
+        &[
+            NS_INFO,
+            NS_ITEMS,
+            NS_PING,
+            "jabber:iq:version",
+            "jabber:iq:last",
+            "urn:xmpp:blocking",
+            "http://jabber.org/protocol/offline",
+        ],
     );
 }
 

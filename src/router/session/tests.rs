@@ -324,3 +324,83 @@ async fn headline_groupchat_and_error_are_not_stored() {
     assert_eq!(error_condition(&written(&alice.handle(&state, xml(groupchat), now))), "service-unavailable");
     assert_eq!(state.store.offline_count(&BareJid::new("bob@localhost").expect("jid")).expect("count"), 0);
 }
+
+/// The elements of a list of write actions.
+fn writes(actions: &[Action]) -> Vec<Element> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Write(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn flexible_offline_retrieval_leaves_messages_until_removed() {
+    const FLEX: &str = "http://jabber.org/protocol/offline";
+    let state = state();
+    let now = Instant::now();
+    let bob = BareJid::new("bob@localhost").expect("jid");
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    for i in 0..2 {
+        let msg = format!("<message xmlns='jabber:client' to='bob@localhost' id='m{i}'><body>{i}</body></message>");
+        alice.handle(&state, xml(&msg), now);
+    }
+    let (mut phone, _p) = bind(&state, "bob@localhost/phone", now);
+    let info = written(&phone.handle(
+        &state,
+        xml(&format!("<iq xmlns='jabber:client' type='get' id='i' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='{FLEX}'/></iq>")),
+        now,
+    ));
+    let text = String::from_utf8(writer::to_bytes(&info)).expect("utf-8");
+    assert!(text.contains("number_of_messages") && text.contains("<value>2</value>"), "{text}");
+
+    let headers = written(&phone.handle(
+        &state,
+        xml(&format!("<iq xmlns='jabber:client' type='get' id='h' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#items' node='{FLEX}'/></iq>")),
+        now,
+    ));
+    let nodes: Vec<String> = headers
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .expect("items")
+        .children()
+        .map(|i| {
+            assert_eq!(i.attr("name"), Some("alice@localhost/a"));
+            i.attr("node").expect("node").to_owned()
+        })
+        .collect();
+    assert_eq!(nodes.len(), 2);
+
+    let viewed = writes(&phone.handle(
+        &state,
+        xml(&format!("<iq xmlns='jabber:client' type='get' id='v'><offline xmlns='{FLEX}'><item action='view' node='{}'/></offline></iq>", nodes[0])),
+        now,
+    ));
+    assert_eq!(viewed.len(), 2, "the message, then the result");
+    assert_eq!(viewed[0].attr("id"), Some("m0"));
+    assert!(viewed[0].get_child("offline", FLEX).is_some(), "marked with its node");
+    assert_eq!(viewed[1].attr("type"), Some("result"));
+
+    let remove = format!("<iq xmlns='jabber:client' type='set' id='r'><offline xmlns='{FLEX}'><item action='remove' node='{}'/></offline></iq>", nodes[0]);
+    assert_eq!(writes(&phone.handle(&state, xml(&remove), now))[0].attr("type"), Some("result"));
+    assert_eq!(state.store.offline_count(&bob).expect("count"), 1);
+    assert_eq!(error_condition(&written(&phone.handle(&state, xml(&remove), now))), "item-not-found");
+
+    // A client retrieving by itself gets no flood at login.
+    let presence = writes(&phone.handle(&state, xml("<presence xmlns='jabber:client'/>"), now));
+    assert!(presence.iter().all(|e| e.name() != "message"), "{presence:?}");
+    let fetched = writes(&phone.handle(
+        &state,
+        xml(&format!("<iq xmlns='jabber:client' type='get' id='f'><offline xmlns='{FLEX}'><fetch/></offline></iq>")),
+        now,
+    ));
+    assert_eq!(fetched.iter().filter(|e| e.name() == "message").count(), 1);
+    assert_eq!(state.store.offline_count(&bob).expect("count"), 1, "fetch does not delete");
+    phone.handle(
+        &state,
+        xml(&format!("<iq xmlns='jabber:client' type='set' id='p'><offline xmlns='{FLEX}'><purge/></offline></iq>")),
+        now,
+    );
+    assert_eq!(state.store.offline_count(&bob).expect("count"), 0);
+}
