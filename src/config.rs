@@ -90,6 +90,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// Messages kept for one account while it is offline; more get `resource-constraint`.
     pub offline_quota: u64,
+    /// How long a retransmitted message (same sender, id, recipient and payload) is
+    /// recognised and not delivered twice.
+    pub dedup_window_secs: u64,
+    /// How many recent messages per sender are remembered for that.
+    pub dedup_ids: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +162,8 @@ impl Default for Limits {
             session_queue_bytes: 4 << 20,
             max_connections: 10_000,
             offline_quota: 10_000,
+            dedup_window_secs: 600,
+            dedup_ids: 1000,
         }
     }
 }
@@ -239,6 +246,8 @@ impl Config {
         check_range("limits.session_queue_bytes", l.session_queue_bytes as u64, l.max_stanza_bytes as u64, 1 << 30)?;
         check_range("limits.max_connections", l.max_connections as u64, 1, 10_000_000)?;
         check_range("limits.offline_quota", l.offline_quota, 1, 10_000_000)?;
+        check_range("limits.dedup_window_secs", l.dedup_window_secs, 0, 86_400)?;
+        check_range("limits.dedup_ids", l.dedup_ids as u64, 0, 100_000)?;
         let t = &self.timeouts;
         check_range("timeouts.negotiation_secs", t.negotiation_secs, 1, 3600)?;
         check_range("timeouts.ping_interval_secs", t.ping_interval_secs, 1, 86_400)?;

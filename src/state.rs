@@ -1,6 +1,7 @@
 //! What every connection shares: configuration, storage, the router, the login throttle.
 
 use crate::config::Config;
+use crate::router::dedup::Dedup;
 use crate::router::Router;
 use crate::storage::flusher::Flusher;
 use crate::storage::Storage;
@@ -20,12 +21,15 @@ pub struct ServerState {
     pub kdf_permits: tokio::sync::Semaphore,
     /// Makes writes durable before anyone is told they happened (group commit).
     pub flusher: Flusher,
+    /// Recognises retransmitted messages.
+    pub dedup: Dedup,
 }
 
 impl ServerState {
     pub fn new(config: Config, store: Arc<dyn Storage>) -> ServerState {
         let throttle = AuthThrottle::new(&config.auth);
         ServerState {
+            dedup: Dedup::new(std::time::Duration::from_secs(config.limits.dedup_window_secs), config.limits.dedup_ids),
             config,
             router: Router::default(),
             throttle,

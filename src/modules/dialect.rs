@@ -10,6 +10,9 @@ pub const NS: &str = "urn:stanzad:dialect:0";
 /// The last-seen attribute on unavailable presence: Unix seconds.
 pub const LAST: &str = "last";
 
+/// The server-time attribute on ping results: Unix seconds.
+pub const TIME: &str = "t";
+
 /// A copy of an unavailable presence carrying `last`.
 pub fn with_last(presence: &Element, unix_seconds: u64) -> Element {
     let mut copy = presence.clone();
@@ -22,4 +25,9 @@ pub fn offline_count(domain: &str, count: u64) -> Element {
     crate::xml::el("ib", NS)
         .with("from", domain)
         .with_child(crate::xml::el("offline", NS).with("count", count.to_string()))
+}
+
+/// `<ack id='..' t='..'/>`: the server took the message with this id (the "sent" tick).
+pub fn sent_ack(id: &str, unix_seconds: u64) -> Element {
+    crate::xml::el("ack", NS).with("id", id).with(TIME, unix_seconds.to_string())
 }

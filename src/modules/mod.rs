@@ -33,6 +33,8 @@ pub struct Request<'a> {
     pub stanza: &'a Stanza,
     /// The single child of the get/set.
     pub payload: &'a Element,
+    /// The asking session enabled the dialect (docs/dialect.md).
+    pub dialect: bool,
 }
 
 impl Request<'_> {
@@ -87,7 +89,13 @@ pub fn storage_fault(e: crate::storage::StorageError) -> Condition {
 }
 
 /// Answers an iq get/set; results and errors addressed to the server are absorbed (None).
-pub fn handle_iq(state: &ServerState, sender: &FullJid, target: &Target, stanza: &Stanza) -> Option<Element> {
+pub fn handle_iq(
+    state: &ServerState,
+    sender: &FullJid,
+    target: &Target,
+    stanza: &Stanza,
+    dialect: bool,
+) -> Option<Element> {
     if !matches!(stanza.kind, Kind::Iq(IqType::Get | IqType::Set)) {
         return None;
     }
@@ -110,7 +118,7 @@ pub fn handle_iq(state: &ServerState, sender: &FullJid, target: &Target, stanza:
         }
     }
     let payload = stanza.element.children().next()?;
-    let request = Request { state, sender, target, stanza, payload };
+    let request = Request { state, sender, target, stanza, payload, dialect };
     let ns = payload.ns();
     let reply = match (payload.name(), ns.as_str()) {
         ("ping", ping::NS) => ping::handle(&request),

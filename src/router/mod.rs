@@ -4,6 +4,7 @@
 //! The registry is a map under a short-held `RwLock` (never held across an await);
 //! sessions are reached through [`SessionHandle`]s, bounded channels into their tasks.
 
+pub mod dedup;
 pub mod delivery;
 pub mod offline;
 pub mod presence;

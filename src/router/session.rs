@@ -278,7 +278,7 @@ impl Session {
                     }
                 }
             }
-            return match modules::handle_iq(state, &self.jid, &target, stanza) {
+            return match modules::handle_iq(state, &self.jid, &target, stanza, self.dialect) {
                 Some(reply) => vec![Action::Write(writer::to_bytes(&reply))],
                 None => Vec::new(),
             };
@@ -299,7 +299,27 @@ impl Session {
                 _ => self.reply_error(stanza, StanzaError::new(Condition::ServiceUnavailable)),
             };
         }
-        self.route(state, stanza, &to)
+        let id = stanza.id.as_deref().filter(|_| stanza.kind != Kind::Message(MessageType::Error));
+        if let Some(id) = id {
+            if !state.dedup.first_time(&self.bare, id, &stanza.element, self.last_inbound) {
+                tracing::debug!(id, "retransmitted message not delivered again");
+                return self.sent_ack(id);
+            }
+        }
+        let mut actions = self.route(state, stanza, &to);
+        // Taken (delivered or durably stored): the dialect's "sent" tick, after durability.
+        if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
+            actions.extend(id.map(|id| self.sent_ack(id)).unwrap_or_default());
+        }
+        actions
+    }
+
+    /// The dialect's acknowledgement of an accepted message (docs/dialect.md).
+    fn sent_ack(&self, id: &str) -> Vec<Action> {
+        if !self.dialect {
+            return Vec::new();
+        }
+        vec![Action::Write(writer::to_bytes(&dialect::sent_ack(id, super::presence::unix_now())))]
     }
 }
 

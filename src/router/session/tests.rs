@@ -404,3 +404,37 @@ async fn flexible_offline_retrieval_leaves_messages_until_removed() {
     );
     assert_eq!(state.store.offline_count(&bob).expect("count"), 0);
 }
+
+#[tokio::test]
+async fn dialect_sessions_get_server_time_and_sent_acks_and_retransmissions_are_dropped() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
+    available(&state, &mut bob, 0, now);
+    drain(&mut bob_box);
+    let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+    assert_eq!(written(&alice.handle(&state, xml(ping), now)).attr("t"), None, "standard: no t");
+    alice.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
+    let t: u64 = written(&alice.handle(&state, xml(ping), now)).attr("t").expect("t").parse().expect("seconds");
+    assert!(t >= crate::router::presence::unix_now() - 5);
+
+    // Delivered live: acknowledged with its id.
+    let msg = "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='x1'><body>hi</body></message>";
+    let ack = written(&alice.handle(&state, xml(msg), now));
+    assert!(ack.is("ack", "urn:stanzad:dialect:0"));
+    assert_eq!(ack.attr("id"), Some("x1"));
+    assert_eq!(drain(&mut bob_box).len(), 1);
+
+    // Sent again (the client never saw the ack): acknowledged again, not delivered twice.
+    assert_eq!(written(&alice.handle(&state, xml(msg), now)).attr("id"), Some("x1"));
+    assert!(drain(&mut bob_box).is_empty());
+
+    // Stored offline: the ack comes after durability.
+    let offline = "<message xmlns='jabber:client' to='carol@localhost' type='chat' id='x2'><body>hi</body></message>";
+    let creds = crate::sasl::credentials::StoredCredentials::derive("pw", 4096).expect("derive");
+    state.store.create_user(&BareJid::new("carol@localhost").expect("jid"), &creds).expect("carol");
+    let actions = alice.handle(&state, xml(offline), now);
+    assert!(matches!(actions[0], Action::AwaitDurable), "{actions:?}");
+    assert_eq!(written(&actions[1..]).attr("id"), Some("x2"));
+}

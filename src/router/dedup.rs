@@ -1,0 +1,86 @@
+//! Drops retransmitted messages: a client whose connection dropped before it saw the
+//! server take a message sends it again with the same id. A repeat is recognised by the
+//! sender's bare JID, the id, the recipient and the payload together (clients that number
+//! ids per connection reuse ids for different messages), within a time window and a
+//! number of recent messages per sender.
+
+use crate::xml::{writer, Element};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+use xmpp_parsers::jid::BareJid;
+
+pub struct Dedup {
+    window: Duration,
+    per_sender: usize,
+    seen: Mutex<HashMap<BareJid, VecDeque<(u64, Instant)>>>,
+}
+
+impl Dedup {
+    pub fn new(window: Duration, per_sender: usize) -> Dedup {
+        Dedup { window, per_sender, seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// True the first time a message is seen; false for a repeat within the window.
+    pub fn first_time(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
+        let key = fingerprint(id, message);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = seen.entry(sender.clone()).or_default();
+        while recent.front().is_some_and(|(_, at)| now.duration_since(*at) > self.window) {
+            recent.pop_front();
+        }
+        if recent.iter().any(|(k, _)| *k == key) {
+            return false;
+        }
+        if recent.len() >= self.per_sender {
+            recent.pop_front();
+        }
+        recent.push_back((key, now));
+        true
+    }
+}
+
+fn fingerprint(id: &str, message: &Element) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    message.attr("to").hash(&mut hasher);
+    for child in message.children() {
+        writer::to_bytes(child).hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(to: &str, body: &str) -> Element {
+        format!("<message xmlns='jabber:client' to='{to}' id='1'><body>{body}</body></message>").parse().expect("xml")
+    }
+
+    #[test]
+    fn repeats_are_caught_within_the_window_only() {
+        let dedup = Dedup::new(Duration::from_secs(600), 1000);
+        let alice = BareJid::new("alice@x").expect("jid");
+        let now = Instant::now();
+        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now));
+        assert!(!dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now), "a retransmission");
+        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "other"), now), "same id, other message");
+        assert!(dedup.first_time(&alice, "1", &msg("carol@x", "hi"), now), "same id, other recipient");
+        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now + Duration::from_secs(601)), "expired");
+    }
+
+    #[test]
+    fn each_sender_keeps_a_bounded_number() {
+        let dedup = Dedup::new(Duration::from_secs(600), 3);
+        let alice = BareJid::new("alice@x").expect("jid");
+        let now = Instant::now();
+        for body in ["a", "b", "c", "d"] {
+            assert!(dedup.first_time(&alice, "1", &msg("bob@x", body), now));
+        }
+        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "a"), now), "the oldest was forgotten");
+        assert!(!dedup.first_time(&alice, "1", &msg("bob@x", "d"), now));
+    }
+}
