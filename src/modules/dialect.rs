@@ -31,3 +31,110 @@ pub fn offline_count(domain: &str, count: u64) -> Element {
 pub fn sent_ack(id: &str, unix_seconds: u64) -> Element {
     crate::xml::el("ack", NS).with("id", id).with(TIME, unix_seconds.to_string())
 }
+
+pub const NS_RECEIPTS: &str = "urn:xmpp:receipts";
+pub const NS_MARKERS: &str = "urn:xmpp:chat-markers:0";
+
+/// A dialect `<receipt id='..' to='..' [type='read'] [participant='..']/>` as the standard
+/// message every recipient understands: XEP-0184 `<received/>`, or XEP-0333 `<displayed/>`
+/// for a read receipt. `participant` rides along in the dialect namespace and is removed
+/// for standard recipients.
+pub fn receipt_to_message(receipt: &Element, message_id: &str) -> Result<Element, crate::error::StanzaError> {
+    use crate::error::{Condition, StanzaError};
+    let bad = |text: &str| StanzaError::with_text(Condition::BadRequest, text);
+    let id = receipt.attr("id").filter(|id| !id.is_empty()).ok_or_else(|| bad("a receipt needs the message id"))?;
+    let to = receipt.attr("to").ok_or_else(|| bad("a receipt needs a 'to'"))?;
+    let marker = match receipt.attr("type") {
+        None | Some("delivery") => crate::xml::el("received", NS_RECEIPTS),
+        Some("read") => crate::xml::el("displayed", NS_MARKERS),
+        Some(_) => return Err(bad("a receipt type is 'delivery' or 'read'")),
+    };
+    let mut message = crate::xml::el("message", crate::xml::NS_CLIENT)
+        .with("to", to)
+        .with("id", message_id)
+        .with_child(marker.with("id", id));
+    if let Some(participant) = receipt.attr("participant") {
+        message.append_child(crate::xml::el("participant", NS).with("jid", participant));
+    }
+    Ok(message)
+}
+
+/// The dialect form of a receipt message, for a dialect recipient; None if the message is
+/// not a receipt (it then goes as it is).
+pub fn message_to_receipt(message: &Element) -> Option<Element> {
+    let (id, read) = message.children().find_map(|c| {
+        if c.is("received", NS_RECEIPTS) {
+            Some((c.attr("id")?, false))
+        } else if c.is("displayed", NS_MARKERS) {
+            Some((c.attr("id")?, true))
+        } else {
+            None
+        }
+    })?;
+    if message.get_child("body", crate::xml::NS_CLIENT).is_some() {
+        return None;
+    }
+    let mut receipt = crate::xml::el("receipt", NS).with("id", id);
+    for attr in ["from", "to"] {
+        if let Some(value) = message.attr(attr) {
+            receipt.set(attr, value);
+        }
+    }
+    if read {
+        receipt.set("type", "read");
+    }
+    if let Some(p) = message.get_child("participant", NS).and_then(|p| p.attr("jid")) {
+        receipt.set("participant", p);
+    }
+    if let Some(stamp) = message.get_child("delay", "urn:xmpp:delay").and_then(|d| d.attr("stamp")) {
+        receipt.set("stamp", stamp);
+    }
+    Some(receipt)
+}
+
+/// What a standard session may see: the stanza without dialect children and attributes.
+pub fn for_standard(element: &Element) -> Option<Element> {
+    let has_dialect = element.children().any(|c| c.ns() == NS) || element.attr(LAST).is_some();
+    if !has_dialect {
+        return None;
+    }
+    let mut copy = element.clone();
+    while copy.remove_child("participant", NS).is_some() {}
+    copy.unset(LAST);
+    Some(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xml(text: &str) -> Element {
+        text.parse().expect("test XML")
+    }
+
+    #[test]
+    fn receipts_cross_between_the_dialect_and_standard_forms() {
+        let read = xml("<receipt xmlns='urn:stanzad:dialect:0' id='m1' to='alice@x' type='read' participant='p@x'/>");
+        let message = receipt_to_message(&read, "r1").expect("valid");
+        assert_eq!(message.get_child("displayed", NS_MARKERS).and_then(|d| d.attr("id")), Some("m1"));
+        let standard = for_standard(&message).expect("participant removed");
+        assert!(standard.get_child("participant", NS).is_none());
+        assert!(standard.get_child("displayed", NS_MARKERS).is_some());
+        let back = message_to_receipt(&message).expect("a receipt");
+        assert_eq!(
+            (back.attr("id"), back.attr("type"), back.attr("participant")),
+            (Some("m1"), Some("read"), Some("p@x"))
+        );
+
+        let received = xml("<message xmlns='jabber:client' from='bob@x/b' to='alice@x'><received xmlns='urn:xmpp:receipts' id='m2'/></message>");
+        let receipt = message_to_receipt(&received).expect("a receipt");
+        assert_eq!(
+            (receipt.attr("id"), receipt.attr("type"), receipt.attr("from")),
+            (Some("m2"), None, Some("bob@x/b"))
+        );
+        let chat = xml("<message xmlns='jabber:client'><body>hi</body><request xmlns='urn:xmpp:receipts'/></message>");
+        assert!(message_to_receipt(&chat).is_none(), "a message is not a receipt");
+        assert!(for_standard(&chat).is_none(), "nothing to remove");
+        assert!(receipt_to_message(&xml("<receipt xmlns='urn:stanzad:dialect:0' to='a@x'/>"), "r").is_err());
+    }
+}

@@ -3,6 +3,7 @@
 
 use super::{DeliveryError, Resource};
 use crate::error::{Condition, StanzaError};
+use crate::modules::dialect;
 use crate::stanza::{IqType, Kind, MessageType, PresenceType, Stanza};
 use crate::state::ServerState;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -128,8 +129,16 @@ fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
     candidates.into_iter().filter(|r| r.priority == top).collect()
 }
 
+/// Hands the stanza to one session, in the form that session understands: receipts
+/// become dialect `<receipt/>`s for dialect sessions, and standard sessions never see a
+/// dialect element or attribute (docs/dialect.md).
 fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
-    match resource.handle.deliver(&stanza.element) {
+    let converted = match (resource.dialect, stanza.kind) {
+        (true, Kind::Message(_)) => dialect::message_to_receipt(&stanza.element),
+        (false, _) => dialect::for_standard(&stanza.element),
+        _ => None,
+    };
+    match resource.handle.deliver(converted.as_ref().unwrap_or(&stanza.element)) {
         Ok(()) => Ok(Routed::Delivered),
         Err(DeliveryError::Full) => {
             tracing::warn!(to = %resource.jid, "recipient queue full, refusing stanza");

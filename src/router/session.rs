@@ -42,6 +42,7 @@ pub struct Session {
     dialect: bool,
     /// The client fetched its block list, so it gets block list pushes (XEP-0191 §3.3).
     blocklist_interested: bool,
+    receipts_sent: u64,
     /// The offline batch sent and not yet acknowledged.
     backlog: Option<offline::Backlog>,
     /// The client retrieves offline messages itself (XEP-0013): no automatic backlog.
@@ -68,6 +69,7 @@ impl Session {
             pushes_sent: 0,
             dialect: false,
             blocklist_interested: false,
+            receipts_sent: 0,
             backlog: None,
             flexible_offline: false,
             batches_sent: 0,
@@ -90,6 +92,10 @@ impl Session {
         if element.is("enable", dialect::NS) {
             return self.enable_dialect(state);
         }
+        let element = match self.from_dialect(element) {
+            Ok(element) => element,
+            Err(actions) => return actions,
+        };
         let mut stanza = match Stanza::parse(element).map_err(|b| *b) {
             Ok(stanza) => stanza,
             Err((ParseError::NotAStanza, el)) => {
@@ -128,6 +134,21 @@ impl Session {
         }
     }
 
+    /// A dialect `<receipt/>` becomes the standard receipt message that is routed and
+    /// stored like any other (docs/dialect.md); everything else passes unchanged.
+    fn from_dialect(&mut self, element: Element) -> Result<Element, Vec<Action>> {
+        if !self.dialect || !element.is("receipt", dialect::NS) {
+            return Ok(element);
+        }
+        self.receipts_sent += 1;
+        let id = format!("receipt-{}-{}", self.id, self.receipts_sent);
+        dialect::receipt_to_message(&element, &id).map_err(|error| {
+            let mut reply = error_reply(&element, &error);
+            reply.set("to", self.jid.as_str());
+            vec![Action::Write(writer::to_bytes(&reply))]
+        })
+    }
+
     /// The client opts into the dialect; idempotent. Before anything else it learns how
     /// many messages wait for it (docs/dialect.md).
     fn enable_dialect(&mut self, state: &ServerState) -> Vec<Action> {
@@ -151,7 +172,23 @@ impl Session {
         let ack_id = format!("offline-{}", self.batches_sent);
         let (stanzas, backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id);
         self.backlog = backlog;
-        stanzas.into_iter().map(Action::Write).collect()
+        stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes))).collect()
+    }
+
+    /// A stored message in the form this session understands, as in live delivery: a
+    /// receipt becomes a dialect `<receipt/>`, and standard sessions lose dialect
+    /// children. Most stored messages need nothing and are not parsed.
+    fn stored_form(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let mentions_dialect = bytes.windows(dialect::NS.len()).any(|w| w == dialect::NS.as_bytes());
+        if !self.dialect && !mentions_dialect {
+            return bytes;
+        }
+        let Some(message) = std::str::from_utf8(&bytes).ok().and_then(|text| text.parse::<Element>().ok()) else {
+            return bytes;
+        };
+        let converted =
+            if self.dialect { dialect::message_to_receipt(&message) } else { dialect::for_standard(&message) };
+        converted.map(|c| writer::to_bytes(&c)).unwrap_or(bytes)
     }
 
     fn backlog_acknowledged(&mut self, state: &ServerState) -> Vec<Action> {

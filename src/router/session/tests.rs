@@ -438,3 +438,44 @@ async fn dialect_sessions_get_server_time_and_sent_acks_and_retransmissions_are_
     assert!(matches!(actions[0], Action::AwaitDurable), "{actions:?}");
     assert_eq!(written(&actions[1..]).attr("id"), Some("x2"));
 }
+
+#[tokio::test]
+async fn receipts_reach_each_client_in_its_own_form_live_and_offline() {
+    let state = state();
+    let now = Instant::now();
+    let (mut dia, mut dia_box) = bind(&state, "alice@localhost/dialect", now);
+    dia.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
+    available(&state, &mut dia, 0, now);
+    let (mut std_bob, mut bob_box) = bind(&state, "bob@localhost/std", now);
+    available(&state, &mut std_bob, 0, now);
+    drain(&mut dia_box);
+    drain(&mut bob_box);
+
+    // Dialect → standard: a read receipt arrives as XEP-0333 displayed, no dialect element.
+    let read =
+        "<receipt xmlns='urn:stanzad:dialect:0' id='m1' to='bob@localhost' type='read' participant='x@localhost'/>";
+    dia.handle(&state, xml(read), now);
+    let got = drain(&mut bob_box);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].get_child("displayed", "urn:xmpp:chat-markers:0").and_then(|d| d.attr("id")), Some("m1"));
+    assert_eq!(got[0].attr("from"), Some("alice@localhost/dialect"));
+    assert!(got[0].children().all(|c| c.ns() != "urn:stanzad:dialect:0"), "no dialect element");
+
+    // Standard → dialect: an XEP-0184 receipt arrives as <receipt/>.
+    let received =
+        "<message xmlns='jabber:client' to='alice@localhost'><received xmlns='urn:xmpp:receipts' id='m2'/></message>";
+    std_bob.handle(&state, xml(received), now);
+    let got = drain(&mut dia_box);
+    assert!(got[0].is("receipt", "urn:stanzad:dialect:0"), "{got:?}");
+    assert_eq!((got[0].attr("id"), got[0].attr("from")), (Some("m2"), Some("bob@localhost/std")));
+
+    // Offline sender: the receipt waits like a message, and comes in the right form.
+    dia.on_end(&state);
+    std_bob.handle(&state, xml(received), now);
+    let (mut back, _b) = bind(&state, "alice@localhost/back", now);
+    back.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
+    let sent = writes(&back.handle(&state, xml("<presence xmlns='jabber:client'/>"), now));
+    let receipt = sent.iter().find(|e| e.name() == "receipt").expect("the stored receipt");
+    assert_eq!(receipt.attr("id"), Some("m2"));
+    assert!(receipt.attr("stamp").is_some(), "with the time it was stored");
+}
