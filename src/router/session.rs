@@ -92,7 +92,7 @@ impl Session {
         if element.is("enable", dialect::NS) {
             return self.enable_dialect(state);
         }
-        let element = match self.from_dialect(element) {
+        let element = match self.receipt_as_message(element) {
             Ok(element) => element,
             Err(actions) => return actions,
         };
@@ -136,7 +136,7 @@ impl Session {
 
     /// A dialect `<receipt/>` becomes the standard receipt message that is routed and
     /// stored like any other (docs/dialect.md); everything else passes unchanged.
-    fn from_dialect(&mut self, element: Element) -> Result<Element, Vec<Action>> {
+    fn receipt_as_message(&mut self, element: Element) -> Result<Element, Vec<Action>> {
         if !self.dialect || !element.is("receipt", dialect::NS) {
             return Ok(element);
         }
