@@ -23,22 +23,38 @@ impl Dedup {
         Dedup { window, per_sender, seen: Mutex::new(HashMap::new()) }
     }
 
-    /// True the first time a message is seen; false for a repeat within the window.
-    pub fn first_time(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
+    /// Whether this message was accepted before, within the window.
+    pub fn is_repeat(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
         let key = fingerprint(id, message);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let recent = seen.entry(sender.clone()).or_default();
+        let Some(recent) = seen.get_mut(sender) else { return false };
         while recent.front().is_some_and(|(_, at)| now.duration_since(*at) > self.window) {
             recent.pop_front();
         }
-        if recent.iter().any(|(k, _)| *k == key) {
-            return false;
+        recent.iter().any(|(k, _)| *k == key)
+    }
+
+    /// Remembers an accepted message (one that was refused may be sent again).
+    pub fn accepted(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) {
+        if self.per_sender == 0 {
+            return;
         }
+        let key = fingerprint(id, message);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = seen.entry(sender.clone()).or_default();
         if recent.len() >= self.per_sender {
             recent.pop_front();
         }
         recent.push_back((key, now));
-        true
+    }
+
+    #[cfg(test)]
+    fn first_time(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
+        let repeat = self.is_repeat(sender, id, message, now);
+        if !repeat {
+            self.accepted(sender, id, message, now);
+        }
+        !repeat
     }
 }
 

@@ -338,15 +338,19 @@ impl Session {
         }
         let id = stanza.id.as_deref().filter(|_| stanza.kind != Kind::Message(MessageType::Error));
         if let Some(id) = id {
-            if !state.dedup.first_time(&self.bare, id, &stanza.element, self.last_inbound) {
+            if state.dedup.is_repeat(&self.bare, id, &stanza.element, self.last_inbound) {
                 tracing::debug!(id, "retransmitted message not delivered again");
                 return self.sent_ack(id);
             }
         }
         let mut actions = self.route(state, stanza, &to);
-        // Taken (delivered or durably stored): the dialect's "sent" tick, after durability.
+        // Taken (delivered or durably stored): remembered against retransmission, and the
+        // dialect's "sent" tick, after durability. A refused message may be sent again.
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
-            actions.extend(id.map(|id| self.sent_ack(id)).unwrap_or_default());
+            if let Some(id) = id {
+                state.dedup.accepted(&self.bare, id, &stanza.element, self.last_inbound);
+                actions.extend(self.sent_ack(id));
+            }
         }
         actions
     }
