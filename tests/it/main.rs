@@ -9,6 +9,7 @@ mod blocking;
 mod framing;
 mod iq;
 mod last_activity;
+mod offline;
 mod presence_rfc6121;
 mod roster;
 mod routing;
