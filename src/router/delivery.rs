@@ -94,7 +94,9 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
     match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) => {
             let top = highest_priority(&resources);
-            if top.is_empty() {
+            // No resource to take it, or one still receiving older stored messages: store,
+            // so it arrives after them.
+            if top.is_empty() || top.iter().any(|r| r.draining) {
                 // RFC 6121 §8.5.2.2.1: no available resource: store (XEP-0160).
                 return super::offline::store(state, stanza, bare);
             }

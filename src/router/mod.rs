@@ -148,6 +148,9 @@ pub struct Resource {
     pub presence: Option<Arc<Element>>,
     /// The session enabled the dialect (docs/dialect.md).
     pub dialect: bool,
+    /// The session is receiving its offline backlog: new messages to the bare JID queue
+    /// behind it, so nothing overtakes older stored messages.
+    pub draining: bool,
 }
 
 #[derive(Default)]
@@ -173,7 +176,7 @@ impl Router {
         let mut accounts = self.write();
         let resources = accounts.entry(jid.to_bare()).or_default();
         let old = resources.iter().position(|r| r.jid == jid).map(|i| resources.remove(i));
-        resources.push(Resource { jid, handle, priority: None, presence: None, dialect: false });
+        resources.push(Resource { jid, handle, priority: None, presence: None, dialect: false, draining: false });
         old
     }
 
@@ -202,11 +205,18 @@ impl Router {
 
     /// Marks a session as speaking the dialect.
     pub fn set_dialect(&self, jid: &FullJid, id: u64) {
+        self.update(jid, id, |r| r.dialect = true);
+    }
+
+    /// Marks whether a session is receiving its offline backlog.
+    pub fn set_draining(&self, jid: &FullJid, id: u64, draining: bool) {
+        self.update(jid, id, |r| r.draining = draining);
+    }
+
+    fn update(&self, jid: &FullJid, id: u64, change: impl Fn(&mut Resource)) {
         let mut accounts = self.write();
         if let Some(resources) = accounts.get_mut(&jid.to_bare()) {
-            for r in resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id) {
-                r.dialect = true;
-            }
+            resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id).for_each(change);
         }
     }
 

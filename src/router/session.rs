@@ -171,6 +171,7 @@ impl Session {
         self.batches_sent += 1;
         let ack_id = format!("offline-{}", self.batches_sent);
         let (stanzas, backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id);
+        state.router.set_draining(&self.jid, self.id, backlog.is_some());
         self.backlog = backlog;
         stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes))).collect()
     }

@@ -479,3 +479,32 @@ async fn receipts_reach_each_client_in_its_own_form_live_and_offline() {
     assert_eq!(receipt.attr("id"), Some("m2"));
     assert!(receipt.attr("stamp").is_some(), "with the time it was stored");
 }
+
+#[tokio::test]
+async fn a_message_arriving_during_the_backlog_queues_behind_it() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let old = "<message xmlns='jabber:client' to='bob@localhost' id='old'><body>1</body></message>";
+    alice.handle(&state, xml(old), now);
+    let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
+    let first = writes(&bob.handle(&state, xml("<presence xmlns='jabber:client'/>"), now));
+    assert_eq!(first.iter().filter(|e| e.name() == "message").count(), 1);
+    let ack_id = first.last().and_then(|p| p.attr("id")).expect("ack ping").to_owned();
+
+    let new = "<message xmlns='jabber:client' to='bob@localhost' id='new'><body>2</body></message>";
+    assert!(matches!(alice.handle(&state, xml(new), now)[..], [Action::AwaitDurable]), "queued, not live");
+    assert!(drain(&mut bob_box).iter().all(|e| e.name() != "message"));
+
+    let ack = format!("<iq xmlns='jabber:client' type='result' id='{ack_id}'/>");
+    let next = writes(&bob.handle(&state, xml(&ack), now));
+    let ids: Vec<&str> = next.iter().filter(|e| e.name() == "message").filter_map(|e| e.attr("id")).collect();
+    assert_eq!(ids, vec!["new"], "after the older one");
+    let last_ack = next.last().and_then(|p| p.attr("id")).expect("ack ping").to_owned();
+    bob.handle(&state, xml(&format!("<iq xmlns='jabber:client' type='result' id='{last_ack}'/>")), now);
+
+    // Drained: live again.
+    let live = "<message xmlns='jabber:client' to='bob@localhost' id='live'><body>3</body></message>";
+    assert!(alice.handle(&state, xml(live), now).is_empty());
+    assert!(drain(&mut bob_box).iter().any(|e| e.attr("id") == Some("live")));
+}
