@@ -137,4 +137,51 @@ mod tests {
         assert!(for_standard(&chat).is_none(), "nothing to remove");
         assert!(receipt_to_message(&xml("<receipt xmlns='urn:stanzad:dialect:0' to='a@x'/>"), "r").is_err());
     }
+
+    /// Names, namespaces, attribute names and children: the shape, not the values.
+    fn assert_same_shape(made: &Element, golden: &Element) {
+        assert_eq!((made.name(), made.ns()), (golden.name(), golden.ns()));
+        let names = |e: &Element| {
+            let mut names: Vec<String> = e.attrs().iter().map(|((_, name), _)| name.to_string()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(made), names(golden), "attributes of <{}>", made.name());
+        assert_eq!(made.children().count(), golden.children().count(), "children of <{}>", made.name());
+        for (m, g) in made.children().zip(golden.children()) {
+            assert_same_shape(m, g);
+        }
+    }
+
+    /// The golden examples in schemas/examples/ (validated against schemas/dialect.xsd in
+    /// CI by tests/schemas/validate.py) are what the code sends and accepts.
+    #[test]
+    fn the_code_speaks_the_golden_examples() {
+        let golden = |text: &str| xml(text.trim());
+        assert_same_shape(&offline_count("localhost", 5), &golden(include_str!("../../schemas/examples/ib.xml")));
+        assert_same_shape(&sent_ack("x1", 1), &golden(include_str!("../../schemas/examples/ack.xml")));
+        let enabled = crate::xml::el("enabled", NS);
+        assert_same_shape(&enabled, &golden(include_str!("../../schemas/examples/enabled.xml")));
+        for sent in [
+            include_str!("../../schemas/examples/receipt-sent.xml"),
+            include_str!("../../schemas/examples/receipt-read-sent.xml"),
+        ] {
+            let message = receipt_to_message(&golden(sent), "r1").expect("a valid receipt");
+            let mut message = message.clone();
+            message.set("from", "bob@localhost/phone");
+            message.append_child(crate::xml::el("delay", "urn:xmpp:delay").with("stamp", "2026-11-22T19:05:27Z"));
+            let delivered = message_to_receipt(&message).expect("back to a receipt");
+            if sent.contains("read") {
+                let golden_delivered = golden(include_str!("../../schemas/examples/receipt-delivered.xml"));
+                assert_same_shape(&delivered, &golden_delivered);
+            }
+        }
+        let feature: Element = crate::stream::features::after_auth(&crate::config::Config::default())
+            .replace("<stream:features>", "<features xmlns='urn:x'>")
+            .replace("</stream:features>", "</features>")
+            .parse()
+            .expect("features");
+        let offered = feature.get_child("dialect", NS).expect("the dialect feature is offered");
+        assert_same_shape(offered, &golden(include_str!("../../schemas/examples/feature.xml")));
+    }
 }
