@@ -99,7 +99,10 @@ pub fn for_standard(element: &Element) -> Option<Element> {
         return None;
     }
     let mut copy = element.clone();
-    while copy.remove_child("participant", NS).is_some() {}
+    let dialect_children: Vec<String> = copy.children().filter(|c| c.ns() == NS).map(|c| c.name().to_owned()).collect();
+    for name in dialect_children {
+        while copy.remove_child(&name, NS).is_some() {}
+    }
     copy.unset(LAST);
     Some(copy)
 }

@@ -179,8 +179,9 @@ impl Session {
     /// A stored message in the form this session understands, as in live delivery: a
     /// receipt becomes a dialect `<receipt/>`, and standard sessions lose dialect
     /// children. Most stored messages need nothing and are not parsed.
-    fn stored_form(&self, bytes: Vec<u8>) -> Vec<u8> {
-        let mentions_dialect = bytes.windows(dialect::NS.len()).any(|w| w == dialect::NS.as_bytes());
+    pub(super) fn stored_form(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        let mentions_dialect = contains(dialect::NS.as_bytes()) || contains(b" last=");
         if !self.dialect && !mentions_dialect {
             return bytes;
         }
@@ -310,6 +311,8 @@ impl Session {
             if target == Target::Account(self.bare.clone()) {
                 self.roster_interested |= roster::is_get(stanza);
                 self.blocklist_interested |= crate::modules::blocking::is_get(stanza);
+                // XEP-0013 §2.2/§2.3: a client that counts or lists retrieves by itself.
+                self.flexible_offline |= stanza.element.children().any(|q| q.attr("node") == Some(flexible::NS));
                 if let Some(payload) = stanza.element.children().next().filter(|p| p.is("offline", flexible::NS)) {
                     if matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Get | crate::stanza::IqType::Set)) {
                         return self.on_flexible_offline(state, stanza, &payload.clone());

@@ -55,7 +55,7 @@ impl Session {
     /// A stored message as XEP-0013 sends it: marked with its node.
     fn flagged(&self, message: &OfflineMessage) -> Action {
         let marker = format!("<offline xmlns='{NS}'><item node='{}'/></offline></message>", node(message));
-        let mut bytes = message.stanza.clone();
+        let mut bytes = self.stored_form(message.stanza.clone());
         if bytes.ends_with(b"</message>") {
             bytes.truncate(bytes.len() - b"</message>".len());
             bytes.extend_from_slice(marker.as_bytes());

@@ -73,10 +73,13 @@ impl Session {
             Err(error) => return self.reply_error(stanza, error),
         };
         let initial = self.priority.is_none();
+        // `last` is the server's to give (docs/dialect.md); a client's own means nothing.
+        let mut element = stanza.element.clone();
+        element.unset(crate::modules::dialect::LAST);
         // XEP-0160: the backlog goes to the first presence with a non-negative priority.
         let wants_backlog = priority >= 0 && self.priority.is_none_or(|p| p < 0) && self.backlog.is_none();
         self.priority = Some(priority);
-        let presence = Arc::new(stanza.element.clone());
+        let presence = Arc::new(element);
         state.router.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
         let _ = presence::broadcast(state, &self.jid, &presence, Some(self.id));
         let mut actions = Vec::new();
