@@ -353,7 +353,10 @@ impl Session {
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
             if let Some(id) = id {
                 state.dedup.accepted(&self.bare, id, &stanza.element, self.last_inbound);
-                actions.extend(self.sent_ack(id));
+                // Receipts are not acknowledged: their message id is the server's own.
+                if dialect::message_to_receipt(&stanza.element).is_none() {
+                    actions.extend(self.sent_ack(id));
+                }
             }
         }
         actions

@@ -104,8 +104,8 @@ impl Session {
         presence.set("from", self.jid.as_str());
         let told = presence::broadcast(state, &self.jid, &presence, Some(self.id));
         for to in std::mem::take(&mut self.directed) {
-            if to.resource().is_none() && told.contains(&to.to_bare()) {
-                continue; // already got the broadcast
+            if told.contains(&to.to_bare()) {
+                continue; // the broadcast reached that contact's available resources
             }
             presence.set("to", to.as_str());
             if let Ok(stanza) = Stanza::parse(presence.clone()) {
