@@ -16,11 +16,17 @@ pub struct Dedup {
     window: Duration,
     per_sender: usize,
     seen: Mutex<HashMap<BareJid, VecDeque<(u64, Instant)>>>,
+    /// Accepted messages since the last sweep of expired entries.
+    since_sweep: std::sync::atomic::AtomicUsize,
 }
+
+/// Every this many accepted messages, expired entries of all senders are dropped, so
+/// senders who went quiet do not keep memory.
+const SWEEP_EVERY: usize = 4096;
 
 impl Dedup {
     pub fn new(window: Duration, per_sender: usize) -> Dedup {
-        Dedup { window, per_sender, seen: Mutex::new(HashMap::new()) }
+        Dedup { window, per_sender, seen: Mutex::new(HashMap::new()), since_sweep: Default::default() }
     }
 
     /// Whether this message was accepted before, within the window.
@@ -41,6 +47,13 @@ impl Dedup {
         }
         let key = fingerprint(id, message);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if self.since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= SWEEP_EVERY {
+            self.since_sweep.store(0, std::sync::atomic::Ordering::Relaxed);
+            seen.retain(|_, recent| {
+                recent.retain(|(_, at)| now.duration_since(*at) <= self.window);
+                !recent.is_empty()
+            });
+        }
         let recent = seen.entry(sender.clone()).or_default();
         if recent.len() >= self.per_sender {
             recent.pop_front();
@@ -86,6 +99,20 @@ mod tests {
         assert!(dedup.first_time(&alice, "1", &msg("bob@x", "other"), now), "same id, other message");
         assert!(dedup.first_time(&alice, "1", &msg("carol@x", "hi"), now), "same id, other recipient");
         assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now + Duration::from_secs(601)), "expired");
+    }
+
+    #[test]
+    fn quiet_senders_are_forgotten() {
+        let dedup = Dedup::new(Duration::from_secs(10), 1000);
+        let now = Instant::now();
+        for i in 0..SWEEP_EVERY {
+            let sender = BareJid::new(&format!("u{i}@x")).expect("jid");
+            dedup.accepted(&sender, "1", &msg("bob@x", "hi"), now);
+        }
+        let later = now + Duration::from_secs(11);
+        let alice = BareJid::new("alice@x").expect("jid");
+        dedup.accepted(&alice, "1", &msg("bob@x", "hi"), later);
+        assert!(dedup.seen.lock().expect("lock").len() <= 2, "expired senders swept");
     }
 
     #[test]
