@@ -9,7 +9,8 @@ pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
 /// What the server itself supports.
-const SERVER_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS, version::NS, last::NS, blocking::NS, flexible::NS];
+const SERVER_FEATURES: &[&str] =
+    &[NS_INFO, NS_ITEMS, ping::NS, version::NS, last::NS, blocking::NS, flexible::NS, crate::router::carbons::NS];
 /// What the server does on behalf of every account.
 const ACCOUNT_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS, last::NS];
 

@@ -43,7 +43,13 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
     }
     match to.try_as_full() {
         Ok(full) => match state.router.resource(full) {
-            Some(resource) => deliver_one(&resource, stanza),
+            Some(resource) => {
+                let outcome = deliver_one(&resource, stanza);
+                if outcome.is_ok() {
+                    super::carbons::received(state, &bare, stanza, std::slice::from_ref(full));
+                }
+                outcome
+            }
             None => to_unconnected_full_jid(state, stanza, &bare),
         },
         Err(_) => to_bare_jid(state, stanza, &bare),
@@ -100,7 +106,12 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
                 // RFC 6121 §8.5.2.2.1: no available resource: store (XEP-0160).
                 return super::offline::store(state, stanza, bare);
             }
-            deliver_any(&top, stanza)
+            let outcome = deliver_any(&top, stanza);
+            if outcome.is_ok() {
+                let delivered: Vec<_> = top.iter().map(|r| r.jid.clone()).collect();
+                super::carbons::received(state, bare, stanza, &delivered);
+            }
+            outcome
         }
         Kind::Message(MessageType::Headline) => {
             let _ = deliver_any(&non_negative(&resources), stanza);

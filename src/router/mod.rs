@@ -4,6 +4,7 @@
 //! The registry is a map under a short-held `RwLock` (never held across an await);
 //! sessions are reached through [`SessionHandle`]s, bounded channels into their tasks.
 
+pub mod carbons;
 pub mod dedup;
 pub mod delivery;
 pub mod offline;
@@ -151,6 +152,8 @@ pub struct Resource {
     /// The session is receiving its offline backlog: new messages to the bare JID queue
     /// behind it, so nothing overtakes older stored messages.
     pub draining: bool,
+    /// The session enabled message carbons (XEP-0280).
+    pub carbons: bool,
 }
 
 #[derive(Default)]
@@ -176,7 +179,15 @@ impl Router {
         let mut accounts = self.write();
         let resources = accounts.entry(jid.to_bare()).or_default();
         let old = resources.iter().position(|r| r.jid == jid).map(|i| resources.remove(i));
-        resources.push(Resource { jid, handle, priority: None, presence: None, dialect: false, draining: false });
+        resources.push(Resource {
+            jid,
+            handle,
+            priority: None,
+            presence: None,
+            dialect: false,
+            draining: false,
+            carbons: false,
+        });
         old
     }
 
@@ -206,6 +217,11 @@ impl Router {
     /// Marks a session as speaking the dialect.
     pub fn set_dialect(&self, jid: &FullJid, id: u64) {
         self.update(jid, id, |r| r.dialect = true);
+    }
+
+    /// Marks whether a session wants carbon copies.
+    pub fn set_carbons(&self, jid: &FullJid, id: u64, enabled: bool) {
+        self.update(jid, id, |r| r.carbons = enabled);
     }
 
     /// Marks whether a session is receiving its offline backlog.

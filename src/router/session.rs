@@ -126,6 +126,22 @@ impl Session {
         }
     }
 
+    /// XEP-0280 §3: `<enable/>` and `<disable/>` (iq set to our own account).
+    fn carbons_request(&mut self, state: &ServerState, stanza: &Stanza) -> Option<Vec<Action>> {
+        let payload = stanza.element.children().next().filter(|p| p.ns() == super::carbons::NS)?;
+        let enable = match (payload.name(), stanza.kind) {
+            ("enable", Kind::Iq(crate::stanza::IqType::Set)) => true,
+            ("disable", Kind::Iq(crate::stanza::IqType::Set)) => false,
+            _ => return Some(self.reply_error(stanza, StanzaError::new(Condition::BadRequest))),
+        };
+        state.router.set_carbons(&self.jid, self.id, enable);
+        let result = el("iq", NS_CLIENT)
+            .with("type", "result")
+            .with("id", stanza.id.clone().unwrap_or_default())
+            .with("to", self.jid.as_str());
+        Some(vec![Action::Write(writer::to_bytes(&result))])
+    }
+
     /// Whether this session gets pushes of that list.
     fn wants(&self, kind: PushKind) -> bool {
         match kind {
@@ -313,6 +329,9 @@ impl Session {
                 self.blocklist_interested |= crate::modules::blocking::is_get(stanza);
                 // XEP-0013 §2.2/§2.3: a client that counts or lists retrieves by itself.
                 self.flexible_offline |= stanza.element.children().any(|q| q.attr("node") == Some(flexible::NS));
+                if let Some(carbons) = self.carbons_request(state, stanza) {
+                    return carbons;
+                }
                 if let Some(payload) = stanza.element.children().next().filter(|p| p.is("offline", flexible::NS)) {
                     if matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Get | crate::stanza::IqType::Set)) {
                         return self.on_flexible_offline(state, stanza, &payload.clone());
@@ -351,6 +370,7 @@ impl Session {
         // Taken (delivered or durably stored): remembered against retransmission, and the
         // dialect's "sent" tick, after durability. A refused message may be sent again.
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
+            super::carbons::sent(state, &self.jid, stanza);
             if let Some(id) = id {
                 state.dedup.accepted(&self.bare, id, &stanza.element, self.last_inbound);
                 // Receipts are not acknowledged: their message id is the server's own.

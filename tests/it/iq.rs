@@ -161,6 +161,7 @@ async fn disco_info_of_the_server_lists_exactly_what_works() {
             "jabber:iq:last",
             "urn:xmpp:blocking",
             "http://jabber.org/protocol/offline",
+            "urn:xmpp:carbons:2",
         ],
     );
 }

@@ -508,3 +508,64 @@ async fn a_message_arriving_during_the_backlog_queues_behind_it() {
     assert!(alice.handle(&state, xml(live), now).is_empty());
     assert!(drain(&mut bob_box).iter().any(|e| e.attr("id") == Some("live")));
 }
+
+#[tokio::test]
+async fn carbons_copy_chat_to_the_other_enabled_resources() {
+    const CARBONS: &str = "urn:xmpp:carbons:2";
+    let state = state();
+    let now = Instant::now();
+    let (mut phone, mut phone_box) = bind(&state, "alice@localhost/phone", now);
+    let (mut laptop, mut laptop_box) = bind(&state, "alice@localhost/laptop", now);
+    let (mut tablet, mut tablet_box) = bind(&state, "alice@localhost/tablet", now);
+    let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
+    for (session, priority) in [(&mut phone, 5), (&mut laptop, 1), (&mut tablet, 1)] {
+        available(&state, session, priority, now);
+    }
+    available(&state, &mut bob, 0, now);
+    let enable = "<iq xmlns='jabber:client' type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>";
+    for session in [&mut phone, &mut laptop] {
+        assert_eq!(written(&session.handle(&state, xml(enable), now)).attr("type"), Some("result"));
+    }
+    for mailbox in [&mut phone_box, &mut laptop_box, &mut tablet_box, &mut bob_box] {
+        drain(mailbox);
+    }
+
+    // Received: bob's message goes to the phone (highest priority); the laptop gets a copy,
+    // the tablet (carbons off) does not.
+    let to_alice = "<message xmlns='jabber:client' to='alice@localhost' type='chat' id='r1'><body>hi</body></message>";
+    bob.handle(&state, xml(to_alice), now);
+    assert_eq!(drain(&mut phone_box)[0].attr("id"), Some("r1"));
+    let copy = drain(&mut laptop_box);
+    assert_eq!(copy.len(), 1);
+    assert_eq!((copy[0].attr("from"), copy[0].attr("to")), (Some("alice@localhost"), Some("alice@localhost/laptop")));
+    let forwarded = copy[0]
+        .get_child("received", CARBONS)
+        .and_then(|r| r.get_child("forwarded", "urn:xmpp:forward:0"))
+        .and_then(|f| f.get_child("message", NS_CLIENT))
+        .expect("the original inside");
+    assert_eq!((forwarded.attr("id"), forwarded.attr("from")), (Some("r1"), Some("bob@localhost/b")));
+    assert!(drain(&mut tablet_box).is_empty());
+
+    // Sent: the phone's message to bob is copied to the laptop, not back to the phone.
+    let to_bob = "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='s1'><body>yo</body></message>";
+    phone.handle(&state, xml(to_bob), now);
+    let sent = drain(&mut laptop_box);
+    assert!(sent[0].get_child("sent", CARBONS).is_some(), "{sent:?}");
+    assert!(drain(&mut phone_box).is_empty());
+
+    // Private, no-copy, and non-chat messages are not copied.
+    for excluded in [
+        "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='p'><body>x</body><private xmlns='urn:xmpp:carbons:2'/></message>",
+        "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='n'><body>x</body><no-copy xmlns='urn:xmpp:hints'/></message>",
+        "<message xmlns='jabber:client' to='bob@localhost' type='normal' id='o'><body>x</body></message>",
+    ] {
+        phone.handle(&state, xml(excluded), now);
+        assert!(drain(&mut laptop_box).is_empty(), "{excluded}");
+    }
+
+    // Disabled: no more copies.
+    let disable = "<iq xmlns='jabber:client' type='set' id='d'><disable xmlns='urn:xmpp:carbons:2'/></iq>";
+    laptop.handle(&state, xml(disable), now);
+    phone.handle(&state, xml(&to_bob.replace("s1", "s2")), now);
+    assert!(drain(&mut laptop_box).is_empty());
+}
