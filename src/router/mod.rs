@@ -5,6 +5,7 @@
 //! sessions are reached through [`SessionHandle`]s, bounded channels into their tasks.
 
 pub mod carbons;
+pub mod csi;
 pub mod dedup;
 pub mod delivery;
 pub mod offline;

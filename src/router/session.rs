@@ -2,7 +2,7 @@
 //! `handle(element, now)`, `deliver(element)` and `tick(now)` return the [`Action`]s the
 //! connection task carries out. Time is passed in (tokio's clock, so tests can pause it).
 
-use super::{delivery, offline, Delivery, PushKind};
+use super::{csi, delivery, offline, Delivery, PushKind};
 use crate::error::{Condition, StanzaError};
 use crate::modules::{self, Target};
 use crate::modules::{dialect, roster};
@@ -43,6 +43,10 @@ pub struct Session {
     /// The client fetched its block list, so it gets block list pushes (XEP-0191 §3.3).
     blocklist_interested: bool,
     receipts_sent: u64,
+    /// XEP-0352: the client said it is inactive; presence updates wait in `held`.
+    inactive: bool,
+    /// Held presence, the latest per sender, in arrival order.
+    held: Vec<(String, Vec<u8>)>,
     /// The offline batch sent and not yet acknowledged.
     backlog: Option<offline::Backlog>,
     /// The client retrieves offline messages itself (XEP-0013): no automatic backlog.
@@ -70,6 +74,8 @@ impl Session {
             dialect: false,
             blocklist_interested: false,
             receipts_sent: 0,
+            inactive: false,
+            held: Vec::new(),
             backlog: None,
             flexible_offline: false,
             batches_sent: 0,
@@ -91,6 +97,9 @@ impl Session {
         self.ping = None; // any traffic proves the client alive
         if element.is("enable", dialect::NS) {
             return self.enable_dialect(state);
+        }
+        if element.ns() == csi::NS {
+            return self.client_state(&element);
         }
         let element = match self.receipt_as_message(element) {
             Ok(element) => element,
@@ -123,6 +132,24 @@ impl Session {
             Kind::Iq(_) => self.on_iq(state, &stanza),
             Kind::Message(_) => self.on_message(state, &stanza),
             Kind::Presence(_) => self.on_presence(state, &stanza),
+        }
+    }
+
+    /// XEP-0352: `<inactive/>` holds presence updates; `<active/>` releases them.
+    fn client_state(&mut self, element: &Element) -> Vec<Action> {
+        match element.name() {
+            "inactive" => {
+                self.inactive = true;
+                Vec::new()
+            }
+            "active" => {
+                self.inactive = false;
+                std::mem::take(&mut self.held).into_iter().map(|(_, bytes)| Action::Write(bytes)).collect()
+            }
+            other => {
+                let text = format!("<{other}/> is not a client state");
+                vec![Action::End(StreamEnd::error(StreamCondition::UnsupportedStanzaType, text))]
+            }
         }
     }
 
@@ -219,6 +246,13 @@ impl Session {
     /// What the router delivered to us.
     pub fn deliver(&mut self, delivery: &Delivery) -> Vec<Action> {
         match delivery {
+            Delivery::Bytes(bytes) if self.inactive => match csi::held_presence_sender(bytes) {
+                Some(from) => {
+                    csi::hold(&mut self.held, from, bytes.to_vec());
+                    Vec::new()
+                }
+                None => vec![Action::Write(bytes.to_vec())],
+            },
             Delivery::Bytes(bytes) => vec![Action::Write(bytes.to_vec())],
             Delivery::Push(kind, payload) if self.wants(*kind) => {
                 self.pushes_sent += 1;

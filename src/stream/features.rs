@@ -7,7 +7,8 @@ use crate::xml::{NS_BIND, NS_LIMITS, NS_SASL, NS_SASL_CB, NS_SESSION, NS_TLS};
 /// RFC 6121 §2.6.1: roster versioning; §3.4: subscription pre-approval; and the
 /// opt-in dialect of docs/dialect.md.
 const SESSION_FEATURES: &str = "<ver xmlns='urn:xmpp:features:rosterver'/>\
-     <sub xmlns='urn:xmpp:features:pre-approval'/><dialect xmlns='urn:stanzad:dialect:0'/>";
+     <sub xmlns='urn:xmpp:features:pre-approval'/><dialect xmlns='urn:stanzad:dialect:0'/>\
+     <csi xmlns='urn:xmpp:csi:0'/>";
 
 /// Before TLS on the STARTTLS port: TLS, required unless plaintext is allowed.
 pub fn before_tls(config: &Config) -> String {

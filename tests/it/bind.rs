@@ -21,6 +21,7 @@ async fn features_after_auth_offer_bind_session_and_limits() {
            <ver xmlns='urn:xmpp:features:rosterver'/>\
            <sub xmlns='urn:xmpp:features:pre-approval'/>\
            <dialect xmlns='urn:stanzad:dialect:0'/>\
+           <csi xmlns='urn:xmpp:csi:0'/>\
            <limits xmlns='urn:xmpp:stream-limits:0'>\
              <max-bytes>262144</max-bytes><idle-seconds>360</idle-seconds>\
            </limits>\

@@ -569,3 +569,33 @@ async fn carbons_copy_chat_to_the_other_enabled_resources() {
     phone.handle(&state, xml(&to_bob.replace("s1", "s2")), now);
     assert!(drain(&mut laptop_box).is_empty());
 }
+
+#[tokio::test]
+async fn an_inactive_client_gets_messages_at_once_and_only_the_latest_presence_later() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    available(&state, &mut alice, 0, now);
+    assert!(alice.handle(&state, xml("<inactive xmlns='urn:xmpp:csi:0'/>"), now).is_empty());
+
+    let presence = |show: &str| {
+        let p: Element =
+            format!("<presence xmlns='jabber:client' from='bob@localhost/b'><show>{show}</show></presence>")
+                .parse()
+                .expect("xml");
+        Delivery::Bytes(writer::to_bytes(&p).into())
+    };
+    assert!(alice.deliver(&presence("away")).is_empty(), "held");
+    assert!(alice.deliver(&presence("dnd")).is_empty(), "held, replacing the first");
+    let message: Element =
+        "<message xmlns='jabber:client' from='bob@localhost/b'><body>hi</body></message>".parse().expect("xml");
+    assert_eq!(alice.deliver(&Delivery::Bytes(writer::to_bytes(&message).into())).len(), 1, "messages go at once");
+    let subscribe: Element =
+        "<presence xmlns='jabber:client' from='carol@localhost' type='subscribe'/>".parse().expect("xml");
+    assert_eq!(alice.deliver(&Delivery::Bytes(writer::to_bytes(&subscribe).into())).len(), 1, "requests go at once");
+
+    let released = writes(&alice.handle(&state, xml("<active xmlns='urn:xmpp:csi:0'/>"), now));
+    assert_eq!(released.len(), 1, "only the latest presence of bob");
+    assert_eq!(released[0].get_child("show", NS_CLIENT).map(|s| s.text()).as_deref(), Some("dnd"));
+    assert_eq!(alice.deliver(&presence("chat")).len(), 1, "active again: at once");
+}
