@@ -146,11 +146,17 @@ fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
 /// become dialect `<receipt/>`s for dialect sessions, and standard sessions never see a
 /// dialect element or attribute (docs/dialect.md).
 fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
-    let converted = match (resource.dialect, stanza.kind) {
+    let mut converted = match (resource.dialect, stanza.kind) {
         (true, Kind::Message(_)) => dialect::message_to_receipt(&stanza.element),
         (false, _) => dialect::for_standard(&stanza.element),
         _ => None,
     };
+    // XEP-0280 §8: the `<private/>` marker is for servers; the recipient does not get it.
+    if stanza.element.get_child("private", super::carbons::NS).is_some() {
+        let mut stripped = converted.take().unwrap_or_else(|| stanza.element.clone());
+        while stripped.remove_child("private", super::carbons::NS).is_some() {}
+        converted = Some(stripped);
+    }
     match resource.handle.deliver(converted.as_ref().unwrap_or(&stanza.element)) {
         Ok(()) => Ok(Routed::Delivered),
         Err(DeliveryError::Full) => {

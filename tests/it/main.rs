@@ -6,6 +6,8 @@ mod support;
 mod admin;
 mod bind;
 mod blocking;
+mod carbons;
+mod csi;
 mod dialect;
 mod flexible_offline;
 mod framing;
