@@ -59,6 +59,20 @@ pub fn receipt_to_message(receipt: &Element, message_id: &str) -> Result<Element
     Ok(message)
 }
 
+/// A `<receipt/>` as delivered to a dialect session, back in its routed form (for a
+/// session that ended before taking it).
+pub fn receipt_back_to_message(receipt: &Element) -> Option<Element> {
+    if !receipt.is("receipt", NS) {
+        return None;
+    }
+    let id = format!("receipt-rerouted-{}", receipt.attr("id").unwrap_or_default());
+    let mut message = receipt_to_message(receipt, &id).ok()?;
+    if let Some(from) = receipt.attr("from") {
+        message.set("from", from);
+    }
+    Some(message)
+}
+
 /// The dialect form of a receipt message, for a dialect recipient; None if the message is
 /// not a receipt (it then goes as it is).
 pub fn message_to_receipt(message: &Element) -> Option<Element> {

@@ -56,6 +56,8 @@ fn set(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
     }
     let (name, groups) = parse_details(item)?;
     let state = request.state;
+    // Subscription changes write the same item: never interleave with them.
+    let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
     let existing = state.store.roster_item(owner, &contact).map_err(storage_fault)?;
     // §2.1.2.5: the client cannot set subscription states; only name and groups change.
     let mut updated = existing.unwrap_or_else(|| RosterItem::new(&contact));
@@ -93,12 +95,14 @@ fn parse_details(item: &Element) -> Result<(Option<String>, Vec<String>), Condit
 /// §2.5.2: removal also ends both directions of the subscription.
 fn remove(request: &Request, owner: &BareJid, contact: &BareJid) -> Result<Element, Condition> {
     let state = request.state;
+    let guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
     let item = state.store.roster_item(owner, contact).map_err(storage_fault)?.ok_or(Condition::ItemNotFound)?;
     let pending_in = state.store.pending_in(owner).map_err(storage_fault)?.iter().any(|(jid, _)| jid == contact);
     let before = subscription::State { subscription: item.subscription, pending_out: item.ask, pending_in };
     if let Some(version) = state.store.remove_roster_item(owner, contact).map_err(storage_fault)? {
         push(state, owner, el("item", NS).with("jid", contact.as_str()).with("subscription", "remove"), version);
     }
+    drop(guard); // roster_removed takes it again
     subscription::roster_removed(state, owner, contact, before).map_err(storage_fault)?;
     Ok(request.result())
 }

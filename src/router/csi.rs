@@ -19,8 +19,17 @@ pub fn held_presence_sender(bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// Most senders whose presence is held; beyond it everything held goes out at once, so
+/// other users cannot grow a sleeping client's memory.
+pub const MAX_HELD: usize = 1000;
+
 /// Keeps only the latest presence of each sender, in the order senders last changed.
-pub fn hold(held: &mut Vec<(String, Vec<u8>)>, from: String, bytes: Vec<u8>) {
+/// Returns what must go out now because the cap was reached.
+pub fn hold(held: &mut Vec<(String, Vec<u8>)>, from: String, bytes: Vec<u8>) -> Vec<Vec<u8>> {
     held.retain(|(sender, _)| *sender != from);
     held.push((from, bytes));
+    if held.len() > MAX_HELD {
+        return std::mem::take(held).into_iter().map(|(_, b)| b).collect();
+    }
+    Vec::new()
 }

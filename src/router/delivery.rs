@@ -104,7 +104,9 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
             // so it arrives after them.
             if top.is_empty() || top.iter().any(|r| r.draining) {
                 // RFC 6121 §8.5.2.2.1: no available resource: store (XEP-0160).
-                return super::offline::store(state, stanza, bare);
+                let outcome = super::offline::store(state, stanza, bare);
+                wake_if_idle(state, bare);
+                return outcome;
             }
             let outcome = deliver_any(&top, stanza);
             if outcome.is_ok() {
@@ -131,6 +133,19 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
     }
 }
 
+/// A resource may have become available, or finished its backlog, between our look and
+/// the store: one that is available and not draining is told to look again, so the
+/// message does not wait for its next login.
+fn wake_if_idle(state: &ServerState, bare: &BareJid) {
+    let resources = state.router.resources(bare);
+    let top = highest_priority(&resources);
+    if !top.is_empty() && top.iter().all(|r| !r.draining) {
+        for resource in top {
+            let _ = resource.handle.send(super::Delivery::Wake);
+        }
+    }
+}
+
 fn non_negative(resources: &[Resource]) -> Vec<&Resource> {
     resources.iter().filter(|r| matches!(r.priority, Some(p) if p >= 0)).collect()
 }
@@ -147,6 +162,7 @@ fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
 /// dialect element or attribute (docs/dialect.md).
 fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
     let mut converted = match (resource.dialect, stanza.kind) {
+        (true, Kind::Message(MessageType::Error)) => None,
         (true, Kind::Message(_)) => dialect::message_to_receipt(&stanza.element),
         (false, _) => dialect::for_standard(&stanza.element),
         _ => None,
@@ -183,6 +199,17 @@ fn deliver_any(targets: &[&Resource], stanza: &Stanza) -> Outcome {
 /// resources if the rules allow; otherwise the sender gets `recipient-unavailable`
 /// (RFC 6120 §8.3.3.14), so nothing vanishes without a word.
 pub fn reroute(state: &ServerState, element: crate::xml::Element) {
+    // A receipt converted for a dialect session goes back to its routed form.
+    let element = match dialect::receipt_back_to_message(&element) {
+        Some(message) => message,
+        None => element,
+    };
+    // Carbon copies are live only (XEP-0280 §7): never rerouted, never stored.
+    if element.get_child("received", super::carbons::NS).is_some()
+        || element.get_child("sent", super::carbons::NS).is_some()
+    {
+        return;
+    }
     let Ok(stanza) = Stanza::parse(element) else {
         return;
     };

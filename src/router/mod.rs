@@ -39,6 +39,9 @@ pub enum Delivery {
     /// The payload of an iq push: sent only to sessions that asked for that list, each
     /// wrapping it in an iq with its own id.
     Push(PushKind, Arc<Element>),
+    /// Something was stored for this account while the session may have been about to
+    /// finish (or start) its backlog: look again.
+    Wake,
 }
 
 /// Lists whose changes are pushed to the sessions that fetched them.
@@ -56,6 +59,7 @@ impl Delivery {
         match self {
             Delivery::Bytes(bytes) => bytes.len(),
             Delivery::Push(..) => 512,
+            Delivery::Wake => 0,
         }
     }
 }

@@ -26,8 +26,7 @@ fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterItem) -> 
 /// standard sessions never see `last`.
 fn deliver_to(resources: impl IntoIterator<Item = Resource>, stanza: &Element) {
     let unavailable = stanza.name() == "presence" && stanza.attr("type") == Some("unavailable");
-    let mut standard = stanza.clone();
-    standard.unset(dialect::LAST);
+    let standard = dialect::for_standard(stanza).unwrap_or_else(|| stanza.clone());
     let standard: Arc<[u8]> = writer::to_bytes(&standard).into();
     let mut with_last: Option<Arc<[u8]>> = None;
     for resource in resources {

@@ -23,6 +23,8 @@ pub enum Action {
     /// Something was stored (offline): make it durable before handling the client's next
     /// stanza, so anything the client learns afterwards (an answer, an ack) comes after it.
     AwaitDurable,
+    /// Look at the offline queue again ([`Session::wake`]).
+    Wake,
 }
 
 pub struct Session {
@@ -209,6 +211,8 @@ impl Session {
     /// answer acknowledges it.
     pub(super) fn send_backlog(&mut self, state: &ServerState) -> Vec<Action> {
         if self.flexible_offline {
+            state.router.set_draining(&self.jid, self.id, false);
+            self.backlog = None;
             return Vec::new();
         }
         self.batches_sent += 1;
@@ -236,6 +240,15 @@ impl Session {
         converted.map(|c| writer::to_bytes(&c)).unwrap_or(bytes)
     }
 
+    /// A message was stored for the account while this session was available and idle:
+    /// deliver it as a backlog batch.
+    pub fn wake(&mut self, state: &ServerState) -> Vec<Action> {
+        if self.backlog.is_some() || !self.priority.is_some_and(|p| p >= 0) {
+            return Vec::new();
+        }
+        self.send_backlog(state)
+    }
+
     fn backlog_acknowledged(&mut self, state: &ServerState) -> Vec<Action> {
         if let Some(backlog) = self.backlog.take() {
             offline::acknowledged(state, &self.bare, &backlog);
@@ -247,10 +260,7 @@ impl Session {
     pub fn deliver(&mut self, delivery: &Delivery) -> Vec<Action> {
         match delivery {
             Delivery::Bytes(bytes) if self.inactive => match csi::held_presence_sender(bytes) {
-                Some(from) => {
-                    csi::hold(&mut self.held, from, bytes.to_vec());
-                    Vec::new()
-                }
+                Some(from) => csi::hold(&mut self.held, from, bytes.to_vec()).into_iter().map(Action::Write).collect(),
                 None => vec![Action::Write(bytes.to_vec())],
             },
             Delivery::Bytes(bytes) => vec![Action::Write(bytes.to_vec())],
@@ -260,6 +270,13 @@ impl Session {
                 vec![Action::Write(writer::to_bytes(&push))]
             }
             Delivery::Push(..) => Vec::new(),
+            Delivery::Wake => match self.priority {
+                Some(p) if p >= 0 && self.backlog.is_none() => {
+                    // `deliver` has no state: the connection loop passes the wake on.
+                    vec![Action::Wake]
+                }
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -407,8 +424,8 @@ impl Session {
             super::carbons::sent(state, &self.jid, stanza);
             if let Some(id) = id {
                 state.dedup.accepted(&self.bare, id, &stanza.element, self.last_inbound);
-                // Receipts are not acknowledged: their message id is the server's own.
-                if dialect::message_to_receipt(&stanza.element).is_none() {
+                // Receipts made from a dialect `<receipt/>` carry the server's own id: no ack.
+                if !id.starts_with("receipt-") {
                     actions.extend(self.sent_ack(id));
                 }
             }

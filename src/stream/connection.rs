@@ -149,7 +149,10 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
                 Some(Ok(Frame::Header(_))) => break StreamEnd::error(StreamCondition::NotWellFormed, "unexpected stream header"),
                 Some(Err(e)) => break StreamEnd::from(e),
             },
-            Some(delivery) = mailbox.stanzas.recv() => session.deliver(&delivery),
+            Some(delivery) = mailbox.stanzas.recv() => {
+                let actions = session.deliver(&delivery);
+                if matches!(actions[..], [Action::Wake]) { session.wake(&state) } else { actions }
+            }
             Some(control) = mailbox.control.recv() => break control_end(control),
             _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
             _ = shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
@@ -214,7 +217,10 @@ async fn perform(
         match action {
             Action::AwaitDurable => {
                 if let Err(e) = state.flusher.durable().await {
-                    tracing::error!(error = %e, "offline message may not be durable");
+                    // Nothing may be acknowledged that is not on disk: the stream ends
+                    // before the client learns anything more.
+                    tracing::error!(error = %e, "storage is failing: ending the stream");
+                    return Some(StreamEnd::error(StreamCondition::InternalServerError, "storage failure"));
                 }
             }
             Action::Write(bytes) => match tokio::time::timeout(limit, out.send(bytes)).await {
@@ -225,6 +231,7 @@ async fn perform(
                 }
             },
             Action::End(end) => return Some(end),
+            Action::Wake => {}
         }
     }
     None

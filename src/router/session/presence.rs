@@ -86,7 +86,10 @@ impl Session {
         if initial {
             let mut waiting = presence::probe_answers(state, &self.jid, self.dialect);
             waiting.extend(subscription::pending_requests(state, &self.bare));
-            actions.extend(waiting.iter().map(|element| Action::Write(writer::to_bytes(element))));
+            for element in &waiting {
+                let shown = if self.dialect { None } else { crate::modules::dialect::for_standard(element) };
+                actions.push(Action::Write(writer::to_bytes(shown.as_ref().unwrap_or(element))));
+            }
         }
         if wants_backlog {
             actions.extend(self.send_backlog(state));

@@ -60,7 +60,7 @@ fn drain(mailbox: &mut Mailbox) -> Vec<Element> {
     std::iter::from_fn(|| mailbox.stanzas.try_recv())
         .filter_map(|delivery| match delivery {
             Delivery::Bytes(bytes) => std::str::from_utf8(&bytes).ok()?.parse().ok(),
-            Delivery::Push(..) => None,
+            Delivery::Push(..) | Delivery::Wake => None,
         })
         .collect()
 }
@@ -598,4 +598,34 @@ async fn an_inactive_client_gets_messages_at_once_and_only_the_latest_presence_l
     assert_eq!(released.len(), 1, "only the latest presence of bob");
     assert_eq!(released[0].get_child("show", NS_CLIENT).map(|s| s.text()).as_deref(), Some("dnd"));
     assert_eq!(alice.deliver(&presence("chat")).len(), 1, "active again: at once");
+}
+
+#[tokio::test]
+async fn a_message_stored_behind_an_idle_session_wakes_it() {
+    let state = state();
+    let now = Instant::now();
+    let (mut bob, _b) = bind(&state, "bob@localhost/b", now);
+    available(&state, &mut bob, 0, now);
+    // The race: a sender stored a message just as bob finished (or started) its backlog.
+    let stored: Element =
+        "<message xmlns='jabber:client' to='bob@localhost' from='alice@localhost/a' id='late'><body>x</body></message>"
+            .parse()
+            .expect("xml");
+    let stanza = Stanza::parse(stored).expect("stanza");
+    crate::router::offline::store(&state, &stanza, &BareJid::new("bob@localhost").expect("jid")).expect("stored");
+    assert!(matches!(bob.deliver(&Delivery::Wake)[..], [Action::Wake]));
+    let sent = writes(&bob.wake(&state));
+    assert_eq!(sent.iter().filter_map(|e| e.attr("id")).next(), Some("late"));
+    assert!(bob.wake(&state).is_empty(), "a batch is in flight: nothing more until it is acknowledged");
+}
+
+#[test]
+fn a_receipt_for_a_dialect_session_goes_back_to_its_routed_form() {
+    let receipt: Element =
+        "<receipt xmlns='urn:stanzad:dialect:0' from='bob@localhost/b' to='alice@localhost' id='m1' type='read'/>"
+            .parse()
+            .expect("xml");
+    let message = dialect::receipt_back_to_message(&receipt).expect("a message");
+    assert_eq!((message.attr("from"), message.attr("to")), (Some("bob@localhost/b"), Some("alice@localhost")));
+    assert!(message.get_child("displayed", "urn:xmpp:chat-markers:0").is_some());
 }
