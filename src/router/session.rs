@@ -243,7 +243,7 @@ impl Session {
     /// A message was stored for the account while this session was available and idle:
     /// deliver it as a backlog batch.
     pub fn wake(&mut self, state: &ServerState) -> Vec<Action> {
-        if self.backlog.is_some() || !self.priority.is_some_and(|p| p >= 0) {
+        if self.backlog.is_some() || self.priority.is_none_or(|p| p < 0) {
             return Vec::new();
         }
         self.send_backlog(state)
