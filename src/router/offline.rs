@@ -90,6 +90,13 @@ pub fn xep0082(unix: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
+/// Whether a stanza came out of offline storage (our server's delay stamp, or a dialect
+/// receipt's stored time): such a stanza is still stored until the client acknowledges it.
+pub fn is_from_storage(element: &Element, domain: &str) -> bool {
+    let ours = element.get_child("delay", NS_DELAY).is_some_and(|d| d.attr("from") == Some(domain));
+    ours || (element.is("receipt", crate::modules::dialect::NS) && element.attr("stamp").is_some())
+}
+
 /// Whether an element is the answer to our acknowledgement ping.
 pub fn is_ack(element: &Element, backlog: &Backlog) -> bool {
     element.name() == "iq"

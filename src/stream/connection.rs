@@ -138,7 +138,11 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
     let (frames_tx, mut frames) = mpsc::channel(READ_AHEAD);
     let reader_task = tokio::spawn(read_frames(reader, frames_tx).in_current_span());
     let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    let mut writer_task = tokio::spawn(write_bytes(conn.wire.out, out_rx).in_current_span());
+    // The writer holds its queue behind a lock: when it ends (or is stopped), what it never
+    // wrote can be taken back and routed again.
+    let out_queue = Arc::new(tokio::sync::Mutex::new(out_rx));
+    let mut writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
+    let mut unsent: Vec<Vec<u8>> = Vec::new();
     let write_timeout = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
 
     let end = loop {
@@ -157,7 +161,7 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
             _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
             _ = shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
         };
-        if let Some(end) = perform(&state, actions, &out, write_timeout).await {
+        if let Some(end) = perform(&state, actions, &out, write_timeout, &mut unsent).await {
             break end;
         }
     };
@@ -166,7 +170,7 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
         // Stanzas the client sent before we ended its stream were accepted: handle them.
         while let Ok(Ok(Frame::Stanza(element))) = frames.try_recv() {
             let actions = session.handle(&state, element, Instant::now());
-            let _ = perform(&state, actions, &out, write_timeout).await;
+            let _ = perform(&state, actions, &out, write_timeout, &mut unsent).await;
         }
     }
     session.on_end(&state);
@@ -182,8 +186,17 @@ async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shut
     // A client that stopped reading must not keep its socket and task alive.
     if tokio::time::timeout(write_timeout, &mut writer_task).await.is_err() {
         writer_task.abort();
+        let _ = (&mut writer_task).await; // returns once the task is gone, lock released
     }
     reader_task.abort();
+    let mut never_written = unsent;
+    {
+        let mut queue = out_queue.lock().await;
+        while let Ok(bytes) = queue.try_recv() {
+            never_written.push(bytes);
+        }
+    }
+    reroute_unwritten(&state, never_written, session.jid.domain().as_str()).await;
     reroute_undelivered(&state, &mut mailbox).await;
     // Rerouting may have stored messages offline.
     if let Err(e) = state.flusher.durable().await {
@@ -207,13 +220,17 @@ fn control_end(control: Control) -> StreamEnd {
 }
 
 /// Carries out the session's actions; returns how the stream ends, if it does.
+/// Bytes that could not be queued for the writer go to `unsent`, with the rest of the
+/// writes, to be routed again.
 async fn perform(
     state: &ServerState,
     actions: Vec<Action>,
     out: &mpsc::Sender<Vec<u8>>,
     limit: Duration,
+    unsent: &mut Vec<Vec<u8>>,
 ) -> Option<StreamEnd> {
-    for action in actions {
+    let mut actions = actions.into_iter();
+    while let Some(action) = actions.next() {
         match action {
             Action::AwaitDurable => {
                 if let Err(e) = state.flusher.durable().await {
@@ -223,18 +240,44 @@ async fn perform(
                     return Some(StreamEnd::error(StreamCondition::InternalServerError, "storage failure"));
                 }
             }
-            Action::Write(bytes) => match tokio::time::timeout(limit, out.send(bytes)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Some(StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into())),
-                Err(_) => {
-                    return Some(StreamEnd::error(StreamCondition::ConnectionTimeout, "the client stopped reading"))
-                }
-            },
+            Action::Write(bytes) => {
+                let end = match tokio::time::timeout(limit, out.reserve()).await {
+                    Ok(Ok(permit)) => {
+                        permit.send(bytes);
+                        continue;
+                    }
+                    Ok(Err(_)) => StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into()),
+                    Err(_) => StreamEnd::error(StreamCondition::ConnectionTimeout, "the client stopped reading"),
+                };
+                unsent.push(bytes);
+                unsent.extend(actions.filter_map(|a| match a {
+                    Action::Write(bytes) => Some(bytes),
+                    _ => None,
+                }));
+                return Some(end);
+            }
             Action::End(end) => return Some(end),
             Action::Wake => {}
         }
     }
     None
+}
+
+/// What was meant for the client but never written (a stalled or broken connection) is
+/// routed again like an undelivered mailbox: messages to another resource or offline
+/// storage. Offline messages from the backlog are skipped: they are still stored (only the
+/// client's acknowledgement deletes them), and our own stream framing is not a stanza.
+async fn reroute_unwritten(state: &ServerState, unwritten: Vec<Vec<u8>>, domain: &str) {
+    for bytes in unwritten {
+        if bytes.starts_with(b"</") || bytes.starts_with(b"<stream:") {
+            continue;
+        }
+        let Some(element) = crate::xml::read_stanza(&bytes).await else { continue };
+        if crate::router::offline::is_from_storage(&element, domain) {
+            continue;
+        }
+        delivery::reroute(state, element);
+    }
 }
 
 /// Stanzas that reached our mailbox after the stream ended are routed again:
@@ -260,8 +303,10 @@ async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Result<Frame, Fram
     }
 }
 
-/// Writes queued bytes, flushing once per batch.
-async fn write_bytes(mut out: WriteHalf<Transport>, mut queue: mpsc::Receiver<Vec<u8>>) {
+/// Writes queued bytes, flushing once per batch. It holds the queue's lock while it runs,
+/// so the session can take back what it never wrote once it ends or is stopped.
+async fn write_bytes(mut out: WriteHalf<Transport>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>) {
+    let mut queue = queue.lock_owned().await;
     while let Some(bytes) = queue.recv().await {
         if out.write_all(&bytes).await.is_err() {
             return;
@@ -276,4 +321,45 @@ async fn write_bytes(mut out: WriteHalf<Transport>, mut queue: mpsc::Receiver<Ve
         }
     }
     let _ = out.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sasl::credentials::StoredCredentials;
+    use crate::storage::sled::SledStore;
+    use crate::storage::UserStore;
+    use xmpp_parsers::jid::{BareJid, FullJid};
+
+    #[tokio::test]
+    async fn bytes_never_written_are_routed_again_except_stored_ones_and_framing() {
+        let store = SledStore::temporary().expect("sled");
+        let alice = BareJid::new("alice@localhost").expect("jid");
+        store.create_user(&alice, &StoredCredentials::derive("pw", 4096).expect("derive")).expect("alice");
+        let state = ServerState::new(Config::default(), Arc::new(store));
+        let other = FullJid::new("alice@localhost/other").expect("jid");
+        let (handle, mut mailbox) = state.router.channels(16, 1 << 20);
+        state.router.bind(other.clone(), handle.clone());
+        let presence = Arc::new(crate::xml::el("presence", crate::xml::NS_CLIENT));
+        state.router.set_presence(&other, handle.id, Some((0, presence)));
+
+        let unwritten: Vec<Vec<u8>> = [
+            "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/gone' type='chat' id='live'><body>1</body></message>",
+            "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost' type='chat' id='stored'><body>2</body><delay xmlns='urn:xmpp:delay' from='localhost' stamp='2026-01-01T00:00:00Z'/></message>",
+            "<iq xmlns='jabber:client' type='result' id='r' to='alice@localhost/gone'/>",
+            "</stream:stream>",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        reroute_unwritten(&state, unwritten, "localhost").await;
+
+        let mut got = Vec::new();
+        while let Some(Delivery::Bytes(bytes)) = mailbox.stanzas.try_recv() {
+            got.push(String::from_utf8(bytes.to_vec()).expect("utf-8"));
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("id='live'") || got[0].contains("id=\"live\""), "{got:?}");
+    }
 }
