@@ -82,6 +82,11 @@ impl Request<'_> {
     }
 }
 
+/// An iq push (roster, block list) for one session, with that session's own id.
+pub fn push_iq(to: &str, id: &str, payload: &Element) -> Element {
+    el("iq", NS_CLIENT).with("type", "set").with("id", id).with("to", to).with_child(payload.clone())
+}
+
 /// A storage fault, logged, as the stanza error a client sees.
 pub fn storage_fault(e: crate::storage::StorageError) -> Condition {
     tracing::error!(error = %e, "storage failed while answering an iq");

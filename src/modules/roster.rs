@@ -6,7 +6,7 @@ use crate::router::{subscription, Delivery, PushKind};
 use crate::stanza::{Kind, Stanza};
 use crate::state::ServerState;
 use crate::storage::roster::RosterItem;
-use crate::xml::{el, Element, ElementExt, NS_CLIENT};
+use crate::xml::{el, Element, ElementExt};
 use std::collections::HashSet;
 use std::sync::Arc;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -143,9 +143,4 @@ fn push(state: &ServerState, owner: &BareJid, item: Element, version: u64) {
             tracing::warn!(to = %resource.jid, "roster push not delivered");
         }
     }
-}
-
-/// Wraps a push for one session (ids are the session's own).
-pub fn push_iq(to: &str, id: &str, query: &Element) -> Element {
-    el("iq", NS_CLIENT).with("type", "set").with("id", id).with("to", to).with_child(query.clone())
 }

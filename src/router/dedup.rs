@@ -29,9 +29,8 @@ impl Dedup {
         Dedup { window, per_sender, seen: Mutex::new(HashMap::new()), since_sweep: Default::default() }
     }
 
-    /// Whether this message was accepted before, within the window.
-    pub fn is_repeat(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
-        let key = fingerprint(id, message);
+    /// Whether the message with this [`fingerprint`] was accepted before, within the window.
+    pub fn is_repeat(&self, sender: &BareJid, key: u64, now: Instant) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let Some(recent) = seen.get_mut(sender) else { return false };
         while recent.front().is_some_and(|(_, at)| now.duration_since(*at) > self.window) {
@@ -41,11 +40,10 @@ impl Dedup {
     }
 
     /// Remembers an accepted message (one that was refused may be sent again).
-    pub fn accepted(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) {
+    pub fn accepted(&self, sender: &BareJid, key: u64, now: Instant) {
         if self.per_sender == 0 {
             return;
         }
-        let key = fingerprint(id, message);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if self.since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= SWEEP_EVERY {
             self.since_sweep.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -63,15 +61,17 @@ impl Dedup {
 
     #[cfg(test)]
     fn first_time(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
-        let repeat = self.is_repeat(sender, id, message, now);
+        let key = fingerprint(id, message);
+        let repeat = self.is_repeat(sender, key, now);
         if !repeat {
-            self.accepted(sender, id, message, now);
+            self.accepted(sender, key, now);
         }
         !repeat
     }
 }
 
-fn fingerprint(id: &str, message: &Element) -> u64 {
+/// What identifies a message for that: its id, recipient and payload.
+pub fn fingerprint(id: &str, message: &Element) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     id.hash(&mut hasher);
     message.attr("to").hash(&mut hasher);
@@ -107,11 +107,11 @@ mod tests {
         let now = Instant::now();
         for i in 0..SWEEP_EVERY {
             let sender = BareJid::new(&format!("u{i}@x")).expect("jid");
-            dedup.accepted(&sender, "1", &msg("bob@x", "hi"), now);
+            dedup.accepted(&sender, fingerprint("1", &msg("bob@x", "hi")), now);
         }
         let later = now + Duration::from_secs(11);
         let alice = BareJid::new("alice@x").expect("jid");
-        dedup.accepted(&alice, "1", &msg("bob@x", "hi"), later);
+        dedup.accepted(&alice, fingerprint("1", &msg("bob@x", "hi")), later);
         assert!(dedup.seen.lock().expect("lock").len() <= 2, "expired senders swept");
     }
 

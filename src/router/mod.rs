@@ -265,15 +265,6 @@ impl Router {
         self.read().contains_key(bare)
     }
 
-    /// Every bound session, for shutdown.
-    pub fn all_sessions(&self) -> Vec<SessionHandle> {
-        self.read().values().flatten().map(|r| r.handle.clone()).collect()
-    }
-
-    pub fn session_count(&self) -> usize {
-        self.read().values().map(Vec::len).sum()
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<BareJid, Vec<Resource>>> {
         self.accounts.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

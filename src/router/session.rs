@@ -34,17 +34,17 @@ pub struct Session {
     pub id: u64,
     /// `Some(priority)` while available.
     priority: Option<i8>,
+    /// Numbers the ids of what the server itself sends this client.
+    ids_issued: u64,
     /// The client asked for the roster, so it gets roster pushes (RFC 6121 §2.1.6).
     roster_interested: bool,
     /// Entities we sent directed presence to while available (RFC 6121 §4.6): they get
     /// our unavailable presence when we go.
     directed: std::collections::HashSet<Jid>,
-    pushes_sent: u64,
     /// The client enabled the dialect (docs/dialect.md).
     dialect: bool,
     /// The client fetched its block list, so it gets block list pushes (XEP-0191 §3.3).
     blocklist_interested: bool,
-    receipts_sent: u64,
     /// XEP-0352: the client said it is inactive; presence updates wait in `held`.
     inactive: bool,
     /// Held presence, the latest per sender, in arrival order.
@@ -53,11 +53,9 @@ pub struct Session {
     backlog: Option<offline::Backlog>,
     /// The client retrieves offline messages itself (XEP-0013): no automatic backlog.
     flexible_offline: bool,
-    batches_sent: u64,
     last_inbound: Instant,
     /// The id and send time of our unanswered XEP-0199 ping.
     ping: Option<(String, Instant)>,
-    pings_sent: u64,
     ping_interval: Duration,
     ping_timeout: Duration,
 }
@@ -70,27 +68,20 @@ impl Session {
             jid,
             id,
             priority: None,
+            ids_issued: 0,
             roster_interested: false,
             directed: std::collections::HashSet::new(),
-            pushes_sent: 0,
             dialect: false,
             blocklist_interested: false,
-            receipts_sent: 0,
             inactive: false,
             held: Vec::new(),
             backlog: None,
             flexible_offline: false,
-            batches_sent: 0,
             last_inbound: now,
             ping: None,
-            pings_sent: 0,
             ping_interval: Duration::from_secs(t.ping_interval_secs),
             ping_timeout: Duration::from_secs(t.ping_timeout_secs),
         }
-    }
-
-    pub fn is_available(&self) -> bool {
-        self.priority.is_some()
     }
 
     /// An element from our client.
@@ -185,8 +176,7 @@ impl Session {
         if !self.dialect || !element.is("receipt", dialect::NS) {
             return Ok(element);
         }
-        self.receipts_sent += 1;
-        let id = format!("receipt-{}-{}", self.id, self.receipts_sent);
+        let id = self.next_id(&format!("receipt-{}", self.id));
         dialect::receipt_to_message(&element, &id).map_err(|error| {
             let mut reply = error_reply(&element, &error);
             reply.set("to", self.jid.as_str());
@@ -215,8 +205,7 @@ impl Session {
             self.backlog = None;
             return Vec::new();
         }
-        self.batches_sent += 1;
-        let ack_id = format!("offline-{}", self.batches_sent);
+        let ack_id = self.next_id("offline");
         let (stanzas, backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id);
         state.router.set_draining(&self.jid, self.id, backlog.is_some());
         self.backlog = backlog;
@@ -256,6 +245,12 @@ impl Session {
         self.send_backlog(state)
     }
 
+    /// A fresh id for something the server sends this client: `prefix-N`.
+    fn next_id(&mut self, prefix: &str) -> String {
+        self.ids_issued += 1;
+        format!("{prefix}-{}", self.ids_issued)
+    }
+
     /// What the router delivered to us.
     pub fn deliver(&mut self, delivery: &Delivery) -> Vec<Action> {
         match delivery {
@@ -265,8 +260,8 @@ impl Session {
             },
             Delivery::Bytes(bytes) => vec![Action::Write(bytes.to_vec())],
             Delivery::Push(kind, payload) if self.wants(*kind) => {
-                self.pushes_sent += 1;
-                let push = roster::push_iq(self.jid.as_str(), &format!("push-{}", self.pushes_sent), payload);
+                let id = self.next_id("push");
+                let push = crate::modules::push_iq(self.jid.as_str(), &id, payload);
                 vec![Action::Write(writer::to_bytes(&push))]
             }
             Delivery::Push(..) => Vec::new(),
@@ -297,8 +292,7 @@ impl Session {
             let text = "no answer to ping";
             return vec![Action::End(StreamEnd::error(StreamCondition::ConnectionTimeout, text))];
         }
-        self.pings_sent += 1;
-        let id = format!("ping-{}", self.pings_sent);
+        let id = self.next_id("ping");
         let ping = el("iq", NS_CLIENT)
             .with("type", "get")
             .with("id", id.as_str())
@@ -411,8 +405,10 @@ impl Session {
             };
         }
         let id = stanza.id.as_deref().filter(|_| stanza.kind != Kind::Message(MessageType::Error));
-        if let Some(id) = id {
-            if state.dedup.is_repeat(&self.bare, id, &stanza.element, self.last_inbound) {
+        // Computed once: it serialises the payload.
+        let fingerprint = id.map(|id| super::dedup::fingerprint(id, &stanza.element));
+        if let (Some(id), Some(key)) = (id, fingerprint) {
+            if state.dedup.is_repeat(&self.bare, key, self.last_inbound) {
                 tracing::debug!(id, "retransmitted message not delivered again");
                 return self.sent_ack(id);
             }
@@ -422,8 +418,8 @@ impl Session {
         // dialect's "sent" tick, after durability. A refused message may be sent again.
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
             super::carbons::sent(state, &self.jid, stanza);
-            if let Some(id) = id {
-                state.dedup.accepted(&self.bare, id, &stanza.element, self.last_inbound);
+            if let (Some(id), Some(key)) = (id, fingerprint) {
+                state.dedup.accepted(&self.bare, key, self.last_inbound);
                 // Receipts made from a dialect `<receipt/>` carry the server's own id: no ack.
                 if !id.starts_with("receipt-") {
                     actions.extend(self.sent_ack(id));

@@ -46,7 +46,8 @@ use xmpp_parsers::minidom::Element;
 use super::budget::{is_budget_exceeded, Budget};
 
 /// The namespace of `<stream:stream>`.
-pub const STREAM_NS: &str = "http://etherx.jabber.org/streams";
+/// The streams namespace (one definition: `xml::NS_STREAM`).
+pub const STREAM_NS: &str = super::NS_STREAM;
 
 /// The namespace bound to the `xml` prefix.
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
