@@ -34,7 +34,13 @@ fn copy_to(state: &ServerState, owner: &BareJid, direction: &str, stanza: &Stanz
     let targets: Vec<Resource> =
         state.router.available(owner).into_iter().filter(|r| r.carbons && !skip.contains(&r.jid)).collect();
     for resource in targets {
-        if resource.handle.deliver(&wrap(direction, owner, &resource.jid, &stanza.element)).is_err() {
+        // A standard session never sees the dialect, not even inside a copy.
+        let original = match resource.dialect {
+            false => crate::modules::dialect::for_standard(&stanza.element),
+            true => None,
+        };
+        let original = original.as_ref().unwrap_or(&stanza.element);
+        if resource.handle.deliver(&wrap(direction, owner, &resource.jid, original)).is_err() {
             tracing::debug!(to = %resource.jid, "carbon copy not delivered");
         }
     }

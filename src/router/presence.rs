@@ -24,16 +24,17 @@ fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterItem) -> 
 /// Hands `stanza` to each of `resources`, serialised once for standard sessions and, for
 /// unavailable presence, once more with `last` for dialect sessions (docs/dialect.md);
 /// standard sessions never see `last`.
-fn deliver_to(resources: impl IntoIterator<Item = Resource>, stanza: &Element) {
-    let unavailable = stanza.name() == "presence" && stanza.attr("type") == Some("unavailable");
+/// `last_seen` is given when the stanza says the account went offline.
+fn deliver_to(resources: impl IntoIterator<Item = Resource>, stanza: &Element, last_seen: Option<u64>) {
     let standard = dialect::for_standard(stanza).unwrap_or_else(|| stanza.clone());
     let standard: Arc<[u8]> = writer::to_bytes(&standard).into();
     let mut with_last: Option<Arc<[u8]>> = None;
     for resource in resources {
-        let bytes = if resource.dialect && unavailable {
-            with_last.get_or_insert_with(|| writer::to_bytes(&dialect::with_last(stanza, unix_now())).into()).clone()
-        } else {
-            standard.clone()
+        let bytes = match last_seen.filter(|_| resource.dialect) {
+            Some(at) => {
+                with_last.get_or_insert_with(|| writer::to_bytes(&dialect::with_last(stanza, at)).into()).clone()
+            }
+            None => standard.clone(),
         };
         if resource.handle.send(Delivery::Bytes(bytes)).is_err() {
             tracing::debug!(to = %resource.jid, "presence not delivered: queue full or session gone");
@@ -43,7 +44,17 @@ fn deliver_to(resources: impl IntoIterator<Item = Resource>, stanza: &Element) {
 
 /// A copy of `stanza` to each available resource of `to` (subscription stanzas, §3).
 pub fn deliver_to_available(state: &ServerState, to: &BareJid, stanza: &Element) {
-    deliver_to(state.router.available(to), stanza);
+    deliver_to(state.router.available(to), stanza, went_offline(state, stanza));
+}
+
+/// The dialect's `last` belongs on unavailable presence only when the sender's account
+/// has no available resource left (it really went offline, not one device of several).
+fn went_offline(state: &ServerState, stanza: &Element) -> Option<u64> {
+    if stanza.name() != "presence" || stanza.attr("type") != Some("unavailable") {
+        return None;
+    }
+    let from = xmpp_parsers::jid::Jid::new(stanza.attr("from")?).ok()?.to_bare();
+    state.router.available(&from).is_empty().then(unix_now)
 }
 
 /// `presence` (from one of `user`'s resources) to `contact`, unless blocking forbids it.
@@ -77,7 +88,7 @@ fn echo_to_own_resources(state: &ServerState, user: &FullJid, presence: &Element
     copy.set("from", user.as_str());
     copy.unset("to");
     let own = state.router.resources(&user.to_bare());
-    deliver_to(own.into_iter().filter(|r| r.priority.is_some() || Some(r.handle.id) == sender), &copy);
+    deliver_to(own.into_iter().filter(|r| r.priority.is_some() || Some(r.handle.id) == sender), &copy, None);
 }
 
 /// §4.3.2: what a new session learns about the contacts it is subscribed to: each

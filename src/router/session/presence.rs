@@ -103,6 +103,7 @@ impl Session {
         self.priority = None;
         state.router.set_presence(&self.jid, self.id, None);
         let mut presence = unavailable.clone();
+        presence.unset(crate::modules::dialect::LAST); // the server's to give
         presence.set("type", "unavailable");
         presence.set("from", self.jid.as_str());
         let told = presence::broadcast(state, &self.jid, &presence, Some(self.id));

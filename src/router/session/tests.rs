@@ -236,7 +236,11 @@ async fn only_dialect_sessions_see_last_on_unavailable_presence() {
     let now = Instant::now();
     let (mut standard, mut standard_box) = bind(&state, "alice@localhost/std", now);
     let (mut dialect, mut dialect_box) = bind(&state, "alice@localhost/dia", now);
-    let (mut leaving, _l) = bind(&state, "alice@localhost/gone", now);
+    // Bob lets alice see his presence, and his only resource goes offline.
+    let (mut leaving, _l) = bind(&state, "bob@localhost/gone", now);
+    let mut item = crate::storage::roster::RosterItem::new(&BareJid::new("alice@localhost").expect("jid"));
+    item.subscription = crate::storage::roster::Subscription::From;
+    state.store.put_roster_item(&BareJid::new("bob@localhost").expect("jid"), &item).expect("roster");
     let actions = dialect.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
     assert!(written(&actions[..1]).is("enabled", "urn:stanzad:dialect:0"));
     available(&state, &mut standard, 0, now);
@@ -246,6 +250,7 @@ async fn only_dialect_sessions_see_last_on_unavailable_presence() {
     drain(&mut dialect_box);
 
     // A client-supplied `last` never reaches a standard session either.
+    // (One device of several going away is not "last seen": see the next test.)
     let bye = "<presence xmlns='jabber:client' type='unavailable' last='1'/>";
     assert!(leaving.handle(&state, xml(bye), now).is_empty());
     let seen_by_standard = drain(&mut standard_box);
@@ -254,6 +259,22 @@ async fn only_dialect_sessions_see_last_on_unavailable_presence() {
     assert_eq!(seen_by_standard[0].attr("last"), None, "standard clients never see the attribute");
     let last: u64 = seen_by_dialect[0].attr("last").expect("last").parse().expect("unix seconds");
     assert!(last >= crate::router::presence::unix_now() - 5, "{last}");
+}
+
+#[tokio::test]
+async fn one_device_of_several_going_away_carries_no_last() {
+    let state = state();
+    let now = Instant::now();
+    let (mut dialect, mut dialect_box) = bind(&state, "alice@localhost/dia", now);
+    let (mut leaving, _l) = bind(&state, "alice@localhost/gone", now);
+    dialect.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
+    available(&state, &mut dialect, 0, now);
+    available(&state, &mut leaving, 0, now);
+    drain(&mut dialect_box);
+    leaving.handle(&state, xml("<presence xmlns='jabber:client' type='unavailable' last='1'/>"), now);
+    let seen = drain(&mut dialect_box);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].attr("last"), None, "the account is still online, and a client's own last is dropped");
 }
 
 #[tokio::test]
