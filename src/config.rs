@@ -90,6 +90,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Messages kept for one account while it is offline; more get `resource-constraint`.
     pub offline_quota: u64,
+    /// The same bound in bytes, so no sender can fill an account's storage (or the memory
+    /// of a XEP-0013 fetch) with large messages.
+    pub offline_quota_bytes: u64,
     /// How long a retransmitted message (same sender, id, recipient and payload) is
     /// recognised and not delivered twice.
     pub dedup_window_secs: u64,
@@ -162,6 +165,7 @@ impl Default for Limits {
             session_queue_bytes: 4 << 20,
             max_connections: 10_000,
             offline_quota: 10_000,
+            offline_quota_bytes: 64 << 20,
             dedup_window_secs: 600,
             dedup_ids: 1000,
         }
@@ -246,6 +250,7 @@ impl Config {
         check_range("limits.session_queue_bytes", l.session_queue_bytes as u64, l.max_stanza_bytes as u64, 1 << 30)?;
         check_range("limits.max_connections", l.max_connections as u64, 1, 10_000_000)?;
         check_range("limits.offline_quota", l.offline_quota, 1, 10_000_000)?;
+        check_range("limits.offline_quota_bytes", l.offline_quota_bytes, l.max_stanza_bytes as u64, 1 << 40)?;
         check_range("limits.dedup_window_secs", l.dedup_window_secs, 0, 86_400)?;
         check_range("limits.dedup_ids", l.dedup_ids as u64, 0, 100_000)?;
         let t = &self.timeouts;

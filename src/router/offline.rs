@@ -7,6 +7,7 @@ use super::delivery::{Outcome, Routed};
 use crate::error::{Condition, StanzaError};
 use crate::stanza::Stanza;
 use crate::state::ServerState;
+use crate::storage::offline::Quota;
 use crate::storage::StorageError;
 use crate::xml::{el, writer, Element, ElementExt};
 use xmpp_parsers::jid::BareJid;
@@ -18,10 +19,12 @@ pub fn store(state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Outcome {
     let mut message = stanza.element.clone();
     let stamp = xep0082(super::presence::unix_now());
     message.append_child(el("delay", NS_DELAY).with("from", owner.domain().as_str()).with("stamp", stamp));
-    match state.store.push_offline(owner, &writer::to_bytes(&message), state.config.limits.offline_quota) {
+    let limits = &state.config.limits;
+    let quota = Quota { messages: limits.offline_quota, bytes: limits.offline_quota_bytes };
+    match state.store.push_offline(owner, &writer::to_bytes(&message), quota) {
         Ok(_) => Ok(Routed::Stored),
-        Err(StorageError::QuotaExceeded(quota)) => {
-            tracing::info!(to = %owner, quota, "offline quota reached, refusing message");
+        Err(StorageError::QuotaExceeded(_)) => {
+            tracing::info!(to = %owner, "offline quota reached, refusing message");
             Err(StanzaError::with_text(Condition::ResourceConstraint, "the recipient's offline storage is full"))
         }
         Err(e) => {

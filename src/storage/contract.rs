@@ -105,7 +105,7 @@ pub fn block_store(store: &dyn BlockStore) {
     assert!(store.blocklist(&alice).expect("list").is_empty());
 }
 
-use super::offline::OfflineStore;
+use super::offline::{OfflineStore, Quota};
 
 /// Runs every `OfflineStore` rule against an empty store.
 pub fn offline_store(store: &dyn OfflineStore) {
@@ -114,13 +114,14 @@ pub fn offline_store(store: &dyn OfflineStore) {
     assert_eq!(store.offline_count(&bob).expect("count"), 0);
     assert!(store.offline_messages(&bob, 10).expect("list").is_empty());
 
+    let five = Quota { messages: 5, bytes: 1 << 20 };
     let seqs: Vec<u64> =
-        (0..5).map(|i| store.push_offline(&bob, format!("m{i}").as_bytes(), 5).expect("push")).collect();
+        (0..5).map(|i| store.push_offline(&bob, format!("m{i}").as_bytes(), five).expect("push")).collect();
     assert_eq!(store.offline_count(&bob).expect("count"), 5);
-    let quota = store.push_offline(&bob, b"m5", 5);
+    let quota = store.push_offline(&bob, b"m5", five);
     assert!(matches!(quota, Err(StorageError::QuotaExceeded(5))), "{quota:?}");
     assert_eq!(store.offline_count(&bob).expect("count"), 5, "a refused message is not counted");
-    store.push_offline(&carol, b"c0", 5).expect("other account");
+    store.push_offline(&carol, b"c0", five).expect("other account");
 
     let listed = store.offline_messages(&bob, 3).expect("list");
     let bodies: Vec<&[u8]> = listed.iter().map(|m| m.stanza.as_slice()).collect();
@@ -131,7 +132,15 @@ pub fn offline_store(store: &dyn OfflineStore) {
     assert_eq!(store.remove_offline(&bob, &seqs[..2]).expect("remove again"), 0, "removal is idempotent");
     assert_eq!(store.offline_count(&bob).expect("count"), 3);
     assert_eq!(store.offline_messages(&bob, 10).expect("list")[0].stanza, b"m2");
-    store.push_offline(&bob, b"m6", 5).expect("room again");
+    store.push_offline(&bob, b"m6", five).expect("room again");
+
+    // The byte quota counts what is waiting, and what leaves frees its room.
+    let small = Quota { messages: 100, bytes: 10 };
+    let dave = jid("dave@example.org");
+    let first = store.push_offline(&dave, b"12345678", small).expect("8 bytes fit");
+    assert!(matches!(store.push_offline(&dave, b"123", small), Err(StorageError::QuotaExceeded(_))), "11 > 10");
+    store.remove_offline(&dave, &[first]).expect("remove");
+    store.push_offline(&dave, b"123", small).expect("room again");
 
     store.delete_offline(&bob).expect("delete");
     assert_eq!(store.offline_count(&bob).expect("count"), 0);

@@ -10,10 +10,17 @@ pub struct OfflineMessage {
     pub stanza: Vec<u8>,
 }
 
+/// How much one account may have waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
 pub trait OfflineStore: Send + Sync {
-    /// Appends a message; `QuotaExceeded` when the account already holds `quota` of them.
-    /// The count changes in the same write as the queue.
-    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: u64) -> Result<u64, StorageError>;
+    /// Appends a message; `QuotaExceeded` when it would take the account over its quota of
+    /// messages or bytes. The count and size change in the same write as the queue.
+    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Result<u64, StorageError>;
     fn offline_count(&self, owner: &BareJid) -> Result<u64, StorageError>;
     /// The oldest `limit` messages, oldest first.
     fn offline_messages(&self, owner: &BareJid, limit: usize) -> Result<Vec<OfflineMessage>, StorageError>;

@@ -1,7 +1,7 @@
 //! The offline queue: `owner NUL seq` → stanza, and `owner` → count, changed together.
 
 use super::{backend, SledStore};
-use crate::storage::offline::{OfflineMessage, OfflineStore};
+use crate::storage::offline::{OfflineMessage, OfflineStore, Quota};
 use crate::storage::StorageError;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use xmpp_parsers::jid::BareJid;
@@ -18,8 +18,17 @@ fn key(owner: &BareJid, seq: u64) -> Vec<u8> {
     key
 }
 
-fn count_of(bytes: Option<sled::IVec>) -> u64 {
-    bytes.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok()).map(u64::from_be_bytes).unwrap_or(0)
+/// The account's `(messages, bytes)` waiting, stored as two big-endian u64.
+fn totals(value: Option<sled::IVec>) -> (u64, u64) {
+    let field = |b: &[u8], i: usize| b.get(i..i + 8).and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_be_bytes);
+    value.map(|b| (field(&b, 0).unwrap_or(0), field(&b, 8).unwrap_or(0))).unwrap_or((0, 0))
+}
+
+fn encode_totals(messages: u64, bytes: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&messages.to_be_bytes());
+    out[8..].copy_from_slice(&bytes.to_be_bytes());
+    out
 }
 
 fn tx_error(e: TransactionError<StorageError>) -> StorageError {
@@ -30,25 +39,26 @@ fn tx_error(e: TransactionError<StorageError>) -> StorageError {
 }
 
 impl OfflineStore for SledStore {
-    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: u64) -> Result<u64, StorageError> {
+    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
         // Ids are taken outside the transaction, which may run more than once (PITFALLS.md).
         let seq = self.db.generate_id().map_err(backend)?;
         let entry = key(owner, seq);
         (&self.offline, &self.offline_counts)
             .transaction(|(queue, counts)| {
-                let count = count_of(counts.get(owner.as_str())?);
-                if count >= quota {
-                    return Err(ConflictableTransactionError::Abort(StorageError::QuotaExceeded(quota)));
+                let (count, size) = totals(counts.get(owner.as_str())?);
+                let size_after = size.saturating_add(stanza.len() as u64);
+                if count >= quota.messages || size_after > quota.bytes {
+                    return Err(ConflictableTransactionError::Abort(StorageError::QuotaExceeded(quota.messages)));
                 }
                 queue.insert(entry.as_slice(), stanza)?;
-                counts.insert(owner.as_str(), &(count + 1).to_be_bytes())?;
+                counts.insert(owner.as_str(), &encode_totals(count + 1, size_after))?;
                 Ok(seq)
             })
             .map_err(tx_error)
     }
 
     fn offline_count(&self, owner: &BareJid) -> Result<u64, StorageError> {
-        Ok(count_of(self.offline_counts.get(owner.as_str()).map_err(backend)?))
+        Ok(totals(self.offline_counts.get(owner.as_str()).map_err(backend)?).0)
     }
 
     fn offline_messages(&self, owner: &BareJid, limit: usize) -> Result<Vec<OfflineMessage>, StorageError> {
@@ -69,14 +79,18 @@ impl OfflineStore for SledStore {
     fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Result<u64, StorageError> {
         (&self.offline, &self.offline_counts)
             .transaction(|(queue, counts)| {
-                let mut removed = 0;
+                let (mut removed, mut freed) = (0, 0);
                 for seq in seqs {
-                    if queue.remove(key(owner, *seq))?.is_some() {
+                    if let Some(old) = queue.remove(key(owner, *seq))? {
                         removed += 1;
+                        freed += old.len() as u64;
                     }
                 }
-                let count = count_of(counts.get(owner.as_str())?).saturating_sub(removed);
-                counts.insert(owner.as_str(), &count.to_be_bytes())?;
+                let (count, size) = totals(counts.get(owner.as_str())?);
+                counts.insert(
+                    owner.as_str(),
+                    &encode_totals(count.saturating_sub(removed), size.saturating_sub(freed)),
+                )?;
                 Ok::<_, ConflictableTransactionError<StorageError>>(removed)
             })
             .map_err(tx_error)
