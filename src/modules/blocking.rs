@@ -3,7 +3,7 @@
 
 use super::{storage_fault, Request};
 use crate::error::Condition;
-use crate::router::{presence, Delivery, PushKind};
+use crate::router::{presence, PushKind};
 use crate::state::ServerState;
 use crate::xml::{el, Element, ElementExt};
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -129,9 +129,7 @@ fn presence_after_unblock(state: &ServerState, owner: &BareJid, jid: &str) {
 fn push(state: &ServerState, owner: &BareJid, payload: Element) {
     let payload = std::sync::Arc::new(payload);
     for resource in state.router.resources(owner) {
-        if resource.handle.send(Delivery::Push(PushKind::Blocklist, payload.clone())).is_err() {
-            tracing::warn!(to = %resource.jid, "block list push not delivered");
-        }
+        resource.handle.push(PushKind::Blocklist, payload.clone());
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{storage_fault, Request};
 use crate::error::Condition;
-use crate::router::{subscription, Delivery, PushKind};
+use crate::router::{subscription, PushKind};
 use crate::stanza::{Kind, Stanza};
 use crate::state::ServerState;
 use crate::storage::roster::RosterItem;
@@ -139,8 +139,6 @@ pub fn push_item(state: &ServerState, owner: &BareJid, item: &RosterItem, versio
 fn push(state: &ServerState, owner: &BareJid, item: Element, version: u64) {
     let query = Arc::new(el("query", NS).with("ver", version.to_string()).with_child(item));
     for resource in state.router.resources(owner) {
-        if resource.handle.send(Delivery::Push(PushKind::Roster, query.clone())).is_err() {
-            tracing::warn!(to = %resource.jid, "roster push not delivered");
-        }
+        resource.handle.push(PushKind::Roster, query.clone());
     }
 }

@@ -28,6 +28,9 @@ pub enum Control {
     Replaced,
     /// The account was deleted: end with `not-authorized`.
     AccountDeleted,
+    /// A list change could not be queued (the client stopped reading): end with
+    /// `resource-constraint`, so the client reconnects and fetches the list again.
+    PushLost,
 }
 
 /// What the router hands a session.
@@ -136,6 +139,14 @@ impl SessionHandle {
                 mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
             }
         })
+    }
+
+    /// Queues a list push; one that cannot be queued ends the session (never a stale list).
+    pub fn push(&self, kind: PushKind, payload: Arc<Element>) {
+        if let Err(DeliveryError::Full) = self.send(Delivery::Push(kind, payload)) {
+            tracing::warn!("push not queued: ending the session so its client resynchronises");
+            self.control(Control::PushLost);
+        }
     }
 
     pub fn control(&self, control: Control) {
@@ -307,6 +318,18 @@ mod tests {
         assert!(mailbox.stanzas.try_recv().is_some());
         drop(mailbox);
         assert_eq!(handle.deliver(&stanza), Err(DeliveryError::Gone));
+    }
+
+    #[test]
+    fn a_push_that_cannot_be_queued_ends_the_session() {
+        let router = Router::default();
+        let (handle, mut mailbox) = router.channels(16, 600);
+        let query = Arc::new(crate::xml::el("query", "jabber:iq:roster"));
+        handle.push(PushKind::Roster, query.clone());
+        assert!(mailbox.control.try_recv().is_err(), "queued: nothing to say");
+        handle.push(PushKind::Roster, query.clone());
+        handle.push(PushKind::Roster, query);
+        assert_eq!(mailbox.control.try_recv().ok(), Some(Control::PushLost));
     }
 
     #[test]

@@ -216,6 +216,9 @@ fn control_end(control: Control) -> StreamEnd {
             StreamEnd::error(StreamCondition::Conflict, "replaced by a new session with the same resource")
         }
         Control::AccountDeleted => StreamEnd::error(StreamCondition::NotAuthorized, "the account was deleted"),
+        Control::PushLost => {
+            StreamEnd::error(StreamCondition::ResourceConstraint, "too much waiting for this client; reconnect")
+        }
     }
 }
 
