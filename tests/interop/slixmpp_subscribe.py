@@ -13,9 +13,10 @@ Exits 0 on success, 1 otherwise; bounded by a 30 s timeout.
 """
 import asyncio
 import ssl
-import sys
 
 import slixmpp
+
+from common import run_scenario
 
 ALICE = "alice@localhost"
 BOB = "bob@localhost"
@@ -127,10 +128,4 @@ async def main(host, port, cert, direct_tls):
 
 
 if __name__ == "__main__":
-    host, port, cert = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    direct = "--direct-tls" in sys.argv
-    try:
-        asyncio.run(asyncio.wait_for(main(host, port, cert, direct), 30))
-    except Exception as e:  # any failure is a red run
-        print(f"FAILED: {type(e).__name__}: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_scenario(main)
