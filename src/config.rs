@@ -33,6 +33,7 @@ pub struct Config {
     pub auth: Auth,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    pub stream_management: StreamManagement,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +114,39 @@ pub struct Timeouts {
     pub shutdown_grace_secs: u64,
 }
 
+/// XEP-0198 stream management.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamManagement {
+    /// Offer stream management at all.
+    pub enabled: bool,
+    /// How long a resumable session whose connection died waits for its client
+    /// (the client may ask for less, never for more).
+    pub resume_timeout_secs: u64,
+    /// The server asks for an acknowledgement after this many unacknowledged stanzas...
+    pub ack_request_every: usize,
+    /// ...or when the oldest unacknowledged stanza is this old.
+    pub ack_request_delay_secs: u64,
+    /// Time a client has to answer `<r/>` before its connection counts as dead.
+    pub ack_timeout_secs: u64,
+    /// Unacknowledged stanzas a session may have; a client that does not acknowledge is
+    /// disconnected at this bound (what it did not acknowledge is kept offline).
+    pub max_unacked: usize,
+}
+
+impl Default for StreamManagement {
+    fn default() -> Self {
+        StreamManagement {
+            enabled: true,
+            resume_timeout_secs: 300,
+            ack_request_every: 5,
+            ack_request_delay_secs: 5,
+            ack_timeout_secs: 30,
+            max_unacked: 1000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -123,6 +157,7 @@ impl Default for Config {
             auth: Auth::default(),
             limits: Limits::default(),
             timeouts: Timeouts::default(),
+            stream_management: StreamManagement::default(),
         }
     }
 }
@@ -258,6 +293,12 @@ impl Config {
         check_range("timeouts.ping_interval_secs", t.ping_interval_secs, 1, 86_400)?;
         check_range("timeouts.ping_timeout_secs", t.ping_timeout_secs, 1, 3600)?;
         check_range("timeouts.shutdown_grace_secs", t.shutdown_grace_secs, 0, 600)?;
+        let sm = &self.stream_management;
+        check_range("stream_management.resume_timeout_secs", sm.resume_timeout_secs, 0, 86_400)?;
+        check_range("stream_management.ack_request_every", sm.ack_request_every as u64, 1, 10_000)?;
+        check_range("stream_management.ack_request_delay_secs", sm.ack_request_delay_secs, 0, 3600)?;
+        check_range("stream_management.ack_timeout_secs", sm.ack_timeout_secs, 1, 3600)?;
+        check_range("stream_management.max_unacked", sm.max_unacked as u64, 16, 1_000_000)?;
         Ok(())
     }
 }

@@ -46,6 +46,7 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         create_private_dir(&config.data_dir)?;
         let store = SledStore::open(&config.data_dir)?;
+        recover_inflight(&store)?;
         let tls = Arc::new(tls::setup(&config)?);
         let admin_path = admin::socket_path(&config.data_dir);
         let state = Arc::new(ServerState::new(config, Arc::new(store.clone())));
@@ -151,6 +152,24 @@ impl Server {
             Err(e) => tracing::error!(error = %e, "storage flush failed"),
         }
     }
+}
+
+/// Messages that were in flight to stream-managed sessions when the last run stopped
+/// (killed, say) were never acknowledged: they go to offline storage before anyone logs in.
+fn recover_inflight(store: &SledStore) -> Result<(), ServerError> {
+    use crate::storage::inflight::InflightStore;
+    let keys = store.inflight_keys()?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let owners = store.inflight_to_offline(&keys)?;
+    store.flush()?;
+    tracing::info!(
+        messages = keys.len(),
+        accounts = owners.len(),
+        "unacknowledged messages from the last run kept offline"
+    );
+    Ok(())
 }
 
 struct ActiveGuard(Arc<AtomicUsize>);

@@ -23,6 +23,8 @@ pub struct ServerState {
     pub flusher: Flusher,
     /// Recognises retransmitted messages.
     pub dedup: Dedup,
+    /// Stream-managed sessions a client may resume (XEP-0198).
+    pub resumptions: crate::stream::resume::Registry,
 }
 
 impl ServerState {
@@ -37,6 +39,7 @@ impl ServerState {
             subscriptions: Default::default(),
             kdf_permits: tokio::sync::Semaphore::new(cores()),
             flusher: Flusher::start(store.clone()),
+            resumptions: Default::default(),
             store,
         }
     }

@@ -5,6 +5,7 @@ pub mod blocking;
 pub mod dialect;
 pub mod disco;
 pub mod last;
+pub mod mam;
 pub mod ping;
 pub mod roster;
 pub mod session;

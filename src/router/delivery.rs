@@ -44,7 +44,7 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
     match to.try_as_full() {
         Ok(full) => match state.router.resource(full) {
             Some(resource) => {
-                let outcome = deliver_one(&resource, stanza);
+                let outcome = deliver_one(state, &resource, stanza);
                 if outcome.is_ok() {
                     super::carbons::received(state, &bare, stanza, std::slice::from_ref(full));
                 }
@@ -108,7 +108,7 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
                 wake_if_idle(state, bare);
                 return outcome;
             }
-            let outcome = deliver_any(&top, stanza);
+            let outcome = deliver_any(state, &top, stanza);
             if outcome.is_ok() {
                 let delivered: Vec<_> = top.iter().map(|r| r.jid.clone()).collect();
                 super::carbons::received(state, bare, stanza, &delivered);
@@ -116,14 +116,14 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
             outcome
         }
         Kind::Message(MessageType::Headline) => {
-            let _ = deliver_any(&non_negative(&resources), stanza);
+            let _ = deliver_any(state, &non_negative(&resources), stanza);
             Ok(Routed::Delivered)
         }
         Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
         Kind::Message(MessageType::Error) => Ok(Routed::Delivered),
         Kind::Presence(PresenceType::Available | PresenceType::Unavailable) => {
             let available: Vec<&Resource> = resources.iter().filter(|r| r.priority.is_some()).collect();
-            let _ = deliver_any(&available, stanza);
+            let _ = deliver_any(state, &available, stanza);
             Ok(Routed::Delivered)
         }
         // Subscriptions and probes are the roster issue's; until then they go nowhere.
@@ -136,7 +136,7 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
 /// A resource may have become available, or finished its backlog, between our look and
 /// the store: one that is available and not draining is told to look again, so the
 /// message does not wait for its next login.
-fn wake_if_idle(state: &ServerState, bare: &BareJid) {
+pub fn wake_if_idle(state: &ServerState, bare: &BareJid) {
     let resources = state.router.resources(bare);
     let top = highest_priority(&resources);
     if !top.is_empty() && top.iter().all(|r| !r.draining) {
@@ -160,7 +160,7 @@ fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
 /// Hands the stanza to one session, in the form that session understands: receipts
 /// become dialect `<receipt/>`s for dialect sessions, and standard sessions never see a
 /// dialect element or attribute (docs/dialect.md).
-fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
+fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Outcome {
     let mut converted = match (resource.dialect, stanza.kind) {
         (true, Kind::Message(MessageType::Error)) => None,
         (true, Kind::Message(_)) => dialect::message_to_receipt(&stanza.element),
@@ -173,7 +173,14 @@ fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
         while stripped.remove_child("private", super::carbons::NS).is_some() {}
         converted = Some(stripped);
     }
-    match resource.handle.deliver(converted.as_ref().unwrap_or(&stanza.element)) {
+    let element = converted.as_ref().unwrap_or(&stanza.element);
+    let handed = match stanza.kind {
+        Kind::Message(MessageType::Normal | MessageType::Chat) if resource.managed => {
+            return deliver_kept(state, resource, stanza, element);
+        }
+        _ => resource.handle.deliver(element),
+    };
+    match handed {
         Ok(()) => Ok(Routed::Delivered),
         Err(DeliveryError::Full) => {
             tracing::warn!(to = %resource.jid, "recipient queue full, refusing stanza");
@@ -183,14 +190,46 @@ fn deliver_one(resource: &Resource, stanza: &Stanza) -> Outcome {
     }
 }
 
-/// Delivers to every target; succeeds if at least one took it.
-fn deliver_any(targets: &[&Resource], stanza: &Stanza) -> Outcome {
+/// A message for a stream-managed session is recorded in storage first (XEP-0198): if
+/// the connection dies, or the server, before the client acknowledges it, it moves to
+/// offline storage instead of being lost. The sender waits for that record to be durable.
+fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, element: &crate::xml::Element) -> Outcome {
+    let bytes: std::sync::Arc<[u8]> = crate::xml::writer::to_bytes(element).into();
+    let owner = resource.jid.to_bare();
+    let inflight = match state.store.put_inflight(&owner, super::presence::unix_now(), &bytes) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::error!(error = %e, "recording an in-flight message failed");
+            return err(Condition::InternalServerError);
+        }
+    };
+    match resource.handle.send(super::Delivery::Kept { inflight, bytes }) {
+        Ok(()) => Ok(Routed::Stored),
+        Err(e) => {
+            if let Err(e) = state.store.remove_inflight(&[inflight]) {
+                tracing::error!(error = %e, "forgetting an in-flight message failed");
+            }
+            match e {
+                DeliveryError::Full => {
+                    tracing::warn!(to = %resource.jid, "recipient queue full, refusing stanza");
+                    drop_responses(stanza, Condition::ResourceConstraint)
+                }
+                DeliveryError::Gone => drop_responses(stanza, Condition::RecipientUnavailable),
+            }
+        }
+    }
+}
+
+/// Delivers to every target; succeeds if at least one took it (stored, if one kept it).
+fn deliver_any(state: &ServerState, targets: &[&Resource], stanza: &Stanza) -> Outcome {
     let mut outcome = err(Condition::ServiceUnavailable);
     for resource in targets {
-        let this = deliver_one(resource, stanza);
-        if outcome.is_err() {
-            outcome = this;
-        }
+        let this = deliver_one(state, resource, stanza);
+        outcome = match (outcome, this) {
+            (Ok(Routed::Stored), _) | (_, Ok(Routed::Stored)) => Ok(Routed::Stored),
+            (Ok(first), _) => Ok(first),
+            (Err(_), this) => this,
+        };
     }
     outcome
 }

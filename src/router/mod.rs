@@ -42,6 +42,9 @@ pub enum Delivery {
     /// The payload of an iq push: sent only to sessions that asked for that list, each
     /// wrapping it in an iq with its own id.
     Push(PushKind, Arc<Element>),
+    /// A message also kept in in-flight storage until this session's client acknowledges
+    /// it (XEP-0198): the session owns the record from here on.
+    Kept { inflight: u64, bytes: Arc<[u8]> },
     /// Something was stored for this account while the session may have been about to
     /// finish (or start) its backlog: look again.
     Wake,
@@ -60,7 +63,7 @@ impl Delivery {
     /// What it weighs against the session's byte budget.
     fn cost(&self) -> usize {
         match self {
-            Delivery::Bytes(bytes) => bytes.len(),
+            Delivery::Bytes(bytes) | Delivery::Kept { bytes, .. } => bytes.len(),
             Delivery::Push(..) => 512,
             Delivery::Wake => 0,
         }
@@ -170,6 +173,9 @@ pub struct Resource {
     pub draining: bool,
     /// The session enabled message carbons (XEP-0280).
     pub carbons: bool,
+    /// The session enabled stream management (XEP-0198): messages for it are kept in
+    /// storage until its client acknowledges them.
+    pub managed: bool,
 }
 
 #[derive(Default)]
@@ -203,6 +209,7 @@ impl Router {
             dialect: false,
             draining: false,
             carbons: false,
+            managed: false,
         });
         old
     }
@@ -238,6 +245,11 @@ impl Router {
     /// Marks whether a session wants carbon copies.
     pub fn set_carbons(&self, jid: &FullJid, id: u64, enabled: bool) {
         self.update(jid, id, |r| r.carbons = enabled);
+    }
+
+    /// Marks a session as stream-managed (XEP-0198).
+    pub fn set_managed(&self, jid: &FullJid, id: u64) {
+        self.update(jid, id, |r| r.managed = true);
     }
 
     /// Marks whether a session is receiving its offline backlog.

@@ -16,8 +16,11 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 #[derive(Debug)]
 pub enum Action {
-    /// Bytes for this session's own client.
+    /// A stanza for this session's own client (counted by stream management).
     Write(Vec<u8>),
+    /// Bytes written as they are, never counted: stream-level elements, and stanzas
+    /// resent after a resumption (counted when first sent).
+    Send(Vec<u8>),
     /// End the stream.
     End(StreamEnd),
     /// Something was stored (offline): make it durable before handling the client's next
@@ -58,6 +61,10 @@ pub struct Session {
     ping: Option<(String, Instant)>,
     ping_interval: Duration,
     ping_timeout: Duration,
+    /// XEP-0198, once the client enabled it.
+    sm: Option<sm::StreamManagement>,
+    /// Where a resumption reaches this session's task.
+    pub resume_sender: Option<crate::stream::resume::ResumeSender>,
 }
 
 impl Session {
@@ -81,6 +88,8 @@ impl Session {
             ping: None,
             ping_interval: Duration::from_secs(t.ping_interval_secs),
             ping_timeout: Duration::from_secs(t.ping_timeout_secs),
+            sm: None,
+            resume_sender: None,
         }
     }
 
@@ -88,6 +97,18 @@ impl Session {
     pub fn handle(&mut self, state: &ServerState, element: Element, now: Instant) -> Vec<Action> {
         self.last_inbound = now;
         self.ping = None; // any traffic proves the client alive
+        if element.ns() == sm::NS {
+            return self.on_stream_management(state, &element, now);
+        }
+        let counted = sm::counts(&element);
+        let actions = self.handle_element(state, element);
+        if let Some(sm) = self.sm.as_mut().filter(|_| counted) {
+            sm.received();
+        }
+        self.track(actions, None, now)
+    }
+
+    fn handle_element(&mut self, state: &ServerState, element: Element) -> Vec<Action> {
         if element.is("enable", dialect::NS) {
             return self.enable_dialect(state);
         }
@@ -126,6 +147,25 @@ impl Session {
             Kind::Message(_) => self.on_message(state, &stanza),
             Kind::Presence(_) => self.on_presence(state, &stanza),
         }
+    }
+
+    /// Counts the stanzas among `actions` for stream management (the first one carrying
+    /// `inflight`), and asks for an acknowledgement when one is due.
+    fn track(&mut self, mut actions: Vec<Action>, mut inflight: Option<u64>, now: Instant) -> Vec<Action> {
+        let Some(sm) = self.sm.as_mut() else { return actions };
+        for action in &actions {
+            if let Action::Write(bytes) = action {
+                sm.track(bytes.clone(), inflight.take(), now);
+            }
+        }
+        if sm.over_limit() {
+            let text = "too many stanzas left unacknowledged";
+            actions.push(Action::End(StreamEnd::error(StreamCondition::ResourceConstraint, text)));
+        } else if sm.should_request(now) {
+            sm.requested(now);
+            actions.push(Action::Send(format!("<r xmlns='{}'/>", sm::NS).into_bytes()));
+        }
+        actions
     }
 
     /// XEP-0352: `<inactive/>` holds presence updates; `<active/>` releases them.
@@ -194,7 +234,7 @@ impl Session {
             0
         });
         let ib = dialect::offline_count(self.bare.domain().as_str(), count);
-        vec![Action::Write(writer::to_bytes(&el("enabled", dialect::NS))), Action::Write(writer::to_bytes(&ib))]
+        vec![Action::Send(writer::to_bytes(&el("enabled", dialect::NS))), Action::Write(writer::to_bytes(&ib))]
     }
 
     /// Sends the next batch of offline messages, if any, followed by the ping whose
@@ -252,7 +292,19 @@ impl Session {
     }
 
     /// What the router delivered to us.
-    pub fn deliver(&mut self, delivery: &Delivery) -> Vec<Action> {
+    pub fn deliver(&mut self, state: &ServerState, delivery: &Delivery, now: Instant) -> Vec<Action> {
+        if let Delivery::Kept { inflight, bytes } = delivery {
+            if self.sm.is_none() {
+                // Not stream-managed (cannot happen: only managed sessions get these).
+                forget_inflight(state, &[*inflight]);
+            }
+            return self.track(vec![Action::Write(bytes.to_vec())], Some(*inflight), now);
+        }
+        let actions = self.deliver_unkept(delivery);
+        self.track(actions, None, now)
+    }
+
+    fn deliver_unkept(&mut self, delivery: &Delivery) -> Vec<Action> {
         match delivery {
             Delivery::Bytes(bytes) if self.inactive => match csi::held_presence_sender(bytes) {
                 Some(from) => csi::hold(&mut self.held, from, bytes.to_vec()).into_iter().map(Action::Write).collect(),
@@ -264,7 +316,7 @@ impl Session {
                 let push = crate::modules::push_iq(self.jid.as_str(), &id, payload);
                 vec![Action::Write(writer::to_bytes(&push))]
             }
-            Delivery::Push(..) => Vec::new(),
+            Delivery::Push(..) | Delivery::Kept { .. } => Vec::new(),
             Delivery::Wake => match self.priority {
                 Some(p) if p >= 0 && self.backlog.is_none() => {
                     // `deliver` has no state: the connection loop passes the wake on.
@@ -277,15 +329,32 @@ impl Session {
 
     /// When `tick` next has something to do.
     pub fn deadline(&self) -> Instant {
-        match &self.ping {
+        let ping = match &self.ping {
             Some((_, sent)) => *sent + self.ping_timeout,
             None => self.last_inbound + self.ping_interval,
-        }
+        };
+        self.sm.as_ref().and_then(|sm| sm.deadline()).map_or(ping, |sm| sm.min(ping))
     }
 
     /// XEP-0199 §4.2: ping a client that has been quiet; end it if it never answers.
+    /// XEP-0198: ask for an acknowledgement that is due; end if one never comes.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
-        if now < self.deadline() {
+        if let Some(sm) = &self.sm {
+            if sm.request_expired(now) {
+                let text = "no acknowledgement of our stanzas";
+                return vec![Action::End(StreamEnd::error(StreamCondition::ConnectionTimeout, text))];
+            }
+        }
+        let pinged = self.ping_if_due(now);
+        self.track(pinged, None, now)
+    }
+
+    fn ping_if_due(&mut self, now: Instant) -> Vec<Action> {
+        let ping_due = match &self.ping {
+            Some((_, sent)) => *sent + self.ping_timeout,
+            None => self.last_inbound + self.ping_interval,
+        };
+        if now < ping_due {
             return Vec::new();
         }
         if self.ping.is_some() {
@@ -312,6 +381,10 @@ impl Session {
             self.go_unavailable(state, &unavailable);
         }
         state.router.unbind(&self.jid, self.id);
+        if let Some(id) = self.sm.as_ref().and_then(|sm| sm.resume_id.as_deref()) {
+            let keep = Duration::from_secs(state.config.stream_management.resume_timeout_secs.max(60));
+            state.resumptions.ended(id, self.sm.as_ref().map_or(0, |sm| sm.inbound), keep);
+        }
     }
 
     fn reject(&self, element: &Element, error: &StanzaError) -> Vec<Action> {
@@ -438,7 +511,16 @@ impl Session {
     }
 }
 
+/// In-flight records no longer needed: the message was acknowledged (or never kept).
+fn forget_inflight(state: &ServerState, keys: &[u64]) {
+    if let Err(e) = state.store.remove_inflight(keys) {
+        tracing::error!(error = %e, "forgetting acknowledged in-flight messages failed");
+    }
+}
+
 pub mod flexible;
 mod presence;
+pub mod sm;
+mod stream_management;
 #[cfg(test)]
 mod tests;

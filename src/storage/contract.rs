@@ -146,3 +146,181 @@ pub fn offline_store(store: &dyn OfflineStore) {
     assert_eq!(store.offline_count(&bob).expect("count"), 0);
     assert_eq!(store.offline_count(&carol).expect("count"), 1, "queues are per account");
 }
+
+use super::inflight::InflightStore;
+
+/// Runs every `InflightStore` rule against an empty store (and its offline side).
+pub fn inflight_store(store: &dyn InflightStore, offline: &dyn OfflineStore) {
+    let bob = jid("bob@example.org");
+    let carol = jid("carol@example.org");
+    assert!(store.inflight_keys().expect("keys").is_empty());
+    let m = |i: u32| format!("<message xmlns='jabber:client' id='m{i}'><body>{i}</body></message>");
+    let keys: Vec<u64> =
+        (0..4).map(|i| store.put_inflight(&bob, 1_700_000_000, m(i).as_bytes()).expect("put")).collect();
+    let other = store.put_inflight(&carol, 1_700_000_000, m(9).as_bytes()).expect("put");
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys grow: {keys:?}");
+    assert_eq!(store.inflight_keys().expect("keys").len(), 5);
+
+    store.remove_inflight(&keys[..1]).expect("acknowledged");
+    store.remove_inflight(&keys[..1]).expect("removing again is harmless");
+    assert_eq!(offline.offline_count(&bob).expect("count"), 0, "in flight is not offline");
+
+    // Moved out of order: they still arrive in the order they were recorded.
+    let owners = store.inflight_to_offline(&[keys[3], keys[1], keys[2]]).expect("move");
+    assert_eq!(owners, vec![bob.clone()]);
+    let stored = offline.offline_messages(&bob, 10).expect("list");
+    let ids: Vec<bool> =
+        ["m1", "m2", "m3"].iter().zip(&stored).map(|(id, s)| String::from_utf8_lossy(&s.stanza).contains(id)).collect();
+    assert_eq!(ids, vec![true, true, true], "arrival order");
+    assert!(String::from_utf8_lossy(&stored[0].stanza).contains("urn:xmpp:delay"), "stamped when stored");
+    assert!(store.inflight_to_offline(&keys).expect("again").is_empty(), "an entry moves once");
+    assert_eq!(offline.offline_count(&bob).expect("count"), 3);
+    assert_eq!(store.inflight_keys().expect("keys"), vec![other]);
+}
+
+use super::archive::{self, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore, Page};
+use xmpp_parsers::jid::Jid;
+
+fn any_jid(s: &str) -> Jid {
+    Jid::new(s).expect("valid test JID")
+}
+
+fn bodies(page: &ArchivePage) -> Vec<String> {
+    page.messages.iter().map(|m| String::from_utf8_lossy(&m.stanza).into_owned()).collect()
+}
+
+/// Asserts the page's stanzas, completeness, and (when the backend gives them) count and index.
+fn assert_page(page: &ArchivePage, expected: &[&str], complete: bool, count: u64, first_index: u64) {
+    assert_eq!(bodies(page), expected, "{page:?}");
+    assert_eq!(page.complete, complete, "complete: {page:?}");
+    assert!(page.count.is_none_or(|c| c == count), "count {count}: {page:?}");
+    let index = if expected.is_empty() { None } else { Some(first_index) };
+    assert!(page.first_index.is_none() || page.first_index == index, "index {index:?}: {page:?}");
+}
+
+/// Runs every `ArchiveStore` rule against an empty store.
+pub fn archive_store(store: &dyn ArchiveStore) {
+    let (alice, bob) = (jid("alice@example.org"), jid("bob@example.org"));
+    let all = |max| ArchiveQuery::all(max);
+    let query = |q: ArchiveQuery| store.query_archive(&alice, &q).expect("query");
+    assert_page(&query(all(10)), &[], true, 0, 0);
+
+    // m6 arrives last with an older stamp: it is stamped like its predecessor.
+    let entries = [
+        ("bob@example.org/phone", 1_000),
+        ("carol@example.net", 2_000),
+        ("bob@example.org", 3_000),
+        ("bob@example.org/laptop", 3_000),
+        ("carol@example.net", 5_000),
+        ("alice@example.org", 6_000),
+        ("bob@example.org/phone", 4_000),
+    ];
+    let mut ids = Vec::new();
+    for (i, (with, stamp)) in entries.iter().enumerate() {
+        let id = store.archive(&alice, &any_jid(with), *stamp, format!("m{i}").as_bytes()).expect("archive");
+        ids.push(id);
+    }
+    let theirs = store.archive(&bob, &any_jid("alice@example.org/home"), 2_500, b"b0").expect("archive");
+    let distinct: std::collections::HashSet<&String> = ids.iter().chain([&theirs]).collect();
+    assert_eq!(distinct.len(), ids.len() + 1, "ids are unique: {ids:?}");
+
+    let everything = query(all(100));
+    assert_page(&everything, &["m0", "m1", "m2", "m3", "m4", "m5", "m6"], true, 7, 0);
+    assert_eq!(everything.messages.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
+    let stamps: Vec<u64> = everything.messages.iter().map(|m| m.stamp_micros).collect();
+    assert_eq!(stamps, vec![1_000, 2_000, 3_000, 3_000, 5_000, 6_000, 6_000], "stamps never decrease");
+    assert_eq!(everything.messages[0].with, any_jid("bob@example.org/phone"), "the other party as given");
+
+    // Filters: with (bare, full, the owner itself), time (inclusive), ids (exclusive), start > end.
+    let with = |s: &str| ArchiveQuery { with: Some(any_jid(s)), ..all(100) };
+    assert_page(&query(with("bob@example.org")), &["m0", "m2", "m3", "m6"], true, 4, 0);
+    assert_page(&query(with("bob@example.org/phone")), &["m0", "m6"], true, 2, 0);
+    assert_page(&query(with("alice@example.org")), &["m5"], true, 1, 0);
+    assert_page(&query(with("dave@example.org")), &[], true, 0, 0);
+    let times = ArchiveQuery { start: Some(3_000), end: Some(5_000), ..all(100) };
+    assert_page(&query(times), &["m2", "m3", "m4"], true, 3, 0);
+    assert_page(&query(ArchiveQuery { start: Some(5_000), end: Some(3_000), ..all(100) }), &[], true, 0, 0);
+    let between = ArchiveQuery { after_id: Some(ids[1].clone()), before_id: Some(ids[4].clone()), ..all(100) };
+    assert_page(&query(between), &["m2", "m3"], true, 2, 0);
+    let named = ArchiveQuery { ids: vec![ids[4].clone(), ids[1].clone(), ids[4].clone()], ..all(100) };
+    assert_page(&query(named), &["m1", "m4"], true, 2, 0);
+    let named_with = ArchiveQuery { ids: vec![ids[0].clone(), ids[1].clone()], ..with("carol@example.net") };
+    assert_page(&query(named_with), &["m1"], true, 1, 0);
+
+    // Forward paging until complete.
+    let after = |id: Option<&String>, max| ArchiveQuery { page: Page::After(id.cloned()), ..all(max) };
+    assert_page(&query(after(None, 3)), &["m0", "m1", "m2"], false, 7, 0);
+    assert_page(&query(after(Some(&ids[2]), 3)), &["m3", "m4", "m5"], false, 7, 3);
+    assert_page(&query(after(Some(&ids[5]), 3)), &["m6"], true, 7, 6);
+    assert_page(&query(after(Some(&ids[6]), 3)), &[], true, 7, 0);
+    // Backward from the last page until complete; chronological within each page.
+    let before = |id: Option<&String>, max| ArchiveQuery { page: Page::Before(id.cloned()), ..all(max) };
+    assert_page(&query(before(None, 3)), &["m4", "m5", "m6"], false, 7, 4);
+    assert_page(&query(before(Some(&ids[4]), 3)), &["m1", "m2", "m3"], false, 7, 1);
+    assert_page(&query(before(Some(&ids[1]), 3)), &["m0"], true, 7, 0);
+    let conversation = |page| ArchiveQuery { page, ..with("bob@example.org") };
+    let last_two = ArchiveQuery { max: 2, ..conversation(Page::Before(None)) };
+    assert_page(&query(last_two), &["m3", "m6"], false, 4, 2);
+    let earlier = ArchiveQuery { max: 2, ..conversation(Page::Before(Some(ids[3].clone()))) };
+    assert_page(&query(earlier), &["m0", "m2"], true, 4, 0);
+    assert_page(&query(all(0)), &[], false, 7, 0);
+    let capped = |count_up_to| query(ArchiveQuery { count_up_to, ..after(Some(&ids[2]), 2) });
+    assert_eq!((capped(7).count, capped(7).first_index), (Some(7), Some(3)));
+    assert_eq!((capped(6).count, capped(6).first_index), (None, None), "more matches than the limit: not counted");
+    assert_eq!(bodies(&capped(0)), ["m3", "m4"], "paging is the same, counted or not");
+
+    // Unknown ids, ids of another archive, and altered ids are all NotFound.
+    let mut altered = ids[2].clone();
+    let last = if altered.ends_with('0') { "1" } else { "0" };
+    altered.replace_range(altered.len() - 1.., last);
+    for id in ["nope".to_string(), theirs.clone(), altered] {
+        let queries = [
+            after(Some(&id), 5),
+            before(Some(&id), 5),
+            ArchiveQuery { after_id: Some(id.clone()), ..all(5) },
+            ArchiveQuery { before_id: Some(id.clone()), ..all(5) },
+            ArchiveQuery { ids: vec![ids[0].clone(), id.clone()], ..all(5) },
+        ];
+        for q in queries {
+            let outcome = store.query_archive(&alice, &q);
+            assert!(matches!(&outcome, Err(super::StorageError::NotFound(x)) if *x == id), "{q:?}: {outcome:?}");
+        }
+    }
+    let bobs = store.query_archive(&bob, &all(10)).expect("query");
+    assert_page(&bobs, &["b0"], true, 1, 0);
+
+    // Preferences.
+    assert!(store.archive_prefs(&alice).expect("prefs").is_none());
+    let prefs = ArchivePrefs {
+        default: archive::Default::Roster,
+        always: vec![any_jid("carol@example.net")],
+        never: vec![any_jid("bob@example.org/phone"), any_jid("example.com")],
+    };
+    store.set_archive_prefs(&alice, &prefs).expect("set prefs");
+    assert_eq!(store.archive_prefs(&alice).expect("prefs"), Some(prefs));
+    assert!(store.archive_prefs(&bob).expect("prefs").is_none(), "preferences are per account");
+
+    // Retention: only what is older than the limit, across archives.
+    assert_eq!(store.expire_archive(2_500).expect("expire"), 2);
+    assert_page(&query(all(100)), &["m2", "m3", "m4", "m5", "m6"], true, 5, 0);
+    assert_page(&query(with("bob@example.org/phone")), &["m6"], true, 1, 0);
+    assert!(matches!(query_err(store, &alice, &ids[0]), super::StorageError::NotFound(_)));
+    assert_eq!(store.expire_archive(2_501).expect("expire"), 1);
+    assert_eq!(store.expire_archive(2_501).expect("expire again"), 0);
+
+    // Deletion forgets the archive and preferences; ids are never reused.
+    store.archive(&bob, &any_jid("alice@example.org"), 7_000, b"b1").expect("archive");
+    store.delete_archive(&alice).expect("delete");
+    assert_page(&query(all(100)), &[], true, 0, 0);
+    assert_page(&query(with("bob@example.org")), &[], true, 0, 0);
+    assert!(store.archive_prefs(&alice).expect("prefs").is_none());
+    assert_page(&store.query_archive(&bob, &all(10)).expect("query"), &["b1"], true, 1, 0);
+    let again = store.archive(&alice, &any_jid("bob@example.org"), 1, b"n0").expect("archive");
+    assert!(!ids.contains(&again));
+    assert_page(&query(all(100)), &["n0"], true, 1, 0);
+}
+
+fn query_err(store: &dyn ArchiveStore, owner: &BareJid, id: &str) -> super::StorageError {
+    let q = ArchiveQuery { page: Page::After(Some(id.to_string())), ..ArchiveQuery::all(1) };
+    store.query_archive(owner, &q).expect_err("unknown id")
+}

@@ -1,8 +1,10 @@
 //! Storage behind small per-concern traits, so another backend can replace sled
 //! without touching the router. Every backend must pass [`contract`].
 
+pub mod archive;
 pub mod contract;
 pub mod flusher;
+pub mod inflight;
 pub mod offline;
 pub mod roster;
 pub mod sled;
@@ -26,11 +28,23 @@ pub enum StorageError {
 
 /// Everything the server keeps: one object implementing every per-concern trait.
 pub trait Storage:
-    UserStore + roster::RosterStore + roster::LastSeenStore + roster::BlockStore + offline::OfflineStore
+    UserStore
+    + roster::RosterStore
+    + roster::LastSeenStore
+    + roster::BlockStore
+    + offline::OfflineStore
+    + inflight::InflightStore
+    + archive::ArchiveStore
 {
 }
 impl<T> Storage for T where
-    T: UserStore + roster::RosterStore + roster::LastSeenStore + roster::BlockStore + offline::OfflineStore
+    T: UserStore
+        + roster::RosterStore
+        + roster::LastSeenStore
+        + roster::BlockStore
+        + offline::OfflineStore
+        + inflight::InflightStore
+        + archive::ArchiveStore
 {
 }
 

@@ -4,6 +4,7 @@
 
 use super::error::{StreamCondition, StreamEnd};
 use super::negotiate::{preauth_limits, Bound, Conn, Negotiation, Next, Reader};
+use super::resume::Resumption;
 use super::transport::Transport;
 use super::wire::Wire;
 use crate::router::session::{Action, Session};
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 
@@ -79,21 +81,15 @@ impl Listener {
     /// Negotiates on each transport in turn (plain, then TLS after STARTTLS).
     async fn negotiate(
         &self,
-        mut transport: Transport,
+        transport: Transport,
         peer: SocketAddr,
         deadline: Instant,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<(Conn, Box<Bound>)> {
         let state = &self.state;
         let mut negotiation = Negotiation::new(state, peer);
+        let mut conn = self.split(transport, &mut negotiation);
         loop {
-            negotiation.secure = transport.is_secure();
-            negotiation.cb = transport.channel_bindings(&self.tls.end_point);
-            let (read, write) = tokio::io::split(transport);
-            let mut conn = Conn {
-                reader: Framer::new(read, preauth_limits(state)),
-                wire: Wire::new(write, state.config.default_host().to_owned()),
-            };
             let outcome = tokio::select! {
                 outcome = timeout_at(deadline, negotiation.run(&mut conn)) => outcome
                     .unwrap_or_else(|_| Err(StreamEnd::error(StreamCondition::ConnectionTimeout, "negotiation took too long"))),
@@ -101,11 +97,17 @@ impl Listener {
             };
             match outcome {
                 Ok(Next::Bound(bound)) => return Some((conn, bound)),
+                Ok(Next::Resume(session, h)) => {
+                    conn = hand_over(conn, session, h, peer).await?;
+                    // Refused: the client may bind a new resource on the same stream.
+                    negotiation.mid_stream = true;
+                }
                 Ok(Next::StartTls) => {
                     let Transport::Plain(tcp) = conn.reader.into_inner().unsplit(conn.wire.out) else {
                         return None;
                     };
-                    transport = self.accept_tls(tcp, false, deadline).await?;
+                    let transport = self.accept_tls(tcp, false, deadline).await?;
+                    conn = self.split(transport, &mut negotiation);
                 }
                 Err(end) => {
                     log_end(&end);
@@ -115,6 +117,37 @@ impl Listener {
             }
         }
     }
+
+    fn split(&self, transport: Transport, negotiation: &mut Negotiation) -> Conn {
+        negotiation.secure = transport.is_secure();
+        negotiation.cb = transport.channel_bindings(&self.tls.end_point);
+        let (read, write) = tokio::io::split(transport);
+        Conn {
+            reader: Framer::new(read, preauth_limits(&self.state)),
+            wire: Wire::new(write, self.state.config.default_host().to_owned()),
+        }
+    }
+}
+
+/// XEP-0198 §5: offers the connection to the session being resumed. None when the
+/// session took it; otherwise the connection comes back after `<failed/>` was sent on it.
+async fn hand_over(conn: Conn, session: super::resume::ResumeSender, h: u32, peer: SocketAddr) -> Option<Conn> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let failure = match session.send(Resumption { conn, h, peer, reply }).await {
+        // The session ended in between.
+        Err(mpsc::error::SendError(back)) => Box::new((back.conn, super::resume::failed("item-not-found", None))),
+        Ok(()) => match answer.await {
+            Ok(Ok(())) => return None, // the session runs on this connection now
+            Ok(Err(failure)) => failure,
+            Err(_) => return None, // the session ended while taking it: the connection went with it
+        },
+    };
+    let (mut conn, failed) = *failure;
+    if let Err(e) = conn.wire.send(failed.as_bytes()).await {
+        log_end(&StreamEnd::Io(e));
+        return None;
+    }
+    Some(conn)
 }
 
 fn log_end(end: &StreamEnd) {
@@ -128,79 +161,281 @@ fn log_end(end: &StreamEnd) {
     }
 }
 
-/// The bound session: runs until the stream ends, then cleans up.
+/// One connection attached to the session: its reader and writer tasks.
+struct Link {
+    frames: mpsc::Receiver<Result<Frame, FramerError>>,
+    out: mpsc::Sender<Vec<u8>>,
+    /// The writer holds its queue behind a lock: when it ends (or is stopped), what it
+    /// never wrote can be taken back and routed again.
+    out_queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
+    reader_task: JoinHandle<()>,
+    writer_task: JoinHandle<()>,
+    /// Bytes that could not even be queued for the writer.
+    unsent: Vec<Vec<u8>>,
+}
+
+impl Link {
+    fn attach(state: &ServerState, conn: Conn) -> Link {
+        let mut reader = conn.reader;
+        reader.set_limits(super::negotiate::session_limits(state));
+        let (frames_tx, frames) = mpsc::channel(READ_AHEAD);
+        let reader_task = tokio::spawn(read_frames(reader, frames_tx).in_current_span());
+        let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let out_queue = Arc::new(tokio::sync::Mutex::new(out_rx));
+        let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
+        Link { frames, out, out_queue, reader_task, writer_task, unsent: Vec::new() }
+    }
+
+    /// Sends the last words (if the connection can take them), stops both tasks, and
+    /// returns what was never written.
+    async fn close(mut self, last: Option<String>, limit: Duration) -> Vec<Vec<u8>> {
+        if let Some(last) = last {
+            let _ = tokio::time::timeout(limit, self.out.send(last.into_bytes())).await;
+        }
+        drop(self.out);
+        // A client that stopped reading must not keep its socket and task alive.
+        if tokio::time::timeout(limit, &mut self.writer_task).await.is_err() {
+            self.writer_task.abort();
+            let _ = (&mut self.writer_task).await; // returns once the task is gone, lock released
+        }
+        self.reader_task.abort();
+        let mut never_written = self.unsent;
+        let mut queue = self.out_queue.lock().await;
+        while let Ok(bytes) = queue.try_recv() {
+            never_written.push(bytes);
+        }
+        never_written
+    }
+}
+
+/// Why the attached loop stopped.
+enum Detached {
+    /// The stream ended.
+    Ended(StreamEnd),
+    /// A new connection resumes this session (the current one is a ghost).
+    Takeover(Box<Resumption>),
+}
+
+/// The bound session: runs until the stream ends (across resumptions), then cleans up.
 async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shutdown: watch::Receiver<bool>) {
     let Bound { jid, handle, mut mailbox } = bound;
     let mut session = Session::new(&state, jid, handle.id, Instant::now());
     drop(handle);
-    let mut reader = conn.reader;
-    reader.set_limits(super::negotiate::session_limits(&state));
-    let (frames_tx, mut frames) = mpsc::channel(READ_AHEAD);
-    let reader_task = tokio::spawn(read_frames(reader, frames_tx).in_current_span());
-    let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    // The writer holds its queue behind a lock: when it ends (or is stopped), what it never
-    // wrote can be taken back and routed again.
-    let out_queue = Arc::new(tokio::sync::Mutex::new(out_rx));
-    let mut writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
-    let mut unsent: Vec<Vec<u8>> = Vec::new();
-    let write_timeout = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+    let (resume_tx, mut resume_rx) = mpsc::channel::<Resumption>(1);
+    session.resume_sender = Some(resume_tx);
+    let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+    let mut link = Link::attach(&state, conn);
+    let mut rerouted: Vec<Vec<u8>> = Vec::new();
+    let end = loop {
+        let mut pending =
+            match attached(&state, &mut session, &mut link, &mut mailbox, &mut resume_rx, &mut shutdown).await {
+                Detached::Ended(end) if session.resumable(&end) => {
+                    log_end(&end);
+                    let _ = link.close(None, limit).await; // counted in the unacknowledged queue
+                    tracing::info!(
+                        wait_secs = session.resume_window().as_secs(),
+                        "connection lost: waiting for resumption"
+                    );
+                    match hibernate(&state, &mut session, &mut mailbox, &mut resume_rx, &mut shutdown).await {
+                        Detached::Takeover(resumption) => resumption,
+                        Detached::Ended(end) => break end,
+                    }
+                }
+                Detached::Ended(end) => {
+                    log_end(&end);
+                    // Out of the router first: nothing more is routed here while the socket closes.
+                    session.on_end(&state);
+                    let unwritten = link.close(last_words(&end), limit).await;
+                    if !session.managed() {
+                        rerouted = unwritten;
+                    }
+                    break end;
+                }
+                Detached::Takeover(resumption) => {
+                    tracing::info!("the client resumed on a new connection: dropping this one");
+                    let _ = link.close(None, limit).await;
+                    resumption
+                }
+            };
+        // Resumption failures leave the session waiting on: try whatever comes next.
+        loop {
+            match take_over(&state, &mut session, pending).await {
+                Some(new_link) => {
+                    link = new_link;
+                    break;
+                }
+                None => match hibernate(&state, &mut session, &mut mailbox, &mut resume_rx, &mut shutdown).await {
+                    Detached::Takeover(next) => pending = next,
+                    Detached::Ended(end) => {
+                        finish(&state, &mut session, &mut mailbox, rerouted).await;
+                        log_end(&end);
+                        return;
+                    }
+                },
+            }
+        }
+    };
+    if matches!(end, StreamEnd::Error(StreamCondition::ConnectionTimeout, _)) && session.managed() {
+        tracing::info!("resumption window over: the session ends");
+    }
+    finish(&state, &mut session, &mut mailbox, rerouted).await;
+}
 
+/// Runs the session on its connection until the stream ends or another connection
+/// takes it over.
+async fn attached(
+    state: &ServerState,
+    session: &mut Session,
+    link: &mut Link,
+    mailbox: &mut Mailbox,
+    resume: &mut mpsc::Receiver<Resumption>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Detached {
+    let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
     let end = loop {
         let actions = tokio::select! {
-            frame = frames.recv() => match frame {
-                Some(Ok(Frame::Stanza(element))) => session.handle(&state, element, Instant::now()),
-                Some(Ok(Frame::Close)) | None => break StreamEnd::PeerClosed,
+            frame = link.frames.recv() => match frame {
+                Some(Ok(Frame::Stanza(element))) => session.handle(state, element, Instant::now()),
+                Some(Ok(Frame::Close)) => break StreamEnd::PeerClosed,
+                // The connection went without closing its stream: it may come back (XEP-0198).
+                Some(Err(FramerError::Eof)) | None => break StreamEnd::Io(std::io::ErrorKind::UnexpectedEof.into()),
                 Some(Ok(Frame::Header(_))) => break StreamEnd::error(StreamCondition::NotWellFormed, "unexpected stream header"),
                 Some(Err(e)) => break StreamEnd::from(e),
             },
-            Some(delivery) = mailbox.stanzas.recv() => {
-                let actions = session.deliver(&delivery);
-                if matches!(actions[..], [Action::Wake]) { session.wake(&state) } else { actions }
-            }
+            Some(delivery) = mailbox.stanzas.recv() => delivered(state, session, &delivery),
             Some(control) = mailbox.control.recv() => break control_end(control),
+            Some(resumption) = resume.recv() => return Detached::Takeover(Box::new(resumption)),
             _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
             _ = shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
         };
-        if let Some(end) = perform(&state, actions, &out, write_timeout, &mut unsent).await {
+        if let Some(end) = perform(state, actions, Some(&link.out), limit, &mut link.unsent).await {
             break end;
         }
     };
-    log_end(&end);
     if server_ended(&end) {
         // Stanzas the client sent before we ended its stream were accepted: handle them.
-        while let Ok(Ok(Frame::Stanza(element))) = frames.try_recv() {
-            let actions = session.handle(&state, element, Instant::now());
-            let _ = perform(&state, actions, &out, write_timeout, &mut unsent).await;
+        while let Ok(Ok(Frame::Stanza(element))) = link.frames.try_recv() {
+            let actions = session.handle(state, element, Instant::now());
+            let _ = perform(state, actions, Some(&link.out), limit, &mut link.unsent).await;
         }
     }
-    session.on_end(&state);
-    let last = match &end {
-        StreamEnd::Error(condition, text) => Some(writer::stream_error(condition.name(), Some(text))),
-        StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => Some(writer::STREAM_CLOSE.to_owned()),
-        StreamEnd::Io(_) => None,
-    };
-    if let Some(last) = last {
-        let _ = tokio::time::timeout(write_timeout, out.send(last.into_bytes())).await;
+    Detached::Ended(end)
+}
+
+fn delivered(state: &ServerState, session: &mut Session, delivery: &Delivery) -> Vec<Action> {
+    let actions = session.deliver(state, delivery, Instant::now());
+    if matches!(actions[..], [Action::Wake]) {
+        session.wake(state)
+    } else {
+        actions
     }
-    drop(out);
-    // A client that stopped reading must not keep its socket and task alive.
-    if tokio::time::timeout(write_timeout, &mut writer_task).await.is_err() {
-        writer_task.abort();
-        let _ = (&mut writer_task).await; // returns once the task is gone, lock released
-    }
-    reader_task.abort();
-    let mut never_written = unsent;
-    {
-        let mut queue = out_queue.lock().await;
-        while let Ok(bytes) = queue.try_recv() {
-            never_written.push(bytes);
+}
+
+/// XEP-0198 §5: the connection is gone and the session waits for its client, still
+/// taking deliveries (counted as unacknowledged, sent on resumption) until the window
+/// closes, the account goes, or the server stops.
+async fn hibernate(
+    state: &ServerState,
+    session: &mut Session,
+    mailbox: &mut Mailbox,
+    resume: &mut mpsc::Receiver<Resumption>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Detached {
+    let deadline = Instant::now() + session.resume_window();
+    let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+    loop {
+        let actions = tokio::select! {
+            Some(delivery) = mailbox.stanzas.recv() => delivered(state, session, &delivery),
+            Some(control) = mailbox.control.recv() => return Detached::Ended(control_end(control)),
+            Some(resumption) = resume.recv() => return Detached::Takeover(Box::new(resumption)),
+            _ = tokio::time::sleep_until(deadline) => {
+                return Detached::Ended(StreamEnd::error(StreamCondition::ConnectionTimeout, "not resumed in time"));
+            }
+            _ = shutdown.changed() => {
+                return Detached::Ended(StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"));
+            }
+        };
+        let actions = actions.into_iter().filter(|a| !matches!(a, Action::Write(_) | Action::Send(_))).collect();
+        if let Some(end) = perform(state, actions, None, limit, &mut Vec::new()).await {
+            return Detached::Ended(end);
         }
     }
-    reroute_unwritten(&state, never_written, session.jid.domain().as_str()).await;
-    reroute_undelivered(&state, &mut mailbox).await;
+}
+
+/// Hands the session to the resuming connection: `<resumed/>` and every unacknowledged
+/// stanza go out on it. None when the resumption failed (the new connection was told).
+async fn take_over(state: &ServerState, session: &mut Session, resumption: Box<Resumption>) -> Option<Link> {
+    let Resumption { conn, h, peer, reply } = *resumption;
+    match session.resume(state, h, Instant::now()) {
+        Ok(actions) => {
+            tracing::info!(%peer, resent = actions.len() - 1, "session resumed");
+            let _ = reply.send(Ok(()));
+            let mut link = Link::attach(state, conn);
+            let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+            // A connection that fails already is found out by the session loop.
+            let _ = perform(state, actions, Some(&link.out), limit, &mut link.unsent).await;
+            Some(link)
+        }
+        Err(failure) => {
+            tracing::info!(%peer, h, "resumption refused: the client acknowledged more than it was sent");
+            let _ = reply.send(Err(Box::new((conn, failure))));
+            None
+        }
+    }
+}
+
+/// The session is over: it leaves the router (if it has not yet), what it never got goes
+/// to offline storage or another resource, and all that is made durable.
+async fn finish(state: &ServerState, session: &mut Session, mailbox: &mut Mailbox, unwritten: Vec<Vec<u8>>) {
+    session.on_end(state);
+    let mut unwritten = unwritten;
+    let mut inflight = Vec::new();
+    for unacked in session.take_unacked() {
+        match unacked.inflight {
+            Some(key) => inflight.push(key),
+            None => unwritten.push(unacked.bytes),
+        }
+    }
+    // Oldest first: what was written (or meant to be), then what still waits.
+    reroute_unwritten(state, unwritten, session.jid.domain().as_str()).await;
+    for delivery in mailbox.stanzas.close_and_drain() {
+        match delivery {
+            Delivery::Kept { inflight: key, .. } => inflight.push(key),
+            Delivery::Bytes(bytes) => match crate::xml::read_stanza(&bytes).await {
+                Some(element) => delivery::reroute(state, element),
+                None => tracing::error!("undelivered stanza could not be read back"),
+            },
+            // Roster pushes were for this session only.
+            Delivery::Push(..) | Delivery::Wake => {}
+        }
+    }
+    move_to_offline(state, &inflight);
     // Rerouting may have stored messages offline.
     if let Err(e) = state.flusher.durable().await {
         tracing::error!(error = %e, "rerouted messages may not be durable");
+    }
+}
+
+/// Unacknowledged messages go to their owners' offline queues; an available resource
+/// is told to look.
+fn move_to_offline(state: &ServerState, inflight: &[u64]) {
+    if inflight.is_empty() {
+        return;
+    }
+    match state.store.inflight_to_offline(inflight) {
+        Ok(owners) => {
+            tracing::info!(messages = inflight.len(), "unacknowledged messages kept offline");
+            owners.iter().for_each(|owner| delivery::wake_if_idle(state, owner));
+        }
+        Err(e) => tracing::error!(error = %e, "moving unacknowledged messages offline failed; they move at restart"),
+    }
+}
+
+fn last_words(end: &StreamEnd) -> Option<String> {
+    match end {
+        StreamEnd::Error(condition, text) => Some(writer::stream_error(condition.name(), Some(text))),
+        StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => Some(writer::STREAM_CLOSE.to_owned()),
+        StreamEnd::Io(_) => None,
     }
 }
 
@@ -228,7 +463,7 @@ fn control_end(control: Control) -> StreamEnd {
 async fn perform(
     state: &ServerState,
     actions: Vec<Action>,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: Option<&mpsc::Sender<Vec<u8>>>,
     limit: Duration,
     unsent: &mut Vec<Vec<u8>>,
 ) -> Option<StreamEnd> {
@@ -243,7 +478,8 @@ async fn perform(
                     return Some(StreamEnd::error(StreamCondition::InternalServerError, "storage failure"));
                 }
             }
-            Action::Write(bytes) => {
+            Action::Write(bytes) | Action::Send(bytes) => {
+                let Some(out) = out else { continue };
                 let end = match tokio::time::timeout(limit, out.reserve()).await {
                     Ok(Ok(permit)) => {
                         permit.send(bytes);
@@ -254,7 +490,7 @@ async fn perform(
                 };
                 unsent.push(bytes);
                 unsent.extend(actions.filter_map(|a| match a {
-                    Action::Write(bytes) => Some(bytes),
+                    Action::Write(bytes) | Action::Send(bytes) => Some(bytes),
                     _ => None,
                 }));
                 return Some(end);
@@ -280,19 +516,6 @@ async fn reroute_unwritten(state: &ServerState, unwritten: Vec<Vec<u8>>, domain:
             continue;
         }
         delivery::reroute(state, element);
-    }
-}
-
-/// Stanzas that reached our mailbox after the stream ended are routed again:
-/// to another resource if one fits, else their sender learns they were not delivered.
-async fn reroute_undelivered(state: &ServerState, mailbox: &mut Mailbox) {
-    for delivery in mailbox.stanzas.close_and_drain() {
-        // Roster pushes were for this session only; stanzas are read back (rare path).
-        let Delivery::Bytes(bytes) = delivery else { continue };
-        match crate::xml::read_stanza(&bytes).await {
-            Some(element) => delivery::reroute(state, element),
-            None => tracing::error!("undelivered stanza could not be read back"),
-        }
     }
 }
 

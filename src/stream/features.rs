@@ -35,9 +35,18 @@ pub fn before_auth(config: &Config, cb: &ChannelBindings, secure: bool) -> Strin
 /// After authentication: bind, the legacy session, and XEP-0478 limits.
 pub fn after_auth(config: &Config) -> String {
     format!(
-        "<stream:features><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>{SESSION_FEATURES}{}</stream:features>",
+        "<stream:features><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>{SESSION_FEATURES}{}{}</stream:features>",
+        stream_management(config),
         limits(config)
     )
+}
+
+/// XEP-0198 §2: stream management, offered after authentication (for enable and resume).
+fn stream_management(config: &Config) -> String {
+    match config.stream_management.enabled {
+        true => format!("<sm xmlns='{}'/>", crate::router::session::sm::NS),
+        false => String::new(),
+    }
 }
 
 /// XEP-0478: the largest stanza we accept and how long we tolerate silence.

@@ -5,6 +5,7 @@ pub mod error;
 pub mod features;
 pub mod header;
 pub mod negotiate;
+pub mod resume;
 pub mod throttle;
 pub mod transport;
 pub mod wire;

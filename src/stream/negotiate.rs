@@ -32,6 +32,8 @@ pub enum Next {
     StartTls,
     /// A resource is bound: the session starts.
     Bound(Box<Bound>),
+    /// XEP-0198 §5: the client resumes a session that still exists; `h` is what it got.
+    Resume(super::resume::ResumeSender, u32),
 }
 
 pub struct Bound {
@@ -52,6 +54,8 @@ pub struct Negotiation<'a> {
     failures: u32,
     /// `<auth/>` elements seen on this connection (restarted exchanges included).
     auths: u32,
+    /// The stream is open already: go on reading it (after a resumption that failed).
+    pub mid_stream: bool,
 }
 
 pub fn preauth_limits(state: &ServerState) -> Limits {
@@ -80,13 +84,16 @@ impl<'a> Negotiation<'a> {
             exchange: None,
             failures: 0,
             auths: 0,
+            mid_stream: false,
         }
     }
 
     /// Runs streams on the current transport until STARTTLS or a bound resource.
     pub async fn run(&mut self, conn: &mut Conn) -> Result<Next, StreamEnd> {
         loop {
-            self.open_stream(conn).await?;
+            if !std::mem::take(&mut self.mid_stream) {
+                self.open_stream(conn).await?;
+            }
             if let Some(next) = self.negotiate_stream(conn).await? {
                 return Ok(next);
             }
@@ -141,6 +148,12 @@ impl<'a> Negotiation<'a> {
             if ns == NS_SASL {
                 if self.on_sasl(conn, &element).await? {
                     return Ok(None);
+                }
+                continue;
+            }
+            if element.ns() == crate::router::session::sm::NS && self.user.is_some() {
+                if let Some(next) = self.on_stream_management(conn, &element).await? {
+                    return Ok(Some(next));
                 }
                 continue;
             }
@@ -323,6 +336,30 @@ impl<'a> Negotiation<'a> {
         let mut keys = vec![format!("ip:{}", self.peer.ip())];
         keys.extend(user.map(|user| format!("user:{user}")));
         keys
+    }
+
+    /// XEP-0198 before a resource is bound: `<resume/>` instead of binding; anything else
+    /// has to wait for the bind (§3: enable after binding).
+    async fn on_stream_management(&mut self, conn: &mut Conn, element: &Element) -> Result<Option<Next>, StreamEnd> {
+        use super::resume::{failed, Lookup};
+        let (Some(user), "resume", true) = (&self.user, element.name(), self.state.config.stream_management.enabled)
+        else {
+            conn.wire.send(failed("unexpected-request", None).as_bytes()).await?;
+            return Ok(None);
+        };
+        let previd = element.attr("previd").unwrap_or_default();
+        let Some(h) = element.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
+            conn.wire.send(failed("bad-request", None).as_bytes()).await?;
+            return Ok(None);
+        };
+        let failure = match self.state.resumptions.lookup(previd, user) {
+            Lookup::Live(session) => return Ok(Some(Next::Resume(session, h))),
+            Lookup::Ended(h) => failed("item-not-found", Some(h)),
+            Lookup::Unknown => failed("item-not-found", None),
+        };
+        tracing::info!(user = %user, "resumption refused: no such session");
+        conn.wire.send(failure.as_bytes()).await?;
+        Ok(None)
     }
 
     /// Stanzas before a resource is bound: only the bind request is allowed (RFC 6120 §7.1).

@@ -22,6 +22,7 @@ async fn features_after_auth_offer_bind_session_and_limits() {
            <sub xmlns='urn:xmpp:features:pre-approval'/>\
            <dialect xmlns='urn:stanzad:dialect:0'/>\
            <csi xmlns='urn:xmpp:csi:0'/>\
+           <sm xmlns='urn:xmpp:sm:3'/>\
            <limits xmlns='urn:xmpp:stream-limits:0'>\
              <max-bytes>262144</max-bytes><idle-seconds>360</idle-seconds>\
            </limits>\

@@ -20,6 +20,7 @@ mod routing;
 mod sasl;
 mod starttls;
 mod stream_header;
+mod stream_management;
 mod subscriptions;
 mod tokio_xmpp_chat;
 mod vhosts;

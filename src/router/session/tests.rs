@@ -59,7 +59,7 @@ fn available(state: &ServerState, session: &mut Session, priority: i8, now: Inst
 fn drain(mailbox: &mut Mailbox) -> Vec<Element> {
     std::iter::from_fn(|| mailbox.stanzas.try_recv())
         .filter_map(|delivery| match delivery {
-            Delivery::Bytes(bytes) => std::str::from_utf8(&bytes).ok()?.parse().ok(),
+            Delivery::Bytes(bytes) | Delivery::Kept { bytes, .. } => std::str::from_utf8(&bytes).ok()?.parse().ok(),
             Delivery::Push(..) | Delivery::Wake => None,
         })
         .collect()
@@ -351,7 +351,7 @@ fn writes(actions: &[Action]) -> Vec<Element> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Write(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+            Action::Write(bytes) | Action::Send(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
             _ => None,
         })
         .collect()
@@ -606,19 +606,27 @@ async fn an_inactive_client_gets_messages_at_once_and_only_the_latest_presence_l
                 .expect("xml");
         Delivery::Bytes(writer::to_bytes(&p).into())
     };
-    assert!(alice.deliver(&presence("away")).is_empty(), "held");
-    assert!(alice.deliver(&presence("dnd")).is_empty(), "held, replacing the first");
+    assert!(alice.deliver(&state, &presence("away"), now).is_empty(), "held");
+    assert!(alice.deliver(&state, &presence("dnd"), now).is_empty(), "held, replacing the first");
     let message: Element =
         "<message xmlns='jabber:client' from='bob@localhost/b'><body>hi</body></message>".parse().expect("xml");
-    assert_eq!(alice.deliver(&Delivery::Bytes(writer::to_bytes(&message).into())).len(), 1, "messages go at once");
+    assert_eq!(
+        alice.deliver(&state, &Delivery::Bytes(writer::to_bytes(&message).into()), now).len(),
+        1,
+        "messages go at once"
+    );
     let subscribe: Element =
         "<presence xmlns='jabber:client' from='carol@localhost' type='subscribe'/>".parse().expect("xml");
-    assert_eq!(alice.deliver(&Delivery::Bytes(writer::to_bytes(&subscribe).into())).len(), 1, "requests go at once");
+    assert_eq!(
+        alice.deliver(&state, &Delivery::Bytes(writer::to_bytes(&subscribe).into()), now).len(),
+        1,
+        "requests go at once"
+    );
 
     let released = writes(&alice.handle(&state, xml("<active xmlns='urn:xmpp:csi:0'/>"), now));
     assert_eq!(released.len(), 1, "only the latest presence of bob");
     assert_eq!(released[0].get_child("show", NS_CLIENT).map(|s| s.text()).as_deref(), Some("dnd"));
-    assert_eq!(alice.deliver(&presence("chat")).len(), 1, "active again: at once");
+    assert_eq!(alice.deliver(&state, &presence("chat"), now).len(), 1, "active again: at once");
 }
 
 #[tokio::test]
@@ -634,7 +642,7 @@ async fn a_message_stored_behind_an_idle_session_wakes_it() {
             .expect("xml");
     let stanza = Stanza::parse(stored).expect("stanza");
     crate::router::offline::store(&state, &stanza, &BareJid::new("bob@localhost").expect("jid")).expect("stored");
-    assert!(matches!(bob.deliver(&Delivery::Wake)[..], [Action::Wake]));
+    assert!(matches!(bob.deliver(&state, &Delivery::Wake, now)[..], [Action::Wake]));
     let sent = writes(&bob.wake(&state));
     assert_eq!(sent.iter().filter_map(|e| e.attr("id")).next(), Some("late"));
     assert!(bob.wake(&state).is_empty(), "a batch is in flight: nothing more until it is acknowledged");

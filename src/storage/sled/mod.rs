@@ -1,5 +1,7 @@
 //! The default backend: one sled database in the data directory, one tree per concern.
 
+mod archive;
+mod inflight;
 mod offline;
 mod roster;
 mod users;
@@ -20,6 +22,13 @@ pub struct SledStore {
     blocklist: sled::Tree,
     offline: sled::Tree,
     offline_counts: sled::Tree,
+    inflight: sled::Tree,
+    archive: sled::Tree,
+    archive_with: sled::Tree,
+    archive_expiry: sled::Tree,
+    archive_prefs: sled::Tree,
+    /// Archive appends happen one at a time (`archive.rs`).
+    archive_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl SledStore {
@@ -49,6 +58,12 @@ impl SledStore {
             blocklist: tree("blocklist")?,
             offline: tree("offline")?,
             offline_counts: tree("offline_counts")?,
+            inflight: tree("inflight")?,
+            archive: tree("archive")?,
+            archive_with: tree("archive_with")?,
+            archive_expiry: tree("archive_expiry")?,
+            archive_prefs: tree("archive_prefs")?,
+            archive_lock: Default::default(),
             db,
         })
     }

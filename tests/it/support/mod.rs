@@ -6,6 +6,7 @@
 #![allow(dead_code)] // not every test module uses every helper
 
 pub mod client;
+pub mod daemon;
 pub mod scram;
 pub mod server;
 pub mod xml;

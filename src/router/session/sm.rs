@@ -1,0 +1,213 @@
+//! XEP-0198 stream management, the counting half: how many stanzas the client sent us
+//! (its `h`), which of ours it has not acknowledged yet, and when to ask it. No sockets:
+//! the session feeds it what it writes and reads.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const NS: &str = "urn:xmpp:sm:3";
+
+/// One stanza sent and not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unacked {
+    pub bytes: Vec<u8>,
+    /// Its in-flight record, when it is a message kept in storage until acknowledged.
+    pub inflight: Option<u64>,
+}
+
+/// XEP-0198 §4: `h` counts modulo 2^32.
+fn wrapping_distance(from: u32, to: u32) -> u32 {
+    to.wrapping_sub(from)
+}
+
+#[derive(Debug)]
+pub struct StreamManagement {
+    /// The resumption id, if the client asked for resumption.
+    pub resume_id: Option<String>,
+    /// Seconds the session may wait for its client to resume.
+    pub resume_secs: u64,
+    /// Stanzas received from the client (its `h`).
+    pub inbound: u32,
+    /// What the client acknowledged of ours.
+    acked: u32,
+    pub unacked: VecDeque<Unacked>,
+    /// Unacknowledged stanzas when we last asked, and when (None: no question pending).
+    request: Option<Instant>,
+    sent_since_request: usize,
+    /// When the oldest stanza not covered by a request was sent.
+    oldest_unrequested: Option<Instant>,
+    every: usize,
+    delay: Duration,
+    timeout: Duration,
+    pub max_unacked: usize,
+}
+
+/// The client's `<a h=''/>` acknowledged more than we ever sent (XEP-0198 §4).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooHigh {
+    pub h: u32,
+    pub sent: u32,
+}
+
+impl StreamManagement {
+    pub fn new(config: &crate::config::StreamManagement) -> StreamManagement {
+        StreamManagement {
+            resume_id: None,
+            resume_secs: 0,
+            inbound: 0,
+            acked: 0,
+            unacked: VecDeque::new(),
+            request: None,
+            sent_since_request: 0,
+            oldest_unrequested: None,
+            every: config.ack_request_every,
+            delay: Duration::from_secs(config.ack_request_delay_secs),
+            timeout: Duration::from_secs(config.ack_timeout_secs),
+            max_unacked: config.max_unacked,
+        }
+    }
+
+    /// Stanzas sent so far (our `h` as the client should count it).
+    pub fn sent(&self) -> u32 {
+        self.acked.wrapping_add(self.unacked.len() as u32)
+    }
+
+    pub fn received(&mut self) {
+        self.inbound = self.inbound.wrapping_add(1);
+    }
+
+    /// A stanza written to the client.
+    pub fn track(&mut self, bytes: Vec<u8>, inflight: Option<u64>, now: Instant) {
+        self.unacked.push_back(Unacked { bytes, inflight });
+        self.sent_since_request += 1;
+        self.oldest_unrequested.get_or_insert(now);
+    }
+
+    /// The client acknowledged `h`: returns what that releases.
+    pub fn acknowledge(&mut self, h: u32) -> Result<Vec<Unacked>, TooHigh> {
+        let newly = wrapping_distance(self.acked, h) as usize;
+        if newly > self.unacked.len() {
+            return Err(TooHigh { h, sent: self.sent() });
+        }
+        self.acked = h;
+        self.request = None;
+        Ok(self.unacked.drain(..newly).collect())
+    }
+
+    /// Whether to ask for an acknowledgement now (`<r/>`): enough stanzas, or old enough.
+    pub fn should_request(&self, now: Instant) -> bool {
+        if self.request.is_some() || self.sent_since_request == 0 {
+            return false;
+        }
+        self.sent_since_request >= self.every || self.oldest_unrequested.is_some_and(|t| now >= t + self.delay)
+    }
+
+    pub fn requested(&mut self, now: Instant) {
+        self.request = Some(now);
+        self.sent_since_request = 0;
+        self.oldest_unrequested = None;
+    }
+
+    /// When something is due: a request to send, or an unanswered one that expires.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.request {
+            Some(asked) => Some(asked + self.timeout),
+            None => self.oldest_unrequested.map(|t| t + self.delay),
+        }
+    }
+
+    /// Our question went unanswered too long: the connection is dead.
+    pub fn request_expired(&self, now: Instant) -> bool {
+        self.request.is_some_and(|asked| now >= asked + self.timeout)
+    }
+
+    /// After a resumption: nothing is pending on the new connection yet.
+    pub fn reattached(&mut self, now: Instant) {
+        self.request = None;
+        self.sent_since_request = self.unacked.len();
+        self.oldest_unrequested = (!self.unacked.is_empty()).then_some(now);
+    }
+
+    pub fn over_limit(&self) -> bool {
+        self.unacked.len() > self.max_unacked
+    }
+}
+
+/// Whether an element counts as a stanza for `h` (XEP-0198 §4): message, presence and iq,
+/// and the dialect's stanzas (docs/dialect.md), never stream-level elements.
+pub fn counts(element: &crate::xml::Element) -> bool {
+    match element.ns().as_str() {
+        crate::xml::NS_CLIENT => matches!(element.name(), "message" | "presence" | "iq"),
+        crate::modules::dialect::NS => !matches!(element.name(), "enable" | "enabled"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sm() -> StreamManagement {
+        let config = crate::config::StreamManagement { ack_request_every: 3, ..Default::default() };
+        StreamManagement::new(&config)
+    }
+
+    #[test]
+    fn acknowledgements_release_in_order_and_refuse_too_high() {
+        let now = Instant::now();
+        let mut sm = sm();
+        for i in 0..4u8 {
+            sm.track(vec![i], Some(u64::from(i)), now);
+        }
+        assert_eq!(sm.sent(), 4);
+        let released = sm.acknowledge(2).expect("valid h");
+        assert_eq!(released.iter().map(|u| u.bytes[0]).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(sm.acknowledge(2).expect("same h again").is_empty());
+        assert_eq!(sm.acknowledge(5), Err(TooHigh { h: 5, sent: 4 }));
+        assert_eq!(sm.unacked.len(), 2);
+    }
+
+    #[test]
+    fn h_wraps_at_two_to_the_32() {
+        let now = Instant::now();
+        let mut sm = sm();
+        sm.acked = u32::MAX;
+        sm.track(vec![1], None, now);
+        sm.track(vec![2], None, now);
+        assert_eq!(sm.sent(), 1);
+        assert_eq!(sm.acknowledge(0).expect("wraps").len(), 1);
+        assert_eq!(sm.acknowledge(1).expect("wraps").len(), 1);
+    }
+
+    #[test]
+    fn requests_after_enough_stanzas_or_enough_time_and_expire() {
+        let now = Instant::now();
+        let mut sm = sm();
+        sm.track(vec![1], None, now);
+        assert!(!sm.should_request(now));
+        assert_eq!(sm.deadline(), Some(now + Duration::from_secs(5)));
+        assert!(sm.should_request(now + Duration::from_secs(5)), "old enough");
+        sm.track(vec![2], None, now);
+        sm.track(vec![3], None, now);
+        assert!(sm.should_request(now), "three stanzas");
+        sm.requested(now);
+        assert!(!sm.should_request(now), "one question at a time");
+        assert!(!sm.request_expired(now + Duration::from_secs(29)));
+        assert!(sm.request_expired(now + Duration::from_secs(30)));
+        sm.acknowledge(3).expect("answered");
+        assert!(!sm.request_expired(now + Duration::from_secs(60)));
+        assert_eq!(sm.deadline(), None, "nothing pending");
+    }
+
+    #[test]
+    fn what_counts_as_a_stanza() {
+        let parse = |s: &str| s.parse::<crate::xml::Element>().expect("xml");
+        assert!(counts(&parse("<message xmlns='jabber:client'/>")));
+        assert!(counts(&parse("<iq xmlns='jabber:client'/>")));
+        assert!(counts(&parse("<receipt xmlns='urn:stanzad:dialect:0'/>")));
+        assert!(!counts(&parse("<enable xmlns='urn:stanzad:dialect:0'/>")));
+        assert!(!counts(&parse("<r xmlns='urn:xmpp:sm:3'/>")));
+        assert!(!counts(&parse("<active xmlns='urn:xmpp:csi:0'/>")));
+    }
+}

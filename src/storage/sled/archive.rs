@@ -1,0 +1,458 @@
+//! Message archives in four trees:
+//! - `archive`: `owner NUL place` → the other party, the stanza;
+//! - `archive_with`: `owner NUL with-bare NUL place` → the other party as given, so a
+//!   conversation is a range too;
+//! - `archive_expiry`: `place owner` → with-bare, for retention across all archives;
+//! - `archive_prefs`: `owner` → JSON;
+//! - and the id key, `archive:id-key` in the default tree.
+//!
+//! A place is the stamp (µs) and a database-wide sequence number, big-endian: within an
+//! archive stamps never decrease, so places sort in arrival order and time bounds are key
+//! bounds. An id is the place under a keyed permutation ([`Ids`]).
+
+use super::{backend, SledStore};
+use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore, ArchivedMessage, Default, Page};
+use crate::storage::StorageError;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use xmpp_parsers::jid::{BareJid, Jid};
+
+/// Stamp in the high half, sequence number in the low half.
+type Place = u128;
+
+fn place(stamp: u64, seq: u64) -> Place {
+    (Place::from(stamp) << 64) | Place::from(seq)
+}
+
+fn stamp_of(place: Place) -> u64 {
+    (place >> 64) as u64
+}
+
+/// `owner NUL`: JIDs never contain NUL, so one owner's keys share a prefix.
+fn prefix(owner: &str) -> Vec<u8> {
+    let mut key = owner.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn with_prefix(owner: &str, with_bare: &str) -> Vec<u8> {
+    let mut key = prefix(owner);
+    key.extend_from_slice(with_bare.as_bytes());
+    key.push(0);
+    key
+}
+
+fn key(prefix: &[u8], place: Place) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&place.to_be_bytes());
+    key
+}
+
+fn expiry_key(place: Place, owner: &str) -> Vec<u8> {
+    let mut key = place.to_be_bytes().to_vec();
+    key.extend_from_slice(owner.as_bytes());
+    key
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(format!("archive: {e}"))
+}
+
+/// The place at the end (or, for expiry keys, the start) of a key.
+fn place_in(bytes: Option<&[u8]>) -> Result<Place, StorageError> {
+    let bytes = bytes.and_then(|b| <[u8; 16]>::try_from(b).ok()).ok_or_else(|| corrupt("short key"))?;
+    Ok(Place::from_be_bytes(bytes))
+}
+
+fn place_at_end(key: &[u8]) -> Result<Place, StorageError> {
+    place_in(key.len().checked_sub(16).and_then(|start| key.get(start..)))
+}
+
+/// Where the id key lives, in the default tree.
+const ID_KEY: &[u8] = b"archive:id-key";
+const ROUNDS: u8 = 4;
+
+/// XEP-0313 §3 and XEP-0359 §5: ids are unpredictable and tell nothing (not the size of
+/// an archive, nor the server's traffic), so a place is shown through a keyed permutation:
+/// a four-round Feistel network whose round function is SHA-256 of key, round and half
+/// (fixed-length input, so a pseudo-random function). Decoding an id is one step.
+struct Ids([u8; 32]);
+
+impl Ids {
+    fn round(&self, round: u8, half: u64) -> u64 {
+        let digest =
+            Sha256::new().chain_update(self.0).chain_update([round]).chain_update(half.to_be_bytes()).finalize();
+        let mut first = [0; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
+
+    fn encode(&self, place: Place) -> String {
+        let (mut left, mut right) = ((place >> 64) as u64, place as u64);
+        for round in 0..ROUNDS {
+            (left, right) = (right, left ^ self.round(round, right));
+        }
+        format!("{left:016x}{right:016x}")
+    }
+
+    /// The place behind an id; None for anything [`Ids::encode`] cannot have made.
+    fn decode(&self, id: &str) -> Option<Place> {
+        let canonical = id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !canonical {
+            return None;
+        }
+        let mut left = u64::from_str_radix(id.get(..16)?, 16).ok()?;
+        let mut right = u64::from_str_radix(id.get(16..)?, 16).ok()?;
+        for round in (0..ROUNDS).rev() {
+            (left, right) = (right ^ self.round(round, left), left);
+        }
+        Some(place(left, right))
+    }
+}
+
+/// An entry's value: length of the other party's JID, that JID, the stanza.
+fn encode_entry(with: &str, stanza: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let len = u16::try_from(with.len()).map_err(|_| StorageError::Backend("JID too long to archive".into()))?;
+    let mut value = Vec::with_capacity(2 + with.len() + stanza.len());
+    value.extend_from_slice(&len.to_be_bytes());
+    value.extend_from_slice(with.as_bytes());
+    value.extend_from_slice(stanza);
+    Ok(value)
+}
+
+/// The other party and the stanza.
+fn decode_entry(value: &[u8]) -> Result<(&str, &[u8]), StorageError> {
+    let len = value.get(..2).and_then(|b| <[u8; 2]>::try_from(b).ok()).map(u16::from_be_bytes);
+    let end = 2 + usize::from(len.ok_or_else(|| corrupt("short entry"))?);
+    let with = value.get(2..end).ok_or_else(|| corrupt("short entry"))?;
+    Ok((std::str::from_utf8(with).map_err(corrupt)?, &value[end..]))
+}
+
+fn tx_error(e: TransactionError<StorageError>) -> StorageError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+/// Inclusive bounds on places; `lo > hi` is empty.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    lo: Place,
+    hi: Place,
+}
+
+const EMPTY: Span = Span { lo: 1, hi: 0 };
+
+impl Span {
+    /// The part strictly after `place`.
+    fn after(self, place: Place) -> Span {
+        place.checked_add(1).map_or(EMPTY, |lo| Span { lo: self.lo.max(lo), hi: self.hi })
+    }
+
+    /// The part strictly before `place`.
+    fn before(self, place: Place) -> Span {
+        place.checked_sub(1).map_or(EMPTY, |hi| Span { lo: self.lo, hi: self.hi.min(hi) })
+    }
+}
+
+type Places<'a> = Box<dyn DoubleEndedIterator<Item = Result<Place, StorageError>> + 'a>;
+
+/// Where the matches of one query are found.
+enum Source {
+    /// A key range of one tree: all of an archive, or one conversation; with `full`, only
+    /// the index entries whose other party is exactly that full JID.
+    Range { tree: sled::Tree, prefix: Vec<u8>, full: Option<String> },
+    /// The entries the query named (`ids`), sorted.
+    Listed(Vec<Place>),
+}
+
+impl Source {
+    fn scan(&self, span: Span) -> Places<'_> {
+        if span.lo > span.hi {
+            return Box::new(std::iter::empty());
+        }
+        match self {
+            Source::Listed(places) => {
+                Box::new(places.iter().copied().filter(move |p| (span.lo..=span.hi).contains(p)).map(Ok))
+            }
+            Source::Range { tree, prefix, full } => {
+                let range = tree.range(key(prefix, span.lo)..=key(prefix, span.hi));
+                Box::new(range.filter_map(move |entry| match entry {
+                    Err(e) => Some(Err(backend(e))),
+                    Ok((_, with)) if full.as_ref().is_some_and(|f| f.as_bytes() != with.as_ref()) => None,
+                    Ok((key, _)) => Some(place_at_end(&key)),
+                }))
+            }
+        }
+    }
+
+    /// How many matches lie in `span`, when no more than `limit`.
+    fn count(&self, span: Span, limit: u64) -> Result<Option<u64>, StorageError> {
+        let take = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1);
+        let n = self.scan(span).take(take).try_fold(0, |n, place| place.map(|_| n + 1))?;
+        Ok((n <= limit).then_some(n))
+    }
+}
+
+/// Whether an entry's other party matches a query's `with` (XEP-0313 §4.1.1).
+fn with_matches(with: &Jid, stored: &str) -> bool {
+    match with.resource() {
+        Some(_) => with.as_str() == stored,
+        None => Jid::new(stored).is_ok_and(|s| s.to_bare() == with.to_bare()),
+    }
+}
+
+impl SledStore {
+    /// The id key, made on first use.
+    fn ids(&self) -> Result<Ids, StorageError> {
+        if self.db.get(ID_KEY).map_err(backend)?.is_none() {
+            let fresh: [u8; 32] = rand::random();
+            // Whoever comes first sets it; everyone reads it back.
+            let _ = self.db.compare_and_swap(ID_KEY, None::<&[u8]>, Some(&fresh[..])).map_err(backend)?;
+        }
+        let key = self.db.get(ID_KEY).map_err(backend)?.ok_or_else(|| corrupt("no id key"))?;
+        <[u8; 32]>::try_from(key.as_ref()).map(Ids).map_err(|_| corrupt("id key"))
+    }
+
+    /// The newest stamp in an archive.
+    fn newest_stamp(&self, owner: &str) -> Result<Option<u64>, StorageError> {
+        let newest = self.archive.scan_prefix(prefix(owner)).next_back().transpose().map_err(backend)?;
+        newest.map(|(key, _)| place_at_end(&key).map(stamp_of)).transpose()
+    }
+
+    /// The place of an id, and the other party of its entry; `NotFound` when absent.
+    fn find(&self, ids: &Ids, owner: &str, id: &str) -> Result<(Place, String), StorageError> {
+        let missing = || StorageError::NotFound(id.to_string());
+        let place = ids.decode(id).ok_or_else(missing)?;
+        let value = self.archive.get(key(&prefix(owner), place)).map_err(backend)?.ok_or_else(missing)?;
+        Ok((place, decode_entry(&value)?.0.to_string()))
+    }
+
+    /// The bounds set by the query's filters, and where to look for matches.
+    fn plan(&self, ids: &Ids, owner: &str, query: &ArchiveQuery) -> Result<(Span, Source), StorageError> {
+        let mut span = Span {
+            lo: query.start.map_or(0, |start| place(start, 0)),
+            hi: query.end.map_or(Place::MAX, |end| place(end, u64::MAX)),
+        };
+        if let Some(id) = &query.after_id {
+            span = span.after(self.find(ids, owner, id)?.0);
+        }
+        if let Some(id) = &query.before_id {
+            span = span.before(self.find(ids, owner, id)?.0);
+        }
+        if !query.ids.is_empty() {
+            return Ok((span, self.listed(ids, owner, query)?));
+        }
+        let source = match &query.with {
+            None => Source::Range { tree: self.archive.clone(), prefix: prefix(owner), full: None },
+            Some(with) => Source::Range {
+                tree: self.archive_with.clone(),
+                prefix: with_prefix(owner, with.to_bare().as_str()),
+                full: with.resource().map(|_| with.to_string()),
+            },
+        };
+        Ok((span, source))
+    }
+
+    /// The entries named by `ids` that match `with`.
+    fn listed(&self, ids: &Ids, owner: &str, query: &ArchiveQuery) -> Result<Source, StorageError> {
+        let mut places = Vec::with_capacity(query.ids.len());
+        for id in &query.ids {
+            let (place, stored) = self.find(ids, owner, id)?;
+            if query.with.as_ref().is_none_or(|with| with_matches(with, &stored)) {
+                places.push(place);
+            }
+        }
+        places.sort_unstable();
+        places.dedup();
+        Ok(Source::Listed(places))
+    }
+
+    fn load(&self, ids: &Ids, owner: &str, place: Place) -> Result<Option<ArchivedMessage>, StorageError> {
+        // Gone when retention removed it after the scan.
+        let Some(value) = self.archive.get(key(&prefix(owner), place)).map_err(backend)? else { return Ok(None) };
+        let (with, stanza) = decode_entry(&value)?;
+        Ok(Some(ArchivedMessage {
+            id: ids.encode(place),
+            with: Jid::new(with).map_err(corrupt)?,
+            stamp_micros: stamp_of(place),
+            stanza: stanza.to_vec(),
+        }))
+    }
+}
+
+impl ArchiveStore for SledStore {
+    fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Result<String, StorageError> {
+        let owner = owner.as_str();
+        let ids = self.ids()?;
+        let entry = encode_entry(with.as_str(), stanza)?;
+        let bare = with.to_bare();
+        // One append at a time: an id, once seen, has every earlier entry of its archive
+        // stored already, so paging "after" it misses nothing.
+        let _guard = self.archive_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Ids are taken outside the transaction, which may run more than once (PITFALLS.md).
+        let seq = self.db.generate_id().map_err(backend)?;
+        let stamp = stamp_micros.max(self.newest_stamp(owner)?.unwrap_or(0));
+        let place = place(stamp, seq);
+        let (entry_key, with_key) = (key(&prefix(owner), place), key(&with_prefix(owner, bare.as_str()), place));
+        let expiry = expiry_key(place, owner);
+        (&self.archive, &self.archive_with, &self.archive_expiry)
+            .transaction(|(entries, by_with, by_time)| {
+                entries.insert(entry_key.as_slice(), entry.as_slice())?;
+                by_with.insert(with_key.as_slice(), with.as_str().as_bytes())?;
+                by_time.insert(expiry.as_slice(), bare.as_str().as_bytes())?;
+                Ok::<_, ConflictableTransactionError<StorageError>>(())
+            })
+            .map_err(tx_error)?;
+        Ok(ids.encode(place))
+    }
+
+    fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Result<ArchivePage, StorageError> {
+        let (owner, ids) = (owner.as_str(), self.ids()?);
+        let (span, source) = self.plan(&ids, owner, query)?;
+        let (page_span, backward) = match &query.page {
+            Page::After(None) => (span, false),
+            Page::After(Some(id)) => (span.after(self.find(&ids, owner, id)?.0), false),
+            Page::Before(None) => (span, true),
+            Page::Before(Some(id)) => (span.before(self.find(&ids, owner, id)?.0), true),
+        };
+        let wanted = query.max.saturating_add(1);
+        let scan = source.scan(page_span);
+        let fetched: Result<Vec<Place>, StorageError> =
+            if backward { scan.rev().take(wanted).collect() } else { scan.take(wanted).collect() };
+        let mut places = fetched?;
+        let complete = places.len() <= query.max;
+        places.truncate(query.max);
+        if backward {
+            places.reverse();
+        }
+        let count = if query.count_up_to == 0 { None } else { source.count(span, query.count_up_to)? };
+        let first_index = match (count, places.first()) {
+            (Some(_), Some(first)) => match first.checked_sub(1) {
+                Some(hi) => source.count(Span { lo: span.lo, hi }, query.count_up_to)?,
+                None => Some(0),
+            },
+            _ => None,
+        };
+        let mut messages = Vec::with_capacity(places.len());
+        for place in places {
+            messages.extend(self.load(&ids, owner, place)?);
+        }
+        Ok(ArchivePage { messages, complete, count, first_index })
+    }
+
+    fn archive_prefs(&self, owner: &BareJid) -> Result<Option<ArchivePrefs>, StorageError> {
+        let value = self.archive_prefs.get(owner.as_str()).map_err(backend)?;
+        value.map(|v| decode_prefs(&v)).transpose()
+    }
+
+    fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Result<(), StorageError> {
+        self.archive_prefs.insert(owner.as_str(), encode_prefs(prefs)?).map_err(backend)?;
+        Ok(())
+    }
+
+    fn expire_archive(&self, before_micros: u64) -> Result<u64, StorageError> {
+        let mut expired = 0;
+        for item in self.archive_expiry.range(..place(before_micros, 0).to_be_bytes()) {
+            let (expiry, with_bare) = item.map_err(backend)?;
+            let place = place_in(expiry.get(..16))?;
+            let owner = std::str::from_utf8(&expiry[16..]).map_err(corrupt)?;
+            let with_bare = std::str::from_utf8(&with_bare).map_err(corrupt)?;
+            // The index first: a crash in between leaves an entry that expires next time.
+            self.archive_with.remove(key(&with_prefix(owner, with_bare), place)).map_err(backend)?;
+            if self.archive.remove(key(&prefix(owner), place)).map_err(backend)?.is_some() {
+                expired += 1;
+            }
+            self.archive_expiry.remove(expiry).map_err(backend)?;
+        }
+        Ok(expired)
+    }
+
+    fn delete_archive(&self, owner: &BareJid) -> Result<(), StorageError> {
+        let owner = owner.as_str();
+        let prefix = prefix(owner);
+        for item in self.archive_with.scan_prefix(&prefix) {
+            self.archive_with.remove(item.map_err(backend)?.0).map_err(backend)?;
+        }
+        for item in self.archive.scan_prefix(&prefix) {
+            let (key, _) = item.map_err(backend)?;
+            self.archive_expiry.remove(expiry_key(place_at_end(&key)?, owner)).map_err(backend)?;
+            self.archive.remove(key).map_err(backend)?;
+        }
+        self.archive_prefs.remove(owner).map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Preferences as stored: JIDs as text.
+#[derive(Serialize, Deserialize)]
+struct StoredPrefs {
+    default: String,
+    always: Vec<String>,
+    never: Vec<String>,
+}
+
+fn encode_prefs(prefs: &ArchivePrefs) -> Result<Vec<u8>, StorageError> {
+    let texts = |jids: &[Jid]| jids.iter().map(ToString::to_string).collect();
+    let stored =
+        StoredPrefs { default: prefs.default.name().into(), always: texts(&prefs.always), never: texts(&prefs.never) };
+    serde_json::to_vec(&stored).map_err(corrupt)
+}
+
+fn decode_prefs(bytes: &[u8]) -> Result<ArchivePrefs, StorageError> {
+    let stored: StoredPrefs = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let jids = |texts: Vec<String>| texts.iter().map(|t| Jid::new(t).map_err(corrupt)).collect::<Result<Vec<_>, _>>();
+    Ok(ArchivePrefs {
+        default: stored.default.parse::<Default>().map_err(|()| corrupt("default"))?,
+        always: jids(stored.always)?,
+        never: jids(stored.never)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sled_passes_the_archive_contract() {
+        let store = super::SledStore::temporary().expect("temporary sled");
+        crate::storage::contract::archive_store(&store);
+    }
+
+    #[test]
+    fn ids_survive_a_restart() {
+        use crate::storage::archive::{ArchiveQuery, ArchiveStore};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let owner = xmpp_parsers::jid::BareJid::new("alice@example.org").expect("jid");
+        let bob = xmpp_parsers::jid::Jid::new("bob@example.org").expect("jid");
+        let id = {
+            let store = super::SledStore::open(dir.path()).expect("open");
+            let id = store.archive(&owner, &bob, 1, b"m0").expect("archive");
+            crate::storage::UserStore::flush(&store).expect("flush");
+            id
+        };
+        let store = super::SledStore::open(dir.path()).expect("reopen");
+        let page = store.query_archive(&owner, &ArchiveQuery { ids: vec![id.clone()], ..ArchiveQuery::all(5) });
+        assert_eq!(page.expect("query").messages.first().map(|m| m.id.clone()), Some(id));
+    }
+
+    #[test]
+    fn ids_are_opaque_and_decode_to_their_place() {
+        use super::{place, Ids};
+        let (ids, other) = (Ids([7; 32]), Ids([8; 32]));
+        let places = [place(0, 0), place(1_700_000_000_000_000, 41), place(1_700_000_000_000_000, 42), u128::MAX];
+        for p in places {
+            let id = ids.encode(p);
+            assert_eq!((id.len(), ids.decode(&id)), (32, Some(p)), "{id}");
+            assert_ne!(other.encode(p), id, "another key, other ids");
+            if id != id.to_uppercase() {
+                assert_eq!(ids.decode(&id.to_uppercase()), None, "lower case only");
+            }
+            assert_eq!(ids.decode(&format!("+{}", &id[1..])), None);
+            assert_eq!(ids.decode(&id[1..]), None);
+        }
+        let (a, b) = (ids.encode(places[1]), ids.encode(places[2]));
+        assert!(a[..16] != b[..16] && a[16..] != b[16..], "neighbours look unrelated: {a} {b}");
+        assert_eq!(ids.decode("ü"), None);
+    }
+}

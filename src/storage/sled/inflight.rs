@@ -1,0 +1,114 @@
+//! In-flight messages: `key` (a sled id, so keys grow in time) → `stamp ‖ owner NUL stanza`.
+//! Moving one to the offline queue removes it in the same transaction.
+
+use super::{backend, SledStore};
+use crate::storage::inflight::InflightStore;
+use crate::storage::offline::{OfflineStore, Quota};
+use crate::storage::StorageError;
+use xmpp_parsers::jid::BareJid;
+
+fn encode(owner: &BareJid, stamp: u64, stanza: &[u8]) -> Vec<u8> {
+    let mut value = stamp.to_be_bytes().to_vec();
+    value.extend_from_slice(owner.as_str().as_bytes());
+    value.push(0);
+    value.extend_from_slice(stanza);
+    value
+}
+
+fn decode(value: &[u8]) -> Result<(BareJid, u64, &[u8]), StorageError> {
+    let corrupt = || StorageError::Corrupt("in-flight entry".into());
+    let stamp = value.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
+    let rest = &value[8..];
+    let nul = rest.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
+    let owner = std::str::from_utf8(&rest[..nul]).ok().and_then(|s| BareJid::new(s).ok()).ok_or_else(corrupt)?;
+    Ok((owner, stamp, &rest[nul + 1..]))
+}
+
+/// The stored form: the message with its XEP-0203 delay, as offline messages carry it.
+fn with_delay(owner: &BareJid, stamp: u64, stanza: &[u8]) -> Vec<u8> {
+    let Some(close) = stanza.windows(10).rposition(|w| w == b"</message>") else {
+        // A message without children: `<message .../>`.
+        let end = stanza.len().saturating_sub(2);
+        let mut out = stanza[..end].to_vec();
+        out.extend_from_slice(b">");
+        out.extend_from_slice(delay(owner, stamp).as_bytes());
+        out.extend_from_slice(b"</message>");
+        return out;
+    };
+    let mut out = stanza[..close].to_vec();
+    out.extend_from_slice(delay(owner, stamp).as_bytes());
+    out.extend_from_slice(&stanza[close..]);
+    out
+}
+
+fn delay(owner: &BareJid, stamp: u64) -> String {
+    let stamp = crate::router::offline::xep0082(stamp);
+    format!("<delay xmlns='{}' from='{}' stamp='{stamp}'/>", crate::router::offline::NS_DELAY, owner.domain())
+}
+
+impl InflightStore for SledStore {
+    fn put_inflight(&self, owner: &BareJid, stamp: u64, stanza: &[u8]) -> Result<u64, StorageError> {
+        let key = self.db.generate_id().map_err(backend)?;
+        self.inflight.insert(key.to_be_bytes(), encode(owner, stamp, stanza)).map_err(backend)?;
+        Ok(key)
+    }
+
+    fn remove_inflight(&self, keys: &[u64]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        keys.iter().for_each(|k| batch.remove(&k.to_be_bytes()));
+        self.inflight.apply_batch(batch).map_err(backend)
+    }
+
+    fn inflight_to_offline(&self, keys: &[u64]) -> Result<Vec<BareJid>, StorageError> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        let mut owners: Vec<BareJid> = Vec::new();
+        let unbounded = Quota { messages: u64::MAX, bytes: u64::MAX };
+        for key in keys {
+            // Taken out first: if two paths race for one entry, only one stores it.
+            let Some(value) = self.inflight.remove(key.to_be_bytes()).map_err(backend)? else { continue };
+            let (owner, stamp, stanza) = decode(&value)?;
+            self.push_offline(&owner, &with_delay(&owner, stamp, stanza), unbounded)?;
+            if !owners.contains(&owner) {
+                owners.push(owner);
+            }
+        }
+        Ok(owners)
+    }
+
+    fn inflight_keys(&self) -> Result<Vec<u64>, StorageError> {
+        self.inflight
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k.map_err(backend)?;
+                <[u8; 8]>::try_from(k.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StorageError::Corrupt("in-flight key".into()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sled_passes_the_inflight_contract() {
+        let store = SledStore::temporary().expect("temporary sled");
+        crate::storage::contract::inflight_store(&store, &store);
+    }
+
+    #[test]
+    fn the_delay_goes_inside_the_message() {
+        let owner = BareJid::new("a@example.org").expect("jid");
+        let out = with_delay(&owner, 0, b"<message to='a@example.org'><body>x</body></message>");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.starts_with("<message to='a@example.org'><body>x</body><delay "), "{text}");
+        assert!(text.ends_with("stamp='1970-01-01T00:00:00Z'/></message>"), "{text}");
+        let empty = String::from_utf8(with_delay(&owner, 0, b"<message to='a@example.org'/>")).expect("utf-8");
+        assert!(empty.starts_with("<message to='a@example.org'><delay "), "{empty}");
+        assert!(empty.ends_with("</message>"), "{empty}");
+    }
+}

@@ -1,0 +1,120 @@
+//! The real binary as a user runs it: `stanzad serve` as a child process (killed with
+//! SIGKILL to test durability) and `stanzad adduser`.
+
+use super::{Client, Mech};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The password of every account made here.
+pub const PW: &str = "pw";
+
+/// A `stanzad serve` process, killed (SIGKILL) and reaped when dropped; on a failing test
+/// its log is printed.
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `stanzad serve` on `dir`/data with plaintext allowed on a free loopback port
+    /// (cwd `dir`, so its certificates go there) and waits until it accepts connections.
+    pub async fn start(dir: &Path, run: usize) -> Daemon {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+            listener.local_addr().expect("local address").port()
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = dir.join(format!("serve-{run}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = stanzad(dir)
+            .args(["serve", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--c2s-addr", &addr.to_string(), "--tls-addr", "off", "--allow-plaintext"])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn stanzad serve");
+        let mut daemon = Daemon { child, addr, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = daemon.child.try_wait().expect("child status") {
+                panic!("stanzad serve exited with {status}:\n{}", daemon.log_text());
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return daemon;
+            }
+            assert!(Instant::now() < deadline, "stanzad serve does not listen on {addr}:\n{}", daemon.log_text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL stanzad");
+        self.child.wait().expect("reap stanzad");
+    }
+
+    /// A bound session of `user` over plaintext (SCRAM-SHA-256).
+    pub async fn session(&self, user: &str, resource: &str) -> Client {
+        let mut client = Client::connect(self.addr).await;
+        client.open_stream().await;
+        client
+            .authenticate(Mech::ScramSha256, user, PW)
+            .await
+            .unwrap_or_else(|condition| panic!("login of {user} failed: {condition}"));
+        client.bind(Some(resource)).await;
+        client
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} ----\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+fn stanzad(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stanzad"));
+    command.current_dir(dir).env("RUST_LOG", "info").env("NO_COLOR", "1");
+    command
+}
+
+/// `stanzad adduser JID --password-stdin --data-dir DIR/data`, no server running.
+pub fn adduser(dir: &Path, jid: &str) {
+    let mut child = stanzad(dir)
+        .args(["adduser", jid, "--password-stdin", "--data-dir"])
+        .arg(dir.join("data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn stanzad adduser");
+    child.stdin.take().expect("stdin").write_all(format!("{PW}\n").as_bytes()).expect("write the password");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("adduser status") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("stanzad adduser {jid} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "stanzad adduser {jid}: {status}");
+}
