@@ -61,6 +61,7 @@ pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: 
         Request::Deluser { jid } => local_jid(&jid, hosts).and_then(|jid| {
             users.delete_user(&jid).map_err(describe)?;
             users.delete_offline(&jid).map_err(describe)?;
+            users.delete_archive(&jid).map_err(describe)?;
             users.delete_roster(&jid).map_err(describe)
         }),
         Request::Users => {

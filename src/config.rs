@@ -34,6 +34,7 @@ pub struct Config {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub stream_management: StreamManagement,
+    pub archive: Archive,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +148,33 @@ impl Default for StreamManagement {
     }
 }
 
+/// XEP-0313 message archive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Archive {
+    /// Archive conversations at all (and offer `urn:xmpp:mam:2`).
+    pub enabled: bool,
+    /// Messages older than this many days are deleted (0: kept for ever).
+    pub retention_days: u64,
+    /// What is archived for an account that set no preferences: always, roster or never.
+    pub default: String,
+    /// Results per page when a query names no size, and the largest page.
+    pub default_page: usize,
+    pub max_page: usize,
+}
+
+impl Default for Archive {
+    fn default() -> Self {
+        Archive { enabled: true, retention_days: 365, default: "always".into(), default_page: 50, max_page: 250 }
+    }
+}
+
+impl Archive {
+    pub fn default_preference(&self) -> crate::storage::archive::Default {
+        self.default.parse().unwrap_or(crate::storage::archive::Default::Always)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -158,6 +186,7 @@ impl Default for Config {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             stream_management: StreamManagement::default(),
+            archive: Archive::default(),
         }
     }
 }
@@ -299,6 +328,13 @@ impl Config {
         check_range("stream_management.ack_request_delay_secs", sm.ack_request_delay_secs, 0, 3600)?;
         check_range("stream_management.ack_timeout_secs", sm.ack_timeout_secs, 1, 3600)?;
         check_range("stream_management.max_unacked", sm.max_unacked as u64, 16, 1_000_000)?;
+        let a = &self.archive;
+        check_range("archive.retention_days", a.retention_days, 0, 36_500)?;
+        check_range("archive.max_page", a.max_page as u64, 1, 10_000)?;
+        check_range("archive.default_page", a.default_page as u64, 1, a.max_page as u64)?;
+        if a.default.parse::<crate::storage::archive::Default>().is_err() {
+            return Err(invalid("archive.default", format!("{:?} is not always, roster or never", a.default)));
+        }
         Ok(())
     }
 }

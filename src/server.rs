@@ -67,6 +67,7 @@ impl Server {
         if let Some(addr) = state.config.listeners.c2s_tls {
             server.tls_addr = Some(server.listen(addr, tls.clone(), true).await?);
         }
+        server.tasks.push(tokio::spawn(expire_archive(state.clone())));
         let admin = admin::serve(&admin_path, state.clone(), server.shutdown.subscribe())
             .map_err(|source| ServerError::DataDir { path: admin_path, source })?;
         server.tasks.push(admin);
@@ -170,6 +171,28 @@ fn recover_inflight(store: &SledStore) -> Result<(), ServerError> {
         "unacknowledged messages from the last run kept offline"
     );
     Ok(())
+}
+
+/// XEP-0313 retention: every hour (and at start), archived messages older than
+/// `archive.retention_days` are deleted.
+async fn expire_archive(state: Arc<ServerState>) {
+    let days = state.config.archive.retention_days;
+    if days == 0 {
+        return;
+    }
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let cutoff = now.saturating_sub(Duration::from_secs(days * 86_400)).as_micros() as u64;
+        let store = state.store.clone();
+        match tokio::task::spawn_blocking(move || store.expire_archive(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(messages = n, days, "archived messages past retention deleted"),
+            Ok(Err(e)) => tracing::error!(error = %e, "archive expiry failed"),
+            Err(e) => tracing::error!(error = %e, "archive expiry task failed"),
+        }
+    }
 }
 
 struct ActiveGuard(Arc<AtomicUsize>);

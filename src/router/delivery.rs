@@ -41,6 +41,12 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
             _ => unknown_account(stanza),
         };
     }
+    // XEP-0313: archived for the recipient first, so every copy carries its stanza-id.
+    let archived = match stanza.kind {
+        Kind::Message(_) => super::archive::incoming(state, stanza, &bare),
+        _ => None,
+    };
+    let stanza = archived.as_ref().unwrap_or(stanza);
     match to.try_as_full() {
         Ok(full) => match state.router.resource(full) {
             Some(resource) => {

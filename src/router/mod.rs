@@ -4,6 +4,7 @@
 //! The registry is a map under a short-held `RwLock` (never held across an await);
 //! sessions are reached through [`SessionHandle`]s, bounded channels into their tasks.
 
+pub mod archive;
 pub mod carbons;
 pub mod csi;
 pub mod dedup;

@@ -202,6 +202,13 @@ impl Session {
         Some(vec![Action::Write(writer::to_bytes(&result))])
     }
 
+    /// An XEP-0313 request (when the archive is on).
+    fn archive_request<'s>(&self, state: &ServerState, stanza: &'s Stanza) -> Option<&'s Element> {
+        let payload = stanza.element.children().next().filter(|p| p.ns() == crate::modules::mam::NS)?;
+        let request = matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Get | crate::stanza::IqType::Set));
+        (state.config.archive.enabled && request).then_some(payload)
+    }
+
     /// Whether this session gets pushes of that list.
     fn wants(&self, kind: PushKind) -> bool {
         match kind {
@@ -450,6 +457,14 @@ impl Session {
                 if let Some(carbons) = self.carbons_request(state, stanza) {
                     return carbons;
                 }
+            }
+            if let (Target::Account(owner), Some(_)) = (&target, self.archive_request(state, stanza)) {
+                let settings = mam_settings(state);
+                let replies =
+                    crate::modules::mam::handle(state.store.as_ref(), &self.jid, owner, &stanza.element, &settings);
+                return replies.iter().map(|reply| Action::Write(writer::to_bytes(reply))).collect();
+            }
+            if target == Target::Account(self.bare.clone()) {
                 if let Some(payload) = stanza.element.children().next().filter(|p| p.is("offline", flexible::NS)) {
                     if matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Get | crate::stanza::IqType::Set)) {
                         return self.on_flexible_offline(state, stanza, &payload.clone());
@@ -491,6 +506,7 @@ impl Session {
         // dialect's "sent" tick, after durability. A refused message may be sent again.
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
             super::carbons::sent(state, &self.jid, stanza);
+            super::archive::outgoing(state, stanza, &self.bare, &to);
             if let (Some(id), Some(key)) = (id, fingerprint) {
                 state.dedup.accepted(&self.bare, key, self.last_inbound);
                 // Receipts made from a dialect `<receipt/>` carry the server's own id: no ack.
@@ -508,6 +524,15 @@ impl Session {
             return Vec::new();
         }
         vec![Action::Write(writer::to_bytes(&dialect::sent_ack(id, super::presence::unix_now())))]
+    }
+}
+
+fn mam_settings(state: &ServerState) -> crate::modules::mam::Settings {
+    let config = &state.config.archive;
+    crate::modules::mam::Settings {
+        default_page: config.default_page,
+        max_page: config.max_page,
+        default: config.default_preference(),
     }
 }
 

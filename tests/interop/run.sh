@@ -35,6 +35,7 @@ run() { if python3 "$here/$1" "${@:2}"; then passed=$((passed + 1)); else failed
 run slixmpp_chat.py 127.0.0.1 "$c2s" certs/localhost.crt
 run slixmpp_chat.py 127.0.0.1 "$tls" certs/localhost.crt --direct-tls
 run slixmpp_subscribe.py 127.0.0.1 "$c2s" certs/localhost.crt
+run slixmpp_sm_mam.py 127.0.0.1 "$c2s" certs/localhost.crt
 
 kill -TERM "$server_pid"
 wait "$server_pid" || status=1
