@@ -33,7 +33,9 @@ fn xml(text: &str) -> Element {
 /// The single element written to our own client.
 fn written(actions: &[Action]) -> Element {
     match actions {
-        [Action::Write(bytes)] => std::str::from_utf8(bytes).expect("utf-8").parse().expect("one element"),
+        [Action::Write(bytes) | Action::Send(bytes)] => {
+            std::str::from_utf8(bytes).expect("utf-8").parse().expect("one element")
+        }
         other => panic!("expected one write, got {other:?}"),
     }
 }
