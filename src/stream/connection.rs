@@ -44,6 +44,7 @@ impl Listener {
 
     async fn serve_inner(&self, tcp: TcpStream, peer: SocketAddr) {
         let _ = tcp.set_nodelay(true);
+        keepalive(&tcp);
         let mut shutdown = self.shutdown.clone();
         let deadline = Instant::now() + Duration::from_secs(self.state.config.timeouts.negotiation_secs);
         let transport = if self.direct_tls {
@@ -148,6 +149,18 @@ async fn hand_over(conn: Conn, session: super::resume::ResumeSender, h: u32, pee
         return None;
     }
     Some(conn)
+}
+
+/// TCP keepalive finds a peer that vanished (its host is gone) even while the session has
+/// nothing to send: about 90 s after the last sign of life, the socket fails.
+fn keepalive(tcp: &TcpStream) {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&probes) {
+        tracing::debug!(error = %e, "TCP keepalive not set");
+    }
 }
 
 fn log_end(end: &StreamEnd) {

@@ -1,6 +1,21 @@
-"""What the interop scenarios share: the command line and the overall time limit."""
+"""What the interop scenarios share: the command line, the overall time limit, and a
+slixmpp client that trusts the server's dev certificate and never sends plaintext."""
 import asyncio
+import ssl
 import sys
+
+import slixmpp
+
+
+class TlsClient(slixmpp.ClientXMPP):
+    """A slixmpp client over STARTTLS (or direct TLS) trusting only `cert`."""
+
+    def __init__(self, jid, password, cert, direct_tls):
+        super().__init__(jid, password)
+        self.ssl_context = ssl.create_default_context(cafile=cert)
+        self.enable_direct_tls = direct_tls
+        self.enable_starttls = not direct_tls
+        self.enable_plaintext = False
 
 
 def run_scenario(main, timeout=30):

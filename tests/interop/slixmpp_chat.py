@@ -7,20 +7,14 @@ Accounts alice@localhost / bob@localhost must exist with passwords 'alice-pw' / 
 Exits 0 when both messages arrived, 1 otherwise; bounded by a 30 s timeout.
 """
 import asyncio
-import ssl
-
-import slixmpp
-
-from common import run_scenario
 
 
-class Client(slixmpp.ClientXMPP):
+from common import TlsClient, run_scenario
+
+
+class Client(TlsClient):
     def __init__(self, jid, password, cert, direct_tls):
-        super().__init__(jid, password)
-        self.ssl_context = ssl.create_default_context(cafile=cert)
-        self.enable_direct_tls = direct_tls
-        self.enable_starttls = not direct_tls
-        self.enable_plaintext = False
+        super().__init__(jid, password, cert, direct_tls)
         self.received = asyncio.get_event_loop().create_future()
         self.ready = asyncio.get_event_loop().create_future()
         self.add_event_handler("session_start", self.on_start)

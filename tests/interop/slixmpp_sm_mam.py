@@ -12,20 +12,15 @@ usage: slixmpp_sm_mam.py HOST PORT CERT_PATH [--direct-tls]
 Accounts alice@localhost / bob@localhost with passwords 'alice-pw' / 'bob-pw'.
 """
 import asyncio
-import ssl
 
 import slixmpp
 
-from common import run_scenario
+from common import TlsClient, run_scenario
 
 
-class Client(slixmpp.ClientXMPP):
+class Client(TlsClient):
     def __init__(self, jid, password, cert, direct_tls):
-        super().__init__(jid, password)
-        self.ssl_context = ssl.create_default_context(cafile=cert)
-        self.enable_direct_tls = direct_tls
-        self.enable_starttls = not direct_tls
-        self.enable_plaintext = False
+        super().__init__(jid, password, cert, direct_tls)
         for plugin in ("xep_0030", "xep_0059", "xep_0198", "xep_0313", "xep_0359"):
             self.register_plugin(plugin)
         loop = asyncio.get_event_loop()

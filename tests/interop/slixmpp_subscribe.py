@@ -12,24 +12,18 @@ a subscription left between them by an earlier run is cancelled first.
 Exits 0 on success, 1 otherwise; bounded by a 30 s timeout.
 """
 import asyncio
-import ssl
 
-import slixmpp
 
-from common import run_scenario
+from common import TlsClient, run_scenario
 
 ALICE = "alice@localhost"
 BOB = "bob@localhost"
 
 
-class Client(slixmpp.ClientXMPP):
+class Client(TlsClient):
     def __init__(self, jid, password, cert, direct_tls, peer):
-        super().__init__(jid, password)
+        super().__init__(jid, password, cert, direct_tls)
         self.peer = peer
-        self.ssl_context = ssl.create_default_context(cafile=cert)
-        self.enable_direct_tls = direct_tls
-        self.enable_starttls = not direct_tls
-        self.enable_plaintext = False
         # Decide on requests ourselves: no automatic approval, no automatic request back.
         self.roster.auto_authorize = None
         self.roster.auto_subscribe = False

@@ -13,6 +13,7 @@ mod flexible_offline;
 mod framing;
 mod iq;
 mod last_activity;
+mod mam;
 mod offline;
 mod presence_rfc6121;
 mod roster;

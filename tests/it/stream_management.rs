@@ -67,6 +67,18 @@ async fn messages(client: &mut Client, n: usize) -> Vec<String> {
     ids
 }
 
+/// The ids of the next `n` messages, skipping anything else (presence, `<r/>`, pings).
+async fn message_ids(client: &mut Client, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        let element = client.recv().await;
+        if element.is("message", NS_CLIENT) {
+            ids.push(element.attr("id").unwrap_or_default().to_owned());
+        }
+    }
+    ids
+}
+
 /// Authenticates a new connection as `user` and asks to resume `previd`; returns the answer.
 async fn resume(server: &TestServer, user: &str, previd: &str, h: u32) -> (Client, Element) {
     let mut client = server.connect().await;
@@ -262,13 +274,7 @@ async fn a_client_that_never_acknowledges_is_disconnected_and_loses_nothing() {
     assert!(seen >= 16, "the queue filled first: {seen}");
     let mut laptop = server.session("alice", PW, "laptop").await;
     laptop.send("<presence/>").await;
-    let mut got = Vec::new();
-    while got.len() < 20 {
-        let element = laptop.recv().await;
-        if element.is("message", NS_CLIENT) {
-            got.push(element.attr("id").unwrap_or_default().to_owned());
-        }
-    }
+    let got = message_ids(&mut laptop, 20).await;
     assert_eq!(got, ids, "every unacknowledged message, in order, once");
 }
 
@@ -292,13 +298,7 @@ async fn a_silent_connection_is_found_dead_and_stops_being_a_target() {
     send_from(&mut bob, &["m2"]).await;
     let mut laptop = server.session("alice", PW, "laptop").await;
     laptop.send("<presence/>").await;
-    let mut got = Vec::new();
-    while got.len() < 2 {
-        let element = laptop.recv().await;
-        if element.is("message", NS_CLIENT) {
-            got.push(element.attr("id").unwrap_or_default().to_owned());
-        }
-    }
+    let got = message_ids(&mut laptop, 2).await;
     assert_eq!(got, vec!["m1", "m2"]);
 }
 
@@ -314,13 +314,7 @@ async fn a_graceful_restart_keeps_what_a_resumable_session_had_not_acknowledged(
     let server = server.restart().await;
     let mut alice = server.session("alice", PW, "phone").await;
     alice.send("<presence/>").await;
-    let mut got = Vec::new();
-    while got.len() < 2 {
-        let element = alice.recv().await;
-        if element.is("message", NS_CLIENT) {
-            got.push(element.attr("id").unwrap_or_default().to_owned());
-        }
-    }
+    let got = message_ids(&mut alice, 2).await;
     assert_eq!(got, vec!["m1", "m2"]);
 }
 
@@ -345,12 +339,6 @@ async fn unacknowledged_messages_survive_sigkill() {
     let daemon = Daemon::start(dir.path(), 2).await;
     let mut alice = daemon.session("alice", "phone").await;
     alice.send("<presence/>").await;
-    let mut got = Vec::new();
-    while got.len() < 3 {
-        let element = alice.recv().await;
-        if element.is("message", NS_CLIENT) {
-            got.push(element.attr("id").unwrap_or_default().to_owned());
-        }
-    }
+    let got = message_ids(&mut alice, 3).await;
     assert_eq!(got, vec!["m1", "m2", "m3"]);
 }
