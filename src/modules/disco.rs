@@ -36,8 +36,8 @@ pub fn info(request: &Request) -> Element {
     for feature in features {
         query.append_child(el("feature", NS_INFO).with("var", *feature));
     }
-    // XEP-0313 §7 / XEP-0359 §6: the archive is the account's, and only when it is on.
-    if matches!(request.target, Target::Account(_)) && request.state.config.archive.enabled {
+    // XEP-0313 §7 / XEP-0359 §6: the archive is its owner's alone, and only when it is on.
+    if request.own_account().is_ok() && request.state.config.archive.enabled {
         for feature in [super::mam::NS, super::mam::NS_EXTENDED, super::mam::NS_SID] {
             query.append_child(el("feature", NS_INFO).with("var", feature));
         }

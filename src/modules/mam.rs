@@ -374,18 +374,28 @@ pub fn is_archivable(message: &Element) -> bool {
 /// §3.5 and XEP-0359 §4: tells `owner` where its archive keeps a message it receives, with
 /// a `<stanza-id/>` that replaces any already claiming to come from that archive.
 pub fn set_stanza_id(message: &mut Element, owner: &BareJid, id: &str) {
+    strip_stanza_ids(message, owner);
+    message.append_child(el("stanza-id", NS_SID).with("by", owner.as_str()).with("id", id));
+}
+
+/// XEP-0359 §5: removes every `<stanza-id/>` claiming to come from `owner`'s archive (JIDs
+/// compared normalised), which a sender could have forged; others stay. True if any went.
+pub fn strip_stanza_ids(message: &mut Element, owner: &BareJid) -> bool {
     let claims_ours = |node: &Node| match node {
         Node::Element(e) if e.is("stanza-id", NS_SID) => {
             e.attr("by").and_then(|by| Jid::new(by).ok()).is_some_and(|by| by.as_str() == owner.as_str())
         }
         _ => false,
     };
+    if !message.nodes().any(claims_ours) {
+        return false;
+    }
     for node in message.take_nodes() {
         if !claims_ours(&node) {
             message.append_node(node);
         }
     }
-    message.append_child(el("stanza-id", NS_SID).with("by", owner.as_str()).with("id", id));
+    true
 }
 
 /// XEP-0441 §2.1: whether `owner`'s preferences let a conversation with `with` (the `to`

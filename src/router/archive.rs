@@ -32,25 +32,29 @@ fn archive(state: &ServerState, owner: &BareJid, with: &Jid, stanza: &Stanza) ->
 }
 
 /// The recipient's side, before delivery: the message as the recipient will get it, with
-/// its `<stanza-id/>` (XEP-0359 §4); None when it is not archived.
-/// A `<stanza-id/>` the sender put in that claims to come from the recipient's archive is
-/// removed either way (XEP-0359 §5: it could be forged).
+/// its `<stanza-id/>` (XEP-0359 §4); None when it is unchanged. A `<stanza-id/>` the sender
+/// put in that claims to come from the recipient's archive is removed either way, before
+/// anything is archived (XEP-0359 §5: it could be forged).
 pub fn incoming(state: &ServerState, stanza: &Stanza, recipient: &BareJid) -> Option<Stanza> {
     let from = stanza.from.as_ref()?;
-    let id = archive(state, recipient, from, stanza);
-    let forged =
-        stanza.element.children().any(|c| c.is("stanza-id", mam::NS_SID) && c.attr("by") == Some(recipient.as_str()));
-    let id = match (id, forged) {
-        (Some(id), _) => id,
-        (None, true) => String::new(),
-        (None, false) => return None,
+    let has_ids = stanza.element.children().any(|c| c.is("stanza-id", mam::NS_SID));
+    let cleaned = has_ids.then(|| {
+        let mut copy = stanza.clone();
+        mam::strip_stanza_ids(&mut copy.element, recipient).then_some(copy)
+    });
+    let mut message = match cleaned.flatten() {
+        Some(copy) => copy,
+        None => {
+            let id = archive(state, recipient, from, stanza)?;
+            let mut copy = stanza.clone();
+            mam::set_stanza_id(&mut copy.element, recipient, &id);
+            return Some(copy);
+        }
     };
-    let mut archived = stanza.clone();
-    mam::set_stanza_id(&mut archived.element, recipient, &id);
-    if id.is_empty() {
-        archived.element.remove_child("stanza-id", mam::NS_SID);
+    if let Some(id) = archive(state, recipient, from, &message) {
+        mam::set_stanza_id(&mut message.element, recipient, &id);
     }
-    Some(archived)
+    Some(message)
 }
 
 /// The sender's side, once the message was accepted: its own archive keeps what it sent.

@@ -3,10 +3,9 @@
 //! recipient's copy, paging both ways, filters, catching up after an id, preferences
 //! (XEP-0441), errors, discovery, restarts, and offline messages.
 //!
-//! Messages here go to a *full* JID whose session sent no presence, or between available
-//! accounts without subscriptions, so no presence traffic interleaves. No test uses a chat
-//! message to itself as a barrier (like `roster::kit::drain`): that would be archived.
-//! Barriers are pings instead.
+//! Messages go between accounts without subscriptions, mostly to the recipient's full JID,
+//! so no presence traffic interleaves with them. No test uses a chat message to itself as
+//! a barrier (like `roster::kit::drain`): that would be archived. Barriers are pings.
 
 use crate::roster::kit::{error_of, fresh_id, roster_items, NS_ROSTER};
 use crate::support::xml::{self, show};
@@ -25,8 +24,13 @@ const NS_HINTS: &str = "urn:xmpp:hints";
 const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 
+/// The archive on (the test default is off), then `configure`.
 async fn server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
-    let server = TestServer::with(configure).await;
+    let server = TestServer::with(|config| {
+        config.archive.enabled = true;
+        configure(config);
+    })
+    .await;
     for user in ["alice", "bob", "carol"] {
         server.add_user(&format!("{user}@localhost"), PW);
     }
@@ -119,6 +123,20 @@ fn rsm(inner: &str) -> String {
     format!("<set xmlns='{NS_RSM}'>{inner}</set>")
 }
 
+/// The `<delay/>` stamp of a result message.
+fn stamp(result: &Element) -> &str {
+    let forwarded = result.get_child("result", NS).and_then(|r| r.get_child("forwarded", NS_FORWARD));
+    let stamp = forwarded.and_then(|f| f.get_child("delay", NS_DELAY)).and_then(|d| d.attr("stamp"));
+    stamp.unwrap_or_else(|| panic!("a delay stamp: {}", show(result)))
+}
+
+/// An XEP-0082 date-time in microseconds since the epoch.
+fn micros(stamp: &str) -> i64 {
+    let date: xmpp_parsers::date::DateTime =
+        stamp.parse().unwrap_or_else(|e| panic!("stamp {stamp:?} is not XEP-0082: {e}"));
+    date.0.timestamp_micros()
+}
+
 /// One answered query: the result messages and the `<fin/>` of the final iq result.
 struct Page {
     results: Vec<Element>,
@@ -152,17 +170,7 @@ impl Page {
 
     /// The `<delay/>` stamp of each result, in microseconds since the epoch.
     fn stamps(&self) -> Vec<i64> {
-        self.results
-            .iter()
-            .map(|m| {
-                let forwarded = m.get_child("result", NS).and_then(|r| r.get_child("forwarded", NS_FORWARD));
-                let stamp = forwarded.and_then(|f| f.get_child("delay", NS_DELAY)).and_then(|d| d.attr("stamp"));
-                let stamp = stamp.unwrap_or_else(|| panic!("a delay stamp: {}", show(m)));
-                let date: xmpp_parsers::date::DateTime =
-                    stamp.parse().unwrap_or_else(|e| panic!("stamp {stamp:?} is not XEP-0082: {e}"));
-                date.0.timestamp_micros()
-            })
-            .collect()
+        self.results.iter().map(|m| micros(stamp(m))).collect()
     }
 
     fn complete(&self) -> &str {
@@ -253,7 +261,8 @@ async fn set_prefs(client: &mut Client, prefs: &str) -> Element {
     client.send(&format!("<iq type='set' id='{id}'>{prefs}</iq>")).await;
     let reply = client
         .expect(&format!(
-            "<iq type='result' id='{id}' to='{jid}'><prefs xmlns='{NS}' default='{{any}}'><always/><never/></prefs></iq>"
+            "<iq type='result' id='{id}' to='{jid}'><prefs xmlns='{NS}' default='{{any}}'>\
+             <always/><never/></prefs></iq>"
         ))
         .await;
     reply.get_child("prefs", NS).cloned().expect("prefs")
@@ -261,10 +270,10 @@ async fn set_prefs(client: &mut Client, prefs: &str) -> Element {
 
 // ---- XEP-0359 stanza-id and XEP-0313 results ----
 
-/// XEP-0313 §3.5, §4.2, XEP-0359 §4: the recipient's copy carries the archive id as a
-/// stanza-id by the recipient's bare JID; the recipient's archive returns the message
-/// under that id, forwarded with a delay, then `<fin complete='true'/>` with the RSM set.
-/// The sender's archive has it too.
+/// XEP-0313 §3.5, §4.2 and the XEP-0359 business rules: the recipient's copy carries the
+/// archive id as a stanza-id by the recipient's bare JID; the recipient's archive returns
+/// the message under that id, forwarded with a delay, then `<fin complete='true'/>` with
+/// the RSM set. The sender's archive has it too.
 #[tokio::test]
 async fn a_chat_message_is_delivered_with_a_stanza_id_that_names_it_in_both_archives() {
     let server = server().await;
@@ -294,13 +303,12 @@ async fn a_chat_message_is_delivered_with_a_stanza_id_that_names_it_in_both_arch
              <set xmlns='{NS_RSM}'><first index='0'>{sid}</first><last>{sid}</last><count>1</count></set></fin></iq>"
         ))
         .await;
-    let page = Page { results: vec![result], fin: xml::parse(&format!("<fin xmlns='{NS}'/>")) };
-    let stamp = page.stamps()[0];
-    let micros =
+    let since_epoch =
         |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_micros() as i64;
     assert!(
-        (micros(before)..=micros(std::time::SystemTime::now())).contains(&stamp),
-        "the delay stamp is when the message was archived"
+        (since_epoch(before)..=since_epoch(std::time::SystemTime::now())).contains(&micros(stamp(&result))),
+        "the delay stamp is when the message was archived: {}",
+        show(&result)
     );
 
     // XEP-0313 §3: the sender's archive keeps what it sent, under its own id.
@@ -395,10 +403,7 @@ async fn filtering_by_start_and_end_uses_xep0082_timestamps() {
     all.assert(&ids, true, 4);
     let stamps = all.stamps();
     assert!(stamps.windows(2).all(|w| w[0] < w[1]), "stamps grow: {stamps:?}");
-    let stamp = |i: usize| {
-        let delay = all.results[i].get_child("result", NS).and_then(|r| r.get_child("forwarded", NS_FORWARD));
-        delay.and_then(|f| f.get_child("delay", NS_DELAY)).and_then(|d| d.attr("stamp")).expect("stamp").to_owned()
-    };
+    let stamp = |i: usize| stamp(&all.results[i]).to_owned();
 
     let nothing = query(&mut alice, &form(&field("end", "1999-12-31T19:00:00-05:00"))).await;
     nothing.assert(&[], true, 0);
@@ -442,8 +447,8 @@ async fn a_new_device_catches_up_after_the_last_id_it_saw() {
 
 // ---- XEP-0359 ----
 
-/// XEP-0359 §3: the sender's `<origin-id/>` stays in the delivered and the archived
-/// message; §4: a `<stanza-id/>` claiming to be by the recipient is replaced on the
+/// XEP-0359: the sender's `<origin-id/>` stays in the delivered and the archived
+/// message; a `<stanza-id/>` claiming to be by the recipient is replaced on the
 /// delivered copy by the real one.
 #[tokio::test]
 async fn the_origin_id_is_kept_and_a_forged_stanza_id_is_replaced_on_delivery() {
@@ -468,11 +473,20 @@ async fn the_origin_id_is_kept_and_a_forged_stanza_id_is_replaced_on_delivery() 
     let [archived] = page.messages()[..] else { panic!("one message") };
     let origin = archived.get_child("origin-id", NS_SID).and_then(|o| o.attr("id"));
     assert_eq!(origin, Some("o1"), "the archived copy keeps the origin-id: {}", show(archived));
+
+    // The claim counts whatever the letter case of the JID: one stanza-id, the real one.
+    bob.send(&format!(
+        "<message to='alice@localhost/desk' type='chat' id='m2'><body>again</body>\
+         <stanza-id xmlns='{NS_SID}' by='Alice@LOCALHOST' id='forged'/></message>"
+    ))
+    .await;
+    let got = alice.recv().await;
+    assert_ne!(stanza_id(&got, "alice@localhost"), "forged");
 }
 
-/// XEP-0359 §4 (and §8: a stanza-id by the archive is trusted by clients): the copy in
-/// the recipient's archive carries no `<stanza-id/>` that the sender forged in the
-/// archive's name.
+/// XEP-0313 §3.5 and the XEP-0359 business rules (the id by the archive overrides any
+/// other claiming to be by it; at most one per `by`): the copy in the recipient's archive
+/// carries no `<stanza-id/>` that the sender forged in the archive's name.
 #[tokio::test]
 async fn a_forged_stanza_id_is_not_kept_in_the_recipients_archive() {
     let server = server().await;
@@ -491,34 +505,64 @@ async fn a_forged_stanza_id_is_not_kept_in_the_recipients_archive() {
     assert!(!forged, "Alice's archive returns Bob's forged stanza-id as if it were hers: {}", show(archived));
 }
 
-/// XEP-0359 §4: a message that is not archived (preferences `never`) still loses a
-/// stanza-id forged in the recipient's name, and keeps those by other entities.
+/// Alice's session with preferences `never`, and Bob's; Bob sends `extra` (stanza-ids)
+/// in a chat message `id`; returns what Alice gets.
+async fn unarchived_with(server: &TestServer, id: &str, extra: &str) -> Element {
+    let (mut alice, mut bob) = alice_and_bob(server).await;
+    set_prefs(&mut alice, &format!("<prefs xmlns='{NS}' default='never'/>")).await;
+    bob.send(&format!("<message to='alice@localhost/desk' type='chat' id='{id}'><body>hi</body>{extra}</message>"))
+        .await;
+    let got = alice.recv().await;
+    query(&mut alice, "").await.assert(&[], true, 0);
+    got
+}
+
+/// A message that is not archived (preferences `never`) still loses a stanza-id forged in
+/// the recipient's name (src/router/archive.rs: "removed either way").
 #[tokio::test]
 async fn a_forged_stanza_id_is_removed_even_when_the_message_is_not_archived() {
     let server = server().await;
-    let (mut alice, mut bob) = alice_and_bob(&server).await;
-    set_prefs(&mut alice, &format!("<prefs xmlns='{NS}' default='never'/>")).await;
-    bob.send(&format!(
-        "<message to='alice@localhost/desk' type='chat' id='m1'><body>hi</body>\
-         <stanza-id xmlns='{NS_SID}' by='alice@localhost' id='forged'/></message>"
-    ))
-    .await;
-    alice
-        .expect("<message to='alice@localhost/desk' from='bob@localhost/phone' type='chat' id='m1'><body>hi</body></message>")
-        .await;
-    bob.send(&format!(
-        "<message to='alice@localhost/desk' type='chat' id='m2'><body>hi</body>\
-         <stanza-id xmlns='{NS_SID}' by='room@conference.example.org' id='kept'/>\
-         <stanza-id xmlns='{NS_SID}' by='alice@localhost' id='forged'/></message>"
-    ))
-    .await;
-    alice
-        .expect(&format!(
+    let forged = format!("<stanza-id xmlns='{NS_SID}' by='alice@localhost' id='forged'/>");
+    let got = unarchived_with(&server, "m1", &forged).await;
+    xml::assert_matches(
+        &got,
+        "<message to='alice@localhost/desk' from='bob@localhost/phone' type='chat' id='m1'><body>hi</body></message>",
+    );
+}
+
+/// XEP-0359 business rules (routers MUST NOT strip `urn:xmpp:sid:0` elements): only
+/// stanza-ids by the recipient go; one by another entity (a room, say) stays, also when
+/// the message is not archived.
+#[tokio::test]
+async fn a_stanza_id_by_another_entity_is_kept_when_the_message_is_not_archived() {
+    let server = server().await;
+    let ids = format!(
+        "<stanza-id xmlns='{NS_SID}' by='room@conference.example.org' id='kept'/>\
+         <stanza-id xmlns='{NS_SID}' by='alice@localhost' id='forged'/>"
+    );
+    let got = unarchived_with(&server, "m2", &ids).await;
+    xml::assert_matches(
+        &got,
+        &format!(
             "<message to='alice@localhost/desk' from='bob@localhost/phone' type='chat' id='m2'><body>hi</body>\
              <stanza-id xmlns='{NS_SID}' by='room@conference.example.org' id='kept'/></message>"
-        ))
-        .await;
-    query(&mut alice, "").await.assert(&[], true, 0);
+        ),
+    );
+}
+
+/// `by='Alice@LOCALHOST'` is the recipient's JID too (RFC 7622: nodeprep, case-insensitive
+/// domain). When the message is archived the server replaces it (see
+/// `the_origin_id_is_kept_and_a_forged_stanza_id_is_replaced_on_delivery`); when it is
+/// not, the claim must go as well.
+#[tokio::test]
+async fn a_forged_stanza_id_in_other_letter_case_is_removed_when_the_message_is_not_archived() {
+    let server = server().await;
+    let forged = format!("<stanza-id xmlns='{NS_SID}' by='Alice@LOCALHOST' id='forged'/>");
+    let got = unarchived_with(&server, "m3", &forged).await;
+    xml::assert_matches(
+        &got,
+        "<message to='alice@localhost/desk' from='bob@localhost/phone' type='chat' id='m3'><body>hi</body></message>",
+    );
 }
 
 // ---- errors ----
@@ -641,7 +685,10 @@ async fn with_preference_roster_only_roster_contacts_are_archived() {
     let from_bob = chats(&mut bob, &mut alice, &bodies("friend", 1)).await;
     carol.send("<message to='alice@localhost/desk' type='chat' id='c1'><body>stranger</body></message>").await;
     alice
-        .expect("<message to='alice@localhost/desk' from='carol@localhost/pad' type='chat' id='c1'><body>stranger</body></message>")
+        .expect(
+            "<message to='alice@localhost/desk' from='carol@localhost/pad' type='chat' id='c1'>\
+             <body>stranger</body></message>",
+        )
         .await;
     // Alice writes to both: only the message to Bob is archived (the archive is Alice's;
     // Bob and Carol archive everything).
@@ -699,7 +746,10 @@ async fn with_the_archive_disabled_mam_is_not_offered_and_queries_fail() {
     assert!(!features.iter().any(|f| f == NS || f == NS_SID), "{features:?}");
     bob.send("<message to='alice@localhost/desk' type='chat' id='m1'><body>hi</body></message>").await;
     alice
-        .expect("<message to='alice@localhost/desk' from='bob@localhost/phone' type='chat' id='m1'><body>hi</body></message>")
+        .expect(
+            "<message to='alice@localhost/desk' from='bob@localhost/phone' type='chat' id='m1'><body>hi</body>\
+             </message>",
+        )
         .await;
     let (_, condition) = query_error(&mut alice, None, "").await;
     assert!(
@@ -783,16 +833,18 @@ async fn an_offline_message_is_archived_and_arrives_with_the_archive_id() {
     );
     let sid = page.ids()[0].clone();
 
-    // Available: the backlog, then the server's acknowledgement ping; the echo anywhere.
+    // Available: the backlog, then the server's acknowledgement ping, before the answer
+    // to our ping; the presence echo (through the mailbox) before or after it.
     alice.send(&format!("<presence/><iq type='get' id='online' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
-    let mut got = Vec::new();
-    loop {
+    let (mut got, mut answered, mut echoed) = (Vec::new(), false, false);
+    while !(answered && echoed) {
         let element = alice.recv().await;
         if element.is("iq", NS_CLIENT) && element.attr("id") == Some("online") {
-            break;
-        }
-        let echo = element.is("presence", NS_CLIENT) && element.attr("from") == Some("alice@localhost/desk");
-        if !echo {
+            answered = true;
+        } else if element.is("presence", NS_CLIENT) && element.attr("from") == Some("alice@localhost/desk") {
+            echoed = true;
+        } else {
+            assert!(!answered, "after the answer to our ping: {}", show(&element));
             got.push(element);
         }
     }

@@ -579,10 +579,13 @@ async fn headline_groupchat_and_error_are_not_stored() {
 
 // ---- SIGKILL: the real binary ----
 
+/// The stored forms these tests expect carry no XEP-0359 stanza-id.
+const NO_ARCHIVE: &str = "[archive]\nenabled = false\n";
+
 async fn daemon_with_accounts(dir: &Path) -> Daemon {
     adduser(dir, "alice@localhost");
     adduser(dir, BOB);
-    Daemon::start(dir, 1).await
+    Daemon::start_with(dir, 1, NO_ARCHIVE).await
 }
 
 /// The durability promise: once the sender's ping after its messages is answered, they
@@ -602,7 +605,7 @@ async fn offline_messages_acknowledged_before_sigkill_survive_it() {
     daemon.kill();
     drop(alice);
 
-    let daemon = Daemon::start(dir.path(), 2).await;
+    let daemon = Daemon::start_with(dir.path(), 2, NO_ARCHIVE).await;
     let mut bob = daemon.session("bob", "phone").await;
     let got = go_online(&mut bob, 0).await;
     let ack = assert_backlog(&got, &chats(&ids), stamped, bob.jid());
@@ -621,7 +624,7 @@ async fn offline_order_holds_across_a_sigkill() {
     daemon.kill();
     drop(alice);
 
-    let daemon = Daemon::start(dir.path(), 2).await;
+    let daemon = Daemon::start_with(dir.path(), 2, NO_ARCHIVE).await;
     let mut alice = daemon.session("alice", "laptop").await;
     send_chats(&mut alice, &ids(4..=6)).await;
     let stamped = (start, unix_now());

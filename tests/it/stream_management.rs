@@ -15,8 +15,13 @@ const PW: &str = "pw";
 const COUNT_QUERY: &str = "<iq type='get' id='count' to='alice@localhost'>\
      <query xmlns='http://jabber.org/protocol/disco#info' node='http://jabber.org/protocol/offline'/></iq>";
 
+/// With the archive on, as in production: stream management and the archive together.
 async fn server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
-    let server = TestServer::with(configure).await;
+    let server = TestServer::with(|config| {
+        config.archive.enabled = true;
+        configure(config);
+    })
+    .await;
     server.add_user("alice@localhost", PW);
     server.add_user("bob@localhost", PW);
     server.add_user("mallory@localhost", PW);
@@ -290,7 +295,10 @@ async fn a_silent_connection_is_found_dead_and_stops_being_a_target() {
     let mut bob = server.available("bob", PW, "pc", 0).await;
     send_from(&mut bob, &["m1"]).await;
     alice
-        .expect("<message id='m1' type='chat' from='bob@localhost/pc' to='alice@localhost'><body>m1</body></message>")
+        .expect(
+            "<message id='m1' type='chat' from='bob@localhost/pc' to='alice@localhost'><body>m1</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='{any}'/></message>",
+        )
         .await;
     alice.expect(&format!("<r xmlns='{NS_SM}'/>")).await;
     // Alice's phone is in a tunnel: it reads but never answers.

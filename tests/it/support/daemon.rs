@@ -23,6 +23,13 @@ impl Daemon {
     /// Starts `stanzad serve` on `dir`/data with plaintext allowed on a free loopback port
     /// (cwd `dir`, so its certificates go there) and waits until it accepts connections.
     pub async fn start(dir: &Path, run: usize) -> Daemon {
+        Daemon::start_with(dir, run, "").await
+    }
+
+    /// Like [`Daemon::start`], with `config` (TOML) as its configuration file.
+    pub async fn start_with(dir: &Path, run: usize, config: &str) -> Daemon {
+        let config_path = dir.join(format!("stanzad-{run}.toml"));
+        std::fs::write(&config_path, config).expect("write the configuration");
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
             listener.local_addr().expect("local address").port()
@@ -32,7 +39,9 @@ impl Daemon {
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = stanzad(dir)
-            .args(["serve", "--data-dir"])
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--c2s-addr", &addr.to_string(), "--tls-addr", "off", "--allow-plaintext"])
             .stdin(Stdio::null())

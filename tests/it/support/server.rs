@@ -44,7 +44,9 @@ impl TestServer {
     /// Defaults: host `localhost`; both listeners on `127.0.0.1:0`; data and certificates in
     /// a fresh temporary directory; `auth.allow_plaintext = true`;
     /// `auth.scram_iterations = 4096`; `auth.failure_delay_ms = 0`;
-    /// `timeouts.shutdown_grace_secs = 2`; everything else as `Config::default()`.
+    /// `timeouts.shutdown_grace_secs = 2`; `archive.enabled = false` (delivered messages would
+    /// carry XEP-0359 stanza-ids; tests about the archive turn it on); everything else as
+    /// `Config::default()`.
     pub async fn with(configure: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config =
@@ -56,6 +58,7 @@ impl TestServer {
         config.auth.scram_iterations = ITERATIONS;
         config.auth.failure_delay_ms = 0;
         config.timeouts.shutdown_grace_secs = 2;
+        config.archive.enabled = false;
         configure(&mut config);
         config.validate().expect("the test configuration is valid");
         TestServer::launch(config, dir).await
