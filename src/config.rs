@@ -133,6 +133,8 @@ pub struct StreamManagement {
     /// Unacknowledged stanzas a session may have; a client that does not acknowledge is
     /// disconnected at this bound (what it did not acknowledge is kept offline).
     pub max_unacked: usize,
+    /// ...or with more than this many bytes of them.
+    pub max_unacked_bytes: usize,
 }
 
 impl Default for StreamManagement {
@@ -144,6 +146,7 @@ impl Default for StreamManagement {
             ack_request_delay_secs: 5,
             ack_timeout_secs: 30,
             max_unacked: 1000,
+            max_unacked_bytes: 8 << 20,
         }
     }
 }
@@ -328,6 +331,8 @@ impl Config {
         check_range("stream_management.ack_request_delay_secs", sm.ack_request_delay_secs, 0, 3600)?;
         check_range("stream_management.ack_timeout_secs", sm.ack_timeout_secs, 1, 3600)?;
         check_range("stream_management.max_unacked", sm.max_unacked as u64, 16, 1_000_000)?;
+        let most = sm.max_unacked_bytes as u64;
+        check_range("stream_management.max_unacked_bytes", most, self.limits.max_stanza_bytes as u64, 1 << 32)?;
         let a = &self.archive;
         check_range("archive.retention_days", a.retention_days, 0, 36_500)?;
         check_range("archive.max_page", a.max_page as u64, 1, 10_000)?;

@@ -199,10 +199,17 @@ fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Out
 /// A message for a stream-managed session is recorded in storage first (XEP-0198): if
 /// the connection dies, or the server, before the client acknowledges it, it moves to
 /// offline storage instead of being lost. The sender waits for that record to be durable.
+/// The record holds the message as routed (a receipt stays a standard message): if it ends
+/// up offline, it is converted for whichever session fetches it, like any stored message.
 fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, element: &crate::xml::Element) -> Outcome {
     let bytes: std::sync::Arc<[u8]> = crate::xml::writer::to_bytes(element).into();
     let owner = resource.jid.to_bare();
-    let inflight = match state.store.put_inflight(&owner, super::presence::unix_now(), &bytes) {
+    let routed = if std::ptr::eq(element, &stanza.element) {
+        bytes.to_vec()
+    } else {
+        crate::xml::writer::to_bytes(&stanza.element)
+    };
+    let inflight = match state.store.put_inflight(&owner, super::presence::unix_now(), &routed) {
         Ok(key) => key,
         Err(e) => {
             tracing::error!(error = %e, "recording an in-flight message failed");
@@ -249,9 +256,11 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
         Some(message) => message,
         None => element,
     };
-    // Carbon copies are live only (XEP-0280 §7): never rerouted, never stored.
+    // Carbon copies are live only (XEP-0280 §7), and archive results were answers to this
+    // session's own query: never rerouted, never stored.
     if element.get_child("received", super::carbons::NS).is_some()
         || element.get_child("sent", super::carbons::NS).is_some()
+        || element.get_child("result", crate::modules::mam::NS).is_some()
     {
         return;
     }

@@ -26,8 +26,6 @@ pub enum Action {
     /// Something was stored (offline): make it durable before handling the client's next
     /// stanza, so anything the client learns afterwards (an answer, an ack) comes after it.
     AwaitDurable,
-    /// Look at the offline queue again ([`Session::wake`]).
-    Wake,
 }
 
 pub struct Session {
@@ -50,6 +48,9 @@ pub struct Session {
     blocklist_interested: bool,
     /// XEP-0352: the client said it is inactive; presence updates wait in `held`.
     inactive: bool,
+    /// XEP-0198: the connection is gone, the session waits for a resumption; presence
+    /// updates wait in `held` too.
+    detached: bool,
     /// Held presence, the latest per sender, in arrival order.
     held: Vec<(String, Vec<u8>)>,
     /// The offline batch sent and not yet acknowledged.
@@ -81,6 +82,7 @@ impl Session {
             dialect: false,
             blocklist_interested: false,
             inactive: false,
+            detached: false,
             held: Vec::new(),
             backlog: None,
             flexible_offline: false,
@@ -177,13 +179,21 @@ impl Session {
             }
             "active" => {
                 self.inactive = false;
-                std::mem::take(&mut self.held).into_iter().map(|(_, bytes)| Action::Write(bytes)).collect()
+                self.release_held()
             }
             other => {
                 let text = format!("<{other}/> is not a client state");
                 vec![Action::End(StreamEnd::error(StreamCondition::UnsupportedStanzaType, text))]
             }
         }
+    }
+
+    /// Held presence, now due (unless still held for the other reason).
+    fn release_held(&mut self) -> Vec<Action> {
+        if self.inactive || self.detached {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.held).into_iter().map(|(_, bytes)| Action::Write(bytes)).collect()
     }
 
     /// XEP-0280 §3: `<enable/>` and `<disable/>` (iq set to our own account).
@@ -278,7 +288,7 @@ impl Session {
 
     /// A message was stored for the account while this session was available and idle:
     /// deliver it as a backlog batch.
-    pub fn wake(&mut self, state: &ServerState) -> Vec<Action> {
+    fn wake(&mut self, state: &ServerState) -> Vec<Action> {
         if self.backlog.is_some() || self.priority.is_none_or(|p| p < 0) {
             return Vec::new();
         }
@@ -307,13 +317,15 @@ impl Session {
             }
             return self.track(vec![Action::Write(bytes.to_vec())], Some(*inflight), now);
         }
-        let actions = self.deliver_unkept(delivery);
+        let actions = self.deliver_unkept(state, delivery);
         self.track(actions, None, now)
     }
 
-    fn deliver_unkept(&mut self, delivery: &Delivery) -> Vec<Action> {
+    fn deliver_unkept(&mut self, state: &ServerState, delivery: &Delivery) -> Vec<Action> {
         match delivery {
-            Delivery::Bytes(bytes) if self.inactive => match csi::held_presence_sender(bytes) {
+            // Presence waits (the latest per sender) while the client is inactive (XEP-0352)
+            // or its connection is gone and the session waits for a resumption.
+            Delivery::Bytes(bytes) if self.inactive || self.detached => match csi::held_presence_sender(bytes) {
                 Some(from) => csi::hold(&mut self.held, from, bytes.to_vec()).into_iter().map(Action::Write).collect(),
                 None => vec![Action::Write(bytes.to_vec())],
             },
@@ -324,13 +336,7 @@ impl Session {
                 vec![Action::Write(writer::to_bytes(&push))]
             }
             Delivery::Push(..) | Delivery::Kept { .. } => Vec::new(),
-            Delivery::Wake => match self.priority {
-                Some(p) if p >= 0 && self.backlog.is_none() => {
-                    // `deliver` has no state: the connection loop passes the wake on.
-                    vec![Action::Wake]
-                }
-                _ => Vec::new(),
-            },
+            Delivery::Wake => self.wake(state),
         }
     }
 

@@ -147,12 +147,16 @@ pub fn offline_store(store: &dyn OfflineStore) {
     assert_eq!(store.offline_count(&carol).expect("count"), 1, "queues are per account");
 }
 
-use super::inflight::InflightStore;
-
 /// Runs every `InflightStore` rule against an empty store (and its offline side).
-pub fn inflight_store(store: &dyn InflightStore, offline: &dyn OfflineStore) {
+pub fn inflight_store(store: &dyn super::Storage) {
+    let offline = store;
     let bob = jid("bob@example.org");
     let carol = jid("carol@example.org");
+    let dave = jid("dave@example.org");
+    let creds = StoredCredentials::derive("pw", 4096).expect("derive");
+    for user in [&bob, &carol] {
+        store.create_user(user, &creds).expect("account");
+    }
     assert!(store.inflight_keys().expect("keys").is_empty());
     let m = |i: u32| format!("<message xmlns='jabber:client' id='m{i}'><body>{i}</body></message>");
     let keys: Vec<u64> =
@@ -175,6 +179,12 @@ pub fn inflight_store(store: &dyn InflightStore, offline: &dyn OfflineStore) {
     assert!(String::from_utf8_lossy(&stored[0].stanza).contains("urn:xmpp:delay"), "stamped when stored");
     assert!(store.inflight_to_offline(&keys).expect("again").is_empty(), "an entry moves once");
     assert_eq!(offline.offline_count(&bob).expect("count"), 3);
+    assert_eq!(store.inflight_keys().expect("keys"), vec![other]);
+
+    // An account that is gone gets nothing back: its records are only removed.
+    let gone = store.put_inflight(&dave, 1_700_000_000, m(7).as_bytes()).expect("put");
+    assert!(store.inflight_to_offline(&[gone]).expect("move").is_empty());
+    assert_eq!(offline.offline_count(&dave).expect("count"), 0);
     assert_eq!(store.inflight_keys().expect("keys"), vec![other]);
 }
 

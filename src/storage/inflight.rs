@@ -12,8 +12,8 @@ pub trait InflightStore: Send + Sync {
     /// Forgets acknowledged entries (those that exist).
     fn remove_inflight(&self, keys: &[u64]) -> Result<(), StorageError>;
     /// Moves the given entries to their owners' offline queues, in key order, each with
-    /// its stamp; an entry moves at most once. Offline quotas do not apply: these were
-    /// accepted already. Returns the owners that got messages.
+    /// its stamp; entries of accounts that no longer exist are only removed. Offline quotas
+    /// do not apply: these were accepted already. Returns the owners that got messages.
     fn inflight_to_offline(&self, keys: &[u64]) -> Result<Vec<BareJid>, StorageError>;
     /// Every key still recorded, oldest first (after a crash, all of them move).
     fn inflight_keys(&self) -> Result<Vec<u64>, StorageError>;

@@ -197,7 +197,7 @@ async fn resuming_a_live_connection_takes_it_over() {
     let (mut ghost, id) = resumable_alice(&server).await;
     let (mut alice, resumed) = resume(&server, "alice", &id, 0).await;
     xml::assert_matches(&resumed, &format!("<resumed xmlns='{NS_SM}' previd='{id}' h='0'/>"));
-    ghost.expect_eof().await;
+    ghost.expect_stream_error("conflict").await;
     let mut bob = server.available("bob", PW, "pc", 0).await;
     send_from(&mut bob, &["m1"]).await;
     assert_eq!(next_message(&mut alice).await, "m1");
@@ -349,4 +349,70 @@ async fn unacknowledged_messages_survive_sigkill() {
     alice.send("<presence/>").await;
     let got = message_ids(&mut alice, 3).await;
     assert_eq!(got, vec!["m1", "m2", "m3"]);
+}
+
+/// A stream-managed session that gets a backlog when another device's unacknowledged
+/// messages are moved offline counts it like any other stanza: acknowledging it all is
+/// not "too high".
+#[tokio::test]
+async fn a_backlog_woken_by_another_device_is_counted() {
+    let server = server_with(|_| {}).await;
+    let mut phone = server.available("alice", PW, "phone", 0).await;
+    enable(&mut phone, false).await;
+    let mut laptop = server.available("alice", PW, "laptop", 5).await;
+    phone.expect("<presence from='alice@localhost/laptop'><priority>5</priority></presence>").await;
+    enable(&mut laptop, false).await;
+    let mut bob = server.available("bob", PW, "pc", 0).await;
+    send_from(&mut bob, &["m1"]).await;
+    assert_eq!(next_message(&mut laptop).await, "m1");
+    laptop.send("</stream:stream>").await; // closed with m1 unacknowledged: m1 goes offline
+
+    let mut ids = Vec::new();
+    let mut ping = None;
+    while ping.is_none() {
+        let element = phone.recv().await;
+        if element.is("message", NS_CLIENT) {
+            ids.push(element.attr("id").unwrap_or_default().to_owned());
+        } else if element.is("iq", NS_CLIENT) && element.get_child("ping", NS_PING).is_some() {
+            ping = element.attr("id").map(str::to_owned);
+        }
+    }
+    assert_eq!(ids, vec!["m1"]);
+    let ping = ping.unwrap_or_default();
+    phone.send(&format!("<iq type='result' id='{ping}' to='localhost'/>")).await;
+    // The laptop's unavailable presence, m1 and the ping: three stanzas.
+    phone.send(&format!("<a xmlns='{NS_SM}' h='3'/>")).await;
+    phone.send(&format!("<r xmlns='{NS_SM}'/>")).await;
+    let answer = phone.recv().await;
+    assert!(answer.is("a", NS_SM), "no stream error: {}", xml::show(&answer));
+}
+
+/// A receipt kept for a dialect session goes offline in its routed (standard) form, so a
+/// standard session fetching it gets a valid XEP-0184 receipt.
+#[tokio::test]
+async fn a_receipt_kept_for_a_dialect_session_goes_offline_as_a_standard_receipt() {
+    let server = server_with(|_| {}).await;
+    let mut alice = server.available("alice", PW, "phone", 0).await;
+    alice.send("<enable xmlns='urn:stanzad:dialect:0'/>").await;
+    alice.expect("<enabled xmlns='urn:stanzad:dialect:0'/>").await;
+    alice.expect("<ib from='localhost' xmlns='urn:stanzad:dialect:0'><offline count='0'/></ib>").await;
+    enable(&mut alice, false).await;
+    let mut bob = server.available("bob", PW, "pc", 0).await;
+    bob.send("<message to='alice@localhost' id='r1'><received xmlns='urn:xmpp:receipts' id='x1'/></message>").await;
+    bob.send(&format!("<iq type='get' id='sync' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
+    bob.expect("<iq type='result' id='sync' from='localhost' to='bob@localhost/pc'/>").await;
+    let receipt = alice.recv().await;
+    assert!(receipt.is("receipt", "urn:stanzad:dialect:0"), "{}", xml::show(&receipt));
+    alice.send("</stream:stream>").await;
+
+    let mut laptop = server.session("alice", PW, "laptop").await;
+    laptop.send("<presence/>").await;
+    loop {
+        let element = laptop.recv().await;
+        if element.is("message", NS_CLIENT) {
+            let received = element.get_child("received", "urn:xmpp:receipts");
+            assert_eq!(received.and_then(|r| r.attr("id")), Some("x1"), "{}", xml::show(&element));
+            break;
+        }
+    }
 }

@@ -32,6 +32,9 @@ pub struct StreamManagement {
     /// What the client acknowledged of ours.
     acked: u32,
     pub unacked: VecDeque<Unacked>,
+    /// Their size, bounded by `max_unacked_bytes`.
+    unacked_bytes: usize,
+    max_unacked_bytes: usize,
     /// Unacknowledged stanzas when we last asked, and when (None: no question pending).
     request: Option<Instant>,
     sent_since_request: usize,
@@ -58,6 +61,8 @@ impl StreamManagement {
             inbound: 0,
             acked: 0,
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            max_unacked_bytes: config.max_unacked_bytes,
             request: None,
             sent_since_request: 0,
             oldest_unrequested: None,
@@ -79,20 +84,29 @@ impl StreamManagement {
 
     /// A stanza written to the client.
     pub fn track(&mut self, bytes: Vec<u8>, inflight: Option<u64>, now: Instant) {
+        self.unacked_bytes += bytes.len();
         self.unacked.push_back(Unacked { bytes, inflight });
         self.sent_since_request += 1;
         self.oldest_unrequested.get_or_insert(now);
     }
 
-    /// The client acknowledged `h`: returns what that releases.
-    pub fn acknowledge(&mut self, h: u32) -> Result<Vec<Unacked>, TooHigh> {
+    /// How many stanzas an acknowledgement of `h` releases, if it is possible.
+    pub fn can_acknowledge(&self, h: u32) -> Result<usize, TooHigh> {
         let newly = wrapping_distance(self.acked, h) as usize;
         if newly > self.unacked.len() {
             return Err(TooHigh { h, sent: self.sent() });
         }
+        Ok(newly)
+    }
+
+    /// The client acknowledged `h`: returns what that releases.
+    pub fn acknowledge(&mut self, h: u32) -> Result<Vec<Unacked>, TooHigh> {
+        let newly = self.can_acknowledge(h)?;
         self.acked = h;
         self.request = None;
-        Ok(self.unacked.drain(..newly).collect())
+        let released: Vec<Unacked> = self.unacked.drain(..newly).collect();
+        self.unacked_bytes -= released.iter().map(|u| u.bytes.len()).sum::<usize>();
+        Ok(released)
     }
 
     /// Whether to ask for an acknowledgement now (`<r/>`): enough stanzas, or old enough.
@@ -130,7 +144,13 @@ impl StreamManagement {
     }
 
     pub fn over_limit(&self) -> bool {
-        self.unacked.len() > self.max_unacked
+        self.unacked.len() > self.max_unacked || self.unacked_bytes > self.max_unacked_bytes
+    }
+
+    /// Everything unacknowledged, when the session ends.
+    pub fn take_unacked(&mut self) -> Vec<Unacked> {
+        self.unacked_bytes = 0;
+        self.unacked.drain(..).collect()
     }
 }
 

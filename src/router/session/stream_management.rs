@@ -12,7 +12,9 @@ use tokio::time::Instant;
 impl Session {
     pub(super) fn on_stream_management(&mut self, state: &ServerState, element: &Element, now: Instant) -> Vec<Action> {
         match (element.name(), self.sm.is_some()) {
-            ("enable", false) => self.enable_stream_management(state, element),
+            ("enable", false) if state.config.stream_management.enabled => {
+                self.enable_stream_management(state, element)
+            }
             ("r", true) => {
                 let h = self.sm.as_ref().map_or(0, |sm| sm.inbound);
                 vec![Action::Send(format!("<a xmlns='{}' h='{h}'/>", sm::NS).into_bytes())]
@@ -88,8 +90,20 @@ impl Session {
         std::time::Duration::from_secs(self.sm.as_ref().map_or(0, |sm| sm.resume_secs))
     }
 
-    /// XEP-0198 §5: the client got `h` of our stanzas. Returns `<resumed/>` and every
-    /// stanza it did not get, or the `<failed/>` to send when `h` is impossible.
+    /// The `<failed/>` for a resumption claiming `h`, if `h` is impossible (more than we
+    /// sent): checked before the current connection, if any, is given up.
+    pub fn refuse_resumption(&self, h: u32) -> Option<String> {
+        let sm = self.sm.as_ref()?;
+        sm.can_acknowledge(h).err().map(|_| failed("undefined-condition", Some(sm.inbound)))
+    }
+
+    /// The connection is gone; the session waits for a resumption.
+    pub fn detach(&mut self) {
+        self.detached = true;
+    }
+
+    /// XEP-0198 §5: the client got `h` of our stanzas. Returns `<resumed/>`, every stanza it
+    /// did not get, then presence held meanwhile; or the `<failed/>` when `h` is impossible.
     pub fn resume(&mut self, state: &ServerState, h: u32, now: Instant) -> Result<Vec<Action>, String> {
         let Some(sm) = self.sm.as_mut() else { return Err(failed("unexpected-request", None)) };
         let released = sm.acknowledge(h).map_err(|_| failed("undefined-condition", Some(sm.inbound)))?;
@@ -101,12 +115,15 @@ impl Session {
         sm.reattached(now);
         self.last_inbound = now;
         self.ping = None;
+        self.detached = false;
+        let held = self.release_held();
+        actions.extend(self.track(held, None, now));
         Ok(actions)
     }
 
     /// What the client never acknowledged, when the session ends for good.
     pub fn take_unacked(&mut self) -> Vec<Unacked> {
-        self.sm.as_mut().map(|sm| sm.unacked.drain(..).collect()).unwrap_or_default()
+        self.sm.as_mut().map(|sm| sm.take_unacked()).unwrap_or_default()
     }
 }
 

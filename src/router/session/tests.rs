@@ -644,10 +644,12 @@ async fn a_message_stored_behind_an_idle_session_wakes_it() {
             .expect("xml");
     let stanza = Stanza::parse(stored).expect("stanza");
     crate::router::offline::store(&state, &stanza, &BareJid::new("bob@localhost").expect("jid")).expect("stored");
-    assert!(matches!(bob.deliver(&state, &Delivery::Wake, now)[..], [Action::Wake]));
-    let sent = writes(&bob.wake(&state));
+    let sent = writes(&bob.deliver(&state, &Delivery::Wake, now));
     assert_eq!(sent.iter().filter_map(|e| e.attr("id")).next(), Some("late"));
-    assert!(bob.wake(&state).is_empty(), "a batch is in flight: nothing more until it is acknowledged");
+    assert!(
+        bob.deliver(&state, &Delivery::Wake, now).is_empty(),
+        "a batch is in flight: nothing more until it is acknowledged"
+    );
 }
 
 #[test]
@@ -659,4 +661,31 @@ fn a_receipt_for_a_dialect_session_goes_back_to_its_routed_form() {
     let message = dialect::receipt_back_to_message(&receipt).expect("a message");
     assert_eq!((message.attr("from"), message.attr("to")), (Some("bob@localhost/b"), Some("alice@localhost")));
     assert!(message.get_child("displayed", "urn:xmpp:chat-markers:0").is_some());
+}
+
+#[tokio::test]
+async fn while_detached_presence_waits_and_only_the_latest_follows_the_resumption() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let (sender, _resumptions) = tokio::sync::mpsc::channel(1);
+    alice.resume_sender = Some(sender);
+    let enabled = writes(&alice.handle(&state, xml("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"), now));
+    assert!(enabled[0].attr("id").is_some(), "resumable");
+    alice.detach();
+    let presence = |show: &str| {
+        let p = format!("<presence xmlns='jabber:client' from='bob@localhost/b'><show>{show}</show></presence>");
+        Delivery::Bytes(p.into_bytes().into())
+    };
+    assert!(writes(&alice.deliver(&state, &presence("away"), now)).is_empty(), "held");
+    assert!(writes(&alice.deliver(&state, &presence("dnd"), now)).is_empty(), "held, replacing");
+    let message = "<message xmlns='jabber:client' from='bob@localhost/b' id='m1'><body>x</body></message>";
+    assert_eq!(writes(&alice.deliver(&state, &Delivery::Bytes(message.as_bytes().into()), now)).len(), 1);
+
+    let resumed = writes(&alice.resume(&state, 0, now).expect("resumed"));
+    let names: Vec<&str> = resumed.iter().map(|e| e.name()).collect();
+    assert_eq!(names, vec!["resumed", "message", "presence"], "the message resent, then the latest presence");
+    assert_eq!(resumed[2].get_child("show", NS_CLIENT).map(|s| s.text()).as_deref(), Some("dnd"));
+    assert!(alice.refuse_resumption(9).is_some(), "h beyond what was sent");
+    assert!(alice.refuse_resumption(2).is_none());
 }

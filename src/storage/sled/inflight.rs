@@ -1,10 +1,10 @@
 //! In-flight messages: `key` (a sled id, so keys grow in time) → `stamp ‖ owner NUL stanza`.
-//! Moving one to the offline queue removes it in the same transaction.
+//! Moving one to the offline queue stores it there first, then removes it.
 
 use super::{backend, SledStore};
 use crate::storage::inflight::InflightStore;
 use crate::storage::offline::{OfflineStore, Quota};
-use crate::storage::StorageError;
+use crate::storage::{StorageError, UserStore};
 use xmpp_parsers::jid::BareJid;
 
 fn encode(owner: &BareJid, stamp: u64, stanza: &[u8]) -> Vec<u8> {
@@ -65,13 +65,17 @@ impl InflightStore for SledStore {
         let mut owners: Vec<BareJid> = Vec::new();
         let unbounded = Quota { messages: u64::MAX, bytes: u64::MAX };
         for key in keys {
-            // Taken out first: if two paths race for one entry, only one stores it.
-            let Some(value) = self.inflight.remove(key.to_be_bytes()).map_err(backend)? else { continue };
+            let Some(value) = self.inflight.get(key.to_be_bytes()).map_err(backend)? else { continue };
             let (owner, stamp, stanza) = decode(&value)?;
-            self.push_offline(&owner, &with_delay(&owner, stamp, stanza), unbounded)?;
-            if !owners.contains(&owner) {
-                owners.push(owner);
+            // Stored first, then forgotten: a crash in between repeats it, never loses it.
+            // A deleted account's messages are only forgotten.
+            if self.user_exists(&owner)? {
+                self.push_offline(&owner, &with_delay(&owner, stamp, stanza), unbounded)?;
+                if !owners.contains(&owner) {
+                    owners.push(owner);
+                }
             }
+            self.inflight.remove(key.to_be_bytes()).map_err(backend)?;
         }
         Ok(owners)
     }
@@ -97,7 +101,7 @@ mod tests {
     #[test]
     fn sled_passes_the_inflight_contract() {
         let store = SledStore::temporary().expect("temporary sled");
-        crate::storage::contract::inflight_store(&store, &store);
+        crate::storage::contract::inflight_store(&store);
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! One connection under a session: a reader task (framer → elements) and a writer task
+//! (bytes → socket) joined to the session loop by bounded channels, and the loop's way of
+//! carrying out a session's [`Action`]s on them.
+
+use super::error::{StreamCondition, StreamEnd};
+use super::negotiate::{Conn, Reader};
+use super::transport::Transport;
+use crate::router::session::Action;
+use crate::state::ServerState;
+use crate::xml::framer::{Frame, FramerError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Frames read ahead of the session loop.
+const READ_AHEAD: usize = 16;
+/// Writes queued for the writer task.
+const WRITE_QUEUE: usize = 64;
+
+/// One connection attached to the session: its reader and writer tasks.
+pub struct Link {
+    pub frames: mpsc::Receiver<Result<Frame, FramerError>>,
+    pub out: mpsc::Sender<Vec<u8>>,
+    /// The writer holds its queue behind a lock: when it ends (or is stopped), what it
+    /// never wrote can be taken back and routed again.
+    out_queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
+    reader_task: JoinHandle<()>,
+    writer_task: JoinHandle<()>,
+    /// Bytes that could not even be queued for the writer.
+    pub unsent: Vec<Vec<u8>>,
+}
+
+impl Link {
+    pub fn attach(state: &ServerState, conn: Conn) -> Link {
+        let mut reader = conn.reader;
+        reader.set_limits(super::negotiate::session_limits(state));
+        let (frames_tx, frames) = mpsc::channel(READ_AHEAD);
+        let reader_task = tokio::spawn(read_frames(reader, frames_tx).in_current_span());
+        let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let out_queue = Arc::new(tokio::sync::Mutex::new(out_rx));
+        let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
+        Link { frames, out, out_queue, reader_task, writer_task, unsent: Vec::new() }
+    }
+
+    /// Sends the last words (if the connection can take them), stops both tasks, and
+    /// returns what was never written.
+    pub async fn close(mut self, last: Option<String>, limit: Duration) -> Vec<Vec<u8>> {
+        if let Some(last) = last {
+            let _ = tokio::time::timeout(limit, self.out.send(last.into_bytes())).await;
+        }
+        drop(self.out);
+        // A client that stopped reading must not keep its socket and task alive.
+        if tokio::time::timeout(limit, &mut self.writer_task).await.is_err() {
+            self.writer_task.abort();
+            let _ = (&mut self.writer_task).await; // returns once the task is gone, lock released
+        }
+        self.reader_task.abort();
+        let mut never_written = self.unsent;
+        let mut queue = self.out_queue.lock().await;
+        while let Ok(bytes) = queue.try_recv() {
+            never_written.push(bytes);
+        }
+        never_written
+    }
+
+    /// Drops the connection at once, writing nothing more (it is dead, or another
+    /// connection took over); what its writer held is counted by stream management.
+    pub async fn abort(self) {
+        self.writer_task.abort();
+        self.reader_task.abort();
+        let _ = self.writer_task.await;
+    }
+}
+
+/// Carries out the session's actions; returns how the stream ends, if it does.
+/// Bytes that could not be queued for the writer go to `unsent`, with the rest of the
+/// writes, to be routed again.
+pub async fn perform(
+    state: &ServerState,
+    actions: Vec<Action>,
+    out: Option<&mpsc::Sender<Vec<u8>>>,
+    limit: Duration,
+    unsent: &mut Vec<Vec<u8>>,
+) -> Option<StreamEnd> {
+    let mut actions = actions.into_iter();
+    while let Some(action) = actions.next() {
+        match action {
+            Action::AwaitDurable => {
+                if let Err(e) = state.flusher.durable().await {
+                    // Nothing may be acknowledged that is not on disk: the stream ends
+                    // before the client learns anything more.
+                    tracing::error!(error = %e, "storage is failing: ending the stream");
+                    return Some(StreamEnd::error(StreamCondition::InternalServerError, "storage failure"));
+                }
+            }
+            Action::Write(bytes) | Action::Send(bytes) => {
+                let Some(out) = out else { continue };
+                let end = match tokio::time::timeout(limit, out.reserve()).await {
+                    Ok(Ok(permit)) => {
+                        permit.send(bytes);
+                        continue;
+                    }
+                    Ok(Err(_)) => StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into()),
+                    Err(_) => StreamEnd::error(StreamCondition::ConnectionTimeout, "the client stopped reading"),
+                };
+                unsent.push(bytes);
+                unsent.extend(actions.filter_map(|a| match a {
+                    Action::Write(bytes) | Action::Send(bytes) => Some(bytes),
+                    _ => None,
+                }));
+                return Some(end);
+            }
+            Action::End(end) => return Some(end),
+        }
+    }
+    None
+}
+
+async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Result<Frame, FramerError>>) {
+    loop {
+        let frame = reader.next().await;
+        let last = !matches!(frame, Ok(Frame::Stanza(_)));
+        if frames.send(frame).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Writes queued bytes, flushing once per batch. It holds the queue's lock while it runs,
+/// so the session can take back what it never wrote once it ends or is stopped.
+async fn write_bytes(mut out: WriteHalf<Transport>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>) {
+    let mut queue = queue.lock_owned().await;
+    while let Some(bytes) = queue.recv().await {
+        if out.write_all(&bytes).await.is_err() {
+            return;
+        }
+        while let Ok(more) = queue.try_recv() {
+            if out.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if out.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}

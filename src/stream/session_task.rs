@@ -1,0 +1,329 @@
+//! The session loop of one bound resource: the sans-IO [`Session`] fed by its connection
+//! ([`Link`]), its router mailbox and its timers, until the stream ends. With XEP-0198
+//! resumption it outlives a lost connection and takes over the next one.
+
+use super::connection::log_end;
+use super::error::{StreamCondition, StreamEnd};
+use super::link::{perform, Link};
+use super::negotiate::{Bound, Conn};
+use super::resume::{failed, Resumption};
+use crate::router::session::Session;
+use crate::router::{delivery, Control, Delivery, Mailbox};
+use crate::state::ServerState;
+use crate::xml::framer::{Frame, FramerError};
+use crate::xml::writer;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Why the attached loop stopped.
+enum Detached {
+    /// The stream ended.
+    Ended(StreamEnd),
+    /// A new connection resumes this session (the current one is a ghost).
+    Takeover(Box<Resumption>),
+}
+
+/// What the session task waits on besides its connection.
+struct Inputs<'a> {
+    mailbox: &'a mut Mailbox,
+    resume: &'a mut mpsc::Receiver<Resumption>,
+    shutdown: &'a mut watch::Receiver<bool>,
+}
+
+/// The bound session: runs until the stream ends (across resumptions), then cleans up.
+pub async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shutdown: watch::Receiver<bool>) {
+    let Bound { jid, handle, mut mailbox } = bound;
+    let mut session = Session::new(&state, jid, handle.id, Instant::now());
+    drop(handle);
+    let (resume_tx, mut resume) = mpsc::channel::<Resumption>(1);
+    session.resume_sender = Some(resume_tx);
+    let mut inputs = Inputs { mailbox: &mut mailbox, resume: &mut resume, shutdown: &mut shutdown };
+    let (end, unwritten) = serve(&state, &mut session, Link::attach(&state, conn), &mut inputs).await;
+    if session.managed() && matches!(end, StreamEnd::Error(StreamCondition::ConnectionTimeout, _)) {
+        tracing::info!("the session ends");
+    }
+    finish(&state, &mut session, inputs.mailbox, unwritten).await;
+    // A resumption that came while the session was ending still gets an answer.
+    inputs.resume.close();
+    while let Ok(late) = inputs.resume.try_recv() {
+        let _ = late.reply.send(Err(Box::new((late.conn, failed("item-not-found", None)))));
+    }
+}
+
+/// Runs the session on its connection(s); returns how it ended and, for a session
+/// without stream management, what its last connection never wrote.
+async fn serve(
+    state: &ServerState,
+    session: &mut Session,
+    mut link: Link,
+    inputs: &mut Inputs<'_>,
+) -> (StreamEnd, Vec<Vec<u8>>) {
+    loop {
+        let next = match attached(state, session, &mut link, inputs).await {
+            Detached::Ended(end) if session.resumable(&end) => {
+                log_end(&end);
+                link.abort().await; // what it held is in the unacknowledged queue
+                let window = session.resume_window();
+                tracing::info!(wait_secs = window.as_secs(), "connection lost: waiting for resumption");
+                session.detach();
+                hibernate(state, session, inputs, Instant::now() + window).await
+            }
+            Detached::Ended(end) => {
+                log_end(&end);
+                // Out of the router first: nothing more is routed here while the socket closes.
+                session.on_end(state);
+                let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+                let unwritten = link.close(last_words(&end), limit).await;
+                return (end, if session.managed() { Vec::new() } else { unwritten });
+            }
+            Detached::Takeover(resumption) => {
+                tracing::info!("the client resumed on a new connection: dropping this one");
+                // XEP-0198 §5: the old stream learns why, if it can still hear it.
+                let conflict = writer::stream_error(StreamCondition::Conflict.name(), Some("resumed elsewhere"));
+                let _ = link.close(Some(conflict), Duration::from_millis(200)).await;
+                session.detach();
+                let deadline = Instant::now() + session.resume_window();
+                match take_over(state, session, resumption).await {
+                    Some(new_link) => Ok(new_link),
+                    None => hibernate(state, session, inputs, deadline).await,
+                }
+            }
+        };
+        match next {
+            Ok(new_link) => link = new_link,
+            Err(end) => return (end, Vec::new()),
+        }
+    }
+}
+
+/// Runs the session on one connection until the stream ends or another connection
+/// takes it over.
+async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, inputs: &mut Inputs<'_>) -> Detached {
+    let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+    let end = loop {
+        let actions = tokio::select! {
+            frame = link.frames.recv() => match frame {
+                Some(Ok(Frame::Stanza(element))) => session.handle(state, element, Instant::now()),
+                Some(Ok(Frame::Close)) => break StreamEnd::PeerClosed,
+                // The connection went without closing its stream: it may come back (XEP-0198).
+                Some(Err(FramerError::Eof)) | None => break StreamEnd::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                Some(Ok(Frame::Header(_))) => break StreamEnd::error(StreamCondition::NotWellFormed, "unexpected stream header"),
+                Some(Err(e)) => break StreamEnd::from(e),
+            },
+            Some(delivery) = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
+            Some(control) = inputs.mailbox.control.recv() => break control_end(control),
+            Some(resumption) = inputs.resume.recv() => match session.refuse_resumption(resumption.h) {
+                // An impossible `h` does not cost the live connection anything.
+                Some(failure) => {
+                    let _ = resumption.reply.send(Err(Box::new((resumption.conn, failure))));
+                    continue;
+                }
+                None => return Detached::Takeover(Box::new(resumption)),
+            },
+            _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
+            _ = inputs.shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
+        };
+        if let Some(end) = perform(state, actions, Some(&link.out), limit, &mut link.unsent).await {
+            break end;
+        }
+    };
+    if server_ended(&end) {
+        // Stanzas the client sent before we ended its stream were accepted: handle them,
+        // without waiting again on a writer that already failed.
+        while let Ok(Ok(Frame::Stanza(element))) = link.frames.try_recv() {
+            let actions = session.handle(state, element, Instant::now());
+            if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent).await.is_some() {
+                break;
+            }
+        }
+    }
+    Detached::Ended(end)
+}
+
+/// XEP-0198 §5: the connection is gone and the session waits for its client until
+/// `deadline`, still taking deliveries (counted as unacknowledged, sent on resumption;
+/// presence held, the latest per sender) until the window closes, the account goes, or
+/// the server stops. Returns the resuming connection, or how the session ended.
+async fn hibernate(
+    state: &ServerState,
+    session: &mut Session,
+    inputs: &mut Inputs<'_>,
+    deadline: Instant,
+) -> Result<Link, StreamEnd> {
+    loop {
+        let actions = tokio::select! {
+            Some(delivery) = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
+            Some(control) = inputs.mailbox.control.recv() => return Err(control_end(control)),
+            Some(resumption) = inputs.resume.recv() => match take_over(state, session, Box::new(resumption)).await {
+                Some(link) => return Ok(link),
+                None => continue,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::info!("resumption window over");
+                return Err(StreamEnd::error(StreamCondition::ConnectionTimeout, "not resumed in time"));
+            }
+            _ = inputs.shutdown.changed() => {
+                return Err(StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"));
+            }
+        };
+        // Writes are in the unacknowledged queue already; only storage work and ends remain.
+        if let Some(end) = perform(state, actions, None, Duration::ZERO, &mut Vec::new()).await {
+            return Err(end);
+        }
+    }
+}
+
+/// Hands the session to the resuming connection: `<resumed/>` and every unacknowledged
+/// stanza go out on it. None when the resumption failed (the new connection was told).
+async fn take_over(state: &ServerState, session: &mut Session, resumption: Box<Resumption>) -> Option<Link> {
+    let Resumption { conn, h, peer, reply } = *resumption;
+    match session.resume(state, h, Instant::now()) {
+        Ok(actions) => {
+            tracing::info!(%peer, "session resumed");
+            let _ = reply.send(Ok(()));
+            let mut link = Link::attach(state, conn);
+            let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+            // A connection that fails already is found out by the session loop.
+            let _ = perform(state, actions, Some(&link.out), limit, &mut link.unsent).await;
+            Some(link)
+        }
+        Err(failure) => {
+            tracing::info!(%peer, h, "resumption refused: the client acknowledged more than it was sent");
+            let _ = reply.send(Err(Box::new((conn, failure))));
+            None
+        }
+    }
+}
+
+/// The session is over: it leaves the router (if it has not yet), what it never got goes
+/// to offline storage or another resource, and all that is made durable.
+async fn finish(state: &ServerState, session: &mut Session, mailbox: &mut Mailbox, unwritten: Vec<Vec<u8>>) {
+    session.on_end(state);
+    let mut unwritten = unwritten;
+    let mut inflight = Vec::new();
+    for unacked in session.take_unacked() {
+        match unacked.inflight {
+            Some(key) => inflight.push(key),
+            None => unwritten.push(unacked.bytes),
+        }
+    }
+    // Oldest first: what was written (or meant to be), then what still waits.
+    reroute_unwritten(state, unwritten, session.jid.domain().as_str()).await;
+    for delivery in mailbox.stanzas.close_and_drain() {
+        match delivery {
+            Delivery::Kept { inflight: key, .. } => inflight.push(key),
+            Delivery::Bytes(bytes) => match crate::xml::read_stanza(&bytes).await {
+                Some(element) => delivery::reroute(state, element),
+                None => tracing::error!("undelivered stanza could not be read back"),
+            },
+            // Roster pushes were for this session only.
+            Delivery::Push(..) | Delivery::Wake => {}
+        }
+    }
+    move_to_offline(state, &inflight);
+    // Rerouting may have stored messages offline.
+    if let Err(e) = state.flusher.durable().await {
+        tracing::error!(error = %e, "rerouted messages may not be durable");
+    }
+}
+
+/// Unacknowledged messages go to their owners' offline queues; an available resource
+/// is told to look.
+fn move_to_offline(state: &ServerState, inflight: &[u64]) {
+    if inflight.is_empty() {
+        return;
+    }
+    match state.store.inflight_to_offline(inflight) {
+        Ok(owners) => {
+            tracing::info!(messages = inflight.len(), "unacknowledged messages kept offline");
+            owners.iter().for_each(|owner| delivery::wake_if_idle(state, owner));
+        }
+        Err(e) => tracing::error!(error = %e, "moving unacknowledged messages offline failed; they move at restart"),
+    }
+}
+
+fn last_words(end: &StreamEnd) -> Option<String> {
+    match end {
+        StreamEnd::Error(condition, text) => Some(writer::stream_error(condition.name(), Some(text))),
+        StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => Some(writer::STREAM_CLOSE.to_owned()),
+        StreamEnd::Io(_) => None,
+    }
+}
+
+/// The server ended a healthy stream (the client did nothing wrong).
+fn server_ended(end: &StreamEnd) -> bool {
+    use StreamCondition::*;
+    matches!(end, StreamEnd::Error(Conflict | SystemShutdown | ConnectionTimeout, _))
+}
+
+fn control_end(control: Control) -> StreamEnd {
+    match control {
+        Control::Replaced => {
+            StreamEnd::error(StreamCondition::Conflict, "replaced by a new session with the same resource")
+        }
+        Control::AccountDeleted => StreamEnd::error(StreamCondition::NotAuthorized, "the account was deleted"),
+        Control::PushLost => {
+            StreamEnd::error(StreamCondition::ResourceConstraint, "too much waiting for this client; reconnect")
+        }
+    }
+}
+
+/// What was meant for the client but never written (a stalled or broken connection) is
+/// routed again like an undelivered mailbox: messages to another resource or offline
+/// storage. Offline messages from the backlog are skipped: they are still stored (only the
+/// client's acknowledgement deletes them), and our own stream framing is not a stanza.
+async fn reroute_unwritten(state: &ServerState, unwritten: Vec<Vec<u8>>, domain: &str) {
+    for bytes in unwritten {
+        if bytes.starts_with(b"</") || bytes.starts_with(b"<stream:") {
+            continue;
+        }
+        let Some(element) = crate::xml::read_stanza(&bytes).await else { continue };
+        if crate::router::offline::is_from_storage(&element, domain) {
+            continue;
+        }
+        delivery::reroute(state, element);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sasl::credentials::StoredCredentials;
+    use crate::storage::sled::SledStore;
+    use crate::storage::UserStore;
+    use xmpp_parsers::jid::{BareJid, FullJid};
+
+    #[tokio::test]
+    async fn bytes_never_written_are_routed_again_except_stored_ones_and_framing() {
+        let store = SledStore::temporary().expect("sled");
+        let alice = BareJid::new("alice@localhost").expect("jid");
+        store.create_user(&alice, &StoredCredentials::derive("pw", 4096).expect("derive")).expect("alice");
+        let state = ServerState::new(Config::default(), Arc::new(store));
+        let other = FullJid::new("alice@localhost/other").expect("jid");
+        let (handle, mut mailbox) = state.router.channels(16, 1 << 20);
+        state.router.bind(other.clone(), handle.clone());
+        let presence = Arc::new(crate::xml::el("presence", crate::xml::NS_CLIENT));
+        state.router.set_presence(&other, handle.id, Some((0, presence)));
+
+        let unwritten: Vec<Vec<u8>> = [
+            "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/gone' type='chat' id='live'><body>1</body></message>",
+            "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost' type='chat' id='stored'><body>2</body><delay xmlns='urn:xmpp:delay' from='localhost' stamp='2026-01-01T00:00:00Z'/></message>",
+            "<iq xmlns='jabber:client' type='result' id='r' to='alice@localhost/gone'/>",
+            "</stream:stream>",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        reroute_unwritten(&state, unwritten, "localhost").await;
+
+        let mut got = Vec::new();
+        while let Some(Delivery::Bytes(bytes)) = mailbox.stanzas.try_recv() {
+            got.push(String::from_utf8(bytes.to_vec()).expect("utf-8"));
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("id='live'") || got[0].contains("id=\"live\""), "{got:?}");
+    }
+}
