@@ -17,9 +17,21 @@ use xmpp_parsers::jid::BareJid;
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "lowercase")]
 pub enum Request {
-    Adduser { jid: String, password: String },
-    Passwd { jid: String, password: String },
-    Deluser { jid: String },
+    Adduser {
+        jid: String,
+        password: String,
+    },
+    /// Accounts whose credentials the client derived (`stanzad adduser --from-file`).
+    AdduserMany {
+        accounts: Vec<(String, StoredCredentials)>,
+    },
+    Passwd {
+        jid: String,
+        password: String,
+    },
+    Deluser {
+        jid: String,
+    },
     Users,
 }
 
@@ -28,6 +40,7 @@ impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Adduser { jid, .. } => write!(f, "adduser {jid}"),
+            Request::AdduserMany { accounts } => write!(f, "adduser {} accounts", accounts.len()),
             Request::Passwd { jid, .. } => write!(f, "passwd {jid}"),
             Request::Deluser { jid } => write!(f, "deluser {jid}"),
             Request::Users => write!(f, "users"),
@@ -54,6 +67,7 @@ pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: 
             let creds = derive(&password, iterations)?;
             users.create_user(&jid, &creds).map_err(describe)
         }),
+        Request::AdduserMany { accounts } => create_many(users, hosts, accounts),
         Request::Passwd { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
             let creds = derive(&password, iterations)?;
             users.set_credentials(&jid, &creds).map_err(describe)
@@ -74,6 +88,25 @@ pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: 
     match result {
         Ok(()) => Response::Done,
         Err(reason) => Response::Failed(reason),
+    }
+}
+
+/// Creates each account; all are tried, and the failures are reported together.
+fn create_many(
+    users: &dyn Storage,
+    hosts: &[String],
+    accounts: Vec<(String, StoredCredentials)>,
+) -> Result<(), String> {
+    let failures: Vec<String> = accounts
+        .into_iter()
+        .filter_map(|(jid, creds)| {
+            let created = local_jid(&jid, hosts).and_then(|jid| users.create_user(&jid, &creds).map_err(describe));
+            created.err()
+        })
+        .collect();
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(format!("{} accounts not created; the first: {first}", failures.len())),
     }
 }
 
@@ -175,7 +208,7 @@ fn end_sessions(state: &ServerState, jid: &BareJid) {
 /// The command's name, for logs (never the password).
 fn command_name(request: &Request) -> &'static str {
     match request {
-        Request::Adduser { .. } => "adduser",
+        Request::Adduser { .. } | Request::AdduserMany { .. } => "adduser",
         Request::Passwd { .. } => "passwd",
         Request::Deluser { .. } => "deluser",
         Request::Users => "users",
@@ -190,7 +223,10 @@ pub async fn send(path: &Path, request: &Request) -> std::io::Result<Response> {
     bytes.push(b'\n');
     write.write_all(&bytes).await?;
     let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
+    // A server that takes the socket but never answers must not hang the command.
+    let mut reader = BufReader::new(read);
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(120), reader.read_line(&mut line));
+    answer.await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the server did not answer"))??;
     Ok(serde_json::from_str(&line)?)
 }
 

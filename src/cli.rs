@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bulk;
+
 #[derive(Parser)]
 #[command(name = "stanzad", version, about = "An XMPP server")]
 pub struct Cli {
@@ -20,8 +22,8 @@ pub struct Cli {
 enum Command {
     /// Run the server (defaults need no config file).
     Serve(ServeArgs),
-    /// Create an account.
-    Adduser(AccountArgs),
+    /// Create an account, or many with --from-file.
+    Adduser(AdduserArgs),
     /// Change an account's password.
     Passwd(AccountArgs),
     /// Delete an account.
@@ -58,7 +60,7 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
-struct StoreOnly {
+pub(crate) struct StoreOnly {
     #[arg(long)]
     config: Option<PathBuf>,
     #[arg(long)]
@@ -69,6 +71,22 @@ struct StoreOnly {
 struct StoreArgs {
     /// The account, user@domain.
     jid: String,
+    #[command(flatten)]
+    store: StoreOnly,
+}
+
+#[derive(Args)]
+struct AdduserArgs {
+    /// The account, user@domain.
+    #[arg(required_unless_present = "from_file", conflicts_with = "from_file")]
+    jid: Option<String>,
+    /// Create every account of FILE: one `user@domain password` per line (blank lines and
+    /// lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    from_file: Option<PathBuf>,
+    /// Read the password from standard input instead of prompting.
+    #[arg(long, conflicts_with = "from_file")]
+    password_stdin: bool,
     #[command(flatten)]
     store: StoreOnly,
 }
@@ -91,10 +109,11 @@ pub fn run() -> ExitCode {
                 println!("{}: valid; hosts: {}", path.display(), c.hosts.join(", "));
             })
             .map_err(|e| e.to_string()),
-        Command::Adduser(args) => read_password(args.password_stdin).and_then(|password| {
-            let jid = args.account.jid.clone();
-            administer(&args.account.store, Request::Adduser { jid, password })
-        }),
+        Command::Adduser(AdduserArgs { jid: Some(jid), store, password_stdin, .. }) => {
+            read_password(password_stdin).and_then(|password| administer(&store, Request::Adduser { jid, password }))
+        }
+        Command::Adduser(AdduserArgs { from_file: Some(file), store, .. }) => bulk::adduser_many(&file, &store),
+        Command::Adduser(_) => Err("give an account or --from-file".into()),
         Command::Passwd(args) => read_password(args.password_stdin).and_then(|password| {
             let jid = args.account.jid.clone();
             administer(&args.account.store, Request::Passwd { jid, password })
@@ -203,10 +222,20 @@ fn read_password(from_stdin: bool) -> Result<String, String> {
 
 /// Runs an account command through the running server's admin socket, or on the store.
 fn administer(args: &StoreOnly, request: Request) -> Result<(), String> {
+    let config = store_config(args)?;
+    administer_with(&config, request)
+}
+
+/// The configuration a store command works on.
+pub(crate) fn store_config(args: &StoreOnly) -> Result<Config, String> {
     let mut config = load_config(args.config.as_ref())?;
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
+    Ok(config)
+}
+
+pub(crate) fn administer_with(config: &Config, request: Request) -> Result<(), String> {
     let socket = admin::socket_path(&config.data_dir);
     let via_server = runtime()?.block_on(async { admin::send(&socket, &request).await.ok() });
     let response = match via_server {

@@ -84,3 +84,38 @@ async fn accounts_survive_a_restart() {
         Response::Users(vec!["alice@localhost".to_owned(), "bob@localhost".to_owned()])
     );
 }
+
+/// Runs the real binary (asynchronously: the server under test shares this thread).
+async fn adduser_from_file(file: &std::path::Path, server: &TestServer) -> std::process::Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_stanzad"))
+        .args(["adduser", "--from-file"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("stanzad adduser finishes")
+        .expect("run stanzad adduser")
+}
+
+/// `stanzad adduser --from-file FILE`, the real binary against the running server's admin
+/// socket: every account of the file can log in; one bad line refuses the file.
+#[tokio::test]
+async fn adduser_from_file_creates_every_account_through_the_running_server() {
+    let server = TestServer::start().await;
+    let file = server.data_dir.with_file_name("accounts.txt");
+    let lines: String = (1..=150).map(|i| format!("bench{i}@localhost pw{i}\n")).collect();
+    std::fs::write(&file, format!("# accounts\n{lines}")).expect("write the file");
+    let output = adduser_from_file(&file, &server).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("150 accounts created"));
+    let Response::Users(users) = server.admin(Request::Users).await else { panic!("users") };
+    assert_eq!(users.len(), 150);
+    server.session("bench150", "pw150", "r").await;
+
+    std::fs::write(&file, "bench151@localhost\n").expect("write the file");
+    let output = adduser_from_file(&file, &server).await;
+    assert!(!output.status.success(), "a line without a password is refused");
+}
