@@ -13,7 +13,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 pub enum Routed {
     /// Handed to session(s), or dropped where the rules say so.
     Delivered,
-    /// Kept in offline storage: the sender's next stanza waits until it is durable.
+    /// Kept in storage (offline, in flight): nothing more is written to the sender until it is durable.
     Stored,
 }
 

@@ -23,8 +23,10 @@ pub enum Action {
     Send(Vec<u8>),
     /// End the stream.
     End(StreamEnd),
-    /// Something was stored (offline): make it durable before handling the client's next
-    /// stanza, so anything the client learns afterwards (an answer, an ack) comes after it.
+    /// Something was stored (offline, in flight): make it durable before anything more is
+    /// written to this client and before waiting for its next stanza, so whatever the
+    /// client learns afterwards (an answer, an ack) comes after it. Stanzas the client
+    /// already sent are handled meanwhile: their stores share one flush.
     AwaitDurable,
 }
 

@@ -42,9 +42,24 @@ impl Flusher {
 
     /// Returns once everything written before the call is on disk.
     pub async fn durable(&self) -> Result<(), StorageError> {
+        self.request().wait().await
+    }
+
+    /// Asks for a flush of everything written so far, now; wait for it later.
+    pub fn request(&self) -> Pending {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(tx).map_err(|_| StorageError::Backend("the flusher has stopped".into()))?;
-        rx.await.map_err(|_| StorageError::Backend("the flusher has stopped".into()))?.map_err(StorageError::Backend)
+        let _ = self.requests.send(tx); // a stopped flusher drops it: the wait says so
+        Pending(rx)
+    }
+}
+
+/// A flush asked for and not yet waited for.
+pub struct Pending(oneshot::Receiver<Result<(), String>>);
+
+impl Pending {
+    pub async fn wait(self) -> Result<(), StorageError> {
+        let stopped = || StorageError::Backend("the flusher has stopped".into());
+        self.0.await.map_err(|_| stopped())?.map_err(StorageError::Backend)
     }
 }
 

@@ -1,6 +1,7 @@
 //! One client connection: negotiation (TLS, SASL, bind) and then the session loop.
 
 pub mod connection;
+pub mod durability;
 pub mod error;
 pub mod features;
 pub mod header;

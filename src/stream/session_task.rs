@@ -3,11 +3,12 @@
 //! resumption it outlives a lost connection and takes over the next one.
 
 use super::connection::log_end;
+use super::durability::Durability;
 use super::error::{StreamCondition, StreamEnd};
 use super::link::{perform, Link};
 use super::negotiate::{Bound, Conn};
 use super::resume::{failed, Resumption};
-use crate::router::session::Session;
+use crate::router::session::{Action, Session};
 use crate::router::{delivery, Control, Delivery, Mailbox};
 use crate::state::ServerState;
 use crate::xml::framer::{Frame, FramerError};
@@ -102,6 +103,7 @@ async fn serve(
 /// takes it over.
 async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, inputs: &mut Inputs<'_>) -> Detached {
     let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
+    let mut durability = Durability::default();
     let end = loop {
         let actions = tokio::select! {
             frame = link.frames.recv() => match frame {
@@ -125,10 +127,23 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
             _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
             _ = inputs.shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
         };
+        let (actions, stored) = take_durability(actions);
+        if stored {
+            durability.stored(state);
+        }
+        if durability.owed() && !actions.is_empty() {
+            if let Err(e) = durability.settle(state).await {
+                break storage_failed(&e);
+            }
+        }
         if let Some(end) = perform(state, actions, Some(&link.out), limit, &mut link.unsent).await {
             break end;
         }
     };
+    // Before the stream's last words, and before anything else is decided about it.
+    if let Err(e) = durability.settle(state).await {
+        tracing::error!(error = %e, "storage is failing");
+    }
     if server_ended(&end) {
         // Stanzas the client sent before we ended its stream were accepted: handle them,
         // without waiting again on a writer that already failed.
@@ -140,6 +155,20 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
         }
     }
     Detached::Ended(end)
+}
+
+fn storage_failed(e: &crate::storage::StorageError) -> StreamEnd {
+    // Nothing may be acknowledged that is not on disk: the stream ends first.
+    tracing::error!(error = %e, "storage is failing: ending the stream");
+    StreamEnd::error(StreamCondition::InternalServerError, "storage failure")
+}
+
+/// Takes the durability requests out of `actions`: whether there were any.
+fn take_durability(actions: Vec<Action>) -> (Vec<Action>, bool) {
+    let before = actions.len();
+    let rest: Vec<Action> = actions.into_iter().filter(|a| !matches!(a, Action::AwaitDurable)).collect();
+    let stored = rest.len() != before;
+    (rest, stored)
 }
 
 /// XEP-0198 §5: the connection is gone and the session waits for its client until

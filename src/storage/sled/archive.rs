@@ -15,7 +15,6 @@ use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveSt
 use crate::storage::StorageError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use xmpp_parsers::jid::{BareJid, Jid};
 
 /// Stamp in the high half, sequence number in the low half.
@@ -129,13 +128,6 @@ fn decode_entry(value: &[u8]) -> Result<(&str, &[u8]), StorageError> {
     Ok((std::str::from_utf8(with).map_err(corrupt)?, &value[end..]))
 }
 
-fn tx_error(e: TransactionError<StorageError>) -> StorageError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => backend(e),
-    }
-}
-
 /// Inclusive bounds on places; `lo > hi` is empty.
 #[derive(Clone, Copy, Debug)]
 struct Span {
@@ -205,15 +197,19 @@ fn with_matches(with: &Jid, stored: &str) -> bool {
 }
 
 impl SledStore {
-    /// The id key, made on first use.
+    /// The id key, made on first use and then kept in memory.
     fn ids(&self) -> Result<Ids, StorageError> {
+        if let Some(key) = self.archive_ids.get() {
+            return Ok(Ids(*key));
+        }
         if self.db.get(ID_KEY).map_err(backend)?.is_none() {
             let fresh: [u8; 32] = rand::random();
             // Whoever comes first sets it; everyone reads it back.
             let _ = self.db.compare_and_swap(ID_KEY, None::<&[u8]>, Some(&fresh[..])).map_err(backend)?;
         }
         let key = self.db.get(ID_KEY).map_err(backend)?.ok_or_else(|| corrupt("no id key"))?;
-        <[u8; 32]>::try_from(key.as_ref()).map(Ids).map_err(|_| corrupt("id key"))
+        let key = <[u8; 32]>::try_from(key.as_ref()).map_err(|_| corrupt("id key"))?;
+        Ok(Ids(*self.archive_ids.get_or_init(|| key)))
     }
 
     /// The newest stamp in an archive.
@@ -291,21 +287,22 @@ impl ArchiveStore for SledStore {
         let bare = with.to_bare();
         // One append at a time: an id, once seen, has every earlier entry of its archive
         // stored already, so paging "after" it misses nothing.
-        let _guard = self.archive_lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Ids are taken outside the transaction, which may run more than once (PITFALLS.md).
+        let mut newest = self.archive_lock.lock().unwrap_or_else(|p| p.into_inner());
         let seq = self.db.generate_id().map_err(backend)?;
-        let stamp = stamp_micros.max(self.newest_stamp(owner)?.unwrap_or(0));
+        let last = match newest.get(owner) {
+            Some(stamp) => *stamp,
+            None => self.newest_stamp(owner)?.unwrap_or(0),
+        };
+        let stamp = stamp_micros.max(last);
+        newest.insert(owner.to_owned(), stamp);
         let place = place(stamp, seq);
         let (entry_key, with_key) = (key(&prefix(owner), place), key(&with_prefix(owner, bare.as_str()), place));
-        let expiry = expiry_key(place, owner);
-        (&self.archive, &self.archive_with, &self.archive_expiry)
-            .transaction(|(entries, by_with, by_time)| {
-                entries.insert(entry_key.as_slice(), entry.as_slice())?;
-                by_with.insert(with_key.as_slice(), with.as_str().as_bytes())?;
-                by_time.insert(expiry.as_slice(), bare.as_str().as_bytes())?;
-                Ok::<_, ConflictableTransactionError<StorageError>>(())
-            })
-            .map_err(tx_error)?;
+        // Plain inserts (a sled batch or transaction costs a log write of its own), the
+        // indexes first: an index entry whose message is missing is skipped by readers
+        // and removed by expiry, while a message without its indexes would be neither.
+        self.archive_expiry.insert(expiry_key(place, owner), bare.as_str().as_bytes()).map_err(backend)?;
+        self.archive_with.insert(with_key, with.as_str().as_bytes()).map_err(backend)?;
+        self.archive.insert(entry_key, entry).map_err(backend)?;
         Ok(ids.encode(place))
     }
 

@@ -54,9 +54,11 @@ impl InflightStore for SledStore {
     }
 
     fn remove_inflight(&self, keys: &[u64]) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        keys.iter().for_each(|k| batch.remove(&k.to_be_bytes()));
-        self.inflight.apply_batch(batch).map_err(backend)
+        // Plain removes: a sled batch costs a log write of its own.
+        for key in keys {
+            self.inflight.remove(key.to_be_bytes()).map_err(backend)?;
+        }
+        Ok(())
     }
 
     fn inflight_to_offline(&self, keys: &[u64]) -> Result<Vec<BareJid>, StorageError> {

@@ -21,14 +21,18 @@ pub struct SledStore {
     last_seen: sled::Tree,
     blocklist: sled::Tree,
     offline: sled::Tree,
-    offline_counts: sled::Tree,
+    /// Each account's offline count and size (`offline.rs`).
+    offline_totals: offline::OfflineTotals,
     inflight: sled::Tree,
     archive: sled::Tree,
     archive_with: sled::Tree,
     archive_expiry: sled::Tree,
     archive_prefs: sled::Tree,
-    /// Archive appends happen one at a time (`archive.rs`).
-    archive_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Archive appends happen one at a time (`archive.rs`); under the lock, the newest
+    /// stamp of each archive appended to since the start.
+    archive_lock: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    /// The archive id key, once read.
+    archive_ids: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
 }
 
 impl SledStore {
@@ -57,13 +61,14 @@ impl SledStore {
             last_seen: tree("last_seen")?,
             blocklist: tree("blocklist")?,
             offline: tree("offline")?,
-            offline_counts: tree("offline_counts")?,
+            offline_totals: Default::default(),
             inflight: tree("inflight")?,
             archive: tree("archive")?,
             archive_with: tree("archive_with")?,
             archive_expiry: tree("archive_expiry")?,
             archive_prefs: tree("archive_prefs")?,
             archive_lock: Default::default(),
+            archive_ids: Default::default(),
             db,
         })
     }

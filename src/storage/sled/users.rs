@@ -34,6 +34,11 @@ impl UserStore for SledStore {
         value.map(|bytes| decode(&bytes)).transpose()
     }
 
+    /// Asked for every message to an offline account: a key lookup, nothing decoded.
+    fn user_exists(&self, jid: &BareJid) -> Result<bool, StorageError> {
+        self.users.contains_key(jid.as_str()).map_err(backend)
+    }
+
     fn list_users(&self) -> Result<Vec<BareJid>, StorageError> {
         let mut users = Vec::new();
         for entry in self.users.iter() {
