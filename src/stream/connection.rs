@@ -123,7 +123,7 @@ impl Listener {
 /// session took it; otherwise the connection comes back after `<failed/>` was sent on it.
 async fn hand_over(conn: Conn, session: super::resume::ResumeSender, h: u32, peer: SocketAddr) -> Option<Conn> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let failure = match session.send(Resumption { conn, h, peer, reply }).await {
+    let failure = match session.send(Box::new(Resumption { conn, h, peer, reply })).await {
         // The session ended in between.
         Err(mpsc::error::SendError(back)) => Box::new((back.conn, super::resume::failed("item-not-found", None))),
         // The session answers between two of its own steps. One stuck longer than this has

@@ -22,7 +22,9 @@ const WRITE_QUEUE: usize = 64;
 
 /// One connection attached to the session: its reader and writer tasks.
 pub struct Link {
-    pub frames: mpsc::Receiver<Result<Frame, FramerError>>,
+    /// Boxed: a channel allocates its slots in blocks of 32, and an idle connection should
+    /// not hold 32 unboxed frames' worth of memory.
+    pub frames: mpsc::Receiver<Box<Result<Frame, FramerError>>>,
     pub out: mpsc::Sender<Vec<u8>>,
     /// The writer holds its queue behind a lock: when it ends (or is stopped), what it
     /// never wrote can be taken back and routed again.
@@ -119,11 +121,11 @@ pub async fn perform(
     None
 }
 
-async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Result<Frame, FramerError>>) {
+async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Box<Result<Frame, FramerError>>>) {
     loop {
         let frame = reader.next().await;
         let last = !matches!(frame, Ok(Frame::Stanza(_)));
-        if frames.send(frame).await.is_err() || last {
+        if frames.send(Box::new(frame)).await.is_err() || last {
             return;
         }
     }

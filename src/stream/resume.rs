@@ -23,8 +23,9 @@ pub struct Resumption {
     pub reply: oneshot::Sender<Result<(), Box<(Conn, String)>>>,
 }
 
-/// Where a session task listens for resumptions.
-pub type ResumeSender = mpsc::Sender<Resumption>;
+/// Where a session task listens for resumptions. Boxed: a channel allocates its slots in
+/// blocks of 32, and every session has one of these, nearly always unused.
+pub type ResumeSender = mpsc::Sender<Box<Resumption>>;
 
 struct Entry {
     owner: BareJid,

@@ -29,7 +29,7 @@ enum Detached {
 /// What the session task waits on besides its connection.
 struct Inputs<'a> {
     mailbox: &'a mut Mailbox,
-    resume: &'a mut mpsc::Receiver<Resumption>,
+    resume: &'a mut mpsc::Receiver<Box<Resumption>>,
     shutdown: &'a mut watch::Receiver<bool>,
 }
 
@@ -38,7 +38,7 @@ pub async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut 
     let Bound { jid, handle, mut mailbox } = bound;
     let mut session = Session::new(&state, jid, handle.id, Instant::now());
     drop(handle);
-    let (resume_tx, mut resume) = mpsc::channel::<Resumption>(1);
+    let (resume_tx, mut resume) = mpsc::channel::<Box<Resumption>>(1);
     session.resume_sender = Some(resume_tx);
     let mut inputs = Inputs { mailbox: &mut mailbox, resume: &mut resume, shutdown: &mut shutdown };
     let (end, unwritten) = serve(&state, &mut session, Link::attach(&state, conn), &mut inputs).await;
@@ -106,7 +106,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
     let mut durability = Durability::default();
     let end = loop {
         let actions = tokio::select! {
-            frame = link.frames.recv() => match frame {
+            frame = link.frames.recv() => match frame.map(|frame| *frame) {
                 Some(Ok(Frame::Stanza(element))) => session.handle(state, element, Instant::now()),
                 Some(Ok(Frame::Close)) => break StreamEnd::PeerClosed,
                 // The connection went without closing its stream: it may come back (XEP-0198).
@@ -122,7 +122,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                     let _ = resumption.reply.send(Err(Box::new((resumption.conn, failure))));
                     continue;
                 }
-                None => return Detached::Takeover(Box::new(resumption)),
+                None => return Detached::Takeover(resumption),
             },
             _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
             _ = inputs.shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
@@ -147,7 +147,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
     if server_ended(&end) {
         // Stanzas the client sent before we ended its stream were accepted: handle them,
         // without waiting again on a writer that already failed.
-        while let Ok(Ok(Frame::Stanza(element))) = link.frames.try_recv() {
+        while let Ok(Ok(Frame::Stanza(element))) = link.frames.try_recv().map(|frame| *frame) {
             let actions = session.handle(state, element, Instant::now());
             if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent).await.is_some() {
                 break;
@@ -185,7 +185,7 @@ async fn hibernate(
         let actions = tokio::select! {
             Some(delivery) = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
             Some(control) = inputs.mailbox.control.recv() => return Err(control_end(control)),
-            Some(resumption) = inputs.resume.recv() => match take_over(state, session, Box::new(resumption)).await {
+            Some(resumption) = inputs.resume.recv() => match take_over(state, session, resumption).await {
                 Some(link) => return Ok(link),
                 None => continue,
             },

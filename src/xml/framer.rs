@@ -15,7 +15,8 @@
 //!
 //! Byte source stack: `R` → [`Budget`] (bounds the bytes delivered per
 //! top-level element, so that a single huge token cannot be buffered in
-//! full) → tokio [`BufReader`] (holds read-ahead across a stream restart) →
+//! full) → [`LazyBuf`](super::lazy_buf::LazyBuf) (holds read-ahead across a stream restart,
+//! and no buffer at all while waiting for the peer) →
 //! quick-xml [`Reader`] (recreated on [`Framer::reset`]).
 //!
 //! # Cancel safety
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use quick_xml::errors::Error as XmlError;
 use quick_xml::events::{BytesDecl, BytesStart, Event};
 use quick_xml::Reader;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead};
 use xmpp_parsers::minidom::rxml::{Namespace, NcName};
 use xmpp_parsers::minidom::Element;
 
@@ -148,7 +149,7 @@ fn restricted(msg: impl Into<String>) -> FramerError {
     FramerError::RestrictedXml(msg.into())
 }
 
-type Source<R> = BufReader<Budget<R>>;
+type Source<R> = super::lazy_buf::LazyBuf<Budget<R>>;
 
 /// The incremental stream framer. See the [module documentation](self).
 pub struct Framer<R> {
@@ -164,7 +165,7 @@ impl<R: AsyncRead + Unpin> Framer<R> {
     /// Wraps `inner`. The budget for the stream header is armed with `limits`.
     pub fn new(inner: R, limits: Limits) -> Self {
         let budget = Budget::new(inner, budget_for(&limits));
-        let source = BufReader::with_capacity(READ_BUFFER_CAPACITY, budget);
+        let source = super::lazy_buf::LazyBuf::with_capacity(READ_BUFFER_CAPACITY, budget);
         Framer { reader: Some(make_reader(source)), buf: Vec::new(), machine: Machine::new(limits) }
     }
 
@@ -189,8 +190,9 @@ impl<R: AsyncRead + Unpin> Framer<R> {
                 // keepalives are discarded straight from the buffer (without
                 // quick-xml accumulating them into one text event).
                 self.rearm();
-                if self.buf.capacity() > RETAINED_BUFFER_CAPACITY {
-                    // Do not keep a large stanza's worth of memory per idle connection.
+                if self.buf.capacity() > RETAINED_BUFFER_CAPACITY || !self.has_buffered_bytes() {
+                    // Do not keep a large stanza's worth of memory per connection, nor any
+                    // while it waits for its client.
                     self.buf = Vec::new();
                 }
                 self.skip_whitespace(true).await?;

@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod framer;
+pub mod lazy_buf;
 pub mod writer;
 
 use xmpp_parsers::minidom::rxml::{Namespace, NcName};

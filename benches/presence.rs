@@ -1,0 +1,110 @@
+//! Presence fan-out to 100 contacts, without sockets: an account whose roster holds 100
+//! contacts with a `both` subscription, all of them online and available, sends a
+//! presence update; its session handles it (`Session::handle`), which reads the roster
+//! and queues the serialised presence in each contact's mailbox (and the echo in its
+//! own). One iteration is one fan-out, the draining of the 101 mailboxes included.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use stanzad::config::Config;
+use stanzad::router::session::Session;
+use stanzad::router::Mailbox;
+use stanzad::sasl::credentials::StoredCredentials;
+use stanzad::state::ServerState;
+use stanzad::storage::roster::{RosterItem, RosterStore, Subscription};
+use stanzad::storage::sled::SledStore;
+use stanzad::storage::UserStore;
+use stanzad::xml::Element;
+use std::hint::black_box;
+use std::sync::Arc;
+use tokio::time::Instant;
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+const CONTACTS: usize = 100;
+const USER: &str = "alice@localhost";
+
+/// A server state over a temporary sled store: `alice` and her contacts, each on the
+/// other's roster with a `both` subscription.
+fn state() -> ServerState {
+    let store = SledStore::temporary().expect("sled");
+    let creds = StoredCredentials::derive("pw", 4096).expect("derive");
+    let user = BareJid::new(USER).expect("jid");
+    store.create_user(&user, &creds).expect("create");
+    for contact in contacts() {
+        store.create_user(&contact, &creds).expect("create");
+        let item = |jid: &BareJid| RosterItem { subscription: Subscription::Both, ..RosterItem::new(jid) };
+        store.put_roster_item(&user, &item(&contact)).expect("roster");
+        store.put_roster_item(&contact, &item(&user)).expect("roster");
+    }
+    ServerState::new(Config::default(), Arc::new(store))
+}
+
+fn contacts() -> impl Iterator<Item = BareJid> {
+    (0..CONTACTS).map(|n| BareJid::new(&format!("contact{n}@localhost")).expect("jid"))
+}
+
+/// A session bound in the router, with the mailbox a connection task would own.
+fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
+    let jid = FullJid::new(jid).expect("full JID");
+    let limits = &state.config.limits;
+    let (handle, mailbox) = state.router.channels(limits.session_queue, limits.session_queue_bytes);
+    state.router.bind(jid.clone(), handle.clone());
+    (Session::new(state, jid, handle.id, now), mailbox)
+}
+
+fn xml(text: &str) -> Element {
+    text.parse().expect("bench XML")
+}
+
+/// Empties a mailbox; returns how many deliveries it held.
+fn drain(mailbox: &mut Mailbox) -> usize {
+    std::iter::from_fn(|| mailbox.stanzas.try_recv()).map(black_box).count()
+}
+
+fn presence(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // The state's flusher task is spawned on this runtime.
+    let _guard = rt.enter();
+    let state = state();
+    let now = Instant::now();
+    let available = xml("<presence xmlns='jabber:client'/>");
+    let mut contact_boxes: Vec<Mailbox> = contacts()
+        .map(|contact| {
+            let (mut session, mailbox) = bind(&state, &format!("{contact}/phone"), now);
+            session.handle(&state, available.clone(), now);
+            mailbox
+        })
+        .collect();
+    // Each contact's own presence, echoed to itself.
+    let echoes: usize = contact_boxes.iter_mut().map(drain).sum();
+    assert_eq!(echoes, CONTACTS);
+    let (mut alice, mut alice_box) = bind(&state, &format!("{USER}/laptop"), now);
+    // Initial presence: she learns the contacts' presence (written to her client).
+    let answers = alice.handle(&state, available.clone(), now);
+    assert_eq!(answers.len(), CONTACTS, "one presence per available contact");
+
+    // Her initial presence reached each contact, and herself.
+    let queued: usize = contact_boxes.iter_mut().map(drain).sum();
+    assert_eq!((queued, drain(&mut alice_box)), (CONTACTS, 1));
+
+    let mut fan_out = |update: Element, now: Instant| {
+        let written = alice.handle(&state, update, now);
+        debug_assert!(written.is_empty(), "an update writes nothing to the sender itself: {written:?}");
+        let delivered: usize = contact_boxes.iter_mut().map(drain).sum();
+        (delivered, drain(&mut alice_box))
+    };
+    assert_eq!(fan_out(available.clone(), now), (CONTACTS, 1), "each contact once, and the echo");
+
+    let mut group = c.benchmark_group("presence");
+    group.throughput(Throughput::Elements(CONTACTS as u64));
+    group.bench_function("broadcast_100_contacts", |b| {
+        b.iter_batched(
+            || (available.clone(), Instant::now()),
+            |(update, now)| black_box(fan_out(update, now)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, presence);
+criterion_main!(benches);

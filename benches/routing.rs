@@ -1,0 +1,92 @@
+//! Routing one chat message between two bound, available sessions, without sockets:
+//! the sender's `Session::handle` (parse, stamp `from`, dedup, archive for both accounts
+//! with the default configuration, queue the serialised bytes), then the recipient takes
+//! the delivery from its mailbox and `Session::deliver` turns it into the `Write` for its
+//! client. One iteration is one message end to end.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use stanzad::config::Config;
+use stanzad::router::session::{Action, Session};
+use stanzad::router::Mailbox;
+use stanzad::sasl::credentials::StoredCredentials;
+use stanzad::state::ServerState;
+use stanzad::storage::sled::SledStore;
+use stanzad::storage::UserStore;
+use stanzad::xml::{Element, ElementExt};
+use std::hint::black_box;
+use std::sync::Arc;
+use tokio::time::Instant;
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+/// A server state over a temporary sled store, with the accounts `users`.
+fn state(users: &[&str]) -> ServerState {
+    let store = SledStore::temporary().expect("sled");
+    for user in users {
+        let creds = StoredCredentials::derive("pw", 4096).expect("derive");
+        store.create_user(&BareJid::new(user).expect("jid"), &creds).expect("create");
+    }
+    ServerState::new(Config::default(), Arc::new(store))
+}
+
+/// A session bound in the router, with the mailbox a connection task would own.
+fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
+    let jid = FullJid::new(jid).expect("full JID");
+    let limits = &state.config.limits;
+    let (handle, mailbox) = state.router.channels(limits.session_queue, limits.session_queue_bytes);
+    state.router.bind(jid.clone(), handle.clone());
+    (Session::new(state, jid, handle.id, now), mailbox)
+}
+
+fn xml(text: &str) -> Element {
+    text.parse().expect("bench XML")
+}
+
+fn drain(mailbox: &mut Mailbox) {
+    while mailbox.stanzas.try_recv().is_some() {}
+}
+
+fn routing(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // The state's flusher task is spawned on this runtime.
+    let _guard = rt.enter();
+    let state = state(&["alice@localhost", "bob@localhost"]);
+    let now = Instant::now();
+    let (mut alice, mut alice_box) = bind(&state, "alice@localhost/a", now);
+    let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
+    let available = xml("<presence xmlns='jabber:client'/>");
+    alice.handle(&state, available.clone(), now);
+    bob.handle(&state, available, now);
+    drain(&mut alice_box);
+    drain(&mut bob_box);
+
+    let template = xml("<message xmlns='jabber:client' to='bob@localhost' type='chat'><body>hello</body></message>");
+    let mut next_id = 0u64;
+    // Every message has its own id, so none is taken for a retransmission.
+    let mut message = || {
+        next_id += 1;
+        template.clone().with("id", next_id.to_string())
+    };
+    let mut send = |message: Element, now: Instant| -> Vec<u8> {
+        let sent = alice.handle(&state, message, now);
+        debug_assert!(sent.is_empty(), "delivered, nothing for the sender: {sent:?}");
+        let delivery = bob_box.stanzas.try_recv().expect("queued for bob");
+        match bob.deliver(&state, &delivery, now).as_mut_slice() {
+            [Action::Write(bytes)] => std::mem::take(bytes),
+            other => panic!("expected one write, got {other:?}"),
+        }
+    };
+    let written = xml(std::str::from_utf8(&send(message(), now)).expect("utf-8"));
+    assert_eq!(written.attr("from"), Some("alice@localhost/a"), "from is stamped");
+    assert!(written.get_child("stanza-id", stanzad::modules::mam::NS_SID).is_some(), "archived for bob");
+
+    let mut group = c.benchmark_group("routing");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("chat_message", |b| {
+        b.iter_batched(|| (message(), Instant::now()), |(m, now)| black_box(send(m, now)), BatchSize::SmallInput)
+    });
+    group.finish();
+    assert!(alice_box.stanzas.try_recv().is_none(), "carbons are off: nothing for the sender's session");
+}
+
+criterion_group!(benches, routing);
+criterion_main!(benches);
