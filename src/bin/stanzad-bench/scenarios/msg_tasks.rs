@@ -11,7 +11,7 @@ use super::body::{self, Template};
 use crate::client::Writer;
 use crate::error::Result;
 use crate::session::{self, Phase};
-use crate::stats::{now_ns, ns_of, Batch};
+use crate::stats::{now_ns, Batch};
 use crate::xmpp;
 
 /// Most messages written with one write call.
@@ -34,8 +34,9 @@ pub struct Counters {
 pub enum Pace {
     /// Closed loop: one permit per message in flight; the receiver gives it back.
     Window(Arc<Semaphore>),
-    /// Open loop: one message per `interval`, stamped with its scheduled time (so a sender
-    /// that falls behind does not hide the delay: no coordinated omission).
+    /// Open loop: one message per `interval`. A sender that falls behind sends what is due
+    /// at once (never fewer messages: no coordinated omission), stamped when written: the
+    /// timer's millisecond granularity is the tool's lag, not the server's latency.
     Rate { next: Instant, interval: Duration },
 }
 
@@ -61,9 +62,8 @@ impl Pace {
                 let step = interval.as_nanos().max(1);
                 let behind = Instant::now().saturating_duration_since(*next).as_nanos();
                 let n = (1 + behind / step).min(u128::from(MAX_BATCH)) as u64;
-                let first = ns_of(next.into_std());
                 *next += *interval * n as u32;
-                (n, first, step as u64)
+                (n, now_ns(), 0)
             }
         }
     }
