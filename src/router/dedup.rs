@@ -15,9 +15,40 @@ use xmpp_parsers::jid::BareJid;
 pub struct Dedup {
     window: Duration,
     per_sender: usize,
-    seen: Mutex<HashMap<BareJid, VecDeque<(u64, Instant)>>>,
+    seen: Mutex<HashMap<BareJid, Recent>>,
     /// Accepted messages since the last sweep of expired entries.
     since_sweep: std::sync::atomic::AtomicUsize,
+}
+
+/// One sender's recent messages: in order (to expire them) and as a set (to look them up
+/// without scanning up to `per_sender` entries for every message).
+#[derive(Default)]
+struct Recent {
+    order: VecDeque<(u64, Instant)>,
+    keys: HashMap<u64, u32>,
+}
+
+impl Recent {
+    fn push(&mut self, key: u64, at: Instant) {
+        self.order.push_back((key, at));
+        *self.keys.entry(key).or_default() += 1;
+    }
+
+    fn pop(&mut self) {
+        let Some((key, _)) = self.order.pop_front() else { return };
+        if let Some(count) = self.keys.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                self.keys.remove(&key);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant, window: Duration) {
+        while self.order.front().is_some_and(|(_, at)| now.duration_since(*at) > window) {
+            self.pop();
+        }
+    }
 }
 
 /// Every this many accepted messages, expired entries of all senders are dropped, so
@@ -33,10 +64,8 @@ impl Dedup {
     pub fn is_repeat(&self, sender: &BareJid, key: u64, now: Instant) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let Some(recent) = seen.get_mut(sender) else { return false };
-        while recent.front().is_some_and(|(_, at)| now.duration_since(*at) > self.window) {
-            recent.pop_front();
-        }
-        recent.iter().any(|(k, _)| *k == key)
+        recent.expire(now, self.window);
+        recent.keys.contains_key(&key)
     }
 
     /// Remembers an accepted message (one that was refused may be sent again).
@@ -48,15 +77,15 @@ impl Dedup {
         if self.since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= SWEEP_EVERY {
             self.since_sweep.store(0, std::sync::atomic::Ordering::Relaxed);
             seen.retain(|_, recent| {
-                recent.retain(|(_, at)| now.duration_since(*at) <= self.window);
-                !recent.is_empty()
+                recent.expire(now, self.window);
+                !recent.order.is_empty()
             });
         }
         let recent = seen.entry(sender.clone()).or_default();
-        if recent.len() >= self.per_sender {
-            recent.pop_front();
+        if recent.order.len() >= self.per_sender {
+            recent.pop();
         }
-        recent.push_back((key, now));
+        recent.push(key, now);
     }
 
     #[cfg(test)]
