@@ -65,7 +65,8 @@ pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: 
     let result = match request {
         Request::Adduser { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
             let creds = derive(&password, iterations)?;
-            users.create_user(&jid, &creds).map_err(describe)
+            users.create_user(&jid, &creds).map_err(describe)?;
+            wipe_leftovers(users, &jid)
         }),
         Request::AdduserMany { accounts } => create_many(users, hosts, accounts),
         Request::Passwd { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
@@ -91,6 +92,14 @@ pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: 
     }
 }
 
+/// A new account starts empty: whatever a deleted account of the same name left behind
+/// (a message archived while it was being deleted, say) is not the new owner's.
+fn wipe_leftovers(users: &dyn Storage, jid: &BareJid) -> Result<(), String> {
+    users.delete_archive(jid).map_err(describe)?;
+    users.delete_offline(jid).map_err(describe)?;
+    users.delete_roster(jid).map_err(describe)
+}
+
 /// Creates each account; all are tried, and the failures are reported together.
 fn create_many(
     users: &dyn Storage,
@@ -100,7 +109,10 @@ fn create_many(
     let failures: Vec<String> = accounts
         .into_iter()
         .filter_map(|(jid, creds)| {
-            let created = local_jid(&jid, hosts).and_then(|jid| users.create_user(&jid, &creds).map_err(describe));
+            let created = local_jid(&jid, hosts).and_then(|jid| {
+                users.create_user(&jid, &creds).map_err(describe)?;
+                wipe_leftovers(users, &jid)
+            });
             created.err()
         })
         .collect();

@@ -370,13 +370,17 @@ impl ArchiveStore for SledStore {
     fn delete_archive(&self, owner: &BareJid) -> Result<(), StorageError> {
         let owner = owner.as_str();
         let prefix = prefix(owner);
+        // Under the append lock: an append that started before is in the scan.
+        let _appends = self.archive_lock.lock().unwrap_or_else(|p| p.into_inner());
         for item in self.archive_with.scan_prefix(&prefix) {
             self.archive_with.remove(item.map_err(backend)?.0).map_err(backend)?;
         }
         for item in self.archive.scan_prefix(&prefix) {
             let (key, _) = item.map_err(backend)?;
-            self.archive_expiry.remove(expiry_key(place_at_end(&key)?, owner)).map_err(backend)?;
+            // The entry before its expiry key: a crash in between leaves a key that expires.
+            let expiry = expiry_key(place_at_end(&key)?, owner);
             self.archive.remove(key).map_err(backend)?;
+            self.archive_expiry.remove(expiry).map_err(backend)?;
         }
         self.archive_prefs.remove(owner).map_err(backend)?;
         Ok(())
