@@ -5,19 +5,16 @@
 //! own). One iteration is one fan-out, the draining of the 101 mailboxes included.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use stanzad::config::Config;
-use stanzad::router::session::Session;
 use stanzad::router::Mailbox;
-use stanzad::sasl::credentials::StoredCredentials;
 use stanzad::state::ServerState;
 use stanzad::storage::roster::{RosterItem, RosterStore, Subscription};
-use stanzad::storage::sled::SledStore;
-use stanzad::storage::UserStore;
 use stanzad::xml::Element;
 use std::hint::black_box;
-use std::sync::Arc;
 use tokio::time::Instant;
-use xmpp_parsers::jid::{BareJid, FullJid};
+use xmpp_parsers::jid::BareJid;
+
+mod common;
+use common::{bind, xml};
 
 const CONTACTS: usize = 100;
 const USER: &str = "alice@localhost";
@@ -25,34 +22,18 @@ const USER: &str = "alice@localhost";
 /// A server state over a temporary sled store: `alice` and her contacts, each on the
 /// other's roster with a `both` subscription.
 fn state() -> ServerState {
-    let store = SledStore::temporary().expect("sled");
-    let creds = StoredCredentials::derive("pw", 4096).expect("derive");
     let user = BareJid::new(USER).expect("jid");
-    store.create_user(&user, &creds).expect("create");
+    let store = common::store_with(std::iter::once(user.clone()).chain(contacts()));
     for contact in contacts() {
-        store.create_user(&contact, &creds).expect("create");
         let item = |jid: &BareJid| RosterItem { subscription: Subscription::Both, ..RosterItem::new(jid) };
         store.put_roster_item(&user, &item(&contact)).expect("roster");
         store.put_roster_item(&contact, &item(&user)).expect("roster");
     }
-    ServerState::new(Config::default(), Arc::new(store))
+    common::state_over(store)
 }
 
 fn contacts() -> impl Iterator<Item = BareJid> {
     (0..CONTACTS).map(|n| BareJid::new(&format!("contact{n}@localhost")).expect("jid"))
-}
-
-/// A session bound in the router, with the mailbox a connection task would own.
-fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
-    let jid = FullJid::new(jid).expect("full JID");
-    let limits = &state.config.limits;
-    let (handle, mailbox) = state.router.channels(limits.session_queue, limits.session_queue_bytes);
-    state.router.bind(jid.clone(), handle.clone());
-    (Session::new(state, jid, handle.id, now), mailbox)
-}
-
-fn xml(text: &str) -> Element {
-    text.parse().expect("bench XML")
 }
 
 /// Empties a mailbox; returns how many deliveries it held.

@@ -5,40 +5,20 @@
 //! client. One iteration is one message end to end.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use stanzad::config::Config;
-use stanzad::router::session::{Action, Session};
+use stanzad::router::session::Action;
 use stanzad::router::Mailbox;
-use stanzad::sasl::credentials::StoredCredentials;
 use stanzad::state::ServerState;
-use stanzad::storage::sled::SledStore;
-use stanzad::storage::UserStore;
 use stanzad::xml::{Element, ElementExt};
 use std::hint::black_box;
-use std::sync::Arc;
 use tokio::time::Instant;
-use xmpp_parsers::jid::{BareJid, FullJid};
+use xmpp_parsers::jid::BareJid;
+
+mod common;
+use common::{bind, xml};
 
 /// A server state over a temporary sled store, with the accounts `users`.
 fn state(users: &[&str]) -> ServerState {
-    let store = SledStore::temporary().expect("sled");
-    for user in users {
-        let creds = StoredCredentials::derive("pw", 4096).expect("derive");
-        store.create_user(&BareJid::new(user).expect("jid"), &creds).expect("create");
-    }
-    ServerState::new(Config::default(), Arc::new(store))
-}
-
-/// A session bound in the router, with the mailbox a connection task would own.
-fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
-    let jid = FullJid::new(jid).expect("full JID");
-    let limits = &state.config.limits;
-    let (handle, mailbox) = state.router.channels(limits.session_queue, limits.session_queue_bytes);
-    state.router.bind(jid.clone(), handle.clone());
-    (Session::new(state, jid, handle.id, now), mailbox)
-}
-
-fn xml(text: &str) -> Element {
-    text.parse().expect("bench XML")
+    common::state_over(common::store_with(users.iter().map(|u| BareJid::new(u).expect("jid"))))
 }
 
 fn drain(mailbox: &mut Mailbox) {

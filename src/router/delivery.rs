@@ -256,18 +256,16 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
         Some(message) => message,
         None => element,
     };
-    // Carbon copies are live only (XEP-0280 §7), and archive results were answers to this
-    // session's own query: never rerouted, never stored.
-    if element.get_child("received", super::carbons::NS).is_some()
-        || element.get_child("sent", super::carbons::NS).is_some()
-        || element.get_child("result", crate::modules::mam::NS).is_some()
-    {
-        return;
-    }
     let Ok(stanza) = Stanza::parse(element) else {
         return;
     };
     let Some(to) = stanza.to.clone() else { return };
+    // A message from the recipient's own bare JID was made by the server for that session
+    // alone: carbon copies (live only, XEP-0280 §7), archive results (answers to its own
+    // query). Never rerouted, never stored. (Clients' messages carry their full JID.)
+    if matches!(stanza.kind, Kind::Message(_)) && stanza.from.as_ref() == Some(&Jid::from(to.to_bare())) {
+        return;
+    }
     let outcome = match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, &stanza, &to.to_bare()),
         Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(Routed::Delivered),

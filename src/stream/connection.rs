@@ -119,16 +119,21 @@ impl Listener {
     }
 }
 
+/// How long a resuming connection waits for the session to take it, or to answer.
+const HAND_OVER: Duration = Duration::from_secs(30);
+
 /// XEP-0198 §5: offers the connection to the session being resumed. None when the
 /// session took it; otherwise the connection comes back after `<failed/>` was sent on it.
 async fn hand_over(conn: Conn, session: super::resume::ResumeSender, h: u32, peer: SocketAddr) -> Option<Conn> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let failure = match session.send(Box::new(Resumption { conn, h, peer, reply })).await {
+    // Another resumption may be waiting in the session's queue of one: not for ever.
+    let offer = tokio::time::timeout(HAND_OVER, session.send(Box::new(Resumption { conn, h, peer, reply })));
+    let failure = match offer.await.ok()? {
         // The session ended in between.
         Err(mpsc::error::SendError(back)) => Box::new((back.conn, super::resume::failed("item-not-found", None))),
         // The session answers between two of its own steps. One stuck longer than this has
         // the connection in its queue: it takes it, or drops it with its answer.
-        Ok(()) => match tokio::time::timeout(Duration::from_secs(30), answer).await {
+        Ok(()) => match tokio::time::timeout(HAND_OVER, answer).await {
             Ok(Ok(Ok(()))) => return None, // the session runs on this connection now
             Ok(Ok(Err(failure))) => failure,
             Ok(Err(_)) | Err(_) => return None,

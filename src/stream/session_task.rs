@@ -163,12 +163,13 @@ fn storage_failed(e: &crate::storage::StorageError) -> StreamEnd {
     StreamEnd::error(StreamCondition::InternalServerError, "storage failure")
 }
 
-/// Takes the durability requests out of `actions`: whether there were any.
-fn take_durability(actions: Vec<Action>) -> (Vec<Action>, bool) {
+/// Takes the durability requests out of `actions` (in place: this runs for every
+/// stanza): whether there were any.
+fn take_durability(mut actions: Vec<Action>) -> (Vec<Action>, bool) {
     let before = actions.len();
-    let rest: Vec<Action> = actions.into_iter().filter(|a| !matches!(a, Action::AwaitDurable)).collect();
-    let stored = rest.len() != before;
-    (rest, stored)
+    actions.retain(|a| !matches!(a, Action::AwaitDurable));
+    let stored = actions.len() != before;
+    (actions, stored)
 }
 
 /// XEP-0198 §5: the connection is gone and the session waits for its client until
@@ -341,6 +342,9 @@ mod tests {
             "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/gone' type='chat' id='live'><body>1</body></message>",
             "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost' type='chat' id='stored'><body>2</body><delay xmlns='urn:xmpp:delay' from='localhost' stamp='2026-01-01T00:00:00Z'/></message>",
             "<iq xmlns='jabber:client' type='result' id='r' to='alice@localhost/gone'/>",
+            // Made by the server for that session alone: a carbon copy, an archive result.
+            "<message xmlns='jabber:client' from='alice@localhost' to='alice@localhost/gone' type='chat'><received xmlns='urn:xmpp:carbons:2'/></message>",
+            "<message xmlns='jabber:client' from='alice@localhost' to='alice@localhost/gone' id='q'><result xmlns='urn:xmpp:mam:2' id='x'/></message>",
             "</stream:stream>",
         ]
         .iter()
