@@ -3,6 +3,7 @@
 //! (mode 0600, inside the 0700 data directory); when it does not, they open the store.
 //! One JSON request line, one JSON response line.
 
+use crate::router::Control;
 use crate::sasl::credentials::StoredCredentials;
 use crate::state::ServerState;
 use crate::storage::{Storage, StorageError};
@@ -183,18 +184,32 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             tracing::info!(command = command_name(&request), "admin request");
-            let deleted = match &request {
-                Request::Deluser { jid } => BareJid::new(jid).ok(),
+            // RFC 6120 §4.9.3.17: the account's sessions end with `reset` when its password
+            // changes (a stolen password stops working at once), `not-authorized` when it goes.
+            let ended = match &request {
+                Request::Deluser { jid } => BareJid::new(jid).ok().map(|jid| (jid, Control::AccountDeleted)),
+                Request::Passwd { jid, .. } => BareJid::new(jid).ok().map(|jid| (jid, Control::PasswordChanged)),
                 _ => None,
             };
             let config = &state.config;
             let users = state.store.clone();
             let (hosts, iterations) = (config.hosts.clone(), config.auth.scram_iterations);
-            let response = tokio::task::spawn_blocking(move || execute(users.as_ref(), &hosts, iterations, request))
-                .await
+            let forgotten = match &ended {
+                Some((jid, Control::AccountDeleted)) => Some((state.clone(), jid.clone())),
+                _ => None,
+            };
+            let response = tokio::task::spawn_blocking(move || {
+                if let Some((state, jid)) = forgotten {
+                    if let Err(e) = crate::router::subscription::forget_account(&state, &jid) {
+                        tracing::error!(error = %e, "ending a deleted account's subscriptions failed");
+                    }
+                }
+                execute(users.as_ref(), &hosts, iterations, request)
+            })
+            .await
                 .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
-            if let (Response::Done, Some(jid)) = (&response, deleted) {
-                end_sessions(&state, &jid);
+            if let (Response::Done, Some((jid, why))) = (&response, ended) {
+                end_sessions(&state, &jid, why);
             }
             match state.flusher.durable().await {
                 Ok(()) => response,
@@ -209,11 +224,11 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
     }
 }
 
-/// A deleted account's sessions end at once.
-fn end_sessions(state: &ServerState, jid: &BareJid) {
+/// Ends every session of the account at once.
+fn end_sessions(state: &ServerState, jid: &BareJid, why: Control) {
     for resource in state.router.resources(jid) {
-        tracing::info!(jid = %resource.jid, "ending the session of a deleted account");
-        resource.handle.control(crate::router::Control::AccountDeleted);
+        tracing::info!(jid = %resource.jid, ?why, "ending a session for an admin command");
+        resource.handle.control(why);
     }
 }
 

@@ -90,6 +90,15 @@ pub struct Limits {
     pub session_queue_bytes: usize,
     /// Most simultaneous client connections.
     pub max_connections: usize,
+    /// Most simultaneous client connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Stanzas per second one session may send; faster clients are read more slowly
+    /// (TCP back-pressure), never refused.
+    pub stanzas_per_sec: u32,
+    /// Stanzas a session may send in a burst above that rate.
+    pub stanza_burst: u32,
+    /// Most items in one account's roster.
+    pub max_roster_items: usize,
     /// Messages kept for one account while it is offline; more get `resource-constraint`.
     pub offline_quota: u64,
     /// The same bound in bytes, so no sender can fill an account's storage (or the memory
@@ -231,6 +240,10 @@ impl Default for Limits {
             session_queue: 512,
             session_queue_bytes: 4 << 20,
             max_connections: 10_000,
+            max_connections_per_ip: 100,
+            stanzas_per_sec: 100,
+            stanza_burst: 500,
+            max_roster_items: 2000,
             offline_quota: 10_000,
             offline_quota_bytes: 64 << 20,
             dedup_window_secs: 600,
@@ -316,6 +329,10 @@ impl Config {
         check_range("limits.session_queue", l.session_queue as u64, 16, 1_000_000)?;
         check_range("limits.session_queue_bytes", l.session_queue_bytes as u64, l.max_stanza_bytes as u64, 1 << 30)?;
         check_range("limits.max_connections", l.max_connections as u64, 1, 10_000_000)?;
+        check_range("limits.max_connections_per_ip", l.max_connections_per_ip as u64, 1, 10_000_000)?;
+        check_range("limits.stanzas_per_sec", l.stanzas_per_sec as u64, 1, 10_000_000)?;
+        check_range("limits.stanza_burst", l.stanza_burst as u64, 1, 10_000_000)?;
+        check_range("limits.max_roster_items", l.max_roster_items as u64, 10, 1_000_000)?;
         check_range("limits.offline_quota", l.offline_quota, 1, 10_000_000)?;
         check_range("limits.offline_quota_bytes", l.offline_quota_bytes, l.max_stanza_bytes as u64, 1 << 40)?;
         check_range("limits.dedup_window_secs", l.dedup_window_secs, 0, 86_400)?;

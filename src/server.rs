@@ -6,11 +6,11 @@ use crate::config::Config;
 use crate::state::ServerState;
 use crate::storage::sled::SledStore;
 use crate::storage::{StorageError, UserStore};
+use crate::stream::admission::{Admission, Refusal};
 use crate::stream::connection::Listener;
 use crate::tls::{self, TlsSetup};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -37,7 +37,7 @@ pub struct Server {
     pub cert_path: PathBuf,
     store: SledStore,
     shutdown: watch::Sender<bool>,
-    active: Arc<AtomicUsize>,
+    admission: Arc<Admission>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -45,6 +45,7 @@ impl Server {
     /// Opens the store in `data_dir`, sets up TLS, binds the listeners and the admin socket.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         create_private_dir(&config.data_dir)?;
+        crate::sasl::credentials::use_secret(load_secret(&config.data_dir)?);
         let store = SledStore::open(&config.data_dir)?;
         recover_inflight(&store)?;
         let tls = Arc::new(tls::setup(&config)?);
@@ -58,7 +59,7 @@ impl Server {
             cert_path: tls.cert_path.clone(),
             store,
             shutdown,
-            active: Arc::new(AtomicUsize::new(0)),
+            admission: Admission::new(&state.config.limits),
             tasks: Vec::new(),
         };
         if let Some(addr) = state.config.listeners.c2s {
@@ -86,7 +87,7 @@ impl Server {
             Arc::new(Listener { state: self.state.clone(), tls, direct_tls, shutdown: self.shutdown.subscribe() });
         let kind = if direct_tls { "direct TLS (XEP-0368)" } else { "STARTTLS" };
         tracing::info!(addr = %local, "listening for clients with {kind}");
-        let active = self.active.clone();
+        let admission = self.admission.clone();
         let mut stop = self.shutdown.subscribe();
         self.tasks.push(tokio::spawn(async move {
             loop {
@@ -102,11 +103,13 @@ impl Server {
                     },
                     _ = stop.changed() => return,
                 };
-                if active.load(Ordering::Relaxed) >= listener.state.config.limits.max_connections {
-                    tracing::warn!(%peer, "connection limit reached, refusing");
-                    continue;
-                }
-                let guard = ActiveGuard::new(active.clone());
+                let guard = match admission.admit(peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(refusal) => {
+                        refuse(&tcp, peer, refusal, &listener);
+                        continue;
+                    }
+                };
                 let listener = listener.clone();
                 tokio::spawn(async move {
                     listener.serve(tcp, peer).await;
@@ -124,7 +127,7 @@ impl Server {
 
     /// Open client connections.
     pub fn connections(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
+        self.admission.active()
     }
 
     /// Waits for SIGINT or SIGTERM, then shuts down.
@@ -140,7 +143,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         let grace = Duration::from_secs(self.state.config.timeouts.shutdown_grace_secs);
         let deadline = tokio::time::Instant::now() + grace;
-        while self.active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        while self.admission.active() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for task in self.tasks {
@@ -195,18 +198,18 @@ async fn expire_archive(state: Arc<ServerState>) {
     }
 }
 
-struct ActiveGuard(Arc<AtomicUsize>);
-
-impl ActiveGuard {
-    fn new(counter: Arc<AtomicUsize>) -> ActiveGuard {
-        counter.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard(counter)
+/// Tells a refused client why (not over direct TLS: that would cost a handshake) and
+/// closes its connection. A fresh socket's send buffer takes the few bytes at once.
+fn refuse(tcp: &tokio::net::TcpStream, peer: SocketAddr, refusal: Refusal, listener: &Listener) {
+    match refusal {
+        Refusal::Full => tracing::warn!(%peer, "connection limit reached (limits.max_connections), refusing"),
+        Refusal::TooManyFromSource => {
+            tracing::info!(%peer, "too many connections from this address (limits.max_connections_per_ip), refusing")
+        }
     }
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+    if !listener.direct_tls {
+        let host = listener.state.config.default_host();
+        let _ = tcp.try_write(refusal.stream_error(host).as_bytes());
     }
 }
 
@@ -223,6 +226,28 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The secret of the fake credentials shown for unknown names, made once and kept in the
+/// data directory (mode 0600) so that they do not change at restarts.
+fn load_secret(data_dir: &std::path::Path) -> Result<[u8; 32], ServerError> {
+    use std::io::Write;
+    let path = data_dir.join("fake-credentials.secret");
+    let err = |source| ServerError::DataDir { path: path.clone(), source };
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(secret);
+        }
+        tracing::warn!(path = %path.display(), "the fake-credentials secret is damaged: making a new one");
+    }
+    let secret: [u8; 32] = rand::random();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(err)?;
+    file.write_all(&secret).and_then(|()| file.sync_all()).map_err(err)?;
+    Ok(secret)
 }
 
 /// Creates the data directory readable only by its owner.

@@ -6,6 +6,7 @@ use crate::router::{subscription, PushKind};
 use crate::stanza::{Kind, Stanza};
 use crate::state::ServerState;
 use crate::storage::roster::RosterItem;
+use crate::storage::StorageError;
 use crate::xml::{el, Element, ElementExt};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -59,6 +60,12 @@ fn set(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
     // Subscription changes write the same item: never interleave with them.
     let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
     let existing = state.store.roster_item(owner, &contact).map_err(storage_fault)?;
+    if existing.is_none() {
+        subscription::room_for_one_more(state, owner).map_err(|e| match e {
+            StorageError::QuotaExceeded(_) => Condition::ResourceConstraint,
+            e => storage_fault(e),
+        })?;
+    }
     // §2.1.2.5: the client cannot set subscription states; only name and groups change.
     let mut updated = existing.unwrap_or_else(|| RosterItem::new(&contact));
     updated.name = name;

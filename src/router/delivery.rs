@@ -54,7 +54,7 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
                 if outcome.is_ok() {
                     super::carbons::received(state, &bare, stanza, std::slice::from_ref(full));
                 }
-                outcome
+                or_offline(state, stanza, &bare, outcome)
             }
             None => to_unconnected_full_jid(state, stanza, &bare),
         },
@@ -119,7 +119,7 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
                 let delivered: Vec<_> = top.iter().map(|r| r.jid.clone()).collect();
                 super::carbons::received(state, bare, stanza, &delivered);
             }
-            outcome
+            or_offline(state, stanza, bare, outcome)
         }
         Kind::Message(MessageType::Headline) => {
             let _ = deliver_any(state, &non_negative(&resources), stanza);
@@ -139,6 +139,17 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
     }
 }
 
+/// A message no session could take because their queues are full (their clients stopped
+/// reading; those sessions are ending) is kept offline, like one for an unavailable
+/// account: the sender learns nothing, the recipient gets it at its next login.
+fn or_offline(state: &ServerState, stanza: &Stanza, bare: &BareJid, outcome: Outcome) -> Outcome {
+    let full = matches!(&outcome, Err(e) if e.condition == Condition::ResourceConstraint);
+    if full && matches!(stanza.kind, Kind::Message(MessageType::Normal | MessageType::Chat)) {
+        return super::offline::store(state, stanza, bare);
+    }
+    outcome
+}
+
 /// A resource may have become available, or finished its backlog, between our look and
 /// the store: one that is available and not draining is told to look again, so the
 /// message does not wait for its next login.
@@ -147,7 +158,7 @@ pub fn wake_if_idle(state: &ServerState, bare: &BareJid) {
     let top = highest_priority(&resources);
     if !top.is_empty() && top.iter().all(|r| !r.draining) {
         for resource in top {
-            let _ = resource.handle.send(super::Delivery::Wake);
+            resource.handle.wake();
         }
     }
 }
@@ -189,7 +200,7 @@ fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Out
     match handed {
         Ok(()) => Ok(Routed::Delivered),
         Err(DeliveryError::Full) => {
-            tracing::warn!(to = %resource.jid, "recipient queue full, refusing stanza");
+            tracing::debug!(to = %resource.jid, "recipient queue full");
             drop_responses(stanza, Condition::ResourceConstraint)
         }
         Err(DeliveryError::Gone) => drop_responses(stanza, Condition::RecipientUnavailable),
@@ -224,7 +235,7 @@ fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, eleme
             }
             match e {
                 DeliveryError::Full => {
-                    tracing::warn!(to = %resource.jid, "recipient queue full, refusing stanza");
+                    tracing::debug!(to = %resource.jid, "recipient queue full");
                     drop_responses(stanza, Condition::ResourceConstraint)
                 }
                 DeliveryError::Gone => drop_responses(stanza, Condition::RecipientUnavailable),
@@ -247,9 +258,11 @@ fn deliver_any(state: &ServerState, targets: &[&Resource], stanza: &Stanza) -> O
     outcome
 }
 
-/// A stanza left in an ended session's queue: message stanzas go to the account's other
-/// resources if the rules allow; otherwise the sender gets `recipient-unavailable`
-/// (RFC 6120 §8.3.3.14), so nothing vanishes without a word.
+/// A stanza left in an ended session's queue: messages go to the account's offline storage
+/// and an available resource is told to fetch them (paced by its acknowledgements, so a
+/// whole queue rerouted at once cannot overflow a healthy sibling); other stanzas that
+/// expect an answer get `recipient-unavailable` (RFC 6120 §8.3.3.14), so nothing vanishes
+/// without a word.
 pub fn reroute(state: &ServerState, element: crate::xml::Element) {
     // A receipt converted for a dialect session goes back to its routed form.
     let element = match dialect::receipt_back_to_message(&element) {
@@ -267,7 +280,11 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
         return;
     }
     let outcome = match stanza.kind {
-        Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, &stanza, &to.to_bare()),
+        Kind::Message(MessageType::Normal | MessageType::Chat) => {
+            let outcome = super::offline::store(state, &stanza, &to.to_bare());
+            wake_if_idle(state, &to.to_bare());
+            outcome
+        }
         Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(Routed::Delivered),
         Kind::Iq(IqType::Result | IqType::Error) => Ok(Routed::Delivered),
         _ => err(Condition::RecipientUnavailable),

@@ -9,6 +9,7 @@ pub mod carbons;
 pub mod csi;
 pub mod dedup;
 pub mod delivery;
+pub mod ingress;
 pub mod offline;
 pub mod presence;
 pub mod session;
@@ -16,7 +17,7 @@ pub mod subscription;
 
 use crate::xml::Element;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::RwLock;
 use tokio::sync::mpsc;
@@ -29,9 +30,12 @@ pub enum Control {
     Replaced,
     /// The account was deleted: end with `not-authorized`.
     AccountDeleted,
-    /// A list change could not be queued (the client stopped reading): end with
-    /// `resource-constraint`, so the client reconnects and fetches the list again.
-    PushLost,
+    /// The account's password changed: end with `reset` (RFC 6120 §4.9.3.17).
+    PasswordChanged,
+    /// The session's queue filled (its client stopped reading): end with
+    /// `resource-constraint`. What it was not given goes to offline storage or another
+    /// resource, and its client refetches its lists when it reconnects.
+    Overflow,
 }
 
 /// What the router hands a session.
@@ -77,9 +81,29 @@ pub struct SessionHandle {
     pub id: u64,
     stanzas: mpsc::Sender<Delivery>,
     control: mpsc::UnboundedSender<Control>,
-    /// Bytes queued and not yet taken by the session; bounded by `byte_limit`.
-    queued: Arc<AtomicUsize>,
+    budget: Arc<QueueBudget>,
     byte_limit: usize,
+}
+
+/// Shared by a session's handles and its inbox.
+#[derive(Debug, Default)]
+struct QueueBudget {
+    /// Bytes queued and not yet taken by the session; bounded by `byte_limit`.
+    queued: AtomicUsize,
+    /// The queue filled once: the session was told to end (told once, so a flood of
+    /// refused stanzas cannot grow its control channel).
+    overflowed: AtomicBool,
+    /// A [`Delivery::Wake`] is queued and not yet taken: another would say nothing new.
+    wake_queued: AtomicBool,
+}
+
+impl QueueBudget {
+    fn taken(&self, delivery: &Delivery) {
+        self.queued.fetch_sub(delivery.cost(), Ordering::Relaxed);
+        if let Delivery::Wake = delivery {
+            self.wake_queued.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The receiving ends, owned by the session's task.
@@ -91,13 +115,13 @@ pub struct Mailbox {
 /// Deliveries for one session, giving back their bytes to the budget as they are taken.
 pub struct Inbox {
     rx: mpsc::Receiver<Delivery>,
-    queued: Arc<AtomicUsize>,
+    budget: Arc<QueueBudget>,
 }
 
 impl Inbox {
     pub async fn recv(&mut self) -> Option<Delivery> {
         let delivery = self.rx.recv().await?;
-        self.queued.fetch_sub(delivery.cost(), Ordering::Relaxed);
+        self.budget.taken(&delivery);
         Some(delivery)
     }
 
@@ -109,7 +133,7 @@ impl Inbox {
 
     pub fn try_recv(&mut self) -> Option<Delivery> {
         let delivery = self.rx.try_recv().ok()?;
-        self.queued.fetch_sub(delivery.cost(), Ordering::Relaxed);
+        self.budget.taken(&delivery);
         Some(delivery)
     }
 }
@@ -129,28 +153,43 @@ impl SessionHandle {
     }
 
     /// Queues without waiting: a session whose client does not read fills its queue
-    /// (by count or by bytes) and further stanzas are refused, never buffered without bound.
+    /// (by count or by bytes); further stanzas are refused, never buffered without bound,
+    /// and the session is told to end (its client is not keeping up).
     pub fn send(&self, delivery: Delivery) -> Result<(), DeliveryError> {
         let cost = delivery.cost();
-        if self.queued.fetch_add(cost, Ordering::Relaxed) + cost > self.byte_limit {
-            self.queued.fetch_sub(cost, Ordering::Relaxed);
-            return Err(DeliveryError::Full);
+        let queued = &self.budget.queued;
+        if queued.fetch_add(cost, Ordering::Relaxed) + cost > self.byte_limit {
+            queued.fetch_sub(cost, Ordering::Relaxed);
+            return Err(self.overflow());
         }
         self.stanzas.try_send(delivery).map_err(|e| {
-            self.queued.fetch_sub(cost, Ordering::Relaxed);
+            queued.fetch_sub(cost, Ordering::Relaxed);
             match e {
-                mpsc::error::TrySendError::Full(_) => DeliveryError::Full,
+                mpsc::error::TrySendError::Full(_) => self.overflow(),
                 mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
             }
         })
     }
 
+    fn overflow(&self) -> DeliveryError {
+        if !self.budget.overflowed.swap(true, Ordering::Relaxed) {
+            tracing::debug!(session = self.id, "a session's queue is full (its client is not reading): ending it");
+            self.control(Control::Overflow);
+        }
+        DeliveryError::Full
+    }
+
+    /// Tells the session to look for stored messages; at most one such word is queued at a
+    /// time, so many stored messages cannot fill the queue with them.
+    pub fn wake(&self) {
+        if !self.budget.wake_queued.swap(true, Ordering::Relaxed) && self.send(Delivery::Wake).is_err() {
+            self.budget.wake_queued.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Queues a list push; one that cannot be queued ends the session (never a stale list).
     pub fn push(&self, kind: PushKind, payload: Arc<Element>) {
-        if let Err(DeliveryError::Full) = self.send(Delivery::Push(kind, payload)) {
-            tracing::warn!("push not queued: ending the session so its client resynchronises");
-            self.control(Control::PushLost);
-        }
+        let _ = self.send(Delivery::Push(kind, payload));
     }
 
     pub fn control(&self, control: Control) {
@@ -192,9 +231,9 @@ impl Router {
         let (stanza_tx, stanza_rx) = mpsc::channel(capacity);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let handle = SessionHandle { id, stanzas: stanza_tx, control: control_tx, queued: queued.clone(), byte_limit };
-        (handle, Mailbox { stanzas: Inbox { rx: stanza_rx, queued }, control: control_rx })
+        let budget = Arc::new(QueueBudget::default());
+        let handle = SessionHandle { id, stanzas: stanza_tx, control: control_tx, budget: budget.clone(), byte_limit };
+        (handle, Mailbox { stanzas: Inbox { rx: stanza_rx, budget }, control: control_rx })
     }
 
     /// Registers a bound resource; returns the resource it replaced, if any.
@@ -328,6 +367,7 @@ mod tests {
         let stanza = crate::xml::el("message", crate::xml::NS_CLIENT);
         assert_eq!(handle.deliver(&stanza), Ok(()));
         assert_eq!(handle.deliver(&stanza), Err(DeliveryError::Full));
+        assert_eq!(mailbox.control.try_recv().ok(), Some(Control::Overflow), "a full queue ends the session");
         assert!(mailbox.stanzas.try_recv().is_some());
         drop(mailbox);
         assert_eq!(handle.deliver(&stanza), Err(DeliveryError::Gone));
@@ -342,7 +382,22 @@ mod tests {
         assert!(mailbox.control.try_recv().is_err(), "queued: nothing to say");
         handle.push(PushKind::Roster, query.clone());
         handle.push(PushKind::Roster, query);
-        assert_eq!(mailbox.control.try_recv().ok(), Some(Control::PushLost));
+        assert_eq!(mailbox.control.try_recv().ok(), Some(Control::Overflow));
+        assert!(mailbox.control.try_recv().is_err(), "told once");
+    }
+
+    #[test]
+    fn wakes_are_queued_once_until_taken() {
+        let router = Router::default();
+        let (handle, mut mailbox) = router.channels(2, 1 << 20);
+        for _ in 0..10 {
+            handle.wake();
+        }
+        assert!(matches!(mailbox.stanzas.try_recv(), Some(Delivery::Wake)));
+        assert!(mailbox.stanzas.try_recv().is_none(), "one wake for ten");
+        handle.wake();
+        assert!(matches!(mailbox.stanzas.try_recv(), Some(Delivery::Wake)), "taken: the next one is queued");
+        assert!(mailbox.control.try_recv().is_err(), "no overflow");
     }
 
     #[test]

@@ -143,6 +143,10 @@ impl Session {
             }
         }
         stanza.set_from(Jid::from(self.jid.clone()));
+        if let Err(error) = super::ingress::check(&mut stanza, &self.bare, |domain| state.config.serves(domain)) {
+            tracing::debug!(condition = error.condition.name(), "refused server-only content from a client");
+            return self.reject(&stanza.element, &error);
+        }
         if self.backlog.as_ref().is_some_and(|b| offline::is_ack(&stanza.element, b)) {
             return self.backlog_acknowledged(state);
         }

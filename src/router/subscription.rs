@@ -96,6 +96,12 @@ impl<'a> Side<'a> {
 
     fn store(&mut self, next: State, request: Option<&Element>) -> Result<(), StorageError> {
         let store = &self.state.store;
+        // "None + Pending In" needs no roster item (RFC 6121 §3.1.3); every other state does.
+        let needs_item = next.subscription != Subscription::None || next.pending_out;
+        if self.item.is_none() && needs_item {
+            // Before anything changes: a full roster leaves the state as it was.
+            room_for_one_more(self.state, self.owner)?;
+        }
         if next.pending_in != self.pending_in {
             match (next.pending_in, request) {
                 (true, Some(request)) => store.put_pending_in(self.owner, self.contact, &stored(request))?,
@@ -105,8 +111,6 @@ impl<'a> Side<'a> {
             }
             self.pending_in = next.pending_in;
         }
-        // "None + Pending In" needs no roster item (RFC 6121 §3.1.3); every other state does.
-        let needs_item = next.subscription != Subscription::None || next.pending_out;
         if self.item.is_none() && !needs_item {
             return Ok(());
         }
@@ -124,6 +128,9 @@ impl<'a> Side<'a> {
     }
 
     fn set_approved(&mut self, approved: bool) -> Result<(), StorageError> {
+        if self.item.is_none() {
+            room_for_one_more(self.state, self.owner)?;
+        }
         let mut item = self.item.take().unwrap_or_else(|| RosterItem::new(self.contact));
         item.approved = approved;
         self.save(item)
@@ -135,6 +142,16 @@ impl<'a> Side<'a> {
         self.item = Some(item);
         Ok(())
     }
+}
+
+/// A new roster item fits under `limits.max_roster_items`; `QuotaExceeded` if not.
+pub fn room_for_one_more(state: &ServerState, owner: &BareJid) -> Result<(), StorageError> {
+    let max = state.config.limits.max_roster_items;
+    if state.store.roster(owner)?.items.len() >= max {
+        tracing::info!(%owner, "roster full (limits.max_roster_items): no new item");
+        return Err(StorageError::QuotaExceeded(max as u64));
+    }
+    Ok(())
 }
 
 /// The request as stored for re-delivery: from the requester's bare JID, no `to`.
@@ -341,6 +358,25 @@ pub fn roster_removed(
     Ok(())
 }
 
+/// An account is being deleted: each contact's view of it ends as if it had removed them
+/// from its roster (RFC 6121 §2.5.2) and refused their waiting requests (§3.2), so a later
+/// account of the same name inherits no subscription.
+pub fn forget_account(state: &ServerState, owner: &BareJid) -> Result<(), StorageError> {
+    let pending: Vec<BareJid> = state.store.pending_in(owner)?.into_iter().map(|(jid, _)| jid).collect();
+    let mut contacts = Vec::new();
+    for item in state.store.roster(owner)?.items {
+        let Ok(contact) = BareJid::new(&item.jid) else { continue };
+        let before = State { subscription: item.subscription, pending_out: item.ask, pending_in: pending.contains(&contact) };
+        roster_removed(state, owner, &contact, before)?;
+        contacts.push(contact);
+    }
+    for requester in pending.iter().filter(|jid| !contacts.contains(jid)) {
+        let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        cancelled_by_contact(state, requester, owner)?;
+    }
+    Ok(())
+}
+
 /// `subscriber`'s request was refused by `refuser` (or nobody is there to accept it).
 fn cancelled_by_contact(state: &ServerState, subscriber: &BareJid, refuser: &BareJid) -> Result<(), StorageError> {
     let mut theirs = Side::load(state, subscriber, refuser)?;
@@ -350,11 +386,13 @@ fn cancelled_by_contact(state: &ServerState, subscriber: &BareJid, refuser: &Bar
     Ok(())
 }
 
-/// §3.1.3: requests not yet answered are delivered again when the account comes online.
+/// §3.1.3: requests not yet answered are delivered again when the account comes online,
+/// except from contacts it has blocked since (XEP-0191 §3.3).
 pub fn pending_requests(state: &ServerState, owner: &BareJid) -> Vec<Element> {
     match state.store.pending_in(owner) {
         Ok(pending) => pending
             .into_iter()
+            .filter(|(from, _)| !crate::modules::blocking::blocks(state, owner, &Jid::from(from.clone())))
             .map(|(from, xml)| {
                 // A request our parser cannot read back still arrives, without its payloads.
                 xml.parse().unwrap_or_else(|_| subscription_stanza("subscribe", &from, owner))

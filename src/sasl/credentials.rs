@@ -93,9 +93,17 @@ pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, SaslError> {
     Ok(v)
 }
 
-/// Per-process random secret keying the fake credentials of unknown users.
+/// The secret keying the fake credentials of unknown users.
+static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// Keys the fake credentials with a secret kept across restarts (a fresh one at each start
+/// would change an unknown name's salt while a real account's stays, telling them apart).
+/// The first call in a process wins; without one, a random secret is used.
+pub fn use_secret(secret: [u8; 32]) {
+    let _ = SECRET.set(secret);
+}
+
 pub(crate) fn process_secret() -> &'static [u8; 32] {
-    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
     SECRET.get_or_init(|| {
         let mut s = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut s);

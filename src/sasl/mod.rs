@@ -182,6 +182,13 @@ pub trait CredentialLookup {
     fn fake_iterations(&self) -> u32 {
         DEFAULT_ITERATIONS
     }
+
+    /// The name as the store knows it (case-folded, normalised): the fake credentials of
+    /// an unknown user are keyed on it, so `Alice` and `alice` get the same answer whether
+    /// or not the account exists.
+    fn canonical(&self, username: &str) -> String {
+        username.to_owned()
+    }
 }
 
 enum State {
@@ -215,6 +222,10 @@ impl CredentialLookup for Recorder<'_> {
 
     fn fake_iterations(&self) -> u32 {
         self.inner.fake_iterations()
+    }
+
+    fn canonical(&self, username: &str) -> String {
+        self.inner.canonical(username)
     }
 }
 

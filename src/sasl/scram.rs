@@ -120,7 +120,7 @@ impl ScramServer {
             }
             // Unknown user: carry on with stable fake parameters so that the
             // exchange looks the same as for a real user with a wrong password.
-            None => (self.fake_keys(&username, lookup.fake_iterations()), false),
+            None => (self.fake_keys(&lookup.canonical(&username), lookup.fake_iterations()), false),
         };
 
         let server_part = match &self.fixed_nonce {

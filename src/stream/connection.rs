@@ -162,7 +162,7 @@ fn keepalive(tcp: &TcpStream) {
 pub(super) fn log_end(end: &StreamEnd) {
     match end {
         StreamEnd::Error(condition, text) => {
-            tracing::info!(condition = condition.name(), %text, "stream error")
+            tracing::info!(condition = condition.name(), ?text, "stream error")
         }
         StreamEnd::PeerClosed => tracing::info!("stream closed by the client"),
         StreamEnd::ServerClosed(reason) => tracing::warn!("stream closed: {reason}"),

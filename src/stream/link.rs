@@ -4,8 +4,10 @@
 
 use super::error::{StreamCondition, StreamEnd};
 use super::negotiate::{Conn, Reader};
+use super::rate::TokenBucket;
 use super::transport::Transport;
 use crate::router::session::Action;
+use crate::router::Control;
 use crate::state::ServerState;
 use crate::xml::framer::{Frame, FramerError};
 use std::sync::Arc;
@@ -28,7 +30,7 @@ pub struct Link {
     pub out: mpsc::Sender<Vec<u8>>,
     /// The writer holds its queue behind a lock: when it ends (or is stopped), what it
     /// never wrote can be taken back and routed again.
-    out_queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
+    out_queue: Arc<tokio::sync::Mutex<WriteQueue>>,
     reader_task: JoinHandle<()>,
     writer_task: JoinHandle<()>,
     /// Bytes that could not even be queued for the writer.
@@ -40,9 +42,11 @@ impl Link {
         let mut reader = conn.reader;
         reader.set_limits(super::negotiate::session_limits(state));
         let (frames_tx, frames) = mpsc::channel(READ_AHEAD);
-        let reader_task = tokio::spawn(read_frames(reader, frames_tx).in_current_span());
+        let limits = &state.config.limits;
+        let rate = TokenBucket::new(limits.stanzas_per_sec, limits.stanza_burst, tokio::time::Instant::now());
+        let reader_task = tokio::spawn(read_frames(reader, frames_tx, rate).in_current_span());
         let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-        let out_queue = Arc::new(tokio::sync::Mutex::new(out_rx));
+        let out_queue = Arc::new(tokio::sync::Mutex::new(WriteQueue { rx: out_rx, current: None }));
         let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
         Link { frames, out, out_queue, reader_task, writer_task, unsent: Vec::new() }
     }
@@ -60,9 +64,12 @@ impl Link {
             let _ = (&mut self.writer_task).await; // returns once the task is gone, lock released
         }
         self.reader_task.abort();
-        let mut never_written = self.unsent;
         let mut queue = self.out_queue.lock().await;
-        while let Ok(bytes) = queue.try_recv() {
+        // The write in progress when the writer was stopped may have been cut short: the
+        // client cannot have read it whole, so it is routed again with the rest.
+        let mut never_written: Vec<Vec<u8>> = queue.current.take().into_iter().collect();
+        never_written.extend(self.unsent);
+        while let Ok(bytes) = queue.rx.try_recv() {
             never_written.push(bytes);
         }
         never_written
@@ -79,13 +86,15 @@ impl Link {
 
 /// Carries out the session's actions; returns how the stream ends, if it does.
 /// Bytes that could not be queued for the writer go to `unsent`, with the rest of the
-/// writes, to be routed again.
+/// writes, to be routed again. While it waits on a stalled writer, a word from the router
+/// on `control` (every one ends the session) ends the wait.
 pub async fn perform(
     state: &ServerState,
     actions: Vec<Action>,
     out: Option<&mpsc::Sender<Vec<u8>>>,
     limit: Duration,
     unsent: &mut Vec<Vec<u8>>,
+    mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
 ) -> Option<StreamEnd> {
     let mut actions = actions.into_iter();
     while let Some(action) = actions.next() {
@@ -100,13 +109,22 @@ pub async fn perform(
             }
             Action::Write(bytes) | Action::Send(bytes) => {
                 let Some(out) = out else { continue };
-                let end = match tokio::time::timeout(limit, out.reserve()).await {
-                    Ok(Ok(permit)) => {
+                let reserve = tokio::time::timeout(limit, out.reserve());
+                let waited = match control.as_deref_mut() {
+                    Some(control) => tokio::select! {
+                        reserved = reserve => Ok(reserved),
+                        Some(word) = control.recv() => Err(word),
+                    },
+                    None => Ok(reserve.await),
+                };
+                let end = match waited {
+                    Ok(Ok(Ok(permit))) => {
                         permit.send(bytes);
                         continue;
                     }
-                    Ok(Err(_)) => StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into()),
-                    Err(_) => StreamEnd::error(StreamCondition::ConnectionTimeout, "the client stopped reading"),
+                    Ok(Ok(Err(_))) => StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into()),
+                    Ok(Err(_)) => StreamEnd::error(StreamCondition::ConnectionTimeout, "the client stopped reading"),
+                    Err(word) => control_end(word),
                 };
                 unsent.push(bytes);
                 unsent.extend(actions.filter_map(|a| match a {
@@ -121,28 +139,62 @@ pub async fn perform(
     None
 }
 
-async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Box<Result<Frame, FramerError>>>) {
+/// How a word from the router ends the stream.
+pub fn control_end(control: Control) -> StreamEnd {
+    match control {
+        Control::Replaced => {
+            StreamEnd::error(StreamCondition::Conflict, "replaced by a new session with the same resource")
+        }
+        Control::AccountDeleted => StreamEnd::error(StreamCondition::NotAuthorized, "the account was deleted"),
+        Control::PasswordChanged => StreamEnd::error(StreamCondition::Reset, "the password changed: log in again"),
+        Control::Overflow => {
+            StreamEnd::error(StreamCondition::ResourceConstraint, "too much waiting for this client; reconnect")
+        }
+    }
+}
+
+/// Reads frames ahead of the session, pausing when the client sends faster than its
+/// stanza rate allows (it is read more slowly, never refused).
+async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Box<Result<Frame, FramerError>>>, mut rate: TokenBucket) {
+    let mut throttled = false;
     loop {
         let frame = reader.next().await;
         let last = !matches!(frame, Ok(Frame::Stanza(_)));
         if frames.send(Box::new(frame)).await.is_err() || last {
             return;
         }
+        let pause = rate.take(tokio::time::Instant::now());
+        if pause.is_zero() {
+            throttled = false;
+            continue;
+        }
+        if !throttled {
+            tracing::debug!("the client sends faster than limits.stanzas_per_sec: reading it more slowly");
+            throttled = true;
+        }
+        tokio::time::sleep(pause).await;
     }
+}
+
+/// The writer's queue, and the bytes it is writing (taken back if it is stopped).
+struct WriteQueue {
+    rx: mpsc::Receiver<Vec<u8>>,
+    current: Option<Vec<u8>>,
 }
 
 /// Writes queued bytes, flushing once per batch. It holds the queue's lock while it runs,
 /// so the session can take back what it never wrote once it ends or is stopped.
-async fn write_bytes(mut out: WriteHalf<Transport>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>) {
+async fn write_bytes(mut out: WriteHalf<Transport>, queue: Arc<tokio::sync::Mutex<WriteQueue>>) {
     let mut queue = queue.lock_owned().await;
-    while let Some(bytes) = queue.recv().await {
-        if out.write_all(&bytes).await.is_err() {
-            return;
-        }
-        while let Ok(more) = queue.try_recv() {
-            if out.write_all(&more).await.is_err() {
+    while let Some(bytes) = queue.rx.recv().await {
+        let mut next = Some(bytes);
+        while let Some(bytes) = next {
+            let bytes = queue.current.insert(bytes);
+            if out.write_all(bytes).await.is_err() {
                 return;
             }
+            queue.current = None;
+            next = queue.rx.try_recv().ok();
         }
         if out.flush().await.is_err() {
             return;

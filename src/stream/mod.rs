@@ -1,5 +1,6 @@
 //! One client connection: negotiation (TLS, SASL, bind) and then the session loop.
 
+pub mod admission;
 pub mod connection;
 pub mod durability;
 pub mod error;
@@ -7,6 +8,7 @@ pub mod features;
 pub mod header;
 pub mod link;
 pub mod negotiate;
+pub mod rate;
 pub mod resume;
 pub mod session_task;
 pub mod throttle;

@@ -325,15 +325,15 @@ impl<'a> Negotiation<'a> {
         Ok(())
     }
 
-    /// The account the current exchange is about, if it exists (only real accounts get
-    /// throttle records, so made-up names cannot flood the throttle).
+    /// The account the current exchange is about, whether or not it exists: a name that
+    /// earned a delay only when it exists would tell which names do.
     fn attempted_user(&self) -> Option<BareJid> {
-        let jid = self.lookup().jid(self.exchange.as_ref()?.authcid()?)?;
-        self.state.store.user_exists(&jid).unwrap_or(false).then_some(jid)
+        self.lookup().jid(self.exchange.as_ref()?.authcid()?)
     }
 
     fn throttle_keys(&self, user: Option<&BareJid>) -> Vec<String> {
-        let mut keys = vec![format!("ip:{}", self.peer.ip())];
+        // IPv6 per /64: one subscriber's prefix, as for connections.
+        let mut keys = vec![format!("ip:{}", super::admission::source_of(self.peer.ip()))];
         keys.extend(user.map(|user| format!("user:{user}")));
         keys
     }
@@ -461,5 +461,12 @@ impl CredentialLookup for Lookup {
     /// Unknown users get the iteration count real accounts have, so they look alike.
     fn fake_iterations(&self) -> u32 {
         self.iterations
+    }
+
+    fn canonical(&self, username: &str) -> String {
+        match self.jid(username).as_ref().and_then(|jid| jid.node()) {
+            Some(node) => node.to_string(),
+            None => username.to_owned(),
+        }
     }
 }

@@ -5,11 +5,11 @@
 use super::connection::log_end;
 use super::durability::Durability;
 use super::error::{StreamCondition, StreamEnd};
-use super::link::{perform, Link};
+use super::link::{control_end, perform, Link};
 use super::negotiate::{Bound, Conn};
 use super::resume::{failed, Resumption};
 use crate::router::session::{Action, Session};
-use crate::router::{delivery, Control, Delivery, Mailbox};
+use crate::router::{delivery, Delivery, Mailbox};
 use crate::state::ServerState;
 use crate::xml::framer::{Frame, FramerError};
 use crate::xml::writer;
@@ -36,6 +36,7 @@ struct Inputs<'a> {
 /// The bound session: runs until the stream ends (across resumptions), then cleans up.
 pub async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shutdown: watch::Receiver<bool>) {
     let Bound { jid, handle, mut mailbox } = bound;
+    let _unbind_on_panic = UnbindOnPanic { state: &state, jid: jid.clone(), id: handle.id };
     let mut session = Session::new(&state, jid, handle.id, Instant::now());
     drop(handle);
     let (resume_tx, mut resume) = mpsc::channel::<Box<Resumption>>(1);
@@ -50,6 +51,24 @@ pub async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut 
     inputs.resume.close();
     while let Ok(late) = inputs.resume.try_recv() {
         let _ = late.reply.send(Err(Box::new((late.conn, failed("item-not-found", None)))));
+    }
+}
+
+/// A session task that panics (a bug: one connection's failure must not affect others)
+/// still leaves the router, so its account does not look online until a restart. Only
+/// the router entry: nothing that could panic again while unwinding.
+struct UnbindOnPanic<'a> {
+    state: &'a ServerState,
+    jid: xmpp_parsers::jid::FullJid,
+    id: u64,
+}
+
+impl Drop for UnbindOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(jid = %self.jid, "the session task panicked: its resource is unbound");
+            self.state.router.unbind(&self.jid, self.id);
+        }
     }
 }
 
@@ -75,8 +94,7 @@ async fn serve(
                 log_end(&end);
                 // Out of the router first: nothing more is routed here while the socket closes.
                 session.on_end(state);
-                let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
-                let unwritten = link.close(last_words(&end), limit).await;
+                let unwritten = link.close(last_words(&end), close_limit(state, &end)).await;
                 return (end, if session.managed() { Vec::new() } else { unwritten });
             }
             Detached::Takeover(resumption) => {
@@ -136,7 +154,8 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                 break storage_failed(&e);
             }
         }
-        if let Some(end) = perform(state, actions, Some(&link.out), limit, &mut link.unsent).await {
+        let control = Some(&mut inputs.mailbox.control);
+        if let Some(end) = perform(state, actions, Some(&link.out), limit, &mut link.unsent, control).await {
             break end;
         }
     };
@@ -149,7 +168,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
         // without waiting again on a writer that already failed.
         while let Ok(Ok(Frame::Stanza(element))) = link.frames.try_recv().map(|frame| *frame) {
             let actions = session.handle(state, element, Instant::now());
-            if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent).await.is_some() {
+            if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
                 break;
             }
         }
@@ -199,7 +218,7 @@ async fn hibernate(
             }
         };
         // Writes are in the unacknowledged queue already; only storage work and ends remain.
-        if let Some(end) = perform(state, actions, None, Duration::ZERO, &mut Vec::new()).await {
+        if let Some(end) = perform(state, actions, None, Duration::ZERO, &mut Vec::new(), None).await {
             return Err(end);
         }
     }
@@ -216,7 +235,7 @@ async fn take_over(state: &ServerState, session: &mut Session, resumption: Box<R
             let mut link = Link::attach(state, conn);
             let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
             // A connection that fails already is found out by the session loop.
-            let _ = perform(state, actions, Some(&link.out), limit, &mut link.unsent).await;
+            let _ = perform(state, actions, Some(&link.out), limit, &mut link.unsent, None).await;
             Some(link)
         }
         Err(failure) => {
@@ -253,6 +272,9 @@ async fn finish(state: &ServerState, session: &mut Session, mailbox: &mut Mailbo
         }
     }
     move_to_offline(state, &inflight);
+    // Messages this session's full queue refused were stored: another available resource
+    // of the account takes them now rather than at its next login.
+    delivery::wake_if_idle(state, &session.jid.to_bare());
     // Rerouting may have stored messages offline.
     if let Err(e) = state.flusher.durable().await {
         tracing::error!(error = %e, "rerouted messages may not be durable");
@@ -274,6 +296,15 @@ fn move_to_offline(state: &ServerState, inflight: &[u64]) {
     }
 }
 
+/// How long the last words may wait for the writer: not long for a client already known
+/// not to read (what it never got is routed again once the connection is closed).
+fn close_limit(state: &ServerState, end: &StreamEnd) -> Duration {
+    match end {
+        StreamEnd::Error(StreamCondition::ResourceConstraint, _) => Duration::from_millis(100),
+        _ => Duration::from_secs(state.config.timeouts.ping_timeout_secs),
+    }
+}
+
 fn last_words(end: &StreamEnd) -> Option<String> {
     match end {
         StreamEnd::Error(condition, text) => Some(writer::stream_error(condition.name(), Some(text))),
@@ -285,19 +316,7 @@ fn last_words(end: &StreamEnd) -> Option<String> {
 /// The server ended a healthy stream (the client did nothing wrong).
 fn server_ended(end: &StreamEnd) -> bool {
     use StreamCondition::*;
-    matches!(end, StreamEnd::Error(Conflict | SystemShutdown | ConnectionTimeout, _))
-}
-
-fn control_end(control: Control) -> StreamEnd {
-    match control {
-        Control::Replaced => {
-            StreamEnd::error(StreamCondition::Conflict, "replaced by a new session with the same resource")
-        }
-        Control::AccountDeleted => StreamEnd::error(StreamCondition::NotAuthorized, "the account was deleted"),
-        Control::PushLost => {
-            StreamEnd::error(StreamCondition::ResourceConstraint, "too much waiting for this client; reconnect")
-        }
-    }
+    matches!(end, StreamEnd::Error(Conflict | SystemShutdown | ConnectionTimeout | Reset, _))
 }
 
 /// What was meant for the client but never written (a stalled or broken connection) is
@@ -352,10 +371,11 @@ mod tests {
         .collect();
         reroute_unwritten(&state, unwritten, "localhost").await;
 
-        let mut got = Vec::new();
-        while let Some(Delivery::Bytes(bytes)) = mailbox.stanzas.try_recv() {
-            got.push(String::from_utf8(bytes.to_vec()).expect("utf-8"));
-        }
+        // Kept offline, and the available resource told to fetch it (paced by its acks).
+        assert!(matches!(mailbox.stanzas.try_recv(), Some(Delivery::Wake)));
+        assert!(mailbox.stanzas.try_recv().is_none());
+        let stored = state.store.offline_messages(&alice, 10).expect("offline");
+        let got: Vec<String> = stored.iter().map(|m| String::from_utf8_lossy(&m.stanza).into_owned()).collect();
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].contains("id='live'") || got[0].contains("id=\"live\""), "{got:?}");
     }

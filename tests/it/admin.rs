@@ -38,6 +38,22 @@ async fn passwd_changes_the_password() {
     client.authenticate(Mech::ScramSha256, "alice", "new").await.expect("new password");
 }
 
+/// RFC 6120 §4.9.3.17: a changed password ends the account's sessions with `reset`, so
+/// whoever logged in with the old one is out at once; other accounts are untouched.
+#[tokio::test]
+async fn passwd_ends_live_sessions_with_reset() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "old");
+    server.add_user("bob@localhost", "pw");
+    let mut alice = server.session("alice", "old", "r").await;
+    let mut bob = server.session("bob", "pw", "r").await;
+    let request = Request::Passwd { jid: "alice@localhost".into(), password: "new".into() };
+    assert_eq!(server.admin(request).await, Response::Done);
+    alice.expect_stream_error("reset").await;
+    bob.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    bob.expect("<iq type='result' id='p' from='localhost' to='bob@localhost/r'/>").await;
+}
+
 #[tokio::test]
 async fn deluser_ends_live_sessions_with_not_authorized() {
     let server = TestServer::start().await;
@@ -118,4 +134,34 @@ async fn adduser_from_file_creates_every_account_through_the_running_server() {
     std::fs::write(&file, "bench151@localhost\n").expect("write the file");
     let output = adduser_from_file(&file, &server).await;
     assert!(!output.status.success(), "a line without a password is refused");
+}
+
+/// A deleted account's contacts lose their subscriptions with it (RFC 6121 §2.5.2): a new
+/// account of the same name inherits none of them, neither presence nor roster state.
+#[tokio::test]
+async fn a_recreated_account_inherits_no_subscription() {
+    use crate::roster::kit::*;
+    let server = server_with(&["alice", "bob", "carol"]).await;
+    let mut alice = login_alone(&server, "alice", "a").await;
+    let mut bob = login_alone(&server, "bob", "b").await;
+    subscribe(&mut alice, &mut bob, &mut []).await;
+    subscribe(&mut bob, &mut alice, &mut []).await;
+    // carol asks bob, who never answers.
+    let mut carol = login_alone(&server, "carol", "c").await;
+    carol.send("<presence type='subscribe' to='bob@localhost'/>").await;
+    drain(&mut carol).await;
+    drain(&mut bob).await;
+    drain(&mut alice).await;
+    assert_eq!(server.admin(Request::Deluser { jid: "bob@localhost".into() }).await, Response::Done);
+    drop(bob);
+    assert_eq!(server.admin(adduser("bob@localhost", PW)).await, Response::Done);
+    let (mut new_bob, before) = login(&server, "bob", "new").await;
+    assert!(before.is_empty(), "the new bob got:\n{}", list(&before));
+    assert!(roster_items(&mut new_bob).await.is_empty());
+    drain(&mut alice).await; // bob's unavailable presence and the roster pushes
+    drain(&mut carol).await;
+    let item = roster_item(&mut alice, "bob@localhost").await.expect("alice keeps the item");
+    assert_item(&item, "<item jid='bob@localhost' subscription='none'/>");
+    let item = roster_item(&mut carol, "bob@localhost").await.expect("carol keeps the item");
+    assert_item(&item, "<item jid='bob@localhost' subscription='none'/>");
 }

@@ -260,6 +260,22 @@ async fn subscription_requests_from_a_blocked_contact_are_dropped() {
     assert!(before.is_empty(), "alice/a2 got:\n{}", list(&before));
 }
 
+/// A request that waited while its receiver was away is not delivered at the next login
+/// once its sender is blocked (XEP-0191 §3.3).
+#[tokio::test]
+async fn a_waiting_subscription_request_from_a_since_blocked_contact_is_not_delivered() {
+    let server = server_with(&["alice", "eve"]).await;
+    let mut eve = login_alone(&server, "eve", "e").await;
+    eve.send("<presence type='subscribe' to='alice@localhost'/>").await;
+    drain(&mut eve).await;
+    let (mut alice, before) = login(&server, "alice", "a").await;
+    assert!(before.iter().any(|e| e.attr("type") == Some("subscribe")), "not blocked yet:\n{}", list(&before));
+    command(&mut alice, "block", &["eve@localhost"]).await;
+    drain(&mut alice).await;
+    let (_alice2, before) = login(&server, "alice", "a2").await;
+    assert!(before.iter().all(|e| e.attr("type") != Some("subscribe")), "alice/a2 got:\n{}", list(&before));
+}
+
 /// Every push is an iq that the client answers by id (RFC 6120 §8.1.3, §8.2.3): two pushes
 /// on one stream must not share an id.
 #[tokio::test]

@@ -210,14 +210,16 @@ async fn huge_stream_header_is_policy_violation() {
     client.expect_stream_error("policy-violation").await;
 }
 
-/// Connections beyond limits.max_connections are closed at once; others are unaffected.
+/// Connections beyond limits.max_connections hear `resource-constraint` (after a stream
+/// header, RFC 6120 §4.9.1.2) and are closed at once; others are unaffected.
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused() {
     let server = TestServer::with(|c| c.limits.max_connections = 1).await;
     let mut first = server.connect().await;
     first.open_stream().await;
     let mut second = server.connect().await;
-    second.expect_eof().await;
+    second.expect_header().await;
+    second.expect_stream_error("resource-constraint").await;
     first.send("</stream:stream>").await;
     first.expect_closed().await;
     for _ in 0..100 {

@@ -7,6 +7,7 @@ use crate::router::{delivery, presence, subscription};
 use crate::stanza::{Kind, PresenceType, Stanza};
 use crate::state::ServerState;
 use crate::storage::roster::LastSeen;
+use crate::storage::StorageError;
 use crate::xml::{writer, Element, ElementExt, NS_CLIENT};
 use std::sync::Arc;
 use xmpp_parsers::jid::Jid;
@@ -44,6 +45,10 @@ impl Session {
         }
         match subscription::handle(state, &self.bare, stanza, &contact) {
             Ok(()) => Vec::new(),
+            Err(StorageError::QuotaExceeded(_)) => {
+                let full = StanzaError::with_text(Condition::ResourceConstraint, "your roster is full");
+                self.reply_error(stanza, full)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "subscription processing failed");
                 self.reply_error(stanza, StanzaError::new(Condition::InternalServerError))
