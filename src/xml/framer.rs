@@ -201,6 +201,9 @@ impl<R: AsyncRead + Unpin> Framer<R> {
                 // previous stream's last element and the new XML declaration.
                 self.skip_whitespace(false).await?;
             }
+            if self.machine.phase == Phase::Prolog && self.machine.first_event {
+                self.refuse_bom().await?;
+            }
             let Some(reader) = self.reader.as_mut() else {
                 return Err(poisoned());
             };
@@ -238,6 +241,25 @@ impl<R: AsyncRead + Unpin> Framer<R> {
             if rearm {
                 source.get_mut().rearm(budget);
             }
+        }
+    }
+
+    /// RFC 6120 §11.6: U+FEFF is a zero-width no-break space in XMPP, never a byte order
+    /// mark, so at the start of a stream it is character data before the header. A new
+    /// quick-xml reader drops a UTF-8 BOM that its first read returns whole (and keeps one
+    /// split across reads): it is refused here, before the reader sees it, so that the
+    /// decision does not depend on how the bytes arrive.
+    async fn refuse_bom(&mut self) -> Result<(), FramerError> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Err(poisoned());
+        };
+        let source = reader.get_mut();
+        match source.fill_buf().await {
+            Ok(available) if available.starts_with(b"\xEF\xBB\xBF") => {
+                Err(nwf("character data (U+FEFF) before the stream header"))
+            }
+            Ok(_) => Ok(()),
+            Err(err) => Err(map_io_error(err, source.get_ref())),
         }
     }
 
@@ -1194,6 +1216,29 @@ mod tests {
         let (frames, err) = run_with(Framer::new(reader, LIMITS)).await;
         check_happy(&frames);
         assert_err!(err, FramerError::Eof);
+    }
+
+    /// RFC 6120 §11.6: U+FEFF is never a byte order mark in XMPP, so a stream that starts
+    /// with it has character data before the header, however the bytes arrive (quick-xml
+    /// drops a BOM that arrives whole in its first read). Found by fuzz/framer_bytes.
+    #[tokio::test]
+    async fn leading_bom_is_not_well_formed_in_any_chunking() {
+        let mut input = "\u{FEFF}".as_bytes().to_vec();
+        input.extend_from_slice(HEADER.as_bytes());
+        for chunk in [1, 2, 3, 4, 1000] {
+            let (frames, err) = run_with(Framer::new(Chunked::new(input.clone(), chunk), LIMITS)).await;
+            assert!(frames.is_empty(), "chunk {chunk}: {frames:?}");
+            assert_err!(err, FramerError::NotWellFormed(_));
+        }
+        // Also after a stream restart.
+        let mut input = HEADER.as_bytes().to_vec();
+        input.extend_from_slice("<success/>\u{FEFF}".as_bytes());
+        input.extend_from_slice(HEADER.as_bytes());
+        let mut framer = Framer::new(&input[..], LIMITS);
+        assert!(matches!(framer.next().await, Ok(Frame::Header(_))));
+        assert!(matches!(framer.next().await, Ok(Frame::Stanza(_))));
+        framer.reset();
+        assert_err!(framer.next().await.map(|_| ()).unwrap_err(), FramerError::NotWellFormed(_));
     }
 
     #[tokio::test]

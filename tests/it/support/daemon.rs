@@ -63,8 +63,14 @@ impl Daemon {
         }
     }
 
-    fn log_text(&self) -> String {
+    /// What the server logged so far (its stdout and stderr).
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The file the server logs to; it stays after [`Daemon::kill`].
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// SIGKILL, and reap it.

@@ -9,6 +9,7 @@ pub mod client;
 pub mod daemon;
 pub mod scram;
 pub mod server;
+pub mod sm;
 pub mod xml;
 
 pub use client::{Client, Mech};
@@ -41,34 +42,59 @@ pub fn stream_header(to: &str) -> String {
     )
 }
 
-/// Sends chat messages of about 9 kB to `to` (whose client must have stopped reading)
-/// until the server answers one with `resource-constraint` (the recipient's queue is
-/// full). Returns how many were sent.
-pub async fn flood_until_overflow(sender: &mut Client, to: &str) -> usize {
+/// Sends batches of ten chat messages of about 9 kB to `to` (ids `f{batch}-{i}`), without
+/// reading anything. Returns the ids sent.
+pub async fn flood(sender: &mut Client, to: &str, batches: std::ops::Range<usize>) -> Vec<String> {
     let pad = "p".repeat(9_000);
-    let mut sent = 0;
-    for batch in 0..200 {
+    let mut sent = Vec::new();
+    for batch in batches {
         let mut bytes = String::new();
         for i in 0..10 {
-            bytes.push_str(&format!(
-                "<message to='{to}' type='chat' id='f{batch}-{i}' pad='{pad}'><body>x</body></message>"
-            ));
+            let id = format!("f{batch}-{i}");
+            bytes.push_str(&format!("<message to='{to}' type='chat' id='{id}' pad='{pad}'><body>x</body></message>"));
+            sent.push(id);
         }
         sender.send(&bytes).await;
-        sent += 10;
-        if let Some(frame) = sender.next_frame(Duration::from_millis(5)).await {
-            let Ok(stanzad::xml::framer::Frame::Stanza(reply)) = frame else {
-                panic!("expected an error reply, got {frame:?}")
-            };
-            xml::assert_matches(
-                &reply,
-                &format!(
-                    "<message type='error' from='{to}' to='{{any}}'><body>x</body>\
-                     <error type='wait'><resource-constraint xmlns='{NS_STANZAS}'/></error></message>"
-                ),
-            );
-            return sent;
+    }
+    sent
+}
+
+/// Floods `to` (whose client must have stopped reading; see [`flood`]) until `watcher`, an
+/// available resource of the same account, hears it go unavailable: its queue filled and
+/// the server ended it. Returns the ids sent and the ids of the messages `watcher` got
+/// meanwhile.
+pub async fn flood_until_dropped(sender: &mut Client, to: &str, watcher: &mut Client) -> (Vec<String>, Vec<String>) {
+    let mut sent = Vec::new();
+    let mut seen = Vec::new();
+    for round in 0..200 {
+        sent.extend(flood(sender, to, round..round + 1).await);
+        while let Some(frame) = watcher.next_frame(Duration::from_millis(5)).await {
+            let Ok(stanzad::xml::framer::Frame::Stanza(e)) = frame else { panic!("watcher: {frame:?}") };
+            if e.is("message", NS_CLIENT) {
+                seen.push(e.attr("id").unwrap_or_default().to_owned());
+            } else if e.is("presence", NS_CLIENT) && e.attr("from") == Some(to) {
+                assert_eq!(e.attr("type"), Some("unavailable"), "{}", xml::show(&e));
+                return (sent, seen);
+            }
         }
     }
     panic!("the queue of {to} never overflowed");
+}
+
+/// Every message that reaches `client` until it has been quiet for 500 ms, answering the
+/// offline backlog's batch acknowledgements (pings) and skipping presence. Their ids.
+pub async fn collect_messages(client: &mut Client) -> Vec<String> {
+    let mut ids = Vec::new();
+    while let Some(frame) = client.next_frame(Duration::from_millis(500)).await {
+        let Ok(stanzad::xml::framer::Frame::Stanza(element)) = frame else { panic!("collecting: {frame:?}") };
+        if element.is("iq", NS_CLIENT) && element.attr("type") == Some("get") {
+            let id = element.attr("id").unwrap_or_default();
+            client.send(&format!("<iq type='result' id='{id}' to='localhost'/>")).await;
+        } else if element.is("message", NS_CLIENT) {
+            ids.push(element.attr("id").unwrap_or_default().to_owned());
+        } else if !element.is("presence", NS_CLIENT) {
+            panic!("collecting messages: {}", xml::show(&element));
+        }
+    }
+    ids
 }
