@@ -352,7 +352,7 @@ impl Config {
         check_range("stream_management.max_unacked_bytes", most, self.limits.max_stanza_bytes as u64, 1 << 32)?;
         let a = &self.archive;
         check_range("archive.retention_days", a.retention_days, 0, 36_500)?;
-        check_range("archive.max_page", a.max_page as u64, 1, 10_000)?;
+        check_range("archive.max_page", a.max_page as u64, 1, 1000)?;
         check_range("archive.default_page", a.default_page as u64, 1, a.max_page as u64)?;
         if a.default.parse::<crate::storage::archive::Default>().is_err() {
             return Err(invalid("archive.default", format!("{:?} is not always, roster or never", a.default)));

@@ -19,17 +19,37 @@ pub fn held_presence_sender(bytes: &[u8]) -> Option<String> {
     }
 }
 
-/// Most senders whose presence is held; beyond it everything held goes out at once, so
-/// other users cannot grow a sleeping client's memory.
+/// Most senders whose presence is held, and most bytes held; beyond either, everything
+/// held goes out at once, so other users cannot grow a sleeping client's memory.
 pub const MAX_HELD: usize = 1000;
+pub const MAX_HELD_BYTES: usize = 1 << 20;
 
 /// Keeps only the latest presence of each sender, in the order senders last changed.
-/// Returns what must go out now because the cap was reached.
+/// Returns what must go out now because a cap was reached.
 pub fn hold(held: &mut Vec<(String, Vec<u8>)>, from: String, bytes: Vec<u8>) -> Vec<Vec<u8>> {
     held.retain(|(sender, _)| *sender != from);
     held.push((from, bytes));
-    if held.len() > MAX_HELD {
+    if held.len() > MAX_HELD || held.iter().map(|(_, b)| b.len()).sum::<usize>() > MAX_HELD_BYTES {
         return std::mem::take(held).into_iter().map(|(_, b)| b).collect();
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_per_sender_is_held_until_a_cap() {
+        let mut held = Vec::new();
+        assert!(hold(&mut held, "a".into(), b"1".to_vec()).is_empty());
+        assert!(hold(&mut held, "a".into(), b"2".to_vec()).is_empty());
+        assert_eq!(held, vec![("a".to_owned(), b"2".to_vec())], "only the latest");
+        let big = vec![b'x'; 400 << 10];
+        assert!(hold(&mut held, "b".into(), big.clone()).is_empty());
+        assert!(hold(&mut held, "c".into(), big.clone()).is_empty());
+        let released = hold(&mut held, "d".into(), big);
+        assert_eq!(released.len(), 4, "over 1 MiB held: everything goes out");
+        assert!(held.is_empty());
+    }
 }
