@@ -112,8 +112,11 @@ impl Server {
                 };
                 let listener = listener.clone();
                 tokio::spawn(async move {
-                    listener.serve(tcp, peer).await;
-                    drop(guard);
+                    let Some(session) = listener.serve(tcp, peer).await else { return };
+                    tokio::spawn(async move {
+                        session.await;
+                        drop(guard); // counted until the session ends
+                    });
                 });
             }
         }));

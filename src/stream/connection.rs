@@ -25,31 +25,32 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Serves one accepted connection to its end.
-    pub async fn serve(&self, tcp: TcpStream, peer: SocketAddr) {
+    /// Negotiates one accepted connection (TLS, SASL, bind); returns its session, to run
+    /// in a task of its own: the negotiation's state (a few KiB) is freed with this one's.
+    pub async fn serve(&self, tcp: TcpStream, peer: SocketAddr) -> Option<impl std::future::Future<Output = ()> + Send> {
         let span = tracing::info_span!("c2s", %peer, jid = tracing::field::Empty);
-        self.serve_inner(tcp, peer).instrument(span).await;
+        let session = self.negotiate_connection(tcp, peer).instrument(span.clone()).await?;
+        Some(session.instrument(span))
     }
 
-    async fn serve_inner(&self, tcp: TcpStream, peer: SocketAddr) {
+    async fn negotiate_connection(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<impl std::future::Future<Output = ()> + Send> {
         let _ = tcp.set_nodelay(true);
         keepalive(&tcp);
         let mut shutdown = self.shutdown.clone();
         let deadline = Instant::now() + Duration::from_secs(self.state.config.timeouts.negotiation_secs);
         let transport = if self.direct_tls {
-            match self.accept_tls(tcp, true, deadline).await {
-                Some(tls) => tls,
-                None => return,
-            }
+            self.accept_tls(tcp, true, deadline).await?
         } else {
             Transport::Plain(tcp)
         };
-        let Some((conn, bound)) = self.negotiate(transport, peer, deadline, &mut shutdown).await else {
-            return;
-        };
+        let (conn, bound) = self.negotiate(transport, peer, deadline, &mut shutdown).await?;
         tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
         tracing::info!("session started");
-        super::session_task::run_session(self.state.clone(), conn, *bound, shutdown).await;
+        Some(super::session_task::run_session(self.state.clone(), conn, *bound, shutdown))
     }
 
     async fn accept_tls(&self, tcp: TcpStream, direct: bool, deadline: Instant) -> Option<Transport> {

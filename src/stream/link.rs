@@ -154,10 +154,15 @@ pub fn control_end(control: Control) -> StreamEnd {
 }
 
 /// Reads frames ahead of the session, pausing when the client sends faster than its
-/// stanza rate allows (it is read more slowly, never refused).
-async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Box<Result<Frame, FramerError>>>, mut rate: TokenBucket) {
+/// stanza rate allows (it is read more slowly, never refused). Not an `async fn`: its
+/// arguments would be kept twice in the task's state.
+fn read_frames(
+    mut reader: Reader,
+    frames: mpsc::Sender<Box<Result<Frame, FramerError>>>,
+    mut rate: TokenBucket,
+) -> impl std::future::Future<Output = ()> + Send {
     let mut throttled = false;
-    loop {
+    async move { loop {
         let frame = reader.next().await;
         let last = !matches!(frame, Ok(Frame::Stanza(_)));
         if frames.send(Box::new(frame)).await.is_err() || last {
@@ -173,7 +178,7 @@ async fn read_frames(mut reader: Reader, frames: mpsc::Sender<Box<Result<Frame, 
             throttled = true;
         }
         tokio::time::sleep(pause).await;
-    }
+    } }
 }
 
 /// The writer's queue, and the bytes it is writing (taken back if it is stopped).

@@ -34,23 +34,36 @@ struct Inputs<'a> {
 }
 
 /// The bound session: runs until the stream ends (across resumptions), then cleans up.
-pub async fn run_session(state: Arc<ServerState>, conn: Conn, bound: Bound, mut shutdown: watch::Receiver<bool>) {
+///
+/// Set up here and run in the returned future, which holds across its awaits only what
+/// it uses: an `async fn`'s arguments would stay in its state for the session's whole
+/// life (the negotiated `Conn` alone is about 400 bytes per idle session).
+pub fn run_session(
+    state: Arc<ServerState>,
+    conn: Conn,
+    bound: Bound,
+    mut shutdown: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send {
     let Bound { jid, handle, mut mailbox } = bound;
-    let _unbind_on_panic = UnbindOnPanic { state: &state, jid: jid.clone(), id: handle.id };
-    let mut session = Session::new(&state, jid, handle.id, Instant::now());
+    let id = handle.id;
+    let mut session = Session::new(&state, jid, id, Instant::now());
     drop(handle);
     let (resume_tx, mut resume) = mpsc::channel::<Box<Resumption>>(1);
     session.resume_sender = Some(resume_tx);
-    let mut inputs = Inputs { mailbox: &mut mailbox, resume: &mut resume, shutdown: &mut shutdown };
-    let (end, unwritten) = serve(&state, &mut session, Link::attach(&state, conn), &mut inputs).await;
-    if session.managed() && matches!(end, StreamEnd::Error(StreamCondition::ConnectionTimeout, _)) {
-        tracing::info!("the session ends");
-    }
-    finish(&state, &mut session, inputs.mailbox, unwritten).await;
-    // A resumption that came while the session was ending still gets an answer.
-    inputs.resume.close();
-    while let Ok(late) = inputs.resume.try_recv() {
-        let _ = late.reply.send(Err(Box::new((late.conn, failed("item-not-found", None)))));
+    let link = Link::attach(&state, conn);
+    async move {
+        let _unbind_on_panic = UnbindOnPanic { state: &state, jid: session.jid.clone(), id };
+        let mut inputs = Inputs { mailbox: &mut mailbox, resume: &mut resume, shutdown: &mut shutdown };
+        let (end, unwritten) = serve(&state, &mut session, link, &mut inputs).await;
+        if session.managed() && matches!(end, StreamEnd::Error(StreamCondition::ConnectionTimeout, _)) {
+            tracing::info!("the session ends");
+        }
+        finish(&state, &mut session, inputs.mailbox, unwritten).await;
+        // A resumption that came while the session was ending still gets an answer.
+        inputs.resume.close();
+        while let Ok(late) = inputs.resume.try_recv() {
+            let _ = late.reply.send(Err(Box::new((late.conn, failed("item-not-found", None)))));
+        }
     }
 }
 
