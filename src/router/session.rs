@@ -407,6 +407,7 @@ impl Session {
     }
 
     fn reject(&self, element: &Element, error: &StanzaError) -> Vec<Action> {
+        log_refusal(element, error);
         if !crate::stanza::answerable(element) {
             return Vec::new();
         }
@@ -416,6 +417,7 @@ impl Session {
     }
 
     fn reply_error(&self, stanza: &Stanza, error: StanzaError) -> Vec<Action> {
+        log_refusal(&stanza.element, &error);
         match stanza.error_reply(&error) {
             Some(reply) => vec![Action::Write(writer::to_bytes(&reply))],
             None => Vec::new(),
@@ -559,5 +561,19 @@ pub mod flexible;
 mod presence;
 pub mod sm;
 mod stream_management;
+/// The operator's line for a stanza the server refused (RFC 6120 §8.3): what it was,
+/// where it went, and why. Debug level: peers cause these at will.
+fn log_refusal(element: &Element, error: &StanzaError) {
+    tracing::debug!(
+        stanza = element.name(),
+        kind = element.attr("type").unwrap_or(""),
+        to = element.attr("to").unwrap_or(""),
+        id = element.attr("id").unwrap_or(""),
+        condition = error.condition.name(),
+        text = ?error.text,
+        "stanza refused"
+    );
+}
+
 #[cfg(test)]
 mod tests;
