@@ -207,7 +207,7 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
                 execute(users.as_ref(), &hosts, iterations, request)
             })
             .await
-                .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
+            .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
             if let (Response::Done, Some((jid, why))) = (&response, ended) {
                 end_sessions(&state, &jid, why);
             }

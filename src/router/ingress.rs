@@ -95,7 +95,8 @@ mod tests {
             let (result, _) = check_from_alice(&xml);
             assert_eq!(result.map_err(|e| e.condition), Err(Condition::Forbidden), "{child}");
         }
-        let private = "<message xmlns='jabber:client' to='bob@localhost'><private xmlns='urn:xmpp:carbons:2'/></message>";
+        let private =
+            "<message xmlns='jabber:client' to='bob@localhost'><private xmlns='urn:xmpp:carbons:2'/></message>";
         assert!(check_from_alice(private).0.is_ok(), "the private hint is the client's");
     }
 
@@ -131,7 +132,8 @@ mod tests {
         assert_eq!(check_from_alice(block).0.map_err(|e| e.condition), Err(Condition::Forbidden));
         let own = "<iq xmlns='jabber:client' type='set' id='3'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>";
         assert!(check_from_alice(own).0.is_ok());
-        let own_bare = "<iq xmlns='jabber:client' type='get' id='4' to='alice@localhost'><query xmlns='jabber:iq:roster'/></iq>";
+        let own_bare =
+            "<iq xmlns='jabber:client' type='get' id='4' to='alice@localhost'><query xmlns='jabber:iq:roster'/></iq>";
         assert!(check_from_alice(own_bare).0.is_ok());
     }
 }

@@ -366,7 +366,8 @@ pub fn forget_account(state: &ServerState, owner: &BareJid) -> Result<(), Storag
     let mut contacts = Vec::new();
     for item in state.store.roster(owner)?.items {
         let Ok(contact) = BareJid::new(&item.jid) else { continue };
-        let before = State { subscription: item.subscription, pending_out: item.ask, pending_in: pending.contains(&contact) };
+        let before =
+            State { subscription: item.subscription, pending_out: item.ask, pending_in: pending.contains(&contact) };
         roster_removed(state, owner, &contact, before)?;
         contacts.push(contact);
     }

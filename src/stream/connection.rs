@@ -27,7 +27,11 @@ pub struct Listener {
 impl Listener {
     /// Negotiates one accepted connection (TLS, SASL, bind); returns its session, to run
     /// in a task of its own: the negotiation's state (a few KiB) is freed with this one's.
-    pub async fn serve(&self, tcp: TcpStream, peer: SocketAddr) -> Option<impl std::future::Future<Output = ()> + Send> {
+    pub async fn serve(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<impl std::future::Future<Output = ()> + Send> {
         let span = tracing::info_span!("c2s", %peer, jid = tracing::field::Empty);
         let session = self.negotiate_connection(tcp, peer).instrument(span.clone()).await?;
         Some(session.instrument(span))
@@ -42,11 +46,8 @@ impl Listener {
         keepalive(&tcp);
         let mut shutdown = self.shutdown.clone();
         let deadline = Instant::now() + Duration::from_secs(self.state.config.timeouts.negotiation_secs);
-        let transport = if self.direct_tls {
-            self.accept_tls(tcp, true, deadline).await?
-        } else {
-            Transport::Plain(tcp)
-        };
+        let transport =
+            if self.direct_tls { self.accept_tls(tcp, true, deadline).await? } else { Transport::Plain(tcp) };
         let (conn, bound) = self.negotiate(transport, peer, deadline, &mut shutdown).await?;
         tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
         tracing::info!("session started");

@@ -162,23 +162,25 @@ fn read_frames(
     mut rate: TokenBucket,
 ) -> impl std::future::Future<Output = ()> + Send {
     let mut throttled = false;
-    async move { loop {
-        let frame = reader.next().await;
-        let last = !matches!(frame, Ok(Frame::Stanza(_)));
-        if frames.send(Box::new(frame)).await.is_err() || last {
-            return;
+    async move {
+        loop {
+            let frame = reader.next().await;
+            let last = !matches!(frame, Ok(Frame::Stanza(_)));
+            if frames.send(Box::new(frame)).await.is_err() || last {
+                return;
+            }
+            let pause = rate.take(tokio::time::Instant::now());
+            if pause.is_zero() {
+                throttled = false;
+                continue;
+            }
+            if !throttled {
+                tracing::debug!("the client sends faster than limits.stanzas_per_sec: reading it more slowly");
+                throttled = true;
+            }
+            tokio::time::sleep(pause).await;
         }
-        let pause = rate.take(tokio::time::Instant::now());
-        if pause.is_zero() {
-            throttled = false;
-            continue;
-        }
-        if !throttled {
-            tracing::debug!("the client sends faster than limits.stanzas_per_sec: reading it more slowly");
-            throttled = true;
-        }
-        tokio::time::sleep(pause).await;
-    } }
+    }
 }
 
 /// The writer's queue, and the bytes it is writing (taken back if it is stopped).

@@ -52,8 +52,10 @@ async fn a_delay_in_the_servers_name_is_stripped() {
              <delay xmlns='urn:xmpp:delay' from='localhost' stamp='2001-01-01T00:00:00Z'/></message>",
         )
         .await;
-    bob.expect("<message from='alice@localhost/r' to='bob@localhost/r' id='d1' type='chat'><body>old?</body></message>")
-        .await;
+    bob.expect(
+        "<message from='alice@localhost/r' to='bob@localhost/r' id='d1' type='chat'><body>old?</body></message>",
+    )
+    .await;
 }
 
 #[tokio::test]
