@@ -106,7 +106,7 @@ pub fn error_reply(original: &Element, error: &StanzaError) -> Element {
         reply.set("to", from);
     }
     // A malformed `to` is not echoed: clients would drop an error "from" garbage.
-    if let Some(to) = original.attr("to").filter(|to| Jid::new(to).is_ok()) {
+    if let Some(to) = original.attr("to").filter(|to| parse_address(to).is_ok()) {
         reply.set("from", to);
     }
     if let Some(id) = original.attr("id") {
@@ -148,10 +148,32 @@ fn bad_request(text: &str) -> ParseError {
     ParseError::Invalid(StanzaError::with_text(Condition::BadRequest, text))
 }
 
+/// Parses a stanza address into a JID that parses again to itself (found by fuzz/jid).
+///
+/// RFC 7622 §3.2: a final dot of the domainpart is stripped before the JID is used
+/// (routing, comparing). jid 0.12 strips it only from a JID that is a domain alone: it
+/// keeps `a@b.` as is and mis-splits `a@b./r` (domain `b`, resource `/r`), so the dot goes
+/// before parsing. And jid 0.12 checks IDNA before nameprep, so `a@ß--x` becomes `a@ss--x`,
+/// which it refuses: an address whose normal form does not parse again is refused too.
+pub fn parse_address(value: &str) -> Result<Jid, xmpp_parsers::jid::Error> {
+    let (head, resource) = value.split_at(value.find('/').unwrap_or(value.len()));
+    let jid = match head.strip_suffix('.') {
+        // `a@b..`: an empty label, not a domain (jid would take it as `b.`, then as `b`).
+        Some(head) if head.ends_with('.') => return Err(xmpp_parsers::jid::Error::Idna),
+        Some(head) => Jid::new(&format!("{head}{resource}"))?,
+        None => Jid::new(value)?,
+    };
+    match Jid::new(jid.as_str()) {
+        Ok(again) if again == jid => Ok(jid),
+        Ok(_) => Err(xmpp_parsers::jid::Error::NamePrep),
+        Err(e) => Err(e),
+    }
+}
+
 fn parse_jid(value: Option<&str>) -> Result<Option<Jid>, ParseError> {
     value
         .map(|v| {
-            Jid::new(v)
+            parse_address(v)
                 .map_err(|e| ParseError::Invalid(StanzaError::with_text(Condition::JidMalformed, &e.to_string())))
         })
         .transpose()
@@ -247,6 +269,27 @@ mod tests {
         assert!(result.error_reply(&StanzaError::new(Condition::BadRequest)).is_none());
         let bad_to: Element = "<message xmlns='jabber:client' to='@@' id='1'/>".parse().expect("xml");
         assert_eq!(error_reply(&bad_to, &StanzaError::new(Condition::JidMalformed)).attr("from"), None);
+    }
+
+    #[test]
+    fn a_final_dot_of_the_domain_is_stripped() {
+        for (written, meant) in [
+            ("bob@localhost./b", "bob@localhost/b"),
+            ("bob@localhost.", "bob@localhost"),
+            ("localhost./r", "localhost/r"),
+            ("localhost.", "localhost"),
+            ("bob@localhost/a.b.", "bob@localhost/a.b."),
+        ] {
+            let jid = parse_address(written).expect("valid");
+            assert_eq!(jid, Jid::new(meant).expect("valid"), "{written}");
+            assert_eq!(jid.as_str(), meant);
+        }
+        let s = parse("<message xmlns='jabber:client' to='bob@localhost./b'/>").expect("valid");
+        let to = s.to.expect("to");
+        assert_eq!((to.domain().as_str(), to.resource().map(|r| r.as_str())), ("localhost", Some("b")));
+        for bad in ["bob@./b", "bob@localhost../b", "localhost..", ".", "\u{D1}@\u{DF}--bexaeII"] {
+            assert!(parse_address(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

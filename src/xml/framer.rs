@@ -202,7 +202,7 @@ impl<R: AsyncRead + Unpin> Framer<R> {
                 self.skip_whitespace(false).await?;
             }
             if self.machine.phase == Phase::Prolog && self.machine.first_event {
-                self.refuse_bom().await?;
+                self.check_stream_start().await?;
             }
             let Some(reader) = self.reader.as_mut() else {
                 return Err(poisoned());
@@ -244,20 +244,20 @@ impl<R: AsyncRead + Unpin> Framer<R> {
         }
     }
 
+    /// A stream starts with `<` (the XML declaration or the header), or whitespace; any
+    /// other first byte is character data before the stream header. Decided on that byte
+    /// alone, so that the decision does not depend on how the bytes arrive: quick-xml drops
+    /// a UTF-8 byte order mark that its first read returns whole (and keeps one split
+    /// across reads), and may report text with invalid UTF-8 only at the end of the input.
     /// RFC 6120 §11.6: U+FEFF is a zero-width no-break space in XMPP, never a byte order
-    /// mark, so at the start of a stream it is character data before the header. A new
-    /// quick-xml reader drops a UTF-8 BOM that its first read returns whole (and keeps one
-    /// split across reads): it is refused here, before the reader sees it, so that the
-    /// decision does not depend on how the bytes arrive.
-    async fn refuse_bom(&mut self) -> Result<(), FramerError> {
+    /// mark.
+    async fn check_stream_start(&mut self) -> Result<(), FramerError> {
         let Some(reader) = self.reader.as_mut() else {
             return Err(poisoned());
         };
         let source = reader.get_mut();
         match source.fill_buf().await {
-            Ok(available) if available.starts_with(b"\xEF\xBB\xBF") => {
-                Err(nwf("character data (U+FEFF) before the stream header"))
-            }
+            Ok([first, ..]) if *first != b'<' && !is_ws(*first) => Err(nwf("character data before the stream header")),
             Ok(_) => Ok(()),
             Err(err) => Err(map_io_error(err, source.get_ref())),
         }
@@ -991,14 +991,17 @@ fn is_xml_char(c: char) -> bool {
     matches!(c as u32, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
 }
 
-/// XML 1.0 (5th edition) `NameStartChar`, without `:`.
+/// XML 1.0 (5th edition) `NameStartChar`, without `:`, and without `[#xFDF0-#xFFFD]`:
+/// rxml's names (and so minidom's writer) leave that range out, and an element the writer
+/// cannot write would be forwarded or stored as nothing (found by fuzz/framer_bytes: a
+/// child named with U+FEFF). One rule for every name the framer accepts.
 fn is_name_start_char(c: char) -> bool {
     matches!(c,
         'A'..='Z' | '_' | 'a'..='z'
         | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
         | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
         | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
-        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+        | '\u{F900}'..='\u{FDCF}' | '\u{10000}'..='\u{EFFFF}')
 }
 
 /// XML 1.0 (5th edition) `NameChar`, without `:`.
@@ -1218,17 +1221,34 @@ mod tests {
         assert_err!(err, FramerError::Eof);
     }
 
+    /// Names are what rxml (and minidom's writer) accept: without U+FDF0..U+FFFD, so that
+    /// every stanza the framer produces can be written again.
+    #[tokio::test]
+    async fn names_the_writer_cannot_write_are_refused() {
+        for body in ["<a\u{FEFF}/>", "<a><b\u{FDF0}/></a>", "<a xmlns:p\u{FFFD}='urn:x'/>", "<a b\u{FEFF}='1'/>"] {
+            let err = error_after_header(body.as_bytes()).await;
+            assert_err!(err, FramerError::NotWellFormed(_));
+        }
+        let (frames, _) = run(format!("{HEADER}<a\u{F900}\u{FDCF}><b\u{10000}/></a\u{F900}\u{FDCF}>").as_bytes()).await;
+        let el = stanza(&frames[1]);
+        assert!(!crate::xml::writer::to_bytes(el).is_empty());
+    }
+
     /// RFC 6120 §11.6: U+FEFF is never a byte order mark in XMPP, so a stream that starts
     /// with it has character data before the header, however the bytes arrive (quick-xml
-    /// drops a BOM that arrives whole in its first read). Found by fuzz/framer_bytes.
+    /// drops a BOM that arrives whole in its first read). Likewise for other bytes that
+    /// cannot start a stream, even when invalid UTF-8 follows up to the end of the input.
+    /// Found by fuzz/framer_bytes (fuzz/regressions/framer_bytes/).
     #[tokio::test]
-    async fn leading_bom_is_not_well_formed_in_any_chunking() {
-        let mut input = "\u{FEFF}".as_bytes().to_vec();
-        input.extend_from_slice(HEADER.as_bytes());
-        for chunk in [1, 2, 3, 4, 1000] {
-            let (frames, err) = run_with(Framer::new(Chunked::new(input.clone(), chunk), LIMITS)).await;
-            assert!(frames.is_empty(), "chunk {chunk}: {frames:?}");
-            assert_err!(err, FramerError::NotWellFormed(_));
+    async fn bad_stream_start_is_not_well_formed_in_any_chunking() {
+        let mut bom = "\u{FEFF}".as_bytes().to_vec();
+        bom.extend_from_slice(HEADER.as_bytes());
+        for input in [bom, b"\xEF\xBB\xBFA?\xAB]>x\xB8".to_vec(), b"x\xFF".to_vec()] {
+            for chunk in [1, 2, 3, 4, 1000] {
+                let (frames, err) = run_with(Framer::new(Chunked::new(input.clone(), chunk), LIMITS)).await;
+                assert!(frames.is_empty(), "chunk {chunk}: {frames:?}");
+                assert_err!(err, FramerError::NotWellFormed(_));
+            }
         }
         // Also after a stream restart.
         let mut input = HEADER.as_bytes().to_vec();
