@@ -48,7 +48,7 @@ for target in "${targets[@]}"; do
         failed+=("$target")
         tail -n 40 "work/$target.log"
     fi
-    grep -E '^#[0-9]+ +DONE' "work/$target.log" | tail -n 1 || true
+    grep -E '^#[0-9]+[[:space:]]+DONE' "work/$target.log" | tail -n 1 || true
 done
 
 echo "fuzz/smoke.sh: $((SECONDS - start)) s in all"

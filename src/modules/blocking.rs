@@ -76,6 +76,12 @@ fn items(mut container: Element, jids: &[String]) -> Element {
 
 /// §3.3 / §3.4: block or unblock, push the change to every resource, and fix presence.
 fn change(request: &Request, owner: &BareJid, targets: Vec<Jid>, block: bool) -> Result<Element, Condition> {
+    // Stored as a form that parses again to itself (fuzz/jid: the jid crate's own form may not).
+    let targets: Vec<Jid> = targets
+        .iter()
+        .map(|target| crate::stanza::parse_address(target.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| Condition::JidMalformed)?;
     let jids: Vec<String> = targets.iter().map(ToString::to_string).collect();
     if block && jids.is_empty() {
         return Err(Condition::BadRequest);

@@ -4,6 +4,7 @@
 
 use super::storage_fault;
 use crate::error::{Condition, StanzaError};
+use crate::stanza::parse_address;
 use crate::storage::archive::{self, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Page};
 use crate::storage::{Storage, StorageError};
 use crate::xml::{el, Element, ElementExt, NS_CLIENT};
@@ -178,7 +179,7 @@ fn apply_form(form: &Element, query: &mut ArchiveQuery, settings: &Settings) -> 
         match var {
             "FORM_TYPE" if value == Some(NS) => {}
             "FORM_TYPE" => return Err(Condition::BadRequest),
-            "with" => query.with = value.map(|v| Jid::new(v).map_err(|_| Condition::JidMalformed)).transpose()?,
+            "with" => query.with = value.map(|v| parse_address(v).map_err(|_| Condition::JidMalformed)).transpose()?,
             "start" => query.start = value.map(micros).transpose()?,
             "end" => query.end = value.map(micros).transpose()?,
             "after-id" => query.after_id = value.map(str::to_string),
@@ -332,7 +333,8 @@ fn pref_list(payload: &Element, name: &str) -> Result<Vec<Jid>, Condition> {
     let Some(list) = payload.get_child(name, NS) else { return Ok(Vec::new()) };
     let mut jids = Vec::new();
     for jid in list.children().filter(|c| c.is("jid", NS)) {
-        let jid = Jid::new(jid.text().trim()).map_err(|_| Condition::JidMalformed)?;
+        // Only a JID whose stored form parses again (it is read back on every archive write).
+        let jid = parse_address(jid.text().trim()).map_err(|_| Condition::JidMalformed)?;
         if jids.contains(&jid) {
             continue;
         }

@@ -10,7 +10,7 @@ use crate::storage::StorageError;
 use crate::xml::{el, Element, ElementExt};
 use std::collections::HashSet;
 use std::sync::Arc;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::BareJid;
 
 pub const NS: &str = "jabber:iq:roster";
 /// Longest item name or group name we store (RFC 6121 §2.3.3 lets a server refuse more).
@@ -48,7 +48,7 @@ fn set(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
         return Err(Condition::BadRequest);
     }
     let contact = item.attr("jid").ok_or(Condition::BadRequest)?;
-    let contact = match Jid::new(contact) {
+    let contact = match crate::stanza::parse_address(contact) {
         Ok(jid) if jid.resource().is_none() => jid.to_bare(),
         _ => return Err(Condition::JidMalformed),
     };

@@ -880,3 +880,25 @@ async fn a_recreated_account_starts_with_an_empty_archive() {
     let page = query(&mut alice, "").await;
     assert!(page.ids().is_empty(), "{:?}", page.ids());
 }
+
+/// A preference JID whose normal form would not parse again (the jid crate turns
+/// `a@ß--bexaeII` into `a@ss--bexaeii`, which it refuses) is `jid-malformed`: stored, it
+/// broke every later prefs read and switched the archive off (found by fuzz/jid).
+#[tokio::test]
+async fn a_preference_jid_that_does_not_parse_again_is_refused_and_archiving_goes_on() {
+    let server = server().await;
+    let (mut alice, mut bob) = alice_and_bob(&server).await;
+    let id = fresh_id("prefs");
+    alice
+        .send(&format!(
+            "<iq type='set' id='{id}'><prefs xmlns='{NS}' default='always'><always/>\
+             <never><jid>a@\u{DF}--bexaeII</jid></never></prefs></iq>"
+        ))
+        .await;
+    let reply = alice.recv().await;
+    assert_eq!(reply.attr("type"), Some("error"), "{}", show(&reply));
+    assert!(show(&reply).contains("jid-malformed"), "{}", show(&reply));
+    bob.send("<message to='alice@localhost/desk' type='chat' id='m1'><body>hi</body></message>").await;
+    alice.recv().await;
+    assert_eq!(query(&mut alice, "").await.ids().len(), 1, "still archived");
+}
