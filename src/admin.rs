@@ -201,7 +201,10 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
             let response = tokio::task::spawn_blocking(move || {
                 if let Some((state, jid)) = forgotten {
                     if let Err(e) = crate::router::subscription::forget_account(&state, &jid) {
+                        // Deleting now would leave contacts subscribed to a name someone
+                        // else may get: the operator retries.
                         tracing::error!(error = %e, "ending a deleted account's subscriptions failed");
+                        return Response::Failed(format!("storage error, the account was not deleted: {e}"));
                     }
                 }
                 execute(users.as_ref(), &hosts, iterations, request)

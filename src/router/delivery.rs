@@ -139,12 +139,13 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
     }
 }
 
-/// A message no session could take because their queues are full (their clients stopped
-/// reading; those sessions are ending) is kept offline, like one for an unavailable
-/// account: the sender learns nothing, the recipient gets it at its next login.
+/// A message no session could take, because their queues are full (their clients stopped
+/// reading; those sessions are ending) or they ended since we looked, is kept offline like
+/// one for an unavailable account: the sender learns nothing, the recipient gets it at its
+/// next login.
 fn or_offline(state: &ServerState, stanza: &Stanza, bare: &BareJid, outcome: Outcome) -> Outcome {
-    let full = matches!(&outcome, Err(e) if e.condition == Condition::ResourceConstraint);
-    if full && matches!(stanza.kind, Kind::Message(MessageType::Normal | MessageType::Chat)) {
+    let missed = matches!(&outcome, Err(e) if matches!(e.condition, Condition::ResourceConstraint | Condition::RecipientUnavailable));
+    if missed && matches!(stanza.kind, Kind::Message(MessageType::Normal | MessageType::Chat)) {
         return super::offline::store(state, stanza, bare);
     }
     outcome

@@ -160,7 +160,10 @@ impl SessionHandle {
     pub fn send(&self, delivery: Delivery) -> Result<(), DeliveryError> {
         let cost = delivery.cost();
         let queued = &self.budget.queued;
-        if queued.fetch_add(cost, Ordering::Relaxed) + cost > self.byte_limit {
+        // An empty queue takes any one stanza: a large stanza made larger on the way
+        // (carbons, stanza-id, delay) must not end a healthy session.
+        let before = queued.fetch_add(cost, Ordering::Relaxed);
+        if before > 0 && before + cost > self.byte_limit {
             queued.fetch_sub(cost, Ordering::Relaxed);
             return Err(self.overflow());
         }
@@ -412,5 +415,15 @@ mod tests {
         assert_eq!(handle.deliver(&big), Err(DeliveryError::Full), "over 1000 bytes queued");
         assert!(mailbox.stanzas.try_recv().is_some());
         assert_eq!(handle.deliver(&big), Ok(()), "taking one frees its bytes");
+    }
+
+    #[test]
+    fn an_empty_queue_takes_one_stanza_larger_than_its_byte_budget() {
+        let router = Router::default();
+        let (handle, mut mailbox) = router.channels(100, 1000);
+        let huge = crate::xml::el("message", crate::xml::NS_CLIENT).with_text("x".repeat(1500));
+        assert_eq!(handle.deliver(&huge), Ok(()));
+        assert_eq!(handle.deliver(&huge), Err(DeliveryError::Full), "not a second one");
+        assert_eq!(mailbox.control.try_recv().ok(), Some(Control::Overflow));
     }
 }

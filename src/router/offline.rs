@@ -96,7 +96,8 @@ pub fn xep0082(unix: u64) -> String {
 /// Whether a stanza came out of offline storage (our server's delay stamp, or a dialect
 /// receipt's stored time): such a stanza is still stored until the client acknowledges it.
 pub fn is_from_storage(element: &Element, domain: &str) -> bool {
-    let ours = element.get_child("delay", NS_DELAY).is_some_and(|d| d.attr("from") == Some(domain));
+    // Any delay of ours, not only the first: a client's own delay may come before it.
+    let ours = element.children().any(|d| d.is("delay", NS_DELAY) && d.attr("from") == Some(domain));
     ours || (element.is("receipt", crate::modules::dialect::NS) && element.attr("stamp").is_some())
 }
 
@@ -109,7 +110,18 @@ pub fn is_ack(element: &Element, backlog: &Backlog) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::xep0082;
+    use super::*;
+
+    #[test]
+    fn a_stored_message_is_known_by_our_delay_wherever_it_is() {
+        let element: Element = "<message xmlns='jabber:client'><delay xmlns='urn:xmpp:delay' from='bob@localhost/r' \
+                                stamp='2020-01-01T00:00:00Z'/><delay xmlns='urn:xmpp:delay' from='localhost' \
+                                stamp='2026-01-01T00:00:00Z'/></message>"
+            .parse()
+            .expect("xml");
+        assert!(is_from_storage(&element, "localhost"));
+        assert!(!is_from_storage(&element, "example.org"));
+    }
 
     #[test]
     fn xep0082_dates() {

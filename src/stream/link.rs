@@ -67,11 +67,12 @@ impl Link {
         let mut queue = self.out_queue.lock().await;
         // The write in progress when the writer was stopped may have been cut short: the
         // client cannot have read it whole, so it is routed again with the rest.
+        // Oldest first: that write, the writer's queue, then what could not even be queued.
         let mut never_written: Vec<Vec<u8>> = queue.current.take().into_iter().collect();
-        never_written.extend(self.unsent);
         while let Ok(bytes) = queue.rx.try_recv() {
             never_written.push(bytes);
         }
+        never_written.extend(self.unsent);
         never_written
     }
 
