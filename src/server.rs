@@ -234,7 +234,6 @@ async fn wait_for_signal() {
 /// The secret of the fake credentials shown for unknown names, made once and kept in the
 /// data directory (mode 0600) so that they do not change at restarts.
 fn load_secret(data_dir: &std::path::Path) -> Result<[u8; 32], ServerError> {
-    use std::io::Write;
     let path = data_dir.join("fake-credentials.secret");
     let err = |source| ServerError::DataDir { path: path.clone(), source };
     if let Ok(bytes) = std::fs::read(&path) {
@@ -244,13 +243,20 @@ fn load_secret(data_dir: &std::path::Path) -> Result<[u8; 32], ServerError> {
         tracing::warn!(path = %path.display(), "the fake-credentials secret is damaged: making a new one");
     }
     let secret: [u8; 32] = rand::random();
+    write_private(&path, &secret).map_err(err)?;
+    Ok(secret)
+}
+
+/// Writes a file readable by its owner only (mode 0600), and makes it durable.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(err)?;
-    file.write_all(&secret).and_then(|()| file.sync_all()).map_err(err)?;
-    Ok(secret)
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Creates the data directory readable only by its owner.

@@ -93,15 +93,7 @@ fn current_year() -> i32 {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(path).map_err(|e| file_error(path, e))?;
-    file.write_all(bytes).map_err(|e| file_error(path, e))
+    crate::server::write_private(path, bytes).map_err(|e| file_error(path, e))
 }
 
 /// RFC 5929 §4.1: hash the certificate with its signature's hash, but SHA-256 for MD5/SHA-1.

@@ -79,8 +79,11 @@ impl Request<'_> {
     }
 
     pub fn error(&self, condition: Condition) -> Element {
-        let payload = self.stanza.element.children().next().map(|c| c.ns()).unwrap_or_default();
-        tracing::debug!(%payload, condition = condition.name(), "iq refused");
+        tracing::debug!(
+            payload = %self.stanza.element.children().next().map(|c| c.ns()).unwrap_or_default(),
+            condition = condition.name(),
+            "iq refused"
+        );
         crate::stanza::error_reply(&self.stanza.element, &StanzaError::new(condition))
     }
 }

@@ -110,9 +110,7 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
             // so it arrives after them.
             if top.is_empty() || top.iter().any(|r| r.draining) {
                 // RFC 6121 §8.5.2.2.1: no available resource: store (XEP-0160).
-                let outcome = super::offline::store(state, stanza, bare);
-                wake_if_idle(state, bare);
-                return outcome;
+                return store_and_wake(state, stanza, bare);
             }
             let outcome = deliver_any(state, &top, stanza);
             if outcome.is_ok() {
@@ -146,8 +144,15 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
 fn or_offline(state: &ServerState, stanza: &Stanza, bare: &BareJid, outcome: Outcome) -> Outcome {
     let missed = matches!(&outcome, Err(e) if matches!(e.condition, Condition::ResourceConstraint | Condition::RecipientUnavailable));
     if missed && matches!(stanza.kind, Kind::Message(MessageType::Normal | MessageType::Chat)) {
-        return super::offline::store(state, stanza, bare);
+        return store_and_wake(state, stanza, bare);
     }
+    outcome
+}
+
+/// Stores a message offline; an available resource that is idle is told to fetch it.
+fn store_and_wake(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+    let outcome = super::offline::store(state, stanza, bare);
+    wake_if_idle(state, bare);
     outcome
 }
 
@@ -281,11 +286,7 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
         return;
     }
     let outcome = match stanza.kind {
-        Kind::Message(MessageType::Normal | MessageType::Chat) => {
-            let outcome = super::offline::store(state, &stanza, &to.to_bare());
-            wake_if_idle(state, &to.to_bare());
-            outcome
-        }
+        Kind::Message(MessageType::Normal | MessageType::Chat) => store_and_wake(state, &stanza, &to.to_bare()),
         Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(Routed::Delivered),
         Kind::Iq(IqType::Result | IqType::Error) => Ok(Routed::Delivered),
         _ => err(Condition::RecipientUnavailable),

@@ -269,7 +269,14 @@ impl Session {
             return Vec::new();
         }
         let ack_id = self.next_id("offline");
-        let (stanzas, backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id);
+        let (mut stanzas, mut backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id.clone());
+        if backlog.is_none() {
+            // A message stored while this session was draining woke nobody (it was to be
+            // in the next batch): a second look once the flag is down sees it, and one
+            // stored after that wakes this session.
+            state.router.set_draining(&self.jid, self.id, false);
+            (stanzas, backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id);
+        }
         state.router.set_draining(&self.jid, self.id, backlog.is_some());
         self.backlog = backlog;
         stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes))).collect()

@@ -58,7 +58,8 @@ pub fn run_session(
         if session.managed() && matches!(end, StreamEnd::Error(StreamCondition::ConnectionTimeout, _)) {
             tracing::info!("the session ends");
         }
-        finish(&state, &mut session, inputs.mailbox, unwritten).await;
+        let overflowed = matches!(end, StreamEnd::Error(StreamCondition::ResourceConstraint, _));
+        finish(&state, &mut session, inputs.mailbox, unwritten, overflowed).await;
         // A resumption that came while the session was ending still gets an answer.
         inputs.resume.close();
         while let Ok(late) = inputs.resume.try_recv() {
@@ -261,7 +262,13 @@ async fn take_over(state: &ServerState, session: &mut Session, resumption: Box<R
 
 /// The session is over: it leaves the router (if it has not yet), what it never got goes
 /// to offline storage or another resource, and all that is made durable.
-async fn finish(state: &ServerState, session: &mut Session, mailbox: &mut Mailbox, unwritten: Vec<Vec<u8>>) {
+async fn finish(
+    state: &ServerState,
+    session: &mut Session,
+    mailbox: &mut Mailbox,
+    unwritten: Vec<Vec<u8>>,
+    overflowed: bool,
+) {
     session.on_end(state);
     let mut unwritten = unwritten;
     let mut inflight = Vec::new();
@@ -287,7 +294,9 @@ async fn finish(state: &ServerState, session: &mut Session, mailbox: &mut Mailbo
     move_to_offline(state, &inflight);
     // Messages this session's full queue refused were stored: another available resource
     // of the account takes them now rather than at its next login.
-    delivery::wake_if_idle(state, &session.jid.to_bare());
+    if overflowed {
+        delivery::wake_if_idle(state, &session.jid.to_bare());
+    }
     // Rerouting may have stored messages offline.
     if let Err(e) = state.flusher.durable().await {
         tracing::error!(error = %e, "rerouted messages may not be durable");
@@ -329,7 +338,7 @@ fn last_words(end: &StreamEnd) -> Option<String> {
 /// The server ended a healthy stream (the client did nothing wrong).
 fn server_ended(end: &StreamEnd) -> bool {
     use StreamCondition::*;
-    matches!(end, StreamEnd::Error(Conflict | SystemShutdown | ConnectionTimeout | Reset, _))
+    matches!(end, StreamEnd::Error(Conflict | SystemShutdown | ConnectionTimeout, _))
 }
 
 /// What was meant for the client but never written (a stalled or broken connection) is

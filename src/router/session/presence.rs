@@ -78,13 +78,11 @@ impl Session {
             Err(error) => return self.reply_error(stanza, error),
         };
         let initial = self.priority.is_none();
-        // `last` is the server's to give (docs/dialect.md); a client's own means nothing.
-        let mut element = stanza.element.clone();
-        element.unset(crate::modules::dialect::LAST);
         // XEP-0160: the backlog goes to the first presence with a non-negative priority.
         let wants_backlog = priority >= 0 && self.priority.is_none_or(|p| p < 0) && self.backlog.is_none();
         self.priority = Some(priority);
-        let presence = Arc::new(element);
+        // A client's own `last` was dropped on the way in (router/ingress.rs).
+        let presence = Arc::new(stanza.element.clone());
         state.router.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
         let _ = presence::broadcast(state, &self.jid, &presence, Some(self.id));
         let mut actions = Vec::new();
@@ -107,8 +105,7 @@ impl Session {
     pub(super) fn go_unavailable(&mut self, state: &ServerState, unavailable: &Element) {
         self.priority = None;
         state.router.set_presence(&self.jid, self.id, None);
-        let mut presence = unavailable.clone();
-        presence.unset(crate::modules::dialect::LAST); // the server's to give
+        let mut presence = unavailable.clone(); // a client's own `last` dropped in ingress.rs
         presence.set("type", "unavailable");
         presence.set("from", self.jid.as_str());
         let told = presence::broadcast(state, &self.jid, &presence, Some(self.id));

@@ -72,6 +72,10 @@ pub async fn flood_until_dropped(sender: &mut Client, to: &str, watcher: &mut Cl
             let Ok(stanzad::xml::framer::Frame::Stanza(e)) = frame else { panic!("watcher: {frame:?}") };
             if e.is("message", NS_CLIENT) {
                 seen.push(e.attr("id").unwrap_or_default().to_owned());
+            } else if e.is("iq", NS_CLIENT) && e.attr("type") == Some("get") {
+                // The acknowledgement of an offline batch (stored messages it was woken for).
+                let id = e.attr("id").unwrap_or_default();
+                watcher.send(&format!("<iq type='result' id='{id}' to='localhost'/>")).await;
             } else if e.is("presence", NS_CLIENT) && e.attr("from") == Some(to) {
                 assert_eq!(e.attr("type"), Some("unavailable"), "{}", xml::show(&e));
                 return (sent, seen);
