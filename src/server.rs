@@ -112,11 +112,11 @@ impl Server {
                 };
                 let listener = listener.clone();
                 tokio::spawn(async move {
-                    let Some(session) = listener.serve(tcp, peer).await else { return };
-                    tokio::spawn(async move {
-                        session.await;
-                        drop(guard); // counted until the session ends
-                    });
+                    // The admission is counted until the session ends: the session holds it.
+                    // Spawned as it is: wrapped in another async block, the session's state
+                    // would be kept twice (the captured future and the awaited one).
+                    let Some(session) = listener.serve(tcp, peer, guard).await else { return };
+                    tokio::spawn(session);
                 });
             }
         }));

@@ -4,7 +4,7 @@
 //! ids per connection reuse ids for different messages), within a time window and a
 //! number of recent messages per sender.
 
-use crate::xml::{writer, Element};
+use crate::xml::Element;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
@@ -81,7 +81,11 @@ impl Dedup {
                 !recent.order.is_empty()
             });
         }
-        let recent = seen.entry(sender.clone()).or_default();
+        // Looked up before inserting: a sender's JID is cloned once, not per message.
+        let recent = match seen.get_mut(sender) {
+            Some(recent) => recent,
+            None => seen.entry(sender.clone()).or_default(),
+        };
         if recent.order.len() >= self.per_sender {
             recent.pop();
         }
@@ -105,9 +109,32 @@ pub fn fingerprint(id: &str, message: &Element) -> u64 {
     id.hash(&mut hasher);
     message.attr("to").hash(&mut hasher);
     for child in message.children() {
-        writer::to_bytes(child).hash(&mut hasher);
+        hash_element(child, &mut hasher);
     }
     hasher.finish()
+}
+
+/// The element's structure (names, namespaces, attributes, text), hashed where it lies:
+/// serialising it first would cost an allocation and an escape pass per message.
+fn hash_element(element: &Element, hasher: &mut impl Hasher) {
+    element.name().hash(hasher);
+    element.ns().hash(hasher);
+    for ((ns, name), value) in element.attrs().iter() {
+        (ns.as_str(), name.as_str(), value.as_str()).hash(hasher);
+    }
+    for node in element.nodes() {
+        match node {
+            xmpp_parsers::minidom::Node::Element(child) => {
+                0u8.hash(hasher);
+                hash_element(child, hasher);
+            }
+            xmpp_parsers::minidom::Node::Text(text) => {
+                1u8.hash(hasher);
+                text.hash(hasher);
+            }
+        }
+    }
+    2u8.hash(hasher); // the end: <a/><b/> is not <a><b/></a>
 }
 
 #[cfg(test)]

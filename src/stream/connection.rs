@@ -1,6 +1,7 @@
 //! The task of one connection: TLS, negotiation (or the hand-over of the connection to a
 //! session being resumed), then the session loop (`session_task`).
 
+use super::admission::Admitted;
 use super::error::{StreamCondition, StreamEnd};
 use super::negotiate::{preauth_limits, Bound, Conn, Negotiation, Next};
 use super::resume::Resumption;
@@ -27,13 +28,15 @@ pub struct Listener {
 impl Listener {
     /// Negotiates one accepted connection (TLS, SASL, bind); returns its session, to run
     /// in a task of its own: the negotiation's state (a few KiB) is freed with this one's.
+    /// `admitted` is held until the session ends (or the negotiation fails).
     pub async fn serve(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
+        admitted: Admitted,
     ) -> Option<impl std::future::Future<Output = ()> + Send> {
         let span = tracing::info_span!("c2s", %peer, jid = tracing::field::Empty);
-        let session = self.negotiate_connection(tcp, peer).instrument(span.clone()).await?;
+        let session = self.negotiate_connection(tcp, peer, admitted).instrument(span.clone()).await?;
         Some(session.instrument(span))
     }
 
@@ -41,6 +44,7 @@ impl Listener {
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
+        admitted: Admitted,
     ) -> Option<impl std::future::Future<Output = ()> + Send> {
         let _ = tcp.set_nodelay(true);
         keepalive(&tcp);
@@ -51,7 +55,7 @@ impl Listener {
         let (conn, bound) = self.negotiate(transport, peer, deadline, &mut shutdown).await?;
         tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
         tracing::info!("session started");
-        Some(super::session_task::run_session(self.state.clone(), conn, *bound, shutdown))
+        Some(super::session_task::run_session(self.state.clone(), conn, *bound, shutdown, admitted))
     }
 
     async fn accept_tls(&self, tcp: TcpStream, direct: bool, deadline: Instant) -> Option<Transport> {

@@ -110,22 +110,20 @@ pub async fn perform(
             }
             Action::Write(bytes) | Action::Send(bytes) => {
                 let Some(out) = out else { continue };
-                let reserve = tokio::time::timeout(limit, out.reserve());
-                let waited = match control.as_deref_mut() {
-                    Some(control) => tokio::select! {
-                        reserved = reserve => Ok(reserved),
-                        Some(word) = control.recv() => Err(word),
-                    },
-                    None => Ok(reserve.await),
-                };
-                let end = match waited {
-                    Ok(Ok(Ok(permit))) => {
-                        permit.send(bytes);
-                        continue;
+                // Nearly always there is room: no timer, no wait, nothing kept in the
+                // session's future for this (the slow path is boxed).
+                let (bytes, end) = match out.try_send(bytes) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Closed(bytes)) => (bytes, broken_pipe()),
+                    Err(mpsc::error::TrySendError::Full(bytes)) => {
+                        match Box::pin(wait_for_room(out, limit, control.as_deref_mut())).await {
+                            Ok(permit) => {
+                                permit.send(bytes);
+                                continue;
+                            }
+                            Err(end) => (bytes, end),
+                        }
                     }
-                    Ok(Ok(Err(_))) => StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into()),
-                    Ok(Err(_)) => StreamEnd::error(StreamCondition::ConnectionTimeout, "the client stopped reading"),
-                    Err(word) => control_end(word),
                 };
                 unsent.push(bytes);
                 unsent.extend(actions.filter_map(|a| match a {
@@ -138,6 +136,33 @@ pub async fn perform(
         }
     }
     None
+}
+
+/// Waits up to `limit` for room in a full writer queue; a word from the router on
+/// `control` (every one ends the session) ends the wait.
+async fn wait_for_room<'a>(
+    out: &'a mpsc::Sender<Vec<u8>>,
+    limit: Duration,
+    control: Option<&mut mpsc::UnboundedReceiver<Control>>,
+) -> Result<mpsc::Permit<'a, Vec<u8>>, StreamEnd> {
+    let reserve = tokio::time::timeout(limit, out.reserve());
+    let waited = match control {
+        Some(control) => tokio::select! {
+            reserved = reserve => Ok(reserved),
+            Some(word) = control.recv() => Err(word),
+        },
+        None => Ok(reserve.await),
+    };
+    match waited {
+        Ok(Ok(Ok(permit))) => Ok(permit),
+        Ok(Ok(Err(_))) => Err(broken_pipe()),
+        Ok(Err(_)) => Err(StreamEnd::error(StreamCondition::ConnectionTimeout, "the client stopped reading")),
+        Err(word) => Err(control_end(word)),
+    }
+}
+
+fn broken_pipe() -> StreamEnd {
+    StreamEnd::Io(std::io::ErrorKind::BrokenPipe.into())
 }
 
 /// How a word from the router ends the stream.

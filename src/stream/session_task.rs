@@ -2,6 +2,7 @@
 //! ([`Link`]), its router mailbox and its timers, until the stream ends. With XEP-0198
 //! resumption it outlives a lost connection and takes over the next one.
 
+use super::admission::Admitted;
 use super::connection::log_end;
 use super::durability::Durability;
 use super::error::{StreamCondition, StreamEnd};
@@ -43,6 +44,7 @@ pub fn run_session(
     conn: Conn,
     bound: Bound,
     mut shutdown: watch::Receiver<bool>,
+    admitted: Admitted,
 ) -> impl std::future::Future<Output = ()> + Send {
     let Bound { jid, handle, mut mailbox } = bound;
     let id = handle.id;
@@ -59,12 +61,15 @@ pub fn run_session(
             tracing::info!("the session ends");
         }
         let overflowed = matches!(end, StreamEnd::Error(StreamCondition::ResourceConstraint, _));
-        finish(&state, &mut session, inputs.mailbox, unwritten, overflowed).await;
+        // Boxed, like every path an idle session does not wait in: the session's future is
+        // as large as its largest wait, and thousands of idle sessions each hold one.
+        Box::pin(finish(&state, &mut session, inputs.mailbox, unwritten, overflowed)).await;
         // A resumption that came while the session was ending still gets an answer.
         inputs.resume.close();
         while let Ok(late) = inputs.resume.try_recv() {
             let _ = late.reply.send(Err(Box::new((late.conn, failed("item-not-found", None)))));
         }
+        drop(admitted); // the connection counted until here
     }
 }
 
@@ -102,25 +107,25 @@ async fn serve(
                 let window = session.resume_window();
                 tracing::info!(wait_secs = window.as_secs(), "connection lost: waiting for resumption");
                 session.detach();
-                hibernate(state, session, inputs, Instant::now() + window).await
+                Box::pin(hibernate(state, session, inputs, Instant::now() + window)).await
             }
             Detached::Ended(end) => {
                 log_end(&end);
                 // Out of the router first: nothing more is routed here while the socket closes.
                 session.on_end(state);
-                let unwritten = link.close(last_words(&end), close_limit(state, &end)).await;
+                let unwritten = Box::pin(link.close(last_words(&end), close_limit(state, &end))).await;
                 return (end, if session.managed() { Vec::new() } else { unwritten });
             }
             Detached::Takeover(resumption) => {
                 tracing::info!("the client resumed on a new connection: dropping this one");
                 // XEP-0198 §5: the old stream learns why, if it can still hear it.
                 let conflict = writer::stream_error(StreamCondition::Conflict.name(), Some("resumed elsewhere"));
-                let _ = link.close(Some(conflict), Duration::from_millis(200)).await;
+                let _ = Box::pin(link.close(Some(conflict), Duration::from_millis(200))).await;
                 session.detach();
                 let deadline = Instant::now() + session.resume_window();
-                match take_over(state, session, resumption).await {
+                match Box::pin(take_over(state, session, resumption)).await {
                     Some(new_link) => Ok(new_link),
-                    None => hibernate(state, session, inputs, deadline).await,
+                    None => Box::pin(hibernate(state, session, inputs, deadline)).await,
                 }
             }
         };
@@ -136,6 +141,14 @@ async fn serve(
 async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, inputs: &mut Inputs<'_>) -> Detached {
     let limit = Duration::from_secs(state.config.timeouts.ping_timeout_secs);
     let mut durability = Durability::default();
+    // Made once, not per stanza: a timer registered and cleared, and a waiter added to
+    // and removed from the server-wide shutdown signal, on every turn would cost more
+    // than the stanza. The timer may fire early (the deadline moved later): `tick` then
+    // finds nothing due and the timer is set again.
+    let timer = tokio::time::sleep_until(session.deadline());
+    tokio::pin!(timer);
+    let shutdown = inputs.shutdown.changed();
+    tokio::pin!(shutdown);
     let end = loop {
         let actions = tokio::select! {
             frame = link.frames.recv() => match frame.map(|frame| *frame) {
@@ -156,9 +169,16 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                 }
                 None => return Detached::Takeover(resumption),
             },
-            _ = tokio::time::sleep_until(session.deadline()) => session.tick(Instant::now()),
-            _ = inputs.shutdown.changed() => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
+            () = &mut timer => {
+                let actions = session.tick(Instant::now());
+                timer.as_mut().reset(session.deadline());
+                actions
+            }
+            _ = &mut shutdown => break StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
         };
+        if session.deadline() < timer.deadline() {
+            timer.as_mut().reset(session.deadline());
+        }
         let (actions, stored) = take_durability(actions);
         if stored {
             durability.stored(state);
@@ -178,16 +198,20 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
         tracing::error!(error = %e, "storage is failing");
     }
     if server_ended(&end) {
-        // Stanzas the client sent before we ended its stream were accepted: handle them,
-        // without waiting again on a writer that already failed.
-        while let Ok(Ok(Frame::Stanza(element))) = link.frames.try_recv().map(|frame| *frame) {
-            let actions = session.handle(state, element, Instant::now());
-            if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
-                break;
-            }
-        }
+        Box::pin(handle_read_ahead(state, session, link)).await;
     }
     Detached::Ended(end)
+}
+
+/// Stanzas the client sent before we ended its stream were accepted: they are handled,
+/// without waiting again on a writer that already failed.
+async fn handle_read_ahead(state: &ServerState, session: &mut Session, link: &mut Link) {
+    while let Ok(Ok(Frame::Stanza(element))) = link.frames.try_recv().map(|frame| *frame) {
+        let actions = session.handle(state, element, Instant::now());
+        if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
+            break;
+        }
+    }
 }
 
 fn storage_failed(e: &crate::storage::StorageError) -> StreamEnd {

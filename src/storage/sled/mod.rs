@@ -20,6 +20,9 @@ pub struct SledStore {
     roster_pending: sled::Tree,
     last_seen: sled::Tree,
     blocklist: sled::Tree,
+    /// The accounts whose block list is not empty (`roster.rs`): every message asks twice
+    /// whether its sender or recipient blocked the other, and nearly every list is empty.
+    blocking: std::sync::Arc<roster::BlockingOwners>,
     offline: sled::Tree,
     /// Each account's offline count and size (`offline.rs`).
     offline_totals: offline::OfflineTotals,
@@ -53,13 +56,16 @@ impl SledStore {
 
     fn from_db(db: sled::Db) -> Result<SledStore, StorageError> {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let blocklist = tree("blocklist")?;
+        let blocking = std::sync::Arc::new(roster::BlockingOwners::load(&blocklist)?);
         Ok(SledStore {
             users: tree("users")?,
             roster: tree("roster")?,
             roster_versions: tree("roster_versions")?,
             roster_pending: tree("roster_pending")?,
             last_seen: tree("last_seen")?,
-            blocklist: tree("blocklist")?,
+            blocklist,
+            blocking,
             offline: tree("offline")?,
             offline_totals: Default::default(),
             inflight: tree("inflight")?,

@@ -118,6 +118,7 @@ impl RosterStore for SledStore {
                 tree.remove(key).map_err(backend)?;
             }
         }
+        self.blocking.forget_if_empty(owner, &self.blocklist)?;
         self.roster_versions.remove(owner.as_str()).map_err(backend)?;
         self.last_seen.remove(owner.as_str()).map_err(backend)?;
         Ok(())
@@ -139,6 +140,10 @@ impl LastSeenStore for SledStore {
 
 impl BlockStore for SledStore {
     fn block(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError> {
+        let mut owners = self.blocking.change();
+        // Known before the first item is written: a reader may then scan an empty list,
+        // never miss an item.
+        owners.insert(owner.as_str().to_owned());
         let mut added = Vec::new();
         for jid in jids {
             if self.blocklist.insert(key(owner, jid), &[]).map_err(backend)?.is_none() {
@@ -156,10 +161,14 @@ impl BlockStore for SledStore {
                 removed.push(jid);
             }
         }
+        self.blocking.forget_if_empty(owner, &self.blocklist)?;
         Ok(removed)
     }
 
     fn blocklist(&self, owner: &BareJid) -> Result<Vec<String>, StorageError> {
+        if !self.blocking.has_list(owner) {
+            return Ok(Vec::new());
+        }
         let prefix = prefix(owner);
         let mut jids = Vec::new();
         for entry in self.blocklist.scan_prefix(&prefix) {
@@ -167,6 +176,57 @@ impl BlockStore for SledStore {
             jids.push(String::from_utf8(key[prefix.len()..].to_vec()).map_err(corrupt)?);
         }
         Ok(jids)
+    }
+}
+
+/// The accounts with a block list, kept in memory: asking whether an account blocked
+/// someone costs no store lookup when its list is empty. Changes to the set are made one
+/// at a time (under `change`), so an owner is never forgotten while an item is written.
+#[derive(Default)]
+pub struct BlockingOwners {
+    owners: std::sync::RwLock<std::collections::HashSet<String>>,
+    change: std::sync::Mutex<()>,
+}
+
+impl BlockingOwners {
+    /// The owners of the items in `tree`, read at start.
+    pub fn load(tree: &sled::Tree) -> Result<BlockingOwners, StorageError> {
+        let mut owners = std::collections::HashSet::new();
+        for entry in tree.iter() {
+            let (key, _) = entry.map_err(backend)?;
+            let end = key.iter().position(|b| *b == 0).ok_or_else(|| corrupt("block list key without owner"))?;
+            owners.insert(String::from_utf8(key[..end].to_vec()).map_err(corrupt)?);
+        }
+        Ok(BlockingOwners { owners: std::sync::RwLock::new(owners), change: Default::default() })
+    }
+
+    fn has_list(&self, owner: &BareJid) -> bool {
+        self.owners.read().unwrap_or_else(|p| p.into_inner()).contains(owner.as_str())
+    }
+
+    /// Holds off other changes; the set, to add an owner to.
+    fn change(&self) -> OwnersChange<'_> {
+        OwnersChange { _one_at_a_time: self.change.lock().unwrap_or_else(|p| p.into_inner()), owners: &self.owners }
+    }
+
+    /// After items were removed (or none added): forgets `owner` if its list is empty.
+    pub fn forget_if_empty(&self, owner: &BareJid, tree: &sled::Tree) -> Result<(), StorageError> {
+        let _one_at_a_time = self.change.lock().unwrap_or_else(|p| p.into_inner());
+        if tree.scan_prefix(prefix(owner)).next().transpose().map_err(backend)?.is_none() {
+            self.owners.write().unwrap_or_else(|p| p.into_inner()).remove(owner.as_str());
+        }
+        Ok(())
+    }
+}
+
+struct OwnersChange<'a> {
+    _one_at_a_time: std::sync::MutexGuard<'a, ()>,
+    owners: &'a std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+impl OwnersChange<'_> {
+    fn insert(&mut self, owner: String) {
+        self.owners.write().unwrap_or_else(|p| p.into_inner()).insert(owner);
     }
 }
 
