@@ -125,19 +125,32 @@ pub fn error_reply(original: &Element, error: &StanzaError) -> Element {
 type Header = (Kind, Option<Jid>, Option<Jid>, Option<String>);
 
 fn parse_header(element: &Element) -> Result<Header, ParseError> {
-    if element.ns() != NS_CLIENT {
+    if !element.has_ns(NS_CLIENT) {
         return Err(ParseError::NotAStanza);
     }
-    let type_attr = element.attr("type");
+    // One pass over the attributes, not a map lookup for each of the four.
+    let (mut type_attr, mut to, mut from, mut id) = (None, None, None, None);
+    for ((ns, name), value) in element.attrs().iter() {
+        if !ns.is_none() {
+            continue;
+        }
+        match name.as_str() {
+            "type" => type_attr = Some(value.as_str()),
+            "to" => to = Some(value.as_str()),
+            "from" => from = Some(value.as_str()),
+            "id" => id = Some(value.as_str()),
+            _ => {}
+        }
+    }
     let kind = match element.name() {
         "message" => Kind::Message(message_type(type_attr)?),
         "presence" => Kind::Presence(presence_type(type_attr)?),
         "iq" => Kind::Iq(iq_type(type_attr)?),
         _ => return Err(ParseError::NotAStanza),
     };
-    let to = parse_jid(element.attr("to"))?;
-    let from = parse_jid(element.attr("from"))?;
-    let id = element.attr("id").map(str::to_owned);
+    let to = parse_jid(to)?;
+    let from = parse_jid(from)?;
+    let id = id.map(str::to_owned);
     if let Kind::Iq(t) = kind {
         check_iq(t, id.as_deref(), element)?;
     }
@@ -163,6 +176,10 @@ pub fn parse_address(value: &str) -> Result<Jid, xmpp_parsers::jid::Error> {
         Some(head) => Jid::new(&format!("{head}{resource}"))?,
         None => Jid::new(value)?,
     };
+    if jid.as_str() == value {
+        // Already in normal form: it parses again to itself, as it just did.
+        return Ok(jid);
+    }
     match Jid::new(jid.as_str()) {
         Ok(again) if again == jid => Ok(jid),
         Ok(_) => Err(xmpp_parsers::jid::Error::NamePrep),

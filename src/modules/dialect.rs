@@ -108,12 +108,12 @@ pub fn message_to_receipt(message: &Element) -> Option<Element> {
 
 /// What a standard session may see: the stanza without dialect children and attributes.
 pub fn for_standard(element: &Element) -> Option<Element> {
-    let has_dialect = element.children().any(|c| c.ns() == NS) || element.attr(LAST).is_some();
+    let has_dialect = element.children().any(|c| c.has_ns(NS)) || element.attr(LAST).is_some();
     if !has_dialect {
         return None;
     }
     let mut copy = element.clone();
-    let dialect_children: Vec<String> = copy.children().filter(|c| c.ns() == NS).map(|c| c.name().to_owned()).collect();
+    let dialect_children: Vec<String> = copy.children().filter(|c| c.has_ns(NS)).map(|c| c.name().to_owned()).collect();
     for name in dialect_children {
         while copy.remove_child(&name, NS).is_some() {}
     }

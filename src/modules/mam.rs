@@ -63,7 +63,7 @@ fn respond(
     if *owner != sender.to_bare() {
         return Err(Condition::Forbidden);
     }
-    let payload = iq.children().next().filter(|p| p.ns() == NS).ok_or(Condition::ServiceUnavailable)?;
+    let payload = iq.children().next().filter(|p| p.has_ns(NS)).ok_or(Condition::ServiceUnavailable)?;
     let get = iq.attr("type") == Some("get");
     let reply = |payload| vec![result(iq, sender, payload)];
     match (payload.name(), get) {
@@ -209,7 +209,7 @@ fn micros(text: &str) -> Result<u64, Condition> {
 /// XEP-0059 §2: page size and position.
 fn apply_rsm(set: &Element, query: &mut ArchiveQuery, settings: &Settings) -> Result<(), Condition> {
     let mut page = None;
-    for child in set.children().filter(|c| c.ns() == NS_RSM) {
+    for child in set.children().filter(|c| c.has_ns(NS_RSM)) {
         let text = child.text().trim().to_string();
         match child.name() {
             "max" => {

@@ -2,7 +2,6 @@
 //! and receives. Copies go to the account's other available resources that enabled carbons;
 //! messages marked `<private/>` (XEP-0280 §6) or `<no-copy/>` (XEP-0334) are not copied.
 
-use super::Resource;
 use crate::stanza::{Kind, MessageType, Stanza};
 use crate::state::ServerState;
 use crate::xml::{el, Element, ElementExt, NS_CLIENT};
@@ -31,8 +30,7 @@ fn wrap(direction: &str, owner: &BareJid, to: &FullJid, original: &Element) -> E
 }
 
 fn copy_to(state: &ServerState, owner: &BareJid, direction: &str, stanza: &Stanza, skip: &[FullJid]) {
-    let targets: Vec<Resource> =
-        state.router.available(owner).into_iter().filter(|r| r.carbons && !skip.contains(&r.jid)).collect();
+    let targets = state.router.available_where(owner, |r| r.carbons && !skip.contains(&r.jid));
     for resource in targets {
         // A standard session never sees the dialect, not even inside a copy.
         let original = match resource.dialect {

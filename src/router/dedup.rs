@@ -25,7 +25,28 @@ pub struct Dedup {
 #[derive(Default)]
 struct Recent {
     order: VecDeque<(u64, Instant)>,
-    keys: HashMap<u64, u32>,
+    keys: HashMap<u64, u32, std::hash::BuildHasherDefault<Fingerprints>>,
+}
+
+/// The keys are fingerprints, already hashed: used as they are, not hashed again.
+#[derive(Default)]
+struct Fingerprints(u64);
+
+impl Hasher for Fingerprints {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; anything else is folded in all the same.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
 }
 
 impl Recent {
@@ -109,32 +130,41 @@ pub fn fingerprint(id: &str, message: &Element) -> u64 {
     id.hash(&mut hasher);
     message.attr("to").hash(&mut hasher);
     for child in message.children() {
-        hash_element(child, &mut hasher);
+        hash_element(child, crate::xml::NS_CLIENT, &mut hasher);
     }
     hasher.finish()
 }
 
 /// The element's structure (names, namespaces, attributes, text), hashed where it lies:
 /// serialising it first would cost an allocation and an escape pass per message.
-fn hash_element(element: &Element, hasher: &mut impl Hasher) {
+fn hash_element(element: &Element, parent_ns: &str, hasher: &mut impl Hasher) {
     element.name().hash(hasher);
-    element.ns().hash(hasher);
-    for ((ns, name), value) in element.attrs().iter() {
-        (ns.as_str(), name.as_str(), value.as_str()).hash(hasher);
+    // minidom's `ns()` allocates: asked only when it differs from the parent's.
+    let own_ns;
+    let ns = if element.has_ns(parent_ns) {
+        0u8.hash(hasher);
+        parent_ns
+    } else {
+        own_ns = element.ns();
+        own_ns.hash(hasher);
+        own_ns.as_str()
+    };
+    for ((attr_ns, name), value) in element.attrs().iter() {
+        (attr_ns.as_str(), name.as_str(), value.as_str()).hash(hasher);
     }
     for node in element.nodes() {
         match node {
             xmpp_parsers::minidom::Node::Element(child) => {
-                0u8.hash(hasher);
-                hash_element(child, hasher);
+                1u8.hash(hasher);
+                hash_element(child, ns, hasher);
             }
             xmpp_parsers::minidom::Node::Text(text) => {
-                1u8.hash(hasher);
+                2u8.hash(hasher);
                 text.hash(hasher);
             }
         }
     }
-    2u8.hash(hasher); // the end: <a/><b/> is not <a><b/></a>
+    3u8.hash(hasher); // the end: <a/><b/> is not <a><b/></a>
 }
 
 #[cfg(test)]

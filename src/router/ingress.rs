@@ -20,7 +20,7 @@ pub fn check(stanza: &mut Stanza, sender: &BareJid, serves: impl Fn(&str) -> boo
             // the server alone (a client that skips the `from` check would show a forged
             // conversation as real).
             let forged = stanza.element.children().any(|child| {
-                (child.ns() == crate::router::carbons::NS && matches!(child.name(), "sent" | "received"))
+                (child.has_ns(crate::router::carbons::NS) && matches!(child.name(), "sent" | "received"))
                     || (child.name() == "result" && NS_MAM.contains(&child.ns().as_str()))
             });
             if forged {
@@ -41,7 +41,7 @@ pub fn check(stanza: &mut Stanza, sender: &BareJid, serves: impl Fn(&str) -> boo
             let push = stanza
                 .element
                 .children()
-                .any(|c| c.is("query", crate::modules::roster::NS) || c.ns() == crate::modules::blocking::NS);
+                .any(|c| c.is("query", crate::modules::roster::NS) || c.has_ns(crate::modules::blocking::NS));
             if to_other && push {
                 return Err(StanzaError::with_text(Condition::Forbidden, "only the server sends this"));
             }

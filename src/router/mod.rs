@@ -315,6 +315,14 @@ impl Router {
         accounts.get(bare).map(|rs| rs.iter().filter(|r| r.priority.is_some()).cloned().collect()).unwrap_or_default()
     }
 
+    /// The available resources that `keep` selects (chosen under the lock: only those are
+    /// copied out).
+    pub fn available_where(&self, bare: &BareJid, keep: impl Fn(&Resource) -> bool) -> Vec<Resource> {
+        let accounts = self.read();
+        let chosen = |rs: &Vec<Resource>| rs.iter().filter(|r| r.priority.is_some() && keep(r)).cloned().collect();
+        accounts.get(bare).map(chosen).unwrap_or_default()
+    }
+
     /// A snapshot of an account's bound resources.
     pub fn resources(&self, bare: &BareJid) -> Vec<Resource> {
         self.read().get(bare).cloned().unwrap_or_default()

@@ -101,7 +101,7 @@ impl Session {
     pub fn handle(&mut self, state: &ServerState, element: Element, now: Instant) -> Vec<Action> {
         self.last_inbound = now;
         self.ping = None; // any traffic proves the client alive
-        if element.ns() == sm::NS {
+        if element.has_ns(sm::NS) {
             return self.on_stream_management(state, &element, now);
         }
         let counted = sm::counts(&element);
@@ -116,7 +116,7 @@ impl Session {
         if element.is("enable", dialect::NS) {
             return self.enable_dialect(state);
         }
-        if element.ns() == csi::NS {
+        if element.has_ns(csi::NS) {
             return self.client_state(&element);
         }
         let element = match self.receipt_as_message(element) {
@@ -204,7 +204,7 @@ impl Session {
 
     /// XEP-0280 §3: `<enable/>` and `<disable/>` (iq set to our own account).
     fn carbons_request(&mut self, state: &ServerState, stanza: &Stanza) -> Option<Vec<Action>> {
-        let payload = stanza.element.children().next().filter(|p| p.ns() == super::carbons::NS)?;
+        let payload = stanza.element.children().next().filter(|p| p.has_ns(super::carbons::NS))?;
         let enable = match (payload.name(), stanza.kind) {
             ("enable", Kind::Iq(crate::stanza::IqType::Set)) => true,
             ("disable", Kind::Iq(crate::stanza::IqType::Set)) => false,
@@ -220,7 +220,7 @@ impl Session {
 
     /// An XEP-0313 request (when the archive is on).
     fn archive_request<'s>(&self, state: &ServerState, stanza: &'s Stanza) -> Option<&'s Element> {
-        let payload = stanza.element.children().next().filter(|p| p.ns() == crate::modules::mam::NS)?;
+        let payload = stanza.element.children().next().filter(|p| p.has_ns(crate::modules::mam::NS))?;
         let request = matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Get | crate::stanza::IqType::Set));
         (state.config.archive.enabled && request).then_some(payload)
     }

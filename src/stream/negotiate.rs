@@ -151,7 +151,7 @@ impl<'a> Negotiation<'a> {
                 }
                 continue;
             }
-            if element.ns() == crate::router::session::sm::NS && self.user.is_some() {
+            if element.has_ns(crate::router::session::sm::NS) && self.user.is_some() {
                 if let Some(next) = self.on_stream_management(conn, &element).await? {
                     return Ok(Some(next));
                 }
