@@ -15,7 +15,9 @@ use xmpp_parsers::jid::BareJid;
 pub struct Dedup {
     window: Duration,
     per_sender: usize,
-    seen: Mutex<HashMap<BareJid, Recent>>,
+    /// By sender, in shards: every message takes a lock here, and one lock for all
+    /// senders had the worker threads wait on each other.
+    seen: [Mutex<HashMap<BareJid, Recent>>; SHARDS],
     /// Accepted messages since the last sweep of expired entries.
     since_sweep: std::sync::atomic::AtomicUsize,
 }
@@ -75,15 +77,23 @@ impl Recent {
 /// Every this many accepted messages, expired entries of all senders are dropped, so
 /// senders who went quiet do not keep memory.
 const SWEEP_EVERY: usize = 4096;
+const SHARDS: usize = 16;
 
 impl Dedup {
     pub fn new(window: Duration, per_sender: usize) -> Dedup {
-        Dedup { window, per_sender, seen: Mutex::new(HashMap::new()), since_sweep: Default::default() }
+        Dedup { window, per_sender, seen: Default::default(), since_sweep: Default::default() }
     }
 
     /// Whether the message with this [`fingerprint`] was accepted before, within the window.
+    fn shard(&self, sender: &BareJid) -> std::sync::MutexGuard<'_, HashMap<BareJid, Recent>> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        sender.as_str().hash(&mut hasher);
+        let shard = &self.seen[hasher.finish() as usize % SHARDS];
+        shard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn is_repeat(&self, sender: &BareJid, key: u64, now: Instant) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.shard(sender);
         let Some(recent) = seen.get_mut(sender) else { return false };
         recent.expire(now, self.window);
         recent.keys.contains_key(&key)
@@ -94,14 +104,17 @@ impl Dedup {
         if self.per_sender == 0 {
             return;
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if self.since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= SWEEP_EVERY {
             self.since_sweep.store(0, std::sync::atomic::Ordering::Relaxed);
-            seen.retain(|_, recent| {
-                recent.expire(now, self.window);
-                !recent.order.is_empty()
-            });
+            // One shard at a time, none held while another is taken.
+            for shard in &self.seen {
+                shard.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, recent| {
+                    recent.expire(now, self.window);
+                    !recent.order.is_empty()
+                });
+            }
         }
+        let mut seen = self.shard(sender);
         // Looked up before inserting: a sender's JID is cloned once, not per message.
         let recent = match seen.get_mut(sender) {
             Some(recent) => recent,
@@ -198,7 +211,8 @@ mod tests {
         let later = now + Duration::from_secs(11);
         let alice = BareJid::new("alice@x").expect("jid");
         dedup.accepted(&alice, fingerprint("1", &msg("bob@x", "hi")), later);
-        assert!(dedup.seen.lock().expect("lock").len() <= 2, "expired senders swept");
+        let remembered: usize = dedup.seen.iter().map(|shard| shard.lock().expect("lock").len()).sum();
+        assert!(remembered <= 2, "expired senders swept");
     }
 
     #[test]
