@@ -1391,7 +1391,7 @@ fn stanza_in_runtime(data: &[u8]) {
                     check_output(&actions, "deliver");
                     *gone |= actions.iter().any(|a| matches!(a, Action::End(_)));
                 }
-                while mailbox.control.try_recv().is_ok() {}
+                while mailbox.control.try_recv().is_some() {}
             }
             if !any {
                 break;

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 
@@ -125,18 +125,17 @@ impl Listener {
     }
 }
 
-/// How long a resuming connection waits for the session to take it, or to answer.
+/// How long a resuming connection waits for the session to answer.
 const HAND_OVER: Duration = Duration::from_secs(30);
 
 /// XEP-0198 §5: offers the connection to the session being resumed. None when the
 /// session took it; otherwise the connection comes back after `<failed/>` was sent on it.
 async fn hand_over(conn: Conn, session: super::resume::ResumeSender, h: u32, peer: SocketAddr) -> Option<Conn> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    // Another resumption may be waiting in the session's queue of one: not for ever.
-    let offer = tokio::time::timeout(HAND_OVER, session.send(Box::new(Resumption { conn, h, peer, reply })));
-    let failure = match offer.await.ok()? {
+    // Queued at once (behind any other resumption of the session): only the answer is waited for.
+    let failure = match session.send(Box::new(Resumption { conn, h, peer, reply })) {
         // The session ended in between.
-        Err(mpsc::error::SendError(back)) => Box::new((back.conn, super::resume::failed("item-not-found", None))),
+        Err(back) => Box::new((back.conn, super::resume::failed("item-not-found", None))),
         // The session answers between two of its own steps. One stuck longer than this has
         // the connection in its queue: it takes it, or drops it with its answer.
         Ok(()) => match tokio::time::timeout(HAND_OVER, answer).await {

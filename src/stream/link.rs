@@ -7,7 +7,7 @@ use super::negotiate::{Conn, Reader};
 use super::rate::TokenBucket;
 use super::transport::Transport;
 use crate::router::session::Action;
-use crate::router::Control;
+use crate::router::{signal, Control};
 use crate::state::ServerState;
 use crate::xml::framer::{Frame, FramerError};
 use std::sync::Arc;
@@ -95,7 +95,7 @@ pub async fn perform(
     out: Option<&mpsc::Sender<Vec<u8>>>,
     limit: Duration,
     unsent: &mut Vec<Vec<u8>>,
-    mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
+    mut control: Option<&mut signal::Receiver<Control>>,
 ) -> Option<StreamEnd> {
     let mut actions = actions.into_iter();
     while let Some(action) = actions.next() {
@@ -143,13 +143,13 @@ pub async fn perform(
 async fn wait_for_room<'a>(
     out: &'a mpsc::Sender<Vec<u8>>,
     limit: Duration,
-    control: Option<&mut mpsc::UnboundedReceiver<Control>>,
+    control: Option<&mut signal::Receiver<Control>>,
 ) -> Result<mpsc::Permit<'a, Vec<u8>>, StreamEnd> {
     let reserve = tokio::time::timeout(limit, out.reserve());
     let waited = match control {
         Some(control) => tokio::select! {
             reserved = reserve => Ok(reserved),
-            Some(word) = control.recv() => Err(word),
+            word = control.recv() => Err(word),
         },
         None => Ok(reserve.await),
     };

@@ -5,7 +5,7 @@ use super::negotiate::Conn;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
@@ -23,9 +23,11 @@ pub struct Resumption {
     pub reply: oneshot::Sender<Result<(), Box<(Conn, String)>>>,
 }
 
-/// Where a session task listens for resumptions. Boxed: a channel allocates its slots in
-/// blocks of 32, and every session has one of these, nearly always unused.
-pub type ResumeSender = mpsc::Sender<Box<Resumption>>;
+/// Where a session task listens for resumptions: every session has one, nearly always
+/// unused, so it is a [`signal`](crate::router::signal) channel (nothing allocated until a
+/// resumption comes). Boxed: the queue's first allocation is then four pointers, not four
+/// connections.
+pub type ResumeSender = crate::router::signal::Sender<Box<Resumption>>;
 
 struct Entry {
     owner: BareJid,
@@ -107,7 +109,7 @@ mod tests {
         let registry = Registry::default();
         let alice = BareJid::new("alice@x").expect("jid");
         let mallory = BareJid::new("mallory@x").expect("jid");
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = crate::router::signal::channel();
         registry.register("id1", alice.clone(), tx);
         assert!(matches!(registry.lookup("id1", &alice), Lookup::Live(_)));
         assert!(matches!(registry.lookup("id1", &mallory), Lookup::Unknown));

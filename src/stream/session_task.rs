@@ -10,13 +10,13 @@ use super::link::{control_end, perform, Link};
 use super::negotiate::{Bound, Conn};
 use super::resume::{failed, Resumption};
 use crate::router::session::{Action, Session};
-use crate::router::{delivery, Delivery, Mailbox};
+use crate::router::{delivery, signal, Delivery, Mailbox};
 use crate::state::ServerState;
 use crate::xml::framer::{Frame, FramerError};
 use crate::xml::writer;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Why the attached loop stopped.
@@ -30,7 +30,7 @@ enum Detached {
 /// What the session task waits on besides its connection.
 struct Inputs<'a> {
     mailbox: &'a mut Mailbox,
-    resume: &'a mut mpsc::Receiver<Box<Resumption>>,
+    resume: &'a mut signal::Receiver<Box<Resumption>>,
     shutdown: &'a mut watch::Receiver<bool>,
 }
 
@@ -50,7 +50,7 @@ pub fn run_session(
     let id = handle.id;
     let mut session = Session::new(&state, jid, id, Instant::now());
     drop(handle);
-    let (resume_tx, mut resume) = mpsc::channel::<Box<Resumption>>(1);
+    let (resume_tx, mut resume) = signal::channel::<Box<Resumption>>();
     session.resume_sender = Some(resume_tx);
     let link = Link::attach(&state, conn);
     async move {
@@ -66,7 +66,7 @@ pub fn run_session(
         Box::pin(finish(&state, &mut session, inputs.mailbox, unwritten, overflowed)).await;
         // A resumption that came while the session was ending still gets an answer.
         inputs.resume.close();
-        while let Ok(late) = inputs.resume.try_recv() {
+        while let Some(late) = inputs.resume.try_recv() {
             let _ = late.reply.send(Err(Box::new((late.conn, failed("item-not-found", None)))));
         }
         drop(admitted); // the connection counted until here
@@ -160,8 +160,8 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                 Some(Err(e)) => break StreamEnd::from(e),
             },
             Some(delivery) = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
-            Some(control) = inputs.mailbox.control.recv() => break control_end(control),
-            Some(resumption) = inputs.resume.recv() => match session.refuse_resumption(resumption.h) {
+            control = inputs.mailbox.control.recv() => break control_end(control),
+            resumption = inputs.resume.recv() => match session.refuse_resumption(resumption.h) {
                 // An impossible `h` does not cost the live connection anything.
                 Some(failure) => {
                     let _ = resumption.reply.send(Err(Box::new((resumption.conn, failure))));
@@ -242,8 +242,8 @@ async fn hibernate(
     loop {
         let actions = tokio::select! {
             Some(delivery) = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
-            Some(control) = inputs.mailbox.control.recv() => return Err(control_end(control)),
-            Some(resumption) = inputs.resume.recv() => match take_over(state, session, resumption).await {
+            control = inputs.mailbox.control.recv() => return Err(control_end(control)),
+            resumption = inputs.resume.recv() => match take_over(state, session, resumption).await {
                 Some(link) => return Ok(link),
                 None => continue,
             },

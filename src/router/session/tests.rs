@@ -668,7 +668,7 @@ async fn while_detached_presence_waits_and_only_the_latest_follows_the_resumptio
     let state = state();
     let now = Instant::now();
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
-    let (sender, _resumptions) = tokio::sync::mpsc::channel(1);
+    let (sender, _resumptions) = crate::router::signal::channel();
     alice.resume_sender = Some(sender);
     let enabled = writes(&alice.handle(&state, xml("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"), now));
     assert!(enabled[0].attr("id").is_some(), "resumable");
