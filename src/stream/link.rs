@@ -1,6 +1,6 @@
-//! One connection under a session: a reader task (framer → elements) and a writer task
-//! (bytes → socket) joined to the session loop by bounded channels, and the loop's way of
-//! carrying out a session's [`Action`]s on them.
+//! One connection under a session: its reader (framer → elements, read by the session's
+//! own task), a writer task (bytes → socket) fed by a bounded channel, and the session
+//! loop's way of carrying out a session's [`Action`]s on them.
 
 use super::error::{StreamCondition, StreamEnd};
 use super::negotiate::{Conn, Reader};
@@ -17,21 +17,22 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-/// Frames read ahead of the session loop.
-const READ_AHEAD: usize = 16;
 /// Writes queued for the writer task.
 const WRITE_QUEUE: usize = 64;
 
-/// One connection attached to the session: its reader and writer tasks.
+/// One connection attached to the session: its reader and its writer task.
 pub struct Link {
-    /// Boxed: a channel allocates its slots in blocks of 32, and an idle connection should
-    /// not hold 32 unboxed frames' worth of memory.
-    pub frames: mpsc::Receiver<Box<Result<Frame, FramerError>>>,
+    /// Taken by the session loop while it runs on this connection ([`read_frame`]).
+    /// Boxed: a `Link` moves between the session's futures, and each would keep a copy
+    /// of the framer's 350 bytes.
+    pub reader: Option<Box<Reader>>,
+    /// `limits.stanzas_per_sec`: a client that sends faster is read more slowly.
+    rate: TokenBucket,
+    throttled: bool,
     pub out: mpsc::Sender<Vec<u8>>,
     /// The writer holds its queue behind a lock: when it ends (or is stopped), what it
     /// never wrote can be taken back and routed again.
     out_queue: Arc<tokio::sync::Mutex<WriteQueue>>,
-    reader_task: JoinHandle<()>,
     writer_task: JoinHandle<()>,
     /// Bytes that could not even be queued for the writer.
     pub unsent: Vec<Vec<u8>>,
@@ -41,14 +42,25 @@ impl Link {
     pub fn attach(state: &ServerState, conn: Conn) -> Link {
         let mut reader = conn.reader;
         reader.set_limits(super::negotiate::session_limits(state));
-        let (frames_tx, frames) = mpsc::channel(READ_AHEAD);
         let limits = &state.config.limits;
         let rate = TokenBucket::new(limits.stanzas_per_sec, limits.stanza_burst, tokio::time::Instant::now());
-        let reader_task = tokio::spawn(read_frames(reader, frames_tx, rate).in_current_span());
         let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         let out_queue = Arc::new(tokio::sync::Mutex::new(WriteQueue { rx: out_rx, current: None }));
         let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
-        Link { frames, out, out_queue, reader_task, writer_task, unsent: Vec::new() }
+        Link { reader: Some(Box::new(reader)), rate, throttled: false, out, out_queue, writer_task, unsent: Vec::new() }
+    }
+
+    /// After a frame: how long to wait before reading the next (zero unless the client
+    /// sends faster than its stanza rate allows; it is read more slowly, never refused).
+    pub fn pause_after_frame(&mut self) -> Duration {
+        let pause = self.rate.take(tokio::time::Instant::now());
+        if pause.is_zero() {
+            self.throttled = false;
+        } else if !self.throttled {
+            tracing::debug!("the client sends faster than limits.stanzas_per_sec: reading it more slowly");
+            self.throttled = true;
+        }
+        pause
     }
 
     /// Sends the last words (if the connection can take them), stops both tasks, and
@@ -63,7 +75,6 @@ impl Link {
             self.writer_task.abort();
             let _ = (&mut self.writer_task).await; // returns once the task is gone, lock released
         }
-        self.reader_task.abort();
         let mut queue = self.out_queue.lock().await;
         // The write in progress when the writer was stopped may have been cut short: the
         // client cannot have read it whole, so it is routed again with the rest.
@@ -80,7 +91,6 @@ impl Link {
     /// connection took over); what its writer held is counted by stream management.
     pub async fn abort(self) {
         self.writer_task.abort();
-        self.reader_task.abort();
         let _ = self.writer_task.await;
     }
 }
@@ -179,34 +189,18 @@ pub fn control_end(control: Control) -> StreamEnd {
     }
 }
 
-/// Reads frames ahead of the session, pausing when the client sends faster than its
-/// stanza rate allows (it is read more slowly, never refused). Not an `async fn`: its
-/// arguments would be kept twice in the task's state.
-fn read_frames(
-    mut reader: Reader,
-    frames: mpsc::Sender<Box<Result<Frame, FramerError>>>,
-    mut rate: TokenBucket,
-) -> impl std::future::Future<Output = ()> + Send {
-    let mut throttled = false;
-    async move {
-        loop {
-            let frame = reader.next().await;
-            let last = !matches!(frame, Ok(Frame::Stanza(_)));
-            if frames.send(Box::new(frame)).await.is_err() || last {
-                return;
-            }
-            let pause = rate.take(tokio::time::Instant::now());
-            if pause.is_zero() {
-                throttled = false;
-                continue;
-            }
-            if !throttled {
-                tracing::debug!("the client sends faster than limits.stanzas_per_sec: reading it more slowly");
-                throttled = true;
-            }
-            tokio::time::sleep(pause).await;
-        }
+/// The next frame from the client, after `pause` (see [`Link::pause_after_frame`]). The
+/// future owns the reader while it runs and gives it back with the frame: the framer is
+/// not cancel-safe, so the session loop keeps one read going across its `select!` turns
+/// rather than starting a read on every turn. Read in the session's own task: a reader
+/// task of its own cost every idle session a task and a channel (about 1.4 KiB), and
+/// every stanza a hand-over between tasks.
+pub async fn read_frame(mut reader: Box<Reader>, pause: Duration) -> (Box<Reader>, Result<Frame, FramerError>) {
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
     }
+    let frame = reader.next().await;
+    (reader, frame)
 }
 
 /// The writer's queue, and the bytes it is writing (taken back if it is stopped).

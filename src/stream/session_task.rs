@@ -6,7 +6,7 @@ use super::admission::Admitted;
 use super::connection::log_end;
 use super::durability::Durability;
 use super::error::{StreamCondition, StreamEnd};
-use super::link::{control_end, perform, Link};
+use super::link::{control_end, perform, read_frame, Link};
 use super::negotiate::{Bound, Conn};
 use super::resume::{failed, Resumption};
 use crate::router::session::{Action, Session};
@@ -149,16 +149,27 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
     tokio::pin!(timer);
     let shutdown = inputs.shutdown.changed();
     tokio::pin!(shutdown);
+    let Some(reader) = link.reader.take() else {
+        return Detached::Ended(StreamEnd::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    };
+    // One read, kept across turns (the framer is not cancel-safe), started again with the
+    // reader it gives back.
+    let read = read_frame(reader, Duration::ZERO);
+    tokio::pin!(read);
     let end = loop {
         let actions = tokio::select! {
-            frame = link.frames.recv() => match frame.map(|frame| *frame) {
-                Some(Ok(Frame::Stanza(element))) => session.handle(state, element, Instant::now()),
-                Some(Ok(Frame::Close)) => break StreamEnd::PeerClosed,
-                // The connection went without closing its stream: it may come back (XEP-0198).
-                Some(Err(FramerError::Eof)) | None => break StreamEnd::Io(std::io::ErrorKind::UnexpectedEof.into()),
-                Some(Ok(Frame::Header(_))) => break StreamEnd::error(StreamCondition::NotWellFormed, "unexpected stream header"),
-                Some(Err(e)) => break StreamEnd::from(e),
-            },
+            (reader, frame) = &mut read => {
+                let pause = link.pause_after_frame();
+                read.set(read_frame(reader, pause));
+                match frame {
+                    Ok(Frame::Stanza(element)) => session.handle(state, element, Instant::now()),
+                    Ok(Frame::Close) => break StreamEnd::PeerClosed,
+                    // The connection went without closing its stream: it may come back (XEP-0198).
+                    Err(FramerError::Eof) => break StreamEnd::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                    Ok(Frame::Header(_)) => break StreamEnd::error(StreamCondition::NotWellFormed, "unexpected stream header"),
+                    Err(e) => break StreamEnd::from(e),
+                }
+            }
             Some(delivery) = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
             control = inputs.mailbox.control.recv() => break control_end(control),
             resumption = inputs.resume.recv() => match session.refuse_resumption(resumption.h) {
@@ -198,19 +209,26 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
         tracing::error!(error = %e, "storage is failing");
     }
     if server_ended(&end) {
-        Box::pin(handle_read_ahead(state, session, link)).await;
+        // Stanzas the client sent before we ended its stream (already read, or waiting in
+        // the socket) were accepted: they are handled, without waiting for more, nor again
+        // on a writer that already failed.
+        while let Some((reader, Ok(Frame::Stanza(element)))) = ready_now(read.as_mut()) {
+            read.set(read_frame(reader, Duration::ZERO));
+            let actions = session.handle(state, element, Instant::now());
+            if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
+                break;
+            }
+        }
     }
     Detached::Ended(end)
 }
 
-/// Stanzas the client sent before we ended its stream were accepted: they are handled,
-/// without waiting again on a writer that already failed.
-async fn handle_read_ahead(state: &ServerState, session: &mut Session, link: &mut Link) {
-    while let Ok(Ok(Frame::Stanza(element))) = link.frames.try_recv().map(|frame| *frame) {
-        let actions = session.handle(state, element, Instant::now());
-        if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
-            break;
-        }
+/// The future's output if it is ready without waiting.
+fn ready_now<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut no_wait = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.poll(&mut no_wait) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 
