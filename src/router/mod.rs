@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::RwLock;
-use tokio::sync::mpsc;
 use xmpp_parsers::jid::{BareJid, FullJid};
 
 /// What the router asks of a session outside of stanza delivery.
@@ -80,9 +79,10 @@ impl Delivery {
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
     pub id: u64,
-    /// Boxed: a channel allocates its slots in blocks of 32, and 32 unboxed deliveries
-    /// would cost every idle session 1 KiB.
-    stanzas: mpsc::Sender<Box<Delivery>>,
+    /// A signal channel, not a tokio one: that allocates 32 slots when it is created, and
+    /// every idle session would hold them (bounded here by `capacity` and `byte_limit`).
+    stanzas: signal::Sender<Delivery>,
+    capacity: usize,
     /// Nearly always unused: a [`signal`] channel, 80 bytes until a word is sent.
     control: signal::Sender<Control>,
     budget: Arc<QueueBudget>,
@@ -92,6 +92,8 @@ pub struct SessionHandle {
 /// Shared by a session's handles and its inbox.
 #[derive(Debug, Default)]
 struct QueueBudget {
+    /// Deliveries queued and not yet taken by the session; bounded by `capacity`.
+    count: AtomicUsize,
     /// Bytes queued and not yet taken by the session; bounded by `byte_limit`.
     queued: AtomicUsize,
     /// The queue filled once: the session was told to end (told once, so a flood of
@@ -103,6 +105,7 @@ struct QueueBudget {
 
 impl QueueBudget {
     fn taken(&self, delivery: &Delivery) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
         self.queued.fetch_sub(delivery.cost(), Ordering::Relaxed);
         if let Delivery::Wake = delivery {
             self.wake_queued.store(false, Ordering::Relaxed);
@@ -118,25 +121,26 @@ pub struct Mailbox {
 
 /// Deliveries for one session, giving back their bytes to the budget as they are taken.
 pub struct Inbox {
-    rx: mpsc::Receiver<Box<Delivery>>,
+    rx: signal::Receiver<Delivery>,
     budget: Arc<QueueBudget>,
 }
 
 impl Inbox {
-    pub async fn recv(&mut self) -> Option<Delivery> {
-        let delivery = *self.rx.recv().await?;
+    /// The next delivery, waiting for one (cancel-safe; never completes while empty).
+    pub async fn recv(&mut self) -> Delivery {
+        let delivery = self.rx.recv().await;
         self.budget.taken(&delivery);
-        Some(delivery)
+        delivery
     }
 
     /// Stops accepting, and returns what is still queued.
     pub fn close_and_drain(&mut self) -> Vec<Delivery> {
         self.rx.close();
-        std::iter::from_fn(|| self.rx.try_recv().ok().map(|delivery| *delivery)).collect()
+        std::iter::from_fn(|| self.rx.try_recv()).collect()
     }
 
     pub fn try_recv(&mut self) -> Option<Delivery> {
-        let delivery = *self.rx.try_recv().ok()?;
+        let delivery = self.rx.try_recv()?;
         self.budget.taken(&delivery);
         Some(delivery)
     }
@@ -165,16 +169,16 @@ impl SessionHandle {
         // An empty queue takes any one stanza: a large stanza made larger on the way
         // (carbons, stanza-id, delay) must not end a healthy session.
         let before = queued.fetch_add(cost, Ordering::Relaxed);
-        if before > 0 && before + cost > self.byte_limit {
+        let count = self.budget.count.fetch_add(1, Ordering::Relaxed);
+        if (before > 0 && before + cost > self.byte_limit) || count >= self.capacity {
             queued.fetch_sub(cost, Ordering::Relaxed);
+            self.budget.count.fetch_sub(1, Ordering::Relaxed);
             return Err(self.overflow());
         }
-        self.stanzas.try_send(Box::new(delivery)).map_err(|e| {
+        self.stanzas.send(delivery).map_err(|_| {
             queued.fetch_sub(cost, Ordering::Relaxed);
-            match e {
-                mpsc::error::TrySendError::Full(_) => self.overflow(),
-                mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
-            }
+            self.budget.count.fetch_sub(1, Ordering::Relaxed);
+            DeliveryError::Gone
         })
     }
 
@@ -235,11 +239,12 @@ impl Router {
     /// A handle and mailbox for a new session, queueing at most `capacity` deliveries
     /// and `byte_limit` bytes.
     pub fn channels(&self, capacity: usize, byte_limit: usize) -> (SessionHandle, Mailbox) {
-        let (stanza_tx, stanza_rx) = mpsc::channel(capacity);
+        let (stanza_tx, stanza_rx) = signal::channel();
         let (control_tx, control_rx) = signal::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let budget = Arc::new(QueueBudget::default());
-        let handle = SessionHandle { id, stanzas: stanza_tx, control: control_tx, budget: budget.clone(), byte_limit };
+        let handle =
+            SessionHandle { id, stanzas: stanza_tx, capacity, control: control_tx, budget: budget.clone(), byte_limit };
         (handle, Mailbox { stanzas: Inbox { rx: stanza_rx, budget }, control: control_rx })
     }
 

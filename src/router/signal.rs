@@ -11,6 +11,10 @@
 //!
 //! One receiver, any number of senders, unbounded (the words are few by construction: the
 //! router says `Overflow` once, and a resumption comes from an authenticated connection).
+//!
+//! Each session's mailbox is one too: idle, it holds nothing at all, and busy, it holds
+//! what is queued (the router bounds it by count and bytes, see `SessionHandle::send`);
+//! a queue that drained gives back a large allocation.
 //! [`Receiver::recv`] never completes while the queue is empty, even once every sender is
 //! gone: in a `select!` loop its branch simply never fires, and the loop cannot spin.
 
@@ -34,6 +38,19 @@ struct State<T> {
     waker: Option<Waker>,
     /// The receiver closed or was dropped: sends fail.
     closed: bool,
+}
+
+/// Capacity a drained queue keeps (a burst's worth beyond it is given back).
+const KEPT_CAPACITY: usize = 8;
+
+impl<T> State<T> {
+    fn take(&mut self) -> Option<T> {
+        let word = self.queue.pop_front()?;
+        if self.queue.is_empty() && self.queue.capacity() > KEPT_CAPACITY {
+            self.queue = VecDeque::new();
+        }
+        Some(word)
+    }
 }
 
 impl<T> Shared<T> {
@@ -92,7 +109,7 @@ impl<T> Receiver<T> {
     pub async fn recv(&mut self) -> T {
         std::future::poll_fn(|cx| {
             let mut state = self.shared.lock();
-            if let Some(word) = state.queue.pop_front() {
+            if let Some(word) = state.take() {
                 return Poll::Ready(word);
             }
             match &state.waker {
@@ -106,7 +123,7 @@ impl<T> Receiver<T> {
 
     /// The next word, if one is queued (also after [`close`](Self::close)).
     pub fn try_recv(&mut self) -> Option<T> {
-        self.shared.lock().queue.pop_front()
+        self.shared.lock().take()
     }
 
     /// Refuses further sends; what is already queued can still be taken.
@@ -231,6 +248,19 @@ mod tests {
         assert_eq!(Arc::strong_count(&queued), 1, "dropped with the receiver");
         let back = tx.send(queued.clone()).expect_err("closed");
         assert!(Arc::ptr_eq(&back, &queued));
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_a_large_allocation() {
+        let (tx, mut rx) = channel();
+        (0..100).for_each(|i| tx.send(i).expect("open"));
+        while rx.try_recv().is_some() {}
+        assert_eq!(rx.shared.lock().queue.capacity(), 0);
+        tx.send(1).expect("open");
+        tx.send(2).expect("open");
+        assert_eq!(rx.try_recv(), Some(1));
+        assert_eq!(rx.try_recv(), Some(2));
+        assert!(rx.shared.lock().queue.capacity() > 0, "a small one is kept");
     }
 
     #[tokio::test]

@@ -170,7 +170,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                     Err(e) => break StreamEnd::from(e),
                 }
             }
-            Some(delivery) = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
+            delivery = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
             control = inputs.mailbox.control.recv() => break control_end(control),
             resumption = inputs.resume.recv() => match session.refuse_resumption(resumption.h) {
                 // An impossible `h` does not cost the live connection anything.
@@ -259,7 +259,7 @@ async fn hibernate(
 ) -> Result<Link, StreamEnd> {
     loop {
         let actions = tokio::select! {
-            Some(delivery) = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
+            delivery = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
             control = inputs.mailbox.control.recv() => return Err(control_end(control)),
             resumption = inputs.resume.recv() => match take_over(state, session, resumption).await {
                 Some(link) => return Ok(link),
