@@ -22,12 +22,17 @@ pub struct Dedup {
     since_sweep: std::sync::atomic::AtomicUsize,
 }
 
-/// One sender's recent messages: in order (to expire them) and as a set (to look them up
-/// without scanning up to `per_sender` entries for every message).
+/// One sender's recent messages: in order (to expire them) and as a map (to look them up
+/// without scanning up to `per_sender` entries for every message). The map keeps each
+/// key's latest place in the order, and forgets keys lazily: a key counts while its place
+/// is still in the order. Removing each key as it left the order cost a cache miss per
+/// message (the key inserted `per_sender` messages ago).
 #[derive(Default)]
 struct Recent {
     order: VecDeque<(u64, Instant)>,
-    keys: HashMap<u64, u32, std::hash::BuildHasherDefault<Fingerprints>>,
+    /// The place of `order`'s front entry: places grow by one per message.
+    first: u64,
+    keys: HashMap<u64, u64, std::hash::BuildHasherDefault<Fingerprints>>,
 }
 
 /// The keys are fingerprints, already hashed: used as they are, not hashed again.
@@ -52,18 +57,24 @@ impl Hasher for Fingerprints {
 }
 
 impl Recent {
+    fn contains(&self, key: u64) -> bool {
+        self.keys.get(&key).is_some_and(|place| *place >= self.first)
+    }
+
     fn push(&mut self, key: u64, at: Instant) {
+        self.keys.insert(key, self.first + self.order.len() as u64);
         self.order.push_back((key, at));
-        *self.keys.entry(key).or_default() += 1;
+        // Forgotten keys are dropped once they are as many as the remembered ones:
+        // one pass now and then instead of a lookup per message.
+        if self.keys.len() > 2 * self.order.len().max(16) {
+            let first = self.first;
+            self.keys.retain(|_, place| *place >= first);
+        }
     }
 
     fn pop(&mut self) {
-        let Some((key, _)) = self.order.pop_front() else { return };
-        if let Some(count) = self.keys.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                self.keys.remove(&key);
-            }
+        if self.order.pop_front().is_some() {
+            self.first += 1;
         }
     }
 
@@ -96,7 +107,7 @@ impl Dedup {
         let mut seen = self.shard(sender);
         let Some(recent) = seen.get_mut(sender) else { return false };
         recent.expire(now, self.window);
-        recent.keys.contains_key(&key)
+        recent.contains(key)
     }
 
     /// Remembers an accepted message (one that was refused may be sent again).
@@ -198,6 +209,30 @@ mod tests {
         assert!(dedup.first_time(&alice, "1", &msg("bob@x", "other"), now), "same id, other message");
         assert!(dedup.first_time(&alice, "1", &msg("carol@x", "hi"), now), "same id, other recipient");
         assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now + Duration::from_secs(601)), "expired");
+    }
+
+    #[test]
+    fn only_the_last_per_sender_messages_are_remembered() {
+        let dedup = Dedup::new(Duration::from_secs(600), 3);
+        let alice = BareJid::new("alice@x").expect("jid");
+        let now = Instant::now();
+        for key in 1..=4 {
+            assert!(!dedup.is_repeat(&alice, key, now));
+            dedup.accepted(&alice, key, now);
+        }
+        assert!(!dedup.is_repeat(&alice, 1, now), "pushed out by later ones");
+        assert!((2..=4).all(|key| dedup.is_repeat(&alice, key, now)));
+        // A key sent again is remembered from its latest place.
+        dedup.accepted(&alice, 2, now);
+        dedup.accepted(&alice, 5, now);
+        dedup.accepted(&alice, 6, now);
+        assert!(dedup.is_repeat(&alice, 2, now) && !dedup.is_repeat(&alice, 3, now));
+        for key in 7..1000 {
+            dedup.accepted(&alice, key, now);
+        }
+        let shard = dedup.shard(&alice);
+        let recent = shard.get(&alice).expect("alice");
+        assert!(recent.keys.len() <= 2 * 16, "forgotten keys are dropped: {}", recent.keys.len());
     }
 
     #[test]
