@@ -96,6 +96,25 @@ impl<T> Sender<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Like [`send`](Self::send), but refused (the word comes back) while another word is
+    /// still queued: for offers that must not pile up behind a receiver that is busy.
+    pub fn send_alone(&self, word: T) -> Result<(), T> {
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.closed || !state.queue.is_empty() {
+                return Err(word);
+            }
+            state.queue.push_back(word);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
 /// The receiving side. Dropping it closes the channel and drops what was still queued.
 pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
@@ -248,6 +267,17 @@ mod tests {
         assert_eq!(Arc::strong_count(&queued), 1, "dropped with the receiver");
         let back = tx.send(queued.clone()).expect_err("closed");
         assert!(Arc::ptr_eq(&back, &queued));
+    }
+
+    #[test]
+    fn send_alone_waits_for_nothing_and_queues_nothing_behind_another() {
+        let (tx, mut rx) = channel();
+        assert_eq!(tx.send_alone(1), Ok(()));
+        assert_eq!(tx.send_alone(2), Err(2), "one is queued already");
+        assert_eq!(rx.try_recv(), Some(1));
+        assert_eq!(tx.send_alone(3), Ok(()));
+        rx.close();
+        assert_eq!(tx.send_alone(4), Err(4), "closed");
     }
 
     #[test]

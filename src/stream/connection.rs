@@ -132,9 +132,10 @@ const HAND_OVER: Duration = Duration::from_secs(30);
 /// session took it; otherwise the connection comes back after `<failed/>` was sent on it.
 async fn hand_over(conn: Conn, session: super::resume::ResumeSender, h: u32, peer: SocketAddr) -> Option<Conn> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    // Queued at once (behind any other resumption of the session): only the answer is waited for.
-    let failure = match session.send(Box::new(Resumption { conn, h, peer, reply })) {
-        // The session ended in between.
+    // Offered at once: only the answer is waited for. Never queued behind another offer:
+    // connections queued at a session that is stuck would outlive their admission.
+    let failure = match session.send_alone(Box::new(Resumption { conn, h, peer, reply })) {
+        // The session ended in between, or another connection is resuming it.
         Err(back) => Box::new((back.conn, super::resume::failed("item-not-found", None))),
         // The session answers between two of its own steps. One stuck longer than this has
         // the connection in its queue: it takes it, or drops it with its answer.
