@@ -128,6 +128,10 @@ pub struct Inbox {
 impl Inbox {
     /// The next delivery, waiting for one (cancel-safe; never completes while empty).
     pub async fn recv(&mut self) -> Delivery {
+        // A unit of tokio's per-task budget, as its own channels take (before anything is
+        // taken: cancel-safe): a mailbox refilled as fast as it drains still lets the
+        // worker thread run other tasks.
+        tokio::task::consume_budget().await;
         let delivery = self.rx.recv().await;
         self.budget.taken(&delivery);
         delivery
@@ -136,7 +140,7 @@ impl Inbox {
     /// Stops accepting, and returns what is still queued.
     pub fn close_and_drain(&mut self) -> Vec<Delivery> {
         self.rx.close();
-        std::iter::from_fn(|| self.rx.try_recv()).collect()
+        std::iter::from_fn(|| self.try_recv()).collect()
     }
 
     pub fn try_recv(&mut self) -> Option<Delivery> {

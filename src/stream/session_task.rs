@@ -211,9 +211,15 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
     if server_ended(&end) {
         // Stanzas the client sent before we ended its stream (already read, or waiting in
         // the socket) were accepted: they are handled, without waiting for more, nor again
-        // on a writer that already failed.
-        while let Some((reader, Ok(Frame::Stanza(element)))) = ready_now(read.as_mut()) {
-            read.set(read_frame(reader, Duration::ZERO));
+        // on a writer that already failed. A few, at its stanza rate: a client must not
+        // keep an ended session busy by sending on.
+        let mut left = READ_AFTER_END;
+        while left > 0 {
+            let Some((reader, Ok(Frame::Stanza(element)))) = ready_now(read.as_mut()) else { break };
+            let pause = link.pause_after_frame();
+            read.set(read_frame(reader, pause));
+            // Over its stanza rate: this one is handled, and nothing more is read.
+            left = if pause.is_zero() { left - 1 } else { 0 };
             let actions = session.handle(state, element, Instant::now());
             if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
                 break;
@@ -222,6 +228,9 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
     }
     Detached::Ended(end)
 }
+
+/// Stanzas at most handled after the server ended a stream.
+const READ_AFTER_END: usize = 16;
 
 /// The future's output if it is ready without waiting.
 fn ready_now<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> Option<F::Output> {

@@ -29,22 +29,37 @@ pub fn stream_error(condition: &str, text: Option<&str>) -> String {
 /// namespace other than `xml:` is left to minidom, which declares a prefix for it.
 pub fn to_bytes(element: &Element) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    if write_element(element, None, &mut out).is_none() {
-        out.clear();
-        if let Err(e) = element.write_to(&mut out) {
-            // minidom only fails on names it could not have parsed.
-            tracing::error!(error = %e, name = element.name(), "cannot serialise element");
+    match write_element(element, None, &mut out) {
+        Ok(()) => {}
+        Err(Unwritable::NeedsPrefixes) => {
+            out.clear();
+            if let Err(e) = element.write_to(&mut out) {
+                // minidom only fails on names it could not have parsed.
+                tracing::error!(error = %e, name = element.name(), "cannot serialise element");
+                out.clear();
+            }
+        }
+        Err(Unwritable::BadCharacter) => {
+            // Not handed to minidom: its encoder panics on these.
+            tracing::error!(name = element.name(), "cannot serialise element: a character XML does not allow");
             out.clear();
         }
     }
     out
 }
 
+/// Why our writer did not write an element.
+enum Unwritable {
+    /// An attribute, or the element, needs a namespace prefix: left to minidom.
+    NeedsPrefixes,
+    /// Text or an attribute holds a character XML 1.0 does not allow.
+    BadCharacter,
+}
+
 const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";
 
-/// None when an attribute needs a prefix other than `xml:`.
-fn write_element(element: &Element, parent_ns: Option<&str>, out: &mut Vec<u8>) -> Option<()> {
+fn write_element(element: &Element, parent_ns: Option<&str>, out: &mut Vec<u8>) -> Result<(), Unwritable> {
     let name = element.name().as_bytes();
     out.push(b'<');
     out.extend_from_slice(name);
@@ -56,52 +71,60 @@ fn write_element(element: &Element, parent_ns: Option<&str>, out: &mut Vec<u8>) 
     if let Some(ns) = &ns {
         // Namespaces in XML §3: these two are never declared as a default namespace.
         if ns == NS_XML || ns == NS_XMLNS {
-            return None;
+            return Err(Unwritable::NeedsPrefixes);
         }
         out.extend_from_slice(b" xmlns='");
-        escape_into(ns, true, out);
+        escape_into(ns, true, out)?;
         out.push(b'\'');
     }
     for ((attr_ns, attr), value) in element.attrs().iter() {
         out.push(b' ');
         if !attr_ns.is_none() {
             if attr_ns.as_str() != NS_XML {
-                return None;
+                return Err(Unwritable::NeedsPrefixes);
             }
             out.extend_from_slice(b"xml:");
         }
         out.extend_from_slice(attr.as_str().as_bytes());
         out.extend_from_slice(b"='");
-        escape_into(value, true, out);
+        escape_into(value, true, out)?;
         out.push(b'\'');
     }
     let mut nodes = element.nodes().peekable();
     if nodes.peek().is_none() {
         out.extend_from_slice(b"/>");
-        return Some(());
+        return Ok(());
     }
     out.push(b'>');
     let own_ns = ns.as_deref().or(parent_ns);
     for node in nodes {
         match node {
             xmpp_parsers::minidom::Node::Element(child) => write_element(child, own_ns, out)?,
-            xmpp_parsers::minidom::Node::Text(text) => escape_into(text, false, out),
+            xmpp_parsers::minidom::Node::Text(text) => escape_into(text, false, out)?,
         }
     }
     out.extend_from_slice(b"</");
     out.extend_from_slice(name);
     out.push(b'>');
-    Some(())
+    Ok(())
 }
 
 /// Escapes character data (`attribute` false) or a single-quoted attribute value. Carriage
 /// returns, and tabs and newlines in attributes, are written as references so that a
 /// parser's normalisation gives back the same value.
-fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) {
+/// Refuses a character XML 1.0 does not allow: nothing is written rather than bytes the
+/// client's parser would refuse with its whole stream. The framer lets none through;
+/// elements the server builds, or stored long ago, might hold one.
+fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) -> Result<(), Unwritable> {
     let bytes = text.as_bytes();
     let mut start = 0;
     for (i, b) in bytes.iter().enumerate() {
         let escaped: &[u8] = match b {
+            0..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f => return Err(Unwritable::BadCharacter),
+            // U+FFFE and U+FFFF.
+            0xef if matches!(bytes.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
+                return Err(Unwritable::BadCharacter)
+            }
             b'&' => b"&amp;",
             b'<' => b"&lt;",
             b'>' => b"&gt;",
@@ -117,6 +140,7 @@ fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+    Ok(())
 }
 
 /// Escapes text for use in character data or a single- or double-quoted attribute.
@@ -170,6 +194,18 @@ mod tests {
         message.append_child(Element::builder("x", NS_XML).build());
         let bytes = String::from_utf8(to_bytes(&message)).expect("utf-8");
         assert!(!bytes.contains(&format!("xmlns='{NS_XML}'")), "{bytes}");
+    }
+
+    #[test]
+    fn characters_xml_does_not_allow_are_never_written() {
+        for bad in ["a\u{1}b", "\u{fffe}", "x\u{ffff}"] {
+            let mut message: Element = "<message xmlns='jabber:client'><body/></message>".parse().expect("xml");
+            message.append_text_node(bad);
+            assert!(to_bytes(&message).is_empty(), "{bad:?}");
+        }
+        let mut fine: Element = "<message xmlns='jabber:client'/>".parse().expect("xml");
+        fine.append_text_node("\u{fffd}\u{effe}");
+        assert!(String::from_utf8(to_bytes(&fine)).expect("utf-8").contains("\u{fffd}\u{effe}"));
     }
 
     #[test]
