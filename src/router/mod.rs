@@ -128,10 +128,6 @@ pub struct Inbox {
 impl Inbox {
     /// The next delivery, waiting for one (cancel-safe; never completes while empty).
     pub async fn recv(&mut self) -> Delivery {
-        // A unit of tokio's per-task budget, as its own channels take (before anything is
-        // taken: cancel-safe): a mailbox refilled as fast as it drains still lets the
-        // worker thread run other tasks.
-        tokio::task::consume_budget().await;
         let delivery = self.rx.recv().await;
         self.budget.taken(&delivery);
         delivery

@@ -127,8 +127,12 @@ impl<T> Receiver<T> {
     /// or the channel was closed.
     pub async fn recv(&mut self) -> T {
         std::future::poll_fn(|cx| {
+            // tokio's per-task budget, as its own channels use it: a receiver whose queue
+            // is refilled as fast as it drains still lets its worker run other tasks.
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
             let mut state = self.shared.lock();
             if let Some(word) = state.take() {
+                coop.made_progress();
                 return Poll::Ready(word);
             }
             match &state.waker {
@@ -267,6 +271,24 @@ mod tests {
         assert_eq!(Arc::strong_count(&queued), 1, "dropped with the receiver");
         let back = tx.send(queued.clone()).expect_err("closed");
         assert!(Arc::ptr_eq(&back, &queued));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_receiver_that_is_never_short_of_words_lets_other_tasks_run() {
+        let (tx, mut rx) = channel();
+        (0..1000).for_each(|i| tx.send(i).expect("open"));
+        let other_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = other_ran.clone();
+        let other = tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+        let mut taken_before_it_ran = None;
+        for taken in 0..1000 {
+            assert_eq!(rx.recv().await, taken);
+            if taken_before_it_ran.is_none() && other_ran.load(Ordering::SeqCst) {
+                taken_before_it_ran = Some(taken);
+            }
+        }
+        other.await.expect("task");
+        assert!(taken_before_it_ran.is_some_and(|n| n < 999), "{taken_before_it_ran:?}");
     }
 
     #[test]
