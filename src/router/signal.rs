@@ -81,28 +81,19 @@ impl<T> Sender<T> {
     /// Queues `word` and wakes the receiver; the word comes back once the receiver was
     /// closed or dropped.
     pub fn send(&self, word: T) -> Result<(), T> {
-        let waker = {
-            let mut state = self.shared.lock();
-            if state.closed {
-                return Err(word);
-            }
-            state.queue.push_back(word);
-            state.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        Ok(())
+        self.queue(word, false)
     }
-}
 
-impl<T> Sender<T> {
     /// Like [`send`](Self::send), but refused (the word comes back) while another word is
     /// still queued: for offers that must not pile up behind a receiver that is busy.
     pub fn send_alone(&self, word: T) -> Result<(), T> {
+        self.queue(word, true)
+    }
+
+    fn queue(&self, word: T, alone: bool) -> Result<(), T> {
         let waker = {
             let mut state = self.shared.lock();
-            if state.closed || !state.queue.is_empty() {
+            if state.closed || (alone && !state.queue.is_empty()) {
                 return Err(word);
             }
             state.queue.push_back(word);
