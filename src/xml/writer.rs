@@ -66,7 +66,9 @@ fn write_element(element: &Element, parent_ns: Option<&str>, out: &mut Vec<u8>) 
     // `has_ns` compares in place; `ns()` allocates, so it is asked only when they differ.
     let ns = match parent_ns {
         Some(parent) if element.has_ns(parent) => None,
-        _ => Some(element.ns()),
+        // Nearly every stanza: no allocation for it.
+        None if element.has_ns(NS_CLIENT) => Some(std::borrow::Cow::Borrowed(NS_CLIENT)),
+        _ => Some(std::borrow::Cow::Owned(element.ns())),
     };
     if let Some(ns) = &ns {
         // Namespaces in XML §3: these two are never declared as a default namespace.

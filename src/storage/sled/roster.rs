@@ -140,17 +140,15 @@ impl LastSeenStore for SledStore {
 
 impl BlockStore for SledStore {
     fn block(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError> {
-        let mut owners = self.blocking.change();
-        // Known before the first item is written: a reader may then scan an empty list,
-        // never miss an item.
-        owners.insert(owner.as_str().to_owned());
-        let mut added = Vec::new();
-        for jid in jids {
-            if self.blocklist.insert(key(owner, jid), &[]).map_err(backend)?.is_none() {
-                added.push(jid.clone());
+        self.blocking.adding(owner, || {
+            let mut added = Vec::new();
+            for jid in jids {
+                if self.blocklist.insert(key(owner, jid), &[]).map_err(backend)?.is_none() {
+                    added.push(jid.clone());
+                }
             }
-        }
-        Ok(added)
+            Ok(added)
+        })
     }
 
     fn unblock(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError> {
@@ -182,7 +180,6 @@ impl BlockStore for SledStore {
 /// The accounts with a block list, kept in memory: asking whether an account blocked
 /// someone costs no store lookup when its list is empty. Changes to the set are made one
 /// at a time (under `change`), so an owner is never forgotten while an item is written.
-#[derive(Default)]
 pub struct BlockingOwners {
     owners: std::sync::RwLock<std::collections::HashSet<String>>,
     change: std::sync::Mutex<()>,
@@ -204,9 +201,13 @@ impl BlockingOwners {
         self.owners.read().unwrap_or_else(|p| p.into_inner()).contains(owner.as_str())
     }
 
-    /// Holds off other changes; the set, to add an owner to.
-    fn change(&self) -> OwnersChange<'_> {
-        OwnersChange { _one_at_a_time: self.change.lock().unwrap_or_else(|p| p.into_inner()), owners: &self.owners }
+    /// Adds `owner`, then runs `write` (which writes its items), holding off other changes
+    /// meanwhile. Known before the first item is written: a reader may then scan an empty
+    /// list, never miss an item.
+    fn adding<R>(&self, owner: &BareJid, write: impl FnOnce() -> R) -> R {
+        let _one_at_a_time = self.change.lock().unwrap_or_else(|p| p.into_inner());
+        self.owners.write().unwrap_or_else(|p| p.into_inner()).insert(owner.as_str().to_owned());
+        write()
     }
 
     /// After items were removed (or none added): forgets `owner` if its list is empty.
@@ -219,17 +220,6 @@ impl BlockingOwners {
     }
 }
 
-struct OwnersChange<'a> {
-    _one_at_a_time: std::sync::MutexGuard<'a, ()>,
-    owners: &'a std::sync::RwLock<std::collections::HashSet<String>>,
-}
-
-impl OwnersChange<'_> {
-    fn insert(&mut self, owner: String) {
-        self.owners.write().unwrap_or_else(|p| p.into_inner()).insert(owner);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -238,5 +228,22 @@ mod tests {
         crate::storage::contract::roster_store(&store);
         crate::storage::contract::last_seen_store(&store);
         crate::storage::contract::block_store(&store);
+    }
+
+    #[test]
+    fn block_lists_are_known_again_after_a_restart() {
+        use crate::storage::roster::BlockStore;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let alice = xmpp_parsers::jid::BareJid::new("alice@localhost").expect("jid");
+        let bob = xmpp_parsers::jid::BareJid::new("bob@localhost").expect("jid");
+        {
+            let store = super::SledStore::open(dir.path()).expect("open");
+            store.block(&alice, &["spam@example.org".to_owned()]).expect("block");
+            store.block(&bob, &["x@example.org".to_owned()]).expect("block");
+            store.unblock(&bob, &[]).expect("unblock all");
+        }
+        let store = super::SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.blocklist(&alice).expect("list"), vec!["spam@example.org".to_owned()]);
+        assert!(store.blocklist(&bob).expect("list").is_empty());
     }
 }
