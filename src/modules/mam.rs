@@ -125,7 +125,13 @@ fn query(
     settings: &Settings,
 ) -> Result<Vec<Element>, Condition> {
     let query = parse_query(payload, settings)?;
-    let page = store.query_archive(owner, &query.archive).map_err(not_found_or_fault)?;
+    let mut page = store.query_archive(owner, &query.archive).map_err(not_found_or_fault)?;
+    if matches!(query.archive.page, Page::Before(_)) {
+        // XEP-0059 §2.3 makes `index` optional. Paging backwards, the newest page's first
+        // index plus its size is the count, which clients (slixmpp's RSM iterator) read as
+        // "nothing left": they would stop after the first page.
+        page.first_index = None;
+    }
     let mut out: Vec<Element> =
         page.messages.iter().map(|m| result_message(sender, owner, query.id.as_deref(), m)).collect();
     if query.flip {
@@ -585,7 +591,7 @@ mod tests {
         assert_eq!((page, fin.attr("complete")), (ids[3..].to_vec(), Some("false")));
         let index =
             fin.get_child("set", NS_RSM).and_then(|s| s.get_child("first", NS_RSM)).and_then(|f| f.attr("index"));
-        assert_eq!(index, Some("3"));
+        assert_eq!(index, None, "no index paging backward: index + size = count would read as the end");
         let out = query(&store, &rsm(&format!("<max>2</max><before>{}</before>", ids[1])));
         let (page, fin) = results(&out);
         assert_eq!((page, fin.attr("complete")), (ids[..1].to_vec(), Some("true")));

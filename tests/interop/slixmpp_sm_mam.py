@@ -96,6 +96,16 @@ async def main(host, port, cert, direct_tls):
         assert alice.stanza_ids.get(body) == archive_id, (body, archive_id, alice.stanza_ids)
     print("archive paged two at a time; stanza-ids match:", bodies)
 
+    # Backwards, one at a time (XEP-0059 `<before/>`), with slixmpp's own iterator: every
+    # message, newest first (it stops early if a page claims to reach the end of the set).
+    newest_first = []
+    async for message in alice.plugin["xep_0313"].iterate(
+        with_jid=slixmpp.JID("bob@localhost"), rsm={"max": 1}, reverse=True
+    ):
+        newest_first.append(message["mam_result"]["id"])
+    assert newest_first == [archive_id for archive_id, _ in reversed(archived)], (newest_first, archived)
+    print("archive paged backwards one at a time:", len(newest_first), "messages")
+
     for client in (alice, bob):
         client.disconnect()
     await asyncio.sleep(0.5)

@@ -366,6 +366,35 @@ async fn paging_backward_with_before_starts_at_the_newest_messages() {
     assert_eq!(oldest.bodies(), bodies("back", 5));
 }
 
+/// XEP-0059 §2.3 paging backward one result at a time, as a client's RSM iterator does it
+/// (slixmpp's, among others): `<before/>`, then `<before>` the first id of the page it
+/// got, until a page without results. Such a client also stops as soon as a page says it
+/// reaches the end of the set: `<first index/>` plus the page's size equal to `<count/>`.
+/// Every message comes, newest first, and only the page with the oldest is complete.
+#[tokio::test]
+async fn paging_backward_one_at_a_time_reaches_every_message() {
+    let server = server().await;
+    let (mut alice, mut bob) = alice_and_bob(&server).await;
+    let ids = chats(&mut bob, &mut alice, &bodies("one", 5)).await;
+    let mut seen = Vec::new();
+    let mut before = String::new();
+    for _ in 0..ids.len() + 2 {
+        let page = query(&mut alice, &rsm(&format!("<max>1</max><before>{before}</before>"))).await;
+        let Some(first) = page.rsm("first") else { break };
+        seen.extend(page.ids());
+        let oldest = page.ids().first() == ids.first();
+        assert_eq!(page.complete(), if oldest { "true" } else { "false" }, "{}", show(&page.fin));
+        let index = page.fin.get_child("set", NS_RSM).and_then(|s| s.get_child("first", NS_RSM)?.attr("index"));
+        let index: Option<usize> = index.map(|i| i.parse().expect("a numeric index"));
+        if index.is_some_and(|i| i + page.ids().len() == ids.len()) {
+            break; // the iterator's rule: the page reaches the end of the set
+        }
+        before = first;
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first, "every message, newest first");
+}
+
 // ---- XEP-0313 §4.1 filters ----
 
 /// §4.1.1: `with` a bare JID returns only the conversation with that account.
