@@ -36,8 +36,15 @@ pub struct Settings {
     pub default_page: usize,
     /// The largest page; a larger `<max/>` is lowered to it.
     pub max_page: usize,
+    /// The most bytes of archived stanzas in one page (at least one result goes), within
+    /// [`PAGE_BYTES`]: a page ends early, not complete, and the client pages on.
+    pub page_bytes: usize,
     pub default: archive::Default,
 }
+
+/// The most bytes of archived stanzas in one page: a page is built whole in memory, and a
+/// stream-managed client keeps it unacknowledged.
+pub const PAGE_BYTES: usize = 1 << 20;
 
 /// Answers an iq get or set whose payload is in [`NS`], from `sender` to the archive of
 /// `target_owner`. Returns, in order, what the sender gets: the result messages and the
@@ -155,7 +162,8 @@ fn parse_query(payload: &Element, settings: &Settings) -> Result<Query, Conditio
         return Err(Condition::FeatureNotImplemented);
     }
     let page = settings.default_page.min(settings.max_page);
-    let mut archive = ArchiveQuery { count_up_to: COUNT_UP_TO, ..ArchiveQuery::all(page) };
+    let max_bytes = settings.page_bytes.min(PAGE_BYTES);
+    let mut archive = ArchiveQuery { count_up_to: COUNT_UP_TO, max_bytes, ..ArchiveQuery::all(page) };
     let mut flip = false;
     for child in payload.children() {
         match (child.name(), child.ns().as_str()) {
@@ -456,7 +464,7 @@ mod tests {
     const ALICE: &str = "alice@example.org";
 
     fn settings() -> Settings {
-        Settings { default_page: 50, max_page: 2, default: archive::Default::Always }
+        Settings { default_page: 50, max_page: 2, page_bytes: usize::MAX, default: archive::Default::Always }
     }
 
     fn xml(text: &str) -> Element {

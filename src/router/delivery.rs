@@ -1,11 +1,13 @@
 //! RFC 6121 §8.5: where a stanza addressed to a local account goes.
 //! The caller has stamped `from`, and handled what the server answers itself.
 
+use super::offline::quota;
 use super::{DeliveryError, Resource};
 use crate::error::{Condition, StanzaError};
 use crate::modules::dialect;
 use crate::stanza::{IqType, Kind, MessageType, PresenceType, Stanza};
 use crate::state::ServerState;
+use crate::storage::StorageError;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 /// Where a routed stanza went.
@@ -226,8 +228,13 @@ fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, eleme
     } else {
         crate::xml::writer::to_bytes(&stanza.element)
     };
-    let inflight = match state.store.put_inflight(&owner, super::presence::unix_now(), &routed) {
+    let inflight = match state.store.put_inflight(&owner, super::presence::unix_now(), &routed, quota(state)) {
         Ok(key) => key,
+        Err(StorageError::QuotaExceeded(_)) => {
+            // It would have to fit offline if the session ended before its acknowledgement.
+            tracing::info!(to = %owner, "offline quota reached, refusing a message in flight");
+            return Err(StanzaError::with_text(Condition::ResourceConstraint, "the recipient's storage is full"));
+        }
         Err(e) => {
             tracing::error!(error = %e, "recording an in-flight message failed");
             return err(Condition::InternalServerError);

@@ -7,21 +7,25 @@ use super::delivery::{Outcome, Routed};
 use crate::error::{Condition, StanzaError};
 use crate::stanza::Stanza;
 use crate::state::ServerState;
-use crate::storage::offline::Quota;
+use crate::storage::offline::{Batch, OfflineMessage, Quota};
 use crate::storage::StorageError;
 use crate::xml::{el, writer, Element, ElementExt};
 use xmpp_parsers::jid::BareJid;
 
 pub const NS_DELAY: &str = "urn:xmpp:delay";
 
+/// What one account may keep waiting, offline and in flight together.
+pub fn quota(state: &ServerState) -> Quota {
+    let limits = &state.config.limits;
+    Quota { messages: limits.offline_quota, bytes: limits.offline_quota_bytes }
+}
+
 /// Stores a message for `owner`; the sender gets `resource-constraint` over the quota.
 pub fn store(state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Outcome {
     let mut message = stanza.element.clone();
     let stamp = xep0082(super::presence::unix_now());
     message.append_child(el("delay", NS_DELAY).with("from", owner.domain().as_str()).with("stamp", stamp));
-    let limits = &state.config.limits;
-    let quota = Quota { messages: limits.offline_quota, bytes: limits.offline_quota_bytes };
-    match state.store.push_offline(owner, &writer::to_bytes(&message), quota) {
+    match state.store.push_offline(owner, &writer::to_bytes(&message), quota(state)) {
         Ok(_) => Ok(Routed::Stored),
         Err(StorageError::QuotaExceeded(_)) => {
             tracing::info!(to = %owner, "offline quota reached, refusing message");
@@ -34,8 +38,10 @@ pub fn store(state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Outcome {
     }
 }
 
-/// Messages sent to a client per batch; the next batch follows its acknowledgement.
-pub const BATCH: usize = 100;
+/// The most one batch of stored messages handed to a client holds (the backlog, an XEP-0013
+/// fetch): the next backlog batch follows its acknowledgement. Bounded in bytes as well,
+/// so that large messages cannot make a batch the client's session cannot hold.
+pub const BATCH: Batch = Batch { messages: 100, bytes: 1 << 20 };
 
 /// A batch of the backlog sent and not yet acknowledged.
 #[derive(Debug)]
@@ -46,9 +52,16 @@ pub struct Backlog {
     pub seqs: Vec<u64>,
 }
 
-/// The next batch for `owner`: its stanzas and, if any, the acknowledgement request.
-pub fn next_batch(state: &ServerState, owner: &BareJid, to: &str, ack_id: String) -> (Vec<Vec<u8>>, Option<Backlog>) {
-    let messages = match state.store.offline_messages(owner, BATCH) {
+/// The next batch for `owner`, within `batch`: its stanzas and, if any, the
+/// acknowledgement request.
+pub fn next_batch(
+    state: &ServerState,
+    owner: &BareJid,
+    to: &str,
+    ack_id: String,
+    batch: Batch,
+) -> (Vec<Vec<u8>>, Option<Backlog>) {
+    let messages = match deliverable(state, owner, batch) {
         Ok(messages) => messages,
         Err(e) => {
             tracing::error!(error = %e, "reading offline messages failed");
@@ -68,6 +81,31 @@ pub fn next_batch(state: &ServerState, owner: &BareJid, to: &str, ack_id: String
         .with_child(el("ping", crate::modules::ping::NS));
     out.push(writer::to_bytes(&ping));
     (out, Some(Backlog { ack_id, seqs }))
+}
+
+/// The oldest stored messages within `batch`. Those from a sender the owner has blocked
+/// since they were stored are deleted instead (XEP-0191 §3.5: nothing of a blocked JID
+/// reaches the user), so that they neither arrive nor hold up the queue.
+pub fn deliverable(state: &ServerState, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError> {
+    loop {
+        let mut messages = state.store.offline_batch(owner, batch)?;
+        let blocked: Vec<u64> = messages.iter().filter(|m| from_blocked(state, owner, m)).map(|m| m.seq).collect();
+        if blocked.is_empty() {
+            return Ok(messages);
+        }
+        tracing::debug!(messages = blocked.len(), "stored messages from blocked senders dropped");
+        state.store.remove_offline(owner, &blocked)?;
+        messages.retain(|m| !blocked.contains(&m.seq));
+        if !messages.is_empty() {
+            return Ok(messages);
+        }
+    }
+}
+
+fn from_blocked(state: &ServerState, owner: &BareJid, message: &OfflineMessage) -> bool {
+    let from = crate::xml::start_tag_attr(&message.stanza, "from");
+    let from = from.and_then(|f| xmpp_parsers::jid::Jid::new(&f).ok());
+    from.is_some_and(|from| crate::modules::blocking::blocks(state, owner, &from))
 }
 
 /// The client acknowledged a batch: those entries go.

@@ -8,6 +8,7 @@ use crate::modules::{self, Target};
 use crate::modules::{dialect, roster};
 use crate::stanza::{error_reply, Kind, MessageType, ParseError, Stanza};
 use crate::state::ServerState;
+use crate::storage::offline::Batch;
 use crate::stream::error::{StreamCondition, StreamEnd};
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
 use std::time::Duration;
@@ -57,6 +58,12 @@ pub struct Session {
     held: Vec<(String, Vec<u8>)>,
     /// The offline batch sent and not yet acknowledged.
     backlog: Option<offline::Backlog>,
+    /// The next backlog batch waits for the client to acknowledge what it holds (XEP-0198):
+    /// it is sent on its `<a/>`.
+    backlog_waits: bool,
+    /// Stored messages this client was shown through XEP-0013 (fetched or viewed): a purge
+    /// removes these and nothing that arrived since.
+    flexible_shown: std::collections::BTreeSet<u64>,
     /// The client retrieves offline messages itself (XEP-0013): no automatic backlog.
     flexible_offline: bool,
     last_inbound: Instant,
@@ -87,6 +94,8 @@ impl Session {
             detached: false,
             held: Vec::new(),
             backlog: None,
+            backlog_waits: false,
+            flexible_shown: Default::default(),
             flexible_offline: false,
             last_inbound: now,
             ping: None,
@@ -158,22 +167,53 @@ impl Session {
     }
 
     /// Counts the stanzas among `actions` for stream management (the first one carrying
-    /// `inflight`), and asks for an acknowledgement when one is due.
+    /// `inflight`), and asks for an acknowledgement when one is due, or when deliveries or
+    /// the backlog wait for one.
     fn track(&mut self, mut actions: Vec<Action>, mut inflight: Option<u64>, now: Instant) -> Vec<Action> {
+        let backlog_waits = self.backlog_waits;
         let Some(sm) = self.sm.as_mut() else { return actions };
         for action in &actions {
             if let Action::Write(bytes) = action {
                 sm.track(bytes.clone(), inflight.take(), now);
             }
         }
+        let waiting = (sm.full() || backlog_waits) && !sm.unacked.is_empty() && !sm.awaiting_ack();
         if sm.over_limit() {
             let text = "too many stanzas left unacknowledged";
             actions.push(Action::End(StreamEnd::error(StreamCondition::ResourceConstraint, text)));
-        } else if sm.should_request(now) {
+        } else if sm.should_request(now) || waiting {
             sm.requested(now);
             actions.push(Action::Send(format!("<r xmlns='{}'/>", sm::NS).into_bytes()));
         }
         actions
+    }
+
+    /// Whether the session takes deliveries from its queue now. A stream-managed session
+    /// at its bounds of unacknowledged stanzas does not: they wait for the client's `<a/>`
+    /// (and a queue that fills meanwhile ends the session, its messages kept offline).
+    pub fn accepts_deliveries(&self) -> bool {
+        self.sm.as_ref().is_none_or(|sm| !sm.full())
+    }
+
+    /// What a batch the server chooses to send this client may hold now (offline backlog,
+    /// XEP-0013 fetch, archive page): at most [`offline::BATCH`], within the room a
+    /// stream-managed client has for unacknowledged stanzas. None: no room until the client
+    /// acknowledges.
+    fn batch_room(&self) -> Option<Batch> {
+        let room = match &self.sm {
+            Some(sm) => sm.room()?,
+            None => offline::BATCH,
+        };
+        Some(Batch {
+            messages: room.messages.min(offline::BATCH.messages),
+            bytes: room.bytes.min(offline::BATCH.bytes),
+        })
+    }
+
+    /// A batch the client asked for (an XEP-0013 fetch, an archive page): one stanza at
+    /// least, even when it has no room left (the answer is its own request's).
+    fn reply_room(&self) -> Batch {
+        self.batch_room().unwrap_or(Batch { messages: 1, bytes: 1 })
     }
 
     /// XEP-0352: `<inactive/>` holds presence updates; `<active/>` releases them.
@@ -268,14 +308,24 @@ impl Session {
             self.backlog = None;
             return Vec::new();
         }
+        let Some(room) = self.batch_room() else {
+            // XEP-0198: the client holds as much unacknowledged as a batch may take: the
+            // next one follows its `<a/>` (an ack is asked for), never a batch that its
+            // session could not keep. Messages to the account keep queueing behind it.
+            self.backlog_waits = true;
+            state.router.set_draining(&self.jid, self.id, true);
+            return Vec::new();
+        };
+        self.backlog_waits = false;
         let ack_id = self.next_id("offline");
-        let (mut stanzas, mut backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id.clone());
+        let to = self.jid.as_str();
+        let (mut stanzas, mut backlog) = offline::next_batch(state, &self.bare, to, ack_id.clone(), room);
         if backlog.is_none() {
             // A message stored while this session was draining woke nobody (it was to be
             // in the next batch): a second look once the flag is down sees it, and one
             // stored after that wakes this session.
             state.router.set_draining(&self.jid, self.id, false);
-            (stanzas, backlog) = offline::next_batch(state, &self.bare, self.jid.as_str(), ack_id);
+            (stanzas, backlog) = offline::next_batch(state, &self.bare, to, ack_id, room);
         }
         state.router.set_draining(&self.jid, self.id, backlog.is_some());
         self.backlog = backlog;
@@ -302,7 +352,7 @@ impl Session {
     /// A message was stored for the account while this session was available and idle:
     /// deliver it as a backlog batch.
     fn wake(&mut self, state: &ServerState) -> Vec<Action> {
-        if self.backlog.is_some() || self.priority.is_none_or(|p| p < 0) {
+        if self.backlog.is_some() || self.backlog_waits || self.priority.is_none_or(|p| p < 0) {
             return Vec::new();
         }
         self.send_backlog(state)
@@ -480,7 +530,7 @@ impl Session {
                 }
             }
             if let (Target::Account(owner), Some(_)) = (&target, self.archive_request(state, stanza)) {
-                let settings = mam_settings(state);
+                let settings = mam_settings(state, self.reply_room());
                 let replies =
                     crate::modules::mam::handle(state.store.as_ref(), &self.jid, owner, &stanza.element, &settings);
                 return replies.iter().map(|reply| Action::Write(writer::to_bytes(reply))).collect();
@@ -548,11 +598,13 @@ impl Session {
     }
 }
 
-fn mam_settings(state: &ServerState) -> crate::modules::mam::Settings {
+/// Page sizes, in results and in bytes (within `room`, what the client can take now).
+fn mam_settings(state: &ServerState, room: Batch) -> crate::modules::mam::Settings {
     let config = &state.config.archive;
     crate::modules::mam::Settings {
         default_page: config.default_page,
         max_page: config.max_page,
+        page_bytes: room.bytes,
         default: config.default_preference(),
     }
 }

@@ -44,6 +44,10 @@ pub struct ArchiveQuery {
     pub page: Page,
     /// Most entries in the page; 0 asks only for the count (XEP-0059 §2.7).
     pub max: usize,
+    /// Most bytes of stanzas in the page, beyond its first entry: a page that reaches it
+    /// ends early and is not complete. Paging backward, the entries nearest the starting
+    /// point are kept.
+    pub max_bytes: usize,
     /// Counting costs a scan of the matches: `count` and `first_index` are given exactly
     /// when at most this many entries match (0: never).
     pub count_up_to: u64,
@@ -61,6 +65,7 @@ impl ArchiveQuery {
             ids: Vec::new(),
             page: Page::After(None),
             max,
+            max_bytes: usize::MAX,
             count_up_to: u64::MAX,
         }
     }

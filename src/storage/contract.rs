@@ -4,6 +4,11 @@ use super::{StorageError, UserStore};
 use crate::sasl::credentials::StoredCredentials;
 use xmpp_parsers::jid::BareJid;
 
+/// A batch of at most `messages`, whatever their size.
+fn batch(messages: usize) -> Batch {
+    Batch { messages, bytes: usize::MAX }
+}
+
 fn jid(s: &str) -> BareJid {
     BareJid::new(s).expect("valid test JID")
 }
@@ -105,14 +110,14 @@ pub fn block_store(store: &dyn BlockStore) {
     assert!(store.blocklist(&alice).expect("list").is_empty());
 }
 
-use super::offline::{OfflineStore, Quota};
+use super::offline::{Batch, OfflineStore, Quota};
 
 /// Runs every `OfflineStore` rule against an empty store.
 pub fn offline_store(store: &dyn OfflineStore) {
     let bob = jid("bob@example.org");
     let carol = jid("carol@example.org");
     assert_eq!(store.offline_count(&bob).expect("count"), 0);
-    assert!(store.offline_messages(&bob, 10).expect("list").is_empty());
+    assert!(store.offline_batch(&bob, batch(10)).expect("list").is_empty());
 
     let five = Quota { messages: 5, bytes: 1 << 20 };
     let seqs: Vec<u64> =
@@ -123,15 +128,22 @@ pub fn offline_store(store: &dyn OfflineStore) {
     assert_eq!(store.offline_count(&bob).expect("count"), 5, "a refused message is not counted");
     store.push_offline(&carol, b"c0", five).expect("other account");
 
-    let listed = store.offline_messages(&bob, 3).expect("list");
+    let listed = store.offline_batch(&bob, batch(3)).expect("list");
     let bodies: Vec<&[u8]> = listed.iter().map(|m| m.stanza.as_slice()).collect();
     assert_eq!(bodies, vec![&b"m0"[..], b"m1", b"m2"], "arrival order, limited");
     assert_eq!(listed.iter().map(|m| m.seq).collect::<Vec<_>>(), seqs[..3].to_vec());
+    // Bounded in bytes too (2 bytes each), but never empty: one message larger than the
+    // whole batch still goes.
+    let by_bytes = |bytes| store.offline_batch(&bob, Batch { messages: 10, bytes }).expect("list").len();
+    assert_eq!((by_bytes(5), by_bytes(6), by_bytes(1), by_bytes(0)), (2, 3, 1, 1));
+    assert_eq!(store.offline_message(&bob, seqs[1]).expect("one").map(|m| m.stanza), Some(b"m1".to_vec()));
+    assert_eq!(store.offline_message(&carol, seqs[1]).expect("another queue"), None);
 
     assert_eq!(store.remove_offline(&bob, &seqs[..2]).expect("remove"), 2);
     assert_eq!(store.remove_offline(&bob, &seqs[..2]).expect("remove again"), 0, "removal is idempotent");
     assert_eq!(store.offline_count(&bob).expect("count"), 3);
-    assert_eq!(store.offline_messages(&bob, 10).expect("list")[0].stanza, b"m2");
+    assert_eq!(store.offline_batch(&bob, batch(10)).expect("list")[0].stanza, b"m2");
+    assert_eq!(store.offline_message(&bob, seqs[1]).expect("removed"), None);
     store.push_offline(&bob, b"m6", five).expect("room again");
 
     // The byte quota counts what is waiting, and what leaves frees its room.
@@ -159,9 +171,10 @@ pub fn inflight_store(store: &dyn super::Storage) {
     }
     assert!(store.inflight_keys().expect("keys").is_empty());
     let m = |i: u32| format!("<message xmlns='jabber:client' id='m{i}'><body>{i}</body></message>");
+    let quota = Quota { messages: 100, bytes: 1 << 20 };
     let keys: Vec<u64> =
-        (0..4).map(|i| store.put_inflight(&bob, 1_700_000_000, m(i).as_bytes()).expect("put")).collect();
-    let other = store.put_inflight(&carol, 1_700_000_000, m(9).as_bytes()).expect("put");
+        (0..4).map(|i| store.put_inflight(&bob, 1_700_000_000, m(i).as_bytes(), quota).expect("put")).collect();
+    let other = store.put_inflight(&carol, 1_700_000_000, m(9).as_bytes(), quota).expect("put");
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys grow: {keys:?}");
     assert_eq!(store.inflight_keys().expect("keys").len(), 5);
 
@@ -172,7 +185,7 @@ pub fn inflight_store(store: &dyn super::Storage) {
     // Moved out of order: they still arrive in the order they were recorded.
     let owners = store.inflight_to_offline(&[keys[3], keys[1], keys[2]]).expect("move");
     assert_eq!(owners, vec![bob.clone()]);
-    let stored = offline.offline_messages(&bob, 10).expect("list");
+    let stored = offline.offline_batch(&bob, batch(10)).expect("list");
     let ids: Vec<bool> =
         ["m1", "m2", "m3"].iter().zip(&stored).map(|(id, s)| String::from_utf8_lossy(&s.stanza).contains(id)).collect();
     assert_eq!(ids, vec![true, true, true], "arrival order");
@@ -182,10 +195,29 @@ pub fn inflight_store(store: &dyn super::Storage) {
     assert_eq!(store.inflight_keys().expect("keys"), vec![other]);
 
     // An account that is gone gets nothing back: its records are only removed.
-    let gone = store.put_inflight(&dave, 1_700_000_000, m(7).as_bytes()).expect("put");
+    let gone = store.put_inflight(&dave, 1_700_000_000, m(7).as_bytes(), quota).expect("put");
     assert!(store.inflight_to_offline(&[gone]).expect("move").is_empty());
     assert_eq!(offline.offline_count(&dave).expect("count"), 0);
     assert_eq!(store.inflight_keys().expect("keys"), vec![other]);
+
+    // In-flight messages count against the offline quota, with what is stored offline
+    // (they end up there if their session ends first), and free it when they go.
+    let two = Quota { messages: 2, bytes: 1 << 20 };
+    let eve = jid("eve@example.org");
+    store.create_user(&eve, &creds).expect("account");
+    offline.push_offline(&eve, b"o0", two).expect("offline");
+    let first = store.put_inflight(&eve, 1_700_000_000, m(1).as_bytes(), two).expect("fits");
+    let over = store.put_inflight(&eve, 1_700_000_000, m(2).as_bytes(), two);
+    assert!(matches!(over, Err(StorageError::QuotaExceeded(_))), "{over:?}");
+    assert!(matches!(offline.push_offline(&eve, b"o1", two), Err(StorageError::QuotaExceeded(_))));
+    store.remove_inflight(&[first]).expect("acknowledged");
+    let second = store.put_inflight(&eve, 1_700_000_000, m(2).as_bytes(), two).expect("room again");
+    store.inflight_to_offline(&[second]).expect("move");
+    assert_eq!(offline.offline_count(&eve).expect("count"), 2, "moved within the quota it held");
+    let bytes = Quota { messages: 100, bytes: 64 };
+    let frank = jid("frank@example.org");
+    let too_big = store.put_inflight(&frank, 1_700_000_000, &[b'x'; 65], bytes);
+    assert!(matches!(too_big, Err(StorageError::QuotaExceeded(_))), "bytes count too: {too_big:?}");
 }
 
 use super::archive::{self, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore, Page};

@@ -17,13 +17,33 @@ pub struct Quota {
     pub bytes: u64,
 }
 
+/// How much one batch handed to a client may hold: at most `messages` messages and
+/// `bytes` bytes, but at least one message whenever any is stored, so that a batch always
+/// makes progress even when one message alone is larger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl Batch {
+    /// Whether a batch holding `count` messages of `size` bytes may take one of `next`
+    /// bytes more.
+    pub fn takes(&self, count: usize, size: usize, next: usize) -> bool {
+        count == 0 || (count < self.messages && size.saturating_add(next) <= self.bytes)
+    }
+}
+
 pub trait OfflineStore: Send + Sync {
     /// Appends a message; `QuotaExceeded` when it would take the account over its quota of
     /// messages or bytes. The count and size change in the same write as the queue.
     fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Result<u64, StorageError>;
     fn offline_count(&self, owner: &BareJid) -> Result<u64, StorageError>;
-    /// The oldest `limit` messages, oldest first.
-    fn offline_messages(&self, owner: &BareJid, limit: usize) -> Result<Vec<OfflineMessage>, StorageError>;
+    /// The oldest messages, oldest first, as many as `batch` takes (at least one when any
+    /// is stored).
+    fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError>;
+    /// One stored message, by its place in the queue.
+    fn offline_message(&self, owner: &BareJid, seq: u64) -> Result<Option<OfflineMessage>, StorageError>;
     /// Removes the given entries (those that exist); returns how many went.
     fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Result<u64, StorageError>;
     /// Forgets a deleted account's queue.

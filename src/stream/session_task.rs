@@ -170,7 +170,10 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                     Err(e) => break StreamEnd::from(e),
                 }
             }
-            delivery = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
+            // At its bounds the session takes nothing more until its client acknowledges.
+            delivery = inputs.mailbox.stanzas.recv(), if session.accepts_deliveries() => {
+                session.deliver(state, &delivery, Instant::now())
+            }
             control = inputs.mailbox.control.recv() => break control_end(control),
             resumption = inputs.resume.recv() => match session.refuse_resumption(resumption.h) {
                 // An impossible `h` does not cost the live connection anything.
@@ -268,7 +271,10 @@ async fn hibernate(
 ) -> Result<Link, StreamEnd> {
     loop {
         let actions = tokio::select! {
-            delivery = inputs.mailbox.stanzas.recv() => session.deliver(state, &delivery, Instant::now()),
+            // Deliveries beyond the session's bounds wait; a queue that fills ends it.
+            delivery = inputs.mailbox.stanzas.recv(), if session.accepts_deliveries() => {
+                session.deliver(state, &delivery, Instant::now())
+            }
             control = inputs.mailbox.control.recv() => return Err(control_end(control)),
             resumption = inputs.resume.recv() => match take_over(state, session, resumption).await {
                 Some(link) => return Ok(link),
@@ -447,7 +453,7 @@ mod tests {
         // Kept offline, and the available resource told to fetch it (paced by its acks).
         assert!(matches!(mailbox.stanzas.try_recv(), Some(Delivery::Wake)));
         assert!(mailbox.stanzas.try_recv().is_none());
-        let stored = state.store.offline_messages(&alice, 10).expect("offline");
+        let stored = state.store.offline_batch(&alice, crate::router::offline::BATCH).expect("offline");
         let got: Vec<String> = stored.iter().map(|m| String::from_utf8_lossy(&m.stanza).into_owned()).collect();
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].contains("id='live'") || got[0].contains("id=\"live\""), "{got:?}");

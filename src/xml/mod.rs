@@ -73,6 +73,20 @@ pub async fn read_stanza(bytes: &[u8]) -> Option<Element> {
     }
 }
 
+/// An attribute of the first start tag in `bytes` (a stanza the server serialised itself),
+/// unescaped, without reading further: the sender of a stored message is known without
+/// parsing the whole message.
+pub fn start_tag_attr(bytes: &[u8], name: &str) -> Option<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let start = match reader.read_event().ok()? {
+        Event::Start(start) | Event::Empty(start) => start,
+        _ => return None,
+    };
+    let attr = start.attributes().flatten().find(|a| a.key.into_inner() == name)?;
+    attr.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned())
+}
+
 /// A new empty element.
 pub fn el(name: &str, ns: &str) -> Element {
     Element::builder(name, ns).build()
@@ -88,5 +102,14 @@ mod tests {
         let long = super::read_stanza(long.as_bytes()).await.expect("long attribute values read back");
         assert_eq!(long.attr("pad").map(str::len), Some(20_000));
         assert!(super::read_stanza(b"<message").await.is_none());
+    }
+
+    #[test]
+    fn start_tag_attributes_are_read_without_the_rest() {
+        let stored = b"<message xmlns='jabber:client' from='o&apos;hara@x/r' to='b@x'><body>unfinished";
+        assert_eq!(super::start_tag_attr(stored, "from").as_deref(), Some("o'hara@x/r"));
+        assert_eq!(super::start_tag_attr(b"<presence type=\"unavailable\"/>", "type").as_deref(), Some("unavailable"));
+        assert_eq!(super::start_tag_attr(stored, "id"), None);
+        assert_eq!(super::start_tag_attr(b"text", "from"), None);
     }
 }

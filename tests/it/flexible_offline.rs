@@ -221,6 +221,66 @@ async fn headers_view_remove_fetch_and_purge() {
     assert_no_backlog_at_presence(&mut bob).await;
 }
 
+/// A purge removes what the client was shown (fetched or viewed), not a message that
+/// arrived after its fetch: that one the client never saw, and it stays for the next fetch.
+#[tokio::test]
+async fn a_purge_keeps_what_arrived_after_the_fetch() {
+    let (server, mut bob) = bob_with_stored(2).await;
+    let fetch = format!("<iq type='get' id='f1'><offline xmlns='{NS}'><fetch/></offline></iq>");
+    let (got, _) = request(&mut bob, "f1", &fetch).await;
+    assert_eq!(got.len(), 2, "{}", kit::list(&got));
+    let mut alice = server.session("alice", PW, "laptop").await;
+    let late = "<message to='bob@localhost' type='chat' id='late'><body>late</body></message>";
+    alice.send(&format!("{late}<iq type='get' id='s' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
+    alice.expect("<iq type='result' id='s' from='localhost' to='alice@localhost/laptop'/>").await;
+    assert_eq!(count(&mut bob).await, 3);
+
+    let (_, answer) =
+        request(&mut bob, "p1", &format!("<iq type='set' id='p1'><offline xmlns='{NS}'><purge/></offline></iq>")).await;
+    xml::assert_matches(&answer, &result("p1"));
+    assert_eq!(count(&mut bob).await, 1, "the message that came after the fetch is kept");
+    let (got, _) = request(&mut bob, "f2", &fetch.replace("f1", "f2")).await;
+    assert_eq!(got.len(), 1, "{}", kit::list(&got));
+    assert_eq!(got[0].attr("id"), Some("late"), "{}", xml::show(&got[0]));
+}
+
+/// A fetch hands over one bounded batch (at most 100 messages and 1 MiB, one message at
+/// least): a client purges it and fetches again until nothing is left; no message is
+/// missed or given twice.
+#[tokio::test]
+async fn large_queues_are_fetched_in_bounded_batches() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", PW);
+    server.add_user("bob@localhost", PW);
+    let mut alice = server.session("alice", PW, "laptop").await;
+    let pad = "p".repeat(200_000);
+    for i in 1..=12 {
+        let message =
+            format!("<message to='bob@localhost' type='chat' id='m{i}' pad='{pad}'><body>m{i}</body></message>");
+        alice.send(&format!("{message}<iq type='get' id='s{i}' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
+        alice.expect(&format!("<iq type='result' id='s{i}' from='localhost' to='alice@localhost/laptop'/>")).await;
+    }
+    let mut bob = server.session("bob", PW, "phone").await;
+    let mut fetched = Vec::new();
+    for round in 0..12 {
+        let id = format!("f{round}");
+        let (got, _) =
+            request(&mut bob, &id, &format!("<iq type='get' id='{id}'><offline xmlns='{NS}'><fetch/></offline></iq>"))
+                .await;
+        if got.is_empty() {
+            break;
+        }
+        assert!(got.len() <= 5, "1 MiB holds five messages of 200 kB: {}", got.len());
+        fetched.extend(got.iter().map(|m| m.attr("id").unwrap_or_default().to_owned()));
+        let id = format!("p{round}");
+        request(&mut bob, &id, &format!("<iq type='set' id='{id}'><offline xmlns='{NS}'><purge/></offline></iq>"))
+            .await;
+    }
+    let expected: Vec<String> = (1..=12).map(|i| format!("m{i}")).collect();
+    assert_eq!(fetched, expected);
+    assert_eq!(count(&mut bob).await, 0);
+}
+
 /// Messages left on the server after XEP-0013 use stay there: no flood at presence.
 #[tokio::test]
 async fn messages_left_after_a_fetch_are_not_flooded_at_presence() {

@@ -395,6 +395,49 @@ async fn paging_backward_one_at_a_time_reaches_every_message() {
     assert_eq!(seen, newest_first, "every message, newest first");
 }
 
+/// A page holds at most 1 MiB of archived stanzas (one result at least): a page of large
+/// messages ends early, not complete, and paging on from its last id reaches the rest,
+/// both ways; no message is skipped or repeated.
+#[tokio::test]
+async fn pages_are_bounded_in_bytes_and_page_on() {
+    let server = server().await;
+    let (mut alice, mut bob) = alice_and_bob(&server).await;
+    let pad = "p".repeat(200_000);
+    let recipient = alice.jid().to_owned();
+    for i in 0..12 {
+        bob.send(&format!(
+            "<message to='{recipient}' type='chat' id='big{i}' pad='{pad}'><body>big{i}</body></message>"
+        ))
+        .await;
+        alice.recv().await;
+    }
+    let mut forward = Vec::new();
+    let mut after = String::new();
+    for _ in 0..12 {
+        let position = if after.is_empty() { String::new() } else { format!("<after>{after}</after>") };
+        let page = query(&mut alice, &rsm(&format!("<max>50</max>{position}"))).await;
+        assert!((1..=5).contains(&page.ids().len()), "five of 200 kB fit in 1 MiB: {}", page.ids().len());
+        forward.extend(page.bodies());
+        if page.complete() == "true" {
+            break;
+        }
+        after = page.rsm("last").expect("last");
+    }
+    assert_eq!(forward, bodies("big", 12));
+    let mut backward = Vec::new();
+    let mut before = String::new();
+    for _ in 0..12 {
+        let page = query(&mut alice, &rsm(&format!("<max>50</max><before>{before}</before>"))).await;
+        assert!((1..=5).contains(&page.ids().len()), "{}", page.ids().len());
+        backward.splice(0..0, page.bodies());
+        if page.complete() == "true" {
+            break;
+        }
+        before = page.rsm("first").expect("first");
+    }
+    assert_eq!(backward, bodies("big", 12), "paging backward keeps the newest of each page");
+}
+
 // ---- XEP-0313 §4.1 filters ----
 
 /// §4.1.1: `with` a bare JID returns only the conversation with that account.

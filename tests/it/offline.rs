@@ -13,6 +13,7 @@
 //!   through the session's mailbox and may come before or after the backlog.
 
 use crate::support::daemon::{adduser, Daemon};
+use crate::support::sm::{Event, SmClient, NS_SM};
 use crate::support::{xml, Client, TestServer, NS_CLIENT, NS_PING, NS_STANZAS, TIMEOUT};
 use stanzad::config::Config;
 use stanzad::xml::framer::Frame;
@@ -337,6 +338,87 @@ async fn a_long_backlog_comes_in_acknowledged_batches() {
     let mut bob = server.session("bob", PW, "phone").await;
     enable_dialect(&mut bob, 0).await;
     assert!(go_online(&mut bob, 0).await.is_empty());
+}
+
+/// Batches are bounded in bytes as well as in number: 40 messages of 250 kB (10 MB, more
+/// than a stream-managed session may hold unacknowledged, 8 MiB) reach a stream-managed
+/// client that acknowledges as XEP-0198 asks, each once, and its session never ends for
+/// what the server chose to send it.
+#[tokio::test]
+async fn a_backlog_of_large_messages_reaches_a_stream_managed_client() {
+    let server = server().await;
+    let mut alice = server.session("alice", PW, "laptop").await;
+    let pad = "p".repeat(250_000);
+    let ids = ids(1..=40);
+    for id in &ids {
+        alice.send(&format!("<message to='{BOB}' type='chat' id='{id}' pad='{pad}'><body>{id}</body></message>")).await;
+        sync(&mut alice).await;
+    }
+    let mut bob = SmClient::login(server.addr, "bob", "phone", None, false).await.client;
+    assert!(bob.send_stanzas("<presence/>", 1).await);
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let element = match bob.next(TIMEOUT).await {
+            Event::Element(element) => element,
+            Event::Idle | Event::Closed => panic!("the backlog stopped after {} messages", got.len()),
+        };
+        if element.is("message", NS_CLIENT) {
+            got.push(element.attr("id").unwrap_or_default().to_owned());
+        } else if element.is("iq", NS_CLIENT) && element.attr("type") == Some("get") {
+            let answer = format!("<iq type='result' id='{}' to='localhost'/>", element.attr("id").unwrap_or_default());
+            assert!(bob.send_stanzas(&answer, 1).await);
+        } else if element.is("r", NS_SM) {
+            assert!(bob.ack().await);
+        } else {
+            assert!(element.is("presence", NS_CLIENT), "{}", xml::show(&element));
+        }
+    }
+    assert_eq!(got, ids, "every message once, in order");
+    // The session goes on (a batch too large for it ended it once the messages were
+    // written, before the client could acknowledge them), and the backlog is gone.
+    let ping = format!("<iq type='get' id='alive' to='localhost'><ping xmlns='{NS_PING}'/></iq>");
+    assert!(bob.send_stanzas(&ping, 1).await);
+    loop {
+        match bob.next(TIMEOUT).await {
+            Event::Element(e) if e.is("iq", NS_CLIENT) && e.attr("id") == Some("alive") => break,
+            Event::Element(e) if e.is("iq", NS_CLIENT) && e.attr("type") == Some("get") => {
+                let answer = format!("<iq type='result' id='{}' to='localhost'/>", e.attr("id").unwrap_or_default());
+                assert!(bob.send_stanzas(&answer, 1).await);
+            }
+            Event::Element(e) if e.is("r", NS_SM) => assert!(bob.ack().await),
+            Event::Element(e) => assert!(!e.is("message", NS_CLIENT), "twice: {}", xml::show(&e)),
+            Event::Idle | Event::Closed => panic!("the session ended after its backlog"),
+        }
+    }
+    bob.close(TIMEOUT).await;
+    let mut bob = server.session("bob", PW, "phone").await;
+    enable_dialect(&mut bob, 0).await;
+}
+
+/// XEP-0191 §3.5: messages stored from a sender the recipient blocked since are dropped
+/// when the backlog is read, not delivered, and no longer counted.
+#[tokio::test]
+async fn stored_messages_from_a_sender_blocked_since_are_dropped() {
+    let server = server().await;
+    server.add_user("carol@localhost", PW);
+    let mut alice = server.session("alice", PW, "laptop").await;
+    send_chats(&mut alice, &ids(1..=3)).await;
+    let mut carol = server.session("carol", PW, "pad").await;
+    carol.send(&format!("{}<iq type='get' id='sync' to='localhost'><ping xmlns='{NS_PING}'/></iq>", chat("c1"))).await;
+    carol.recv().await;
+    let mut bob = server.session("bob", PW, "phone").await;
+    bob.send("<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block></iq>")
+        .await;
+    bob.expect("<iq type='result' id='b1' to='bob@localhost/phone'/>").await;
+    let got = go_online(&mut bob, 0).await;
+    let messages: Vec<&Element> = got.iter().filter(|e| e.is("message", NS_CLIENT)).collect();
+    assert_eq!(messages.len(), 1, "{}", got.iter().map(xml::show).collect::<Vec<_>>().join("\n"));
+    assert_eq!(messages[0].attr("id"), Some("c1"));
+    let ping = got.last().and_then(|e| e.attr("id")).expect("the batch's ping").to_owned();
+    assert!(acknowledge(&mut bob, &ping, false).await.is_empty());
+    log_off(bob).await;
+    let mut bob = server.session("bob", PW, "phone").await;
+    enable_dialect(&mut bob, 0).await;
 }
 
 /// RFC 6121 §8.5.3.2.1 and §8.5.2: a chat to a full JID that is not connected is handled as

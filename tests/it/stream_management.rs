@@ -252,35 +252,44 @@ async fn an_expired_session_leaves_its_messages_offline_and_failed_carries_h() {
     assert_eq!(got, vec!["m1", "m2"]);
 }
 
+/// A client that never acknowledges gets `max_unacked` stanzas and then nothing more: the
+/// rest waits in its session's queue, and when that fills the session ends
+/// (`resource-constraint`, as for a client that stopped reading). Every message it did not
+/// acknowledge is kept offline, and its next session gets each of them once.
 #[tokio::test]
 async fn a_client_that_never_acknowledges_is_disconnected_and_loses_nothing() {
     let server = server_with(|c| {
         c.stream_management.max_unacked = 16;
         c.stream_management.ack_request_every = 100;
+        c.limits.session_queue = 16;
     })
     .await;
     let mut alice = server.available("alice", PW, "phone", 0).await;
     enable(&mut alice, false).await;
     let mut bob = server.available("bob", PW, "pc", 0).await;
-    let ids: Vec<String> = (1..=20).map(|i| format!("m{i}")).collect();
+    let ids: Vec<String> = (1..=40).map(|i| format!("m{i}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     send_from(&mut bob, &refs).await;
-    let mut seen = 0;
+    let (mut seen, mut asked, mut ended) = (0, false, false);
     loop {
         match alice.next_frame(crate::support::TIMEOUT).await {
             Some(Ok(stanzad::xml::framer::Frame::Stanza(e))) if e.is("message", NS_CLIENT) => seen += 1,
+            Some(Ok(stanzad::xml::framer::Frame::Stanza(e))) if e.is("r", NS_SM) => asked = true,
             Some(Ok(stanzad::xml::framer::Frame::Stanza(e))) if e.is("error", crate::support::NS_STREAM) => {
                 assert!(xml::show(&e).contains("resource-constraint"), "{}", xml::show(&e));
+                ended = true;
             }
             Some(Ok(stanzad::xml::framer::Frame::Close)) | Some(Err(_)) | None => break,
             Some(_) => {}
         }
     }
-    assert!(seen >= 16, "the queue filled first: {seen}");
+    assert_eq!(seen, 16, "max_unacked stanzas, then nothing until an acknowledgement");
+    assert!(asked && ended, "an acknowledgement was asked for ({asked}); the full queue ended the session ({ended})");
     let mut laptop = server.session("alice", PW, "laptop").await;
     laptop.send("<presence/>").await;
-    let got = message_ids(&mut laptop, 20).await;
-    assert_eq!(got, ids, "every unacknowledged message, in order, once");
+    let mut got = message_ids(&mut laptop, 40).await;
+    got.sort_by_key(|id| id[1..].parse::<u32>().unwrap_or(0));
+    assert_eq!(got, ids, "every unacknowledged message, once");
 }
 
 #[tokio::test]

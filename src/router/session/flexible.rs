@@ -4,9 +4,10 @@
 
 use super::{Action, Session};
 use crate::error::{Condition, StanzaError};
+use crate::router::offline;
 use crate::stanza::{IqType, Kind, Stanza};
 use crate::state::ServerState;
-use crate::storage::offline::OfflineMessage;
+use crate::storage::offline::{Batch, OfflineMessage};
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
 
 pub const NS: &str = "http://jabber.org/protocol/offline";
@@ -15,6 +16,10 @@ pub const NS: &str = "http://jabber.org/protocol/offline";
 fn node(message: &OfflineMessage) -> String {
     message.seq.to_string()
 }
+
+/// The most headers one disco#items of the offline node lists (XEP-0013 §2.3): the
+/// oldest messages, read within this many bytes; the count in disco#info tells the rest.
+pub const HEADERS: Batch = Batch { messages: 1000, bytes: 8 << 20 };
 
 impl Session {
     pub(super) fn on_flexible_offline(
@@ -25,31 +30,63 @@ impl Session {
     ) -> Vec<Action> {
         self.flexible_offline = true;
         let get = stanza.kind == Kind::Iq(IqType::Get);
-        let messages = match state.store.offline_messages(&self.bare, usize::MAX) {
-            Ok(messages) => messages,
-            Err(e) => return self.reply_error(stanza, StanzaError::new(crate::modules::storage_fault(e))),
-        };
         let mut out = Vec::new();
         for command in payload.children() {
-            match (command.name(), command.attr("action"), get) {
-                ("fetch", _, true) => out.extend(messages.iter().map(|m| self.flagged(m))),
-                ("purge", _, false) => self.remove(state, &messages.iter().map(|m| m.seq).collect::<Vec<_>>()),
-                ("item", Some(action), _) => {
-                    let Some(found) = messages.iter().find(|m| Some(node(m).as_str()) == command.attr("node")) else {
-                        return self.reply_error(stanza, StanzaError::new(Condition::ItemNotFound));
-                    };
-                    match (action, get) {
-                        ("view", true) => out.push(self.flagged(found)),
-                        ("remove", false) => self.remove(state, &[found.seq]),
-                        _ => return self.reply_error(stanza, StanzaError::new(Condition::BadRequest)),
-                    }
-                }
-                _ => return self.reply_error(stanza, StanzaError::new(Condition::BadRequest)),
+            let done = match (command.name(), command.attr("action"), get) {
+                ("fetch", _, true) => self.fetch(state).map(|shown| out.extend(shown)),
+                ("purge", _, false) => self.purge(state),
+                ("item", Some(action), _) => match (action, get) {
+                    ("view", true) => self.view(state, command.attr("node")).map(|shown| out.push(shown)),
+                    ("remove", false) => self.remove_item(state, command.attr("node")),
+                    _ => Err(StanzaError::new(Condition::BadRequest)),
+                },
+                _ => Err(StanzaError::new(Condition::BadRequest)),
+            };
+            if let Err(error) = done {
+                return self.reply_error(stanza, error);
             }
         }
         let result = el("iq", NS_CLIENT).with("type", "result").with("id", stanza.id.clone().unwrap_or_default());
         out.push(Action::Write(writer::to_bytes(&result.with("to", self.jid.as_str()))));
         out
+    }
+
+    /// §2.4: the stored messages, oldest first, as many as one batch the client can take
+    /// holds (a client purges them and fetches again for more; disco#info counts them).
+    fn fetch(&mut self, state: &ServerState) -> Result<Vec<Action>, StanzaError> {
+        let room = self.reply_room();
+        let batch =
+            Batch { messages: room.messages.min(offline::BATCH.messages), bytes: room.bytes.min(offline::BATCH.bytes) };
+        let messages = offline::deliverable(state, &self.bare, batch).map_err(fault)?;
+        self.flexible_shown.extend(messages.iter().map(|m| m.seq));
+        Ok(messages.iter().map(|m| self.flagged(m)).collect())
+    }
+
+    /// §2.5.2: one message by its node.
+    fn view(&mut self, state: &ServerState, node: Option<&str>) -> Result<Action, StanzaError> {
+        let message = self.stored(state, node)?;
+        self.flexible_shown.insert(message.seq);
+        Ok(self.flagged(&message))
+    }
+
+    /// §2.5.3: one message by its node, shown or not (the client names it).
+    fn remove_item(&mut self, state: &ServerState, node: Option<&str>) -> Result<(), StanzaError> {
+        let message = self.stored(state, node)?;
+        self.flexible_shown.remove(&message.seq);
+        self.remove(state, &[message.seq])
+    }
+
+    /// §2.6: "remove all messages": those this client was shown. A message that arrived
+    /// after its fetch was never seen by it and stays, for its next fetch.
+    fn purge(&mut self, state: &ServerState) -> Result<(), StanzaError> {
+        let shown: Vec<u64> = std::mem::take(&mut self.flexible_shown).into_iter().collect();
+        self.remove(state, &shown)
+    }
+
+    fn stored(&self, state: &ServerState, node: Option<&str>) -> Result<OfflineMessage, StanzaError> {
+        let seq = node.and_then(|n| n.parse::<u64>().ok()).ok_or(StanzaError::new(Condition::ItemNotFound))?;
+        let message = state.store.offline_message(&self.bare, seq).map_err(fault)?;
+        message.ok_or(StanzaError::new(Condition::ItemNotFound))
     }
 
     /// A stored message as XEP-0013 sends it: marked with its node.
@@ -63,11 +100,13 @@ impl Session {
         Action::Write(bytes)
     }
 
-    fn remove(&self, state: &ServerState, seqs: &[u64]) {
-        if let Err(e) = state.store.remove_offline(&self.bare, seqs) {
-            tracing::error!(error = %e, "removing offline messages failed");
-        }
+    fn remove(&self, state: &ServerState, seqs: &[u64]) -> Result<(), StanzaError> {
+        state.store.remove_offline(&self.bare, seqs).map(|_| ()).map_err(fault)
     }
+}
+
+fn fault(e: crate::storage::StorageError) -> StanzaError {
+    StanzaError::new(crate::modules::storage_fault(e))
 }
 
 /// The disco#info of the offline node (XEP-0013 §2.2): the number of messages.
@@ -99,8 +138,8 @@ pub fn headers(owner: &str, messages: &[OfflineMessage]) -> Element {
     let mut query = el("query", ns_items).with("node", NS);
     for message in messages {
         let mut item = el("item", ns_items).with("jid", owner).with("node", node(message));
-        let sender = std::str::from_utf8(&message.stanza).ok().and_then(|t| t.parse::<Element>().ok());
-        if let Some(from) = sender.as_ref().and_then(|m| m.attr("from")) {
+        // Only the start tag is read: the message itself may be large.
+        if let Some(from) = crate::xml::start_tag_attr(&message.stanza, "from") {
             item.set("name", from);
         }
         query.append_child(item);

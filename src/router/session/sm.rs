@@ -2,6 +2,7 @@
 //! (its `h`), which of ours it has not acknowledged yet, and when to ask it. No sockets:
 //! the session feeds it what it writes and reads.
 
+use crate::storage::offline::Batch;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -143,8 +144,37 @@ impl StreamManagement {
         self.oldest_unrequested = (!self.unacked.is_empty()).then_some(now);
     }
 
+    /// At `max_unacked` stanzas or `max_unacked_bytes`: no more deliveries are taken for
+    /// the client until it acknowledges (they wait in the session's queue, whose bound then
+    /// ends a session whose client does not).
+    pub fn full(&self) -> bool {
+        self.unacked.len() >= self.max_unacked || self.unacked_bytes >= self.max_unacked_bytes
+    }
+
+    /// Twice the bounds: only answers to the client's own requests go beyond them (every
+    /// delivery waits, every batch the server chooses fits), so this is a client that keeps
+    /// asking and never acknowledges.
     pub fn over_limit(&self) -> bool {
-        self.unacked.len() > self.max_unacked || self.unacked_bytes > self.max_unacked_bytes
+        self.unacked.len() > 2 * self.max_unacked || self.unacked_bytes > 2 * self.max_unacked_bytes
+    }
+
+    /// What a batch the server chooses to send (offline backlog, XEP-0013 fetch, archive
+    /// page) may hold: half the bounds less what is unacknowledged, so live deliveries keep
+    /// the other half. None when that is nothing while something awaits acknowledgement
+    /// (the batch waits for the client's `<a/>`); with nothing unacknowledged, a batch of
+    /// at least one stanza always fits.
+    pub fn room(&self) -> Option<Batch> {
+        let messages = (self.max_unacked / 2).saturating_sub(self.unacked.len());
+        let bytes = (self.max_unacked_bytes / 2).saturating_sub(self.unacked_bytes);
+        if self.unacked.is_empty() {
+            return Some(Batch { messages: messages.max(1), bytes: bytes.max(1) });
+        }
+        (messages > 0 && bytes > 0).then_some(Batch { messages, bytes })
+    }
+
+    /// Whether an acknowledgement request is out and unanswered.
+    pub fn awaiting_ack(&self) -> bool {
+        self.request.is_some()
     }
 
     /// Everything unacknowledged, when the session ends.
@@ -218,6 +248,28 @@ mod tests {
         sm.acknowledge(3).expect("answered");
         assert!(!sm.request_expired(now + Duration::from_secs(60)));
         assert_eq!(sm.deadline(), None, "nothing pending");
+    }
+
+    #[test]
+    fn deliveries_wait_at_the_bounds_and_batches_fit_half_of_them() {
+        let config = crate::config::StreamManagement { max_unacked: 4, max_unacked_bytes: 100, ..Default::default() };
+        let mut sm = StreamManagement::new(&config);
+        let now = Instant::now();
+        assert_eq!(sm.room(), Some(Batch { messages: 2, bytes: 50 }));
+        sm.track(vec![0; 30], None, now);
+        assert_eq!(sm.room(), Some(Batch { messages: 1, bytes: 20 }));
+        sm.track(vec![0; 30], None, now);
+        assert_eq!(sm.room(), None, "a batch waits for an acknowledgement");
+        assert!(!sm.full());
+        sm.track(vec![0; 40], None, now);
+        assert!(sm.full() && !sm.over_limit(), "deliveries wait");
+        sm.track(vec![0; 101], None, now);
+        assert!(sm.over_limit(), "twice the bytes");
+        sm.acknowledge(4).expect("all");
+        assert_eq!(sm.room(), Some(Batch { messages: 2, bytes: 50 }));
+        let tiny = crate::config::StreamManagement { max_unacked: 1, max_unacked_bytes: 1, ..Default::default() };
+        let sm = StreamManagement::new(&tiny);
+        assert_eq!(sm.room(), Some(Batch { messages: 1, bytes: 1 }), "an empty queue takes one");
     }
 
     #[test]

@@ -62,8 +62,9 @@ impl Session {
         match sm.acknowledge(h) {
             Ok(released) => {
                 forget(state, &released);
+                let actions = self.backlog_if_waiting(state);
                 // A freed queue may have stanzas waiting for a question.
-                self.track(Vec::new(), None, now)
+                self.track(actions, None, now)
             }
             Err(TooHigh { h, sent }) => {
                 let text = format!("handled-count-too-high: h {h} but only {sent} stanzas were sent");
@@ -116,9 +117,18 @@ impl Session {
         self.last_inbound = now;
         self.ping = None;
         self.detached = false;
-        let held = self.release_held();
-        actions.extend(self.track(held, None, now));
+        let mut due = self.release_held();
+        due.extend(self.backlog_if_waiting(state));
+        actions.extend(self.track(due, None, now));
         Ok(actions)
+    }
+
+    /// The backlog batch that waited for room, now that the client acknowledged some.
+    fn backlog_if_waiting(&mut self, state: &ServerState) -> Vec<Action> {
+        match self.backlog_waits {
+            true => self.send_backlog(state),
+            false => Vec::new(),
+        }
     }
 
     /// What the client never acknowledged, when the session ends for good.

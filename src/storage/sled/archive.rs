@@ -266,6 +266,27 @@ impl SledStore {
         Ok(Source::Listed(places))
     }
 
+    /// The entries at `places`, in that order, while their stanzas take at most
+    /// `max_bytes` (the first always goes); whether every one fitted.
+    fn load_within(
+        &self,
+        ids: &Ids,
+        owner: &str,
+        places: &[Place],
+        max_bytes: usize,
+    ) -> Result<(Vec<(ArchivedMessage, Place)>, bool), StorageError> {
+        let (mut kept, mut size) = (Vec::with_capacity(places.len()), 0usize);
+        for &place in places {
+            let Some(message) = self.load(ids, owner, place)? else { continue };
+            size = size.saturating_add(message.stanza.len());
+            if !kept.is_empty() && size > max_bytes {
+                return Ok((kept, false));
+            }
+            kept.push((message, place));
+        }
+        Ok((kept, true))
+    }
+
     fn load(&self, ids: &Ids, owner: &str, place: Place) -> Result<Option<ArchivedMessage>, StorageError> {
         // Gone when retention removed it after the scan.
         let Some(value) = self.archive.get(key(&prefix(owner), place)).map_err(backend)? else { return Ok(None) };
@@ -320,23 +341,24 @@ impl ArchiveStore for SledStore {
         let fetched: Result<Vec<Place>, StorageError> =
             if backward { scan.rev().take(wanted).collect() } else { scan.take(wanted).collect() };
         let mut places = fetched?;
-        let complete = places.len() <= query.max;
+        let mut complete = places.len() <= query.max;
         places.truncate(query.max);
+        // Nearest the starting point first: paging backward, the newest are kept.
+        let (kept, fits) = self.load_within(&ids, owner, &places, query.max_bytes)?;
+        complete &= fits;
+        let (mut messages, mut kept): (Vec<ArchivedMessage>, Vec<Place>) = kept.into_iter().unzip();
         if backward {
-            places.reverse();
+            messages.reverse();
+            kept.reverse();
         }
         let count = if query.count_up_to == 0 { None } else { source.count(span, query.count_up_to)? };
-        let first_index = match (count, places.first()) {
+        let first_index = match (count, kept.first()) {
             (Some(_), Some(first)) => match first.checked_sub(1) {
                 Some(hi) => source.count(Span { lo: span.lo, hi }, query.count_up_to)?,
                 None => Some(0),
             },
             _ => None,
         };
-        let mut messages = Vec::with_capacity(places.len());
-        for place in places {
-            messages.extend(self.load(&ids, owner, place)?);
-        }
         Ok(ArchivePage { messages, complete, count, first_index })
     }
 

@@ -46,17 +46,36 @@ fn delay(owner: &BareJid, stamp: u64) -> String {
     format!("<delay xmlns='{}' from='{}' stamp='{stamp}'/>", crate::router::offline::NS_DELAY, owner.domain())
 }
 
+impl SledStore {
+    /// A record left the in-flight tree: its owner's quota has the room again.
+    fn uncount_inflight(&self, value: &[u8]) -> Result<(), StorageError> {
+        let (owner, _, stanza) = decode(value)?;
+        let mut totals = self.totals();
+        self.totals_of(&mut totals, &owner)?.remove_inflight(stanza.len());
+        Ok(())
+    }
+}
+
 impl InflightStore for SledStore {
-    fn put_inflight(&self, owner: &BareJid, stamp: u64, stanza: &[u8]) -> Result<u64, StorageError> {
+    fn put_inflight(&self, owner: &BareJid, stamp: u64, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
+        // Under the totals' lock, as offline messages: the quota holds for concurrent senders.
+        let mut totals = self.totals();
+        let account = self.totals_of(&mut totals, owner)?;
+        if !account.fits(stanza.len(), quota) {
+            return Err(StorageError::QuotaExceeded(quota.messages));
+        }
         let key = self.db.generate_id().map_err(backend)?;
         self.inflight.insert(key.to_be_bytes(), encode(owner, stamp, stanza)).map_err(backend)?;
+        account.add_inflight(stanza.len());
         Ok(key)
     }
 
     fn remove_inflight(&self, keys: &[u64]) -> Result<(), StorageError> {
         // Plain removes: a sled batch costs a log write of its own.
         for key in keys {
-            self.inflight.remove(key.to_be_bytes()).map_err(backend)?;
+            if let Some(old) = self.inflight.remove(key.to_be_bytes()).map_err(backend)? {
+                self.uncount_inflight(&old)?;
+            }
         }
         Ok(())
     }
@@ -77,7 +96,9 @@ impl InflightStore for SledStore {
                     owners.push(owner);
                 }
             }
-            self.inflight.remove(key.to_be_bytes()).map_err(backend)?;
+            if let Some(old) = self.inflight.remove(key.to_be_bytes()).map_err(backend)? {
+                self.uncount_inflight(&old)?;
+            }
         }
         Ok(owners)
     }

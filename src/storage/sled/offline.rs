@@ -4,17 +4,40 @@
 //! after a crash the totals are simply counted again.
 
 use super::{backend, SledStore};
-use crate::storage::offline::{OfflineMessage, OfflineStore, Quota};
+use crate::storage::offline::{Batch, OfflineMessage, OfflineStore, Quota};
 use crate::storage::StorageError;
 use std::collections::HashMap;
 use std::sync::MutexGuard;
 use xmpp_parsers::jid::BareJid;
 
-/// Messages and bytes waiting for one account.
+/// Messages and bytes waiting for one account: in its offline queue, and in flight to its
+/// stream-managed sessions (those may end up offline: they count against the same quota).
 #[derive(Clone, Copy, Default, Debug)]
 pub struct Totals {
     messages: u64,
     bytes: u64,
+    inflight_messages: u64,
+    inflight_bytes: u64,
+}
+
+impl Totals {
+    /// The account's sum after one more message of `size` bytes, if the quota allows it.
+    pub(super) fn fits(&self, size: usize, quota: Quota) -> bool {
+        let messages = self.messages.saturating_add(self.inflight_messages);
+        let bytes = self.bytes.saturating_add(self.inflight_bytes).saturating_add(size as u64);
+        messages < quota.messages && bytes <= quota.bytes
+    }
+
+    pub(super) fn add_inflight(&mut self, size: usize) {
+        self.inflight_messages += 1;
+        self.inflight_bytes = self.inflight_bytes.saturating_add(size as u64);
+    }
+
+    /// Records made in an earlier run were never counted: subtraction stops at zero.
+    pub(super) fn remove_inflight(&mut self, size: usize) {
+        self.inflight_messages = self.inflight_messages.saturating_sub(1);
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(size as u64);
+    }
 }
 
 pub type OfflineTotals = std::sync::Arc<std::sync::Mutex<HashMap<BareJid, Totals>>>;
@@ -31,13 +54,21 @@ fn key(owner: &BareJid, seq: u64) -> Vec<u8> {
     key
 }
 
+/// The place in the queue at the end of a key.
+fn seq_of(key: &[u8], prefix_len: usize) -> Result<u64, StorageError> {
+    key.get(prefix_len..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StorageError::Corrupt("offline key".into()))
+}
+
 impl SledStore {
-    fn totals(&self) -> MutexGuard<'_, HashMap<BareJid, Totals>> {
+    pub(super) fn totals(&self) -> MutexGuard<'_, HashMap<BareJid, Totals>> {
         self.offline_totals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The account's totals, counted from its queue on first use.
-    fn totals_of<'m>(
+    pub(super) fn totals_of<'m>(
         &self,
         totals: &'m mut HashMap<BareJid, Totals>,
         owner: &BareJid,
@@ -61,14 +92,13 @@ impl OfflineStore for SledStore {
         // are taken in the order messages are stored.
         let mut totals = self.totals();
         let account = self.totals_of(&mut totals, owner)?;
-        let bytes_after = account.bytes.saturating_add(stanza.len() as u64);
-        if account.messages >= quota.messages || bytes_after > quota.bytes {
+        if !account.fits(stanza.len(), quota) {
             return Err(StorageError::QuotaExceeded(quota.messages));
         }
         let seq = self.db.generate_id().map_err(backend)?;
         self.offline.insert(key(owner, seq), stanza).map_err(backend)?;
         account.messages += 1;
-        account.bytes = bytes_after;
+        account.bytes = account.bytes.saturating_add(stanza.len() as u64);
         Ok(seq)
     }
 
@@ -77,19 +107,23 @@ impl OfflineStore for SledStore {
         Ok(self.totals_of(&mut totals, owner)?.messages)
     }
 
-    fn offline_messages(&self, owner: &BareJid, limit: usize) -> Result<Vec<OfflineMessage>, StorageError> {
+    fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError> {
         let prefix = prefix(owner);
-        let mut messages = Vec::new();
-        for entry in self.offline.scan_prefix(&prefix).take(limit) {
+        let (mut messages, mut size) = (Vec::new(), 0);
+        for entry in self.offline.scan_prefix(&prefix) {
             let (key, value) = entry.map_err(backend)?;
-            let seq = key
-                .get(prefix.len()..)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| StorageError::Corrupt("offline key".into()))?;
-            messages.push(OfflineMessage { seq, stanza: value.to_vec() });
+            if !batch.takes(messages.len(), size, value.len()) {
+                break;
+            }
+            size += value.len();
+            messages.push(OfflineMessage { seq: seq_of(&key, prefix.len())?, stanza: value.to_vec() });
         }
         Ok(messages)
+    }
+
+    fn offline_message(&self, owner: &BareJid, seq: u64) -> Result<Option<OfflineMessage>, StorageError> {
+        let value = self.offline.get(key(owner, seq)).map_err(backend)?;
+        Ok(value.map(|v| OfflineMessage { seq, stanza: v.to_vec() }))
     }
 
     fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Result<u64, StorageError> {
@@ -107,7 +141,11 @@ impl OfflineStore for SledStore {
     }
 
     fn delete_offline(&self, owner: &BareJid) -> Result<(), StorageError> {
-        let seqs: Vec<u64> = self.offline_messages(owner, usize::MAX)?.iter().map(|m| m.seq).collect();
+        let prefix = prefix(owner);
+        let mut seqs = Vec::new();
+        for key in self.offline.scan_prefix(&prefix).keys() {
+            seqs.push(seq_of(&key.map_err(backend)?, prefix.len())?);
+        }
         self.remove_offline(owner, &seqs)?;
         Ok(())
     }
