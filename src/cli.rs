@@ -182,7 +182,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn serve(args: ServeArgs) -> Result<(), String> {
     let config = serve_config(&args)?;
     init_tracing();
-    runtime()?.block_on(async move {
+    let runtime = runtime()?;
+    let served = runtime.block_on(async move {
         let server = Server::start(config).await.map_err(|e| e.to_string())?;
         let config = &server.state.config;
         tracing::info!(
@@ -196,9 +197,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         if config.auth.allow_plaintext {
             tracing::warn!("plaintext client streams are allowed: do not use this in production");
         }
-        server.run_until_signal().await;
-        Ok(())
-    })
+        server.run_until_signal().await
+    });
+    // Not the runtime's drop, which waits for every blocking task: a flush stuck in a
+    // failed store (storage/flusher.rs) would keep the process from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    served
 }
 
 fn read_password(from_stdin: bool) -> Result<String, String> {

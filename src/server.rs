@@ -133,11 +133,25 @@ impl Server {
         self.admission.active()
     }
 
-    /// Waits for SIGINT or SIGTERM, then shuts down.
-    pub async fn run_until_signal(self) {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+    /// Waits for SIGINT or SIGTERM, then shuts down. Stops by itself, with an error, when
+    /// the store fails: a server that cannot store acknowledges nothing, and one that goes
+    /// on serving would lose what it holds in memory; a supervisor starts it again, on a
+    /// store that works (`storage/flusher.rs`).
+    pub async fn run_until_signal(self) -> Result<(), String> {
+        let mut failure = self.state.flusher.watch_failure();
+        let failed = tokio::select! {
+            () = wait_for_signal() => None,
+            failed = failure.wait_for(Option::is_some) => failed.ok().and_then(|why| why.clone()),
+        };
+        match &failed {
+            None => tracing::info!("shutting down"),
+            Some(why) => tracing::error!(
+                error = %why,
+                "storage failed: stopping; start the server again once the cause is fixed (disk space, say)"
+            ),
+        }
         self.shutdown().await;
+        failed.map_or(Ok(()), |why| Err(format!("storage failed: {why}")))
     }
 
     /// Sends `system-shutdown` to every stream, waits for them (bounded by

@@ -45,6 +45,14 @@ impl ServerState {
     }
 }
 
+impl ServerState {
+    /// A storage operation failed: an I/O error breaks the store (`storage/flusher.rs`), and
+    /// the server stops rather than serve on it.
+    pub fn storage_failed(&self, error: &crate::storage::StorageError) {
+        self.flusher.report(error);
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }

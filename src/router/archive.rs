@@ -26,6 +26,7 @@ fn archive(state: &ServerState, owner: &BareJid, with: &Jid, stanza: &Stanza) ->
         Ok(id) => Some(id),
         Err(e) => {
             tracing::error!(error = %e, "archiving a message failed");
+            state.storage_failed(&e);
             None
         }
     }

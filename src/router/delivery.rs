@@ -237,6 +237,7 @@ fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, eleme
         }
         Err(e) => {
             tracing::error!(error = %e, "recording an in-flight message failed");
+            state.storage_failed(&e);
             return err(Condition::InternalServerError);
         }
     };

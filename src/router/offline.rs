@@ -33,6 +33,7 @@ pub fn store(state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Outcome {
         }
         Err(e) => {
             tracing::error!(error = %e, "storing an offline message failed");
+            state.storage_failed(&e);
             Err(StanzaError::new(Condition::InternalServerError))
         }
     }
@@ -65,6 +66,7 @@ pub fn next_batch(
         Ok(messages) => messages,
         Err(e) => {
             tracing::error!(error = %e, "reading offline messages failed");
+            state.storage_failed(&e);
             return (Vec::new(), None);
         }
     };
@@ -112,6 +114,7 @@ fn from_blocked(state: &ServerState, owner: &BareJid, message: &OfflineMessage) 
 pub fn acknowledged(state: &ServerState, owner: &BareJid, backlog: &Backlog) {
     if let Err(e) = state.store.remove_offline(owner, &backlog.seqs) {
         tracing::error!(error = %e, "removing delivered offline messages failed");
+        state.storage_failed(&e);
     }
 }
 

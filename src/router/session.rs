@@ -459,7 +459,11 @@ impl Session {
         state.router.unbind(&self.jid, self.id);
         if let Some(id) = self.sm.as_ref().and_then(|sm| sm.resume_id.as_deref()) {
             let keep = Duration::from_secs(state.config.stream_management.resume_timeout_secs.max(60));
-            state.resumptions.ended(id, self.sm.as_ref().map_or(0, |sm| sm.inbound), keep);
+            // XEP-0198 §5: a later `<failed h=''/>` would acknowledge what the client sent;
+            // when storage failed, that may not be on disk: the resumption is then unknown.
+            let inbound = self.sm.as_ref().map_or(0, |sm| sm.inbound);
+            let h = state.flusher.failure().is_none().then_some(inbound);
+            state.resumptions.ended(id, h, keep);
         }
     }
 
@@ -613,6 +617,7 @@ fn mam_settings(state: &ServerState, room: Batch) -> crate::modules::mam::Settin
 fn forget_inflight(state: &ServerState, keys: &[u64]) {
     if let Err(e) = state.store.remove_inflight(keys) {
         tracing::error!(error = %e, "forgetting acknowledged in-flight messages failed");
+        state.storage_failed(&e);
     }
 }
 

@@ -2,42 +2,51 @@
 //! `flush_async` deadlocks when called concurrently (sled #1308, PITFALLS.md), so callers
 //! never flush themselves: they ask the flusher and wait; all who asked while a flush ran
 //! are served by the next one.
+//!
+//! It also decides when the store is broken. sled's I/O errors are sticky (after one, every
+//! write fails until the database is opened again) and a flush that met one can wait for
+//! ever (measured with a full disk: `make_stable` never returns). So a flush is never
+//! waited for blindly: while it runs the store is probed every [`PROBE_EVERY`], and a
+//! failed probe, a failed flush, an I/O error reported by a writer, or a flush longer than
+//! [`FLUSH_LIMIT`] marks the store broken: every waiter and every later request gets the
+//! error at once (nothing is acknowledged), and the server stops (`server.rs`) so that a
+//! supervisor starts it again on a store that works.
 
 use super::{StorageError, UserStore};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// How often the store is probed while a flush runs.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The longest a flush may take before the store counts as broken.
+pub const FLUSH_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct Flusher {
     requests: mpsc::UnboundedSender<Waiter>,
+    /// Why the store is broken, once it is.
+    broken: Arc<watch::Sender<Option<String>>>,
+    /// Taken around every flush; [`Flusher::hold`] keeps flushes from completing.
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Flusher {
     /// Starts the flusher task for `store`.
     pub fn start(store: Arc<dyn UserStore>) -> Flusher {
-        let (requests, mut queue) = mpsc::unbounded_channel::<Waiter>();
-        tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                let mut waiters = vec![first];
-                while let Ok(more) = queue.try_recv() {
-                    waiters.push(more);
-                }
-                let store = store.clone();
-                let result = tokio::task::spawn_blocking(move || store.flush())
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "storage flush failed");
-                }
-                for waiter in waiters {
-                    let _ = waiter.send(result.clone());
-                }
-            }
-        });
-        Flusher { requests }
+        let (requests, queue) = mpsc::unbounded_channel::<Waiter>();
+        let broken = Arc::new(watch::Sender::new(None));
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        tokio::spawn(serve(store, queue, broken.clone(), gate.clone()));
+        Flusher { requests, broken, gate }
+    }
+
+    /// Holds every flush (none completes) until the guard is dropped: lets tests see that
+    /// nothing is acknowledged before its flush, on a live server.
+    pub async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.gate.clone().lock_owned().await
     }
 
     /// Returns once everything written before the call is on disk.
@@ -48,9 +57,105 @@ impl Flusher {
     /// Asks for a flush of everything written so far, now; wait for it later.
     pub fn request(&self) -> Pending {
         let (tx, rx) = oneshot::channel();
-        let _ = self.requests.send(tx); // a stopped flusher drops it: the wait says so
+        match self.failure() {
+            Some(why) => {
+                let _ = tx.send(Err(why));
+            }
+            // A stopped flusher drops it: the wait says so.
+            None => {
+                let _ = self.requests.send(tx);
+            }
+        }
         Pending(rx)
     }
+
+    /// A writer met this error: an I/O error means the store is broken (sled's are sticky).
+    pub fn report(&self, error: &StorageError) {
+        if let StorageError::Io(why) = error {
+            mark_broken(&self.broken, why.clone());
+        }
+    }
+
+    /// Why the store is broken, if it is.
+    pub fn failure(&self) -> Option<String> {
+        self.broken.borrow().clone()
+    }
+
+    /// Changes when the store breaks.
+    pub fn watch_failure(&self) -> watch::Receiver<Option<String>> {
+        self.broken.subscribe()
+    }
+}
+
+fn mark_broken(broken: &watch::Sender<Option<String>>, why: String) {
+    broken.send_if_modified(|current| {
+        if current.is_some() {
+            return false;
+        }
+        tracing::error!(error = %why, "storage failed: nothing more is acknowledged");
+        *current = Some(why);
+        true
+    });
+}
+
+async fn serve(
+    store: Arc<dyn UserStore>,
+    mut queue: mpsc::UnboundedReceiver<Waiter>,
+    broken: Arc<watch::Sender<Option<String>>>,
+    gate: Arc<tokio::sync::Mutex<()>>,
+) {
+    let mut failed = broken.subscribe();
+    while let Some(first) = queue.recv().await {
+        let _gate = gate.lock().await;
+        let mut waiters = vec![first];
+        while let Ok(more) = queue.try_recv() {
+            waiters.push(more);
+        }
+        let known = broken.borrow().clone();
+        let result = match known {
+            Some(why) => Err(why),
+            None => flush_watched(&store, &mut failed).await,
+        };
+        if let Err(why) = &result {
+            mark_broken(&broken, why.clone());
+        }
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+/// One flush, while probing the store; fails as soon as the store is known broken.
+async fn flush_watched(store: &Arc<dyn UserStore>, failed: &mut watch::Receiver<Option<String>>) -> Result<(), String> {
+    let flushing = store.clone();
+    let mut flush = tokio::task::spawn_blocking(move || flushing.flush());
+    let deadline = tokio::time::Instant::now() + FLUSH_LIMIT;
+    loop {
+        tokio::select! {
+            done = &mut flush => return joined(done),
+            _ = failed.changed() => {
+                let why = failed.borrow().clone();
+                if let Some(why) = why {
+                    return Err(why);
+                }
+            }
+            () = tokio::time::sleep(PROBE_EVERY) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!("a flush took longer than {} s", FLUSH_LIMIT.as_secs()));
+                }
+                let probing = store.clone();
+                let probe = tokio::task::spawn_blocking(move || probing.check());
+                match tokio::time::timeout(PROBE_EVERY, probe).await {
+                    Ok(done) => joined(done)?,
+                    Err(_) => tracing::warn!("a storage probe is slow"),
+                }
+            }
+        }
+    }
+}
+
+fn joined(done: Result<Result<(), StorageError>, tokio::task::JoinError>) -> Result<(), String> {
+    done.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()))
 }
 
 /// A flush asked for and not yet waited for.
@@ -66,7 +171,9 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sasl::credentials::StoredCredentials;
     use crate::storage::sled::SledStore;
+    use xmpp_parsers::jid::BareJid;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_concurrent_waiters_are_all_served() {
@@ -82,5 +189,59 @@ mod tests {
             let done = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await;
             assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
         }
+    }
+
+    /// A store whose flush does not return (sled's after an I/O error; here until the test
+    /// ends) and whose writes fail.
+    struct Stuck(Arc<std::sync::atomic::AtomicBool>);
+
+    impl UserStore for Stuck {
+        fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn set_credentials(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn delete_user(&self, _: &BareJid) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn credentials(&self, _: &BareJid) -> Result<Option<StoredCredentials>, StorageError> {
+            Ok(None)
+        }
+        fn list_users(&self) -> Result<Vec<BareJid>, StorageError> {
+            Ok(Vec::new())
+        }
+        fn flush(&self) -> Result<(), StorageError> {
+            while !self.0.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        }
+        fn check(&self) -> Result<(), StorageError> {
+            Err(StorageError::Io("No space left on device".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_flush_fails_its_waiters_once_a_probe_fails_and_later_ones_at_once() {
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flusher = Flusher::start(Arc::new(Stuck(released.clone())));
+        let waited = tokio::time::timeout(PROBE_EVERY * 5, flusher.durable()).await;
+        released.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(waited, Ok(Err(StorageError::Backend(ref why))) if why.contains("No space")), "{waited:?}");
+        assert!(flusher.failure().is_some());
+        assert!(flusher.request().wait().await.is_err(), "once broken, every request fails");
+    }
+
+    #[tokio::test]
+    async fn a_reported_io_error_breaks_the_store() {
+        let store = Arc::new(SledStore::temporary().expect("sled"));
+        let flusher = Flusher::start(store);
+        let mut watch = flusher.watch_failure();
+        flusher.report(&StorageError::Backend("not an I/O error".into()));
+        assert!(flusher.durable().await.is_ok());
+        flusher.report(&StorageError::Io("No space left on device".into()));
+        watch.changed().await.expect("told");
+        assert!(flusher.durable().await.is_err());
     }
 }

@@ -22,6 +22,10 @@ pub enum StorageError {
     Corrupt(String),
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The backend could not read or write its files (a full disk, say). With sled such an
+    /// error is sticky: the store is broken until it is opened again (`flusher.rs`).
+    #[error("storage I/O: {0}")]
+    Io(String),
     #[error("quota of {0} reached")]
     QuotaExceeded(u64),
 }
@@ -64,4 +68,9 @@ pub trait UserStore: Send + Sync {
     fn list_users(&self) -> Result<Vec<BareJid>, StorageError>;
     /// Makes every completed write durable.
     fn flush(&self) -> Result<(), StorageError>;
+    /// Whether the store still takes writes (a cheap probe; the flusher runs it while a
+    /// flush takes long).
+    fn check(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }

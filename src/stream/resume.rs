@@ -53,9 +53,11 @@ impl Registry {
         lock(&self.live).insert(id.to_owned(), Entry { owner, session });
     }
 
-    /// The session ended for good; its last `h` is kept a while for `<failed h=''/>`.
-    pub fn ended(&self, id: &str, inbound: u32, keep: Duration) {
+    /// The session ended for good; its last `h` is kept a while for `<failed h=''/>` (None:
+    /// it is forgotten, and a resumption is answered as for an unknown session).
+    pub fn ended(&self, id: &str, inbound: Option<u32>, keep: Duration) {
         let Some(entry) = lock(&self.live).remove(id) else { return };
+        let Some(inbound) = inbound else { return };
         let now = Instant::now();
         let mut ended = lock(&self.ended);
         if ended.len() >= TOMBSTONES {
@@ -113,7 +115,7 @@ mod tests {
         registry.register("id1", alice.clone(), tx);
         assert!(matches!(registry.lookup("id1", &alice), Lookup::Live(_)));
         assert!(matches!(registry.lookup("id1", &mallory), Lookup::Unknown));
-        registry.ended("id1", 7, Duration::from_secs(60));
+        registry.ended("id1", Some(7), Duration::from_secs(60));
         assert!(matches!(registry.lookup("id1", &alice), Lookup::Ended(7)));
         assert!(matches!(registry.lookup("id1", &mallory), Lookup::Unknown));
         assert!(matches!(registry.lookup("nope", &alice), Lookup::Unknown));

@@ -175,14 +175,23 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                 session.deliver(state, &delivery, Instant::now())
             }
             control = inputs.mailbox.control.recv() => break control_end(control),
-            resumption = inputs.resume.recv() => match session.refuse_resumption(resumption.h) {
-                // An impossible `h` does not cost the live connection anything.
-                Some(failure) => {
+            resumption = inputs.resume.recv() => {
+                // XEP-0198 §5: the `h` of `<resumed/>` (or of a refusal's `<failed/>`)
+                // acknowledges what this client sent: all of it is on disk first.
+                if let Err(e) = durability.settle(state).await {
+                    let failure = failed("internal-server-error", None);
                     let _ = resumption.reply.send(Err(Box::new((resumption.conn, failure))));
-                    continue;
+                    break storage_failed(&e);
                 }
-                None => return Detached::Takeover(resumption),
-            },
+                match session.refuse_resumption(resumption.h) {
+                    // An impossible `h` does not cost the live connection anything.
+                    Some(failure) => {
+                        let _ = resumption.reply.send(Err(Box::new((resumption.conn, failure))));
+                        continue;
+                    }
+                    None => return Detached::Takeover(resumption),
+                }
+            }
             () = &mut timer => {
                 let actions = session.tick(Instant::now());
                 timer.as_mut().reset(session.deadline());

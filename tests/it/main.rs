@@ -10,6 +10,7 @@ mod carbons;
 mod crash;
 mod csi;
 mod dialect;
+mod disk_full;
 mod flexible_offline;
 mod framing;
 mod fuzz_corpus;

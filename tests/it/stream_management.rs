@@ -4,7 +4,7 @@
 //! client stops acknowledging, and when the server is killed.
 
 use crate::support::daemon::{adduser, Daemon};
-use crate::support::{xml, Client, Mech, TestServer, NS_CLIENT, NS_PING};
+use crate::support::{xml, Client, Mech, TestServer, NS_CLIENT, NS_PING, NS_STANZAS};
 use stanzad::config::Config;
 use std::time::Duration;
 use xmpp_parsers::minidom::Element;
@@ -189,6 +189,51 @@ async fn a_resumed_session_gets_what_it_missed_exactly_once() {
         info = laptop.recv().await;
     }
     assert!(xml::show(&info).contains("<value>0</value>"), "{}", xml::show(&info));
+}
+
+/// XEP-0198 §5 and durability: the `h` of `<resumed/>`, and of a refused resumption's
+/// `<failed/>`, acknowledges what the client sent, so neither leaves the server before
+/// all of that is on disk. Here a message stored offline on the live connection waits for
+/// its flush (held) when another connection asks to resume: nothing is answered until the
+/// flush completes.
+#[tokio::test]
+async fn a_takeover_is_answered_only_once_what_it_acknowledges_is_on_disk() {
+    let server = server_with(|_| {}).await;
+    let (mut alice, id) = resumable_alice(&server).await;
+    let flusher = server.server().state.flusher.clone();
+
+    let held = flusher.hold().await;
+    alice.send("<message to='bob@localhost' type='chat' id='p1'><body>stored</body></message>").await;
+    alice.expect_silence(200).await; // handled: stored offline, its flush waits
+    let (mut refused, answer) = resume_pending(&server, &id, 99).await;
+    assert!(answer.is_none(), "<failed h/> before the flush: {}", answer.as_ref().map(xml::show).unwrap_or_default());
+    drop(held);
+    refused
+        .expect(&format!("<failed xmlns='{NS_SM}' h='1'><undefined-condition xmlns='{NS_STANZAS}'/></failed>"))
+        .await;
+
+    let held = flusher.hold().await;
+    alice.send("<message to='bob@localhost' type='chat' id='p2'><body>stored</body></message>").await;
+    alice.expect_silence(200).await;
+    let (mut taker, answer) = resume_pending(&server, &id, 0).await;
+    assert!(answer.is_none(), "<resumed h/> before the flush: {}", answer.as_ref().map(xml::show).unwrap_or_default());
+    drop(held);
+    taker.expect(&format!("<resumed xmlns='{NS_SM}' previd='{id}' h='2'/>")).await;
+    alice.expect_stream_error("conflict").await;
+}
+
+/// A resumption of `previd` with `h` on a new connection; the answer, if one comes within
+/// 300 ms.
+async fn resume_pending(server: &TestServer, previd: &str, h: u32) -> (Client, Option<Element>) {
+    let mut client = server.connect().await;
+    client.open_stream().await;
+    client.authenticate(Mech::ScramSha256, "alice", PW).await.expect("login");
+    client.send(&format!("<resume xmlns='{NS_SM}' previd='{previd}' h='{h}'/>")).await;
+    let answer = match client.next_frame(std::time::Duration::from_millis(300)).await {
+        Some(Ok(stanzad::xml::framer::Frame::Stanza(element))) => Some(element),
+        _ => None,
+    };
+    (client, answer)
 }
 
 #[tokio::test]

@@ -81,7 +81,10 @@ impl SledStore {
 }
 
 pub(crate) fn backend(e: sled::Error) -> StorageError {
-    StorageError::Backend(e.to_string())
+    match e {
+        sled::Error::Io(io) => StorageError::Io(io.to_string()),
+        e => StorageError::Backend(e.to_string()),
+    }
 }
 
 /// True when opening failed because another process holds the database.

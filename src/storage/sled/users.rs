@@ -3,6 +3,9 @@ use crate::sasl::credentials::StoredCredentials;
 use crate::storage::{StorageError, UserStore};
 use xmpp_parsers::jid::BareJid;
 
+/// The key the health probe writes, in the default tree.
+const HEALTH_KEY: &[u8] = b"stanzad:health";
+
 fn encode(creds: &StoredCredentials) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(creds).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
@@ -51,6 +54,11 @@ impl UserStore for SledStore {
 
     fn flush(&self) -> Result<(), StorageError> {
         self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    /// A write of one small key: after an I/O error sled refuses every write at once.
+    fn check(&self) -> Result<(), StorageError> {
+        self.db.insert(HEALTH_KEY, &[]).map(|_| ()).map_err(backend)
     }
 }
 

@@ -73,6 +73,26 @@ impl Daemon {
         &self.log
     }
 
+    /// Waits up to `limit` for the server to exit by itself; its status, if it did.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM: the graceful shutdown a supervisor asks for.
+    pub fn terminate(&self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child's pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM stanzad");
+    }
+
     /// SIGKILL, and reap it.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL stanzad");
