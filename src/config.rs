@@ -109,6 +109,9 @@ pub struct Limits {
     pub dedup_window_secs: u64,
     /// How many recent messages per sender are remembered for that.
     pub dedup_ids: usize,
+    /// The kernel's send buffer for each client connection (0: the kernel's default).
+    /// Small, so that little waits in the kernel for a client that stopped reading.
+    pub send_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +251,7 @@ impl Default for Limits {
             offline_quota_bytes: 64 << 20,
             dedup_window_secs: 600,
             dedup_ids: 1000,
+            send_buffer_bytes: 64 << 10,
         }
     }
 }
@@ -337,6 +341,7 @@ impl Config {
         check_range("limits.offline_quota_bytes", l.offline_quota_bytes, l.max_stanza_bytes as u64, 1 << 40)?;
         check_range("limits.dedup_window_secs", l.dedup_window_secs, 0, 86_400)?;
         check_range("limits.dedup_ids", l.dedup_ids as u64, 0, 100_000)?;
+        check_range("limits.send_buffer_bytes", l.send_buffer_bytes as u64, 0, 64 << 20)?;
         let t = &self.timeouts;
         check_range("timeouts.negotiation_secs", t.negotiation_secs, 1, 3600)?;
         check_range("timeouts.ping_interval_secs", t.ping_interval_secs, 1, 86_400)?;

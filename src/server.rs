@@ -158,10 +158,22 @@ impl Server {
     /// `shutdown_grace_secs`), stops the listeners and flushes storage.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Bound sessions hear it on their control channel too, which ends even a wait for
+        // a client that does not read: each then stores what it holds before it goes.
+        self.state.router.shutdown_all();
         let grace = Duration::from_secs(self.state.config.timeouts.shutdown_grace_secs);
         let deadline = tokio::time::Instant::now() + grace;
         while self.admission.active() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Sessions end within the grace (their last words wait a second at most), but the
+        // messages they hold must be stored before the process exits: wait for them.
+        let stragglers = tokio::time::Instant::now() + STRAGGLERS;
+        while self.admission.active() > 0 && tokio::time::Instant::now() < stragglers {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.admission.active() > 0 {
+            tracing::error!(connections = self.admission.active(), "connections still open at exit");
         }
         for task in self.tasks {
             task.abort();
@@ -174,6 +186,9 @@ impl Server {
         }
     }
 }
+
+/// How long shutdown waits, after the grace, for sessions still storing what they hold.
+const STRAGGLERS: Duration = Duration::from_secs(10);
 
 /// Messages that were in flight to stream-managed sessions when the last run stopped
 /// (killed, say) were never acknowledged: they go to offline storage before anyone logs in.

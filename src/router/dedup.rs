@@ -29,7 +29,8 @@ pub struct Dedup {
 /// message (the key inserted `per_sender` messages ago).
 #[derive(Default)]
 struct Recent {
-    order: VecDeque<(u64, Instant)>,
+    /// Fingerprint, the message's [`Keys::id`], when it was accepted.
+    order: VecDeque<(u64, u64, Instant)>,
     /// The place of `order`'s front entry: places grow by one per message.
     first: u64,
     keys: HashMap<u64, u64, std::hash::BuildHasherDefault<Fingerprints>>,
@@ -61,9 +62,9 @@ impl Recent {
         self.keys.get(&key).is_some_and(|place| *place >= self.first)
     }
 
-    fn push(&mut self, key: u64, at: Instant) {
-        self.keys.insert(key, self.first + self.order.len() as u64);
-        self.order.push_back((key, at));
+    fn push(&mut self, keys: Keys, at: Instant) {
+        self.keys.insert(keys.fingerprint, self.first + self.order.len() as u64);
+        self.order.push_back((keys.fingerprint, keys.id, at));
         // Forgotten keys are dropped once they are as many as the remembered ones:
         // one pass now and then instead of a lookup per message.
         if self.keys.len() > 2 * self.order.len().max(16) {
@@ -79,10 +80,25 @@ impl Recent {
     }
 
     fn expire(&mut self, now: Instant, window: Duration) {
-        while self.order.front().is_some_and(|(_, at)| now.duration_since(*at) > window) {
+        while self.order.front().is_some_and(|(_, _, at)| now.duration_since(*at) > window) {
             self.pop();
         }
     }
+
+    /// Forgets every remembered message with this id (and recipient).
+    fn forget(&mut self, id: u64) {
+        for (fingerprint, _, _) in self.order.iter().filter(|(_, i, _)| *i == id) {
+            self.keys.remove(fingerprint);
+        }
+    }
+}
+
+/// What a message is remembered by: its [`fingerprint`], and its id and recipient alone
+/// (to forget it when it is bounced later, in whatever form it is by then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keys {
+    pub fingerprint: u64,
+    pub id: u64,
 }
 
 /// Every this many accepted messages, expired entries of all senders are dropped, so
@@ -103,15 +119,24 @@ impl Dedup {
         shard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn is_repeat(&self, sender: &BareJid, key: u64, now: Instant) -> bool {
+    pub fn is_repeat(&self, sender: &BareJid, keys: Keys, now: Instant) -> bool {
         let mut seen = self.shard(sender);
         let Some(recent) = seen.get_mut(sender) else { return false };
         recent.expire(now, self.window);
-        recent.contains(key)
+        recent.contains(keys.fingerprint)
+    }
+
+    /// A message accepted earlier was bounced after all (its recipient's session ended and
+    /// its offline storage was full): the sender may send it again, and it is not a repeat.
+    pub fn forget(&self, sender: &BareJid, id: &str, to: Option<&str>) {
+        let id = id_key(id, to);
+        if let Some(recent) = self.shard(sender).get_mut(sender) {
+            recent.forget(id);
+        }
     }
 
     /// Remembers an accepted message (one that was refused may be sent again).
-    pub fn accepted(&self, sender: &BareJid, key: u64, now: Instant) {
+    pub fn accepted(&self, sender: &BareJid, keys: Keys, now: Instant) {
         if self.per_sender == 0 {
             return;
         }
@@ -134,29 +159,40 @@ impl Dedup {
         if recent.order.len() >= self.per_sender {
             recent.pop();
         }
-        recent.push(key, now);
+        recent.push(keys, now);
     }
 
     #[cfg(test)]
     fn first_time(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
-        let key = fingerprint(id, message);
-        let repeat = self.is_repeat(sender, key, now);
+        let keys = fingerprint(id, message);
+        let repeat = self.is_repeat(sender, keys, now);
         if !repeat {
-            self.accepted(sender, key, now);
+            self.accepted(sender, keys, now);
         }
         !repeat
     }
 }
 
-/// What identifies a message for that: its id, recipient and payload.
-pub fn fingerprint(id: &str, message: &Element) -> u64 {
+fn id_hasher(id: &str, to: Option<&str>) -> std::collections::hash_map::DefaultHasher {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     id.hash(&mut hasher);
-    message.attr("to").hash(&mut hasher);
+    to.hash(&mut hasher);
+    hasher
+}
+
+fn id_key(id: &str, to: Option<&str>) -> u64 {
+    id_hasher(id, to).finish()
+}
+
+/// What identifies a message for that: its id, recipient and payload (and, for
+/// [`Dedup::forget`], its id and recipient alone).
+pub fn fingerprint(id: &str, message: &Element) -> Keys {
+    let mut hasher = id_hasher(id, message.attr("to"));
+    let id = hasher.finish();
     for child in message.children() {
         hash_element(child, crate::xml::NS_CLIENT, &mut hasher);
     }
-    hasher.finish()
+    Keys { fingerprint: hasher.finish(), id }
 }
 
 /// The element's structure (names, namespaces, attributes, text), hashed where it lies:
@@ -216,19 +252,20 @@ mod tests {
         let dedup = Dedup::new(Duration::from_secs(600), 3);
         let alice = BareJid::new("alice@x").expect("jid");
         let now = Instant::now();
+        let k = |fingerprint| Keys { fingerprint, id: fingerprint };
         for key in 1..=4 {
-            assert!(!dedup.is_repeat(&alice, key, now));
-            dedup.accepted(&alice, key, now);
+            assert!(!dedup.is_repeat(&alice, k(key), now));
+            dedup.accepted(&alice, k(key), now);
         }
-        assert!(!dedup.is_repeat(&alice, 1, now), "pushed out by later ones");
-        assert!((2..=4).all(|key| dedup.is_repeat(&alice, key, now)));
+        assert!(!dedup.is_repeat(&alice, k(1), now), "pushed out by later ones");
+        assert!((2..=4).all(|key| dedup.is_repeat(&alice, k(key), now)));
         // A key sent again is remembered from its latest place.
-        dedup.accepted(&alice, 2, now);
-        dedup.accepted(&alice, 5, now);
-        dedup.accepted(&alice, 6, now);
-        assert!(dedup.is_repeat(&alice, 2, now) && !dedup.is_repeat(&alice, 3, now));
+        dedup.accepted(&alice, k(2), now);
+        dedup.accepted(&alice, k(5), now);
+        dedup.accepted(&alice, k(6), now);
+        assert!(dedup.is_repeat(&alice, k(2), now) && !dedup.is_repeat(&alice, k(3), now));
         for key in 7..1000 {
-            dedup.accepted(&alice, key, now);
+            dedup.accepted(&alice, k(key), now);
         }
         let shard = dedup.shard(&alice);
         let recent = shard.get(&alice).expect("alice");
@@ -248,6 +285,20 @@ mod tests {
         dedup.accepted(&alice, fingerprint("1", &msg("bob@x", "hi")), later);
         let remembered: usize = dedup.seen.iter().map(|shard| shard.lock().expect("lock").len()).sum();
         assert!(remembered <= 2, "expired senders swept");
+    }
+
+    #[test]
+    fn a_bounced_message_is_forgotten_whatever_its_form_by_then() {
+        let dedup = Dedup::new(Duration::from_secs(600), 1000);
+        let alice = BareJid::new("alice@x").expect("jid");
+        let now = Instant::now();
+        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now));
+        assert!(dedup.first_time(&alice, "2", &msg("bob@x", "hi"), now));
+        dedup.forget(&alice, "1", Some("bob@x"));
+        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now), "forgotten: taken again");
+        assert!(!dedup.first_time(&alice, "2", &msg("bob@x", "hi"), now), "others stay");
+        dedup.forget(&alice, "2", Some("carol@x"));
+        assert!(!dedup.first_time(&alice, "2", &msg("bob@x", "hi"), now), "another recipient's");
     }
 
     #[test]

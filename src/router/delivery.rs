@@ -203,6 +203,10 @@ fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Out
         Kind::Message(MessageType::Normal | MessageType::Chat) if resource.managed => {
             return deliver_kept(state, resource, stanza, element);
         }
+        // Kept by the session until its client answers for it (`session/receipts.rs`).
+        Kind::Message(MessageType::Normal | MessageType::Chat) => {
+            resource.handle.send(super::Delivery::Message(crate::xml::writer::to_bytes(element).into()))
+        }
         _ => resource.handle.deliver(element),
     };
     match handed {
@@ -300,6 +304,10 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
         _ => err(Condition::RecipientUnavailable),
     };
     let Err(error) = outcome else { return };
+    // Accepted before, bounced now: a retransmission of it is not a repeat.
+    if let (Kind::Message(_), Some(from), Some(id)) = (stanza.kind, stanza.from.as_ref(), stanza.id.as_deref()) {
+        state.dedup.forget(&from.to_bare(), id, stanza.element.attr("to"));
+    }
     let (Some(reply), Some(sender)) = (stanza.error_reply(&error), stanza.from.as_ref()) else {
         return;
     };

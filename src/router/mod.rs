@@ -36,6 +36,9 @@ pub enum Control {
     /// `resource-constraint`. What it was not given goes to offline storage or another
     /// resource, and its client refetches its lists when it reconnects.
     Overflow,
+    /// The server is shutting down: end with `system-shutdown`, now, even while waiting
+    /// for a client that does not read (what it holds goes to offline storage first).
+    Shutdown,
 }
 
 /// What the router hands a session.
@@ -50,6 +53,10 @@ pub enum Delivery {
     /// A message also kept in in-flight storage until this session's client acknowledges
     /// it (XEP-0198): the session owns the record from here on.
     Kept { inflight: u64, bytes: Arc<[u8]> },
+    /// A message (chat or normal) for a session without stream management: the session
+    /// keeps it until its client answers a ping sent after it, and stores it offline if
+    /// the session ends first (`session/receipts.rs`).
+    Message(Arc<[u8]>),
     /// Something was stored for this account while the session may have been about to
     /// finish (or start) its backlog: look again.
     Wake,
@@ -68,7 +75,7 @@ impl Delivery {
     /// What it weighs against the session's byte budget.
     fn cost(&self) -> usize {
         match self {
-            Delivery::Bytes(bytes) | Delivery::Kept { bytes, .. } => bytes.len(),
+            Delivery::Bytes(bytes) | Delivery::Kept { bytes, .. } | Delivery::Message(bytes) => bytes.len(),
             Delivery::Push(..) => 512,
             Delivery::Wake => 0,
         }
@@ -313,6 +320,14 @@ impl Router {
         let mut accounts = self.write();
         if let Some(resources) = accounts.get_mut(&jid.to_bare()) {
             resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id).for_each(change);
+        }
+    }
+
+    /// Tells every bound session (available, connected or waiting for a resumption) that
+    /// the server is shutting down.
+    pub fn shutdown_all(&self) {
+        for resource in self.read().values().flatten() {
+            resource.handle.control(Control::Shutdown);
         }
     }
 

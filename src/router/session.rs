@@ -73,6 +73,9 @@ pub struct Session {
     ping_timeout: Duration,
     /// XEP-0198, once the client enabled it.
     sm: Option<sm::StreamManagement>,
+    /// Live messages written to a client without stream management and not yet answered
+    /// for; allocated with the first one (an idle session keeps a pointer).
+    receipts: Option<Box<receipts::Receipts>>,
     /// Where a resumption reaches this session's task.
     pub resume_sender: Option<crate::stream::resume::ResumeSender>,
 }
@@ -102,6 +105,7 @@ impl Session {
             ping_interval: Duration::from_secs(t.ping_interval_secs),
             ping_timeout: Duration::from_secs(t.ping_timeout_secs),
             sm: None,
+            receipts: None,
             resume_sender: None,
         }
     }
@@ -159,6 +163,9 @@ impl Session {
         if self.backlog.as_ref().is_some_and(|b| offline::is_ack(&stanza.element, b)) {
             return self.backlog_acknowledged(state);
         }
+        if self.answers_receipt(&stanza) {
+            return Vec::new();
+        }
         match stanza.kind {
             Kind::Iq(_) => self.on_iq(state, &stanza),
             Kind::Message(_) => self.on_message(state, &stanza),
@@ -192,7 +199,65 @@ impl Session {
     /// at its bounds of unacknowledged stanzas does not: they wait for the client's `<a/>`
     /// (and a queue that fills meanwhile ends the session, its messages kept offline).
     pub fn accepts_deliveries(&self) -> bool {
-        self.sm.as_ref().is_none_or(|sm| !sm.full())
+        self.sm.as_ref().is_none_or(|sm| !sm.full()) && self.receipts.as_ref().is_none_or(|r| !r.full())
+    }
+
+    /// A live message written to a client without stream management: kept until it
+    /// answers a ping sent after it. (With stream management, its unacknowledged queue
+    /// keeps it.)
+    fn keep_until_answered(&mut self, state: &ServerState, message: &std::sync::Arc<[u8]>, now: Instant) {
+        if self.sm.is_some() {
+            return;
+        }
+        let bounds = &state.config.stream_management;
+        let receipts = self
+            .receipts
+            .get_or_insert_with(|| Box::new(receipts::Receipts::new(bounds.max_unacked, bounds.max_unacked_bytes)));
+        receipts.written(message.clone(), now);
+    }
+
+    /// The ping that confirms the live messages written so far, when one is due.
+    fn receipt_ping(&mut self, now: Instant) -> Option<Action> {
+        if !self.receipts.as_ref().is_some_and(|r| r.ping_due(now)) {
+            return None;
+        }
+        let id = self.next_id("delivered");
+        let ping = el("iq", NS_CLIENT)
+            .with("type", "get")
+            .with("id", id.as_str())
+            .with("from", self.bare.domain().as_str())
+            .with("to", self.jid.as_str())
+            .with_child(el("ping", modules::ping::NS));
+        self.receipts.as_mut()?.pinged(id);
+        Some(Action::Write(writer::to_bytes(&ping)))
+    }
+
+    /// Whether `stanza` answers one of our receipt pings (a result or an error: RFC 6120
+    /// §10.1 makes either a receipt for everything before the ping).
+    fn answers_receipt(&mut self, stanza: &Stanza) -> bool {
+        let answer = matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Result | crate::stanza::IqType::Error));
+        let (Some(receipts), Some(id), true) = (self.receipts.as_mut(), stanza.id.as_deref(), answer) else {
+            return false;
+        };
+        receipts.answered(id)
+    }
+
+    /// At shutdown: a ping after every live message not yet answered for, if some were
+    /// written since the last one (or the last one's answer is awaited: then None).
+    pub fn last_receipt_ping(&mut self, now: Instant) -> Option<Action> {
+        let receipts = self.receipts.as_mut()?;
+        receipts.hurry();
+        self.receipt_ping(now)
+    }
+
+    /// Whether live messages wait for the client to answer a ping sent after them.
+    pub fn awaits_receipt(&self) -> bool {
+        self.receipts.as_ref().is_some_and(|r| !r.is_empty())
+    }
+
+    /// What the client never answered for, oldest first, when the session ends.
+    pub fn take_unconfirmed(&mut self) -> Vec<std::sync::Arc<[u8]>> {
+        self.receipts.as_mut().map(|r| r.take()).unwrap_or_default()
     }
 
     /// What a batch the server chooses to send this client may hold now (offline backlog,
@@ -380,12 +445,17 @@ impl Session {
             }
             return self.track(vec![Action::Write(bytes.to_vec())], Some(*inflight), now);
         }
-        let actions = self.deliver_unkept(state, delivery);
+        let mut actions = self.deliver_unkept(state, delivery, now);
+        actions.extend(self.receipt_ping(now));
         self.track(actions, None, now)
     }
 
-    fn deliver_unkept(&mut self, state: &ServerState, delivery: &Delivery) -> Vec<Action> {
+    fn deliver_unkept(&mut self, state: &ServerState, delivery: &Delivery, now: Instant) -> Vec<Action> {
         match delivery {
+            Delivery::Message(bytes) => {
+                self.keep_until_answered(state, bytes, now);
+                vec![Action::Write(bytes.to_vec())]
+            }
             // Presence waits (the latest per sender) while the client is inactive (XEP-0352)
             // or its connection is gone and the session waits for a resumption.
             Delivery::Bytes(bytes) if self.inactive || self.detached => match csi::held_presence_sender(bytes) {
@@ -409,7 +479,8 @@ impl Session {
             Some((_, sent)) => *sent + self.ping_timeout,
             None => self.last_inbound + self.ping_interval,
         };
-        self.sm.as_ref().and_then(|sm| sm.deadline()).map_or(ping, |sm| sm.min(ping))
+        let receipts = self.receipts.as_ref().and_then(|r| r.deadline()).map_or(ping, |r| r.min(ping));
+        self.sm.as_ref().and_then(|sm| sm.deadline()).map_or(receipts, |sm| sm.min(receipts))
     }
 
     /// XEP-0199 §4.2: ping a client that has been quiet; end it if it never answers.
@@ -421,7 +492,8 @@ impl Session {
                 return vec![Action::End(StreamEnd::error(StreamCondition::ConnectionTimeout, text))];
             }
         }
-        let pinged = self.ping_if_due(now);
+        let mut pinged = self.ping_if_due(now);
+        pinged.extend(self.receipt_ping(now));
         self.track(pinged, None, now)
     }
 
@@ -623,6 +695,7 @@ fn forget_inflight(state: &ServerState, keys: &[u64]) {
 
 pub mod flexible;
 mod presence;
+pub mod receipts;
 pub mod sm;
 mod stream_management;
 /// The operator's line for a stanza the server refused (RFC 6120 §8.3): what it was,

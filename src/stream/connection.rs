@@ -48,6 +48,7 @@ impl Listener {
     ) -> Option<impl std::future::Future<Output = ()> + Send> {
         let _ = tcp.set_nodelay(true);
         keepalive(&tcp);
+        send_buffer(&tcp, self.state.config.limits.send_buffer_bytes);
         let mut shutdown = self.shutdown.clone();
         let deadline = Instant::now() + Duration::from_secs(self.state.config.timeouts.negotiation_secs);
         let transport =
@@ -162,6 +163,18 @@ fn keepalive(tcp: &TcpStream) {
         .with_retries(3);
     if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&probes) {
         tracing::debug!(error = %e, "TCP keepalive not set");
+    }
+}
+
+/// A small kernel send buffer: what a client has not read waits in the session (counted,
+/// bounded, kept until the client answers for it) rather than in the kernel, and a client
+/// that stops reading is noticed sooner. 0 keeps the kernel's own sizing.
+fn send_buffer(tcp: &TcpStream, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    if let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(bytes) {
+        tracing::debug!(error = %e, "socket send buffer not set");
     }
 }
 

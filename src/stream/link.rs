@@ -186,6 +186,7 @@ pub fn control_end(control: Control) -> StreamEnd {
         Control::Overflow => {
             StreamEnd::error(StreamCondition::ResourceConstraint, "too much waiting for this client; reconnect")
         }
+        Control::Shutdown => StreamEnd::error(StreamCondition::SystemShutdown, "the server is shutting down"),
     }
 }
 
@@ -218,12 +219,16 @@ async fn write_bytes(mut out: WriteHalf<Transport>, queue: Arc<tokio::sync::Mute
         while let Some(bytes) = next {
             let bytes = queue.current.insert(bytes);
             if out.write_all(bytes).await.is_err() {
+                // A session waiting for room learns at once that the connection is dead;
+                // what is queued stays, to be taken back.
+                queue.rx.close();
                 return;
             }
             queue.current = None;
             next = queue.rx.try_recv().ok();
         }
         if out.flush().await.is_err() {
+            queue.rx.close();
             return;
         }
     }

@@ -60,10 +60,9 @@ pub fn run_session(
         if session.managed() && matches!(end, StreamEnd::Error(StreamCondition::ConnectionTimeout, _)) {
             tracing::info!("the session ends");
         }
-        let overflowed = matches!(end, StreamEnd::Error(StreamCondition::ResourceConstraint, _));
         // Boxed, like every path an idle session does not wait in: the session's future is
         // as large as its largest wait, and thousands of idle sessions each hold one.
-        Box::pin(finish(&state, &mut session, inputs.mailbox, unwritten, overflowed)).await;
+        Box::pin(finish(&state, &mut session, inputs.mailbox, unwritten, &end)).await;
         // A resumption that came while the session was ending still gets an answer.
         inputs.resume.close();
         while let Some(late) = inputs.resume.try_recv() {
@@ -220,6 +219,8 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
     if let Err(e) = durability.settle(state).await {
         tracing::error!(error = %e, "storage is failing");
     }
+    // Whether the read can still be polled (not after it gave its last frame).
+    let mut readable = true;
     if server_ended(&end) {
         // Stanzas the client sent before we ended its stream (already read, or waiting in
         // the socket) were accepted: they are handled, without waiting for more, nor again
@@ -227,7 +228,11 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
         // keep an ended session busy by sending on.
         let mut left = READ_AFTER_END;
         while left > 0 {
-            let Some((reader, Ok(Frame::Stanza(element)))) = ready_now(read.as_mut()) else { break };
+            let Some((reader, frame)) = ready_now(read.as_mut()) else { break };
+            let Ok(Frame::Stanza(element)) = frame else {
+                readable = false;
+                break;
+            };
             let pause = link.pause_after_frame();
             read.set(read_frame(reader, pause));
             // Over its stanza rate: this one is handled, and nothing more is read.
@@ -238,8 +243,31 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
             }
         }
     }
+    let shutdown = matches!(end, StreamEnd::Error(StreamCondition::SystemShutdown, _));
+    if shutdown && readable && session.awaits_receipt() {
+        // The server goes, not the client: a client that is there answers for the live
+        // messages it got, and only what it does not answer for goes offline.
+        let ping: Vec<Action> = session.last_receipt_ping(Instant::now()).into_iter().collect();
+        if perform(state, ping, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_none() {
+            let until = Instant::now() + LAST_RECEIPT;
+            while session.awaits_receipt() {
+                let Ok((reader, Ok(Frame::Stanza(element)))) = tokio::time::timeout_at(until, read.as_mut()).await
+                else {
+                    break;
+                };
+                read.set(read_frame(reader, Duration::ZERO));
+                let actions = session.handle(state, element, Instant::now());
+                if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
+                    break;
+                }
+            }
+        }
+    }
     Detached::Ended(end)
 }
+
+/// How long a client has, at shutdown, to answer for the live messages it got.
+const LAST_RECEIPT: Duration = Duration::from_secs(1);
 
 /// Stanzas at most handled after the server ended a stream.
 const READ_AFTER_END: usize = 16;
@@ -333,23 +361,35 @@ async fn finish(
     session: &mut Session,
     mailbox: &mut Mailbox,
     unwritten: Vec<Vec<u8>>,
-    overflowed: bool,
+    end: &StreamEnd,
 ) {
     session.on_end(state);
-    let mut unwritten = unwritten;
+    let unconfirmed = session.take_unconfirmed();
+    let mut undelivered: Vec<Vec<u8>> = match end {
+        // RFC 6120 §4.4: a client that closes its stream reads on until the server's close:
+        // it has what was written before its close was read; what was not goes offline.
+        StreamEnd::PeerClosed => unwritten,
+        // Live messages its client never answered for (written or not: every one is
+        // there), then the rest of what its connection never wrote (iq requests).
+        _ => {
+            let mut undelivered: Vec<Vec<u8>> = unconfirmed.iter().map(|m| m.to_vec()).collect();
+            undelivered.extend(unwritten.into_iter().filter(|bytes| !bytes.starts_with(b"<message")));
+            undelivered
+        }
+    };
     let mut inflight = Vec::new();
     for unacked in session.take_unacked() {
         match unacked.inflight {
             Some(key) => inflight.push(key),
-            None => unwritten.push(unacked.bytes),
+            None => undelivered.push(unacked.bytes),
         }
     }
     // Oldest first: what was written (or meant to be), then what still waits.
-    reroute_unwritten(state, unwritten, session.jid.domain().as_str()).await;
+    reroute_unwritten(state, undelivered, session.jid.domain().as_str()).await;
     for delivery in mailbox.stanzas.close_and_drain() {
         match delivery {
             Delivery::Kept { inflight: key, .. } => inflight.push(key),
-            Delivery::Bytes(bytes) => match crate::xml::read_stanza(&bytes).await {
+            Delivery::Bytes(bytes) | Delivery::Message(bytes) => match crate::xml::read_stanza(&bytes).await {
                 Some(element) => delivery::reroute(state, element),
                 None => tracing::error!("undelivered stanza could not be read back"),
             },
@@ -360,7 +400,7 @@ async fn finish(
     move_to_offline(state, &inflight);
     // Messages this session's full queue refused were stored: another available resource
     // of the account takes them now rather than at its next login.
-    if overflowed {
+    if matches!(end, StreamEnd::Error(StreamCondition::ResourceConstraint, _)) {
         delivery::wake_if_idle(state, &session.jid.to_bare());
     }
     // Rerouting may have stored messages offline.
@@ -380,7 +420,13 @@ fn move_to_offline(state: &ServerState, inflight: &[u64]) {
             tracing::info!(messages = inflight.len(), "unacknowledged messages kept offline");
             owners.iter().for_each(|owner| delivery::wake_if_idle(state, owner));
         }
-        Err(e) => tracing::error!(error = %e, "moving unacknowledged messages offline failed; they move at restart"),
+        Err(e) => {
+            // Only an I/O error gets here (unreadable records are skipped): the store is
+            // broken, the server stops, and they move at the next start, before anyone
+            // can log in.
+            tracing::error!(error = %e, "moving unacknowledged messages offline failed; they move at restart");
+            state.storage_failed(&e);
+        }
     }
 }
 
@@ -389,9 +435,17 @@ fn move_to_offline(state: &ServerState, inflight: &[u64]) {
 fn close_limit(state: &ServerState, end: &StreamEnd) -> Duration {
     match end {
         StreamEnd::Error(StreamCondition::ResourceConstraint, _) => Duration::from_millis(100),
+        // At shutdown, within the grace, so that what the session holds is stored before
+        // the process exits; when replaced, so that what it holds reaches the new session
+        // soon (a connection replaced is usually one its client left). Its client's
+        // unanswered messages go offline either way.
+        StreamEnd::Error(StreamCondition::SystemShutdown | StreamCondition::Conflict, _) => BRIEF_CLOSE,
         _ => Duration::from_secs(state.config.timeouts.ping_timeout_secs),
     }
 }
+
+/// How long the last words of a session that the server ends may wait for its writer.
+const BRIEF_CLOSE: Duration = Duration::from_secs(1);
 
 fn last_words(end: &StreamEnd) -> Option<String> {
     match end {

@@ -251,6 +251,11 @@ async fn replaced_busy_session_does_not_announce_the_new_one_unavailable() {
         match new.next_frame(std::time::Duration::from_millis(500)).await {
             Some(Ok(stanzad::xml::framer::Frame::Stanza(e))) if e.attr("from") == Some("bob@localhost/flood") => {}
             Some(Ok(stanzad::xml::framer::Frame::Stanza(e))) if e.is("presence", crate::support::NS_CLIENT) => {}
+            // The server's pings (after a backlog batch, or live messages): answered.
+            Some(Ok(stanzad::xml::framer::Frame::Stanza(e))) if e.attr("type") == Some("get") => {
+                new.send(&format!("<iq type='result' id='{}' to='localhost'/>", e.attr("id").unwrap_or_default()))
+                    .await;
+            }
             None => break,
             other => panic!("new session: {other:?}"),
         }

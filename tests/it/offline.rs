@@ -502,6 +502,72 @@ async fn a_full_queue_refuses_with_resource_constraint_until_drained() {
     assert_backlog(&got, &chats(&ids(5..=7)), (start, unix_now()), bob.jid());
 }
 
+/// A message taken live and bounced later (its recipient's connection dropped before it
+/// answered for it, and its offline storage was full) is not remembered as taken: sent
+/// again, it is handled again (refused again here, the storage being still full), never
+/// swallowed as a retransmission of an accepted message.
+#[tokio::test]
+async fn a_message_bounced_after_it_was_taken_can_be_sent_again() {
+    let server = server_with(|c| c.limits.offline_quota = 2).await;
+    let mut alice = server.available("alice", PW, "laptop", 0).await;
+    send_chats(&mut alice, &ids(1..=2)).await;
+    let mut bob = server.session("bob", PW, "phone").await;
+    let backlog = go_online(&mut bob, 0).await; // never acknowledged: the storage stays full
+    assert_eq!(backlog.len(), 3, "two messages and the ping");
+    let live = "<message to='bob@localhost/phone' type='chat' id='again'><body>again</body></message>";
+    alice.send(live).await;
+    sync(&mut alice).await;
+    let got = bob.recv().await;
+    assert_eq!(got.attr("id"), Some("again"), "{}", xml::show(&got));
+    drop(bob); // gone without answering for it
+    let bounced = format!(
+        "<message type='error' id='again' from='bob@localhost/phone' to='{ALICE}'><body>again</body>\
+         <error type='wait'><resource-constraint xmlns='{NS_STANZAS}'/><text xmlns='{NS_STANZAS}'>{{any}}</text>\
+         </error></message>"
+    );
+    alice.expect(&bounced).await;
+    alice.send(live).await;
+    alice.expect(&bounced).await;
+}
+
+/// In-flight messages (to a stream-managed session, until it acknowledges them) count
+/// against the recipient's offline quota with what is stored: they move there if the
+/// session ends first, and the quota must hold then too.
+#[tokio::test]
+async fn messages_in_flight_count_against_the_offline_quota() {
+    let server = server_with(|c| c.limits.offline_quota = 3).await;
+    let mut alice = server.available("alice", PW, "laptop", 0).await;
+    send_chats(&mut alice, &ids(1..=2)).await;
+    let mut bob = SmClient::login(server.addr, "bob", "phone", None, false).await.client;
+    let to_bob =
+        |id: &str| format!("<message to='bob@localhost/phone' type='chat' id='{id}'><body>{id}</body></message>");
+    alice.send(&to_bob("m3")).await;
+    sync(&mut alice).await; // in flight: three waiting in all
+    alice.send(&to_bob("m4")).await;
+    let refused = alice.recv().await;
+    xml::assert_matches(
+        &refused,
+        &format!(
+            "<message type='error' id='m4' from='bob@localhost/phone' to='{ALICE}'><body>m4</body>\
+             <error type='wait'><resource-constraint xmlns='{NS_STANZAS}'/><text xmlns='{NS_STANZAS}'>{{any}}</text>\
+             </error></message>"
+        ),
+    );
+    // Acknowledged, m3 frees its place.
+    loop {
+        match bob.next(TIMEOUT).await {
+            Event::Element(e) if e.is("message", NS_CLIENT) && e.attr("id") == Some("m3") => break,
+            Event::Element(_) => {}
+            Event::Idle | Event::Closed => panic!("m3 never came"),
+        }
+    }
+    assert!(bob.ack().await && bob.request_ack().await);
+    // Its answer means the acknowledgement before it was handled.
+    while !matches!(bob.next(TIMEOUT).await, Event::Element(e) if e.is("a", NS_SM)) {}
+    alice.send(&to_bob("m5")).await;
+    sync(&mut alice).await;
+}
+
 /// RFC 6120 §8.3.2: `wait` means "retry after waiting". A message refused because the
 /// queue was full, sent again with the same id once there is room, must be stored (it was
 /// never taken the first time, so it is no retransmission of an accepted message). Guards

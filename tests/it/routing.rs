@@ -519,9 +519,10 @@ async fn prefixed_stanza_is_accepted() {
 
 /// A recipient that stops reading fills its queue: its session is ended at once
 /// (`resource-constraint`), its own resources learn it is gone, and nothing is lost or
-/// refused: what was queued for it is rerouted by the bare-JID rules (here: to its other
-/// available resource), what its full queue refused is stored offline and fetched by that
-/// resource, and the sender never gets an error. The stalled client got the rest.
+/// refused: what was queued for it, and what was written to it that it never answered a
+/// ping for, is rerouted by the bare-JID rules (here: to its other available resource),
+/// what its full queue refused is stored offline and fetched by that resource, and the
+/// sender never gets an error. What the stalled client reads later it gets twice.
 #[tokio::test]
 async fn stalled_recipient_is_dropped_and_nothing_it_missed_is_lost() {
     let server = TestServer::with(|c| {
@@ -546,11 +547,95 @@ async fn stalled_recipient_is_dropped_and_nothing_it_missed_is_lost() {
         }
     }
     got.extend(crate::support::collect_messages(&mut other).await);
-    let mut all: Vec<String> = got.iter().chain(&read_by_stalled).cloned().collect();
-    all.sort();
+    got.sort();
     let mut expected = sent.clone();
     expected.sort();
-    assert_eq!(all, expected, "every message once: {} rerouted or stored, {} read", got.len(), read_by_stalled.len());
-    assert!(!got.is_empty(), "some messages never reached the stalled client");
+    assert_eq!(
+        got,
+        expected,
+        "every message reached the other resource, once ({} read by the stalled one)",
+        read_by_stalled.len()
+    );
+    assert!(read_by_stalled.iter().all(|id| sent.contains(id)), "{read_by_stalled:?}");
     bob.expect_silence(100).await;
+}
+
+// ---- live messages to a client without stream management (docs/delivery.md) ----
+
+/// Bob sends `n` chat messages of about 1 kB to `to` (ids `live-0`…), in writes of ten,
+/// and pings the server after them: every one was routed before the answer. Their ids.
+async fn live_messages(bob: &mut Client, to: &str, n: usize) -> Vec<String> {
+    let pad = "p".repeat(1000);
+    let ids: Vec<String> = (0..n).map(|i| format!("live-{i}")).collect();
+    for chunk in ids.chunks(10) {
+        let bytes: String = chunk
+            .iter()
+            .map(|id| format!("<message to='{to}' type='chat' id='{id}' pad='{pad}'><body>{id}</body></message>"))
+            .collect();
+        bob.send(&bytes).await;
+    }
+    bob.send("<iq type='get' id='routed' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    bob.expect(&format!("<iq type='result' id='routed' from='localhost' to='{}'/>", bob.jid())).await;
+    ids
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+/// A client without stream management stops reading, then its connection drops: every
+/// live message it never answered a ping for, wherever it waited (queue, writer, kernel),
+/// is kept offline and reaches its next session.
+#[tokio::test]
+async fn live_messages_to_a_client_that_vanishes_are_kept_offline() {
+    let server = server().await;
+    let connection = Client::connect_small_window(server.addr).await;
+    let mut alice = server.login(connection, "alice", "pw", "phone").await;
+    alice.available(0).await;
+    let mut bob = server.session("bob", "pw", "desk").await;
+    let sent = live_messages(&mut bob, "alice@localhost/phone", 300).await;
+    drop(alice); // never read a thing, and gone without a word
+    let mut alice = server.session("alice", "pw", "phone").await;
+    alice.send("<presence/>").await;
+    let got = crate::support::collect_messages(&mut alice).await;
+    assert_eq!(sorted(got), sorted(sent), "every message, once");
+}
+
+/// What a client answered for is not sent again: it read the messages and answered the
+/// server's pings (as RFC 6120 §8.2.3 asks), then its connection dropped.
+#[tokio::test]
+async fn live_messages_a_client_answered_for_are_not_sent_again() {
+    let server = server().await;
+    let mut alice = server.available("alice", "pw", "phone", 0).await;
+    let mut bob = server.session("bob", "pw", "desk").await;
+    let sent = live_messages(&mut bob, "alice@localhost/phone", 64).await;
+    let got = crate::support::collect_messages(&mut alice).await; // answers the pings
+    assert_eq!(sorted(got), sorted(sent));
+    drop(alice);
+    let mut alice = server.session("alice", "pw", "phone").await;
+    alice.send("<presence/>").await;
+    let again = crate::support::collect_messages(&mut alice).await;
+    assert!(again.is_empty(), "confirmed messages came again: {again:?}");
+}
+
+/// Graceful shutdown with a client that stopped reading: whatever waited for it (in its
+/// queue, its writer, the kernel) is stored offline before the process exits, and it
+/// arrives after the restart.
+#[tokio::test]
+async fn shutdown_keeps_what_a_slow_client_was_sent() {
+    let server = server().await;
+    let connection = Client::connect_small_window(server.addr).await;
+    let mut alice = server.login(connection, "alice", "pw", "phone").await;
+    alice.available(0).await;
+    let mut bob = server.session("bob", "pw", "desk").await;
+    let sent = live_messages(&mut bob, "alice@localhost/phone", 400).await;
+    let started = std::time::Instant::now();
+    let server = server.restart().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
+    drop(alice);
+    let mut alice = server.session("alice", "pw", "phone").await;
+    alice.send("<presence/>").await;
+    let got = crate::support::collect_messages(&mut alice).await;
+    assert_eq!(sorted(got), sorted(sent), "every message, once");
 }

@@ -61,7 +61,9 @@ fn available(state: &ServerState, session: &mut Session, priority: i8, now: Inst
 fn drain(mailbox: &mut Mailbox) -> Vec<Element> {
     std::iter::from_fn(|| mailbox.stanzas.try_recv())
         .filter_map(|delivery| match delivery {
-            Delivery::Bytes(bytes) | Delivery::Kept { bytes, .. } => std::str::from_utf8(&bytes).ok()?.parse().ok(),
+            Delivery::Bytes(bytes) | Delivery::Kept { bytes, .. } | Delivery::Message(bytes) => {
+                std::str::from_utf8(&bytes).ok()?.parse().ok()
+            }
             Delivery::Push(..) | Delivery::Wake => None,
         })
         .collect()

@@ -87,7 +87,12 @@ impl InflightStore for SledStore {
         let unbounded = Quota { messages: u64::MAX, bytes: u64::MAX };
         for key in keys {
             let Some(value) = self.inflight.get(key.to_be_bytes()).map_err(backend)? else { continue };
-            let (owner, stamp, stanza) = decode(&value)?;
+            let Ok((owner, stamp, stanza)) = decode(&value) else {
+                // Unreadable: it cannot be delivered, and must not hold up the others.
+                tracing::error!(key, "a corrupt in-flight record is dropped");
+                self.inflight.remove(key.to_be_bytes()).map_err(backend)?;
+                continue;
+            };
             // Stored first, then forgotten: a crash in between repeats it, never loses it.
             // A deleted account's messages are only forgotten.
             if self.user_exists(&owner)? {
@@ -125,6 +130,22 @@ mod tests {
     fn sled_passes_the_inflight_contract() {
         let store = SledStore::temporary().expect("temporary sled");
         crate::storage::contract::inflight_store(&store);
+    }
+
+    #[test]
+    fn a_corrupt_record_does_not_hold_up_the_others() {
+        use crate::storage::offline::{OfflineStore, Quota};
+        let store = SledStore::temporary().expect("temporary sled");
+        let bob = BareJid::new("bob@example.org").expect("jid");
+        let creds = crate::sasl::credentials::StoredCredentials::derive("pw", 4096).expect("derive");
+        store.create_user(&bob, &creds).expect("account");
+        let quota = Quota { messages: 10, bytes: 1 << 20 };
+        let good = store.put_inflight(&bob, 0, b"<message><body>ok</body></message>", quota).expect("put");
+        let corrupt = good + 1_000;
+        store.inflight.insert(corrupt.to_be_bytes(), &b"garbage"[..]).expect("corrupt record");
+        assert_eq!(store.inflight_to_offline(&[corrupt, good]).expect("moved"), vec![bob.clone()]);
+        assert_eq!(store.offline_count(&bob).expect("count"), 1);
+        assert!(store.inflight_keys().expect("keys").is_empty(), "the corrupt record is gone too");
     }
 
     #[test]

@@ -1,0 +1,181 @@
+//! Live messages to a client without stream management, kept until the client answers a
+//! ping sent after them. A client handles its stream in order (RFC 6120 §10.1), so its
+//! answer to that ping (result or error) says it got everything before it; what it never
+//! answered for goes to offline storage when the session ends, instead of dying with the
+//! socket (docs/delivery.md). Bounded in count and bytes like XEP-0198's unacknowledged
+//! stanzas: at the bound the session takes no more deliveries until an answer comes.
+//! No sockets here: the session feeds it what it writes and reads.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A ping goes out once this many messages wait for one...
+pub const PING_EVERY: usize = 32;
+/// ...or when the oldest of them is this old.
+pub const PING_DELAY: Duration = Duration::from_secs(2);
+/// Pings out at once, at most (an older unanswered one still confirms when answered).
+const MAX_PINGS: usize = 16;
+
+#[derive(Debug)]
+pub struct Receipts {
+    /// Messages written and not yet confirmed, oldest first.
+    unconfirmed: VecDeque<Arc<[u8]>>,
+    bytes: usize,
+    /// The number of the front message (every written message gets the next number).
+    first: u64,
+    /// Pings sent and not yet answered: their id, and the number after the last message
+    /// each one confirms.
+    pings: VecDeque<(String, u64)>,
+    /// Written since the last ping, and when the oldest of those was written.
+    unpinged: usize,
+    oldest_unpinged: Option<Instant>,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl Receipts {
+    pub fn new(max_messages: usize, max_bytes: usize) -> Receipts {
+        Receipts {
+            unconfirmed: VecDeque::new(),
+            bytes: 0,
+            first: 0,
+            pings: VecDeque::new(),
+            unpinged: 0,
+            oldest_unpinged: None,
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// A message written to the client.
+    pub fn written(&mut self, message: Arc<[u8]>, now: Instant) {
+        self.bytes += message.len();
+        self.unconfirmed.push_back(message);
+        self.unpinged += 1;
+        self.oldest_unpinged.get_or_insert(now);
+    }
+
+    /// At the bounds: no more deliveries until the client answers.
+    pub fn full(&self) -> bool {
+        self.unconfirmed.len() >= self.max_messages || self.bytes >= self.max_bytes
+    }
+
+    /// Whether a ping is due: enough messages, or old enough, or the bounds near.
+    pub fn ping_due(&self, now: Instant) -> bool {
+        if self.unpinged == 0 || self.pings.len() >= MAX_PINGS {
+            return false;
+        }
+        let old = self.oldest_unpinged.is_some_and(|t| now >= t + PING_DELAY);
+        self.unpinged >= PING_EVERY || old || self.bytes >= self.max_bytes / 2 || self.full()
+    }
+
+    /// The session ends soon: a ping is due for whatever was written since the last one.
+    pub fn hurry(&mut self) {
+        if self.unpinged > 0 {
+            self.unpinged = self.unpinged.max(PING_EVERY);
+        }
+    }
+
+    /// A ping with this id was written after every message so far.
+    pub fn pinged(&mut self, id: String) {
+        let upto = self.first + self.unconfirmed.len() as u64;
+        self.pings.push_back((id, upto));
+        self.unpinged = 0;
+        self.oldest_unpinged = None;
+    }
+
+    /// When a ping is next due by time.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.oldest_unpinged.filter(|_| self.pings.len() < MAX_PINGS).map(|t| t + PING_DELAY)
+    }
+
+    /// The client answered the ping `id` (true when it is one of ours): everything written
+    /// before it is confirmed, with every earlier ping.
+    pub fn answered(&mut self, id: &str) -> bool {
+        let Some(at) = self.pings.iter().position(|(ping, _)| ping == id) else { return false };
+        let upto = self.pings[at].1;
+        self.pings.drain(..=at);
+        while self.first < upto {
+            let Some(message) = self.unconfirmed.pop_front() else { break };
+            self.bytes -= message.len();
+            self.first += 1;
+        }
+        true
+    }
+
+    /// Whether nothing waits for an answer.
+    pub fn is_empty(&self) -> bool {
+        self.unconfirmed.is_empty() && self.pings.is_empty()
+    }
+
+    /// Everything unconfirmed, oldest first, when the session ends.
+    pub fn take(&mut self) -> Vec<Arc<[u8]>> {
+        self.bytes = 0;
+        self.first += self.unconfirmed.len() as u64;
+        self.pings.clear();
+        self.unconfirmed.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: u8) -> Arc<[u8]> {
+        vec![n; 10].into()
+    }
+
+    #[test]
+    fn an_answer_confirms_what_came_before_its_ping_only() {
+        let now = Instant::now();
+        let mut receipts = Receipts::new(100, 1000);
+        receipts.written(message(1), now);
+        receipts.written(message(2), now);
+        receipts.pinged("p1".into());
+        receipts.written(message(3), now);
+        assert!(!receipts.answered("other"), "not our ping");
+        assert!(receipts.answered("p1"));
+        assert_eq!(receipts.take(), vec![message(3)], "only what came after the ping is left");
+    }
+
+    #[test]
+    fn a_later_answer_confirms_earlier_pings_too() {
+        let now = Instant::now();
+        let mut receipts = Receipts::new(100, 1000);
+        receipts.written(message(1), now);
+        receipts.pinged("p1".into());
+        receipts.written(message(2), now);
+        receipts.pinged("p2".into());
+        assert!(receipts.answered("p2"));
+        assert!(receipts.is_empty());
+        assert!(!receipts.answered("p1"), "confirmed with p2");
+    }
+
+    #[test]
+    fn pings_go_after_enough_messages_or_time_and_the_bounds_hold_deliveries() {
+        let now = Instant::now();
+        let mut receipts = Receipts::new(40, 1000);
+        assert!(!receipts.ping_due(now) && receipts.deadline().is_none(), "nothing to confirm");
+        receipts.written(message(0), now);
+        assert!(!receipts.ping_due(now));
+        assert_eq!(receipts.deadline(), Some(now + PING_DELAY));
+        assert!(receipts.ping_due(now + PING_DELAY));
+        for n in 1..PING_EVERY as u8 {
+            receipts.written(message(n), now);
+        }
+        assert!(receipts.ping_due(now), "{PING_EVERY} messages");
+        receipts.pinged("p".into());
+        assert!(!receipts.ping_due(now + PING_DELAY) && receipts.deadline().is_none());
+        for n in 0..8 {
+            receipts.written(message(n), now);
+        }
+        assert!(receipts.full(), "40 messages");
+        assert!(receipts.answered("p"));
+        assert!(!receipts.full());
+        let mut big = Receipts::new(100, 100);
+        big.written(vec![0; 60].into(), now);
+        assert!(big.ping_due(now), "half the bytes");
+    }
+}
