@@ -109,6 +109,9 @@ pub struct Limits {
     pub dedup_window_secs: u64,
     /// How many recent messages per sender are remembered for that.
     pub dedup_ids: usize,
+    /// Most resources one account may have bound at once; one more bind gets
+    /// `resource-constraint` (RFC 6120 §7.6.2.1).
+    pub max_resources_per_account: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +251,7 @@ impl Default for Limits {
             offline_quota_bytes: 64 << 20,
             dedup_window_secs: 600,
             dedup_ids: 1000,
+            max_resources_per_account: 10,
         }
     }
 }
@@ -337,6 +341,7 @@ impl Config {
         check_range("limits.offline_quota_bytes", l.offline_quota_bytes, l.max_stanza_bytes as u64, 1 << 40)?;
         check_range("limits.dedup_window_secs", l.dedup_window_secs, 0, 86_400)?;
         check_range("limits.dedup_ids", l.dedup_ids as u64, 0, 100_000)?;
+        check_range("limits.max_resources_per_account", l.max_resources_per_account as u64, 1, 1000)?;
         let t = &self.timeouts;
         check_range("timeouts.negotiation_secs", t.negotiation_secs, 1, 3600)?;
         check_range("timeouts.ping_interval_secs", t.ping_interval_secs, 1, 86_400)?;
@@ -399,6 +404,12 @@ mod tests {
     fn bounds_are_checked_and_named() {
         let err = Config::parse("[limits]\nmax_depth = 2").expect_err("too shallow");
         assert!(err.to_string().contains("limits.max_depth"), "{err}");
+        let err = Config::parse("[limits]\nmax_resources_per_account = 0").expect_err("no resource at all");
+        assert!(err.to_string().contains("limits.max_resources_per_account"), "{err}");
+        assert!(Config::parse("[limits]\nmax_resources_per_account = 1001").is_err());
+        let c = Config::parse("[limits]\nmax_resources_per_account = 1000").expect("the largest");
+        assert_eq!(c.limits.max_resources_per_account, 1000);
+        assert_eq!(Config::default().limits.max_resources_per_account, 10);
         let err = Config::parse("[tls]\ncert = 'a.pem'").expect_err("cert without key");
         assert!(err.to_string().contains("tls"), "{err}");
     }

@@ -6,7 +6,7 @@ use super::transport::Transport;
 use super::wire::Wire;
 use super::{features, header};
 use crate::error::{Condition, StanzaError};
-use crate::router::{Mailbox, SessionHandle};
+use crate::router::{BindRefused, Mailbox, SessionHandle};
 use crate::sasl::{self, ChannelBindings, CredentialLookup, Exchange, Mechanism, SaslError, Step};
 use crate::stanza::{error_reply, IqType, Kind, ParseError, Stanza};
 use crate::state::ServerState;
@@ -404,7 +404,18 @@ impl<'a> Negotiation<'a> {
         if !self.state.store.user_exists(&user).unwrap_or(false) {
             return Err(stream_error(StreamCondition::NotAuthorized, "the account no longer exists"));
         }
-        let bound = self.bind(jid);
+        let bound = match self.bind(jid) {
+            Ok(bound) => bound,
+            Err(BindRefused::TooManyResources) => {
+                // RFC 6120 §7.6.2.1: a stanza error; the stream stays, and the client may
+                // try again once one of its resources is gone.
+                let error =
+                    StanzaError::with_text(Condition::ResourceConstraint, "too many resources for this account");
+                conn.wire.send(&writer::to_bytes(&error_reply(&stanza.element, &error))).await?;
+                return Ok(None);
+            }
+            Err(BindRefused::NotAdmitted(why)) => return Err(super::link::control_end(why)),
+        };
         let result = el("iq", NS_CLIENT)
             .with("type", "result")
             .with("id", stanza.id.unwrap_or_default())
@@ -413,13 +424,18 @@ impl<'a> Negotiation<'a> {
         Ok(Some(bound))
     }
 
-    /// Registers the resource; an older session with the same full JID is told to go
-    /// (RFC 6120 §7.7.2.2, "override the existing session").
-    fn bind(&self, jid: FullJid) -> Bound {
+    /// Registers the resource, within the account's limit of resources; an older session
+    /// with the same full JID is told to go (RFC 6120 §7.7.2.2, "override the existing
+    /// session").
+    fn bind(&self, jid: FullJid) -> Result<Bound, BindRefused> {
         let router = &self.state.router;
         let limits = &self.state.config.limits;
         let (handle, mailbox) = router.channels(limits.session_queue, limits.session_queue_bytes);
-        if let Some(old) = router.bind(jid.clone(), handle.clone()) {
+        let replaced = router.bind_within(jid.clone(), handle.clone(), limits.max_resources_per_account, || Ok(()));
+        if let Err(BindRefused::TooManyResources) = replaced {
+            tracing::info!(jid = %jid, "bind refused: the account has too many resources");
+        }
+        if let Some(old) = replaced? {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
             if old.priority.is_some() {
                 // The predecessor leaves now, before its successor can announce itself.
@@ -428,7 +444,7 @@ impl<'a> Negotiation<'a> {
             }
             old.handle.control(crate::router::Control::Replaced);
         }
-        Bound { jid, handle, mailbox }
+        Ok(Bound { jid, handle, mailbox })
     }
 }
 

@@ -256,3 +256,49 @@ async fn replaced_busy_session_does_not_announce_the_new_one_unavailable() {
         }
     }
 }
+
+/// Sends a bind request for `resource` with `id`, and expects `resource-constraint`.
+async fn expect_bind_refused_for_too_many_resources(client: &mut crate::support::Client, resource: &str, id: &str) {
+    client
+        .send(&format!("<iq type='set' id='{id}'><bind xmlns='{NS_BIND}'><resource>{resource}</resource></bind></iq>"))
+        .await;
+    client
+        .expect(&format!(
+            "<iq type='error' id='{id}'>\
+               <bind xmlns='{NS_BIND}'><resource>{resource}</resource></bind>\
+               <error type='wait'>\
+                 <resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+                 <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{{any}}</text>\
+               </error>\
+             </iq>"
+        ))
+        .await;
+}
+
+/// RFC 6120 §7.6.2.1: beyond `limits.max_resources_per_account` simultaneous resources a
+/// bind gets `resource-constraint` (type `wait`) and the stream stays open. Replacing a
+/// resource in use (§7.7.2.2) is no extra resource; once one leaves, the refused stream
+/// may bind.
+#[tokio::test]
+async fn binds_beyond_the_account_limit_get_resource_constraint_until_a_resource_leaves() {
+    let server = TestServer::with(|c| c.limits.max_resources_per_account = 2).await;
+    server.add_user("alice@localhost", "pw");
+    server.add_user("bob@localhost", "pw");
+    let mut one = server.session("alice", "pw", "one").await;
+    let mut two = server.session("alice", "pw", "two").await;
+    let mut third = server.authenticated("alice", "pw").await;
+    expect_bind_refused_for_too_many_resources(&mut third, "three", "b1").await;
+    // Each account has its own limit.
+    server.session("bob", "pw", "three").await;
+    // A conflict re-bind replaces "two": still two resources.
+    let mut new_two = server.authenticated("alice", "pw").await;
+    assert_eq!(new_two.bind(Some("two")).await, "alice@localhost/two");
+    two.expect_stream_error("conflict").await;
+    expect_bind_refused_for_too_many_resources(&mut third, "three", "b2").await;
+    // "one" leaves (its resource is gone once the server closed its stream).
+    one.send("</stream:stream>").await;
+    one.expect_closed().await;
+    assert_eq!(third.bind(Some("three")).await, "alice@localhost/three");
+    third.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    third.expect("<iq type='result' id='p1' from='localhost' to='alice@localhost/three'/>").await;
+}
