@@ -9,6 +9,7 @@ pub mod header;
 pub mod link;
 pub mod negotiate;
 pub mod rate;
+pub mod registration;
 pub mod resume;
 pub mod session_task;
 pub mod throttle;

@@ -2,11 +2,12 @@
 //! STARTTLS, SASL and resource binding, with the stream restarts in between.
 
 use super::error::{StreamCondition, StreamEnd};
+use super::registration::Registration;
 use super::transport::Transport;
 use super::wire::Wire;
 use super::{features, header};
 use crate::error::{Condition, StanzaError};
-use crate::router::{BindRefused, Mailbox, SessionHandle};
+use crate::router::{BindRefused, SessionHandle};
 use crate::sasl::{self, ChannelBindings, CredentialLookup, Exchange, Mechanism, SaslError, Step};
 use crate::stanza::{error_reply, IqType, Kind, ParseError, Stanza};
 use crate::state::ServerState;
@@ -15,6 +16,7 @@ use crate::xml::framer::{Frame, Framer, Limits};
 use crate::xml::{el, writer, Element, ElementExt, NS_BIND, NS_CLIENT, NS_SASL, NS_TLS};
 use base64::Engine;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::io::ReadHalf;
 use xmpp_parsers::jid::{BareJid, FullJid};
 
@@ -39,12 +41,14 @@ pub enum Next {
 pub struct Bound {
     pub jid: FullJid,
     pub handle: SessionHandle,
-    pub mailbox: Mailbox,
+    /// Undone if the session never starts; the session task takes it over.
+    pub registration: Registration,
 }
 
 /// What negotiation knows about the connection so far.
 pub struct Negotiation<'a> {
-    pub state: &'a ServerState,
+    /// Shared, not only borrowed: a registered resource keeps it to undo the registration.
+    pub state: &'a Arc<ServerState>,
     pub peer: SocketAddr,
     pub secure: bool,
     pub cb: ChannelBindings,
@@ -73,7 +77,7 @@ fn stream_error(condition: StreamCondition, text: &str) -> StreamEnd {
 }
 
 impl<'a> Negotiation<'a> {
-    pub fn new(state: &'a ServerState, peer: SocketAddr) -> Negotiation<'a> {
+    pub fn new(state: &'a Arc<ServerState>, peer: SocketAddr) -> Negotiation<'a> {
         Negotiation {
             state,
             peer,
@@ -444,7 +448,10 @@ impl<'a> Negotiation<'a> {
             }
             old.handle.control(crate::router::Control::Replaced);
         }
-        Ok(Bound { jid, handle, mailbox })
+        // From here until the session task takes over, whatever ends the negotiation (the
+        // bind result cannot be written, the deadline, shutdown) undoes the registration.
+        let registration = Registration::new(self.state.clone(), jid.clone(), handle.id, mailbox);
+        Ok(Bound { jid, handle, registration })
     }
 }
 

@@ -302,3 +302,33 @@ async fn binds_beyond_the_account_limit_get_resource_constraint_until_a_resource
     third.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
     third.expect("<iq type='result' id='p1' from='localhost' to='alice@localhost/three'/>").await;
 }
+
+/// A client that sends its bind request and resets the connection at once: the server
+/// registers the resource, then cannot write the bind result. The resource must not stay
+/// registered (the account would look online for ever, and stanzas for it would wait in a
+/// queue nobody reads): an iq to it is answered `service-unavailable`.
+#[tokio::test]
+async fn a_bind_whose_result_cannot_be_written_leaves_no_resource() {
+    let server = server_with_alice().await;
+    let mut probe = server.session("alice", "pw", "probe").await;
+    let gone = server.authenticated("alice", "pw").await;
+    gone.send_and_reset(&format!(
+        "<iq type='set' id='b1'><bind xmlns='{NS_BIND}'><resource>gone</resource></bind></iq>"
+    ))
+    .await;
+    // Its connection is over once the server released its admission.
+    let deadline = tokio::time::Instant::now() + crate::support::TIMEOUT;
+    while server.server().connections() > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the reset connection never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    probe.send("<iq type='get' id='q1' to='alice@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    probe
+        .expect(
+            "<iq type='error' id='q1' from='alice@localhost/gone' to='alice@localhost/probe'>\
+               <ping xmlns='urn:xmpp:ping'/>\
+               <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>\
+             </iq>",
+        )
+        .await;
+}
