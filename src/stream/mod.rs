@@ -11,6 +11,7 @@ pub mod negotiate;
 pub mod rate;
 pub mod registration;
 pub mod resume;
+pub mod revocation;
 pub mod session_task;
 pub mod throttle;
 pub mod transport;
