@@ -212,6 +212,8 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
             .await
             .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
             if let (Response::Done, Some((jid, why))) = (&response, ended) {
+                // Streams still negotiating first: from here on none of them binds.
+                state.revocations.revoke(&jid, why);
                 end_sessions(&state, &jid, why);
             }
             match state.flusher.durable().await {

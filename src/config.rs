@@ -112,6 +112,9 @@ pub struct Limits {
     /// The kernel's send buffer for each client connection (0: the kernel's default).
     /// Small, so that little waits in the kernel for a client that stopped reading.
     pub send_buffer_bytes: usize,
+    /// Most resources one account may have bound at once; one more bind gets
+    /// `resource-constraint` (RFC 6120 §7.6.2.1).
+    pub max_resources_per_account: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,6 +255,7 @@ impl Default for Limits {
             dedup_window_secs: 600,
             dedup_ids: 1000,
             send_buffer_bytes: 64 << 10,
+            max_resources_per_account: 10,
         }
     }
 }
@@ -342,6 +346,7 @@ impl Config {
         check_range("limits.dedup_window_secs", l.dedup_window_secs, 0, 86_400)?;
         check_range("limits.dedup_ids", l.dedup_ids as u64, 0, 100_000)?;
         check_range("limits.send_buffer_bytes", l.send_buffer_bytes as u64, 0, 64 << 20)?;
+        check_range("limits.max_resources_per_account", l.max_resources_per_account as u64, 1, 1000)?;
         let t = &self.timeouts;
         check_range("timeouts.negotiation_secs", t.negotiation_secs, 1, 3600)?;
         check_range("timeouts.ping_interval_secs", t.ping_interval_secs, 1, 86_400)?;
@@ -404,6 +409,12 @@ mod tests {
     fn bounds_are_checked_and_named() {
         let err = Config::parse("[limits]\nmax_depth = 2").expect_err("too shallow");
         assert!(err.to_string().contains("limits.max_depth"), "{err}");
+        let err = Config::parse("[limits]\nmax_resources_per_account = 0").expect_err("no resource at all");
+        assert!(err.to_string().contains("limits.max_resources_per_account"), "{err}");
+        assert!(Config::parse("[limits]\nmax_resources_per_account = 1001").is_err());
+        let c = Config::parse("[limits]\nmax_resources_per_account = 1000").expect("the largest");
+        assert_eq!(c.limits.max_resources_per_account, 1000);
+        assert_eq!(Config::default().limits.max_resources_per_account, 10);
         let err = Config::parse("[tls]\ncert = 'a.pem'").expect_err("cert without key");
         assert!(err.to_string().contains("tls"), "{err}");
     }

@@ -5,6 +5,7 @@ use crate::router::dedup::Dedup;
 use crate::router::Router;
 use crate::storage::flusher::Flusher;
 use crate::storage::Storage;
+use crate::stream::revocation::{Revocations, KEPT_BEYOND_NEGOTIATION};
 use crate::stream::throttle::AuthThrottle;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -25,11 +26,14 @@ pub struct ServerState {
     pub dedup: Dedup,
     /// Stream-managed sessions a client may resume (XEP-0198).
     pub resumptions: crate::stream::resume::Registry,
+    /// Accounts whose password changed or that were deleted: their negotiating streams end.
+    pub revocations: Revocations,
 }
 
 impl ServerState {
     pub fn new(config: Config, store: Arc<dyn Storage>) -> ServerState {
         let throttle = AuthThrottle::new(&config.auth);
+        let negotiation = std::time::Duration::from_secs(config.timeouts.negotiation_secs);
         ServerState {
             dedup: Dedup::new(std::time::Duration::from_secs(config.limits.dedup_window_secs), config.limits.dedup_ids),
             config,
@@ -40,6 +44,7 @@ impl ServerState {
             kdf_permits: tokio::sync::Semaphore::new(cores()),
             flusher: Flusher::start(store.clone()),
             resumptions: Default::default(),
+            revocations: Revocations::new(negotiation + KEPT_BEYOND_NEGOTIATION),
             store,
         }
     }

@@ -236,6 +236,15 @@ pub struct Resource {
     pub managed: bool,
 }
 
+/// Why [`Router::bind_within`] registered nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindRefused {
+    /// The account has as many resources as it may (`limits.max_resources_per_account`).
+    TooManyResources,
+    /// The caller's `admit` refused, saying how the stream is to end.
+    NotAdmitted(Control),
+}
+
 #[derive(Default)]
 pub struct Router {
     accounts: RwLock<HashMap<BareJid, Vec<Resource>>>,
@@ -255,11 +264,36 @@ impl Router {
         (handle, Mailbox { stanzas: Inbox { rx: stanza_rx, budget }, control: control_rx })
     }
 
-    /// Registers a bound resource; returns the resource it replaced, if any.
+    /// Registers a bound resource without any limit (tests, benchmarks, fuzzing; streams
+    /// use [`bind_within`](Self::bind_within)); returns the resource it replaced, if any.
     pub fn bind(&self, jid: FullJid, handle: SessionHandle) -> Option<Resource> {
+        self.bind_within(jid, handle, usize::MAX, || Ok(())).unwrap_or_default()
+    }
+
+    /// Registers a bound resource unless `admit`, asked under the registry's lock (so a
+    /// change it watches for is seen either by it or by whoever then looks at the
+    /// registry), refuses, or the account has `max_resources` resources already
+    /// (RFC 6120 §7.6.2.1). Binding a full JID in use replaces its session (RFC 6120
+    /// §7.7.2.2) and is no extra resource. Returns the resource it replaced, if any.
+    pub fn bind_within(
+        &self,
+        jid: FullJid,
+        handle: SessionHandle,
+        max_resources: usize,
+        admit: impl FnOnce() -> Result<(), Control>,
+    ) -> Result<Option<Resource>, BindRefused> {
         let mut accounts = self.write();
-        let resources = accounts.entry(jid.to_bare()).or_default();
-        let old = resources.iter().position(|r| r.jid == jid).map(|i| resources.remove(i));
+        admit().map_err(BindRefused::NotAdmitted)?;
+        let bare = jid.to_bare();
+        let (replaced, in_use) = match accounts.get(&bare) {
+            Some(resources) => (resources.iter().position(|r| r.jid == jid), resources.len()),
+            None => (None, 0),
+        };
+        if replaced.is_none() && in_use >= max_resources {
+            return Err(BindRefused::TooManyResources);
+        }
+        let resources = accounts.entry(bare).or_default();
+        let old = replaced.map(|i| resources.remove(i));
         resources.push(Resource {
             jid,
             handle,
@@ -270,7 +304,7 @@ impl Router {
             carbons: false,
             managed: false,
         });
-        old
+        Ok(old)
     }
 
     /// Removes a resource, but only if it still belongs to session `id`.
@@ -392,6 +426,36 @@ mod tests {
         router.unbind(&full("a@x/r"), first.id);
         assert_eq!(router.resource(&full("a@x/r")).map(|r| r.handle.id), Some(second.id));
         router.unbind(&full("a@x/r"), second.id);
+        assert!(!router.is_online(&BareJid::new("a@x").expect("bare")));
+    }
+
+    #[test]
+    fn an_account_binds_at_most_its_limit_of_resources_and_rebinding_is_no_extra_one() {
+        let router = Router::default();
+        let bind = |jid: &str| {
+            let (handle, _mailbox) = router.channels(4, 1 << 20);
+            router.bind_within(full(jid), handle.clone(), 2, || Ok(())).map(|old| (handle.id, old.is_some()))
+        };
+        let (first, _) = bind("a@x/one").expect("first");
+        assert!(bind("a@x/two").is_ok());
+        assert_eq!(bind("a@x/three"), Err(BindRefused::TooManyResources));
+        assert!(bind("b@x/three").is_ok(), "another account has its own limit");
+        let (_, replaced) = bind("a@x/one").expect("a full JID in use is replaced, not added");
+        assert!(replaced);
+        assert_eq!(router.resources(&BareJid::new("a@x").expect("bare")).len(), 2);
+        router.unbind(&full("a@x/one"), first);
+        assert_eq!(bind("a@x/three"), Err(BindRefused::TooManyResources), "not the replaced session");
+        let one = router.resource(&full("a@x/one")).expect("the new one").handle.id;
+        router.unbind(&full("a@x/one"), one);
+        assert!(bind("a@x/three").is_ok(), "room again once one left");
+    }
+
+    #[test]
+    fn a_refusing_admit_registers_nothing() {
+        let router = Router::default();
+        let (handle, _mailbox) = router.channels(4, 1 << 20);
+        let refused = router.bind_within(full("a@x/r"), handle, 10, || Err(Control::PasswordChanged));
+        assert_eq!(refused.map(|_| ()), Err(BindRefused::NotAdmitted(Control::PasswordChanged)));
         assert!(!router.is_online(&BareJid::new("a@x").expect("bare")));
     }
 

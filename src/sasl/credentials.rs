@@ -77,6 +77,8 @@ impl HashAlg {
 
     /// SaltedPassword := Hi(password, salt, i) (PBKDF2 with HMAC-H).
     pub(crate) fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        #[cfg(test)]
+        key_derivations::record(iterations);
         let mut out = vec![0u8; self.len()];
         match self {
             HashAlg::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, iterations, &mut out),
@@ -142,6 +144,19 @@ impl ScramKeys {
         let stored = alg.hash(&client_key);
         bool::from(stored.ct_eq(&self.stored_key))
     }
+
+    /// PLAIN's check of a password against these (SHA-256) keys: always one key derivation
+    /// with these keys' iteration count, whether or not the password survives SASLprep
+    /// (RFC 4013). A password that does not never matches, but answering it at once would
+    /// tell an existing account from an unknown one, whose fake keys cost a derivation.
+    fn verify_plain(&self, password: &str) -> bool {
+        let (candidate, preppable) = match saslprep(password) {
+            Ok(prepped) => (prepped, true),
+            Err(_) => (String::new(), false),
+        };
+        let matches = self.matches_prepped(HashAlg::Sha256, &candidate);
+        preppable & matches
+    }
 }
 
 impl StoredCredentials {
@@ -172,16 +187,15 @@ impl StoredCredentials {
 
     /// Used by PLAIN: SASLprep the password, recompute StoredKey with the stored
     /// SHA-256 salt and iteration count, and compare in constant time.
-    /// A password that fails SASLprep never matches.
+    /// A password that fails SASLprep never matches, after the same derivation.
     pub fn verify_password(&self, password: &str) -> bool {
-        match saslprep(password) {
-            Ok(p) => self.sha256.matches_prepped(HashAlg::Sha256, &p),
-            Err(_) => false,
-        }
+        self.sha256.verify_plain(password)
     }
 }
 
-/// Burn roughly the time of a real password check (PLAIN, unknown user).
+/// The work of a real password check (PLAIN, unknown user): the same check against fake
+/// keys with `iterations` (what accounts are created with), so it costs one key derivation
+/// like an existing account's, whatever the password.
 pub(crate) fn dummy_verify(password: &str, iterations: u32) {
     let salt = fake_bytes(b"plain-salt", "", SALT_LEN);
     let keys = ScramKeys {
@@ -190,8 +204,27 @@ pub(crate) fn dummy_verify(password: &str, iterations: u32) {
         stored_key: fake_bytes(b"plain-stored", "", HashAlg::Sha256.len()),
         server_key: Vec::new(),
     };
-    let prepped = saslprep(password).unwrap_or_default();
-    let _ = std::hint::black_box(keys.matches_prepped(HashAlg::Sha256, &prepped));
+    let _ = std::hint::black_box(keys.verify_plain(password));
+}
+
+/// Counts the key derivations (PBKDF2 runs) of the current thread, so tests can prove that
+/// two paths do the same work without timing them.
+#[cfg(test)]
+pub(crate) mod key_derivations {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static RUNS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(crate) fn record(iterations: u32) {
+        RUNS.with(|runs| runs.borrow_mut().push(iterations));
+    }
+
+    /// The iteration count of each derivation since the last call, oldest first.
+    pub(crate) fn take() -> Vec<u32> {
+        RUNS.with(|runs| std::mem::take(&mut *runs.borrow_mut()))
+    }
 }
 
 /// Deterministic per-process pseudo-random bytes: HMAC-SHA-256(secret, label || 0 || name),

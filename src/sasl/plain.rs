@@ -125,6 +125,31 @@ mod tests {
         assert_eq!(run(true, false, Some(b"\0user\0pencil"), &broken), Step::Failure(SaslError::TemporaryAuthFailure));
     }
 
+    /// No timing oracle: a wrong password costs one key derivation with the account's
+    /// iteration count, and an unknown account one with the count accounts are created
+    /// with, whether or not the password survives SASLprep.
+    #[test]
+    fn every_wrong_password_costs_one_key_derivation() {
+        use crate::sasl::credentials::{key_derivations, StoredCredentials};
+        let mut l = MemLookup::default();
+        l.users.insert("user".into(), StoredCredentials::derive("pencil", 100).expect("derive"));
+        let fake = l.fake_iterations();
+        let cases: [(&[u8], u32); 4] = [
+            (b"\0user\0wrong", 100),
+            (b"\0user\0pen\x07cil", 100),
+            (b"\0nobody\0wrong", fake),
+            (b"\0nobody\0pen\x07cil", fake),
+        ];
+        for (message, iterations) in cases {
+            key_derivations::take();
+            assert_eq!(run(true, false, Some(message), &l), Step::Failure(SaslError::NotAuthorized));
+            assert_eq!(key_derivations::take(), vec![iterations], "{}", String::from_utf8_lossy(message));
+        }
+        // And the right password as much.
+        assert!(matches!(run(true, false, Some(b"\0user\0pencil"), &l), Step::Success { .. }));
+        assert_eq!(key_derivations::take(), vec![100]);
+    }
+
     #[test]
     fn malformed() {
         let l = MemLookup::with("user", "pencil");

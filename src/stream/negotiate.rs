@@ -2,11 +2,14 @@
 //! STARTTLS, SASL and resource binding, with the stream restarts in between.
 
 use super::error::{StreamCondition, StreamEnd};
+use super::link::control_end;
+use super::registration::Registration;
+use super::revocation::Generation;
 use super::transport::Transport;
 use super::wire::Wire;
 use super::{features, header};
 use crate::error::{Condition, StanzaError};
-use crate::router::{Mailbox, SessionHandle};
+use crate::router::{BindRefused, Control, SessionHandle};
 use crate::sasl::{self, ChannelBindings, CredentialLookup, Exchange, Mechanism, SaslError, Step};
 use crate::stanza::{error_reply, IqType, Kind, ParseError, Stanza};
 use crate::state::ServerState;
@@ -15,6 +18,7 @@ use crate::xml::framer::{Frame, Framer, Limits};
 use crate::xml::{el, writer, Element, ElementExt, NS_BIND, NS_CLIENT, NS_SASL, NS_TLS};
 use base64::Engine;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::io::ReadHalf;
 use xmpp_parsers::jid::{BareJid, FullJid};
 
@@ -39,12 +43,14 @@ pub enum Next {
 pub struct Bound {
     pub jid: FullJid,
     pub handle: SessionHandle,
-    pub mailbox: Mailbox,
+    /// Undone if the session never starts; the session task takes it over.
+    pub registration: Registration,
 }
 
 /// What negotiation knows about the connection so far.
 pub struct Negotiation<'a> {
-    pub state: &'a ServerState,
+    /// Shared, not only borrowed: a registered resource keeps it to undo the registration.
+    pub state: &'a Arc<ServerState>,
     pub peer: SocketAddr,
     pub secure: bool,
     pub cb: ChannelBindings,
@@ -56,6 +62,9 @@ pub struct Negotiation<'a> {
     auths: u32,
     /// The stream is open already: go on reading it (after a resumption that failed).
     pub mid_stream: bool,
+    /// When the latest SASL exchange started: a later change of the account's credentials
+    /// (`stanzad passwd`, `deluser`) revokes what it authenticated.
+    since: Generation,
 }
 
 pub fn preauth_limits(state: &ServerState) -> Limits {
@@ -73,7 +82,7 @@ fn stream_error(condition: StreamCondition, text: &str) -> StreamEnd {
 }
 
 impl<'a> Negotiation<'a> {
-    pub fn new(state: &'a ServerState, peer: SocketAddr) -> Negotiation<'a> {
+    pub fn new(state: &'a Arc<ServerState>, peer: SocketAddr) -> Negotiation<'a> {
         Negotiation {
             state,
             peer,
@@ -85,6 +94,7 @@ impl<'a> Negotiation<'a> {
             failures: 0,
             auths: 0,
             mid_stream: false,
+            since: state.revocations.now(),
         }
     }
 
@@ -106,7 +116,7 @@ impl<'a> Negotiation<'a> {
 
     /// Reads the client's header, answers with ours and the features of this stage.
     async fn open_stream(&mut self, conn: &mut Conn) -> Result<(), StreamEnd> {
-        let header = match conn.reader.next().await? {
+        let header = match self.next_frame(conn).await? {
             Frame::Header(header) => header,
             _ => return Err(stream_error(StreamCondition::NotWellFormed, "expected a stream header")),
         };
@@ -128,10 +138,29 @@ impl<'a> Negotiation<'a> {
         Ok(())
     }
 
+    /// The client's next frame. After authentication, a change of the account's credentials
+    /// ends the stream at once instead, as it ends bound sessions (RFC 6120 §4.9.3.17): the
+    /// framer's read is dropped unfinished only then, when the stream ends anyway.
+    async fn next_frame(&self, conn: &mut Conn) -> Result<Frame, StreamEnd> {
+        let Some(user) = &self.user else {
+            return Ok(conn.reader.next().await?);
+        };
+        tokio::select! {
+            biased;
+            why = self.state.revocations.revoked(user, self.since) => Err(control_end(why)),
+            frame = conn.reader.next() => Ok(frame?),
+        }
+    }
+
+    /// How the stream ends if the authenticated account's credentials changed since.
+    fn revoked(&self) -> Option<Control> {
+        self.state.revocations.revoked_since(self.user.as_ref()?, self.since)
+    }
+
     /// Handles elements until the stream restarts (Ok(None)) or negotiation ends here.
     async fn negotiate_stream(&mut self, conn: &mut Conn) -> Result<Option<Next>, StreamEnd> {
         loop {
-            let element = match conn.reader.next().await? {
+            let element = match self.next_frame(conn).await? {
                 Frame::Stanza(element) => element,
                 Frame::Close => return Err(StreamEnd::PeerClosed),
                 Frame::Header(_) => {
@@ -218,6 +247,8 @@ impl<'a> Negotiation<'a> {
 
     async fn start_exchange(&mut self, element: &Element) -> Step {
         self.auths += 1;
+        // Before the credentials are looked up: a change after this revokes the login.
+        self.since = self.state.revocations.now();
         let Some(mechanism) = element.attr("mechanism").and_then(Mechanism::from_name) else {
             return Step::Failure(SaslError::InvalidMechanism);
         };
@@ -352,6 +383,11 @@ impl<'a> Negotiation<'a> {
             conn.wire.send(failed("bad-request", None).as_bytes()).await?;
             return Ok(None);
         };
+        // Not handed to the session if the credentials changed; a change from now on
+        // reaches the session itself (it is in the router), connection and all.
+        if let Some(why) = self.revoked() {
+            return Err(control_end(why));
+        }
         let failure = match self.state.resumptions.lookup(previd, user) {
             Lookup::Live(session) => return Ok(Some(Next::Resume(session, h))),
             Lookup::Ended(h) => failed("item-not-found", Some(h)),
@@ -404,7 +440,18 @@ impl<'a> Negotiation<'a> {
         if !self.state.store.user_exists(&user).unwrap_or(false) {
             return Err(stream_error(StreamCondition::NotAuthorized, "the account no longer exists"));
         }
-        let bound = self.bind(jid);
+        let bound = match self.bind(jid) {
+            Ok(bound) => bound,
+            Err(BindRefused::TooManyResources) => {
+                // RFC 6120 §7.6.2.1: a stanza error; the stream stays, and the client may
+                // try again once one of its resources is gone.
+                let error =
+                    StanzaError::with_text(Condition::ResourceConstraint, "too many resources for this account");
+                conn.wire.send(&writer::to_bytes(&error_reply(&stanza.element, &error))).await?;
+                return Ok(None);
+            }
+            Err(BindRefused::NotAdmitted(why)) => return Err(control_end(why)),
+        };
         let result = el("iq", NS_CLIENT)
             .with("type", "result")
             .with("id", stanza.id.unwrap_or_default())
@@ -413,22 +460,34 @@ impl<'a> Negotiation<'a> {
         Ok(Some(bound))
     }
 
-    /// Registers the resource; an older session with the same full JID is told to go
-    /// (RFC 6120 §7.7.2.2, "override the existing session").
-    fn bind(&self, jid: FullJid) -> Bound {
+    /// Registers the resource, within the account's limit of resources; an older session
+    /// with the same full JID is told to go (RFC 6120 §7.7.2.2, "override the existing
+    /// session").
+    fn bind(&self, jid: FullJid) -> Result<Bound, BindRefused> {
         let router = &self.state.router;
         let limits = &self.state.config.limits;
         let (handle, mailbox) = router.channels(limits.session_queue, limits.session_queue_bytes);
-        if let Some(old) = router.bind(jid.clone(), handle.clone()) {
+        // Asked under the router's lock: a credential change is either seen here or comes
+        // after the registration, and then it ends this session with the others.
+        let admit = || self.revoked().map_or(Ok(()), Err);
+        let replaced = router.bind_within(jid.clone(), handle.clone(), limits.max_resources_per_account, admit);
+        if let Err(BindRefused::TooManyResources) = replaced {
+            tracing::info!(jid = %jid, "bind refused: the account has too many resources");
+        }
+        let replaced = replaced?;
+        // From here until the session task takes over, whatever ends the negotiation (the
+        // bind result cannot be written, the deadline, shutdown) undoes the registration.
+        let registration = Registration::new(self.state.clone(), jid.clone(), handle.id, mailbox);
+        if let Some(old) = replaced {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
             if old.priority.is_some() {
                 // The predecessor leaves now, before its successor can announce itself.
                 let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
                 let _ = crate::router::presence::broadcast(self.state, &jid, &unavailable, None);
             }
-            old.handle.control(crate::router::Control::Replaced);
+            old.handle.control(Control::Replaced);
         }
-        Bound { jid, handle, mailbox }
+        Ok(Bound { jid, handle, registration })
     }
 }
 
@@ -468,5 +527,82 @@ impl CredentialLookup for Lookup {
             Some(node) => node.to_string(),
             None => username.to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sasl::credentials::StoredCredentials;
+    use crate::storage::sled::SledStore;
+    use crate::storage::UserStore;
+
+    fn state_with_alice() -> Arc<ServerState> {
+        let store = SledStore::temporary().expect("sled");
+        let alice = BareJid::new("alice@localhost").expect("jid");
+        store.create_user(&alice, &StoredCredentials::derive("pw", 4096).expect("derive")).expect("alice");
+        Arc::new(ServerState::new(Config::default(), Arc::new(store)))
+    }
+
+    /// Alice's negotiation, authenticated (its SASL exchange began now).
+    fn authenticated(state: &Arc<ServerState>) -> Negotiation<'_> {
+        let mut negotiation = Negotiation::new(state, SocketAddr::from(([127, 0, 0, 1], 5222)));
+        negotiation.since = state.revocations.now();
+        negotiation.user = Some(BareJid::new("alice@localhost").expect("jid"));
+        negotiation
+    }
+
+    /// A connection over loopback TCP, and the client's end of it.
+    async fn loopback(state: &ServerState) -> (Conn, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server_side, _) = listener.accept().await.expect("accept");
+        let (read, write) = tokio::io::split(Transport::Plain(server_side));
+        let conn =
+            Conn { reader: Framer::new(read, session_limits(state)), wire: Wire::new(write, "localhost".into()) };
+        (conn, client)
+    }
+
+    /// The race of `stanzad passwd` with a bind already read: the administrator's change
+    /// comes before the registration (after it, ending the router's sessions ends this one).
+    #[tokio::test]
+    async fn a_bind_after_the_password_changed_registers_nothing() {
+        let state = state_with_alice();
+        let negotiation = authenticated(&state);
+        let alice = BareJid::new("alice@localhost").expect("jid");
+        state.revocations.revoke(&alice, Control::PasswordChanged);
+        let jid = alice.with_resource_str("r").expect("jid");
+        assert!(matches!(negotiation.bind(jid), Err(BindRefused::NotAdmitted(Control::PasswordChanged))));
+        assert!(!state.router.is_online(&alice));
+    }
+
+    /// A `<resume/>` read before the change was noticed is not handed to the session.
+    #[tokio::test]
+    async fn a_resumption_after_the_account_was_deleted_ends_the_stream() {
+        let state = state_with_alice();
+        let alice = BareJid::new("alice@localhost").expect("jid");
+        let (session, mut waiting) = crate::router::signal::channel();
+        state.resumptions.register("previd", alice.clone(), session);
+        let mut negotiation = authenticated(&state);
+        state.revocations.revoke(&alice, Control::AccountDeleted);
+        let (mut conn, _client) = loopback(&state).await;
+        let resume = el("resume", crate::router::session::sm::NS).with("previd", "previd").with("h", "0");
+        let outcome = negotiation.on_stream_management(&mut conn, &resume).await;
+        assert!(matches!(outcome, Err(StreamEnd::Error(StreamCondition::NotAuthorized, _))));
+        assert!(waiting.try_recv().is_none(), "nothing was offered to the session");
+    }
+
+    /// Changes before the SASL exchange began revoke nothing.
+    #[tokio::test]
+    async fn a_change_before_the_login_began_does_not_revoke_it() {
+        let state = state_with_alice();
+        let alice = BareJid::new("alice@localhost").expect("jid");
+        state.revocations.revoke(&alice, Control::PasswordChanged);
+        let negotiation = authenticated(&state);
+        let jid = alice.with_resource_str("r").expect("jid");
+        let bound = negotiation.bind(jid);
+        assert!(bound.is_ok());
+        assert!(state.router.is_online(&alice));
     }
 }

@@ -46,7 +46,8 @@ pub fn run_session(
     mut shutdown: watch::Receiver<bool>,
     admitted: Admitted,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let Bound { jid, handle, mut mailbox } = bound;
+    let Bound { jid, handle, registration } = bound;
+    let mut mailbox = registration.take_over(); // the session unbinds itself from here on
     let id = handle.id;
     let mut session = Session::new(&state, jid, id, Instant::now());
     drop(handle);

@@ -84,6 +84,104 @@ async fn deluser_also_stops_an_authenticated_but_unbound_stream() {
     client.expect_stream_error("not-authorized").await;
 }
 
+fn passwd(jid: &str, password: &str) -> Request {
+    Request::Passwd { jid: jid.to_owned(), password: password.to_owned() }
+}
+
+const BIND: &str =
+    "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>";
+
+/// RFC 6120 §4.9.3.17: a changed password also ends, at once and with `reset`, a stream
+/// that authenticated with the old one and has not bound a resource yet, as it ends bound
+/// sessions: it is not left to wait for its client.
+#[tokio::test]
+async fn passwd_ends_an_authenticated_unbound_stream_at_once_with_reset() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "old");
+    server.add_user("bob@localhost", "pw");
+    let mut alice = server.authenticated("alice", "old").await;
+    let mut bob = server.authenticated("bob", "pw").await;
+    assert_eq!(server.admin(passwd("alice@localhost", "new")).await, Response::Done);
+    alice.expect_stream_error("reset").await;
+    assert_eq!(bob.bind(Some("r")).await, "bob@localhost/r", "other accounts are untouched");
+}
+
+/// The same between `<success/>` and the client's new stream header.
+#[tokio::test]
+async fn passwd_ends_a_stream_before_its_restart_after_sasl() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "old");
+    let mut alice = server.connect_open().await;
+    let mut login = alice.mechanism(Mech::ScramSha256, "alice", "old");
+    alice.sasl(login.as_mut()).await.expect("login");
+    assert_eq!(server.admin(passwd("alice@localhost", "new")).await, Response::Done);
+    alice.reset_framer(); // the error comes on a new stream: its header first
+    alice.expect_stream_error("reset").await;
+}
+
+/// A login whose SASL exchange began before the change (so it checks the old password)
+/// and succeeds after it is revoked as well.
+#[tokio::test]
+async fn passwd_revokes_a_login_that_was_under_way() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    let ns = crate::support::NS_SASL;
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "old");
+    let mut alice = server.connect_open().await;
+    let mut scram = alice.mechanism(Mech::ScramSha256, "alice", "old");
+    let initial = STANDARD.encode(scram.initial());
+    alice.send(&format!("<auth xmlns='{ns}' mechanism='SCRAM-SHA-256'>{initial}</auth>")).await;
+    let challenge = alice.expect(&format!("<challenge xmlns='{ns}'>{{any}}</challenge>")).await;
+    assert_eq!(server.admin(passwd("alice@localhost", "new")).await, Response::Done);
+    let challenge = STANDARD.decode(challenge.text()).expect("base64");
+    let response = STANDARD.encode(scram.response(&challenge).expect("SCRAM response"));
+    alice.send(&format!("<response xmlns='{ns}'>{response}</response>")).await;
+    alice.expect(&format!("<success xmlns='{ns}'>{{any}}</success>")).await;
+    alice.reset_framer();
+    alice.expect_stream_error("reset").await;
+}
+
+/// A stream that authenticated with the old password binds nothing afterwards.
+#[tokio::test]
+async fn a_stream_authenticated_with_the_old_password_cannot_bind() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "old");
+    let mut alice = server.authenticated("alice", "old").await;
+    assert_eq!(server.admin(passwd("alice@localhost", "new")).await, Response::Done);
+    // The server may have closed the connection already.
+    let _ = alice.try_send_bytes(BIND.as_bytes()).await;
+    alice.expect_stream_error("reset").await;
+}
+
+/// Deletion ends an authenticated, unbound stream at once with `not-authorized`.
+#[tokio::test]
+async fn deluser_ends_an_authenticated_unbound_stream_at_once_with_not_authorized() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "pw");
+    let mut alice = server.authenticated("alice", "pw").await;
+    assert_eq!(server.admin(Request::Deluser { jid: "alice@localhost".into() }).await, Response::Done);
+    alice.expect_stream_error("not-authorized").await;
+}
+
+/// XEP-0198: a stream that authenticated with the old password cannot take over a session
+/// waiting for resumption either.
+#[tokio::test]
+async fn a_stream_authenticated_with_the_old_password_cannot_resume() {
+    const NS_SM: &str = "urn:xmpp:sm:3";
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", "old");
+    let mut phone = server.session("alice", "old", "phone").await;
+    phone.send(&format!("<enable xmlns='{NS_SM}' resume='true'/>")).await;
+    let enabled = phone.expect(&format!("<enabled xmlns='{NS_SM}' id='{{any}}' resume='true' max='{{any}}'/>")).await;
+    let id = enabled.attr("id").expect("a resumption id").to_owned();
+    let mut stale = server.authenticated("alice", "old").await;
+    drop(phone); // the connection is lost: the session waits for resumption
+    assert_eq!(server.admin(passwd("alice@localhost", "new")).await, Response::Done);
+    let _ = stale.try_send_bytes(format!("<resume xmlns='{NS_SM}' previd='{id}' h='0'/>").as_bytes()).await;
+    stale.expect_stream_error("reset").await;
+}
+
 /// Accounts (and the generated certificate) survive a graceful restart.
 #[tokio::test]
 async fn accounts_survive_a_restart() {

@@ -261,3 +261,79 @@ async fn replaced_busy_session_does_not_announce_the_new_one_unavailable() {
         }
     }
 }
+
+/// Sends a bind request for `resource` with `id`, and expects `resource-constraint`.
+async fn expect_bind_refused_for_too_many_resources(client: &mut crate::support::Client, resource: &str, id: &str) {
+    client
+        .send(&format!("<iq type='set' id='{id}'><bind xmlns='{NS_BIND}'><resource>{resource}</resource></bind></iq>"))
+        .await;
+    client
+        .expect(&format!(
+            "<iq type='error' id='{id}'>\
+               <bind xmlns='{NS_BIND}'><resource>{resource}</resource></bind>\
+               <error type='wait'>\
+                 <resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+                 <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>{{any}}</text>\
+               </error>\
+             </iq>"
+        ))
+        .await;
+}
+
+/// RFC 6120 §7.6.2.1: beyond `limits.max_resources_per_account` simultaneous resources a
+/// bind gets `resource-constraint` (type `wait`) and the stream stays open. Replacing a
+/// resource in use (§7.7.2.2) is no extra resource; once one leaves, the refused stream
+/// may bind.
+#[tokio::test]
+async fn binds_beyond_the_account_limit_get_resource_constraint_until_a_resource_leaves() {
+    let server = TestServer::with(|c| c.limits.max_resources_per_account = 2).await;
+    server.add_user("alice@localhost", "pw");
+    server.add_user("bob@localhost", "pw");
+    let mut one = server.session("alice", "pw", "one").await;
+    let mut two = server.session("alice", "pw", "two").await;
+    let mut third = server.authenticated("alice", "pw").await;
+    expect_bind_refused_for_too_many_resources(&mut third, "three", "b1").await;
+    // Each account has its own limit.
+    server.session("bob", "pw", "three").await;
+    // A conflict re-bind replaces "two": still two resources.
+    let mut new_two = server.authenticated("alice", "pw").await;
+    assert_eq!(new_two.bind(Some("two")).await, "alice@localhost/two");
+    two.expect_stream_error("conflict").await;
+    expect_bind_refused_for_too_many_resources(&mut third, "three", "b2").await;
+    // "one" leaves (its resource is gone once the server closed its stream).
+    one.send("</stream:stream>").await;
+    one.expect_closed().await;
+    assert_eq!(third.bind(Some("three")).await, "alice@localhost/three");
+    third.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    third.expect("<iq type='result' id='p1' from='localhost' to='alice@localhost/three'/>").await;
+}
+
+/// A client that sends its bind request and resets the connection at once: the server
+/// registers the resource, then cannot write the bind result. The resource must not stay
+/// registered (the account would look online for ever, and stanzas for it would wait in a
+/// queue nobody reads): an iq to it is answered `service-unavailable`.
+#[tokio::test]
+async fn a_bind_whose_result_cannot_be_written_leaves_no_resource() {
+    let server = server_with_alice().await;
+    let mut probe = server.session("alice", "pw", "probe").await;
+    let gone = server.authenticated("alice", "pw").await;
+    gone.send_and_reset(&format!(
+        "<iq type='set' id='b1'><bind xmlns='{NS_BIND}'><resource>gone</resource></bind></iq>"
+    ))
+    .await;
+    // Its connection is over once the server released its admission.
+    let deadline = tokio::time::Instant::now() + crate::support::TIMEOUT;
+    while server.server().connections() > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the reset connection never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    probe.send("<iq type='get' id='q1' to='alice@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    probe
+        .expect(
+            "<iq type='error' id='q1' from='alice@localhost/gone' to='alice@localhost/probe'>\
+               <ping xmlns='urn:xmpp:ping'/>\
+               <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>\
+             </iq>",
+        )
+        .await;
+}

@@ -278,6 +278,24 @@ impl Client {
         self.send_bytes(xml.as_bytes()).await;
     }
 
+    /// Writes `xml` and resets the connection at once (SO_LINGER 0), nothing awaited in
+    /// between: on the tests' one-threaded runtime the server cannot run before both are
+    /// done, so it reads the bytes with the reset already there, and its answer cannot be
+    /// written. Plain TCP only.
+    pub async fn send_and_reset(mut self, xml: &str) {
+        assert!(self.pending.is_none(), "a read is still pending");
+        let (tx, rx) = oneshot::channel();
+        self.reader.send(Cmd::Release(tx)).expect("reader task alive");
+        let (read, _) = timeout(TIMEOUT, rx).await.expect("reader task released").expect("reader task answered");
+        let ClientStream::Plain(tcp) = read.unsplit(self.writer.take().expect("connection open")) else {
+            panic!("send_and_reset on a TLS connection")
+        };
+        let socket = socket2::SockRef::from(&tcp);
+        socket.set_linger(Some(Duration::ZERO)).expect("SO_LINGER");
+        assert_eq!(socket.send(xml.as_bytes()).expect("write"), xml.len(), "written at once");
+        drop(tcp); // with SO_LINGER 0: a reset
+    }
+
     // ---- reading ----
 
     /// The next frame, or None if nothing complete arrived within `wait`.
