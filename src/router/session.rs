@@ -554,6 +554,7 @@ fn mam_settings(state: &ServerState) -> crate::modules::mam::Settings {
         default_page: config.default_page,
         max_page: config.max_page,
         default: config.default_preference(),
+        max_prefs_bytes: state.config.limits.max_archive_prefs_bytes,
     }
 }
 

@@ -30,6 +30,7 @@ pub enum StorageError {
 pub trait Storage:
     UserStore
     + roster::RosterStore
+    + roster::SubscriptionRequestStore
     + roster::LastSeenStore
     + roster::BlockStore
     + offline::OfflineStore
@@ -40,6 +41,7 @@ pub trait Storage:
 impl<T> Storage for T where
     T: UserStore
         + roster::RosterStore
+        + roster::SubscriptionRequestStore
         + roster::LastSeenStore
         + roster::BlockStore
         + offline::OfflineStore
