@@ -107,10 +107,14 @@ fn own_copy(user: &FullJid, presence: &Element) -> Element {
     copy
 }
 
-/// §4.2.2: the user's own resources (those `keep` selects) see its presence.
+/// §4.2.2: the user's own resources (those `keep` selects) see its presence; nothing is
+/// serialised when there are none (a single session's update).
 fn echo_to_own_resources(state: &ServerState, user: &FullJid, own: &Element, keep: impl Fn(&Resource) -> bool) {
-    let resources = state.router.resources(&user.to_bare());
-    deliver_to(resources.into_iter().filter(|r| keep(r)), own, None);
+    let mut resources = state.router.resources(&user.to_bare());
+    resources.retain(keep);
+    if !resources.is_empty() {
+        deliver_to(resources, own, None);
+    }
 }
 
 /// §4.3.2: what a new session learns about the contacts it is subscribed to: each
