@@ -85,24 +85,25 @@ mod tests {
         assert_eq!(finished.recv_timeout(Duration::from_secs(5)), Ok("b-a"));
     }
 
+    /// Bounded: a deadlock fails the test instead of hanging it.
     #[test]
     fn pairs_locked_in_both_orders_never_deadlock() {
         let stripes = std::sync::Arc::new(Stripes::<u64>::new(4));
         let names: Vec<String> = (0..8).map(|i| format!("u{i}@example.org")).collect();
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let (stripes, names) = (stripes.clone(), names.clone());
-                std::thread::spawn(move || {
-                    for i in 0..2_000 {
-                        let (x, y) = (&names[(i + t) % 8], &names[(i * 3 + t * 5) % 8]);
-                        let (x, y) = if i % 2 == 0 { (x, y) } else { (y, x) };
-                        let _pair = stripes.lock_pair(x, y);
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().expect("no panic");
+        let (done, finished) = mpsc::channel();
+        for t in 0..4 {
+            let (stripes, names, done) = (stripes.clone(), names.clone(), done.clone());
+            std::thread::spawn(move || {
+                for i in 0..2_000 {
+                    let (x, y) = (&names[(i + t) % 8], &names[(i * 3 + t * 5) % 8]);
+                    let (x, y) = if i % 2 == 0 { (x, y) } else { (y, x) };
+                    let _pair = stripes.lock_pair(x, y);
+                }
+                let _ = done.send(t);
+            });
+        }
+        for _ in 0..4 {
+            assert!(finished.recv_timeout(Duration::from_secs(10)).is_ok(), "threads waited on each other");
         }
     }
 }
