@@ -24,10 +24,11 @@ const USER: &str = "alice@localhost";
 fn state() -> ServerState {
     let user = BareJid::new(USER).expect("jid");
     let store = common::store_with(std::iter::once(user.clone()).chain(contacts()));
+    let quota = stanzad::config::Limits::default().roster_quota();
     for contact in contacts() {
         let item = |jid: &BareJid| RosterItem { subscription: Subscription::Both, ..RosterItem::new(jid) };
-        store.put_roster_item(&user, &item(&contact)).expect("roster");
-        store.put_roster_item(&contact, &item(&user)).expect("roster");
+        store.put_roster_item(&user, &item(&contact), quota).expect("roster");
+        store.put_roster_item(&contact, &item(&user), quota).expect("roster");
     }
     common::state_over(store)
 }

@@ -60,9 +60,13 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
 }
 
-/// Carries out one request against a store, creating credentials with `iterations`.
-/// The caller makes it durable before answering (the running server through its flusher).
-pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: Request) -> Response {
+/// Carries out one request: the same code whether the server runs (the admin socket) or
+/// not (the command line, with a `ServerState` over the store that nobody is connected
+/// to). It reads and writes storage at length: run it off the async workers. The caller
+/// makes it durable before answering.
+pub fn execute(state: &ServerState, request: Request) -> Response {
+    let users = state.store.as_ref();
+    let (hosts, iterations) = (&state.config.hosts, state.config.auth.scram_iterations);
     let result = match request {
         Request::Adduser { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
             let creds = derive(&password, iterations)?;
@@ -74,12 +78,7 @@ pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: 
             let creds = derive(&password, iterations)?;
             users.set_credentials(&jid, &creds).map_err(describe)
         }),
-        Request::Deluser { jid } => local_jid(&jid, hosts).and_then(|jid| {
-            users.delete_user(&jid).map_err(describe)?;
-            users.delete_offline(&jid).map_err(describe)?;
-            users.delete_archive(&jid).map_err(describe)?;
-            users.delete_roster(&jid).map_err(describe)
-        }),
+        Request::Deluser { jid } => local_jid(&jid, hosts).and_then(|jid| delete_account(state, &jid)),
         Request::Users => {
             return match users.list_users() {
                 Ok(list) => Response::Users(list.iter().map(ToString::to_string).collect()),
@@ -91,6 +90,32 @@ pub fn execute(users: &dyn Storage, hosts: &[String], iterations: u32, request: 
         Ok(()) => Response::Done,
         Err(reason) => Response::Failed(reason),
     }
+}
+
+/// Deletes an account and everything it had. Its contacts first lose it (RFC 6121 §2.5.2:
+/// every roster that holds it forgets it, with pushes and unavailable presence to whoever
+/// is online, and their waiting requests are refused), so that a later account of the same
+/// name inherits nothing; when that fails nothing is deleted and the operator retries.
+fn delete_account(state: &ServerState, jid: &BareJid) -> Result<(), String> {
+    let store = state.store.as_ref();
+    if !store.user_exists(jid).map_err(describe)? {
+        return Err(describe(StorageError::NotFound(jid.to_string())));
+    }
+    let forget = |pass: &str| {
+        crate::router::subscription::forget_account(state, jid).map_err(|e| {
+            tracing::error!(error = %e, pass, "ending a deleted account's subscriptions failed");
+            format!("storage error while ending its subscriptions ({pass}): {e}")
+        })
+    };
+    forget("the account was not deleted")?;
+    store.delete_user(jid).map_err(describe)?;
+    // What raced the first pass (a request its session sent meanwhile) is caught now:
+    // changes made from here on find no account and change nothing.
+    crate::router::subscription::settle(state, jid);
+    forget("the account was deleted; run deluser again to finish")?;
+    store.delete_offline(jid).map_err(describe)?;
+    store.delete_archive(jid).map_err(describe)?;
+    store.delete_roster(jid).map_err(describe)
 }
 
 /// A new account starts empty: whatever a deleted account of the same name left behind
@@ -182,50 +207,42 @@ async fn answer(stream: tokio::net::UnixStream, state: Arc<ServerState>) {
         return;
     }
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => {
-            tracing::info!(command = command_name(&request), "admin request");
-            // RFC 6120 §4.9.3.17: the account's sessions end with `reset` when its password
-            // changes (a stolen password stops working at once), `not-authorized` when it goes.
-            let ended = match &request {
-                Request::Deluser { jid } => BareJid::new(jid).ok().map(|jid| (jid, Control::AccountDeleted)),
-                Request::Passwd { jid, .. } => BareJid::new(jid).ok().map(|jid| (jid, Control::PasswordChanged)),
-                _ => None,
-            };
-            let config = &state.config;
-            let users = state.store.clone();
-            let (hosts, iterations) = (config.hosts.clone(), config.auth.scram_iterations);
-            let forgotten = match &ended {
-                Some((jid, Control::AccountDeleted)) => Some((state.clone(), jid.clone())),
-                _ => None,
-            };
-            let response = tokio::task::spawn_blocking(move || {
-                if let Some((state, jid)) = forgotten {
-                    if let Err(e) = crate::router::subscription::forget_account(&state, &jid) {
-                        // Deleting now would leave contacts subscribed to a name someone
-                        // else may get: the operator retries.
-                        tracing::error!(error = %e, "ending a deleted account's subscriptions failed");
-                        return Response::Failed(format!("storage error, the account was not deleted: {e}"));
-                    }
-                }
-                execute(users.as_ref(), &hosts, iterations, request)
-            })
-            .await
-            .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
-            if let (Response::Done, Some((jid, why))) = (&response, ended) {
-                // Streams still negotiating first: from here on none of them binds.
-                state.revocations.revoke(&jid, why);
-                end_sessions(&state, &jid, why);
-            }
-            match state.flusher.durable().await {
-                Ok(()) => response,
-                Err(e) => Response::Failed(format!("not durable: {e}")),
-            }
-        }
+        Ok(request) => carry_out(state, request).await,
         Err(e) => Response::Failed(format!("bad request: {e}")),
     };
     if let Ok(mut bytes) = serde_json::to_vec(&response) {
         bytes.push(b'\n');
         let _ = write.write_all(&bytes).await;
+    }
+}
+
+/// Carries out a request (on the blocking pool), ends the sessions it concerns and makes
+/// it durable: for the running server, and for the command line with the server stopped.
+pub async fn carry_out(state: Arc<ServerState>, request: Request) -> Response {
+    tracing::info!(command = command_name(&request), "admin request");
+    // RFC 6120 §4.9.3.17: the account's sessions end with `reset` when its password
+    // changes (a stolen password stops working at once), `not-authorized` when it goes.
+    let ended = match &request {
+        Request::Deluser { jid } => BareJid::new(jid).ok().map(|jid| (jid, Control::AccountDeleted)),
+        Request::Passwd { jid, .. } => BareJid::new(jid).ok().map(|jid| (jid, Control::PasswordChanged)),
+        _ => None,
+    };
+    let worker = state.clone();
+    let response = tokio::task::spawn_blocking(move || execute(&worker, request))
+        .await
+        .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
+    if let Some((jid, why)) = ended {
+        // A deletion that failed after the account went still ends its sessions.
+        let gone = why == Control::AccountDeleted && !state.store.user_exists(&jid).unwrap_or(true);
+        if response == Response::Done || gone {
+            // Streams still negotiating first: from here on none of them binds.
+            state.revocations.revoke(&jid, why);
+            end_sessions(&state, &jid, why);
+        }
+    }
+    match state.flusher.durable().await {
+        Ok(()) => response,
+        Err(e) => Response::Failed(format!("not durable: {e}")),
     }
 }
 

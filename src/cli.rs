@@ -3,11 +3,13 @@
 use crate::admin::{self, Request, Response};
 use crate::config::Config;
 use crate::server::Server;
+use crate::state::ServerState;
 use crate::storage::sled::{is_locked, SledStore};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 mod bulk;
 
@@ -241,7 +243,8 @@ pub(crate) fn store_config(args: &StoreOnly) -> Result<Config, String> {
 
 pub(crate) fn administer_with(config: &Config, request: Request) -> Result<(), String> {
     let socket = admin::socket_path(&config.data_dir);
-    let via_server = runtime()?.block_on(async { admin::send(&socket, &request).await.ok() });
+    let runtime = runtime()?;
+    let via_server = runtime.block_on(async { admin::send(&socket, &request).await.ok() });
     let response = match via_server {
         Some(response) => response,
         None => {
@@ -256,7 +259,12 @@ pub(crate) fn administer_with(config: &Config, request: Request) -> Result<(), S
                     e.to_string()
                 }
             })?;
-            let response = admin::execute(&store, &config.hosts, config.auth.scram_iterations, request);
+            // The server's own code path, over a state that nobody is connected to: a
+            // deleted account leaves its contacts' rosters here too.
+            let response = runtime.block_on(async {
+                let state = Arc::new(ServerState::new(config.clone(), Arc::new(store.clone())));
+                admin::carry_out(state, request).await
+            });
             crate::storage::UserStore::flush(&store).map_err(|e| e.to_string())?;
             response
         }

@@ -99,6 +99,18 @@ pub struct Limits {
     pub stanza_burst: u32,
     /// Most items in one account's roster.
     pub max_roster_items: usize,
+    /// Most bytes of JIDs, names and groups in one account's roster (read whole for
+    /// every presence broadcast).
+    pub max_roster_bytes: u64,
+    /// Most bytes of JIDs in one account's block list (kept in memory, consulted for
+    /// every stanza to or from the account).
+    pub max_blocklist_bytes: u64,
+    /// Most bytes of JIDs in one account's archive preferences (consulted for every
+    /// archived message).
+    pub max_archive_prefs_bytes: u64,
+    /// Largest subscription request kept until its recipient answers (RFC 6121 §3.1.3),
+    /// as stored: the presence with its payloads.
+    pub max_subscription_request_bytes: usize,
     /// Messages kept for one account while it is offline; more get `resource-constraint`.
     pub offline_quota: u64,
     /// The same bound in bytes, so no sender can fill an account's storage (or the memory
@@ -250,6 +262,10 @@ impl Default for Limits {
             stanzas_per_sec: 100,
             stanza_burst: 500,
             max_roster_items: 2000,
+            max_roster_bytes: 512 << 10,
+            max_blocklist_bytes: 128 << 10,
+            max_archive_prefs_bytes: 64 << 10,
+            max_subscription_request_bytes: 8 << 10,
             offline_quota: 10_000,
             offline_quota_bytes: 64 << 20,
             dedup_window_secs: 600,
@@ -257,6 +273,13 @@ impl Default for Limits {
             send_buffer_bytes: 64 << 10,
             max_resources_per_account: 10,
         }
+    }
+}
+
+impl Limits {
+    /// What one roster may hold (`max_roster_items`, `max_roster_bytes`).
+    pub fn roster_quota(&self) -> crate::storage::roster::ListQuota {
+        crate::storage::roster::ListQuota { items: self.max_roster_items, bytes: self.max_roster_bytes }
     }
 }
 
@@ -341,6 +364,13 @@ impl Config {
         check_range("limits.stanzas_per_sec", l.stanzas_per_sec as u64, 1, 10_000_000)?;
         check_range("limits.stanza_burst", l.stanza_burst as u64, 1, 10_000_000)?;
         check_range("limits.max_roster_items", l.max_roster_items as u64, 10, 1_000_000)?;
+        check_range("limits.max_roster_bytes", l.max_roster_bytes, 16 << 10, 1 << 30)?;
+        // At most what one shard of the store's memory cache holds (storage/sled/cache.rs),
+        // so the largest list is still answered from memory.
+        check_range("limits.max_blocklist_bytes", l.max_blocklist_bytes, 4 << 10, 1 << 20)?;
+        check_range("limits.max_archive_prefs_bytes", l.max_archive_prefs_bytes, 4 << 10, 512 << 10)?;
+        let request = l.max_subscription_request_bytes as u64;
+        check_range("limits.max_subscription_request_bytes", request, 1024, l.max_stanza_bytes as u64)?;
         check_range("limits.offline_quota", l.offline_quota, 1, 10_000_000)?;
         check_range("limits.offline_quota_bytes", l.offline_quota_bytes, l.max_stanza_bytes as u64, 1 << 40)?;
         check_range("limits.dedup_window_secs", l.dedup_window_secs, 0, 86_400)?;

@@ -13,5 +13,6 @@ pub mod stanza;
 pub mod state;
 pub mod storage;
 pub mod stream;
+pub mod stripes;
 pub mod tls;
 pub mod xml;

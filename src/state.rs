@@ -16,8 +16,9 @@ pub struct ServerState {
     pub router: Router,
     pub throttle: AuthThrottle,
     pub started: Instant,
-    /// Serialises subscription changes, which read and write two rosters.
-    pub subscriptions: std::sync::Mutex<()>,
+    /// Serialises the subscription changes of each pair of accounts, which read and write
+    /// both rosters (`router::subscription::lock_pair`); other pairs are not held up.
+    pub subscription_locks: crate::stripes::Stripes<()>,
     /// Password key derivations (PLAIN) allowed at once: one per core.
     pub kdf_permits: tokio::sync::Semaphore,
     /// Makes writes durable before anyone is told they happened (group commit).
@@ -40,7 +41,7 @@ impl ServerState {
             router: Router::default(),
             throttle,
             started: Instant::now(),
-            subscriptions: Default::default(),
+            subscription_locks: crate::stripes::Stripes::new(64),
             kdf_permits: tokio::sync::Semaphore::new(cores()),
             flusher: Flusher::start(store.clone()),
             resumptions: Default::default(),

@@ -5,31 +5,45 @@ use super::{storage_fault, Request};
 use crate::error::Condition;
 use crate::router::{presence, PushKind};
 use crate::state::ServerState;
+use crate::storage::roster::{BlockList, ListQuota};
+use crate::storage::StorageError;
 use crate::xml::{el, Element, ElementExt};
 use xmpp_parsers::jid::{BareJid, Jid};
 
 pub const NS: &str = "urn:xmpp:blocking";
 pub const NS_ERRORS: &str = "urn:xmpp:blocking:errors";
-/// Most items in one block list.
+/// Most items in one block list (and `limits.max_blocklist_bytes` of them).
 const MAX_ITEMS: usize = 10_000;
 
-/// Whether `owner` blocked `other` (§3.1: a blocked JID matches itself, its bare JID,
-/// its domain, and its domain with its resource).
+/// Whether `owner` blocked `other`. Asked for every stanza to or from `owner`: the store
+/// answers from memory, and nothing is allocated.
 pub fn blocks(state: &ServerState, owner: &BareJid, other: &Jid) -> bool {
-    let list = match state.store.blocklist(owner) {
-        Ok(list) => list,
+    match state.store.blocked(owner) {
+        Ok(Some(list)) => on_list(&list, other),
+        Ok(None) => false,
         Err(e) => {
             tracing::error!(error = %e, "reading the block list failed");
-            return false;
+            false
         }
-    };
-    if list.is_empty() {
-        return false;
     }
-    let domain = other.domain().as_str();
-    let domain_resource = other.resource().map(|r| format!("{domain}/{r}"));
-    let bare = other.to_bare();
-    list.iter().any(|b| b == other.as_str() || b == bare.as_str() || b == domain || Some(b) == domain_resource.as_ref())
+}
+
+/// §3.1 (the matching of XEP-0016 §2.1): a listed JID matches itself; a listed bare JID
+/// any of its resources; a listed domain every JID there; `domain/resource` that resource
+/// of the domain, whatever the user.
+fn on_list(list: &BlockList, other: &Jid) -> bool {
+    let full = other.as_str();
+    // A localpart and a domain hold neither '/' nor '@' (RFC 7622): the bare JID ends at
+    // the first '/', and after the first '@' of a full JID comes "domain/resource".
+    let bare = full.split_once('/').map_or(full, |(bare, _)| bare);
+    let domain_resource = match (other.node(), other.resource()) {
+        (Some(_), Some(_)) => full.split_once('@').map(|(_, rest)| rest),
+        _ => None,
+    };
+    list.contains(full)
+        || list.contains(bare)
+        || list.contains(other.domain().as_str())
+        || domain_resource.is_some_and(|jid| list.contains(jid))
 }
 
 /// Whether either account blocked the other.
@@ -88,15 +102,16 @@ fn change(request: &Request, owner: &BareJid, targets: Vec<Jid>, block: bool) ->
     }
     let state = request.state;
     let changed = if block {
-        let current = state.store.blocklist(owner).map_err(storage_fault)?.len();
-        if current + jids.len() > MAX_ITEMS {
-            return Err(Condition::ResourceConstraint);
-        }
-        // Our presence stops reaching them before they are blocked.
-        for jid in &jids {
+        let quota = ListQuota { items: MAX_ITEMS, bytes: state.config.limits.max_blocklist_bytes };
+        let added = state.store.block(owner, &jids, quota).map_err(|e| match e {
+            StorageError::QuotaExceeded(_) => Condition::ResourceConstraint,
+            e => storage_fault(e),
+        })?;
+        // Nothing passes any more; those who saw our presence see us go.
+        for jid in &added {
             send_unavailable_to(state, owner, jid);
         }
-        state.store.block(owner, &jids).map_err(storage_fault)?
+        added
     } else {
         state.store.unblock(owner, &jids).map_err(storage_fault)?
     };

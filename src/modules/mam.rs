@@ -40,6 +40,8 @@ pub struct Settings {
     /// [`PAGE_BYTES`]: a page ends early, not complete, and the client pages on.
     pub page_bytes: usize,
     pub default: archive::Default,
+    /// The most bytes of JIDs an account's preferences may list (`limits.max_archive_prefs_bytes`).
+    pub max_prefs_bytes: u64,
 }
 
 /// The most bytes of archived stanzas in one page: a page is built whole in memory, and a
@@ -77,7 +79,7 @@ fn respond(
         ("query", true) => Ok(reply(query_form())),
         ("query", false) => query(store, sender, owner, iq, payload, settings),
         ("prefs", true) => prefs_get(store, owner, settings).map(reply),
-        ("prefs", false) => prefs_set(store, owner, payload).map(reply),
+        ("prefs", false) => prefs_set(store, owner, payload, settings).map(reply),
         ("metadata", true) => metadata(store, owner).map(reply),
         _ => Err(Condition::BadRequest),
     }
@@ -330,14 +332,23 @@ fn metadata(store: &dyn Storage, owner: &BareJid) -> Result<Element, Condition> 
 /// XEP-0441 §2.1: the stored preferences, or the server's default with empty lists.
 fn prefs_get(store: &dyn Storage, owner: &BareJid, settings: &Settings) -> Result<Element, Condition> {
     let stored = store.archive_prefs(owner).map_err(storage_fault)?;
-    let prefs = stored.unwrap_or(ArchivePrefs { default: settings.default, always: Vec::new(), never: Vec::new() });
-    Ok(prefs_element(&prefs))
+    let server_default = ArchivePrefs { default: settings.default, always: Vec::new(), never: Vec::new() };
+    Ok(prefs_element(stored.as_deref().unwrap_or(&server_default)))
 }
 
-/// XEP-0441 §2.1: replaces the preferences and answers with them.
-fn prefs_set(store: &dyn Storage, owner: &BareJid, payload: &Element) -> Result<Element, Condition> {
+/// XEP-0441 §2.1: replaces the preferences and answers with them. Lists longer than the
+/// server keeps are refused with `resource-constraint`, and nothing changes.
+fn prefs_set(
+    store: &dyn Storage,
+    owner: &BareJid,
+    payload: &Element,
+    settings: &Settings,
+) -> Result<Element, Condition> {
     let default = payload.attr("default").and_then(|d| d.parse().ok()).ok_or(Condition::BadRequest)?;
     let prefs = ArchivePrefs { default, always: pref_list(payload, "always")?, never: pref_list(payload, "never")? };
+    if prefs.bytes() > settings.max_prefs_bytes {
+        return Err(Condition::ResourceConstraint);
+    }
     store.set_archive_prefs(owner, &prefs).map_err(storage_fault)?;
     Ok(prefs_element(&prefs))
 }
@@ -418,26 +429,33 @@ pub fn strip_stanza_ids(message: &mut Element, owner: &BareJid) -> bool {
 /// of an outgoing message, the `from` of an incoming one) be archived. Without stored
 /// preferences, `server_default` applies. When in doubt (a storage fault), no.
 pub fn allowed(store: &dyn Storage, owner: &BareJid, with: &Jid, server_default: archive::Default) -> bool {
+    // Kept in memory by the store: no read, no copy per message.
     let prefs = match store.archive_prefs(owner) {
-        Ok(prefs) => prefs.unwrap_or(ArchivePrefs { default: server_default, always: Vec::new(), never: Vec::new() }),
+        Ok(prefs) => prefs,
         Err(e) => {
             tracing::error!(error = %e, "reading archive preferences failed");
             return false;
         }
     };
-    // §2.3.1: a bare listed JID matches any resource, a full one only itself.
     let bare = with.to_bare();
-    let listed = |jid: &Jid| match jid.resource() {
-        Some(_) => jid == with,
-        None => jid.as_str() == bare.as_str(),
+    let default = match prefs.as_deref() {
+        Some(prefs) => {
+            // §2.3.1: a bare listed JID matches any resource, a full one only itself.
+            let listed = |jid: &Jid| match jid.resource() {
+                Some(_) => jid == with,
+                None => jid.as_str() == bare.as_str(),
+            };
+            if prefs.never.iter().any(listed) {
+                return false;
+            }
+            if prefs.always.iter().any(listed) {
+                return true;
+            }
+            prefs.default
+        }
+        None => server_default,
     };
-    if prefs.never.iter().any(listed) {
-        return false;
-    }
-    if prefs.always.iter().any(listed) {
-        return true;
-    }
-    match prefs.default {
+    match default {
         archive::Default::Always => true,
         archive::Default::Never => false,
         archive::Default::Roster => bare == *owner || on_roster(store, owner, &bare),
@@ -464,7 +482,13 @@ mod tests {
     const ALICE: &str = "alice@example.org";
 
     fn settings() -> Settings {
-        Settings { default_page: 50, max_page: 2, page_bytes: usize::MAX, default: archive::Default::Always }
+        Settings {
+            default_page: 50,
+            max_page: 2,
+            page_bytes: usize::MAX,
+            default: archive::Default::Always,
+            max_prefs_bytes: 64 << 10,
+        }
     }
 
     fn xml(text: &str) -> Element {
@@ -768,7 +792,8 @@ mod tests {
             Jid::new("friend@example.org/x").expect("jid"),
             Jid::new("stranger@example.net").expect("jid"),
         );
-        store.put_roster_item(&alice, &RosterItem::new(&friend.to_bare())).expect("roster");
+        let quota = crate::storage::roster::ListQuota { items: 10, bytes: 1000 };
+        store.put_roster_item(&alice, &RosterItem::new(&friend.to_bare()), quota).expect("roster");
         let both = |default| (allowed(&store, &alice, &friend, default), allowed(&store, &alice, &stranger, default));
         assert_eq!(both(Always), (true, true), "no preferences: the server default");
         assert_eq!(both(Never), (false, false));

@@ -58,19 +58,18 @@ fn set(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
     let (name, groups) = parse_details(item)?;
     let state = request.state;
     // Subscription changes write the same item: never interleave with them.
-    let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+    let _pair = subscription::lock_pair(state, owner, &contact);
     let existing = state.store.roster_item(owner, &contact).map_err(storage_fault)?;
-    if existing.is_none() {
-        subscription::room_for_one_more(state, owner).map_err(|e| match e {
-            StorageError::QuotaExceeded(_) => Condition::ResourceConstraint,
-            e => storage_fault(e),
-        })?;
-    }
     // §2.1.2.5: the client cannot set subscription states; only name and groups change.
     let mut updated = existing.unwrap_or_else(|| RosterItem::new(&contact));
     updated.name = name;
     updated.groups = groups;
-    let version = state.store.put_roster_item(owner, &updated).map_err(storage_fault)?;
+    // Within `limits.max_roster_items` and `max_roster_bytes`, checked as it is written.
+    let quota = state.config.limits.roster_quota();
+    let version = state.store.put_roster_item(owner, &updated, quota).map_err(|e| match e {
+        StorageError::QuotaExceeded(_) => Condition::ResourceConstraint,
+        e => storage_fault(e),
+    })?;
     push_item(state, owner, &updated, version);
     Ok(request.result())
 }
@@ -102,15 +101,14 @@ fn parse_details(item: &Element) -> Result<(Option<String>, Vec<String>), Condit
 /// §2.5.2: removal also ends both directions of the subscription.
 fn remove(request: &Request, owner: &BareJid, contact: &BareJid) -> Result<Element, Condition> {
     let state = request.state;
-    let guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+    let pair = subscription::lock_pair(state, owner, contact);
     let item = state.store.roster_item(owner, contact).map_err(storage_fault)?.ok_or(Condition::ItemNotFound)?;
-    let pending_in = state.store.pending_in(owner).map_err(storage_fault)?.iter().any(|(jid, _)| jid == contact);
+    let pending_in = state.store.pending_request(owner, contact).map_err(storage_fault)?.is_some();
     let before = subscription::State { subscription: item.subscription, pending_out: item.ask, pending_in };
     if let Some(version) = state.store.remove_roster_item(owner, contact).map_err(storage_fault)? {
-        push(state, owner, el("item", NS).with("jid", contact.as_str()).with("subscription", "remove"), version);
+        push_removal(state, owner, contact, version);
     }
-    drop(guard); // roster_removed takes it again
-    subscription::roster_removed(state, owner, contact, before).map_err(storage_fault)?;
+    subscription::roster_removed(state, &pair, owner, contact, before).map_err(storage_fault)?;
     Ok(request.result())
 }
 
@@ -141,6 +139,11 @@ pub fn item_element(item: &RosterItem) -> Element {
 /// §2.1.6: every session of the account that asked for the roster gets the change.
 pub fn push_item(state: &ServerState, owner: &BareJid, item: &RosterItem, version: u64) {
     push(state, owner, item_element(item), version);
+}
+
+/// §2.5: `contact` left `owner`'s roster.
+pub fn push_removal(state: &ServerState, owner: &BareJid, contact: &BareJid, version: u64) {
+    push(state, owner, el("item", NS).with("jid", contact.as_str()).with("subscription", "remove"), version);
 }
 
 fn push(state: &ServerState, owner: &BareJid, item: Element, version: u64) {

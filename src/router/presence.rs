@@ -73,28 +73,65 @@ fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, prese
 /// (`sender`, a router session id; None when the server speaks for a session).
 /// Returns the contacts it went to.
 pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) -> Vec<BareJid> {
-    let bare = user.to_bare();
-    let subscribers = contacts(state, &bare, |i| i.subscription.has_from());
-    for contact in &subscribers {
-        send_to_contact(state, user, contact, presence);
-    }
-    echo_to_own_resources(state, user, presence, sender);
+    let subscribers = to_subscribers(state, user, presence);
+    let own = own_copy(user, presence);
+    echo_to_own_resources(state, user, &own, |r| r.priority.is_some() || Some(r.handle.id) == sender);
     subscribers
 }
 
-/// §4.2.2: the user's own available resources see its presence, the sender included.
-fn echo_to_own_resources(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) {
+/// §4.2.2 / §4.4.2 for the available presence of session `sender`: to the subscribers
+/// and the user's other available resources. The session's own echo is returned, for it
+/// to write itself ahead of whatever else its presence brings it (initial presence: the
+/// echo, then the waiting requests, then the contacts' presence, in that order).
+pub fn broadcast_available(state: &ServerState, user: &FullJid, presence: &Element, sender: u64) -> Element {
+    to_subscribers(state, user, presence);
+    let own = own_copy(user, presence);
+    echo_to_own_resources(state, user, &own, |r| r.priority.is_some() && r.handle.id != sender);
+    own
+}
+
+/// `presence` to each contact with a `from` or `both` subscription; returns them.
+fn to_subscribers(state: &ServerState, user: &FullJid, presence: &Element) -> Vec<BareJid> {
+    let subscribers = contacts(state, &user.to_bare(), |i| i.subscription.has_from());
+    for contact in &subscribers {
+        send_to_contact(state, user, contact, presence);
+    }
+    subscribers
+}
+
+/// The copy of `presence` the user's own resources see: from the full JID, no `to`.
+fn own_copy(user: &FullJid, presence: &Element) -> Element {
     let mut copy = presence.clone();
     copy.set("from", user.as_str());
     copy.unset("to");
-    let own = state.router.resources(&user.to_bare());
-    deliver_to(own.into_iter().filter(|r| r.priority.is_some() || Some(r.handle.id) == sender), &copy, None);
+    copy
+}
+
+/// §4.2.2: the user's own resources (those `keep` selects) see its presence; nothing is
+/// serialised when there are none (a single session's update).
+fn echo_to_own_resources(state: &ServerState, user: &FullJid, own: &Element, keep: impl Fn(&Resource) -> bool) {
+    let mut resources = state.router.resources(&user.to_bare());
+    resources.retain(keep);
+    if !resources.is_empty() {
+        deliver_to(resources, own, None);
+    }
 }
 
 /// §4.3.2: what a new session learns about the contacts it is subscribed to: each
 /// available resource's last presence, or one unavailable presence for a contact offline
-/// (for a dialect session, with the contact's last-seen time).
+/// (for a dialect session, with the contact's last-seen time); and then, as §4.2.2 has the
+/// user's server probe the user's own bare JID too, the last presence of each of the
+/// account's other available resources.
 pub fn probe_answers(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
+    let mut answers = contacts_presence(state, user, dialect_session);
+    let to = Jid::from(user.clone());
+    let others = state.router.available_where(&user.to_bare(), |r| r.jid != *user);
+    answers.extend(others.iter().filter_map(|r| presence_of(r, &to)));
+    answers
+}
+
+/// The contacts' part of [`probe_answers`].
+fn contacts_presence(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
     let bare = user.to_bare();
     let mut answers = Vec::new();
     for contact in contacts(state, &bare, |i| i.subscription.has_to()) {

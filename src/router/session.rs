@@ -682,6 +682,7 @@ fn mam_settings(state: &ServerState, room: Batch) -> crate::modules::mam::Settin
         max_page: config.max_page,
         page_bytes: room.bytes,
         default: config.default_preference(),
+        max_prefs_bytes: state.config.limits.max_archive_prefs_bytes,
     }
 }
 

@@ -1,13 +1,15 @@
 //! Presence subscriptions (RFC 6121 §3). Both ends are local accounts, so one stanza runs
 //! the sender's outbound rules and the receiver's inbound rules of Appendix A in one step,
-//! under one lock (subscription changes are rare; rosters must not race).
+//! under the lock of that pair of accounts ([`lock_pair`]): the two rosters never race,
+//! and changes between other pairs go on meanwhile.
 
 use super::presence;
-use crate::modules::roster::push_item;
+use crate::modules::roster::{push_item, push_removal};
 use crate::stanza::{PresenceType, Stanza};
 use crate::state::ServerState;
 use crate::storage::roster::{RosterItem, Subscription};
 use crate::storage::StorageError;
+use crate::stripes::PairGuard;
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
 use xmpp_parsers::jid::{BareJid, Jid};
 
@@ -62,6 +64,26 @@ pub fn transition(s: State, event: Event) -> Option<State> {
     }
 }
 
+/// Why a subscription stanza was refused; the sender gets a stanza error.
+#[derive(Debug)]
+pub enum Refused {
+    Storage(StorageError),
+    /// A subscription request larger than `limits.max_subscription_request_bytes`.
+    TooLarge,
+}
+
+impl From<StorageError> for Refused {
+    fn from(e: StorageError) -> Refused {
+        Refused::Storage(e)
+    }
+}
+
+/// Holds off every other subscription change between `a` and `b` (in either direction),
+/// and nothing else: held while a change reads and writes the two rosters.
+pub fn lock_pair<'s>(state: &'s ServerState, a: &BareJid, b: &BareJid) -> PairGuard<'s, ()> {
+    state.subscription_locks.lock_pair(a.as_str(), b.as_str())
+}
+
 /// One account's stored view of one contact.
 struct Side<'a> {
     state: &'a ServerState,
@@ -74,7 +96,7 @@ struct Side<'a> {
 impl<'a> Side<'a> {
     fn load(state: &'a ServerState, owner: &'a BareJid, contact: &'a BareJid) -> Result<Side<'a>, StorageError> {
         let item = state.store.roster_item(owner, contact)?;
-        let pending_in = state.store.pending_in(owner)?.iter().any(|(jid, _)| jid == contact);
+        let pending_in = state.store.pending_request(owner, contact)?.is_some();
         Ok(Side { state, owner, contact, item, pending_in })
     }
 
@@ -87,76 +109,67 @@ impl<'a> Side<'a> {
         self.item.as_ref().is_some_and(|i| i.approved)
     }
 
-    /// Applies `event`; true when the state changed (stored and pushed).
-    fn apply(&mut self, event: Event, request: Option<&Element>) -> Result<bool, StorageError> {
+    /// Applies `event` (with `request`, the stored form of an inbound subscribe); true
+    /// when the state changed (stored and pushed).
+    fn apply(&mut self, event: Event, request: Option<&str>) -> Result<bool, StorageError> {
         let Some(next) = transition(self.current(), event) else { return Ok(false) };
         self.store(next, request)?;
         Ok(true)
     }
 
-    fn store(&mut self, next: State, request: Option<&Element>) -> Result<(), StorageError> {
-        let store = &self.state.store;
+    fn store(&mut self, next: State, request: Option<&str>) -> Result<(), StorageError> {
         // "None + Pending In" needs no roster item (RFC 6121 §3.1.3); every other state does.
         let needs_item = next.subscription != Subscription::None || next.pending_out;
-        if self.item.is_none() && needs_item {
-            // Before anything changes: a full roster leaves the state as it was.
-            room_for_one_more(self.state, self.owner)?;
+        if self.item.is_some() || needs_item {
+            let mut item = self.item.clone().unwrap_or_else(|| RosterItem::new(self.contact));
+            item.subscription = next.subscription;
+            item.ask = next.pending_out;
+            if next.subscription.has_from() {
+                item.approved = false;
+            }
+            // Only a changed item is stored and pushed (Pending In lives outside the roster).
+            // First: a full roster refuses it, and the state stays as it was.
+            if self.item.as_ref() != Some(&item) {
+                self.save(item)?;
+            }
         }
         if next.pending_in != self.pending_in {
             match (next.pending_in, request) {
-                (true, Some(request)) => store.put_pending_in(self.owner, self.contact, &stored(request))?,
+                (true, Some(request)) => self.state.store.put_pending_in(self.owner, self.contact, request)?,
                 _ => {
-                    store.remove_pending_in(self.owner, self.contact)?;
+                    self.state.store.remove_pending_in(self.owner, self.contact)?;
                 }
             }
             self.pending_in = next.pending_in;
         }
-        if self.item.is_none() && !needs_item {
-            return Ok(());
-        }
-        let mut item = self.item.clone().unwrap_or_else(|| RosterItem::new(self.contact));
-        item.subscription = next.subscription;
-        item.ask = next.pending_out;
-        if next.subscription.has_from() {
-            item.approved = false;
-        }
-        // Only a changed item is stored and pushed (Pending In lives outside the roster).
-        if self.item.as_ref() == Some(&item) {
-            return Ok(());
-        }
-        self.save(item)
+        Ok(())
     }
 
     fn set_approved(&mut self, approved: bool) -> Result<(), StorageError> {
-        if self.item.is_none() {
-            room_for_one_more(self.state, self.owner)?;
-        }
-        let mut item = self.item.take().unwrap_or_else(|| RosterItem::new(self.contact));
+        let mut item = self.item.clone().unwrap_or_else(|| RosterItem::new(self.contact));
         item.approved = approved;
         self.save(item)
     }
 
+    /// Stores `item` within the roster's quota (`QuotaExceeded` otherwise) and pushes it.
     fn save(&mut self, item: RosterItem) -> Result<(), StorageError> {
-        let version = self.state.store.put_roster_item(self.owner, &item)?;
+        let quota = self.state.config.limits.roster_quota();
+        let version = self.state.store.put_roster_item(self.owner, &item, quota)?;
         push_item(self.state, self.owner, &item, version);
         self.item = Some(item);
         Ok(())
     }
 }
 
-/// A new roster item fits under `limits.max_roster_items`; `QuotaExceeded` if not.
-pub fn room_for_one_more(state: &ServerState, owner: &BareJid) -> Result<(), StorageError> {
-    let max = state.config.limits.max_roster_items;
-    if state.store.roster(owner)?.items.len() >= max {
-        tracing::info!(%owner, "roster full (limits.max_roster_items): no new item");
-        return Err(StorageError::QuotaExceeded(max as u64));
+/// The request as stored for re-delivery (from the requester's bare JID), refused when
+/// larger than `limits.max_subscription_request_bytes`: it waits, payloads and all, until
+/// the contact answers, and goes to each of its sessions at login (§3.1.3).
+fn stored(state: &ServerState, request: &Element) -> Result<String, Refused> {
+    let bytes = writer::to_bytes(request);
+    if bytes.len() > state.config.limits.max_subscription_request_bytes {
+        return Err(Refused::TooLarge);
     }
-    Ok(())
-}
-
-/// The request as stored for re-delivery: from the requester's bare JID, no `to`.
-fn stored(request: &Element) -> String {
-    String::from_utf8_lossy(&writer::to_bytes(request)).into_owned()
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// A subscription stanza between two accounts, as the receiver should see it.
@@ -164,26 +177,43 @@ fn subscription_stanza(kind: &str, from: &BareJid, to: &BareJid) -> Element {
     el("presence", NS_CLIENT).with("type", kind).with("from", from.as_str()).with("to", to.as_str())
 }
 
+/// Whether `jid` is an account of this server, and whether it exists.
+struct Contact {
+    local: bool,
+    exists: bool,
+}
+
 /// Processes a subscription-related presence from `user` (its `from` already stamped).
-pub fn handle(state: &ServerState, user: &BareJid, stanza: &Stanza, contact: &BareJid) -> Result<(), StorageError> {
-    let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+pub fn handle(state: &ServerState, user: &BareJid, stanza: &Stanza, contact: &BareJid) -> Result<(), Refused> {
     let Some(kind) = subscription_type(stanza) else { return Ok(()) };
     // RFC 6121 §3.1.2: subscription stanzas carry the sender's bare JID; payloads stay.
     let mut request = stanza.element.clone();
     request.set("from", user.as_str());
     request.set("to", contact.as_str());
+    let stored = match kind {
+        PresenceType::Subscribe => Some(stored(state, &request)?),
+        _ => None,
+    };
+    let _pair = lock_pair(state, user, contact);
+    // The account was deleted since the stanza was sent: its relations are being ended
+    // (`forget_account`), and nothing may start new ones.
+    if !state.store.user_exists(user)? {
+        return Ok(());
+    }
     // XEP-0191 §3.3: the contact blocked the user: nothing of it arrives, subscriptions included.
     if crate::modules::blocking::blocks(state, contact, &Jid::from(user.clone())) {
         return Ok(());
     }
-    let contact_exists = state.config.serves(contact.domain().as_str()) && state.store.user_exists(contact)?;
-    match kind {
-        PresenceType::Subscribe => subscribe(state, user, contact, &request, contact_exists),
-        PresenceType::Subscribed => approve(state, user, contact, &request, contact_exists),
-        PresenceType::Unsubscribe => unsubscribe(state, user, contact, &request, contact_exists),
-        PresenceType::Unsubscribed => cancel(state, user, contact, &request, contact_exists),
+    let local = state.config.serves(contact.domain().as_str());
+    let them = Contact { local, exists: local && state.store.user_exists(contact)? };
+    let outcome = match (kind, stored.as_deref()) {
+        (PresenceType::Subscribe, Some(stored)) => subscribe(state, user, contact, &request, stored, them.exists),
+        (PresenceType::Subscribed, _) => approve(state, user, contact, &request, them),
+        (PresenceType::Unsubscribe, _) => unsubscribe(state, user, contact, &request, them.exists),
+        (PresenceType::Unsubscribed, _) => cancel(state, user, contact, &request, them.exists),
         _ => Ok(()),
-    }
+    };
+    outcome.map_err(Refused::from)
 }
 
 fn subscription_type(stanza: &Stanza) -> Option<PresenceType> {
@@ -198,12 +228,13 @@ fn subscription_type(stanza: &Stanza) -> Option<PresenceType> {
     }
 }
 
-/// §3.1: user asks to see contact's presence.
+/// §3.1: user asks to see contact's presence; `stored` is the request as it would wait.
 fn subscribe(
     state: &ServerState,
     user: &BareJid,
     contact: &BareJid,
     request: &Element,
+    stored: &str,
     exists: bool,
 ) -> Result<(), StorageError> {
     let mut ours = Side::load(state, user, contact)?;
@@ -223,7 +254,7 @@ fn subscribe(
         theirs.store(next, None)?;
         return approved_by_contact(state, user, contact, None);
     }
-    if theirs.apply(Event::InSubscribe, Some(request))? {
+    if theirs.apply(Event::InSubscribe, Some(stored))? {
         presence::deliver_to_available(state, contact, request);
     }
     Ok(())
@@ -235,16 +266,19 @@ fn approve(
     user: &BareJid,
     contact: &BareJid,
     request: &Element,
-    exists: bool,
+    them: Contact,
 ) -> Result<(), StorageError> {
     let mut ours = Side::load(state, user, contact)?;
     if !ours.apply(Event::OutSubscribed, None)? {
-        if !ours.current().subscription.has_from() && !ours.approved() {
+        // §3.4: a pre-approval; none for a local account that does not exist, which
+        // someone may create later under that name.
+        let preapprovable = them.exists || !them.local;
+        if preapprovable && !ours.current().subscription.has_from() && !ours.approved() {
             ours.set_approved(true)?;
         }
         return Ok(());
     }
-    if exists {
+    if them.exists {
         approved_by_contact(state, contact, user, Some(request))?;
     }
     Ok(())
@@ -324,14 +358,15 @@ fn cancel(
 
 /// RFC 6121 §2.5.2: `owner` removed `contact` from its roster, whose state was `before`:
 /// the contact's side of both directions ends (`unsubscribe` and `unsubscribed`), and it
-/// stops seeing the owner's presence. The owner's own item is already gone.
+/// stops seeing the owner's presence. The owner's own item is already gone. Called with
+/// the pair's lock held (`_pair`), the one the removal was made under.
 pub fn roster_removed(
     state: &ServerState,
+    _pair: &PairGuard<'_, ()>,
     owner: &BareJid,
     contact: &BareJid,
     before: State,
 ) -> Result<(), StorageError> {
-    let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
     if before.pending_in {
         state.store.remove_pending_in(owner, contact)?;
     }
@@ -358,22 +393,65 @@ pub fn roster_removed(
     Ok(())
 }
 
-/// An account is being deleted: each contact's view of it ends as if it had removed them
-/// from its roster (RFC 6121 §2.5.2) and refused their waiting requests (§3.2), so a later
-/// account of the same name inherits no subscription.
+/// An account is being deleted: it leaves the roster of every account that holds it (not
+/// only its own contacts'), so a later account of the same name inherits nothing. Reads
+/// the reverse index and writes rosters: run it off the async workers.
 pub fn forget_account(state: &ServerState, owner: &BareJid) -> Result<(), StorageError> {
-    let pending: Vec<BareJid> = state.store.pending_in(owner)?.into_iter().map(|(jid, _)| jid).collect();
-    let mut contacts = Vec::new();
-    for item in state.store.roster(owner)?.items {
-        let Ok(contact) = BareJid::new(&item.jid) else { continue };
-        let before =
-            State { subscription: item.subscription, pending_out: item.ask, pending_in: pending.contains(&contact) };
-        roster_removed(state, owner, &contact, before)?;
-        contacts.push(contact);
+    for contact in related_accounts(state, owner)? {
+        let pair = lock_pair(state, owner, &contact);
+        leave(state, &pair, owner, &contact)?;
     }
-    for requester in pending.iter().filter(|jid| !contacts.contains(jid)) {
-        let _guard = state.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-        cancelled_by_contact(state, requester, owner)?;
+    Ok(())
+}
+
+/// Waits until no subscription change involving `owner` is under way. After its account
+/// is gone, every later change finds no account and changes nothing (`handle`), so one
+/// more [`forget_account`] then catches whatever raced the first.
+pub fn settle(state: &ServerState, owner: &BareJid) {
+    drop(state.subscription_locks.lock(owner.as_str()));
+}
+
+/// Everyone `owner` has a relation with: its roster's contacts, the accounts whose roster
+/// holds it (a pre-approval, say, or a request it made), those whose requests wait for it.
+fn related_accounts(state: &ServerState, owner: &BareJid) -> Result<Vec<BareJid>, StorageError> {
+    let own = state.store.roster(owner)?.items.into_iter().filter_map(|item| BareJid::new(&item.jid).ok());
+    let requesters = state.store.pending_in(owner)?.into_iter().map(|(jid, _)| jid);
+    let mut related: Vec<BareJid> = own.chain(state.store.roster_holders(owner)?).chain(requesters).collect();
+    related.retain(|jid| jid != owner);
+    related.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    related.dedup();
+    Ok(related)
+}
+
+/// `contact`'s relation with the deleted `owner` ends as if `owner` had removed it from
+/// its roster (RFC 6121 §2.5.2: `unsubscribed` for a subscription or a request of the
+/// contact's, which is refused, §3.2; `unsubscribe` for one of the owner's), the owner's
+/// resources go unavailable for it, and its roster forgets the owner (a push `remove`).
+/// Read from the contact's side alone: the owner's is deleted with its roster.
+fn leave(
+    state: &ServerState,
+    _pair: &PairGuard<'_, ()>,
+    owner: &BareJid,
+    contact: &BareJid,
+) -> Result<(), StorageError> {
+    let s = Side::load(state, contact, owner)?.current();
+    // XEP-0191 §3.3: nothing of the owner reaches a contact that blocked it.
+    if !crate::modules::blocking::blocks(state, contact, &Jid::from(owner.clone())) {
+        if s.subscription.has_to() {
+            presence::send_unavailable_of(state, owner, contact);
+        }
+        if s.subscription.has_to() || s.pending_out {
+            presence::deliver_to_available(state, contact, &subscription_stanza("unsubscribed", owner, contact));
+        }
+        if s.subscription.has_from() || s.pending_in {
+            presence::deliver_to_available(state, contact, &subscription_stanza("unsubscribe", owner, contact));
+        }
+    }
+    if s.pending_in {
+        state.store.remove_pending_in(contact, owner)?;
+    }
+    if let Some(version) = state.store.remove_roster_item(contact, owner)? {
+        push_removal(state, contact, owner, version);
     }
     Ok(())
 }

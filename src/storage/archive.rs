@@ -124,6 +124,13 @@ pub struct ArchivePrefs {
     pub never: Vec<Jid>,
 }
 
+impl ArchivePrefs {
+    /// The bytes of the listed JIDs, what the preferences' byte limit counts.
+    pub fn bytes(&self) -> u64 {
+        self.always.iter().chain(&self.never).map(|jid| jid.as_str().len() as u64).sum()
+    }
+}
+
 pub trait ArchiveStore: Send + Sync {
     /// Appends to `owner`'s archive a message exchanged with `with`; returns its new id.
     /// A stamp older than the archive's newest entry is raised to that entry's, so an
@@ -131,11 +138,14 @@ pub trait ArchiveStore: Send + Sync {
     fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Result<String, StorageError>;
     /// One page of the entries matching `query`; `NotFound(id)` for an id the archive lacks.
     fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Result<ArchivePage, StorageError>;
-    fn archive_prefs(&self, owner: &BareJid) -> Result<Option<ArchivePrefs>, StorageError>;
+    /// Asked for every archived message: kept in memory once read, always in step with
+    /// `set_archive_prefs` and `delete_archive`.
+    fn archive_prefs(&self, owner: &BareJid) -> Result<Option<std::sync::Arc<ArchivePrefs>>, StorageError>;
     fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Result<(), StorageError>;
     /// Retention: deletes every entry of every archive stamped before `before_micros`;
     /// returns how many went.
     fn expire_archive(&self, before_micros: u64) -> Result<u64, StorageError>;
-    /// Forgets a deleted account's archive and preferences.
+    /// Forgets a deleted account's archive and preferences. Other archives are appended to
+    /// meanwhile: a large archive does not hold them up.
     fn delete_archive(&self, owner: &BareJid) -> Result<(), StorageError>;
 }

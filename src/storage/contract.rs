@@ -44,7 +44,11 @@ pub fn user_store(store: &dyn UserStore) {
     store.flush().expect("flush");
 }
 
-use super::roster::{BlockStore, LastSeen, LastSeenStore, RosterItem, RosterStore, Subscription};
+use super::roster::{
+    BlockStore, LastSeen, LastSeenStore, ListQuota, RosterItem, RosterStore, Subscription, SubscriptionRequestStore,
+};
+
+const ROOMY: ListQuota = ListQuota { items: 1000, bytes: 1 << 20 };
 
 /// Runs every `RosterStore` rule against an empty store.
 pub fn roster_store(store: &dyn RosterStore) {
@@ -59,12 +63,12 @@ pub fn roster_store(store: &dyn RosterStore) {
     let mut item = RosterItem::new(&bob);
     item.name = Some("Bob".into());
     item.groups = vec!["Friends".into()];
-    let v1 = store.put_roster_item(&alice, &item).expect("put");
+    let v1 = store.put_roster_item(&alice, &item, ROOMY).expect("put");
     item.subscription = Subscription::To;
-    let v2 = store.put_roster_item(&alice, &item).expect("update");
+    let v2 = store.put_roster_item(&alice, &item, ROOMY).expect("update");
     assert!(v2 > v1 && v1 > 0, "every change bumps the version: {v1} {v2}");
     assert_eq!(store.roster_item(&alice, &bob).expect("item"), Some(item.clone()));
-    let v3 = store.put_roster_item(&alice, &RosterItem::new(&carol)).expect("put");
+    let v3 = store.put_roster_item(&alice, &RosterItem::new(&carol), ROOMY).expect("put");
     let roster = store.roster(&alice).expect("roster");
     assert_eq!(roster.version, v3);
     assert_eq!(roster.items.len(), 2);
@@ -74,18 +78,60 @@ pub fn roster_store(store: &dyn RosterStore) {
     assert_eq!(store.roster(&alice).expect("roster").version, v3, "removing nothing changes nothing");
     let v4 = store.remove_roster_item(&alice, &carol).expect("remove").expect("existed");
     assert!(v4 > v3);
-    assert_eq!(store.roster(&alice).expect("roster").items, vec![item]);
+    assert_eq!(store.roster(&alice).expect("roster").items, vec![item.clone()]);
 
-    let request = "<presence xmlns='jabber:client' type='subscribe' from='carol@example.net'/>";
-    store.put_pending_in(&alice, &carol, request).expect("pending");
-    assert_eq!(store.pending_in(&alice).expect("pending"), vec![(carol.clone(), request.to_string())]);
-    assert!(store.remove_pending_in(&alice, &carol).expect("remove"));
-    assert!(!store.remove_pending_in(&alice, &carol).expect("remove again"));
+    // Who holds an item for whom, in step with the items.
+    store.put_roster_item(&carol, &RosterItem::new(&bob), ROOMY).expect("put");
+    assert_eq!(store.roster_holders(&bob).expect("holders"), vec![alice.clone(), carol.clone()]);
+    assert!(store.roster_holders(&carol).expect("holders").is_empty(), "alice's item for carol went");
+    store.remove_roster_item(&carol, &bob).expect("remove");
+    assert_eq!(store.roster_holders(&bob).expect("holders"), vec![alice.clone()]);
 
-    store.put_pending_in(&alice, &carol, request).expect("pending");
+    roster_quota(store);
+
     store.delete_roster(&alice).expect("delete");
     assert!(store.roster(&alice).expect("roster").items.is_empty());
-    assert!(store.pending_in(&alice).expect("pending").is_empty());
+    assert!(store.roster_holders(&bob).expect("holders").is_empty(), "a deleted roster holds nothing");
+}
+
+/// `put_roster_item` keeps a roster within its quota of items and bytes.
+fn roster_quota(store: &dyn RosterStore) {
+    let dave = jid("dave@example.org");
+    let quota = ListQuota { items: 2, bytes: 100 };
+    let named = |who: &str, name: &str| RosterItem { name: Some(name.into()), ..RosterItem::new(&jid(who)) };
+    let refused =
+        |outcome: Result<u64, super::StorageError>| matches!(outcome, Err(super::StorageError::QuotaExceeded(_)));
+    let first = named("e@example.org", &"n".repeat(40)); // 13 + 40 bytes
+    store.put_roster_item(&dave, &first, quota).expect("fits");
+    assert!(refused(store.put_roster_item(&dave, &named("f@example.org", &"n".repeat(40)), quota)), "106 > 100 bytes");
+    assert_eq!(store.roster(&dave).expect("roster").items, vec![first.clone()], "a refused item is not stored");
+    store.put_roster_item(&dave, &named("f@example.org", "F"), quota).expect("67 bytes");
+    assert!(refused(store.put_roster_item(&dave, &RosterItem::new(&jid("g@example.org")), quota)), "a third item");
+    let renamed = named("e@example.org", &"n".repeat(80));
+    assert!(refused(store.put_roster_item(&dave, &renamed, quota)), "an existing item may not grow past the bytes");
+    let subscribed = RosterItem { subscription: Subscription::Both, ..first };
+    store.put_roster_item(&dave, &subscribed, quota).expect("an existing item still changes");
+    let tight = ListQuota { items: 1, bytes: 10 };
+    let shorter = named("e@example.org", "short");
+    store.put_roster_item(&dave, &shorter, tight).expect("shrinking is always allowed, even over the quota");
+    store.remove_roster_item(&dave, &jid("f@example.org")).expect("remove");
+    store.put_roster_item(&dave, &named("f@example.org", "F"), quota).expect("room again after a removal");
+    store.delete_roster(&dave).expect("delete");
+}
+
+/// Runs every `SubscriptionRequestStore` rule against an empty store.
+pub fn subscription_request_store(store: &dyn SubscriptionRequestStore) {
+    let alice = jid("alice@example.org");
+    let carol = jid("carol@example.net");
+    let request = "<presence xmlns='jabber:client' type='subscribe' from='carol@example.net'/>";
+    assert!(store.pending_request(&alice, &carol).expect("pending").is_none());
+    store.put_pending_in(&alice, &carol, request).expect("pending");
+    assert_eq!(store.pending_in(&alice).expect("pending"), vec![(carol.clone(), request.to_string())]);
+    assert_eq!(store.pending_request(&alice, &carol).expect("pending").as_deref(), Some(request));
+    assert!(store.pending_request(&carol, &alice).expect("pending").is_none(), "per owner");
+    assert!(store.remove_pending_in(&alice, &carol).expect("remove"));
+    assert!(!store.remove_pending_in(&alice, &carol).expect("remove again"));
+    assert!(store.pending_request(&alice, &carol).expect("pending").is_none());
 }
 
 pub fn last_seen_store(store: &dyn LastSeenStore) {
@@ -99,15 +145,33 @@ pub fn last_seen_store(store: &dyn LastSeenStore) {
 pub fn block_store(store: &dyn BlockStore) {
     let alice = jid("alice@example.org");
     let spam = ["spam@example.net".to_string(), "example.com".to_string()];
-    assert_eq!(store.block(&alice, &spam).expect("block"), spam.to_vec());
-    assert!(store.block(&alice, &spam[..1]).expect("again").is_empty(), "already blocked");
-    let mut list = store.blocklist(&alice).expect("list");
-    list.sort();
-    assert_eq!(list, vec!["example.com".to_string(), "spam@example.net".to_string()]);
+    assert!(store.blocked(&alice).expect("list").is_none());
+    assert_eq!(store.block(&alice, &spam, ROOMY).expect("block"), spam.to_vec());
+    assert!(store.block(&alice, &spam[..1], ROOMY).expect("again").is_empty(), "already blocked");
+    assert_eq!(store.blocklist(&alice).expect("list"), vec!["example.com".to_string(), "spam@example.net".to_string()]);
+    let blocked = store.blocked(&alice).expect("list").expect("not empty");
+    assert!(blocked.contains("example.com") && !blocked.contains("example.net"));
+    assert_eq!((blocked.len(), blocked.bytes()), (2, 27));
     assert!(store.blocklist(&jid("bob@example.org")).expect("list").is_empty());
     assert_eq!(store.unblock(&alice, &spam[..1]).expect("unblock"), spam[..1].to_vec());
+    assert!(!store.blocked(&alice).expect("list").is_some_and(|l| l.contains("spam@example.net")), "seen at once");
     assert_eq!(store.unblock(&alice, &[]).expect("unblock all"), vec!["example.com".to_string()]);
     assert!(store.blocklist(&alice).expect("list").is_empty());
+    assert!(store.blocked(&alice).expect("list").is_none());
+
+    // The quota counts JIDs and their bytes; a refused block adds nothing.
+    let quota = ListQuota { items: 3, bytes: 32 };
+    let refused = |outcome: Result<Vec<String>, super::StorageError>| {
+        matches!(outcome, Err(super::StorageError::QuotaExceeded(_)))
+    };
+    let two = ["a@example.org".to_string(), "b@example.org".to_string()];
+    store.block(&alice, &two, quota).expect("26 bytes");
+    assert!(refused(store.block(&alice, &["cc@example.org".to_string()], quota)), "40 > 32 bytes");
+    assert!(refused(store.block(&alice, &["c.org".to_string(), "d.org".to_string()], quota)), "4 > 3 JIDs");
+    assert_eq!(store.blocklist(&alice).expect("list"), two.to_vec(), "nothing added");
+    store.block(&alice, &["c.org".to_string(), "a@example.org".to_string()], quota).expect("31 bytes, 3 JIDs");
+    assert!(refused(store.block(&alice, &["x".to_string()], quota)), "a fourth JID");
+    store.unblock(&alice, &[]).expect("unblock all");
 }
 
 use super::offline::{Batch, OfflineStore, Quota};
@@ -339,7 +403,11 @@ pub fn archive_store(store: &dyn ArchiveStore) {
         never: vec![any_jid("bob@example.org/phone"), any_jid("example.com")],
     };
     store.set_archive_prefs(&alice, &prefs).expect("set prefs");
-    assert_eq!(store.archive_prefs(&alice).expect("prefs"), Some(prefs));
+    assert_eq!(store.archive_prefs(&alice).expect("prefs").as_deref(), Some(&prefs));
+    let fewer = ArchivePrefs { never: Vec::new(), ..prefs.clone() };
+    store.set_archive_prefs(&alice, &fewer).expect("set prefs");
+    assert_eq!(store.archive_prefs(&alice).expect("prefs").as_deref(), Some(&fewer), "a change is seen at once");
+    store.set_archive_prefs(&alice, &prefs).expect("set prefs");
     assert!(store.archive_prefs(&bob).expect("prefs").is_none(), "preferences are per account");
 
     // Retention: only what is older than the limit, across archives.

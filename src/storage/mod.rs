@@ -34,6 +34,7 @@ pub enum StorageError {
 pub trait Storage:
     UserStore
     + roster::RosterStore
+    + roster::SubscriptionRequestStore
     + roster::LastSeenStore
     + roster::BlockStore
     + offline::OfflineStore
@@ -44,6 +45,7 @@ pub trait Storage:
 impl<T> Storage for T where
     T: UserStore
         + roster::RosterStore
+        + roster::SubscriptionRequestStore
         + roster::LastSeenStore
         + roster::BlockStore
         + offline::OfflineStore

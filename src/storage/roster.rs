@@ -79,6 +79,20 @@ impl RosterItem {
             approved: false,
         }
     }
+
+    /// What the item weighs against a roster's byte quota: the bytes of its JID, its name
+    /// and its groups' names (what reading the roster decodes).
+    pub fn size(&self) -> u64 {
+        let text = self.jid.len() + self.name.as_ref().map_or(0, String::len);
+        (text + self.groups.iter().map(String::len).sum::<usize>()) as u64
+    }
+}
+
+/// How much one account's list (its roster, its block list) may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListQuota {
+    pub items: usize,
+    pub bytes: u64,
 }
 
 /// A whole roster and its XEP-0237 version.
@@ -88,22 +102,36 @@ pub struct Roster {
     pub items: Vec<RosterItem>,
 }
 
-/// Rosters and pending inbound subscription requests, per account.
-/// Every change of an item bumps the account's roster version in the same write.
+/// Rosters, per account. Every change of an item bumps the account's roster version in
+/// the same write.
 pub trait RosterStore: Send + Sync {
     fn roster(&self, owner: &BareJid) -> Result<Roster, StorageError>;
     fn roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<RosterItem>, StorageError>;
-    /// Inserts or replaces an item; returns the new roster version.
-    fn put_roster_item(&self, owner: &BareJid, item: &RosterItem) -> Result<u64, StorageError>;
+    /// Inserts or replaces an item; returns the new roster version. `QuotaExceeded`, and
+    /// nothing changes, when a new item would make more than `quota.items`, or the change
+    /// would grow the roster's size (the sum of [`RosterItem::size`]) beyond `quota.bytes`;
+    /// the check and the write are one step, whoever else writes that roster meanwhile.
+    fn put_roster_item(&self, owner: &BareJid, item: &RosterItem, quota: ListQuota) -> Result<u64, StorageError>;
     /// Removes an item; the new version, or None when there was no such item.
     fn remove_roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<u64>, StorageError>;
-    /// RFC 6121 §3.1.3: an inbound request kept (as received, XML) until answered.
+    /// Every account whose roster holds an item for `contact`, found without reading
+    /// every roster (kept in step with the items).
+    fn roster_holders(&self, contact: &BareJid) -> Result<Vec<BareJid>, StorageError>;
+    /// Forgets everything of a deleted account: its roster, its waiting subscription
+    /// requests, its block list, its last-seen record.
+    fn delete_roster(&self, owner: &BareJid) -> Result<(), StorageError>;
+}
+
+/// RFC 6121 §3.1.3: inbound subscription requests, each kept (as received, XML) until
+/// it is answered; one per requesting contact.
+pub trait SubscriptionRequestStore: Send + Sync {
     fn put_pending_in(&self, owner: &BareJid, contact: &BareJid, request: &str) -> Result<(), StorageError>;
     /// True when there was one.
     fn remove_pending_in(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError>;
+    /// The request `contact` left for `owner`, if one waits.
+    fn pending_request(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<String>, StorageError>;
+    /// Every request waiting for `owner`.
     fn pending_in(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError>;
-    /// Forgets everything of a deleted account.
-    fn delete_roster(&self, owner: &BareJid) -> Result<(), StorageError>;
 }
 
 /// When an account's last resource went unavailable, and with what status (XEP-0012).
@@ -119,11 +147,61 @@ pub trait LastSeenStore: Send + Sync {
     fn last_seen(&self, owner: &BareJid) -> Result<Option<LastSeen>, StorageError>;
 }
 
+/// One account's block list as kept in memory: what every stanza to or from the account
+/// asks about (XEP-0191 §3.1: is this JID, or a form of it, on the list?).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockList {
+    jids: std::collections::HashSet<String>,
+    bytes: u64,
+}
+
+impl BlockList {
+    pub fn new(jids: impl IntoIterator<Item = String>) -> BlockList {
+        let jids: std::collections::HashSet<String> = jids.into_iter().collect();
+        let bytes = jids.iter().map(|j| j.len() as u64).sum();
+        BlockList { jids, bytes }
+    }
+
+    /// Whether exactly this JID (bare, full or domain, as blocked) is on the list.
+    pub fn contains(&self, jid: &str) -> bool {
+        self.jids.contains(jid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.jids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jids.is_empty()
+    }
+
+    /// The bytes of its JIDs, what a block list's byte quota counts.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The JIDs, sorted.
+    pub fn sorted(&self) -> Vec<String> {
+        let mut jids: Vec<String> = self.jids.iter().cloned().collect();
+        jids.sort();
+        jids
+    }
+}
+
 /// XEP-0191 block lists.
 pub trait BlockStore: Send + Sync {
     /// Adds JIDs (bare, full or domain, as given); returns those that were not blocked yet.
-    fn block(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError>;
+    /// `QuotaExceeded`, and nothing is added, when the list would then hold more than
+    /// `quota.items` JIDs or more than `quota.bytes` bytes of them.
+    fn block(&self, owner: &BareJid, jids: &[String], quota: ListQuota) -> Result<Vec<String>, StorageError>;
     /// Removes JIDs; an empty list removes all. Returns those removed.
     fn unblock(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError>;
-    fn blocklist(&self, owner: &BareJid) -> Result<Vec<String>, StorageError>;
+    /// The list, sorted.
+    fn blocklist(&self, owner: &BareJid) -> Result<Vec<String>, StorageError> {
+        Ok(self.blocked(owner)?.map(|list| list.sorted()).unwrap_or_default())
+    }
+    /// The list for the question every stanza asks, None when it is empty. Kept in memory
+    /// (asking costs no store read once it was read), always in step with `block` and
+    /// `unblock`.
+    fn blocked(&self, owner: &BareJid) -> Result<Option<std::sync::Arc<BlockList>>, StorageError>;
 }

@@ -234,8 +234,9 @@ async fn adduser_from_file_creates_every_account_through_the_running_server() {
     assert!(!output.status.success(), "a line without a password is refused");
 }
 
-/// A deleted account's contacts lose their subscriptions with it (RFC 6121 §2.5.2): a new
-/// account of the same name inherits none of them, neither presence nor roster state.
+/// A deleted account's contacts lose their subscriptions with it (RFC 6121 §2.5.2) and
+/// then the account itself from their rosters (a push `remove`): a new account of the same
+/// name inherits none of them, neither presence nor roster state.
 #[tokio::test]
 async fn a_recreated_account_inherits_no_subscription() {
     use crate::roster::kit::*;
@@ -256,10 +257,74 @@ async fn a_recreated_account_inherits_no_subscription() {
     let (mut new_bob, before) = login(&server, "bob", "new").await;
     assert!(before.is_empty(), "the new bob got:\n{}", list(&before));
     assert!(roster_items(&mut new_bob).await.is_empty());
-    drain(&mut alice).await; // bob's unavailable presence and the roster pushes
-    drain(&mut carol).await;
-    let item = roster_item(&mut alice, "bob@localhost").await.expect("alice keeps the item");
-    assert_item(&item, "<item jid='bob@localhost' subscription='none'/>");
-    let item = roster_item(&mut carol, "bob@localhost").await.expect("carol keeps the item");
-    assert_item(&item, "<item jid='bob@localhost' subscription='none'/>");
+    expect_drained(
+        &mut alice,
+        &[
+            unavailable_of("bob@localhost/b", "alice@localhost"),
+            sub_stanza("unsubscribed", "bob@localhost", "alice@localhost"),
+            sub_stanza("unsubscribe", "bob@localhost", "alice@localhost"),
+            push("alice@localhost/a", "<item jid='bob@localhost' subscription='remove'/>"),
+        ],
+    )
+    .await;
+    expect_drained(
+        &mut carol,
+        &[
+            sub_stanza("unsubscribed", "bob@localhost", "carol@localhost"),
+            push("carol@localhost/c", "<item jid='bob@localhost' subscription='remove'/>"),
+        ],
+    )
+    .await;
+    assert!(roster_item(&mut alice, "bob@localhost").await.is_none());
+    assert!(roster_item(&mut carol, "bob@localhost").await.is_none());
+}
+
+/// `stanzad deluser` with the server stopped (the real binary, whose admin socket nobody
+/// answers) takes the running server's path: the account leaves every roster that holds
+/// it, its contacts' and a pre-approval's alike. A new account of that name inherits
+/// nothing: bob's roster no longer has it, no presence goes either way, and carol's old
+/// pre-approval does not approve its request.
+#[tokio::test]
+async fn deluser_with_the_server_stopped_leaves_every_roster() {
+    use crate::roster::kit::*;
+    use crate::support::daemon::{self, Daemon};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for user in ["alice", "bob", "carol"] {
+        daemon::adduser(dir.path(), &format!("{user}@localhost"));
+    }
+    let server = Daemon::start(dir.path(), 0).await;
+    let mut alice = server.session("alice", "a").await;
+    let mut bob = server.session("bob", "b").await;
+    let mut carol = server.session("carol", "c").await;
+    befriend(&mut bob, &mut alice, &mut []).await;
+    carol.send("<presence type='subscribed' to='alice@localhost'/>").await; // a pre-approval (RFC 6121 §3.4)
+    assert!(roster_item(&mut carol, "alice@localhost").await.is_some());
+    for mut client in [alice, bob, carol] {
+        drain(&mut client).await;
+        client.send("</stream:stream>").await;
+        client.expect_closed().await;
+    }
+    server.stop();
+    daemon::deluser(dir.path(), "alice@localhost");
+    daemon::adduser(dir.path(), "alice@localhost");
+
+    let server = Daemon::start(dir.path(), 1).await;
+    let mut bob = server.session("bob", "b").await;
+    assert!(roster_items(&mut bob).await.is_empty(), "bob's roster still holds alice");
+    let before = online(&mut bob).await;
+    assert!(before.is_empty(), "bob learned at login:\n{}", list(&before));
+    let mut alice = server.session("alice", "a").await;
+    assert!(roster_items(&mut alice).await.is_empty());
+    let before = online(&mut alice).await;
+    assert!(before.is_empty(), "the new alice learned at login:\n{}", list(&before));
+    assert_quiet(&mut bob).await;
+    let mut carol = server.session("carol", "c").await;
+    assert!(roster_items(&mut carol).await.is_empty(), "carol's pre-approval stayed");
+    online(&mut carol).await;
+    alice.send("<presence type='subscribe' to='carol@localhost'/>").await;
+    let asked = item("carol@localhost", "none", true);
+    expect_drained(&mut alice, &[push("alice@localhost/a", &asked)]).await; // no `subscribed`
+    expect_drained(&mut carol, &[sub_stanza("subscribe", "alice@localhost", "carol@localhost")]).await;
+    let item = roster_item(&mut alice, "carol@localhost").await.expect("alice asked carol");
+    assert_item(&item, "<item jid='carol@localhost' subscription='none' ask='subscribe'/>");
 }

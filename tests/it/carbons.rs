@@ -214,6 +214,7 @@ async fn sent_message_to_an_offline_contact_is_copied() {
     barrier(&mut phone, &mut laptop).await;
     let mut bob = server.session("bob", PW, "b").await;
     bob.send("<presence/>").await;
+    bob.expect("<presence from='bob@localhost/b'/>").await;
     bob.expect(
         "<message to='bob@localhost' from='alice@localhost/phone' type='chat' id='s1'><body>hi</body>\
          <delay xmlns='urn:xmpp:delay' from='localhost' stamp='{any}'/></message>",
@@ -388,6 +389,7 @@ async fn message_stored_offline_is_not_copied() {
     bob.send("<message to='alice@localhost' type='chat' id='m1'><body>hi</body></message>").await;
     barrier(&mut bob, &mut laptop).await;
     laptop.send("<presence/>").await;
+    laptop.expect("<presence from='alice@localhost/laptop'/>").await;
     laptop
         .expect(
             "<message to='alice@localhost' from='bob@localhost/b' type='chat' id='m1'><body>hi</body>\

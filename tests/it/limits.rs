@@ -211,3 +211,125 @@ async fn a_stream_managed_client_that_stops_reading_loses_nothing() {
     assert_eq!(unique.len(), got.len(), "no message twice");
     assert_eq!(unique, sent.iter().collect::<HashSet<_>>(), "every message");
 }
+
+/// An item with a name and `groups` groups of 1 000 bytes each (about 1 KB per piece).
+fn big_item(id: &str, jid: &str, groups: usize) -> String {
+    let text = "g".repeat(1000);
+    let groups: String = (0..groups).map(|g| format!("<group>{g}{text}</group>")).collect();
+    format!("<iq type='set' id='{id}'><query xmlns='{NS_ROSTER}'><item jid='{jid}' name='{text}'>{groups}</item></query></iq>")
+}
+
+/// The stanza error of an iq or presence reply: (error type, defined condition).
+fn condition(reply: &stanzad::xml::Element) -> (String, String) {
+    assert_eq!(reply.attr("type"), Some("error"), "{}", xml::show(reply));
+    let error = reply.get_child("error", NS_CLIENT).unwrap_or_else(|| panic!("no error: {}", xml::show(reply)));
+    let defined = error.children().find(|c| c.ns() == NS_STANZAS && c.name() != "text").expect("a condition");
+    (error.attr("type").unwrap_or_default().to_owned(), defined.name().to_owned())
+}
+
+/// `limits.max_roster_bytes` (RFC 6121 §2.3.3 lets a server refuse what it does not
+/// keep): names and groups count, a roster set that would take the roster past it gets
+/// `resource-constraint` and changes nothing; a smaller item still fits, an item may
+/// shrink.
+#[tokio::test]
+async fn the_roster_is_capped_in_bytes() {
+    let server = TestServer::with(|c| c.limits.max_roster_bytes = 16 << 10).await;
+    server.add_user("alice@localhost", "pw");
+    let mut alice = server.session("alice", "pw", "r").await;
+    for i in 0..3 {
+        alice.send(&big_item(&format!("s{i}"), &format!("c{i}@example.org"), 4)).await; // 5 KB each
+        assert_eq!(iq_answer(&mut alice, &format!("s{i}")).await.attr("type"), Some("result"));
+    }
+    alice.send(&big_item("over", "c3@example.org", 4)).await;
+    assert_eq!(condition(&iq_answer(&mut alice, "over").await), ("wait".into(), "resource-constraint".into()));
+    alice.send(&big_item("grow", "c0@example.org", 6)).await;
+    assert_eq!(condition(&iq_answer(&mut alice, "grow").await), ("wait".into(), "resource-constraint".into()));
+    alice.send(&roster_set("small", "c3@example.org")).await;
+    assert_eq!(iq_answer(&mut alice, "small").await.attr("type"), Some("result"), "14 more bytes fit");
+    alice.send(&big_item("shrink", "c0@example.org", 1)).await;
+    assert_eq!(iq_answer(&mut alice, "shrink").await.attr("type"), Some("result"));
+    alice.send(&format!("<iq type='get' id='get'><query xmlns='{NS_ROSTER}'/></iq>")).await;
+    let roster = iq_answer(&mut alice, "get").await;
+    let query = roster.get_child("query", NS_ROSTER).expect("a roster");
+    let jids: HashSet<&str> = query.children().filter_map(|i| i.attr("jid")).collect();
+    assert_eq!(jids, HashSet::from(["c0@example.org", "c1@example.org", "c2@example.org", "c3@example.org"]));
+}
+
+/// `limits.max_subscription_request_bytes`: a subscription request is kept, payloads and
+/// all, until its recipient answers (RFC 6121 §3.1.3); a larger one is refused with
+/// `not-acceptable` before anything changes, and the contact never sees it.
+#[tokio::test]
+async fn a_subscription_request_larger_than_kept_is_not_acceptable() {
+    let server = TestServer::with(|c| c.limits.max_subscription_request_bytes = 1024).await;
+    server.add_user("alice@localhost", "pw");
+    server.add_user("bob@localhost", "pw");
+    let mut alice = server.session("alice", "pw", "r").await;
+    let mut bob = server.available("bob", "pw", "r", 0).await;
+    let status = "s".repeat(1100);
+    alice
+        .send(&format!("<presence type='subscribe' to='bob@localhost' id='big'><status>{status}</status></presence>"))
+        .await;
+    let refused = alice.recv().await;
+    assert_eq!(refused.attr("id"), Some("big"), "{}", xml::show(&refused));
+    assert_eq!(condition(&refused), ("modify".into(), "not-acceptable".into()));
+    alice.send(&format!("<iq type='get' id='get'><query xmlns='{NS_ROSTER}'/></iq>")).await;
+    let roster = iq_answer(&mut alice, "get").await;
+    assert_eq!(roster.get_child("query", NS_ROSTER).map(|q| q.children().count()), Some(0), "no item for bob");
+    bob.expect_silence(200).await;
+    // A request of ordinary size goes through, its payload kept.
+    alice.send("<presence type='subscribe' to='bob@localhost'><status>hi</status></presence>").await;
+    bob.expect("<presence type='subscribe' from='alice@localhost' to='bob@localhost'><status>hi</status></presence>")
+        .await;
+}
+
+/// The block command of `n` JIDs whose localparts take 1 000 bytes (1 012 bytes each).
+fn block_long(id: &str, first: usize, n: usize) -> String {
+    let items: String =
+        (first..first + n).map(|i| format!("<item jid='{i}{}@example.org'/>", "b".repeat(999))).collect();
+    format!("<iq type='set' id='{id}'><block xmlns='urn:xmpp:blocking'>{items}</block></iq>")
+}
+
+/// `limits.max_blocklist_bytes` (XEP-0191 §3.3: the server may refuse a block): a block
+/// that would take the list past it gets `resource-constraint`, and nothing of it is
+/// blocked.
+#[tokio::test]
+async fn the_block_list_is_capped_in_bytes() {
+    let server = TestServer::with(|c| c.limits.max_blocklist_bytes = 4096).await;
+    server.add_user("alice@localhost", "pw");
+    let mut alice = server.session("alice", "pw", "r").await;
+    alice.send(&block_long("b1", 0, 3)).await;
+    assert_eq!(iq_answer(&mut alice, "b1").await.attr("type"), Some("result"));
+    alice.send(&block_long("b2", 3, 2)).await; // 5 060 bytes in all
+    assert_eq!(condition(&iq_answer(&mut alice, "b2").await), ("wait".into(), "resource-constraint".into()));
+    alice.send(&block_long("b3", 3, 1)).await; // 4 048 bytes
+    assert_eq!(iq_answer(&mut alice, "b3").await.attr("type"), Some("result"));
+    alice.send("<iq type='get' id='list'><blocklist xmlns='urn:xmpp:blocking'/></iq>").await;
+    let list = iq_answer(&mut alice, "list").await;
+    assert_eq!(list.get_child("blocklist", "urn:xmpp:blocking").map(|l| l.children().count()), Some(4));
+}
+
+/// `limits.max_archive_prefs_bytes` (XEP-0441): preferences listing more bytes of JIDs
+/// than kept are refused with `resource-constraint`, and the previous ones stay.
+#[tokio::test]
+async fn archive_preferences_are_capped_in_bytes() {
+    const NS_MAM: &str = "urn:xmpp:mam:2";
+    let server = TestServer::with(|c| {
+        c.archive.enabled = true;
+        c.limits.max_archive_prefs_bytes = 4096;
+    })
+    .await;
+    server.add_user("alice@localhost", "pw");
+    let mut alice = server.session("alice", "pw", "r").await;
+    let prefs = |id: &str, n: usize| {
+        let jids: String = (0..n).map(|i| format!("<jid>{i}{}@example.org</jid>", "j".repeat(999))).collect();
+        format!("<iq type='set' id='{id}'><prefs xmlns='{NS_MAM}' default='roster'><never>{jids}</never></prefs></iq>")
+    };
+    alice.send(&prefs("fits", 4)).await; // 4 048 bytes
+    assert_eq!(iq_answer(&mut alice, "fits").await.attr("type"), Some("result"));
+    alice.send(&prefs("over", 5)).await; // 5 060 bytes
+    assert_eq!(condition(&iq_answer(&mut alice, "over").await), ("wait".into(), "resource-constraint".into()));
+    alice.send(&format!("<iq type='get' id='get'><prefs xmlns='{NS_MAM}'/></iq>")).await;
+    let current = iq_answer(&mut alice, "get").await;
+    let never = current.get_child("prefs", NS_MAM).and_then(|p| p.get_child("never", NS_MAM)).expect("never");
+    assert_eq!(never.children().count(), 4, "the previous preferences stay");
+}

@@ -81,11 +81,47 @@ async fn probes_are_answered_per_available_resource_or_with_unavailable() {
     assert_set("alice/a1 at login", &before, &answers("alice@localhost/a1"));
     expect_drained(&mut eve, &[presence_of("alice@localhost/a1", "eve@localhost")]).await;
     let (_a2, before) = login(&server, "alice", "a2").await;
-    assert_set("alice/a2 at login", &before, &answers("alice@localhost/a2"));
+    let mut a2_learns = answers("alice@localhost/a2");
+    a2_learns.push(presence_of("alice@localhost/a1", "alice@localhost/a2")); // its sibling (§4.2.2)
+    assert_set("alice/a2 at login", &before, &a2_learns);
     expect_drained(&mut a1, &["<presence from='alice@localhost/a2'><priority>0</priority></presence>".to_owned()])
         .await;
     // Bob has no subscription to Alice: her presence does not reach him.
     assert_quiet(&mut b1).await;
+}
+
+/// §4.2.2 and §4.3.2, in the order Prosody sends them too: the echo of initial presence
+/// first, then the subscription requests waiting for the account (payloads kept), then
+/// the presence of its contacts and of its other available resources, which a second
+/// resource learns at once (not only when they next change); the first resource gets the
+/// second's presence as before. Raw reads, one element at a time.
+#[tokio::test]
+async fn initial_presence_brings_the_echo_then_requests_then_presence() {
+    let server = server_with(&["alice", "bob", "carol"]).await;
+    given_subscriptions(&server, &[("alice", "bob")]).await;
+    let _bob = login_alone(&server, "bob", "b").await;
+    let mut carol = login_alone(&server, "carol", "c").await;
+    let nick = "<nick xmlns='http://jabber.org/protocol/nick'>Carol</nick>";
+    carol.send(&format!("<presence type='subscribe' to='alice@localhost'>{nick}</presence>")).await;
+    drain(&mut carol).await;
+    let request = format!("<presence type='subscribe' from='carol@localhost' to='alice@localhost'>{nick}</presence>");
+
+    let mut a1 = server.session("alice", PW, "a1").await;
+    a1.send("<presence><status>one</status></presence>").await;
+    a1.expect("<presence from='alice@localhost/a1'><status>one</status></presence>").await;
+    a1.expect(&request).await;
+    a1.expect("<presence from='bob@localhost/b' to='alice@localhost/a1'><priority>0</priority></presence>").await;
+    assert_quiet(&mut a1).await;
+
+    let mut a2 = server.session("alice", PW, "a2").await;
+    a2.send("<presence><status>two</status></presence>").await;
+    a2.expect("<presence from='alice@localhost/a2'><status>two</status></presence>").await;
+    a2.expect(&request).await;
+    a2.expect("<presence from='bob@localhost/b' to='alice@localhost/a2'><priority>0</priority></presence>").await;
+    a2.expect("<presence from='alice@localhost/a1' to='alice@localhost/a2'><status>one</status></presence>").await;
+    assert_quiet(&mut a2).await;
+    a1.expect("<presence from='alice@localhost/a2'><status>two</status></presence>").await;
+    assert_quiet(&mut a1).await;
 }
 
 // ---- §4.4 updates ----
@@ -284,6 +320,9 @@ async fn priority_outside_minus_128_to_127_is_bad_request() {
     assert_set(
         "bob/b2 at login",
         &before,
-        &["<presence from='alice@localhost/a' to='bob@localhost/b2'><priority>127</priority></presence>".to_owned()],
+        &[
+            "<presence from='alice@localhost/a' to='bob@localhost/b2'><priority>127</priority></presence>".to_owned(),
+            presence_of("bob@localhost/b", "bob@localhost/b2"),
+        ],
     );
 }

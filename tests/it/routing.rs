@@ -143,12 +143,13 @@ async fn message_to_offline_account_is_stored_and_delivered_at_login() {
     no_reply(&mut alice).await;
     let mut bob = server.session("bob", "pw", "phone").await;
     bob.send("<presence/>").await;
+    // RFC 6121 §4.2.2: the echo first; then the backlog (XEP-0160) and its acknowledgement ping.
+    bob.expect("<presence from='bob@localhost/phone'/>").await;
     bob.expect(&stored("bob@localhost", "alice@localhost/laptop")).await;
     bob.expect(
         "<iq type='get' id='{any}' from='localhost' to='bob@localhost/phone'><ping xmlns='urn:xmpp:ping'/></iq>",
     )
     .await;
-    bob.expect("<presence from='bob@localhost/phone'/>").await;
 }
 
 /// Connected but never sent presence: not available (RFC 6121 §4.1), so no delivery now.
@@ -365,6 +366,10 @@ async fn presence_is_echoed_to_own_resources() {
     let mut second = server.session("alice", "pw", "two").await;
     second.send("<presence><show>dnd</show></presence>").await;
     second.expect("<presence from='alice@localhost/two'><show>dnd</show></presence>").await;
+    // RFC 6121 §4.2.2, §4.3.2: the new resource learns of the first at once.
+    second
+        .expect("<presence from='alice@localhost/one' to='alice@localhost/two'><priority>1</priority></presence>")
+        .await;
     first.expect("<presence from='alice@localhost/two'><show>dnd</show></presence>").await;
     second.send("<presence type='unavailable'/>").await;
     first.expect("<presence type='unavailable' from='alice@localhost/two'/>").await;

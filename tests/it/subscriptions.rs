@@ -341,9 +341,10 @@ async fn run_case(server: &TestServer, i: usize, s: &str, ev: Ev) {
     assert_roster_has(&mut user, &cb, &user_item).await;
     assert_roster_has(&mut contact, &ub, &contact_item).await;
 
-    // A new session of the user: probe answers and pending requests (§3.1.3, §4.3).
+    // A new session of the user: probe answers and pending requests (§3.1.3, §4.3), and
+    // the presence of the account's other resource (§4.2.2).
     let mut user_late = server.session(&u, PW, "late").await;
-    let mut want = Vec::new();
+    let mut want = vec![presence_of(&uf, &format!("{ub}/late"))];
     if e.user.to {
         want.push(format!("<presence from='{cf}' to='{ub}/late'><priority>0</priority></presence>"));
     }
@@ -358,7 +359,7 @@ async fn run_case(server: &TestServer, i: usize, s: &str, ev: Ev) {
 
     // And of the contact.
     let mut contact_late = server.session(&c, PW, "late").await;
-    let mut want = Vec::new();
+    let mut want = vec![presence_of(&cf, &format!("{cb}/late"))];
     if e.contact.to {
         for from in [&uf, &format!("{ub}/late")] {
             want.push(format!("<presence from='{from}' to='{cb}/late'><priority>0</priority></presence>"));
@@ -530,7 +531,8 @@ async fn pending_request_is_redelivered_at_every_login_until_answered() {
     expect_drained(&mut bob, &[push("bob@localhost/third", &item("alice@localhost", "from", false))]).await;
     // Answered: not delivered again.
     let (_bob2, before) = login(&server, "bob", "fourth").await;
-    assert!(before.is_empty(), "answered request delivered again:\n{}", list(&before));
+    let sibling = presence_of("bob@localhost/third", "bob@localhost/fourth");
+    assert_set("bob/fourth (answered: not delivered again)", &before, &[sibling]);
 
     let (mut alice, before) = {
         let mut client = server.session("alice", PW, "a").await;
@@ -581,7 +583,8 @@ async fn several_pending_requests_are_each_redelivered_until_answered() {
     )
     .await;
     let (_carol2, before) = login(&server, "carol", "c2").await;
-    assert_set("carol again", &before, &[sub_stanza("subscribe", "alice@localhost", "carol@localhost")]);
+    let sibling = presence_of("carol@localhost/c1", "carol@localhost/c2");
+    assert_set("carol again", &before, &[sub_stanza("subscribe", "alice@localhost", "carol@localhost"), sibling]);
 }
 
 // ---- §3.4: pre-approval ----
@@ -783,7 +786,8 @@ async fn roster_remove_with_a_pending_request_denies_it() {
     )
     .await;
     let (_alice2, before) = login(&server, "alice", "again").await;
-    assert!(before.is_empty(), "the denied request came back:\n{}", list(&before));
+    let sibling = presence_of("alice@localhost/a", "alice@localhost/again");
+    assert_set("alice/again (the denied request does not come back)", &before, &[sibling]);
 }
 
 /// Removing a contact that sees our presence ("From") cancels its subscription: it sees us

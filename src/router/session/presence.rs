@@ -3,7 +3,8 @@
 
 use super::{Action, Session};
 use crate::error::{Condition, StanzaError};
-use crate::router::{delivery, presence, subscription};
+use crate::router::subscription::{self, Refused};
+use crate::router::{delivery, presence};
 use crate::stanza::{Kind, PresenceType, Stanza};
 use crate::state::ServerState;
 use crate::storage::roster::LastSeen;
@@ -45,11 +46,17 @@ impl Session {
         }
         match subscription::handle(state, &self.bare, stanza, &contact) {
             Ok(()) => Vec::new(),
-            Err(StorageError::QuotaExceeded(_)) => {
+            Err(Refused::Storage(StorageError::QuotaExceeded(_))) => {
                 let full = StanzaError::with_text(Condition::ResourceConstraint, "your roster is full");
                 self.reply_error(stanza, full)
             }
-            Err(e) => {
+            // RFC 6120 §8.3.3.9: a request this server does not keep (it waits, whole,
+            // until the contact answers).
+            Err(Refused::TooLarge) => {
+                let large = StanzaError::with_text(Condition::NotAcceptable, "the subscription request is too large");
+                self.reply_error(stanza, large)
+            }
+            Err(Refused::Storage(e)) => {
                 tracing::error!(error = %e, "subscription processing failed");
                 self.reply_error(stanza, StanzaError::new(Condition::InternalServerError))
             }
@@ -84,20 +91,25 @@ impl Session {
         // A client's own `last` was dropped on the way in (router/ingress.rs).
         let presence = Arc::new(stanza.element.clone());
         state.router.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
-        let _ = presence::broadcast(state, &self.jid, &presence, Some(self.id));
-        let mut actions = Vec::new();
+        // RFC 6121 §4.2.2 and §4.3.2, in the order a client can rely on: its own echo
+        // first, then (on initial presence) the subscription requests waiting for it, then
+        // the presence of its contacts and of the account's other resources.
+        let mut out = vec![presence::broadcast_available(state, &self.jid, &presence, self.id)];
         if initial {
-            let mut waiting = presence::probe_answers(state, &self.jid, self.dialect);
-            waiting.extend(subscription::pending_requests(state, &self.bare));
-            for element in &waiting {
-                let shown = if self.dialect { None } else { crate::modules::dialect::for_standard(element) };
-                actions.push(Action::Write(writer::to_bytes(shown.as_ref().unwrap_or(element))));
-            }
+            out.extend(subscription::pending_requests(state, &self.bare));
+            out.extend(presence::probe_answers(state, &self.jid, self.dialect));
         }
+        let mut actions: Vec<Action> = out.iter().map(|element| self.write_shown(element)).collect();
         if wants_backlog {
             actions.extend(self.send_backlog(state));
         }
         actions
+    }
+
+    /// `element` as this session's client sees it (a standard client no dialect content).
+    fn write_shown(&self, element: &Element) -> Action {
+        let shown = if self.dialect { None } else { crate::modules::dialect::for_standard(element) };
+        Action::Write(writer::to_bytes(shown.as_ref().unwrap_or(element)))
     }
 
     /// §4.5: unavailable goes to subscribers, our resources and directed-presence

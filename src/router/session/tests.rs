@@ -226,7 +226,8 @@ async fn ending_a_session_tells_our_other_resources() {
     available(&state, &mut first, 0, now);
     available(&state, &mut second, 0, now);
     let echoes = drain(&mut first_box);
-    assert_eq!(echoes.len(), 2, "own presence and the other resource's: {echoes:?}");
+    // Its own echo it wrote itself (RFC 6121 §4.2.2: first, before anything else).
+    assert_eq!(echoes.len(), 1, "the other resource's presence: {echoes:?}");
     second.on_end(&state);
     let gone = drain(&mut first_box);
     assert_eq!(gone.len(), 1);
@@ -244,7 +245,8 @@ async fn only_dialect_sessions_see_last_on_unavailable_presence() {
     let (mut leaving, _l) = bind(&state, "bob@localhost/gone", now);
     let mut item = crate::storage::roster::RosterItem::new(&BareJid::new("alice@localhost").expect("jid"));
     item.subscription = crate::storage::roster::Subscription::From;
-    state.store.put_roster_item(&BareJid::new("bob@localhost").expect("jid"), &item).expect("roster");
+    let quota = state.config.limits.roster_quota();
+    state.store.put_roster_item(&BareJid::new("bob@localhost").expect("jid"), &item, quota).expect("roster");
     let actions = dialect.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
     assert!(written(&actions[..1]).is("enabled", "urn:stanzad:dialect:0"));
     available(&state, &mut standard, 0, now);
@@ -313,7 +315,8 @@ async fn offline_messages_wait_with_their_time_and_go_only_when_acknowledged() {
         .collect();
     let ids: Vec<&str> = sent.iter().filter(|e| e.name() == "message").filter_map(|e| e.attr("id")).collect();
     assert_eq!(ids, vec!["m0", "m1", "m2"]);
-    let delay = sent[0].get_child("delay", "urn:xmpp:delay").expect("delay");
+    assert!(sent[0].is("presence", NS_CLIENT), "the echo first: {:?}", sent[0]);
+    let delay = sent[1].get_child("delay", "urn:xmpp:delay").expect("delay");
     assert_eq!(delay.attr("from"), Some("localhost"));
     assert!(delay.attr("stamp").is_some_and(|s| s.ends_with('Z')));
     let ping = sent.last().expect("ping");

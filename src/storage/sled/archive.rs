@@ -15,6 +15,7 @@ use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveSt
 use crate::storage::StorageError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 /// Stamp in the high half, sequence number in the low half.
@@ -306,9 +307,10 @@ impl ArchiveStore for SledStore {
         let ids = self.ids()?;
         let entry = encode_entry(with.as_str(), stanza)?;
         let bare = with.to_bare();
-        // One append at a time: an id, once seen, has every earlier entry of its archive
-        // stored already, so paging "after" it misses nothing.
-        let mut newest = self.archive_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // One append per archive at a time (under its owner's stripe): an id, once seen,
+        // has every earlier entry of its archive stored already, so paging "after" it
+        // misses nothing.
+        let mut newest = self.archive_lock.lock(owner);
         let seq = self.db.generate_id().map_err(backend)?;
         let last = match newest.get(owner) {
             Some(stamp) => *stamp,
@@ -362,13 +364,17 @@ impl ArchiveStore for SledStore {
         Ok(ArchivePage { messages, complete, count, first_index })
     }
 
-    fn archive_prefs(&self, owner: &BareJid) -> Result<Option<ArchivePrefs>, StorageError> {
-        let value = self.archive_prefs.get(owner.as_str()).map_err(backend)?;
-        value.map(|v| decode_prefs(&v)).transpose()
+    fn archive_prefs(&self, owner: &BareJid) -> Result<Option<Arc<ArchivePrefs>>, StorageError> {
+        let read = || {
+            let value = self.archive_prefs.get(owner.as_str()).map_err(backend)?;
+            value.map(|v| decode_prefs(&v).map(Arc::new)).transpose()
+        };
+        self.prefs_cache.get_or_load(owner.as_str(), prefs_weight, read)
     }
 
     fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Result<(), StorageError> {
         self.archive_prefs.insert(owner.as_str(), encode_prefs(prefs)?).map_err(backend)?;
+        self.prefs_cache.forget(owner.as_str());
         Ok(())
     }
 
@@ -392,21 +398,50 @@ impl ArchiveStore for SledStore {
     fn delete_archive(&self, owner: &BareJid) -> Result<(), StorageError> {
         let owner = owner.as_str();
         let prefix = prefix(owner);
-        // Under the append lock: an append that started before is in the scan.
-        let _appends = self.archive_lock.lock().unwrap_or_else(|p| p.into_inner());
-        for item in self.archive_with.scan_prefix(&prefix) {
-            self.archive_with.remove(item.map_err(backend)?.0).map_err(backend)?;
+        // A chunk at a time under the archive's stripe, released in between: appends to
+        // other archives wait for one chunk at most, never for the whole archive, and an
+        // append to this one that started before the last (empty) look is deleted too.
+        loop {
+            let mut newest = self.archive_lock.lock(owner);
+            if self.delete_chunk(owner, &prefix)? == 0 {
+                newest.remove(owner);
+                break;
+            }
         }
-        for item in self.archive.scan_prefix(&prefix) {
-            let (key, _) = item.map_err(backend)?;
+        self.archive_prefs.remove(owner).map_err(backend)?;
+        self.prefs_cache.forget(owner);
+        Ok(())
+    }
+}
+
+/// Entries an archive deletion removes per turn of its stripe.
+const DELETE_CHUNK: usize = 256;
+
+impl SledStore {
+    /// Removes up to [`DELETE_CHUNK`] entries of an archive (its conversation index
+    /// first); returns how many went.
+    fn delete_chunk(&self, owner: &str, prefix: &[u8]) -> Result<usize, StorageError> {
+        let first = |tree: &sled::Tree, n: usize| -> Result<Vec<sled::IVec>, StorageError> {
+            tree.scan_prefix(prefix).keys().take(n).map(|k| k.map_err(backend)).collect()
+        };
+        let index = first(&self.archive_with, DELETE_CHUNK)?;
+        for key in &index {
+            self.archive_with.remove(key).map_err(backend)?;
+        }
+        let entries = first(&self.archive, DELETE_CHUNK - index.len())?;
+        for key in &entries {
             // The entry before its expiry key: a crash in between leaves a key that expires.
-            let expiry = expiry_key(place_at_end(&key)?, owner);
+            let expiry = expiry_key(place_at_end(key)?, owner);
             self.archive.remove(key).map_err(backend)?;
             self.archive_expiry.remove(expiry).map_err(backend)?;
         }
-        self.archive_prefs.remove(owner).map_err(backend)?;
-        Ok(())
+        Ok(index.len() + entries.len())
     }
+}
+
+/// What preferences weigh in memory: their JIDs' text and about 64 bytes per JID.
+fn prefs_weight(prefs: &Option<Arc<ArchivePrefs>>) -> usize {
+    prefs.as_ref().map_or(0, |p| p.bytes() as usize + 64 * (p.always.len() + p.never.len()))
 }
 
 /// Preferences as stored: JIDs as text.
@@ -436,10 +471,91 @@ fn decode_prefs(bytes: &[u8]) -> Result<ArchivePrefs, StorageError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::storage::archive::ArchiveQuery;
+    use xmpp_parsers::jid::{BareJid, Jid};
+
     #[test]
     fn sled_passes_the_archive_contract() {
         let store = super::SledStore::temporary().expect("temporary sled");
         crate::storage::contract::archive_store(&store);
+    }
+
+    /// Deleting a large archive holds up no other account's archiving: while it runs,
+    /// another archive is appended to, and the deletion is not over yet.
+    #[test]
+    fn deleting_a_big_archive_does_not_hold_up_another_accounts_appends() {
+        use crate::storage::archive::ArchiveStore;
+        use std::time::{Duration, Instant};
+        let store = super::SledStore::temporary().expect("temporary sled");
+        let (alice, bob) =
+            (BareJid::new("alice@example.org").expect("jid"), BareJid::new("bob@example.org").expect("jid"));
+        let carol = Jid::new("carol@example.org/phone").expect("jid");
+        for i in 0..20_000 {
+            store.archive(&alice, &carol, i, b"<message/>").expect("archive");
+        }
+        let index_len = || store.archive_with.scan_prefix(super::prefix("alice@example.org")).count();
+        let before = index_len();
+        let deleter = {
+            let store = store.clone();
+            let alice = alice.clone();
+            std::thread::spawn(move || store.delete_archive(&alice))
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while index_len() == before {
+            assert!(Instant::now() < deadline, "the deletion never started");
+            std::thread::yield_now();
+        }
+        // The deletion is under way: an append elsewhere goes through before it ends.
+        store.archive(&bob, &carol, 1, b"<message/>").expect("archive");
+        let left = store.archive.scan_prefix(super::prefix("alice@example.org")).next().is_some();
+        assert!(left, "bob's append waited for the whole of alice's archive to go");
+        deleter.join().expect("no panic").expect("deleted");
+        assert!(store.archive.scan_prefix(super::prefix("alice@example.org")).next().is_none());
+        assert!(store.archive_expiry.iter().count() == 1, "only bob's entry keeps an expiry key");
+        assert_eq!(store.query_archive(&bob, &ArchiveQuery::all(5)).expect("query").messages.len(), 1);
+    }
+
+    /// What every archived message asks is answered from memory once read, and a change
+    /// through the store is seen at once.
+    #[test]
+    fn preferences_are_answered_from_memory_and_follow_changes() {
+        use crate::storage::archive::{ArchivePrefs, ArchiveStore, Default};
+        let store = super::SledStore::temporary().expect("temporary sled");
+        let alice = BareJid::new("alice@example.org").expect("jid");
+        assert!(store.archive_prefs(&alice).expect("prefs").is_none());
+        let prefs = ArchivePrefs {
+            default: Default::Never,
+            always: vec![Jid::new("bob@example.org").expect("jid")],
+            never: vec![],
+        };
+        store.set_archive_prefs(&alice, &prefs).expect("set");
+        assert_eq!(store.archive_prefs(&alice).expect("prefs").as_deref(), Some(&prefs));
+        assert!(store.prefs_cache.holds("alice@example.org"));
+        // Behind the store's back, the tree loses them: memory still answers.
+        store.archive_prefs.remove("alice@example.org").expect("raw remove");
+        assert_eq!(store.archive_prefs(&alice).expect("prefs").as_deref(), Some(&prefs));
+        let always = ArchivePrefs { default: Default::Always, ..prefs };
+        store.set_archive_prefs(&alice, &always).expect("set");
+        assert_eq!(store.archive_prefs(&alice).expect("prefs").as_deref(), Some(&always), "seen at once");
+        store.delete_archive(&alice).expect("delete");
+        assert!(store.archive_prefs(&alice).expect("prefs").is_none(), "deleted with the archive");
+    }
+
+    /// The largest preferences the configuration allows (1 000 JIDs per list, 512 KiB)
+    /// still fit in memory.
+    #[test]
+    fn the_largest_preferences_allowed_are_kept_in_memory() {
+        use crate::storage::archive::{ArchivePrefs, ArchiveStore, Default};
+        let store = super::SledStore::temporary().expect("temporary sled");
+        let alice = BareJid::new("alice@example.org").expect("jid");
+        let list = |tag: &str| -> Vec<Jid> {
+            (0..1000).map(|i| Jid::new(&format!("{tag}{i:04}{}@example.org", "x".repeat(245))).expect("jid")).collect()
+        };
+        let prefs = ArchivePrefs { default: Default::Roster, always: list("a"), never: list("n") };
+        assert!(prefs.bytes() <= 512 << 10, "{}", prefs.bytes());
+        store.set_archive_prefs(&alice, &prefs).expect("set");
+        assert!(store.archive_prefs(&alice).expect("prefs").is_some());
+        assert!(store.prefs_cache.holds("alice@example.org"));
     }
 
     #[test]

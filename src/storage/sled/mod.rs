@@ -1,6 +1,7 @@
 //! The default backend: one sled database in the data directory, one tree per concern.
 
 mod archive;
+mod cache;
 mod inflight;
 mod offline;
 mod roster;
@@ -8,6 +9,11 @@ mod users;
 
 use super::StorageError;
 use std::path::Path;
+
+/// Memory for block lists read from the store (a list is read again once evicted).
+pub const BLOCK_LIST_CACHE_BYTES: usize = 32 << 20;
+/// Memory for archive preferences read from the store.
+pub const ARCHIVE_PREFS_CACHE_BYTES: usize = 16 << 20;
 
 /// An open sled database. Only one process may hold it: while the server runs,
 /// the command-line tools reach it through the admin socket instead.
@@ -17,12 +23,19 @@ pub struct SledStore {
     users: sled::Tree,
     roster: sled::Tree,
     roster_versions: sled::Tree,
+    /// Each roster's item count and bytes, and who holds an item for whom (`roster.rs`).
+    roster_totals: sled::Tree,
+    roster_holders: sled::Tree,
     roster_pending: sled::Tree,
     last_seen: sled::Tree,
     blocklist: sled::Tree,
     /// The accounts whose block list is not empty (`roster.rs`): every message asks twice
     /// whether its sender or recipient blocked the other, and nearly every list is empty.
     blocking: std::sync::Arc<roster::BlockingOwners>,
+    /// The block lists read so far, within [`BLOCK_LIST_CACHE_BYTES`].
+    block_cache: std::sync::Arc<cache::Cache<std::sync::Arc<crate::storage::roster::BlockList>>>,
+    /// One writer per block list at a time.
+    block_writes: std::sync::Arc<crate::stripes::Stripes<()>>,
     offline: sled::Tree,
     /// Each account's offline count and size (`offline.rs`).
     offline_totals: offline::OfflineTotals,
@@ -31,9 +44,12 @@ pub struct SledStore {
     archive_with: sled::Tree,
     archive_expiry: sled::Tree,
     archive_prefs: sled::Tree,
-    /// Archive appends happen one at a time (`archive.rs`); under the lock, the newest
-    /// stamp of each archive appended to since the start.
-    archive_lock: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    /// The archive preferences read so far (None: the account set none), within
+    /// [`ARCHIVE_PREFS_CACHE_BYTES`].
+    prefs_cache: std::sync::Arc<cache::Cache<Option<std::sync::Arc<crate::storage::archive::ArchivePrefs>>>>,
+    /// Appends to one archive happen one at a time (`archive.rs`), under its owner's
+    /// stripe, which holds the newest stamp of each archive appended to since the start.
+    archive_lock: std::sync::Arc<crate::stripes::Stripes<std::collections::HashMap<String, u64>>>,
     /// The archive id key, once read.
     archive_ids: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
 }
@@ -58,14 +74,21 @@ impl SledStore {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let blocklist = tree("blocklist")?;
         let blocking = std::sync::Arc::new(roster::BlockingOwners::load(&blocklist)?);
+        let (roster, roster_totals, roster_holders) =
+            (tree("roster")?, tree("roster_totals")?, tree("roster_holders")?);
+        roster::build_indexes(&db, &roster, &roster_totals, &roster_holders)?;
         Ok(SledStore {
             users: tree("users")?,
-            roster: tree("roster")?,
+            roster,
             roster_versions: tree("roster_versions")?,
+            roster_totals,
+            roster_holders,
             roster_pending: tree("roster_pending")?,
             last_seen: tree("last_seen")?,
             blocklist,
             blocking,
+            block_cache: std::sync::Arc::new(cache::Cache::new(BLOCK_LIST_CACHE_BYTES)),
+            block_writes: std::sync::Arc::new(crate::stripes::Stripes::new(16)),
             offline: tree("offline")?,
             offline_totals: Default::default(),
             inflight: tree("inflight")?,
@@ -73,7 +96,8 @@ impl SledStore {
             archive_with: tree("archive_with")?,
             archive_expiry: tree("archive_expiry")?,
             archive_prefs: tree("archive_prefs")?,
-            archive_lock: Default::default(),
+            prefs_cache: std::sync::Arc::new(cache::Cache::new(ARCHIVE_PREFS_CACHE_BYTES)),
+            archive_lock: std::sync::Arc::new(crate::stripes::Stripes::new(64)),
             archive_ids: Default::default(),
             db,
         })

@@ -1,5 +1,5 @@
 //! The real binary as a user runs it: `stanzad serve` as a child process (killed with
-//! SIGKILL to test durability) and `stanzad adduser`.
+//! SIGKILL to test durability, or stopped with SIGTERM), `stanzad adduser` and `deluser`.
 
 use super::{Client, Mech};
 use std::io::Write;
@@ -93,6 +93,22 @@ impl Daemon {
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM stanzad");
     }
 
+    /// SIGTERM (a graceful shutdown: storage flushed), and wait for it to exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                assert!(status.success(), "stanzad serve exited with {status}:\n{}", self.log_text());
+                return;
+            }
+            assert!(Instant::now() < deadline, "stanzad serve does not stop:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, and reap it.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL stanzad");
@@ -139,17 +155,35 @@ pub fn adduser(dir: &Path, jid: &str) {
         .spawn()
         .expect("spawn stanzad adduser");
     child.stdin.take().expect("stdin").write_all(format!("{PW}\n").as_bytes()).expect("write the password");
+    finish(child, &format!("adduser {jid}"));
+}
+
+/// `stanzad deluser JID --data-dir DIR/data`, no server running.
+pub fn deluser(dir: &Path, jid: &str) {
+    let child = stanzad(dir)
+        .args(["deluser", jid, "--data-dir"])
+        .arg(dir.join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn stanzad deluser");
+    finish(child, &format!("deluser {jid}"));
+}
+
+/// Waits (30 s at most) for a command to succeed.
+fn finish(mut child: Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("adduser status") {
+        if let Some(status) = child.try_wait().expect("command status") {
             break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("stanzad adduser {jid} did not finish");
+            panic!("stanzad {what} did not finish");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "stanzad adduser {jid}: {status}");
+    assert!(status.success(), "stanzad {what}: {status}");
 }

@@ -179,10 +179,27 @@ impl TestServer {
         client
     }
 
-    /// A bound session that sent initial presence with `priority` (and read its echo).
+    /// A bound session that sent initial presence with `priority`, read its echo and then
+    /// the presence of each of the account's other available resources (RFC 6121 §4.2.2,
+    /// §4.3.2: a new resource learns of the others at once). For an account none of
+    /// whose contacts is online and with no subscription request waiting: those would
+    /// come between the echo and the own resources' presence.
     pub async fn available(&self, user: &str, password: &str, resource: &str, priority: i8) -> Client {
         let mut client = self.session(user, password, resource).await;
+        let bare = BareJid::new(&format!("{user}@{DOMAIN}")).expect("valid bare JID");
+        let others = self.server().state.router.available(&bare).len();
         client.available(priority).await;
+        let full = client.jid().to_owned();
+        for _ in 0..others {
+            let presence = client.recv().await;
+            let from = presence.attr("from").unwrap_or_default();
+            let own = presence.is("presence", super::NS_CLIENT) && presence.attr("type").is_none();
+            assert!(
+                own && from.starts_with(&format!("{bare}/")) && from != full && presence.attr("to") == Some(&full),
+                "{full}: the presence of another resource of its account, got {}",
+                super::xml::show(&presence)
+            );
+        }
         client
     }
 }
