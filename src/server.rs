@@ -150,13 +150,19 @@ impl Server {
                 "storage failed: stopping; start the server again once the cause is fixed (disk space, say)"
             ),
         }
-        self.shutdown().await;
-        failed.map_or(Ok(()), |why| Err(format!("storage failed: {why}")))
+        let clean = self.shutdown().await;
+        match (failed, clean) {
+            (Some(why), _) => Err(format!("storage failed: {why}")),
+            (None, false) => Err("sessions were still open at exit: what they held may be lost".into()),
+            (None, true) => Ok(()),
+        }
     }
 
     /// Sends `system-shutdown` to every stream, waits for them (bounded by
-    /// `shutdown_grace_secs`), stops the listeners and flushes storage.
-    pub async fn shutdown(self) {
+    /// `shutdown_grace_secs`, then a little more for sessions still storing what they
+    /// hold), stops the listeners and flushes storage. False when connections were still
+    /// open at the end, or the last flush failed.
+    pub async fn shutdown(self) -> bool {
         let _ = self.shutdown.send(true);
         // Bound sessions hear it on their control channel too, which ends even a wait for
         // a client that does not read: each then stores what it holds before it goes.
@@ -172,8 +178,9 @@ impl Server {
         while self.admission.active() > 0 && tokio::time::Instant::now() < stragglers {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if self.admission.active() > 0 {
-            tracing::error!(connections = self.admission.active(), "connections still open at exit");
+        let open = self.admission.active();
+        if open > 0 {
+            tracing::error!(connections = open, "connections still open at exit");
         }
         for task in self.tasks {
             task.abort();
@@ -181,8 +188,14 @@ impl Server {
         admin::remove_socket(&self.state.config.data_dir);
         // Through the flusher: sled must never flush twice at once (PITFALLS.md).
         match self.state.flusher.durable().await {
-            Ok(()) => tracing::info!("storage flushed"),
-            Err(e) => tracing::error!(error = %e, "storage flush failed"),
+            Ok(()) => {
+                tracing::info!("storage flushed");
+                open == 0
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storage flush failed");
+                false
+            }
         }
     }
 }

@@ -69,7 +69,8 @@ fn offline_info(request: &Request) -> Element {
 /// XEP-0013 §2.3: one header per waiting message.
 fn offline_headers(request: &Request) -> Element {
     let outcome = request.own_account().and_then(|owner| {
-        let messages = request.state.store.offline_batch(owner, flexible::HEADERS).map_err(super::storage_fault)?;
+        let messages = crate::router::offline::deliverable(request.state, owner, flexible::HEADERS)
+            .map_err(super::storage_fault)?;
         Ok(request.result_with(flexible::headers(owner.as_str(), &messages)))
     });
     outcome.unwrap_or_else(|condition| request.error(condition))

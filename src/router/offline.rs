@@ -104,7 +104,8 @@ pub fn deliverable(state: &ServerState, owner: &BareJid, batch: Batch) -> Result
     }
 }
 
-fn from_blocked(state: &ServerState, owner: &BareJid, message: &OfflineMessage) -> bool {
+/// Whether the sender of a stored message is one `owner` has blocked since.
+pub fn from_blocked(state: &ServerState, owner: &BareJid, message: &OfflineMessage) -> bool {
     let from = crate::xml::start_tag_attr(&message.stanza, "from");
     let from = from.and_then(|f| xmpp_parsers::jid::Jid::new(&f).ok());
     from.is_some_and(|from| crate::modules::blocking::blocks(state, owner, &from))

@@ -58,9 +58,13 @@ pub struct Session {
     held: Vec<(String, Vec<u8>)>,
     /// The offline batch sent and not yet acknowledged.
     backlog: Option<offline::Backlog>,
-    /// The next backlog batch waits for the client to acknowledge what it holds (XEP-0198):
-    /// it is sent on its `<a/>`.
+    /// What the server chose to send waits for the client to acknowledge what it holds
+    /// (XEP-0198): it goes on its `<a/>` (`send_paced`).
     backlog_waits: bool,
+    /// Stanzas initial presence brought (requests, contacts' presence), waiting for room.
+    paced: std::collections::VecDeque<Vec<u8>>,
+    /// The offline backlog starts once `paced` is out.
+    backlog_due: bool,
     /// Stored messages this client was shown through XEP-0013 (fetched or viewed): a purge
     /// removes these and nothing that arrived since.
     flexible_shown: std::collections::BTreeSet<u64>,
@@ -98,6 +102,8 @@ impl Session {
             held: Vec::new(),
             backlog: None,
             backlog_waits: false,
+            paced: Default::default(),
+            backlog_due: false,
             flexible_shown: Default::default(),
             flexible_offline: false,
             last_inbound: now,
@@ -160,10 +166,10 @@ impl Session {
             tracing::debug!(condition = error.condition.name(), "refused server-only content from a client");
             return self.reject(&stanza.element, &error);
         }
-        if self.backlog.as_ref().is_some_and(|b| offline::is_ack(&stanza.element, b)) {
+        if self.backlog.as_ref().is_some_and(|b| offline::is_ack(&stanza.element, b)) && to_the_server(state, &stanza) {
             return self.backlog_acknowledged(state);
         }
-        if self.answers_receipt(&stanza) {
+        if self.answers_receipt(state, &stanza) {
             return Vec::new();
         }
         match stanza.kind {
@@ -228,14 +234,15 @@ impl Session {
             .with("from", self.bare.domain().as_str())
             .with("to", self.jid.as_str())
             .with_child(el("ping", modules::ping::NS));
-        self.receipts.as_mut()?.pinged(id);
+        self.receipts.as_mut()?.pinged(id, now);
         Some(Action::Write(writer::to_bytes(&ping)))
     }
 
     /// Whether `stanza` answers one of our receipt pings (a result or an error: RFC 6120
     /// §10.1 makes either a receipt for everything before the ping).
-    fn answers_receipt(&mut self, stanza: &Stanza) -> bool {
-        let answer = matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Result | crate::stanza::IqType::Error));
+    fn answers_receipt(&mut self, state: &ServerState, stanza: &Stanza) -> bool {
+        let answer = matches!(stanza.kind, Kind::Iq(crate::stanza::IqType::Result | crate::stanza::IqType::Error))
+            && to_the_server(state, stanza);
         let (Some(receipts), Some(id), true) = (self.receipts.as_mut(), stanza.id.as_deref(), answer) else {
             return false;
         };
@@ -378,6 +385,7 @@ impl Session {
             // next one follows its `<a/>` (an ack is asked for), never a batch that its
             // session could not keep. Messages to the account keep queueing behind it.
             self.backlog_waits = true;
+            self.backlog_due = true;
             state.router.set_draining(&self.jid, self.id, true);
             return Vec::new();
         };
@@ -395,6 +403,39 @@ impl Session {
         state.router.set_draining(&self.jid, self.id, backlog.is_some());
         self.backlog = backlog;
         stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes))).collect()
+    }
+
+    /// What the server chose to send, as the client's room allows (XEP-0198: within half its
+    /// unacknowledged bounds, at least one stanza when nothing is unacknowledged; without
+    /// stream management, all at once): what initial presence brought, then the backlog.
+    pub(super) fn send_paced(&mut self, state: &ServerState) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.paced.is_empty() {
+            let room = match &self.sm {
+                Some(sm) => sm.room(),
+                None => Some(Batch { messages: usize::MAX, bytes: usize::MAX }),
+            };
+            let Some(room) = room else {
+                self.backlog_waits = true;
+                return actions;
+            };
+            let (mut count, mut size) = (0, 0);
+            while let Some(next) = self.paced.pop_front() {
+                if !room.takes(count, size, next.len()) {
+                    self.paced.push_front(next);
+                    self.backlog_waits = true;
+                    return actions;
+                }
+                (count, size) = (count + 1, size + next.len());
+                actions.push(Action::Write(next));
+            }
+            self.paced = Default::default(); // gives its buffer back
+        }
+        self.backlog_waits = false;
+        if std::mem::take(&mut self.backlog_due) {
+            actions.extend(self.send_backlog(state));
+        }
+        actions
     }
 
     /// A stored message in the form this session understands, as in live delivery: a
@@ -479,7 +520,7 @@ impl Session {
             Some((_, sent)) => *sent + self.ping_timeout,
             None => self.last_inbound + self.ping_interval,
         };
-        let receipts = self.receipts.as_ref().and_then(|r| r.deadline()).map_or(ping, |r| r.min(ping));
+        let receipts = self.receipts.as_ref().and_then(|r| r.deadline(self.ping_timeout)).map_or(ping, |r| r.min(ping));
         self.sm.as_ref().and_then(|sm| sm.deadline()).map_or(receipts, |sm| sm.min(receipts))
     }
 
@@ -491,6 +532,11 @@ impl Session {
                 let text = "no acknowledgement of our stanzas";
                 return vec![Action::End(StreamEnd::error(StreamCondition::ConnectionTimeout, text))];
             }
+        }
+        // What it was sent goes offline (`receipts.rs`).
+        if self.receipts.as_ref().is_some_and(|r| r.expired(now, self.ping_timeout)) {
+            let text = "no answer to the ping after its messages";
+            return vec![Action::End(StreamEnd::error(StreamCondition::ConnectionTimeout, text))];
         }
         let mut pinged = self.ping_if_due(now);
         pinged.extend(self.receipt_ping(now));
@@ -674,12 +720,22 @@ impl Session {
     }
 }
 
+/// Whether a stanza is addressed to the server (no `to`, or one of its domains): only such
+/// an answer answers the server's own pings, never one a contact asked for with the same id.
+fn to_the_server(state: &ServerState, stanza: &Stanza) -> bool {
+    match &stanza.to {
+        None => true,
+        Some(to) => to.node().is_none() && to.resource().is_none() && state.config.serves(to.domain().as_str()),
+    }
+}
+
 /// Page sizes, in results and in bytes (within `room`, what the client can take now).
 fn mam_settings(state: &ServerState, room: Batch) -> crate::modules::mam::Settings {
     let config = &state.config.archive;
     crate::modules::mam::Settings {
         default_page: config.default_page,
-        max_page: config.max_page,
+        // Results are stanzas too: a stream-managed client gets no more than it has room for.
+        max_page: config.max_page.min(room.messages.max(1)),
         page_bytes: room.bytes,
         default: config.default_preference(),
         max_prefs_bytes: state.config.limits.max_archive_prefs_bytes,

@@ -21,6 +21,8 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 
 /// How often the store is probed while a flush runs.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the store is probed when no flush runs.
+pub const IDLE_PROBE_EVERY: Duration = Duration::from_secs(5);
 /// The longest a flush may take before the store counts as broken.
 pub const FLUSH_LIMIT: Duration = Duration::from_secs(60);
 
@@ -105,7 +107,23 @@ async fn serve(
     gate: Arc<tokio::sync::Mutex<()>>,
 ) {
     let mut failed = broken.subscribe();
-    while let Some(first) = queue.recv().await {
+    let mut idle_probe = tokio::time::interval(IDLE_PROBE_EVERY);
+    idle_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            first = queue.recv() => first,
+            _ = idle_probe.tick() => {
+                // Writes that ask for no flush (rosters, block lists) meet a broken store
+                // too: it is found within seconds even when nothing waits for durability.
+                if broken.borrow().is_none() {
+                    if let Err(why) = probe(&store).await {
+                        mark_broken(&broken, why);
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(first) = first else { return };
         let _gate = gate.lock().await;
         let mut waiters = vec![first];
         while let Ok(more) = queue.try_recv() {
@@ -143,13 +161,22 @@ async fn flush_watched(store: &Arc<dyn UserStore>, failed: &mut watch::Receiver<
                 if tokio::time::Instant::now() >= deadline {
                     return Err(format!("a flush took longer than {} s", FLUSH_LIMIT.as_secs()));
                 }
-                let probing = store.clone();
-                let probe = tokio::task::spawn_blocking(move || probing.check());
-                match tokio::time::timeout(PROBE_EVERY, probe).await {
-                    Ok(done) => joined(done)?,
-                    Err(_) => tracing::warn!("a storage probe is slow"),
-                }
+                probe(store).await?;
             }
+        }
+    }
+}
+
+/// One probe of the store, on the blocking pool; one slower than [`PROBE_EVERY`] is
+/// logged and left to the next.
+async fn probe(store: &Arc<dyn UserStore>) -> Result<(), String> {
+    let probing = store.clone();
+    let probe = tokio::task::spawn_blocking(move || probing.check());
+    match tokio::time::timeout(PROBE_EVERY, probe).await {
+        Ok(done) => joined(done),
+        Err(_) => {
+            tracing::warn!("a storage probe is slow");
+            Ok(())
         }
     }
 }
@@ -231,6 +258,41 @@ mod tests {
         assert!(matches!(waited, Ok(Err(StorageError::Backend(ref why))) if why.contains("No space")), "{waited:?}");
         assert!(flusher.failure().is_some());
         assert!(flusher.request().wait().await.is_err(), "once broken, every request fails");
+    }
+
+    /// A store whose writes fail and whose flush is never asked for.
+    struct Failing;
+
+    impl UserStore for Failing {
+        fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn set_credentials(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn delete_user(&self, _: &BareJid) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn credentials(&self, _: &BareJid) -> Result<Option<StoredCredentials>, StorageError> {
+            Ok(None)
+        }
+        fn list_users(&self) -> Result<Vec<BareJid>, StorageError> {
+            Ok(Vec::new())
+        }
+        fn flush(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn check(&self) -> Result<(), StorageError> {
+            Err(StorageError::Io("No space left on device".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_store_is_probed_too() {
+        let flusher = Flusher::start(Arc::new(Failing));
+        let mut watch = flusher.watch_failure();
+        let told = tokio::time::timeout(IDLE_PROBE_EVERY * 3, watch.wait_for(Option::is_some)).await;
+        assert!(matches!(told, Ok(Ok(_))), "no flush asked for, and still found broken");
     }
 
     #[tokio::test]

@@ -13,12 +13,16 @@ use crate::xml::framer::{Frame, FramerError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 /// Writes queued for the writer task.
 const WRITE_QUEUE: usize = 64;
+
+/// How long the last words of a session may wait for its writer when the server ends it
+/// (shutdown, or replaced by another session), and any close once the server shuts down.
+pub const BRIEF_CLOSE: Duration = Duration::from_secs(1);
 
 /// One connection attached to the session: its reader and its writer task.
 pub struct Link {
@@ -64,14 +68,36 @@ impl Link {
     }
 
     /// Sends the last words (if the connection can take them), stops both tasks, and
-    /// returns what was never written.
-    pub async fn close(mut self, last: Option<String>, limit: Duration) -> Vec<Vec<u8>> {
-        if let Some(last) = last {
-            let _ = tokio::time::timeout(limit, self.out.send(last.into_bytes())).await;
-        }
-        drop(self.out);
-        // A client that stopped reading must not keep its socket and task alive.
-        if tokio::time::timeout(limit, &mut self.writer_task).await.is_err() {
+    /// returns what was never written. Once the server is shutting down (`shutdown`), no
+    /// close waits longer than [`BRIEF_CLOSE`]: what the session holds must be stored
+    /// before the process exits.
+    pub async fn close(
+        mut self,
+        last: Option<String>,
+        limit: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Vec<Vec<u8>> {
+        let out = self.out;
+        let writer = &mut self.writer_task;
+        let orderly = async {
+            if let Some(last) = last {
+                let _ = tokio::time::timeout(limit, out.send(last.into_bytes())).await;
+            }
+            drop(out);
+            // A client that stopped reading must not keep its socket and task alive.
+            tokio::time::timeout(limit, writer).await.is_ok()
+        };
+        let stopping = async {
+            if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(BRIEF_CLOSE).await;
+        };
+        let finished = tokio::select! {
+            finished = orderly => finished,
+            () = stopping => false,
+        };
+        if !finished {
             self.writer_task.abort();
             let _ = (&mut self.writer_task).await; // returns once the task is gone, lock released
         }

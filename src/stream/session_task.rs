@@ -6,7 +6,7 @@ use super::admission::Admitted;
 use super::connection::log_end;
 use super::durability::Durability;
 use super::error::{StreamCondition, StreamEnd};
-use super::link::{control_end, perform, read_frame, Link};
+use super::link::{control_end, perform, read_frame, Link, BRIEF_CLOSE};
 use super::negotiate::{Bound, Conn};
 use super::resume::{failed, Resumption};
 use crate::router::session::{Action, Session};
@@ -113,14 +113,15 @@ async fn serve(
                 log_end(&end);
                 // Out of the router first: nothing more is routed here while the socket closes.
                 session.on_end(state);
-                let unwritten = Box::pin(link.close(last_words(&end), close_limit(state, &end))).await;
+                let limit = close_limit(state, &end);
+                let unwritten = Box::pin(link.close(last_words(&end), limit, inputs.shutdown)).await;
                 return (end, if session.managed() { Vec::new() } else { unwritten });
             }
             Detached::Takeover(resumption) => {
                 tracing::info!("the client resumed on a new connection: dropping this one");
                 // XEP-0198 §5: the old stream learns why, if it can still hear it.
                 let conflict = writer::stream_error(StreamCondition::Conflict.name(), Some("resumed elsewhere"));
-                let _ = Box::pin(link.close(Some(conflict), Duration::from_millis(200))).await;
+                let _ = Box::pin(link.close(Some(conflict), Duration::from_millis(200), inputs.shutdown)).await;
                 session.detach();
                 let deadline = Instant::now() + session.resume_window();
                 match Box::pin(take_over(state, session, resumption)).await {
@@ -374,7 +375,9 @@ async fn finish(
         // there), then the rest of what its connection never wrote (iq requests).
         _ => {
             let mut undelivered: Vec<Vec<u8>> = unconfirmed.iter().map(|m| m.to_vec()).collect();
-            undelivered.extend(unwritten.into_iter().filter(|bytes| !bytes.starts_with(b"<message")));
+            // (Messages, dialect receipts among them, are all in `unconfirmed`.)
+            let live = |bytes: &Vec<u8>| bytes.starts_with(b"<message") || bytes.starts_with(b"<receipt");
+            undelivered.extend(unwritten.into_iter().filter(|bytes| !live(bytes)));
             undelivered
         }
     };
@@ -444,9 +447,6 @@ fn close_limit(state: &ServerState, end: &StreamEnd) -> Duration {
         _ => Duration::from_secs(state.config.timeouts.ping_timeout_secs),
     }
 }
-
-/// How long the last words of a session that the server ends may wait for its writer.
-const BRIEF_CLOSE: Duration = Duration::from_secs(1);
 
 fn last_words(end: &StreamEnd) -> Option<String> {
     match end {

@@ -281,6 +281,41 @@ async fn large_queues_are_fetched_in_bounded_batches() {
     assert_eq!(count(&mut bob).await, 0);
 }
 
+/// One request hands over at most one batch, however many commands it holds: a second
+/// `<fetch/>` is refused (it would repeat the first), and views past the batch's bytes
+/// get `resource-constraint`, before anything is sent.
+#[tokio::test]
+async fn one_request_hands_over_one_batch_at_most() {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", PW);
+    server.add_user("bob@localhost", PW);
+    let mut alice = server.session("alice", PW, "laptop").await;
+    let pad = "p".repeat(200_000);
+    for i in 1..=6 {
+        let message =
+            format!("<message to='bob@localhost' type='chat' id='m{i}' pad='{pad}'><body>m{i}</body></message>");
+        alice.send(&format!("{message}<iq type='get' id='s{i}' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
+        alice.expect(&format!("<iq type='result' id='s{i}' from='localhost' to='alice@localhost/laptop'/>")).await;
+    }
+    let mut bob = server.session("bob", PW, "phone").await;
+    let twice = format!("<iq type='get' id='f2'><offline xmlns='{NS}'><fetch/><fetch/></offline></iq>");
+    let (got, answer) = request(&mut bob, "f2", &twice).await;
+    assert!(got.is_empty(), "{}", kit::list(&got));
+    assert_eq!(error_of(&answer).1, "policy-violation", "{}", xml::show(&answer));
+
+    let nodes: Vec<String> = headers(&mut bob).await.into_iter().map(|(node, _)| node).collect();
+    let items: String = nodes.iter().map(|n| format!("<item action='view' node='{n}'/>")).collect();
+    let views = format!("<iq type='get' id='v6'><offline xmlns='{NS}'>{items}</offline></iq>");
+    let (got, answer) = request(&mut bob, "v6", &views).await;
+    assert!(got.is_empty(), "{}", kit::list(&got));
+    assert_eq!(error_of(&answer).1, "resource-constraint", "six of 200 kB are more than 1 MiB: {}", xml::show(&answer));
+    let items: String = nodes[..2].iter().map(|n| format!("<item action='view' node='{n}'/>")).collect();
+    let (got, answer) =
+        request(&mut bob, "v2", &format!("<iq type='get' id='v2'><offline xmlns='{NS}'>{items}</offline></iq>")).await;
+    xml::assert_matches(&answer, &result("v2"));
+    assert_eq!(got.len(), 2, "{}", kit::list(&got));
+}
+
 /// Messages left on the server after XEP-0013 use stay there: no flood at presence.
 #[tokio::test]
 async fn messages_left_after_a_fetch_are_not_flooded_at_presence() {

@@ -644,3 +644,66 @@ async fn shutdown_keeps_what_a_slow_client_was_sent() {
     let got = crate::support::collect_messages(&mut alice).await;
     assert_eq!(sorted(got), sorted(sent), "every message, once");
 }
+
+/// A session that ended before the shutdown and waits to close on a client that does not
+/// read (here: its password changed) is not left behind: the shutdown cuts its wait short,
+/// and what it held is stored before the process exits.
+#[tokio::test]
+async fn shutdown_cuts_short_a_slow_close_and_keeps_what_it_held() {
+    let server = server().await;
+    let connection = Client::connect_small_window(server.addr).await;
+    let mut alice = server.login(connection, "alice", "pw", "phone").await;
+    alice.available(0).await;
+    let mut bob = server.session("bob", "pw", "desk").await;
+    let sent = live_messages(&mut bob, "alice@localhost/phone", 300).await;
+    let passwd = stanzad::admin::Request::Passwd { jid: "alice@localhost".into(), password: "new".into() };
+    assert_eq!(server.admin(passwd).await, stanzad::admin::Response::Done);
+    let started = std::time::Instant::now();
+    let server = server.restart().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "shutdown took {:?}", started.elapsed());
+    drop(alice);
+    let mut alice = server.session("alice", "new", "phone").await;
+    alice.send("<presence/>").await;
+    let got = crate::support::collect_messages(&mut alice).await;
+    assert_eq!(sorted(got), sorted(sent), "every message, once");
+}
+
+/// A client without stream management that never answers the ping after its messages
+/// (while it keeps sending) is ended like a silent one (`connection-timeout`) once the
+/// ping is `timeouts.ping_timeout_secs` old, and what it did not answer for is kept offline:
+/// it is never left with deliveries waiting behind an answer that does not come.
+#[tokio::test]
+async fn a_client_that_never_answers_for_its_messages_is_ended_and_loses_nothing() {
+    let server = TestServer::with(|c| c.timeouts.ping_timeout_secs = 2).await;
+    for user in ["alice", "bob"] {
+        server.add_user(&format!("{user}@localhost"), "pw");
+    }
+    let mut alice = server.available("alice", "pw", "phone", 0).await;
+    let mut bob = server.session("bob", "pw", "desk").await;
+    let sent = live_messages(&mut bob, "alice@localhost/phone", 3).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut pinged = false;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the session was never ended");
+        alice.send("<presence><status>busy</status></presence>").await;
+        match alice.next_frame(std::time::Duration::from_millis(500)).await {
+            Some(Ok(stanzad::xml::framer::Frame::Stanza(e))) if e.is("error", crate::support::NS_STREAM) => {
+                assert!(
+                    crate::support::xml::show(&e).contains("connection-timeout"),
+                    "{}",
+                    crate::support::xml::show(&e)
+                );
+                break;
+            }
+            Some(Ok(stanzad::xml::framer::Frame::Stanza(e))) => pinged |= e.is("iq", crate::support::NS_CLIENT),
+            Some(_) => break,
+            None => {}
+        }
+    }
+    assert!(pinged, "it was pinged");
+    drop(alice);
+    let mut alice = server.session("alice", "pw", "phone").await;
+    alice.send("<presence/>").await;
+    let got = crate::support::collect_messages(&mut alice).await;
+    assert_eq!(sorted(got), sorted(sent));
+}

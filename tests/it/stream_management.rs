@@ -337,6 +337,48 @@ async fn a_client_that_never_acknowledges_is_disconnected_and_loses_nothing() {
     assert_eq!(got, ids, "every unacknowledged message, once");
 }
 
+/// What initial presence brings (here 40 waiting subscription requests, more than twice
+/// `max_unacked`) is paced like the backlog for a stream-managed client: it all arrives,
+/// and the session is never ended for what the server chose to send.
+#[tokio::test]
+async fn initial_presence_brings_more_than_the_bounds_without_ending_the_session() {
+    let server = server_with(|c| c.stream_management.max_unacked = 16).await;
+    for i in 0..40 {
+        let user = format!("fan{i}");
+        server.add_user(&format!("{user}@localhost"), PW);
+        let mut fan = server.session(&user, PW, "r").await;
+        fan.send("<presence type='subscribe' to='alice@localhost'/>").await;
+        fan.send(&format!("<iq type='get' id='s' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
+        fan.expect(&format!("<iq type='result' id='s' from='localhost' to='{user}@localhost/r'/>")).await;
+    }
+    let mut alice = crate::support::sm::SmClient::login(server.addr, "alice", "phone", None, false).await.client;
+    assert!(alice.send_stanzas("<presence/>", 1).await);
+    let mut requests = 0;
+    while requests < 40 {
+        match alice.next(crate::support::TIMEOUT).await {
+            crate::support::sm::Event::Element(e) if e.attr("type") == Some("subscribe") => requests += 1,
+            crate::support::sm::Event::Element(e) if e.is("r", NS_SM) => assert!(alice.ack().await),
+            crate::support::sm::Event::Element(e) => {
+                assert!(!e.is("error", crate::support::NS_STREAM), "{}", xml::show(&e));
+            }
+            other => panic!("after {requests} requests: {other:?}"),
+        }
+    }
+    // Still there (a session ended for it would have got every stanza first).
+    let ping = format!("<iq type='get' id='alive' to='localhost'><ping xmlns='{NS_PING}'/></iq>");
+    assert!(alice.send_stanzas(&ping, 1).await);
+    loop {
+        match alice.next(crate::support::TIMEOUT).await {
+            crate::support::sm::Event::Element(e) if e.attr("id") == Some("alive") => break,
+            crate::support::sm::Event::Element(e) if e.is("r", NS_SM) => assert!(alice.ack().await),
+            crate::support::sm::Event::Element(e) => {
+                assert!(!e.is("error", crate::support::NS_STREAM), "{}", xml::show(&e));
+            }
+            other => panic!("the session ended: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_silent_connection_is_found_dead_and_stops_being_a_target() {
     let server = server_with(|c| {

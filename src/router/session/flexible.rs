@@ -30,13 +30,18 @@ impl Session {
     ) -> Vec<Action> {
         self.flexible_offline = true;
         let get = stanza.kind == Kind::Iq(IqType::Get);
+        // What one request may hand over in all, however many commands it holds.
+        let mut budget = self.request_budget();
         let mut out = Vec::new();
         for command in payload.children() {
             let done = match (command.name(), command.attr("action"), get) {
-                ("fetch", _, true) => self.fetch(state).map(|shown| out.extend(shown)),
+                ("fetch", _, true) => self.fetch(state, &mut budget).map(|shown| out.extend(shown)),
                 ("purge", _, false) => self.purge(state),
                 ("item", Some(action), _) => match (action, get) {
-                    ("view", true) => self.view(state, command.attr("node")).map(|shown| out.push(shown)),
+                    ("view", true) => {
+                        let first = out.is_empty();
+                        self.view(state, command.attr("node"), &mut budget, first).map(|shown| out.push(shown))
+                    }
                     ("remove", false) => self.remove_item(state, command.attr("node")),
                     _ => Err(StanzaError::new(Condition::BadRequest)),
                 },
@@ -51,20 +56,41 @@ impl Session {
         out
     }
 
+    /// One batch the client can take: what a request may hand over in all.
+    fn request_budget(&self) -> Batch {
+        let room = self.reply_room();
+        Batch { messages: room.messages.min(offline::BATCH.messages), bytes: room.bytes.min(offline::BATCH.bytes) }
+    }
+
     /// §2.4: the stored messages, oldest first, as many as one batch the client can take
     /// holds (a client purges them and fetches again for more; disco#info counts them).
-    fn fetch(&mut self, state: &ServerState) -> Result<Vec<Action>, StanzaError> {
-        let room = self.reply_room();
-        let batch =
-            Batch { messages: room.messages.min(offline::BATCH.messages), bytes: room.bytes.min(offline::BATCH.bytes) };
-        let messages = offline::deliverable(state, &self.bare, batch).map_err(fault)?;
+    /// Once per request: a second would hand over the same messages again.
+    fn fetch(&mut self, state: &ServerState, budget: &mut Batch) -> Result<Vec<Action>, StanzaError> {
+        if budget.messages == 0 {
+            return Err(StanzaError::with_text(Condition::PolicyViolation, "one fetch per request"));
+        }
+        let messages = offline::deliverable(state, &self.bare, *budget).map_err(fault)?;
+        *budget = Batch { messages: 0, bytes: 0 };
         self.flexible_shown.extend(messages.iter().map(|m| m.seq));
         Ok(messages.iter().map(|m| self.flagged(m)).collect())
     }
 
-    /// §2.5.2: one message by its node.
-    fn view(&mut self, state: &ServerState, node: Option<&str>) -> Result<Action, StanzaError> {
+    /// §2.5.2: one message by its node, within what the request may still hand over (the
+    /// first always goes).
+    fn view(
+        &mut self,
+        state: &ServerState,
+        node: Option<&str>,
+        budget: &mut Batch,
+        first: bool,
+    ) -> Result<Action, StanzaError> {
         let message = self.stored(state, node)?;
+        if !first && (budget.messages == 0 || message.stanza.len() > budget.bytes) {
+            let text = "more than one batch of stored messages in one request";
+            return Err(StanzaError::with_text(Condition::ResourceConstraint, text));
+        }
+        budget.messages = budget.messages.saturating_sub(1);
+        budget.bytes = budget.bytes.saturating_sub(message.stanza.len());
         self.flexible_shown.insert(message.seq);
         Ok(self.flagged(&message))
     }
@@ -86,7 +112,13 @@ impl Session {
     fn stored(&self, state: &ServerState, node: Option<&str>) -> Result<OfflineMessage, StanzaError> {
         let seq = node.and_then(|n| n.parse::<u64>().ok()).ok_or(StanzaError::new(Condition::ItemNotFound))?;
         let message = state.store.offline_message(&self.bare, seq).map_err(fault)?;
-        message.ok_or(StanzaError::new(Condition::ItemNotFound))
+        let message = message.ok_or(StanzaError::new(Condition::ItemNotFound))?;
+        // XEP-0191 §3.5: a sender blocked since it was stored is never shown.
+        if offline::from_blocked(state, &self.bare, &message) {
+            self.remove(state, &[message.seq])?;
+            return Err(StanzaError::new(Condition::ItemNotFound));
+        }
+        Ok(message)
     }
 
     /// A stored message as XEP-0013 sends it: marked with its node.

@@ -94,22 +94,29 @@ impl Session {
         // RFC 6121 §4.2.2 and §4.3.2, in the order a client can rely on: its own echo
         // first, then (on initial presence) the subscription requests waiting for it, then
         // the presence of its contacts and of the account's other resources.
-        let mut out = vec![presence::broadcast_available(state, &self.jid, &presence, self.id)];
+        let echo = presence::broadcast_available(state, &self.jid, &presence, self.id);
+        let mut actions = vec![Action::Write(self.shown(&echo))];
         if initial {
-            out.extend(subscription::pending_requests(state, &self.bare));
-            out.extend(presence::probe_answers(state, &self.jid, self.dialect));
+            // As many as there are contacts and requests: paced like the backlog, so that
+            // a stream-managed client is never sent more than it may hold unacknowledged.
+            let mut brought = subscription::pending_requests(state, &self.bare);
+            brought.extend(presence::probe_answers(state, &self.jid, self.dialect));
+            let brought: Vec<Vec<u8>> = brought.iter().map(|element| self.shown(element)).collect();
+            self.paced.extend(brought);
         }
-        let mut actions: Vec<Action> = out.iter().map(|element| self.write_shown(element)).collect();
         if wants_backlog {
-            actions.extend(self.send_backlog(state));
+            // Messages to the account queue behind the backlog from now on.
+            self.backlog_due = true;
+            state.router.set_draining(&self.jid, self.id, true);
         }
+        actions.extend(self.send_paced(state));
         actions
     }
 
     /// `element` as this session's client sees it (a standard client no dialect content).
-    fn write_shown(&self, element: &Element) -> Action {
+    fn shown(&self, element: &Element) -> Vec<u8> {
         let shown = if self.dialect { None } else { crate::modules::dialect::for_standard(element) };
-        Action::Write(writer::to_bytes(shown.as_ref().unwrap_or(element)))
+        writer::to_bytes(shown.as_ref().unwrap_or(element))
     }
 
     /// §4.5: unavailable goes to subscribers, our resources and directed-presence

@@ -25,9 +25,9 @@ pub struct Receipts {
     bytes: usize,
     /// The number of the front message (every written message gets the next number).
     first: u64,
-    /// Pings sent and not yet answered: their id, and the number after the last message
-    /// each one confirms.
-    pings: VecDeque<(String, u64)>,
+    /// Pings sent and not yet answered: their id, the number after the last message each
+    /// one confirms, and when it was sent.
+    pings: VecDeque<(String, u64, Instant)>,
     /// Written since the last ping, and when the oldest of those was written.
     unpinged: usize,
     oldest_unpinged: Option<Instant>,
@@ -79,22 +79,34 @@ impl Receipts {
     }
 
     /// A ping with this id was written after every message so far.
-    pub fn pinged(&mut self, id: String) {
+    pub fn pinged(&mut self, id: String, now: Instant) {
         let upto = self.first + self.unconfirmed.len() as u64;
-        self.pings.push_back((id, upto));
+        self.pings.push_back((id, upto, now));
         self.unpinged = 0;
         self.oldest_unpinged = None;
     }
 
-    /// When a ping is next due by time.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.oldest_unpinged.filter(|_| self.pings.len() < MAX_PINGS).map(|t| t + PING_DELAY)
+    /// When something is next due by time: a ping, or the end of the wait for the oldest
+    /// one's answer (`timeout`).
+    pub fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        let ping = self.oldest_unpinged.filter(|_| self.pings.len() < MAX_PINGS).map(|t| t + PING_DELAY);
+        let answer = self.pings.front().map(|(_, _, sent)| *sent + timeout);
+        match (ping, answer) {
+            (Some(ping), Some(answer)) => Some(ping.min(answer)),
+            (ping, answer) => ping.or(answer),
+        }
+    }
+
+    /// The oldest ping went unanswered for `timeout`: the client is gone, or does not
+    /// answer iq (RFC 6120 §8.2.3 says it must); either way it cannot be told apart.
+    pub fn expired(&self, now: Instant, timeout: Duration) -> bool {
+        self.pings.front().is_some_and(|(_, _, sent)| now >= *sent + timeout)
     }
 
     /// The client answered the ping `id` (true when it is one of ours): everything written
     /// before it is confirmed, with every earlier ping.
     pub fn answered(&mut self, id: &str) -> bool {
-        let Some(at) = self.pings.iter().position(|(ping, _)| ping == id) else { return false };
+        let Some(at) = self.pings.iter().position(|(ping, _, _)| ping == id) else { return false };
         let upto = self.pings[at].1;
         self.pings.drain(..=at);
         while self.first < upto {
@@ -133,7 +145,7 @@ mod tests {
         let mut receipts = Receipts::new(100, 1000);
         receipts.written(message(1), now);
         receipts.written(message(2), now);
-        receipts.pinged("p1".into());
+        receipts.pinged("p1".into(), now);
         receipts.written(message(3), now);
         assert!(!receipts.answered("other"), "not our ping");
         assert!(receipts.answered("p1"));
@@ -145,9 +157,9 @@ mod tests {
         let now = Instant::now();
         let mut receipts = Receipts::new(100, 1000);
         receipts.written(message(1), now);
-        receipts.pinged("p1".into());
+        receipts.pinged("p1".into(), now);
         receipts.written(message(2), now);
-        receipts.pinged("p2".into());
+        receipts.pinged("p2".into(), now);
         assert!(receipts.answered("p2"));
         assert!(receipts.is_empty());
         assert!(!receipts.answered("p1"), "confirmed with p2");
@@ -157,17 +169,20 @@ mod tests {
     fn pings_go_after_enough_messages_or_time_and_the_bounds_hold_deliveries() {
         let now = Instant::now();
         let mut receipts = Receipts::new(40, 1000);
-        assert!(!receipts.ping_due(now) && receipts.deadline().is_none(), "nothing to confirm");
+        let timeout = Duration::from_secs(60);
+        assert!(!receipts.ping_due(now) && receipts.deadline(timeout).is_none(), "nothing to confirm");
         receipts.written(message(0), now);
         assert!(!receipts.ping_due(now));
-        assert_eq!(receipts.deadline(), Some(now + PING_DELAY));
+        assert_eq!(receipts.deadline(timeout), Some(now + PING_DELAY));
         assert!(receipts.ping_due(now + PING_DELAY));
         for n in 1..PING_EVERY as u8 {
             receipts.written(message(n), now);
         }
         assert!(receipts.ping_due(now), "{PING_EVERY} messages");
-        receipts.pinged("p".into());
-        assert!(!receipts.ping_due(now + PING_DELAY) && receipts.deadline().is_none());
+        receipts.pinged("p".into(), now);
+        assert!(!receipts.ping_due(now + PING_DELAY));
+        assert_eq!(receipts.deadline(timeout), Some(now + timeout), "the wait for its answer");
+        assert!(!receipts.expired(now + timeout / 2, timeout) && receipts.expired(now + timeout, timeout));
         for n in 0..8 {
             receipts.written(message(n), now);
         }

@@ -107,6 +107,11 @@ impl Session {
     /// did not get, then presence held meanwhile; or the `<failed/>` when `h` is impossible.
     pub fn resume(&mut self, state: &ServerState, h: u32, now: Instant) -> Result<Vec<Action>, String> {
         let Some(sm) = self.sm.as_mut() else { return Err(failed("unexpected-request", None)) };
+        // Its `h` would acknowledge what the client sent; with a broken store that may not
+        // be on disk: nothing is said of it.
+        if state.flusher.failure().is_some() {
+            return Err(failed("internal-server-error", None));
+        }
         let released = sm.acknowledge(h).map_err(|_| failed("undefined-condition", Some(sm.inbound)))?;
         forget(state, &released);
         let id = sm.resume_id.clone().unwrap_or_default();
@@ -123,10 +128,11 @@ impl Session {
         Ok(actions)
     }
 
-    /// The backlog batch that waited for room, now that the client acknowledged some.
+    /// What waited for room (initial presence's stanzas, the backlog), now that the
+    /// client acknowledged some.
     fn backlog_if_waiting(&mut self, state: &ServerState) -> Vec<Action> {
         match self.backlog_waits {
-            true => self.send_backlog(state),
+            true => self.send_paced(state),
             false => Vec::new(),
         }
     }

@@ -50,24 +50,25 @@ impl SledStore {
     /// A record left the in-flight tree: its owner's quota has the room again.
     fn uncount_inflight(&self, value: &[u8]) -> Result<(), StorageError> {
         let (owner, _, stanza) = decode(value)?;
-        let mut totals = self.totals();
-        self.totals_of(&mut totals, &owner)?.remove_inflight(stanza.len());
-        Ok(())
+        self.with_totals(&owner, |account| {
+            account.remove_inflight(stanza.len());
+            Ok(())
+        })
     }
 }
 
 impl InflightStore for SledStore {
     fn put_inflight(&self, owner: &BareJid, stamp: u64, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
         // Under the totals' lock, as offline messages: the quota holds for concurrent senders.
-        let mut totals = self.totals();
-        let account = self.totals_of(&mut totals, owner)?;
-        if !account.fits(stanza.len(), quota) {
-            return Err(StorageError::QuotaExceeded(quota.messages));
-        }
-        let key = self.db.generate_id().map_err(backend)?;
-        self.inflight.insert(key.to_be_bytes(), encode(owner, stamp, stanza)).map_err(backend)?;
-        account.add_inflight(stanza.len());
-        Ok(key)
+        self.with_totals(owner, |account| {
+            if !account.fits(stanza.len(), quota) {
+                return Err(StorageError::QuotaExceeded(quota.messages));
+            }
+            let key = self.db.generate_id().map_err(backend)?;
+            self.inflight.insert(key.to_be_bytes(), encode(owner, stamp, stanza)).map_err(backend)?;
+            account.add_inflight(stanza.len());
+            Ok(key)
+        })
     }
 
     fn remove_inflight(&self, keys: &[u64]) -> Result<(), StorageError> {

@@ -40,7 +40,9 @@ impl Totals {
     }
 }
 
-pub type OfflineTotals = std::sync::Arc<std::sync::Mutex<HashMap<BareJid, Totals>>>;
+/// In shards by account: every offline store and every message in flight takes one.
+pub type OfflineTotals = std::sync::Arc<[std::sync::Mutex<HashMap<BareJid, Totals>>; SHARDS]>;
+const SHARDS: usize = 16;
 
 fn prefix(owner: &BareJid) -> Vec<u8> {
     let mut key = owner.as_str().as_bytes().to_vec();
@@ -63,48 +65,59 @@ fn seq_of(key: &[u8], prefix_len: usize) -> Result<u64, StorageError> {
 }
 
 impl SledStore {
-    pub(super) fn totals(&self) -> MutexGuard<'_, HashMap<BareJid, Totals>> {
-        self.offline_totals.lock().unwrap_or_else(|p| p.into_inner())
+    fn totals_shard(&self, owner: &BareJid) -> MutexGuard<'_, HashMap<BareJid, Totals>> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        owner.as_str().hash(&mut hasher);
+        let shard = &self.offline_totals[hasher.finish() as usize % SHARDS];
+        shard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The account's totals, counted from its queue on first use.
-    pub(super) fn totals_of<'m>(
+    /// Runs `change` on the account's totals under its shard's lock (queue writes happen
+    /// inside it: the quota holds against concurrent senders, and places in the queue are
+    /// taken in the order messages are stored). Counted from the queue on first use,
+    /// without the lock: a long queue holds up no other account. Every write of the queue
+    /// runs here with the totals present, so a count made meanwhile is simply not used.
+    pub(super) fn with_totals<R>(
         &self,
-        totals: &'m mut HashMap<BareJid, Totals>,
         owner: &BareJid,
-    ) -> Result<&'m mut Totals, StorageError> {
-        if !totals.contains_key(owner) {
-            let mut counted = Totals::default();
-            for entry in self.offline.scan_prefix(prefix(owner)) {
-                let (_, value) = entry.map_err(backend)?;
-                counted.messages += 1;
-                counted.bytes += value.len() as u64;
-            }
-            totals.insert(owner.clone(), counted);
+        change: impl FnOnce(&mut Totals) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        if let Some(totals) = self.totals_shard(owner).get_mut(owner) {
+            return change(totals);
         }
-        totals.get_mut(owner).ok_or_else(|| StorageError::Corrupt("offline totals".into()))
+        let counted = self.count_queue(owner)?;
+        let mut shard = self.totals_shard(owner);
+        change(shard.entry(owner.clone()).or_insert(counted))
+    }
+
+    fn count_queue(&self, owner: &BareJid) -> Result<Totals, StorageError> {
+        let mut counted = Totals::default();
+        for entry in self.offline.scan_prefix(prefix(owner)) {
+            let (_, value) = entry.map_err(backend)?;
+            counted.messages += 1;
+            counted.bytes += value.len() as u64;
+        }
+        Ok(counted)
     }
 }
 
 impl OfflineStore for SledStore {
     fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
-        // Under the lock: the quota holds against concurrent senders, and sequence numbers
-        // are taken in the order messages are stored.
-        let mut totals = self.totals();
-        let account = self.totals_of(&mut totals, owner)?;
-        if !account.fits(stanza.len(), quota) {
-            return Err(StorageError::QuotaExceeded(quota.messages));
-        }
-        let seq = self.db.generate_id().map_err(backend)?;
-        self.offline.insert(key(owner, seq), stanza).map_err(backend)?;
-        account.messages += 1;
-        account.bytes = account.bytes.saturating_add(stanza.len() as u64);
-        Ok(seq)
+        self.with_totals(owner, |account| {
+            if !account.fits(stanza.len(), quota) {
+                return Err(StorageError::QuotaExceeded(quota.messages));
+            }
+            let seq = self.db.generate_id().map_err(backend)?;
+            self.offline.insert(key(owner, seq), stanza).map_err(backend)?;
+            account.messages += 1;
+            account.bytes = account.bytes.saturating_add(stanza.len() as u64);
+            Ok(seq)
+        })
     }
 
     fn offline_count(&self, owner: &BareJid) -> Result<u64, StorageError> {
-        let mut totals = self.totals();
-        Ok(self.totals_of(&mut totals, owner)?.messages)
+        self.with_totals(owner, |account| Ok(account.messages))
     }
 
     fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError> {
@@ -127,17 +140,17 @@ impl OfflineStore for SledStore {
     }
 
     fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Result<u64, StorageError> {
-        let mut totals = self.totals();
-        let account = self.totals_of(&mut totals, owner)?;
-        let mut removed = 0;
-        for seq in seqs {
-            if let Some(old) = self.offline.remove(key(owner, *seq)).map_err(backend)? {
-                removed += 1;
-                account.messages = account.messages.saturating_sub(1);
-                account.bytes = account.bytes.saturating_sub(old.len() as u64);
+        self.with_totals(owner, |account| {
+            let mut removed = 0;
+            for seq in seqs {
+                if let Some(old) = self.offline.remove(key(owner, *seq)).map_err(backend)? {
+                    removed += 1;
+                    account.messages = account.messages.saturating_sub(1);
+                    account.bytes = account.bytes.saturating_sub(old.len() as u64);
+                }
             }
-        }
-        Ok(removed)
+            Ok(removed)
+        })
     }
 
     fn delete_offline(&self, owner: &BareJid) -> Result<(), StorageError> {
@@ -168,7 +181,7 @@ mod tests {
         let quota = Quota { messages: 10, bytes: 1 << 20 };
         store.push_offline(&bob, b"12345", quota).expect("push");
         store.push_offline(&bob, b"678", quota).expect("push");
-        store.totals().clear(); // as after a restart
+        store.offline_totals.iter().for_each(|shard| shard.lock().expect("shard").clear()); // as after a restart
         assert_eq!(store.offline_count(&bob).expect("count"), 2);
         let small = Quota { messages: 10, bytes: 10 };
         assert!(matches!(store.push_offline(&bob, b"123", small), Err(StorageError::QuotaExceeded(_))), "8 + 3 > 10");
