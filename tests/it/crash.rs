@@ -20,8 +20,34 @@
 //!   a while or a number of messages: cleanly, or as a client that crashed (the connection
 //!   drops and what it read and had not acknowledged is forgotten, so only the server's
 //!   redelivery can bring it back);
+//! * in some rounds (`TAKEOVER_ROUNDS`, `DROP_ROUNDS`, `LATE_DROP_ROUNDS`, in an order
+//!   shuffled by the seed) one sender resumes its session on a new connection (XEP-0198 §5)
+//!   at a random moment before the kill would come, while stores are pending: it
+//!   authenticates a new connection, pipelines a batch on the old one in two writes a few
+//!   ms apart (the flush the first write's stores asked for is under way when the second
+//!   write's are stored, so these wait for a later flush that nothing on this stream has
+//!   asked for yet), followed by nothing, by `<r/>`, or by `<r/>` and its `<a/>`; then
+//!   - a *takeover*: at once `<resume previd='' h=''/>` on the new connection while the old
+//!     one is alive (`h`: what it read on the old one; what the server wrote after that it
+//!     resends). The old connection must get a `conflict` stream error and close, unless
+//!     the kill came first;
+//!   - a *dropped connection*: the old connection ends without `</stream:stream>` (FIN),
+//!     and the session is resumed after a pause within the 1 s window (`<resumed/>`) or, in
+//!     the late rounds, after it (`<failed h=''/>`: the session ended, its `h` kept).
+//!
+//!   `<resumed h='N'/>` acknowledges the messages N counts exactly as `<a h='N'/>` does (N
+//!   must lie between the last `<a/>` and what was sent; a ping it counts must be answered
+//!   among the stanzas resent after it, before any `<a/>`; an error for a message it
+//!   counts may come there too: that message is sent again); what N does not count is
+//!   resent on the new connection, in order, same ids, and the round goes on there.
+//!   `<failed h='N'/>` acknowledges the same way; the messages it does not count are sent
+//!   again on a new session, bound on that stream, as is everything unacknowledged after
+//!   `<failed/>` without `h` (`item-not-found`: nothing acknowledged). A kill while the
+//!   new connection logs in leaves everything unacknowledged for the next server;
 //! * after a delay from a seeded RNG (half the time at the first acknowledgement after it,
-//!   the riskiest moment) the server is SIGKILLed.
+//!   the riskiest moment) the server is SIGKILLed; in half the rounds with a resumption
+//!   (every late one) the kill comes instead right after its answer (`<resumed/>`,
+//!   `<failed h=''/>`), the riskiest moment on that path.
 //!
 //! On a last server, not killed under load: everything unacknowledged is resent and drained;
 //! then, with the receivers online and idle, new messages go live through the in-flight
@@ -41,6 +67,10 @@
 //!   acknowledged and a kill came after that (documented in docs/delivery.md: the removal
 //!   of an acknowledged message is not flushed at once), except the quiet kill. A second
 //!   copy on one connection, or after an acknowledgement within one run, fails the test.
+//!   (A resumption adds no other cause: messages N does not count are resent, and counted
+//!   in `sends`; those it counts never are.)
+//! * every kind of resumption in the middle of a round was answered at least once: a
+//!   takeover, one after a dropped connection, a `<failed h=''/>`.
 //!
 //! Why this fails if the server acknowledged before storing: an acknowledged message is
 //! never resent, so a server that answered `<r/>` before its offline or in-flight record
@@ -53,18 +83,35 @@
 //! messages to stream-managed sessions not recorded in flight (the crashed receivers lose
 //! them); acknowledged in-flight records never deleted fail the quiet-kill check.
 //!
+//! The same holds for `<resumed h=''/>` and `<failed h=''/>`: what their `h` counts is never
+//! resent either. A session asks for a flush when the first of a batch's messages is
+//! stored and waits for it only before it next writes to its client; on a takeover that
+//! write is the `<resumed/>`, on another connection, and the stores of the batch's second
+//! write have not been flushed by then unless the server settles first. A server that
+//! answered `<resumed/>` without settling loses them at the kill right after it, and the
+//! "never arrived" assertion names them, acknowledged "by <resumed h=''/>". Checked
+//! against a build whose takeover skipped `durability.settle`: 7 of 8 runs failed that
+//! way. It takes a kill right after the answer, a batch with no `<r/>`, a message of its
+//! second write to an offline receiver (live ones arrive anyway), and no other session's
+//! flush covering it before the kill: so not every run; with one write instead of two
+//! (whose flush mostly starts after all of it is stored) none of 6 runs caught it. A
+//! dropped connection is settled when the session sees it end, before it waits for a
+//! resumption; the `<resumed/>` or `<failed h=''/>` that follows relies on that.
+//!
 //! On failure the seed is printed; `CRASH_SEED=<seed> cargo test --test it crash` replays
 //! the same schedule (delays, batches, receiver plans); the interleaving with the server's
 //! own timing still differs from run to run.
 
 use crate::support::daemon::{adduser, Daemon};
-use crate::support::sm::{is_failed_unknown, Event, SmClient, NS_SM};
-use crate::support::{xml, NS_CLIENT, NS_PING};
+use crate::support::sm::{is_failed_unknown, Broken, Event, Reconnect, Resumption, SmClient, NS_SM};
+use crate::support::{xml, NS_CLIENT, NS_PING, NS_STANZAS, NS_STREAM, NS_STREAM_ERRORS};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -87,8 +134,24 @@ const KILL_AFTER_MS: std::ops::Range<u64> = 60..1300;
 const MAX_OPEN_REQUESTS: usize = 3;
 /// No client task runs longer than this in one round.
 const TASK_LIMIT: Duration = Duration::from_secs(20);
-/// The configuration of every run: a dropped resumable receiver's session waits 1 s.
+/// The configuration of every run: a dropped resumable session waits 1 s for its client.
 const CONFIG: &str = "[stream_management]\nresume_timeout_secs = 1\n";
+/// Rounds in which a sender resumes its session on a new connection while the old one is
+/// alive (the rounds are shuffled).
+const TAKEOVER_ROUNDS: usize = 9;
+/// Rounds in which a sender's connection dies and it resumes within the 1 s window...
+const DROP_ROUNDS: usize = 6;
+/// ... or after it (`<failed h=''/>`): these rounds are killed once it was answered.
+const LATE_DROP_ROUNDS: usize = 2;
+/// The pause between a dropped connection and its resumption (milliseconds).
+const DROP_PAUSE_MS: std::ops::Range<u64> = 0..300;
+const LATE_DROP_PAUSE_MS: std::ops::Range<u64> = 1200..1400;
+/// The pause between the two writes of the batch before a resumption (milliseconds).
+const TWIST_GAP_MS: std::ops::Range<u64> = 4..12;
+/// How long a kill waits for a resumption's answer, after its moment and pause.
+const ANSWER_LIMIT: Duration = Duration::from_secs(3);
+/// Every client's resource.
+const RESOURCE: &str = "load";
 const NS_DELAY: &str = "urn:xmpp:delay";
 
 /// What a failure prints first: enough to run the same schedule again.
@@ -122,8 +185,10 @@ struct Sent {
     to: usize,
     /// How many times it was written to a server.
     sends: u32,
-    /// The round whose server first acknowledged it (its `h` covered it, no error came).
+    /// The round whose server first acknowledged it (an `h` covered it, no error came).
     acked_in: Option<usize>,
+    /// What acknowledged it then.
+    acked_by: Option<Counted>,
 }
 
 /// A stanza a sender wrote after `<enabled/>`, in order: what the server's `h` counts.
@@ -131,8 +196,79 @@ struct Sent {
 enum Out {
     Message(String),
     Ping(String),
-    /// Presence, or an answer to the server's ping.
-    Other,
+    /// Presence, or an answer to the server's ping: as written (resent as is after a
+    /// resumption).
+    Other(String),
+}
+
+fn message_xml(id: &str, to: usize) -> String {
+    let to = receiver_name(to);
+    format!("<message to='{to}@localhost' type='chat' id='{id}'><body>{id}</body></message>")
+}
+
+fn ping_xml(id: &str) -> String {
+    format!("<iq type='get' id='{id}' to='localhost'><ping xmlns='{NS_PING}'/></iq>")
+}
+
+/// A sender's XEP-0198 §5 resumption in the middle of a round (one sender, some rounds).
+#[derive(Debug, Clone, Copy)]
+struct Twist {
+    /// When, after the load started.
+    at: Duration,
+    kind: TwistKind,
+    /// Messages pipelined just before it, in two writes `gap` apart: the flush the first
+    /// one's stores asked for is under way when the second one's are stored, so these wait
+    /// for the next flush (nothing written to the sender since has asked for it).
+    batch: [usize; 2],
+    gap: Duration,
+    then: AfterBatch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TwistKind {
+    /// A new connection resumes while the old one is alive (a phone that changed networks).
+    Takeover,
+    /// The connection dies (no `</stream:stream>`) and a new one resumes after `pause`:
+    /// within the resumption window (`<resumed/>`) or after it (`<failed h=''/>`).
+    Drop { pause: Duration },
+}
+
+impl TwistKind {
+    fn pause(self) -> Duration {
+        match self {
+            TwistKind::Takeover => Duration::ZERO,
+            TwistKind::Drop { pause } => pause,
+        }
+    }
+}
+
+/// What follows the batch on the old connection before the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterBatch {
+    /// Nothing: the server has written nothing since it stored the batch, so it has not
+    /// had to wait for the flush yet.
+    Nothing,
+    /// `<r/>`, not waited for.
+    Request,
+    /// `<r/>`, and its `<a/>` read.
+    Acknowledged,
+}
+
+/// What the senders' resumptions in the middle of rounds came to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Resumptions {
+    /// `<resumed/>` while the old connection was alive.
+    takeovers: u32,
+    /// Old connections seen ending with their `conflict` (the others: the kill came first).
+    conflicts: u32,
+    /// `<resumed/>` after the old connection died.
+    after_drop: u32,
+    /// `<failed h=''/>`: the window had closed.
+    failed_with_h: u32,
+    /// `<failed/>` without `h`.
+    failed_unknown: u32,
+    /// Cut short by the kill before an answer was read.
+    cut: u32,
 }
 
 #[derive(Default)]
@@ -146,133 +282,212 @@ struct SenderState {
     previous: Option<(String, u32)>,
     pings: u32,
     bounces: u32,
+    resumptions: Resumptions,
     problems: Vec<String>,
 }
 
-/// One sender's round: resend what is pending, then up to `new` new messages, until the
-/// connection ends (the kill) or, when `drain`, until everything is acknowledged.
-async fn run_sender(
-    mut conn: SmClient,
-    mut st: SenderState,
+/// What one sender does in one round.
+struct SenderPlan {
     round: usize,
-    mut rng: StdRng,
+    /// New messages, at most.
     new: u32,
+    /// Until everything is acknowledged (the last server), rather than until the kill.
     drain: bool,
+    twist: Option<Twist>,
+    /// Where a resumption connects.
+    addr: SocketAddr,
+}
+
+/// How the senders and the round's killer signal each other.
+#[derive(Clone, Default)]
+struct Signals {
+    /// A sender's `<a/>` acknowledged a message.
     acked: Arc<Notify>,
-) -> SenderState {
-    let deadline = Instant::now() + TASK_LIMIT;
-    let me = sender_name(st.idx);
-    let mut outstanding: VecDeque<(u32, Out)> = VecDeque::new();
-    let mut queue: VecDeque<String> = std::mem::take(&mut st.pending).into();
-    let mut new_left = new;
-    // For each `<r/>` not answered yet: how many stanzas we had sent when we wrote it. The
-    // server handles a stream in order, so its `<a/>` must say exactly that.
-    let mut requests: VecDeque<u32> = VecDeque::new();
-    let mut next_batch_at = Instant::now();
-    let mut last_h = 0u32;
-    let mut answered_pings: HashSet<String> = HashSet::new();
-    let mut bounced: HashSet<String> = HashSet::new();
-    // Initial presence: a stanza like any other for `h`.
-    if conn.send_stanzas("<presence/>", 1).await {
-        outstanding.push_back((conn.sent, Out::Other));
+    /// A resumption was answered with an `h` (`<resumed/>`, `<failed h=''/>`).
+    answered: Arc<Notify>,
+    /// Set just before the SIGKILL.
+    killed: Arc<AtomicBool>,
+}
+
+/// What told a sender how many of its stanzas the server handled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    /// `<a h=''/>`, answering our `<r/>`: what it counts was answered before it.
+    Ack,
+    /// `<resumed h=''/>`: answers to what it counts may come after it, among the stanzas
+    /// the server resends (those our `h` did not count).
+    Resumed,
+    /// `<failed h=''/>`: the session is gone, its answers never come.
+    Failed,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Counted::Ack => "<a h=''/>",
+            Counted::Resumed => "<resumed h=''/>",
+            Counted::Failed => "<failed h=''/>",
+        })
     }
-    while Instant::now() < deadline && !conn.closed {
-        let has_work = !queue.is_empty() || new_left > 0;
-        if drain && !has_work && outstanding.is_empty() {
-            break;
+}
+
+/// A sender's stanzas on its current session, and what it checks of the server's answers.
+struct Flow {
+    me: String,
+    round: usize,
+    /// Written, not yet counted by an `h`: each with our count of stanzas including it.
+    outstanding: VecDeque<(u32, Out)>,
+    /// Messages to (re)send before new ones.
+    queue: VecDeque<String>,
+    new_left: u32,
+    /// For each `<r/>` not answered yet: how many stanzas we had sent when we wrote it. The
+    /// server handles a stream in order, so its `<a/>` must say exactly that.
+    requests: VecDeque<u32>,
+    last_h: u32,
+    answered_pings: HashSet<String>,
+    /// Messages an error came back for, not yet counted by an `h`.
+    bounced: HashSet<String>,
+    /// Pings a `<resumed h=''/>` counted before their answers came: the stanzas the server
+    /// resends right after it must bring them, before any `<a/>`.
+    owed_answers: HashSet<String>,
+    /// Messages a `<resumed h=''/>` acknowledged: an error for one could still come among
+    /// the stanzas resent after it (it is then sent again, like any refused message).
+    resumed_acks: HashSet<String>,
+}
+
+impl Flow {
+    fn has_work(&self) -> bool {
+        !self.queue.is_empty() || self.new_left > 0
+    }
+
+    /// Writes `stanzas` (one write, then `<r/>` when `request`) and records them.
+    async fn write(&mut self, conn: &mut SmClient, stanzas: Vec<(String, Out)>, request: bool) -> bool {
+        let first = conn.sent;
+        let count = stanzas.len() as u32;
+        let mut bytes = String::new();
+        for (i, (xml, out)) in stanzas.into_iter().enumerate() {
+            bytes.push_str(&xml);
+            self.outstanding.push_back((first.wrapping_add(i as u32 + 1), out));
         }
-        let now = Instant::now();
-        if has_work && requests.len() < MAX_OPEN_REQUESTS && now >= next_batch_at {
-            next_batch_at = now + Duration::from_millis(rng.gen_range(BATCH_GAP_MS));
-            let mut bytes = String::new();
-            let mut batch = Vec::new();
-            for _ in 0..rng.gen_range(1..=4) {
-                let id = match queue.pop_front() {
-                    Some(id) => id,
-                    None if new_left > 0 => {
-                        new_left -= 1;
-                        st.next += 1;
-                        let id = format!("{me}-{}", st.next);
-                        st.ledger.insert(id.clone(), Sent { to: rng.gen_range(0..RECEIVERS), ..Sent::default() });
-                        id
-                    }
-                    None => break,
-                };
-                let sent = st.ledger.get_mut(&id).expect("in the ledger");
-                sent.sends += 1;
-                let to = receiver_name(sent.to);
-                bytes.push_str(&format!(
-                    "<message to='{to}@localhost' type='chat' id='{id}'><body>{id}</body></message>"
-                ));
-                batch.push(Out::Message(id));
-            }
-            if rng.gen_ratio(1, 8) {
-                st.pings += 1;
-                let id = format!("{me}-ping-{}", st.pings);
-                bytes.push_str(&format!("<iq type='get' id='{id}' to='localhost'><ping xmlns='{NS_PING}'/></iq>"));
-                batch.push(Out::Ping(id));
-            }
-            let first = conn.sent;
+        if request {
             bytes.push_str(&format!("<r xmlns='{NS_SM}'/>"));
-            let ok = conn.send_stanzas(&bytes, batch.len() as u32).await;
-            for (i, out) in batch.into_iter().enumerate() {
-                outstanding.push_back((first.wrapping_add(i as u32 + 1), out));
-            }
-            if !ok {
-                break;
-            }
-            requests.push_back(conn.sent);
-        } else if !has_work && requests.is_empty() && !outstanding.is_empty() {
-            // The presence, a ping's answer: counted too, so asked about too.
-            if !conn.request_ack().await {
-                break;
-            }
-            requests.push_back(conn.sent);
         }
-        let wait = if has_work && requests.len() < MAX_OPEN_REQUESTS {
-            next_batch_at.saturating_duration_since(Instant::now())
-        } else {
-            Duration::from_millis(500)
-        };
-        let element = match conn.next(wait).await {
-            Event::Element(element) => element,
-            Event::Idle => continue,
-            Event::Closed => break,
-        };
-        if element.is("a", NS_SM) {
-            let asked = requests.pop_front();
-            let Some(h) = element.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
-                st.problems.push(format!("{me}: <a/> without h: {}", xml::show(&element)));
-                continue;
-            };
-            // Exact: every message, presence and iq we sent after <enabled/> and before
-            // that <r/>, nothing else (not <r/>, not our <a/>).
-            if asked != Some(h) || h < last_h {
-                st.problems
-                    .push(format!("{me}: h={h} (before: {last_h}) answers an <r/> written after {asked:?} stanzas"));
-                continue;
-            }
-            last_h = h;
-            let mut confirmed = false;
-            while outstanding.front().is_some_and(|(seq, _)| *seq <= h) {
-                let Some((_, out)) = outstanding.pop_front() else { break };
-                match out {
-                    // Counted but refused (an error came back before the <a/>): send again.
-                    Out::Message(id) if bounced.remove(&id) => queue.push_back(id),
-                    Out::Message(id) => {
-                        st.ledger.get_mut(&id).expect("in the ledger").acked_in.get_or_insert(round);
-                        confirmed = true;
-                    }
-                    // Handled means answered: the answer comes before the <a/> for it.
-                    Out::Ping(id) if !answered_pings.contains(&id) => {
-                        st.problems.push(format!("{me}: h={h} counts ping {id}, whose answer never came"));
-                    }
-                    Out::Ping(_) | Out::Other => {}
+        let ok = conn.send_stanzas(&bytes, count).await;
+        if ok && request {
+            self.requests.push_back(conn.sent);
+        }
+        ok
+    }
+
+    /// A session's initial presence: a stanza like any other for `h`.
+    async fn presence(&mut self, conn: &mut SmClient) -> bool {
+        self.write(conn, vec![("<presence/>".to_owned(), Out::Other("<presence/>".to_owned()))], false).await
+    }
+
+    /// Up to `max` messages (queued ones first, then new ones), now and then a ping.
+    async fn write_batch(
+        &mut self,
+        conn: &mut SmClient,
+        st: &mut SenderState,
+        rng: &mut StdRng,
+        max: usize,
+        request: bool,
+    ) -> bool {
+        let mut batch = Vec::new();
+        for _ in 0..max {
+            let id = match self.queue.pop_front() {
+                Some(id) => id,
+                None if self.new_left > 0 => {
+                    self.new_left -= 1;
+                    st.next += 1;
+                    let id = format!("{}-{}", self.me, st.next);
+                    st.ledger.insert(id.clone(), Sent { to: rng.gen_range(0..RECEIVERS), ..Sent::default() });
+                    id
                 }
+                None => break,
+            };
+            let sent = st.ledger.get_mut(&id).expect("in the ledger");
+            sent.sends += 1;
+            batch.push((message_xml(&id, sent.to), Out::Message(id)));
+        }
+        if rng.gen_ratio(1, 8) {
+            st.pings += 1;
+            let id = format!("{}-ping-{}", self.me, st.pings);
+            batch.push((ping_xml(&id), Out::Ping(id)));
+        }
+        self.write(conn, batch, request).await
+    }
+
+    /// The server handled our stanzas up to `h`: messages among them are acknowledged
+    /// (unless an error came back for them: sent again), pings answered. True if a message was.
+    fn count(&mut self, st: &mut SenderState, h: u32, by: Counted) -> bool {
+        let mut confirmed = false;
+        while self.outstanding.front().is_some_and(|(seq, _)| *seq <= h) {
+            let Some((_, out)) = self.outstanding.pop_front() else { break };
+            match out {
+                // Counted but refused (an error came back before the `h`): send again.
+                Out::Message(id) if self.bounced.remove(&id) => self.queue.push_back(id),
+                Out::Message(id) => {
+                    let sent = st.ledger.get_mut(&id).expect("in the ledger");
+                    if sent.acked_in.is_none() {
+                        sent.acked_in = Some(self.round);
+                        sent.acked_by = Some(by);
+                    }
+                    confirmed = true;
+                    if by == Counted::Resumed {
+                        self.resumed_acks.insert(id);
+                    }
+                }
+                Out::Ping(id) if !self.answered_pings.contains(&id) => match by {
+                    // Handled means answered: the answer comes before the <a/> for it.
+                    Counted::Ack => {
+                        st.problems.push(format!("{}: h={h} counts ping {id}, whose answer never came", self.me))
+                    }
+                    Counted::Resumed => {
+                        self.owed_answers.insert(id);
+                    }
+                    Counted::Failed => {}
+                },
+                Out::Ping(_) | Out::Other(_) => {}
             }
-            if confirmed {
+        }
+        confirmed
+    }
+
+    /// `<a h=''/>`: checked exactly against the `<r/>` it answers. True if it acknowledged a message.
+    fn on_ack(&mut self, st: &mut SenderState, element: &Element) -> bool {
+        let me = &self.me;
+        let asked = self.requests.pop_front();
+        let Some(h) = element.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
+            st.problems.push(format!("{me}: <a/> without h: {}", xml::show(element)));
+            return false;
+        };
+        // Exact: every message, presence and iq we sent after <enabled/> (or <resumed/>, from
+        // its h on) and before that <r/>, nothing else (not <r/>, not our <a/>).
+        if asked != Some(h) || h < self.last_h {
+            st.problems
+                .push(format!("{me}: h={h} (before: {}) answers an <r/> written after {asked:?} stanzas", self.last_h));
+            return false;
+        }
+        if !self.owed_answers.is_empty() {
+            st.problems.push(format!(
+                "{me}: <resumed/> counted pings whose answers did not follow it: {:?}",
+                self.owed_answers
+            ));
+            self.owed_answers.clear();
+        }
+        self.resumed_acks.clear();
+        self.last_h = h;
+        self.count(st, h, Counted::Ack)
+    }
+
+    /// One element from the server on the current connection.
+    async fn on_element(&mut self, conn: &mut SmClient, st: &mut SenderState, element: Element, signals: &Signals) {
+        let me = &self.me;
+        if element.is("a", NS_SM) {
+            if self.on_ack(st, &element) {
                 // The riskiest moment for a kill: the server just said "stored".
-                acked.notify_waiters();
+                signals.acked.notify_waiters();
             }
         } else if element.is("r", NS_SM) {
             conn.ack().await;
@@ -280,40 +495,319 @@ async fn run_sender(
             let id = element.attr("id").unwrap_or_default().to_owned();
             match element.attr("type") {
                 Some("result") if id.starts_with(&format!("{me}-ping-")) => {
-                    answered_pings.insert(id);
+                    self.owed_answers.remove(&id);
+                    self.answered_pings.insert(id);
                 }
                 Some("get") if element.get_child("ping", NS_PING).is_some() => {
-                    if conn.send_stanzas(&format!("<iq type='result' id='{id}' to='localhost'/>"), 1).await {
-                        outstanding.push_back((conn.sent, Out::Other));
-                    }
+                    let answer = format!("<iq type='result' id='{id}' to='localhost'/>");
+                    self.write(conn, vec![(answer.clone(), Out::Other(answer))], false).await;
                 }
                 _ => st.problems.push(format!("{me}: unexpected {}", xml::show(&element))),
             }
         } else if element.is("message", NS_CLIENT) && element.attr("type") == Some("error") {
             st.bounces += 1;
-            bounced.insert(element.attr("id").unwrap_or_default().to_owned());
+            let id = element.attr("id").unwrap_or_default().to_owned();
+            if self.resumed_acks.remove(&id) {
+                // Counted by a <resumed/>, refused: the error was among the stanzas resent
+                // after it. Not stored, so sent again.
+                let sent = st.ledger.get_mut(&id).expect("in the ledger");
+                (sent.acked_in, sent.acked_by) = (None, None);
+                self.queue.push_back(id);
+            } else {
+                self.bounced.insert(id);
+            }
         } else if !element.is("presence", NS_CLIENT) {
             st.problems.push(format!("{me}: unexpected {}", xml::show(&element)));
         }
     }
-    if drain && (!outstanding.is_empty() || !queue.is_empty()) {
+
+    /// The twist: a new connection is authenticated, a batch pipelined on the old one, and
+    /// at once (the old one alive, or dropped) the new one resumes the session: the batch's
+    /// stores are that fresh when the server answers. False if the round is over for this
+    /// sender (the kill).
+    async fn resume_elsewhere(
+        &mut self,
+        conn: &mut SmClient,
+        st: &mut SenderState,
+        rng: &mut StdRng,
+        twist: Twist,
+        addr: SocketAddr,
+        signals: &Signals,
+    ) -> bool {
+        let me = self.me.clone();
+        let reconnect = match Reconnect::open(addr, &me).await {
+            Ok(reconnect) => reconnect,
+            Err(Broken::Connection(_)) => {
+                st.resumptions.cut += 1;
+                return false;
+            }
+            Err(Broken::Unexpected(why)) => {
+                st.problems.push(format!("{me}: logging in to resume: {why}"));
+                return false;
+            }
+        };
+        if !self.write_batch(conn, st, rng, twist.batch[0], false).await {
+            return false;
+        }
+        tokio::time::sleep(twist.gap).await;
+        if !self.write_batch(conn, st, rng, twist.batch[1], twist.then != AfterBatch::Nothing).await {
+            return false;
+        }
+        if twist.then == AfterBatch::Acknowledged {
+            let until = Instant::now() + Duration::from_secs(2);
+            while !self.requests.is_empty() && Instant::now() < until {
+                match conn.next(until.saturating_duration_since(Instant::now())).await {
+                    Event::Element(element) => self.on_element(conn, st, element, signals).await,
+                    Event::Idle => {}
+                    Event::Closed => return false,
+                }
+            }
+        }
+        let Some(previd) = conn.resume_id.clone() else {
+            st.problems.push(format!("{me}: a resumable session without an id"));
+            return false;
+        };
+        // Our `h`: what we read on the old connection. What the server wrote after it (what
+        // we did not read, what it writes meanwhile) it resends after <resumed/>.
+        let (h, sent_before) = (conn.received, conn.sent);
+        if let TwistKind::Drop { pause } = twist.kind {
+            conn.drop_connection().await;
+            tokio::time::sleep(pause).await;
+        }
+        let answer = match reconnect.resume(RESOURCE, (&previd, h), &conn.jid.clone()).await {
+            Ok(answer) => answer,
+            Err(Broken::Connection(_)) => {
+                // The kill: whatever the server handled of what is outstanding, no `h` said
+                // so; it is all sent again on the next server.
+                st.resumptions.cut += 1;
+                return false;
+            }
+            Err(Broken::Unexpected(why)) => {
+                st.problems.push(format!("{me}: resuming on a new connection: {why}"));
+                return false;
+            }
+        };
+        let old = match answer {
+            Resumption::Resumed { client, h: handled } => {
+                // What it counts is stored: the server settled it before answering.
+                if handled < self.last_h || handled > sent_before {
+                    st.problems.push(format!(
+                        "{me}: <resumed h='{handled}'/>, but the server acknowledged {} before and we sent \
+                         {sent_before}",
+                        self.last_h
+                    ));
+                }
+                match twist.kind {
+                    TwistKind::Takeover => st.resumptions.takeovers += 1,
+                    TwistKind::Drop { .. } => st.resumptions.after_drop += 1,
+                }
+                let old = std::mem::replace(conn, client);
+                // Our <r/>s on the old connection will never be answered; <resumed/> counts.
+                self.requests.clear();
+                self.last_h = handled;
+                self.count(st, handled, Counted::Resumed);
+                signals.answered.notify_waiters();
+                // What it did not count, in order, same ids: it never handled them.
+                let again: Vec<(String, Out)> = std::mem::take(&mut self.outstanding)
+                    .into_iter()
+                    .map(|(_, out)| {
+                        let xml = match &out {
+                            Out::Message(id) => {
+                                let sent = st.ledger.get_mut(id).expect("in the ledger");
+                                sent.sends += 1;
+                                message_xml(id, sent.to)
+                            }
+                            Out::Ping(id) => ping_xml(id),
+                            Out::Other(xml) => xml.clone(),
+                        };
+                        (xml, out)
+                    })
+                    .collect();
+                if !again.is_empty() && !self.write(conn, again, true).await {
+                    return false;
+                }
+                old
+            }
+            Resumption::Failed { client, answer } => {
+                let handled = answer.attr("h").and_then(|h| h.parse::<u32>().ok());
+                let not_found = answer.children().any(|c| c.is("item-not-found", NS_STANZAS));
+                if twist.kind == TwistKind::Takeover || !not_found {
+                    // A live session is found; a dropped one waits, or is gone (with or
+                    // without an `h` left behind).
+                    let answer = xml::show(&answer);
+                    st.problems.push(format!("{me}: resuming after a {:?}: {answer}", twist.kind));
+                }
+                match handled {
+                    // XEP-0198 §5: it acknowledges what it counts, like <a h=''/>.
+                    Some(handled) => {
+                        if handled < self.last_h || handled > sent_before {
+                            st.problems.push(format!(
+                                "{me}: <failed h='{handled}'/>, but the server acknowledged {} before and we sent \
+                                 {sent_before}",
+                                self.last_h
+                            ));
+                        }
+                        st.resumptions.failed_with_h += 1;
+                        self.count(st, handled, Counted::Failed);
+                        signals.answered.notify_waiters();
+                    }
+                    None => st.resumptions.failed_unknown += 1,
+                }
+                // A new session: every message not acknowledged is sent again (first), as
+                // after a restart; presence, pings and answers were for the old one.
+                let unacked: Vec<String> = std::mem::take(&mut self.outstanding)
+                    .into_iter()
+                    .filter_map(|(_, out)| match out {
+                        Out::Message(id) => Some(id),
+                        _ => None,
+                    })
+                    .collect();
+                for id in unacked.into_iter().rev() {
+                    self.queue.push_front(id);
+                }
+                self.requests.clear();
+                self.bounced.clear();
+                self.owed_answers.clear();
+                self.resumed_acks.clear();
+                self.last_h = 0;
+                let old = std::mem::replace(conn, client);
+                if !self.presence(conn).await {
+                    return false;
+                }
+                old
+            }
+        };
+        if twist.kind == TwistKind::Takeover {
+            match expect_conflict(old, &signals.killed).await {
+                Ok(true) => st.resumptions.conflicts += 1,
+                Ok(false) => {}
+                Err(problem) => st.problems.push(format!("{me}: {problem}")),
+            }
+        }
+        true
+    }
+}
+
+/// After a takeover the old connection gets a `conflict` stream error and is closed
+/// (XEP-0198 §5; written before `<resumed/>`), unless the server was killed first. What else
+/// it still had is skipped: stanzas our `h` did not count (resent on the new connection),
+/// `<a/>`s that `<resumed/>` supersedes. Whether the conflict was seen.
+async fn expect_conflict(mut old: SmClient, killed: &AtomicBool) -> Result<bool, String> {
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut error = None;
+    let open = loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break true;
+        }
+        match old.next(left).await {
+            Event::Element(element) if element.is("error", NS_STREAM) => error = Some(element),
+            Event::Element(_) | Event::Idle => {}
+            Event::Closed => break false,
+        }
+    };
+    let conflict = error.as_ref().is_some_and(|e| e.get_child("conflict", NS_STREAM_ERRORS).is_some());
+    if conflict && !open {
+        return Ok(true);
+    }
+    if killed.load(Ordering::SeqCst) {
+        return Ok(false);
+    }
+    let error = error.as_ref().map(xml::show);
+    Err(match open {
+        true => format!("the old connection was still open 2 s after <resumed/> (stream error: {error:?})"),
+        false => format!("the old connection ended without a conflict stream error: {error:?}"),
+    })
+}
+
+/// One sender's round: resend what is pending, then up to `new` new messages, until the
+/// connection ends (the kill) or, when `drain`, until everything is acknowledged; with a
+/// twist, a resumption on a new connection in between.
+async fn run_sender(
+    mut conn: SmClient,
+    mut st: SenderState,
+    mut rng: StdRng,
+    plan: SenderPlan,
+    signals: Signals,
+) -> SenderState {
+    let began = Instant::now();
+    let deadline = began + TASK_LIMIT;
+    let me = sender_name(st.idx);
+    let mut flow = Flow {
+        me: me.clone(),
+        round: plan.round,
+        outstanding: VecDeque::new(),
+        queue: std::mem::take(&mut st.pending).into(),
+        new_left: plan.new,
+        requests: VecDeque::new(),
+        last_h: 0,
+        answered_pings: HashSet::new(),
+        bounced: HashSet::new(),
+        owed_answers: HashSet::new(),
+        resumed_acks: HashSet::new(),
+    };
+    let mut twist = plan.twist;
+    let mut next_batch_at = Instant::now();
+    flow.presence(&mut conn).await;
+    while Instant::now() < deadline && !conn.closed {
+        if let Some(t) = twist.filter(|t| Instant::now() >= began + t.at) {
+            twist = None;
+            if !flow.resume_elsewhere(&mut conn, &mut st, &mut rng, t, plan.addr, &signals).await {
+                break;
+            }
+            continue;
+        }
+        let has_work = flow.has_work();
+        if plan.drain && !has_work && flow.outstanding.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        if has_work && flow.requests.len() < MAX_OPEN_REQUESTS && now >= next_batch_at {
+            next_batch_at = now + Duration::from_millis(rng.gen_range(BATCH_GAP_MS));
+            let max = rng.gen_range(1..=4);
+            if !flow.write_batch(&mut conn, &mut st, &mut rng, max, true).await {
+                break;
+            }
+        } else if !has_work && flow.requests.is_empty() && !flow.outstanding.is_empty() {
+            // The presence, a ping's answer: counted too, so asked about too.
+            if !conn.request_ack().await {
+                break;
+            }
+            flow.requests.push_back(conn.sent);
+        }
+        let mut wait = if has_work && flow.requests.len() < MAX_OPEN_REQUESTS {
+            next_batch_at.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_millis(500)
+        };
+        if let Some(t) = twist {
+            wait = wait.min((began + t.at).saturating_duration_since(Instant::now()));
+        }
+        match conn.next(wait).await {
+            Event::Element(element) => flow.on_element(&mut conn, &mut st, element, &signals).await,
+            Event::Idle => {}
+            Event::Closed => break,
+        }
+    }
+    if plan.drain && (!flow.outstanding.is_empty() || !flow.queue.is_empty()) {
         st.problems.push(format!(
             "{me}: the last server left {} stanzas unacknowledged and {} messages unsent",
-            outstanding.len(),
-            queue.len()
+            flow.outstanding.len(),
+            flow.queue.len()
         ));
     }
-    if drain {
+    if plan.drain {
         conn.close(Duration::from_millis(500)).await;
     }
     // What the server did not acknowledge is sent again on the next connection, in order.
-    st.pending = outstanding
+    st.pending = flow
+        .outstanding
         .into_iter()
         .filter_map(|(_, out)| match out {
             Out::Message(id) => Some(id),
             _ => None,
         })
-        .chain(queue)
+        .chain(flow.queue)
         .collect();
     st.previous = conn.resume_id.clone().map(|id| (id, conn.received));
     st
@@ -515,7 +1009,7 @@ async fn login(
     resumable: bool,
 ) -> SmClient {
     let previous = previous.as_ref().map(|(id, h)| (id.as_str(), *h));
-    let login = SmClient::login(addr, user, "load", previous, resumable).await;
+    let login = SmClient::login(addr, user, RESOURCE, previous, resumable).await;
     if let Some(answer) = &login.resume_answer {
         assert!(
             is_failed_unknown(answer, "item-not-found"),
@@ -642,7 +1136,8 @@ async fn final_senders(
         let previous = if resume_previous { st.previous.clone() } else { None };
         let conn = login(seed, addr, &sender_name(st.idx), &previous, true).await;
         let rng = rng_for(seed, round + 1000 * new as usize, st.idx);
-        tasks.push(tokio::spawn(run_sender(conn, st, round, rng, new, true, Arc::new(Notify::new()))));
+        let plan = SenderPlan { round, new, drain: true, twist: None, addr };
+        tasks.push(tokio::spawn(run_sender(conn, st, rng, plan, Signals::default())));
     }
     for task in tasks {
         senders.push(join(seed, "a sender", task).await);
@@ -681,8 +1176,17 @@ async fn acknowledged_messages_survive_random_sigkills_under_load() {
     let mut recovered = Vec::new();
     let mut online_rounds = 0;
     let mut kills_after_ack = 0;
+    let mut kills_after_answer = 0;
+    // Which rounds have a sender resume its session in the middle, and how.
+    let mut twists: Vec<Option<Scheduled>> = std::iter::repeat_n(Some(Scheduled::Takeover), TAKEOVER_ROUNDS)
+        .chain(std::iter::repeat_n(Some(Scheduled::Drop), DROP_ROUNDS))
+        .chain(std::iter::repeat_n(Some(Scheduled::LateDrop), LATE_DROP_ROUNDS))
+        .chain(std::iter::repeat(None))
+        .take(KILLS)
+        .collect();
+    twists.shuffle(&mut rng);
 
-    for round in 1..=KILLS {
+    for (round, twist) in (1..=KILLS).zip(twists) {
         let (daemon, facts) = start(seed, dir.path(), round).await;
         recovered.push(facts.recovered);
         let addr = daemon.addr;
@@ -712,15 +1216,43 @@ async fn acknowledged_messages_survive_random_sigkills_under_load() {
             receiver_conns.push(conn.zip(plan));
         }
         let kill_after = Duration::from_millis(rng.gen_range(KILL_AFTER_MS));
-        let acked = Arc::new(Notify::new());
         let after_ack = rng.gen_bool(0.5);
+        // One sender's resumption, at a moment before the kill would come.
+        let twist = twist.map(|scheduled| {
+            let at = Duration::from_millis(rng.gen_range(0..kill_after.as_millis() as u64));
+            let kind = match scheduled {
+                Scheduled::Takeover => TwistKind::Takeover,
+                // Half the time at once: the server may still be reading the batch.
+                Scheduled::Drop => {
+                    let pause = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(DROP_PAUSE_MS) };
+                    TwistKind::Drop { pause: Duration::from_millis(pause) }
+                }
+                Scheduled::LateDrop => {
+                    TwistKind::Drop { pause: Duration::from_millis(rng.gen_range(LATE_DROP_PAUSE_MS)) }
+                }
+            };
+            let then = match rng.gen_range(0..4) {
+                0 | 1 => AfterBatch::Nothing,
+                2 => AfterBatch::Request,
+                _ => AfterBatch::Acknowledged,
+            };
+            let batch = [rng.gen_range(1..=4), rng.gen_range(2..=6)];
+            let gap = Duration::from_millis(rng.gen_range(TWIST_GAP_MS));
+            let twist = Twist { at, kind, batch, gap, then };
+            (rng.gen_range(0..SENDERS), twist, scheduled == Scheduled::LateDrop || rng.gen_bool(0.5))
+        });
+        let signals = Signals::default();
+        // Made before the load starts: it hears every answer from then on.
+        let answered = signals.answered.notified();
 
         let sender_tasks: Vec<_> = senders
             .drain(..)
             .zip(sender_conns)
             .map(|(st, conn)| {
                 let rng = rng_for(seed, round, st.idx);
-                tokio::spawn(run_sender(conn, st, round, rng, NEW_PER_ROUND, false, acked.clone()))
+                let twist = twist.filter(|(who, ..)| *who == st.idx).map(|(_, twist, _)| twist);
+                let plan = SenderPlan { round, new: NEW_PER_ROUND, drain: false, twist, addr };
+                tokio::spawn(run_sender(conn, st, rng, plan, signals.clone()))
             })
             .collect();
         let mut receiver_tasks = Vec::new();
@@ -734,12 +1266,26 @@ async fn acknowledged_messages_survive_random_sigkills_under_load() {
                 None => idle.push(st),
             }
         }
-        tokio::time::sleep(kill_after).await;
-        // Half the kills come at the first acknowledgement after the delay.
-        if after_ack && tokio::time::timeout(Duration::from_millis(300), acked.notified()).await.is_ok() {
-            kills_after_ack += 1;
+        match twist {
+            // Half the rounds with a resumption (all with a late one) are killed right
+            // after its answer: what its `h` counted must be on disk by then.
+            Some((_, twist, true)) => {
+                let limit = twist.at + twist.kind.pause() + ANSWER_LIMIT;
+                if tokio::time::timeout(limit, answered).await.is_ok() {
+                    kills_after_answer += 1;
+                }
+            }
+            _ => {
+                tokio::time::sleep(kill_after).await;
+                // Half the kills come at the first acknowledgement after the delay.
+                let acked = signals.acked.notified();
+                if after_ack && tokio::time::timeout(Duration::from_millis(300), acked).await.is_ok() {
+                    kills_after_ack += 1;
+                }
+            }
         }
         let log = daemon.log_path().to_owned();
+        signals.killed.store(true, Ordering::SeqCst);
         daemon.kill();
         check_log(seed, &log, round);
         for task in sender_tasks {
@@ -796,7 +1342,14 @@ async fn acknowledged_messages_survive_random_sigkills_under_load() {
     daemon.kill();
     check_log(seed, &log, last + 1);
 
-    let facts = RunFacts { recovered, online_rounds, kills_after_ack, quiet_round: last + 1, took: began.elapsed() };
+    let facts = RunFacts {
+        recovered,
+        online_rounds,
+        kills_after_ack,
+        kills_after_answer,
+        quiet_round: last + 1,
+        took: began.elapsed(),
+    };
     verify(seed, &senders, &receivers, &facts);
 }
 
@@ -823,6 +1376,14 @@ enum Why {
     AckedBeforeKill,
 }
 
+/// A round's resumption as scheduled (its details are drawn in the round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheduled {
+    Takeover,
+    Drop,
+    LateDrop,
+}
+
 /// What the rounds themselves observed, for the summary.
 struct RunFacts {
     /// In-flight messages each run moved offline at start.
@@ -831,6 +1392,8 @@ struct RunFacts {
     online_rounds: usize,
     /// Kills that came right after a sender got an acknowledgement.
     kills_after_ack: usize,
+    /// Kills that came right after a resumption was answered with an `h`.
+    kills_after_answer: usize,
     /// The run after the quiet kill: every acknowledgement before it was on disk by then.
     quiet_round: usize,
     took: Duration,
@@ -876,10 +1439,11 @@ fn assert_all_arrived<'a>(
         .filter(|(id, _)| !copies.contains_key(*id))
         .map(|(id, sent)| {
             format!(
-                "{id} (to {}, sent {}x, acknowledged in round {:?})",
+                "{id} (to {}, sent {}x, acknowledged in round {:?} by {:?})",
                 receiver_name(sent.to),
                 sent.sends,
-                sent.acked_in
+                sent.acked_in,
+                sent.acked_by
             )
         })
         .collect();
@@ -891,7 +1455,7 @@ fn assert_all_arrived<'a>(
 }
 
 fn verify(seed: Seed, senders: &[SenderState], receivers: &[ReceiverState], facts: &RunFacts) {
-    let RunFacts { recovered, online_rounds, kills_after_ack, quiet_round, took } = facts;
+    let RunFacts { recovered, online_rounds, kills_after_ack, kills_after_answer, quiet_round, took } = facts;
     let (ledger, copies) = assert_all_arrived(seed, senders, receivers);
 
     // Every copy after the first has a reason.
@@ -931,6 +1495,15 @@ fn verify(seed: Seed, senders: &[SenderState], receivers: &[ReceiverState], fact
     let bounces: u32 = senders.iter().map(|s| s.bounces).sum();
     let forgotten: usize = receivers.iter().map(|r| r.forgotten).sum();
     let get = |w| why.get(&w).copied().unwrap_or(0);
+    let mut resumed = Resumptions::default();
+    for r in senders.iter().map(|s| s.resumptions) {
+        resumed.takeovers += r.takeovers;
+        resumed.conflicts += r.conflicts;
+        resumed.after_drop += r.after_drop;
+        resumed.failed_with_h += r.failed_with_h;
+        resumed.failed_unknown += r.failed_unknown;
+        resumed.cut += r.cut;
+    }
     // The run exercised what it is about: resends after kills, live delivery through the
     // in-flight store (recovered at a start after a kill), and offline storage.
     let recovered_total: usize = recovered.iter().sum();
@@ -939,17 +1512,30 @@ fn verify(seed: Seed, senders: &[SenderState], receivers: &[ReceiverState], fact
         "{seed}: the load missed a path: {sends} sends of {messages} messages, {recovered_total} in-flight \
          messages recovered, {stored} of {deliveries} deliveries from offline storage"
     );
+    // And every kind of resumption in the middle of a round was answered at least once.
+    assert!(
+        resumed.takeovers > 0 && resumed.after_drop > 0 && resumed.failed_with_h > 0,
+        "{seed}: the resumptions missed a path: {resumed:?}"
+    );
     eprintln!(
         "crash harness: {seed}: {KILLS} kills under load ({kills_after_ack} right after an acknowledgement), a last \
          run, a quiet kill and a check run in {took:.1?}; {messages} messages, {sends} sends \
          ({acked_once_sent_once} sent once), {bounces} refused and resent; {deliveries} deliveries ({stored} from \
          offline storage) over {online_rounds} receiver sessions in killed runs, {forgotten} read and forgotten by \
          crashing receivers; further copies: {} resent, {} + {} read live + from storage and not acknowledged when \
-         the connection ended, {} acknowledged shortly before a kill; in-flight messages recovered at start per run: \
-         {recovered:?}",
+         the connection ended, {} acknowledged shortly before a kill; resumptions in the middle of a round: {} \
+         taking over a live connection ({} old connections seen ending with a conflict), {} after a dropped one, \
+         {} refused with h, {} refused without, {} cut by the kill ({kills_after_answer} kills right after the \
+         answer); in-flight messages recovered at start per run: {recovered:?}",
         get(Why::Resent),
         get(Why::Unacknowledged { stored: false }),
         get(Why::Unacknowledged { stored: true }),
         get(Why::AckedBeforeKill),
+        resumed.takeovers,
+        resumed.conflicts,
+        resumed.after_drop,
+        resumed.failed_with_h,
+        resumed.failed_unknown,
+        resumed.cut,
     );
 }

@@ -198,9 +198,17 @@ pub struct Client {
 impl Client {
     /// A plain TCP connection.
     pub async fn connect(addr: SocketAddr) -> Client {
-        let tcp = timeout(TIMEOUT, TcpStream::connect(addr)).await.expect("connect timed out").expect("connect");
-        tcp.set_nodelay(true).expect("nodelay");
-        Client::from_stream(ClientStream::Plain(tcp), None)
+        Client::try_connect(addr).await.expect("connect")
+    }
+
+    /// A plain TCP connection, or why there is none (nothing listens: the server was
+    /// killed, say).
+    pub async fn try_connect(addr: SocketAddr) -> io::Result<Client> {
+        let tcp = timeout(TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        tcp.set_nodelay(true)?;
+        Ok(Client::from_stream(ClientStream::Plain(tcp), None))
     }
 
     /// A plain TCP connection whose receive buffer is tiny (so that a client that stops
@@ -268,6 +276,15 @@ impl Client {
         })
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timed out"))?
+    }
+
+    /// Ends our direction of the connection (FIN) without ending the stream: to the server,
+    /// a client whose connection died. Nothing can be written after it (a write panics);
+    /// the server's output can still be read.
+    pub async fn shutdown_write(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            let _ = timeout(TIMEOUT, writer.shutdown()).await;
+        }
     }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
