@@ -11,6 +11,7 @@ use crate::state::ServerState;
 use crate::storage::offline::Batch;
 use crate::stream::error::{StreamCondition, StreamEnd};
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
+pub use out::Out;
 use std::time::Duration;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
@@ -18,10 +19,10 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 #[derive(Debug)]
 pub enum Action {
     /// A stanza for this session's own client (counted by stream management).
-    Write(Vec<u8>),
+    Write(Out),
     /// Bytes written as they are, never counted: stream-level elements, and stanzas
     /// resent after a resumption (counted when first sent).
-    Send(Vec<u8>),
+    Send(Out),
     /// End the stream.
     End(StreamEnd),
     /// Something was stored (offline, in flight): make it durable before anything more is
@@ -196,7 +197,7 @@ impl Session {
             actions.push(Action::End(StreamEnd::error(StreamCondition::ResourceConstraint, text)));
         } else if sm.should_request(now) || waiting {
             sm.requested(now);
-            actions.push(Action::Send(format!("<r xmlns='{}'/>", sm::NS).into_bytes()));
+            actions.push(Action::Send(format!("<r xmlns='{}'/>", sm::NS).into_bytes().into()));
         }
         actions
     }
@@ -235,7 +236,7 @@ impl Session {
             .with("to", self.jid.as_str())
             .with_child(el("ping", modules::ping::NS));
         self.receipts.as_mut()?.pinged(id, now);
-        Some(Action::Write(writer::to_bytes(&ping)))
+        Some(Action::Write(writer::to_bytes(&ping).into()))
     }
 
     /// Whether `stanza` answers one of our receipt pings (a result or an error: RFC 6120
@@ -311,7 +312,7 @@ impl Session {
         if self.inactive || self.detached {
             return Vec::new();
         }
-        std::mem::take(&mut self.held).into_iter().map(|(_, bytes)| Action::Write(bytes)).collect()
+        std::mem::take(&mut self.held).into_iter().map(|(_, bytes)| Action::Write(bytes.into())).collect()
     }
 
     /// XEP-0280 §3: `<enable/>` and `<disable/>` (iq set to our own account).
@@ -327,7 +328,7 @@ impl Session {
             .with("type", "result")
             .with("id", stanza.id.clone().unwrap_or_default())
             .with("to", self.jid.as_str());
-        Some(vec![Action::Write(writer::to_bytes(&result))])
+        Some(vec![Action::Write(writer::to_bytes(&result).into())])
     }
 
     /// An XEP-0313 request (when the archive is on).
@@ -355,7 +356,7 @@ impl Session {
         dialect::receipt_to_message(&element, &id).map_err(|error| {
             let mut reply = error_reply(&element, &error);
             reply.set("to", self.jid.as_str());
-            vec![Action::Write(writer::to_bytes(&reply))]
+            vec![Action::Write(writer::to_bytes(&reply).into())]
         })
     }
 
@@ -369,7 +370,10 @@ impl Session {
             0
         });
         let ib = dialect::offline_count(self.bare.domain().as_str(), count);
-        vec![Action::Send(writer::to_bytes(&el("enabled", dialect::NS))), Action::Write(writer::to_bytes(&ib))]
+        vec![
+            Action::Send(writer::to_bytes(&el("enabled", dialect::NS)).into()),
+            Action::Write(writer::to_bytes(&ib).into()),
+        ]
     }
 
     /// Sends the next batch of offline messages, if any, followed by the ping whose
@@ -402,7 +406,7 @@ impl Session {
         }
         state.router.set_draining(&self.jid, self.id, backlog.is_some());
         self.backlog = backlog;
-        stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes))).collect()
+        stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes).into())).collect()
     }
 
     /// What the server chose to send, as the client's room allows (XEP-0198: within half its
@@ -427,7 +431,7 @@ impl Session {
                     return actions;
                 }
                 (count, size) = (count + 1, size + next.len());
-                actions.push(Action::Write(next));
+                actions.push(Action::Write(next.into()));
             }
             self.paced = Default::default(); // gives its buffer back
         }
@@ -484,7 +488,7 @@ impl Session {
                 // Not stream-managed (cannot happen: only managed sessions get these).
                 forget_inflight(state, &[*inflight]);
             }
-            return self.track(vec![Action::Write(bytes.to_vec())], Some(*inflight), now);
+            return self.track(vec![Action::Write(Out::Shared(bytes.clone()))], Some(*inflight), now);
         }
         let mut actions = self.deliver_unkept(state, delivery, now);
         actions.extend(self.receipt_ping(now));
@@ -495,19 +499,22 @@ impl Session {
         match delivery {
             Delivery::Message(bytes) => {
                 self.keep_until_answered(state, bytes, now);
-                vec![Action::Write(bytes.to_vec())]
+                vec![Action::Write(Out::Shared(bytes.clone()))]
             }
             // Presence waits (the latest per sender) while the client is inactive (XEP-0352)
             // or its connection is gone and the session waits for a resumption.
             Delivery::Bytes(bytes) if self.inactive || self.detached => match csi::held_presence_sender(bytes) {
-                Some(from) => csi::hold(&mut self.held, from, bytes.to_vec()).into_iter().map(Action::Write).collect(),
-                None => vec![Action::Write(bytes.to_vec())],
+                Some(from) => csi::hold(&mut self.held, from, bytes.to_vec())
+                    .into_iter()
+                    .map(|b| Action::Write(b.into()))
+                    .collect(),
+                None => vec![Action::Write(Out::Shared(bytes.clone()))],
             },
-            Delivery::Bytes(bytes) => vec![Action::Write(bytes.to_vec())],
+            Delivery::Bytes(bytes) => vec![Action::Write(Out::Shared(bytes.clone()))],
             Delivery::Push(kind, payload) if self.wants(*kind) => {
                 let id = self.next_id("push");
                 let push = crate::modules::push_iq(self.jid.as_str(), &id, payload);
-                vec![Action::Write(writer::to_bytes(&push))]
+                vec![Action::Write(writer::to_bytes(&push).into())]
             }
             Delivery::Push(..) | Delivery::Kept { .. } => Vec::new(),
             Delivery::Wake => self.wake(state),
@@ -563,7 +570,7 @@ impl Session {
             .with("to", self.jid.as_str())
             .with_child(el("ping", modules::ping::NS));
         self.ping = Some((id, now));
-        vec![Action::Write(writer::to_bytes(&ping))]
+        vec![Action::Write(writer::to_bytes(&ping).into())]
     }
 
     /// RFC 6121 §4.5.2: a session that ends while available (with or without a word)
@@ -592,13 +599,13 @@ impl Session {
         }
         let mut reply = error_reply(element, error);
         reply.set("to", self.jid.as_str());
-        vec![Action::Write(writer::to_bytes(&reply))]
+        vec![Action::Write(writer::to_bytes(&reply).into())]
     }
 
     fn reply_error(&self, stanza: &Stanza, error: StanzaError) -> Vec<Action> {
         log_refusal(&stanza.element, &error);
         match stanza.error_reply(&error) {
-            Some(reply) => vec![Action::Write(writer::to_bytes(&reply))],
+            Some(reply) => vec![Action::Write(writer::to_bytes(&reply).into())],
             None => Vec::new(),
         }
     }
@@ -613,7 +620,7 @@ impl Session {
                         error.set("type", "cancel");
                         error.append_child(crate::modules::blocking::blocked_condition());
                     }
-                    vec![Action::Write(writer::to_bytes(&reply))]
+                    vec![Action::Write(writer::to_bytes(&reply).into())]
                 }
                 None => Vec::new(),
             };
@@ -655,7 +662,7 @@ impl Session {
                 let settings = mam_settings(state, self.reply_room());
                 let replies =
                     crate::modules::mam::handle(state.store.as_ref(), &self.jid, owner, &stanza.element, &settings);
-                return replies.iter().map(|reply| Action::Write(writer::to_bytes(reply))).collect();
+                return replies.iter().map(|reply| Action::Write(writer::to_bytes(reply).into())).collect();
             }
             if target == Target::Account(self.bare.clone()) {
                 if let Some(payload) = stanza.element.children().next().filter(|p| p.is("offline", flexible::NS)) {
@@ -665,7 +672,7 @@ impl Session {
                 }
             }
             return match modules::handle_iq(state, &self.jid, &target, stanza, self.dialect) {
-                Some(reply) => vec![Action::Write(writer::to_bytes(&reply))],
+                Some(reply) => vec![Action::Write(writer::to_bytes(&reply).into())],
                 None => Vec::new(),
             };
         }
@@ -716,7 +723,7 @@ impl Session {
         if !self.dialect {
             return Vec::new();
         }
-        vec![Action::Write(writer::to_bytes(&dialect::sent_ack(id, super::presence::unix_now())))]
+        vec![Action::Write(writer::to_bytes(&dialect::sent_ack(id, super::presence::unix_now())).into())]
     }
 }
 
@@ -751,6 +758,7 @@ fn forget_inflight(state: &ServerState, keys: &[u64]) {
 }
 
 pub mod flexible;
+pub mod out;
 mod presence;
 pub mod receipts;
 pub mod sm;

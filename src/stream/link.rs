@@ -6,7 +6,7 @@ use super::error::{StreamCondition, StreamEnd};
 use super::negotiate::{Conn, Reader};
 use super::rate::TokenBucket;
 use super::transport::Transport;
-use crate::router::session::Action;
+use crate::router::session::{Action, Out};
 use crate::router::{signal, Control};
 use crate::state::ServerState;
 use crate::xml::framer::{Frame, FramerError};
@@ -33,13 +33,13 @@ pub struct Link {
     /// `limits.stanzas_per_sec`: a client that sends faster is read more slowly.
     rate: TokenBucket,
     throttled: bool,
-    pub out: mpsc::Sender<Vec<u8>>,
+    pub out: mpsc::Sender<Out>,
     /// The writer holds its queue behind a lock: when it ends (or is stopped), what it
     /// never wrote can be taken back and routed again.
     out_queue: Arc<tokio::sync::Mutex<WriteQueue>>,
     writer_task: JoinHandle<()>,
     /// Bytes that could not even be queued for the writer.
-    pub unsent: Vec<Vec<u8>>,
+    pub unsent: Vec<Out>,
 }
 
 impl Link {
@@ -48,7 +48,7 @@ impl Link {
         reader.set_limits(super::negotiate::session_limits(state));
         let limits = &state.config.limits;
         let rate = TokenBucket::new(limits.stanzas_per_sec, limits.stanza_burst, tokio::time::Instant::now());
-        let (out, out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let (out, out_rx) = mpsc::channel::<Out>(WRITE_QUEUE);
         let out_queue = Arc::new(tokio::sync::Mutex::new(WriteQueue { rx: out_rx, current: None }));
         let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
         Link { reader: Some(Box::new(reader)), rate, throttled: false, out, out_queue, writer_task, unsent: Vec::new() }
@@ -76,12 +76,12 @@ impl Link {
         last: Option<String>,
         limit: Duration,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<Out> {
         let out = self.out;
         let writer = &mut self.writer_task;
         let orderly = async {
             if let Some(last) = last {
-                let _ = tokio::time::timeout(limit, out.send(last.into_bytes())).await;
+                let _ = tokio::time::timeout(limit, out.send(last.into_bytes().into())).await;
             }
             drop(out);
             // A client that stopped reading must not keep its socket and task alive.
@@ -105,7 +105,7 @@ impl Link {
         // The write in progress when the writer was stopped may have been cut short: the
         // client cannot have read it whole, so it is routed again with the rest.
         // Oldest first: that write, the writer's queue, then what could not even be queued.
-        let mut never_written: Vec<Vec<u8>> = queue.current.take().into_iter().collect();
+        let mut never_written: Vec<Out> = queue.current.take().into_iter().collect();
         while let Ok(bytes) = queue.rx.try_recv() {
             never_written.push(bytes);
         }
@@ -128,9 +128,9 @@ impl Link {
 pub async fn perform(
     state: &ServerState,
     actions: Vec<Action>,
-    out: Option<&mpsc::Sender<Vec<u8>>>,
+    out: Option<&mpsc::Sender<Out>>,
     limit: Duration,
-    unsent: &mut Vec<Vec<u8>>,
+    unsent: &mut Vec<Out>,
     mut control: Option<&mut signal::Receiver<Control>>,
 ) -> Option<StreamEnd> {
     let mut actions = actions.into_iter();
@@ -177,10 +177,10 @@ pub async fn perform(
 /// Waits up to `limit` for room in a full writer queue; a word from the router on
 /// `control` (every one ends the session) ends the wait.
 async fn wait_for_room<'a>(
-    out: &'a mpsc::Sender<Vec<u8>>,
+    out: &'a mpsc::Sender<Out>,
     limit: Duration,
     control: Option<&mut signal::Receiver<Control>>,
-) -> Result<mpsc::Permit<'a, Vec<u8>>, StreamEnd> {
+) -> Result<mpsc::Permit<'a, Out>, StreamEnd> {
     let reserve = tokio::time::timeout(limit, out.reserve());
     let waited = match control {
         Some(control) => tokio::select! {
@@ -232,8 +232,8 @@ pub async fn read_frame(mut reader: Box<Reader>, pause: Duration) -> (Box<Reader
 
 /// The writer's queue, and the bytes it is writing (taken back if it is stopped).
 struct WriteQueue {
-    rx: mpsc::Receiver<Vec<u8>>,
-    current: Option<Vec<u8>>,
+    rx: mpsc::Receiver<Out>,
+    current: Option<Out>,
 }
 
 /// Writes queued bytes, flushing once per batch. It holds the queue's lock while it runs,

@@ -9,7 +9,7 @@ use super::error::{StreamCondition, StreamEnd};
 use super::link::{control_end, perform, read_frame, Link, BRIEF_CLOSE};
 use super::negotiate::{Bound, Conn};
 use super::resume::{failed, Resumption};
-use crate::router::session::{Action, Session};
+use crate::router::session::{Action, Out, Session};
 use crate::router::{delivery, signal, Delivery, Mailbox};
 use crate::state::ServerState;
 use crate::xml::framer::{Frame, FramerError};
@@ -98,7 +98,7 @@ async fn serve(
     session: &mut Session,
     mut link: Link,
     inputs: &mut Inputs<'_>,
-) -> (StreamEnd, Vec<Vec<u8>>) {
+) -> (StreamEnd, Vec<Out>) {
     loop {
         let next = match attached(state, session, &mut link, inputs).await {
             Detached::Ended(end) if session.resumable(&end) => {
@@ -362,21 +362,21 @@ async fn finish(
     state: &ServerState,
     session: &mut Session,
     mailbox: &mut Mailbox,
-    unwritten: Vec<Vec<u8>>,
+    unwritten: Vec<Out>,
     end: &StreamEnd,
 ) {
     session.on_end(state);
     let unconfirmed = session.take_unconfirmed();
-    let mut undelivered: Vec<Vec<u8>> = match end {
+    let mut undelivered: Vec<Out> = match end {
         // RFC 6120 §4.4: a client that closes its stream reads on until the server's close:
         // it has what was written before its close was read; what was not goes offline.
         StreamEnd::PeerClosed => unwritten,
         // Live messages its client never answered for (written or not: every one is
         // there), then the rest of what its connection never wrote (iq requests).
         _ => {
-            let mut undelivered: Vec<Vec<u8>> = unconfirmed.iter().map(|m| m.to_vec()).collect();
+            let mut undelivered: Vec<Out> = unconfirmed.into_iter().map(Out::Shared).collect();
             // (Messages, dialect receipts among them, are all in `unconfirmed`.)
-            let live = |bytes: &Vec<u8>| bytes.starts_with(b"<message") || bytes.starts_with(b"<receipt");
+            let live = |bytes: &Out| bytes.starts_with(b"<message") || bytes.starts_with(b"<receipt");
             undelivered.extend(unwritten.into_iter().filter(|bytes| !live(bytes)));
             undelivered
         }
@@ -466,7 +466,7 @@ fn server_ended(end: &StreamEnd) -> bool {
 /// routed again like an undelivered mailbox: messages to another resource or offline
 /// storage. Offline messages from the backlog are skipped: they are still stored (only the
 /// client's acknowledgement deletes them), and our own stream framing is not a stanza.
-async fn reroute_unwritten(state: &ServerState, unwritten: Vec<Vec<u8>>, domain: &str) {
+async fn reroute_unwritten(state: &ServerState, unwritten: Vec<Out>, domain: &str) {
     for bytes in unwritten {
         if bytes.starts_with(b"</") || bytes.starts_with(b"<stream:") {
             continue;
@@ -500,7 +500,7 @@ mod tests {
         let presence = Arc::new(crate::xml::el("presence", crate::xml::NS_CLIENT));
         state.router.set_presence(&other, handle.id, Some((0, presence)));
 
-        let unwritten: Vec<Vec<u8>> = [
+        let unwritten: Vec<Out> = [
             "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/gone' type='chat' id='live'><body>1</body></message>",
             "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost' type='chat' id='stored'><body>2</body><delay xmlns='urn:xmpp:delay' from='localhost' stamp='2026-01-01T00:00:00Z'/></message>",
             "<iq xmlns='jabber:client' type='result' id='r' to='alice@localhost/gone'/>",
@@ -510,7 +510,7 @@ mod tests {
             "</stream:stream>",
         ]
         .iter()
-        .map(|s| s.as_bytes().to_vec())
+        .map(|s| s.as_bytes().to_vec().into())
         .collect();
         reroute_unwritten(&state, unwritten, "localhost").await;
 

@@ -615,8 +615,23 @@ async fn live_messages_a_client_answered_for_are_not_sent_again() {
     let mut alice = server.available("alice", "pw", "phone", 0).await;
     let mut bob = server.session("bob", "pw", "desk").await;
     let sent = live_messages(&mut bob, "alice@localhost/phone", 64).await;
-    let got = crate::support::collect_messages(&mut alice).await; // answers the pings
+    // Every message, then the server's ping after them (at most 2 s later), answered.
+    let mut got = Vec::new();
+    loop {
+        let element = alice.recv().await;
+        if element.is("message", crate::support::NS_CLIENT) {
+            got.push(element.attr("id").unwrap_or_default().to_owned());
+        } else if element.is("iq", crate::support::NS_CLIENT) && element.attr("type") == Some("get") {
+            let id = element.attr("id").unwrap_or_default();
+            alice.send(&format!("<iq type='result' id='{id}' to='localhost'/>")).await;
+            if got.len() == sent.len() {
+                break;
+            }
+        }
+    }
     assert_eq!(sorted(got), sorted(sent));
+    alice.send("<iq type='get' id='answered' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    alice.expect("<iq type='result' id='answered' from='localhost' to='alice@localhost/phone'/>").await;
     drop(alice);
     let mut alice = server.session("alice", "pw", "phone").await;
     alice.send("<presence/>").await;

@@ -52,7 +52,7 @@ impl Session {
             }
         }
         let result = el("iq", NS_CLIENT).with("type", "result").with("id", stanza.id.clone().unwrap_or_default());
-        out.push(Action::Write(writer::to_bytes(&result.with("to", self.jid.as_str()))));
+        out.push(Action::Write(writer::to_bytes(&result.with("to", self.jid.as_str())).into()));
         out
     }
 
@@ -129,7 +129,7 @@ impl Session {
             bytes.truncate(bytes.len() - b"</message>".len());
             bytes.extend_from_slice(marker.as_bytes());
         }
-        Action::Write(bytes)
+        Action::Write(bytes.into())
     }
 
     fn remove(&self, state: &ServerState, seqs: &[u64]) -> Result<(), StanzaError> {

@@ -95,7 +95,7 @@ impl Session {
         // first, then (on initial presence) the subscription requests waiting for it, then
         // the presence of its contacts and of the account's other resources.
         let echo = presence::broadcast_available(state, &self.jid, &presence, self.id);
-        let mut actions = vec![Action::Write(self.shown(&echo))];
+        let mut actions = vec![Action::Write(self.shown(&echo).into())];
         if initial {
             // As many as there are contacts and requests: paced like the backlog, so that
             // a stream-managed client is never sent more than it may hold unacknowledged.

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A ping goes out once this many messages wait for one...
-pub const PING_EVERY: usize = 32;
-/// ...or when the oldest of them is this old.
+/// A ping goes out once the oldest message waiting for one is this old, or when those
+/// messages reach a quarter of the bounds: for a busy client, about one ping every two
+/// seconds (each costs the server a write and a read).
 pub const PING_DELAY: Duration = Duration::from_secs(2);
 /// Pings out at once, at most (an older unanswered one still confirms when answered).
 const MAX_PINGS: usize = 16;
@@ -33,6 +33,8 @@ pub struct Receipts {
     oldest_unpinged: Option<Instant>,
     max_messages: usize,
     max_bytes: usize,
+    /// The session ends soon: a ping is due now for what was written since the last.
+    hurried: bool,
 }
 
 impl Receipts {
@@ -46,6 +48,7 @@ impl Receipts {
             oldest_unpinged: None,
             max_messages,
             max_bytes,
+            hurried: false,
         }
     }
 
@@ -68,14 +71,13 @@ impl Receipts {
             return false;
         }
         let old = self.oldest_unpinged.is_some_and(|t| now >= t + PING_DELAY);
-        self.unpinged >= PING_EVERY || old || self.bytes >= self.max_bytes / 2 || self.full()
+        let many = self.unpinged >= (self.max_messages / 4).max(1) || self.bytes >= self.max_bytes / 4;
+        old || many || self.full() || self.hurried
     }
 
     /// The session ends soon: a ping is due for whatever was written since the last one.
     pub fn hurry(&mut self) {
-        if self.unpinged > 0 {
-            self.unpinged = self.unpinged.max(PING_EVERY);
-        }
+        self.hurried = true;
     }
 
     /// A ping with this id was written after every message so far.
@@ -175,22 +177,22 @@ mod tests {
         assert!(!receipts.ping_due(now));
         assert_eq!(receipts.deadline(timeout), Some(now + PING_DELAY));
         assert!(receipts.ping_due(now + PING_DELAY));
-        for n in 1..PING_EVERY as u8 {
+        for n in 1..10 {
             receipts.written(message(n), now);
         }
-        assert!(receipts.ping_due(now), "{PING_EVERY} messages");
+        assert!(receipts.ping_due(now), "a quarter of the bound (40)");
         receipts.pinged("p".into(), now);
         assert!(!receipts.ping_due(now + PING_DELAY));
         assert_eq!(receipts.deadline(timeout), Some(now + timeout), "the wait for its answer");
         assert!(!receipts.expired(now + timeout / 2, timeout) && receipts.expired(now + timeout, timeout));
-        for n in 0..8 {
+        for n in 0..30 {
             receipts.written(message(n), now);
         }
         assert!(receipts.full(), "40 messages");
         assert!(receipts.answered("p"));
         assert!(!receipts.full());
         let mut big = Receipts::new(100, 100);
-        big.written(vec![0; 60].into(), now);
-        assert!(big.ping_due(now), "half the bytes");
+        big.written(vec![0; 30].into(), now);
+        assert!(big.ping_due(now), "a quarter of the bytes");
     }
 }

@@ -12,7 +12,7 @@ pub const NS: &str = "urn:xmpp:sm:3";
 /// One stanza sent and not yet acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unacked {
-    pub bytes: Vec<u8>,
+    pub bytes: super::Out,
     /// Its in-flight record, when it is a message kept in storage until acknowledged.
     pub inflight: Option<u64>,
 }
@@ -84,7 +84,7 @@ impl StreamManagement {
     }
 
     /// A stanza written to the client.
-    pub fn track(&mut self, bytes: Vec<u8>, inflight: Option<u64>, now: Instant) {
+    pub fn track(&mut self, bytes: super::Out, inflight: Option<u64>, now: Instant) {
         self.unacked_bytes += bytes.len();
         self.unacked.push_back(Unacked { bytes, inflight });
         self.sent_since_request += 1;
@@ -208,7 +208,7 @@ mod tests {
         let now = Instant::now();
         let mut sm = sm();
         for i in 0..4u8 {
-            sm.track(vec![i], Some(u64::from(i)), now);
+            sm.track(vec![i].into(), Some(u64::from(i)), now);
         }
         assert_eq!(sm.sent(), 4);
         let released = sm.acknowledge(2).expect("valid h");
@@ -223,8 +223,8 @@ mod tests {
         let now = Instant::now();
         let mut sm = sm();
         sm.acked = u32::MAX;
-        sm.track(vec![1], None, now);
-        sm.track(vec![2], None, now);
+        sm.track(vec![1].into(), None, now);
+        sm.track(vec![2].into(), None, now);
         assert_eq!(sm.sent(), 1);
         assert_eq!(sm.acknowledge(0).expect("wraps").len(), 1);
         assert_eq!(sm.acknowledge(1).expect("wraps").len(), 1);
@@ -234,12 +234,12 @@ mod tests {
     fn requests_after_enough_stanzas_or_enough_time_and_expire() {
         let now = Instant::now();
         let mut sm = sm();
-        sm.track(vec![1], None, now);
+        sm.track(vec![1].into(), None, now);
         assert!(!sm.should_request(now));
         assert_eq!(sm.deadline(), Some(now + Duration::from_secs(5)));
         assert!(sm.should_request(now + Duration::from_secs(5)), "old enough");
-        sm.track(vec![2], None, now);
-        sm.track(vec![3], None, now);
+        sm.track(vec![2].into(), None, now);
+        sm.track(vec![3].into(), None, now);
         assert!(sm.should_request(now), "three stanzas");
         sm.requested(now);
         assert!(!sm.should_request(now), "one question at a time");
@@ -256,14 +256,14 @@ mod tests {
         let mut sm = StreamManagement::new(&config);
         let now = Instant::now();
         assert_eq!(sm.room(), Some(Batch { messages: 2, bytes: 50 }));
-        sm.track(vec![0; 30], None, now);
+        sm.track(vec![0; 30].into(), None, now);
         assert_eq!(sm.room(), Some(Batch { messages: 1, bytes: 20 }));
-        sm.track(vec![0; 30], None, now);
+        sm.track(vec![0; 30].into(), None, now);
         assert_eq!(sm.room(), None, "a batch waits for an acknowledgement");
         assert!(!sm.full());
-        sm.track(vec![0; 40], None, now);
+        sm.track(vec![0; 40].into(), None, now);
         assert!(sm.full() && !sm.over_limit(), "deliveries wait");
-        sm.track(vec![0; 101], None, now);
+        sm.track(vec![0; 101].into(), None, now);
         assert!(sm.over_limit(), "twice the bytes");
         sm.acknowledge(4).expect("all");
         assert_eq!(sm.room(), Some(Batch { messages: 2, bytes: 50 }));

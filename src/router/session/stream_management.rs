@@ -17,7 +17,7 @@ impl Session {
             }
             ("r", true) => {
                 let h = self.sm.as_ref().map_or(0, |sm| sm.inbound);
-                vec![Action::Send(format!("<a xmlns='{}' h='{h}'/>", sm::NS).into_bytes())]
+                vec![Action::Send(format!("<a xmlns='{}' h='{h}'/>", sm::NS).into_bytes().into())]
             }
             ("a", true) => match element.attr("h").and_then(|h| h.parse::<u32>().ok()) {
                 Some(h) => self.acknowledged(state, h, now),
@@ -25,7 +25,7 @@ impl Session {
             },
             // Enabling twice, resuming a bound stream, or acknowledging without SM.
             ("enable" | "resume" | "r" | "a", _) => {
-                vec![Action::Send(failed("unexpected-request", None).into_bytes())]
+                vec![Action::Send(failed("unexpected-request", None).into_bytes().into())]
             }
             (other, _) => {
                 let text = format!("<{other}/> is not a stream management element");
@@ -54,7 +54,7 @@ impl Session {
         tracing::debug!(resumable = sm.resume_id.is_some(), "stream management enabled");
         self.sm = Some(sm);
         state.router.set_managed(&self.jid, self.id);
-        vec![Action::Send(enabled.into_bytes())]
+        vec![Action::Send(enabled.into_bytes().into())]
     }
 
     fn acknowledged(&mut self, state: &ServerState, h: u32, now: Instant) -> Vec<Action> {
@@ -116,7 +116,7 @@ impl Session {
         forget(state, &released);
         let id = sm.resume_id.clone().unwrap_or_default();
         let resumed = format!("<resumed xmlns='{}' h='{}' previd='{id}'/>", sm::NS, sm.inbound);
-        let mut actions = vec![Action::Send(resumed.into_bytes())];
+        let mut actions = vec![Action::Send(resumed.into_bytes().into())];
         actions.extend(sm.unacked.iter().map(|u| Action::Send(u.bytes.clone())));
         sm.reattached(now);
         self.last_inbound = now;
