@@ -220,7 +220,7 @@ impl Session {
         let receipts = self
             .receipts
             .get_or_insert_with(|| Box::new(receipts::Receipts::new(bounds.max_unacked, bounds.max_unacked_bytes)));
-        receipts.written(message.clone(), now);
+        receipts.written(message, now);
     }
 
     /// The ping that confirms the live messages written so far, when one is due.
@@ -264,7 +264,7 @@ impl Session {
     }
 
     /// What the client never answered for, oldest first, when the session ends.
-    pub fn take_unconfirmed(&mut self) -> Vec<std::sync::Arc<[u8]>> {
+    pub fn take_unconfirmed(&mut self) -> Vec<Vec<u8>> {
         self.receipts.as_mut().map(|r| r.take()).unwrap_or_default()
     }
 

@@ -374,7 +374,7 @@ async fn finish(
         // Live messages its client never answered for (written or not: every one is
         // there), then the rest of what its connection never wrote (iq requests).
         _ => {
-            let mut undelivered: Vec<Out> = unconfirmed.into_iter().map(Out::Shared).collect();
+            let mut undelivered: Vec<Out> = unconfirmed.into_iter().map(Out::Owned).collect();
             // (Messages, dialect receipts among them, are all in `unconfirmed`.)
             let live = |bytes: &Out| bytes.starts_with(b"<message") || bytes.starts_with(b"<receipt");
             undelivered.extend(unwritten.into_iter().filter(|bytes| !live(bytes)));

@@ -7,7 +7,6 @@
 //! No sockets here: the session feeds it what it writes and reads.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -20,9 +19,12 @@ const MAX_PINGS: usize = 16;
 
 #[derive(Debug)]
 pub struct Receipts {
-    /// Messages written and not yet confirmed, oldest first.
-    unconfirmed: VecDeque<Arc<[u8]>>,
-    bytes: usize,
+    /// Messages written and not yet confirmed, oldest first, one after the other in one
+    /// buffer: one allocation per session, not one kept per message (messages kept for
+    /// seconds among short-lived allocations cost the allocator dearly, measured).
+    kept: Vec<u8>,
+    /// Where each of them ends in `kept`.
+    ends: VecDeque<usize>,
     /// The number of the front message (every written message gets the next number).
     first: u64,
     /// Pings sent and not yet answered: their id, the number after the last message each
@@ -40,8 +42,8 @@ pub struct Receipts {
 impl Receipts {
     pub fn new(max_messages: usize, max_bytes: usize) -> Receipts {
         Receipts {
-            unconfirmed: VecDeque::new(),
-            bytes: 0,
+            kept: Vec::new(),
+            ends: VecDeque::new(),
             first: 0,
             pings: VecDeque::new(),
             unpinged: 0,
@@ -53,16 +55,16 @@ impl Receipts {
     }
 
     /// A message written to the client.
-    pub fn written(&mut self, message: Arc<[u8]>, now: Instant) {
-        self.bytes += message.len();
-        self.unconfirmed.push_back(message);
+    pub fn written(&mut self, message: &[u8], now: Instant) {
+        self.kept.extend_from_slice(message);
+        self.ends.push_back(self.kept.len());
         self.unpinged += 1;
         self.oldest_unpinged.get_or_insert(now);
     }
 
     /// At the bounds: no more deliveries until the client answers.
     pub fn full(&self) -> bool {
-        self.unconfirmed.len() >= self.max_messages || self.bytes >= self.max_bytes
+        self.ends.len() >= self.max_messages || self.kept.len() >= self.max_bytes
     }
 
     /// Whether a ping is due: enough messages, or old enough, or the bounds near.
@@ -71,7 +73,7 @@ impl Receipts {
             return false;
         }
         let old = self.oldest_unpinged.is_some_and(|t| now >= t + PING_DELAY);
-        let many = self.unpinged >= (self.max_messages / 4).max(1) || self.bytes >= self.max_bytes / 4;
+        let many = self.unpinged >= (self.max_messages / 4).max(1) || self.kept.len() >= self.max_bytes / 4;
         old || many || self.full() || self.hurried
     }
 
@@ -82,7 +84,7 @@ impl Receipts {
 
     /// A ping with this id was written after every message so far.
     pub fn pinged(&mut self, id: String, now: Instant) {
-        let upto = self.first + self.unconfirmed.len() as u64;
+        let upto = self.first + self.ends.len() as u64;
         self.pings.push_back((id, upto, now));
         self.unpinged = 0;
         self.oldest_unpinged = None;
@@ -111,25 +113,40 @@ impl Receipts {
         let Some(at) = self.pings.iter().position(|(ping, _, _)| ping == id) else { return false };
         let upto = self.pings[at].1;
         self.pings.drain(..=at);
-        while self.first < upto {
-            let Some(message) = self.unconfirmed.pop_front() else { break };
-            self.bytes -= message.len();
-            self.first += 1;
+        let confirmed = usize::try_from(upto.saturating_sub(self.first)).unwrap_or(usize::MAX).min(self.ends.len());
+        let Some(cut) = confirmed.checked_sub(1).and_then(|last| self.ends.get(last).copied()) else { return true };
+        self.first += confirmed as u64;
+        self.ends.drain(..confirmed);
+        self.ends.iter_mut().for_each(|end| *end -= cut);
+        if self.ends.is_empty() {
+            // An idle session keeps no buffer.
+            self.kept = Vec::new();
+            self.ends = VecDeque::new();
+        } else {
+            self.kept.drain(..cut);
         }
         true
     }
 
     /// Whether nothing waits for an answer.
     pub fn is_empty(&self) -> bool {
-        self.unconfirmed.is_empty() && self.pings.is_empty()
+        self.ends.is_empty() && self.pings.is_empty()
     }
 
     /// Everything unconfirmed, oldest first, when the session ends.
-    pub fn take(&mut self) -> Vec<Arc<[u8]>> {
-        self.bytes = 0;
-        self.first += self.unconfirmed.len() as u64;
+    pub fn take(&mut self) -> Vec<Vec<u8>> {
+        self.first += self.ends.len() as u64;
         self.pings.clear();
-        self.unconfirmed.drain(..).collect()
+        let kept = std::mem::take(&mut self.kept);
+        let mut start = 0;
+        std::mem::take(&mut self.ends)
+            .into_iter()
+            .map(|end| {
+                let message = kept.get(start..end).unwrap_or_default().to_vec();
+                start = end;
+                message
+            })
+            .collect()
     }
 }
 
@@ -137,33 +154,35 @@ impl Receipts {
 mod tests {
     use super::*;
 
-    fn message(n: u8) -> Arc<[u8]> {
-        vec![n; 10].into()
+    fn message(n: u8) -> Vec<u8> {
+        vec![n; 10]
     }
 
     #[test]
     fn an_answer_confirms_what_came_before_its_ping_only() {
         let now = Instant::now();
         let mut receipts = Receipts::new(100, 1000);
-        receipts.written(message(1), now);
-        receipts.written(message(2), now);
+        receipts.written(&message(1), now);
+        receipts.written(&message(2), now);
         receipts.pinged("p1".into(), now);
-        receipts.written(message(3), now);
+        receipts.written(&message(3), now);
         assert!(!receipts.answered("other"), "not our ping");
+        receipts.written(&message(4), now);
         assert!(receipts.answered("p1"));
-        assert_eq!(receipts.take(), vec![message(3)], "only what came after the ping is left");
+        assert_eq!(receipts.take(), vec![message(3), message(4)], "only what came after the ping is left");
     }
 
     #[test]
     fn a_later_answer_confirms_earlier_pings_too() {
         let now = Instant::now();
         let mut receipts = Receipts::new(100, 1000);
-        receipts.written(message(1), now);
+        receipts.written(&message(1), now);
         receipts.pinged("p1".into(), now);
-        receipts.written(message(2), now);
+        receipts.written(&message(2), now);
         receipts.pinged("p2".into(), now);
         assert!(receipts.answered("p2"));
         assert!(receipts.is_empty());
+        assert_eq!(receipts.kept.capacity(), 0, "nothing kept: the buffer is given back");
         assert!(!receipts.answered("p1"), "confirmed with p2");
     }
 
@@ -173,12 +192,12 @@ mod tests {
         let mut receipts = Receipts::new(40, 1000);
         let timeout = Duration::from_secs(60);
         assert!(!receipts.ping_due(now) && receipts.deadline(timeout).is_none(), "nothing to confirm");
-        receipts.written(message(0), now);
+        receipts.written(&message(0), now);
         assert!(!receipts.ping_due(now));
         assert_eq!(receipts.deadline(timeout), Some(now + PING_DELAY));
         assert!(receipts.ping_due(now + PING_DELAY));
         for n in 1..10 {
-            receipts.written(message(n), now);
+            receipts.written(&message(n), now);
         }
         assert!(receipts.ping_due(now), "a quarter of the bound (40)");
         receipts.pinged("p".into(), now);
@@ -186,13 +205,13 @@ mod tests {
         assert_eq!(receipts.deadline(timeout), Some(now + timeout), "the wait for its answer");
         assert!(!receipts.expired(now + timeout / 2, timeout) && receipts.expired(now + timeout, timeout));
         for n in 0..30 {
-            receipts.written(message(n), now);
+            receipts.written(&message(n), now);
         }
         assert!(receipts.full(), "40 messages");
         assert!(receipts.answered("p"));
         assert!(!receipts.full());
         let mut big = Receipts::new(100, 100);
-        big.written(vec![0; 30].into(), now);
+        big.written(&[0; 30], now);
         assert!(big.ping_due(now), "a quarter of the bytes");
     }
 }
