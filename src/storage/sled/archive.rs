@@ -481,9 +481,16 @@ mod tests {
     }
 
     /// Deleting a large archive holds up no other account's archiving: while it runs,
-    /// another archive is appended to, and the deletion is not over yet.
+    /// another archive is appended to, and the deletion is not over yet. (A deletion that
+    /// outran the append, on a loaded machine, is tried again: behind a lock held for the
+    /// whole deletion, the append could never come first.)
     #[test]
     fn deleting_a_big_archive_does_not_hold_up_another_accounts_appends() {
+        let overtaken = (0..5).any(|_| an_append_overtakes_a_big_deletion());
+        assert!(overtaken, "bob's append waited for the whole of alice's archive to go, five times");
+    }
+
+    fn an_append_overtakes_a_big_deletion() -> bool {
         use crate::storage::archive::ArchiveStore;
         use std::time::{Duration, Instant};
         let store = super::SledStore::temporary().expect("temporary sled");
@@ -508,11 +515,11 @@ mod tests {
         // The deletion is under way: an append elsewhere goes through before it ends.
         store.archive(&bob, &carol, 1, b"<message/>").expect("archive");
         let left = store.archive.scan_prefix(super::prefix("alice@example.org")).next().is_some();
-        assert!(left, "bob's append waited for the whole of alice's archive to go");
         deleter.join().expect("no panic").expect("deleted");
         assert!(store.archive.scan_prefix(super::prefix("alice@example.org")).next().is_none());
         assert!(store.archive_expiry.iter().count() == 1, "only bob's entry keeps an expiry key");
         assert_eq!(store.query_archive(&bob, &ArchiveQuery::all(5)).expect("query").messages.len(), 1);
+        left
     }
 
     /// What every archived message asks is answered from memory once read, and a change
