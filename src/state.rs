@@ -59,6 +59,20 @@ impl ServerState {
     }
 }
 
+/// A server state over a temporary store with the accounts `users` (password `pw`), for
+/// unit tests.
+#[cfg(test)]
+pub(crate) fn with_accounts(users: &[&str]) -> Arc<ServerState> {
+    use crate::storage::UserStore;
+    let store = crate::storage::sled::SledStore::temporary().expect("sled");
+    for user in users {
+        let jid = xmpp_parsers::jid::BareJid::new(user).expect("jid");
+        let creds = crate::sasl::credentials::StoredCredentials::derive("pw", 4096).expect("derive");
+        store.create_user(&jid, &creds).expect("account");
+    }
+    Arc::new(ServerState::new(Config::default(), Arc::new(store)))
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }

@@ -229,14 +229,9 @@ impl Session {
             return None;
         }
         let id = self.next_id("delivered");
-        let ping = el("iq", NS_CLIENT)
-            .with("type", "get")
-            .with("id", id.as_str())
-            .with("from", self.bare.domain().as_str())
-            .with("to", self.jid.as_str())
-            .with_child(el("ping", modules::ping::NS));
+        let ping = self.ping_from_server(&id);
         self.receipts.as_mut()?.pinged(id, now);
-        Some(Action::Write(writer::to_bytes(&ping).into()))
+        Some(Action::Write(ping.into()))
     }
 
     /// Whether `stanza` answers one of our receipt pings (a result or an error: RFC 6120
@@ -563,14 +558,20 @@ impl Session {
             return vec![Action::End(StreamEnd::error(StreamCondition::ConnectionTimeout, text))];
         }
         let id = self.next_id("ping");
+        let ping = self.ping_from_server(&id);
+        self.ping = Some((id, now));
+        vec![Action::Write(ping.into())]
+    }
+
+    /// An XEP-0199 ping from the server to this client.
+    fn ping_from_server(&self, id: &str) -> Vec<u8> {
         let ping = el("iq", NS_CLIENT)
             .with("type", "get")
-            .with("id", id.as_str())
+            .with("id", id)
             .with("from", self.bare.domain().as_str())
             .with("to", self.jid.as_str())
             .with_child(el("ping", modules::ping::NS));
-        self.ping = Some((id, now));
-        vec![Action::Write(writer::to_bytes(&ping).into())]
+        writer::to_bytes(&ping)
     }
 
     /// RFC 6121 §4.5.2: a session that ends while available (with or without a word)

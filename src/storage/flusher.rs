@@ -218,11 +218,13 @@ mod tests {
         }
     }
 
-    /// A store whose flush does not return (sled's after an I/O error; here until the test
-    /// ends) and whose writes fail.
-    struct Stuck(Arc<std::sync::atomic::AtomicBool>);
+    /// A store whose writes fail (as sled's after an I/O error), and whose flush, when it
+    /// is `stuck`, does not return until the flag is cleared (sled's never does).
+    struct Broken {
+        stuck: Option<Arc<std::sync::atomic::AtomicBool>>,
+    }
 
-    impl UserStore for Stuck {
+    impl UserStore for Broken {
         fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
             Ok(())
         }
@@ -239,7 +241,7 @@ mod tests {
             Ok(Vec::new())
         }
         fn flush(&self) -> Result<(), StorageError> {
-            while !self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            while self.stuck.as_ref().is_some_and(|stuck| stuck.load(std::sync::atomic::Ordering::Relaxed)) {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Ok(())
@@ -251,45 +253,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_hung_flush_fails_its_waiters_once_a_probe_fails_and_later_ones_at_once() {
-        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flusher = Flusher::start(Arc::new(Stuck(released.clone())));
+        let stuck = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flusher = Flusher::start(Arc::new(Broken { stuck: Some(stuck.clone()) }));
         let waited = tokio::time::timeout(PROBE_EVERY * 5, flusher.durable()).await;
-        released.store(true, std::sync::atomic::Ordering::Relaxed);
+        stuck.store(false, std::sync::atomic::Ordering::Relaxed);
         assert!(matches!(waited, Ok(Err(StorageError::Backend(ref why))) if why.contains("No space")), "{waited:?}");
         assert!(flusher.failure().is_some());
         assert!(flusher.request().wait().await.is_err(), "once broken, every request fails");
     }
 
-    /// A store whose writes fail and whose flush is never asked for.
-    struct Failing;
-
-    impl UserStore for Failing {
-        fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
-            Ok(())
-        }
-        fn set_credentials(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
-            Ok(())
-        }
-        fn delete_user(&self, _: &BareJid) -> Result<(), StorageError> {
-            Ok(())
-        }
-        fn credentials(&self, _: &BareJid) -> Result<Option<StoredCredentials>, StorageError> {
-            Ok(None)
-        }
-        fn list_users(&self) -> Result<Vec<BareJid>, StorageError> {
-            Ok(Vec::new())
-        }
-        fn flush(&self) -> Result<(), StorageError> {
-            Ok(())
-        }
-        fn check(&self) -> Result<(), StorageError> {
-            Err(StorageError::Io("No space left on device".into()))
-        }
-    }
-
     #[tokio::test]
     async fn an_idle_store_is_probed_too() {
-        let flusher = Flusher::start(Arc::new(Failing));
+        let flusher = Flusher::start(Arc::new(Broken { stuck: None }));
         let mut watch = flusher.watch_failure();
         let told = tokio::time::timeout(IDLE_PROBE_EVERY * 3, watch.wait_for(Option::is_some)).await;
         assert!(matches!(told, Ok(Ok(_))), "no flush asked for, and still found broken");

@@ -533,16 +533,9 @@ impl CredentialLookup for Lookup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::sasl::credentials::StoredCredentials;
-    use crate::storage::sled::SledStore;
-    use crate::storage::UserStore;
 
     fn state_with_alice() -> Arc<ServerState> {
-        let store = SledStore::temporary().expect("sled");
-        let alice = BareJid::new("alice@localhost").expect("jid");
-        store.create_user(&alice, &StoredCredentials::derive("pw", 4096).expect("derive")).expect("alice");
-        Arc::new(ServerState::new(Config::default(), Arc::new(store)))
+        crate::state::with_accounts(&["alice@localhost"])
     }
 
     /// Alice's negotiation, authenticated (its SASL exchange began now).

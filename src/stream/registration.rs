@@ -83,10 +83,6 @@ fn reroute_later(state: Arc<ServerState>, left: Vec<Delivery>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::sasl::credentials::StoredCredentials;
-    use crate::storage::sled::SledStore;
-    use crate::storage::UserStore;
     use crate::stream::error::StreamEnd;
     use crate::stream::negotiate::{session_limits, Conn, Negotiation};
     use crate::stream::transport::Transport;
@@ -97,10 +93,7 @@ mod tests {
     use xmpp_parsers::jid::BareJid;
 
     fn state_with_alice() -> Arc<ServerState> {
-        let store = SledStore::temporary().expect("sled");
-        let alice = BareJid::new("alice@localhost").expect("jid");
-        store.create_user(&alice, &StoredCredentials::derive("pw", 4096).expect("derive")).expect("alice");
-        Arc::new(ServerState::new(Config::default(), Arc::new(store)))
+        crate::state::with_accounts(&["alice@localhost"])
     }
 
     fn register(state: &Arc<ServerState>, jid: &FullJid) -> (crate::router::SessionHandle, Registration) {

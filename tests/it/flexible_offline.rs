@@ -30,6 +30,23 @@ async fn bob_with_stored(n: usize) -> (TestServer, Client) {
     (server, bob)
 }
 
+/// Like [`bob_with_stored`], with messages of 200 kB each.
+async fn bob_with_large_stored(n: usize) -> (TestServer, Client) {
+    let server = TestServer::start().await;
+    server.add_user("alice@localhost", PW);
+    server.add_user("bob@localhost", PW);
+    let mut alice = server.session("alice", PW, "laptop").await;
+    let pad = "p".repeat(200_000);
+    for i in 1..=n {
+        let message =
+            format!("<message to='bob@localhost' type='chat' id='m{i}' pad='{pad}'><body>m{i}</body></message>");
+        alice.send(&format!("{message}<iq type='get' id='s{i}' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
+        alice.expect(&format!("<iq type='result' id='s{i}' from='localhost' to='alice@localhost/laptop'/>")).await;
+    }
+    let bob = server.session("bob", PW, "phone").await;
+    (server, bob)
+}
+
 /// A stored message as XEP-0013 sends it: with its delay and the `<offline/>` marker.
 fn flagged(id: &str, node: &str) -> String {
     format!(
@@ -249,18 +266,7 @@ async fn a_purge_keeps_what_arrived_after_the_fetch() {
 /// missed or given twice.
 #[tokio::test]
 async fn large_queues_are_fetched_in_bounded_batches() {
-    let server = TestServer::start().await;
-    server.add_user("alice@localhost", PW);
-    server.add_user("bob@localhost", PW);
-    let mut alice = server.session("alice", PW, "laptop").await;
-    let pad = "p".repeat(200_000);
-    for i in 1..=12 {
-        let message =
-            format!("<message to='bob@localhost' type='chat' id='m{i}' pad='{pad}'><body>m{i}</body></message>");
-        alice.send(&format!("{message}<iq type='get' id='s{i}' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
-        alice.expect(&format!("<iq type='result' id='s{i}' from='localhost' to='alice@localhost/laptop'/>")).await;
-    }
-    let mut bob = server.session("bob", PW, "phone").await;
+    let (_server, mut bob) = bob_with_large_stored(12).await;
     let mut fetched = Vec::new();
     for round in 0..12 {
         let id = format!("f{round}");
@@ -286,18 +292,7 @@ async fn large_queues_are_fetched_in_bounded_batches() {
 /// get `resource-constraint`, before anything is sent.
 #[tokio::test]
 async fn one_request_hands_over_one_batch_at_most() {
-    let server = TestServer::start().await;
-    server.add_user("alice@localhost", PW);
-    server.add_user("bob@localhost", PW);
-    let mut alice = server.session("alice", PW, "laptop").await;
-    let pad = "p".repeat(200_000);
-    for i in 1..=6 {
-        let message =
-            format!("<message to='bob@localhost' type='chat' id='m{i}' pad='{pad}'><body>m{i}</body></message>");
-        alice.send(&format!("{message}<iq type='get' id='s{i}' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;
-        alice.expect(&format!("<iq type='result' id='s{i}' from='localhost' to='alice@localhost/laptop'/>")).await;
-    }
-    let mut bob = server.session("bob", PW, "phone").await;
+    let (_server, mut bob) = bob_with_large_stored(6).await;
     let twice = format!("<iq type='get' id='f2'><offline xmlns='{NS}'><fetch/><fetch/></offline></iq>");
     let (got, answer) = request(&mut bob, "f2", &twice).await;
     assert!(got.is_empty(), "{}", kit::list(&got));

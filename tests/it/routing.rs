@@ -589,22 +589,33 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids
 }
 
+/// Alice available at alice@localhost/phone on a connection that never reads, and Bob's
+/// `n` live messages sent to it (the ids).
+async fn stalled_alice_sent(server: &TestServer, n: usize) -> (Client, Vec<String>) {
+    let connection = Client::connect_small_window(server.addr).await;
+    let mut alice = server.login(connection, "alice", "pw", "phone").await;
+    alice.available(0).await;
+    let mut bob = server.session("bob", "pw", "desk").await;
+    let sent = live_messages(&mut bob, "alice@localhost/phone", n).await;
+    (alice, sent)
+}
+
+/// Alice's next session (with `password`): the messages it finds, backlog and all.
+async fn next_session_gets(server: &TestServer, password: &str) -> Vec<String> {
+    let mut alice = server.session("alice", password, "phone").await;
+    alice.send("<presence/>").await;
+    sorted(crate::support::collect_messages(&mut alice).await)
+}
+
 /// A client without stream management stops reading, then its connection drops: every
 /// live message it never answered a ping for, wherever it waited (queue, writer, kernel),
 /// is kept offline and reaches its next session.
 #[tokio::test]
 async fn live_messages_to_a_client_that_vanishes_are_kept_offline() {
     let server = server().await;
-    let connection = Client::connect_small_window(server.addr).await;
-    let mut alice = server.login(connection, "alice", "pw", "phone").await;
-    alice.available(0).await;
-    let mut bob = server.session("bob", "pw", "desk").await;
-    let sent = live_messages(&mut bob, "alice@localhost/phone", 300).await;
+    let (alice, sent) = stalled_alice_sent(&server, 300).await;
     drop(alice); // never read a thing, and gone without a word
-    let mut alice = server.session("alice", "pw", "phone").await;
-    alice.send("<presence/>").await;
-    let got = crate::support::collect_messages(&mut alice).await;
-    assert_eq!(sorted(got), sorted(sent), "every message, once");
+    assert_eq!(next_session_gets(&server, "pw").await, sorted(sent), "every message, once");
 }
 
 /// What a client answered for is not sent again: it read the messages and answered the
@@ -633,9 +644,7 @@ async fn live_messages_a_client_answered_for_are_not_sent_again() {
     alice.send("<iq type='get' id='answered' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
     alice.expect("<iq type='result' id='answered' from='localhost' to='alice@localhost/phone'/>").await;
     drop(alice);
-    let mut alice = server.session("alice", "pw", "phone").await;
-    alice.send("<presence/>").await;
-    let again = crate::support::collect_messages(&mut alice).await;
+    let again = next_session_gets(&server, "pw").await;
     assert!(again.is_empty(), "confirmed messages came again: {again:?}");
 }
 
@@ -645,19 +654,12 @@ async fn live_messages_a_client_answered_for_are_not_sent_again() {
 #[tokio::test]
 async fn shutdown_keeps_what_a_slow_client_was_sent() {
     let server = server().await;
-    let connection = Client::connect_small_window(server.addr).await;
-    let mut alice = server.login(connection, "alice", "pw", "phone").await;
-    alice.available(0).await;
-    let mut bob = server.session("bob", "pw", "desk").await;
-    let sent = live_messages(&mut bob, "alice@localhost/phone", 400).await;
+    let (alice, sent) = stalled_alice_sent(&server, 400).await;
     let started = std::time::Instant::now();
     let server = server.restart().await;
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
     drop(alice);
-    let mut alice = server.session("alice", "pw", "phone").await;
-    alice.send("<presence/>").await;
-    let got = crate::support::collect_messages(&mut alice).await;
-    assert_eq!(sorted(got), sorted(sent), "every message, once");
+    assert_eq!(next_session_gets(&server, "pw").await, sorted(sent), "every message, once");
 }
 
 /// A session that ended before the shutdown and waits to close on a client that does not
@@ -666,21 +668,14 @@ async fn shutdown_keeps_what_a_slow_client_was_sent() {
 #[tokio::test]
 async fn shutdown_cuts_short_a_slow_close_and_keeps_what_it_held() {
     let server = server().await;
-    let connection = Client::connect_small_window(server.addr).await;
-    let mut alice = server.login(connection, "alice", "pw", "phone").await;
-    alice.available(0).await;
-    let mut bob = server.session("bob", "pw", "desk").await;
-    let sent = live_messages(&mut bob, "alice@localhost/phone", 300).await;
+    let (alice, sent) = stalled_alice_sent(&server, 300).await;
     let passwd = stanzad::admin::Request::Passwd { jid: "alice@localhost".into(), password: "new".into() };
     assert_eq!(server.admin(passwd).await, stanzad::admin::Response::Done);
     let started = std::time::Instant::now();
     let server = server.restart().await;
     assert!(started.elapsed() < std::time::Duration::from_secs(8), "shutdown took {:?}", started.elapsed());
     drop(alice);
-    let mut alice = server.session("alice", "new", "phone").await;
-    alice.send("<presence/>").await;
-    let got = crate::support::collect_messages(&mut alice).await;
-    assert_eq!(sorted(got), sorted(sent), "every message, once");
+    assert_eq!(next_session_gets(&server, "new").await, sorted(sent), "every message, once");
 }
 
 /// A client without stream management that never answers the ping after its messages
@@ -717,8 +712,5 @@ async fn a_client_that_never_answers_for_its_messages_is_ended_and_loses_nothing
     }
     assert!(pinged, "it was pinged");
     drop(alice);
-    let mut alice = server.session("alice", "pw", "phone").await;
-    alice.send("<presence/>").await;
-    let got = crate::support::collect_messages(&mut alice).await;
-    assert_eq!(sorted(got), sorted(sent));
+    assert_eq!(next_session_gets(&server, "pw").await, sorted(sent));
 }
