@@ -49,9 +49,7 @@ impl ServerState {
             store,
         }
     }
-}
 
-impl ServerState {
     /// A storage operation failed: an I/O error breaks the store (`storage/flusher.rs`), and
     /// the server stops rather than serve on it.
     pub fn storage_failed(&self, error: &crate::storage::StorageError) {

@@ -31,7 +31,7 @@ pub fn blocks(state: &ServerState, owner: &BareJid, other: &Jid) -> bool {
 /// §3.1 (the matching of XEP-0016 §2.1): a listed JID matches itself; a listed bare JID
 /// any of its resources; a listed domain every JID there; `domain/resource` that resource
 /// of the domain, whatever the user.
-fn on_list(list: &BlockList, other: &Jid) -> bool {
+pub fn on_list(list: &BlockList, other: &Jid) -> bool {
     let full = other.as_str();
     // A localpart and a domain hold neither '/' nor '@' (RFC 7622): the bare JID ends at
     // the first '/', and after the first '@' of a full JID comes "domain/resource".

@@ -8,6 +8,7 @@ use crate::error::{Condition, StanzaError};
 use crate::stanza::Stanza;
 use crate::state::ServerState;
 use crate::storage::offline::{Batch, OfflineMessage, Quota};
+use crate::storage::roster::BlockList;
 use crate::storage::StorageError;
 use crate::xml::{el, writer, Element, ElementExt};
 use xmpp_parsers::jid::BareJid;
@@ -53,12 +54,11 @@ pub struct Backlog {
     pub seqs: Vec<u64>,
 }
 
-/// The next batch for `owner`, within `batch`: its stanzas and, if any, the
-/// acknowledgement request.
+/// The next batch for `owner`, within `batch`: its stanzas and, if any, what the ping
+/// `ack_id` that the caller sends after them acknowledges.
 pub fn next_batch(
     state: &ServerState,
     owner: &BareJid,
-    to: &str,
     ack_id: String,
     batch: Batch,
 ) -> (Vec<Vec<u8>>, Option<Backlog>) {
@@ -74,15 +74,7 @@ pub fn next_batch(
         return (Vec::new(), None);
     }
     let seqs = messages.iter().map(|m| m.seq).collect();
-    let mut out: Vec<Vec<u8>> = messages.into_iter().map(|m| m.stanza).collect();
-    let ping = el("iq", crate::xml::NS_CLIENT)
-        .with("type", "get")
-        .with("id", ack_id.as_str())
-        .with("from", owner.domain().as_str())
-        .with("to", to)
-        .with_child(el("ping", crate::modules::ping::NS));
-    out.push(writer::to_bytes(&ping));
-    (out, Some(Backlog { ack_id, seqs }))
+    (messages.into_iter().map(|m| m.stanza).collect(), Some(Backlog { ack_id, seqs }))
 }
 
 /// The oldest stored messages within `batch`. Those from a sender the owner has blocked
@@ -90,25 +82,31 @@ pub fn next_batch(
 /// reaches the user), so that they neither arrive nor hold up the queue.
 pub fn deliverable(state: &ServerState, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError> {
     loop {
-        let mut messages = state.store.offline_batch(owner, batch)?;
-        let blocked: Vec<u64> = messages.iter().filter(|m| from_blocked(state, owner, m)).map(|m| m.seq).collect();
+        let messages = state.store.offline_batch(owner, batch)?;
+        // Nearly every account blocks nobody: its messages are not even looked at.
+        let Some(list) = state.store.blocked(owner)? else { return Ok(messages) };
+        let (blocked, kept): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| sent_by_one_of(&list, m));
         if blocked.is_empty() {
-            return Ok(messages);
+            return Ok(kept);
         }
         tracing::debug!(messages = blocked.len(), "stored messages from blocked senders dropped");
-        state.store.remove_offline(owner, &blocked)?;
-        messages.retain(|m| !blocked.contains(&m.seq));
-        if !messages.is_empty() {
-            return Ok(messages);
+        state.store.remove_offline(owner, &blocked.iter().map(|m| m.seq).collect::<Vec<_>>())?;
+        if !kept.is_empty() {
+            return Ok(kept);
         }
     }
 }
 
 /// Whether the sender of a stored message is one `owner` has blocked since.
 pub fn from_blocked(state: &ServerState, owner: &BareJid, message: &OfflineMessage) -> bool {
+    matches!(state.store.blocked(owner), Ok(Some(list)) if sent_by_one_of(&list, message))
+}
+
+/// Whether a stored message's sender is on the block list (read from its start tag only).
+fn sent_by_one_of(list: &BlockList, message: &OfflineMessage) -> bool {
     let from = crate::xml::start_tag_attr(&message.stanza, "from");
     let from = from.and_then(|f| xmpp_parsers::jid::Jid::new(&f).ok());
-    from.is_some_and(|from| crate::modules::blocking::blocks(state, owner, &from))
+    from.is_some_and(|from| crate::modules::blocking::on_list(list, &from))
 }
 
 /// The client acknowledged a batch: those entries go.

@@ -61,7 +61,7 @@ pub struct Session {
     backlog: Option<offline::Backlog>,
     /// What the server chose to send waits for the client to acknowledge what it holds
     /// (XEP-0198): it goes on its `<a/>` (`send_paced`).
-    backlog_waits: bool,
+    waits_for_room: bool,
     /// Stanzas initial presence brought (requests, contacts' presence), waiting for room.
     paced: std::collections::VecDeque<Vec<u8>>,
     /// The offline backlog starts once `paced` is out.
@@ -102,7 +102,7 @@ impl Session {
             detached: false,
             held: Vec::new(),
             backlog: None,
-            backlog_waits: false,
+            waits_for_room: false,
             paced: Default::default(),
             backlog_due: false,
             flexible_shown: Default::default(),
@@ -184,14 +184,14 @@ impl Session {
     /// `inflight`), and asks for an acknowledgement when one is due, or when deliveries or
     /// the backlog wait for one.
     fn track(&mut self, mut actions: Vec<Action>, mut inflight: Option<u64>, now: Instant) -> Vec<Action> {
-        let backlog_waits = self.backlog_waits;
+        let waits_for_room = self.waits_for_room;
         let Some(sm) = self.sm.as_mut() else { return actions };
         for action in &actions {
             if let Action::Write(bytes) = action {
                 sm.track(bytes.clone(), inflight.take(), now);
             }
         }
-        let waiting = (sm.full() || backlog_waits) && !sm.unacked.is_empty() && !sm.awaiting_ack();
+        let waiting = (sm.full() || waits_for_room) && !sm.unacked.is_empty() && !sm.awaiting_ack();
         if sm.over_limit() {
             let text = "too many stanzas left unacknowledged";
             actions.push(Action::End(StreamEnd::error(StreamCondition::ResourceConstraint, text)));
@@ -383,25 +383,30 @@ impl Session {
             // XEP-0198: the client holds as much unacknowledged as a batch may take: the
             // next one follows its `<a/>` (an ack is asked for), never a batch that its
             // session could not keep. Messages to the account keep queueing behind it.
-            self.backlog_waits = true;
+            self.waits_for_room = true;
             self.backlog_due = true;
             state.router.set_draining(&self.jid, self.id, true);
             return Vec::new();
         };
-        self.backlog_waits = false;
+        self.waits_for_room = false;
         let ack_id = self.next_id("offline");
-        let to = self.jid.as_str();
-        let (mut stanzas, mut backlog) = offline::next_batch(state, &self.bare, to, ack_id.clone(), room);
+        let (mut stanzas, mut backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room);
         if backlog.is_none() {
             // A message stored while this session was draining woke nobody (it was to be
             // in the next batch): a second look once the flag is down sees it, and one
             // stored after that wakes this session.
             state.router.set_draining(&self.jid, self.id, false);
-            (stanzas, backlog) = offline::next_batch(state, &self.bare, to, ack_id, room);
+            (stanzas, backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room);
         }
         state.router.set_draining(&self.jid, self.id, backlog.is_some());
+        let mut actions: Vec<Action> =
+            stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes).into())).collect();
+        if backlog.is_some() {
+            // Its answer acknowledges the batch: a client answers stanzas in order.
+            actions.push(Action::Write(self.ping_from_server(&ack_id).into()));
+        }
         self.backlog = backlog;
-        stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes).into())).collect()
+        actions
     }
 
     /// What the server chose to send, as the client's room allows (XEP-0198: within half its
@@ -415,14 +420,14 @@ impl Session {
                 None => Some(Batch { messages: usize::MAX, bytes: usize::MAX }),
             };
             let Some(room) = room else {
-                self.backlog_waits = true;
+                self.waits_for_room = true;
                 return actions;
             };
             let (mut count, mut size) = (0, 0);
             while let Some(next) = self.paced.pop_front() {
                 if !room.takes(count, size, next.len()) {
                     self.paced.push_front(next);
-                    self.backlog_waits = true;
+                    self.waits_for_room = true;
                     return actions;
                 }
                 (count, size) = (count + 1, size + next.len());
@@ -430,7 +435,7 @@ impl Session {
             }
             self.paced = Default::default(); // gives its buffer back
         }
-        self.backlog_waits = false;
+        self.waits_for_room = false;
         if std::mem::take(&mut self.backlog_due) {
             actions.extend(self.send_backlog(state));
         }
@@ -457,7 +462,7 @@ impl Session {
     /// A message was stored for the account while this session was available and idle:
     /// deliver it as a backlog batch.
     fn wake(&mut self, state: &ServerState) -> Vec<Action> {
-        if self.backlog.is_some() || self.backlog_waits || self.priority.is_none_or(|p| p < 0) {
+        if self.backlog.is_some() || self.waits_for_room || self.priority.is_none_or(|p| p < 0) {
             return Vec::new();
         }
         self.send_backlog(state)

@@ -71,7 +71,7 @@ impl Session {
         }
         let messages = offline::deliverable(state, &self.bare, *budget).map_err(fault)?;
         *budget = Batch { messages: 0, bytes: 0 };
-        self.flexible_shown.extend(messages.iter().map(|m| m.seq));
+        self.mark_shown(state, messages.iter().map(|m| m.seq));
         Ok(messages.iter().map(|m| self.flagged(m)).collect())
     }
 
@@ -91,8 +91,18 @@ impl Session {
         }
         budget.messages = budget.messages.saturating_sub(1);
         budget.bytes = budget.bytes.saturating_sub(message.stanza.len());
-        self.flexible_shown.insert(message.seq);
+        self.mark_shown(state, [message.seq]);
         Ok(self.flagged(&message))
+    }
+
+    /// Remembers what the client was shown, at most as many as the account may store: a
+    /// message another resource removed meanwhile stays in the set, and the oldest go first.
+    fn mark_shown(&mut self, state: &ServerState, seqs: impl IntoIterator<Item = u64>) {
+        self.flexible_shown.extend(seqs);
+        let cap = usize::try_from(state.config.limits.offline_quota).unwrap_or(usize::MAX);
+        while self.flexible_shown.len() > cap {
+            self.flexible_shown.pop_first();
+        }
     }
 
     /// §2.5.3: one message by its node, shown or not (the client names it).

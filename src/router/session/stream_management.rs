@@ -62,7 +62,7 @@ impl Session {
         match sm.acknowledge(h) {
             Ok(released) => {
                 forget(state, &released);
-                let actions = self.backlog_if_waiting(state);
+                let actions = self.paced_if_waiting(state);
                 // A freed queue may have stanzas waiting for a question.
                 self.track(actions, None, now)
             }
@@ -123,15 +123,15 @@ impl Session {
         self.ping = None;
         self.detached = false;
         let mut due = self.release_held();
-        due.extend(self.backlog_if_waiting(state));
+        due.extend(self.paced_if_waiting(state));
         actions.extend(self.track(due, None, now));
         Ok(actions)
     }
 
     /// What waited for room (initial presence's stanzas, the backlog), now that the
     /// client acknowledged some.
-    fn backlog_if_waiting(&mut self, state: &ServerState) -> Vec<Action> {
-        match self.backlog_waits {
+    fn paced_if_waiting(&mut self, state: &ServerState) -> Vec<Action> {
+        match self.waits_for_room {
             true => self.send_paced(state),
             false => Vec::new(),
         }

@@ -8,12 +8,17 @@ use crate::storage::sled::SledStore;
 use std::sync::Arc;
 
 fn state() -> ServerState {
+    state_with(Config::default())
+}
+
+/// Alice and Bob (password `pw`) on a server configured with `config`.
+fn state_with(config: Config) -> ServerState {
     let store = SledStore::temporary().expect("sled");
     for user in ["alice@localhost", "bob@localhost"] {
         let creds = StoredCredentials::derive("pw", 4096).expect("derive");
         store.create_user(&BareJid::new(user).expect("jid"), &creds).expect("create");
     }
-    ServerState::new(Config::default(), Arc::new(store))
+    ServerState::new(config, Arc::new(store))
 }
 
 use crate::storage::UserStore;
@@ -431,6 +436,35 @@ async fn flexible_offline_retrieval_leaves_messages_until_removed() {
         now,
     );
     assert_eq!(state.store.offline_count(&bob).expect("count"), 0);
+}
+
+#[tokio::test]
+async fn what_a_flexible_client_was_shown_is_remembered_up_to_the_quota() {
+    const FLEX: &str = "http://jabber.org/protocol/offline";
+    let mut config = Config::default();
+    config.limits.offline_quota = 3;
+    let state = state_with(config);
+    let now = Instant::now();
+    let bob = BareJid::new("bob@localhost").expect("jid");
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let (mut phone, _p) = bind(&state, "bob@localhost/phone", now);
+    let fetch = format!("<iq xmlns='jabber:client' type='get' id='f'><offline xmlns='{FLEX}'><fetch/></offline></iq>");
+    for round in 0..4 {
+        for i in 0..3 {
+            let msg =
+                format!("<message xmlns='jabber:client' to='bob@localhost' id='m{round}{i}'><body>x</body></message>");
+            alice.handle(&state, xml(&msg), now);
+        }
+        phone.handle(&state, xml(&fetch), now);
+        // Another resource takes them away: what this one was shown goes stale.
+        let stored: Vec<u64> =
+            state.store.offline_batch(&bob, offline::BATCH).expect("batch").iter().map(|m| m.seq).collect();
+        assert_eq!(stored.len(), 3, "round {round}");
+        state.store.remove_offline(&bob, &stored).expect("remove");
+    }
+    assert_eq!(phone.flexible_shown.len(), 3, "at most the quota, the newest kept");
+    let newest = phone.flexible_shown.first().copied().expect("seq");
+    assert!(phone.flexible_shown.iter().all(|seq| *seq >= newest) && newest >= 9, "{:?}", phone.flexible_shown);
 }
 
 #[tokio::test]
