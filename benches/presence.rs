@@ -5,8 +5,8 @@
 //! own). One iteration is one fan-out, the draining of the 101 mailboxes included.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use stanzad::router::Mailbox;
-use stanzad::state::ServerState;
+use stanzad::core::state::ServerState;
+use stanzad::core::Mailbox;
 use stanzad::storage::roster::{RosterItem, RosterStore, Subscription};
 use stanzad::xml::Element;
 use std::hint::black_box;
@@ -21,7 +21,7 @@ const USER: &str = "alice@localhost";
 
 /// A server state over a temporary sled store: `alice` and her contacts, each on the
 /// other's roster with a `both` subscription.
-fn state() -> ServerState {
+fn state() -> std::sync::Arc<ServerState> {
     let user = BareJid::new(USER).expect("jid");
     let store = common::store_with(std::iter::once(user.clone()).chain(contacts()));
     let quota = stanzad::config::Limits::default().roster_quota();

@@ -5,9 +5,9 @@
 //! client. One iteration is one message end to end.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use stanzad::router::session::Action;
-use stanzad::router::Mailbox;
-use stanzad::state::ServerState;
+use stanzad::c2s::session::Action;
+use stanzad::core::state::ServerState;
+use stanzad::core::Mailbox;
 use stanzad::xml::{Element, ElementExt};
 use std::hint::black_box;
 use tokio::time::Instant;
@@ -17,7 +17,7 @@ mod common;
 use common::{bind, xml};
 
 /// A server state over a temporary sled store, with the accounts `users`.
-fn state(users: &[&str]) -> ServerState {
+fn state(users: &[&str]) -> std::sync::Arc<ServerState> {
     common::state_over(common::store_with(users.iter().map(|u| BareJid::new(u).expect("jid"))))
 }
 

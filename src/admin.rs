@@ -3,9 +3,9 @@
 //! (mode 0600, inside the 0700 data directory); when it does not, they open the store.
 //! One JSON request line, one JSON response line.
 
-use crate::router::Control;
+use crate::core::state::ServerState;
+use crate::core::Control;
 use crate::sasl::credentials::StoredCredentials;
-use crate::state::ServerState;
 use crate::storage::{Storage, StorageError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -102,7 +102,7 @@ fn delete_account(state: &ServerState, jid: &BareJid) -> Result<(), String> {
         return Err(describe(StorageError::NotFound(jid.to_string())));
     }
     let forget = |pass: &str| {
-        crate::router::subscription::forget_account(state, jid).map_err(|e| {
+        crate::core::subscription::forget_account(state, jid).map_err(|e| {
             tracing::error!(error = %e, pass, "ending a deleted account's subscriptions failed");
             format!("storage error while ending its subscriptions ({pass}): {e}")
         })
@@ -111,7 +111,7 @@ fn delete_account(state: &ServerState, jid: &BareJid) -> Result<(), String> {
     store.delete_user(jid).map_err(describe)?;
     // What raced the first pass (a request its session sent meanwhile) is caught now:
     // changes made from here on find no account and change nothing.
-    crate::router::subscription::settle(state, jid);
+    crate::core::subscription::settle(state, jid);
     forget("the account was deleted; run deluser again to finish")?;
     store.delete_offline(jid).map_err(describe)?;
     store.delete_archive(jid).map_err(describe)?;

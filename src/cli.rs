@@ -2,8 +2,8 @@
 
 use crate::admin::{self, Request, Response};
 use crate::config::Config;
+use crate::core::state::ServerState;
 use crate::server::Server;
-use crate::state::ServerState;
 use crate::storage::sled::{is_locked, SledStore};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -262,7 +262,8 @@ pub(crate) fn administer_with(config: &Config, request: Request) -> Result<(), S
             // The server's own code path, over a state that nobody is connected to: a
             // deleted account leaves its contacts' rosters here too.
             let response = runtime.block_on(async {
-                let state = Arc::new(ServerState::new(config.clone(), Arc::new(store.clone())));
+                let modules = crate::modules::standard(config);
+                let state = ServerState::new(config.clone(), Arc::new(store.clone()), modules);
                 admin::carry_out(state, request).await
             });
             crate::storage::UserStore::flush(&store).map_err(|e| e.to_string())?;

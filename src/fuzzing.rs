@@ -1250,9 +1250,9 @@ pub fn jid(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
 
     // `to`/`from` of stanzas (stanza::parse_address).
-    if let Ok(jid) = crate::stanza::parse_address(text) {
+    if let Ok(jid) = crate::xmpp::stanza::parse_address(text) {
         check_jid(text, &jid);
-        assert_eq!(crate::stanza::parse_address(jid.as_str()).ok().as_ref(), Some(&jid), "{text:?}: not stable");
+        assert_eq!(crate::xmpp::stanza::parse_address(jid.as_str()).ok().as_ref(), Some(&jid), "{text:?}: not stable");
     }
     // JIDs in payloads, which modules/ parse with `Jid::new` directly; except for the jid
     // 0.12 bug that stanza::parse_address works around (a domainpart ending with a dot,
@@ -1301,8 +1301,8 @@ pub fn jid(data: &[u8]) {
 // ---------------------------------------------------------------------------------------
 
 /// The output of the server to a client must be one well-formed element.
-fn check_output(actions: &[crate::router::session::Action], what: &str) {
-    use crate::router::session::Action;
+fn check_output(actions: &[crate::c2s::session::Action], what: &str) {
+    use crate::c2s::session::Action;
     for action in actions {
         if let Action::Write(bytes) | Action::Send(bytes) = action {
             assert!(
@@ -1328,9 +1328,9 @@ pub fn stanza(data: &[u8]) {
 }
 
 fn stanza_in_runtime(data: &[u8]) {
-    use crate::router::session::{Action, Session};
-    use crate::stanza::Stanza;
+    use crate::c2s::session::{Action, Session};
     use crate::storage::UserStore;
+    use crate::xmpp::stanza::Stanza;
     use std::sync::Arc;
     use xmpp_parsers::jid::{BareJid, FullJid};
 
@@ -1340,7 +1340,9 @@ fn stanza_in_runtime(data: &[u8]) {
     for user in ["alice@localhost", "bob@localhost"] {
         store.create_user(&BareJid::new(user).expect("JID"), creds).expect("create user");
     }
-    let state = crate::state::ServerState::new(crate::config::Config::default(), Arc::new(store));
+    let config = crate::config::Config::default();
+    let modules = crate::modules::standard(&config);
+    let state = crate::core::state::ServerState::new(config, Arc::new(store), modules);
     let mut now = tokio::time::Instant::now();
 
     let mut sessions = Vec::new();
@@ -1365,7 +1367,7 @@ fn stanza_in_runtime(data: &[u8]) {
         match Stanza::parse(element.clone()) {
             Ok(stanza) => {
                 assert_eq!(stanza.element, element, "parsing changed the element");
-                let error = crate::error::StanzaError::new(crate::error::Condition::BadRequest);
+                let error = crate::xmpp::error::StanzaError::new(crate::xmpp::error::Condition::BadRequest);
                 if let Some(reply) = stanza.error_reply(&error) {
                     check_writer_round_trip(&reply);
                 }

@@ -2,13 +2,13 @@
 //! graceful shutdown (`system-shutdown` to every stream, storage flushed).
 
 use crate::admin;
+use crate::c2s::admission::{Admission, Refusal};
+use crate::c2s::connection::Listener;
 use crate::config::Config;
-use crate::state::ServerState;
+use crate::core::state::ServerState;
 use crate::storage::sled::SledStore;
 use crate::storage::{StorageError, UserStore};
-use crate::stream::admission::{Admission, Refusal};
-use crate::stream::connection::Listener;
-use crate::tls::{self, TlsSetup};
+use crate::transport::tls::{self, TlsSetup};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub enum ServerError {
 
 pub struct Server {
     pub state: Arc<ServerState>,
+    /// What the client listeners share (login throttle, resumable sessions).
+    c2s: Arc<crate::c2s::Shared>,
     /// Where the STARTTLS listener ended up (useful with port 0).
     pub c2s_addr: Option<SocketAddr>,
     pub tls_addr: Option<SocketAddr>,
@@ -50,9 +52,11 @@ impl Server {
         recover_inflight(&store)?;
         let tls = Arc::new(tls::setup(&config)?);
         let admin_path = admin::socket_path(&config.data_dir);
-        let state = Arc::new(ServerState::new(config, Arc::new(store.clone())));
+        let modules = crate::modules::standard(&config);
+        let state = ServerState::new(config, Arc::new(store.clone()), modules);
         let (shutdown, _) = watch::channel(false);
         let mut server = Server {
+            c2s: Arc::new(crate::c2s::Shared::new(&state.config)),
             state: state.clone(),
             c2s_addr: None,
             tls_addr: None,
@@ -83,8 +87,13 @@ impl Server {
     ) -> Result<SocketAddr, ServerError> {
         let socket = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         let local = socket.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-        let listener =
-            Arc::new(Listener { state: self.state.clone(), tls, direct_tls, shutdown: self.shutdown.subscribe() });
+        let listener = Arc::new(Listener {
+            state: self.state.clone(),
+            c2s: self.c2s.clone(),
+            tls,
+            direct_tls,
+            shutdown: self.shutdown.subscribe(),
+        });
         let kind = if direct_tls { "direct TLS (XEP-0368)" } else { "STARTTLS" };
         tracing::info!(addr = %local, "listening for clients with {kind}");
         let admission = self.admission.clone();
@@ -285,20 +294,8 @@ fn load_secret(data_dir: &std::path::Path) -> Result<[u8; 32], ServerError> {
         tracing::warn!(path = %path.display(), "the fake-credentials secret is damaged: making a new one");
     }
     let secret: [u8; 32] = rand::random();
-    write_private(&path, &secret).map_err(err)?;
+    crate::storage::files::write_private(&path, &secret).map_err(err)?;
     Ok(secret)
-}
-
-/// Writes a file readable by its owner only (mode 0600), and makes it durable.
-pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Creates the data directory readable only by its owner.

@@ -1,10 +1,10 @@
 //! What the session benchmarks share: accounts in a temporary store, bound sessions.
 
+use stanzad::c2s::session::Session;
 use stanzad::config::Config;
-use stanzad::router::session::Session;
-use stanzad::router::Mailbox;
+use stanzad::core::state::ServerState;
+use stanzad::core::Mailbox;
 use stanzad::sasl::credentials::StoredCredentials;
-use stanzad::state::ServerState;
 use stanzad::storage::sled::SledStore;
 use stanzad::storage::UserStore;
 use stanzad::xml::Element;
@@ -22,8 +22,11 @@ pub fn store_with(users: impl IntoIterator<Item = BareJid>) -> SledStore {
     store
 }
 
-pub fn state_over(store: SledStore) -> ServerState {
-    ServerState::new(Config::default(), Arc::new(store))
+/// A server over `store` with the standard modules, as `stanzad serve` runs it.
+pub fn state_over(store: SledStore) -> Arc<ServerState> {
+    let config = Config::default();
+    let modules = stanzad::modules::standard(&config);
+    ServerState::new(config, Arc::new(store), modules)
 }
 
 /// A session bound in the router, with the mailbox a connection task would own.

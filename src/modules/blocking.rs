@@ -2,64 +2,19 @@
 //! the JIDs it blocked, in either direction.
 
 use super::{storage_fault, Request};
-use crate::error::Condition;
-use crate::router::{presence, PushKind};
-use crate::state::ServerState;
-use crate::storage::roster::{BlockList, ListQuota};
+use crate::core::module::{Module, Registrar, Scope, Targets, Types};
+use crate::core::state::ServerState;
+use crate::core::{presence, PushKind};
+use crate::storage::roster::ListQuota;
 use crate::storage::StorageError;
 use crate::xml::{el, Element, ElementExt};
+use crate::xmpp::error::Condition;
+use std::sync::Arc;
 use xmpp_parsers::jid::{BareJid, Jid};
 
-pub const NS: &str = "urn:xmpp:blocking";
-pub const NS_ERRORS: &str = "urn:xmpp:blocking:errors";
+pub use crate::xml::ns::BLOCKING as NS;
 /// Most items in one block list (and `limits.max_blocklist_bytes` of them).
 const MAX_ITEMS: usize = 10_000;
-
-/// Whether `owner` blocked `other`. Asked for every stanza to or from `owner`: the store
-/// answers from memory, and nothing is allocated.
-pub fn blocks(state: &ServerState, owner: &BareJid, other: &Jid) -> bool {
-    match state.store.blocked(owner) {
-        Ok(Some(list)) => on_list(&list, other),
-        Ok(None) => false,
-        Err(e) => {
-            tracing::error!(error = %e, "reading the block list failed");
-            false
-        }
-    }
-}
-
-/// §3.1 (the matching of XEP-0016 §2.1): a listed JID matches itself; a listed bare JID
-/// any of its resources; a listed domain every JID there; `domain/resource` that resource
-/// of the domain, whatever the user.
-pub fn on_list(list: &BlockList, other: &Jid) -> bool {
-    let full = other.as_str();
-    // A localpart and a domain hold neither '/' nor '@' (RFC 7622): the bare JID ends at
-    // the first '/', and after the first '@' of a full JID comes "domain/resource".
-    let bare = full.split_once('/').map_or(full, |(bare, _)| bare);
-    let domain_resource = match (other.node(), other.resource()) {
-        (Some(_), Some(_)) => full.split_once('@').map(|(_, rest)| rest),
-        _ => None,
-    };
-    list.contains(full)
-        || list.contains(bare)
-        || list.contains(other.domain().as_str())
-        || domain_resource.is_some_and(|jid| list.contains(jid))
-}
-
-/// Whether either account blocked the other.
-pub fn between(state: &ServerState, a: &BareJid, b: &BareJid) -> bool {
-    blocks(state, a, &Jid::from(b.clone())) || blocks(state, b, &Jid::from(a.clone()))
-}
-
-/// §3.6: the error for a stanza a user sends to someone they blocked.
-pub fn blocked_error() -> crate::error::StanzaError {
-    crate::error::StanzaError::new(Condition::NotAcceptable)
-}
-
-/// The `<blocked/>` application condition that goes with [`blocked_error`].
-pub fn blocked_condition() -> Element {
-    el("blocked", NS_ERRORS)
-}
 
 pub fn handle(request: &Request) -> Element {
     use xmpp_parsers::blocking::{Block, BlocklistRequest, Unblock};
@@ -93,7 +48,7 @@ fn change(request: &Request, owner: &BareJid, targets: Vec<Jid>, block: bool) ->
     // Stored as a form that parses again to itself (fuzz/jid: the jid crate's own form may not).
     let targets: Vec<Jid> = targets
         .iter()
-        .map(|target| crate::stanza::parse_address(target.as_str()))
+        .map(|target| crate::xmpp::stanza::parse_address(target.as_str()))
         .collect::<Result<_, _>>()
         .map_err(|_| Condition::JidMalformed)?;
     let jids: Vec<String> = targets.iter().map(ToString::to_string).collect();
@@ -155,7 +110,20 @@ fn push(state: &ServerState, owner: &BareJid, payload: Element) {
 }
 
 /// A block list get (the session then wants pushes).
-pub fn is_get(stanza: &crate::stanza::Stanza) -> bool {
-    stanza.kind == crate::stanza::Kind::Iq(crate::stanza::IqType::Get)
+pub fn is_get(stanza: &crate::xmpp::stanza::Stanza) -> bool {
+    stanza.kind == crate::xmpp::stanza::Kind::Iq(crate::xmpp::stanza::IqType::Get)
         && stanza.element.children().next().is_some_and(|c| c.is("blocklist", NS))
+}
+
+pub struct Blocking;
+
+impl Module for Blocking {
+    fn name(&self) -> &'static str {
+        "XEP-0191"
+    }
+
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| handle(r).into());
+        api.feature(Scope::Server, NS);
+    }
 }

@@ -1,77 +1,88 @@
-//! XEP-0030 service discovery. Only features that really work are listed.
+//! XEP-0030 service discovery, built from what the modules registered: a feature is listed
+//! only because a module that implements it is registered. Nodes (XEP-0013's, say) are
+//! answered by the module that registered them.
 
-use super::{blocking, last, ping, version, Request, Target};
-use crate::error::Condition;
-use crate::router::session::flexible;
+use super::{Request, Target};
+use crate::core::module::{Module, NodeQuery, Registrar, Scope, Targets, Types};
 use crate::xml::{el, Element, ElementExt};
+use crate::xmpp::error::Condition;
+use std::sync::Arc;
 
-pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
-pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+pub use crate::xml::ns::DISCO_INFO as NS_INFO;
+pub use crate::xml::ns::DISCO_ITEMS as NS_ITEMS;
 
-/// What the server itself supports.
-const SERVER_FEATURES: &[&str] =
-    &[NS_INFO, NS_ITEMS, ping::NS, version::NS, last::NS, blocking::NS, flexible::NS, crate::router::carbons::NS];
-/// What the server does on behalf of every account.
-const ACCOUNT_FEATURES: &[&str] = &[NS_INFO, NS_ITEMS, ping::NS, last::NS];
+pub struct Disco;
 
-pub fn info(request: &Request) -> Element {
-    if !request.is_get() {
-        return request.error(Condition::BadRequest);
+impl Module for Disco {
+    fn name(&self) -> &'static str {
+        "XEP-0030"
     }
+
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.iq(Some("query"), NS_INFO, Types::Get, Targets::SERVER_AND_ACCOUNT, |r| info(r).into());
+        api.iq(Some("query"), NS_ITEMS, Types::Get, Targets::SERVER_AND_ACCOUNT, |r| items(r).into());
+        for scope in [Scope::Server, Scope::Account] {
+            api.feature(scope, NS_INFO);
+            api.feature(scope, NS_ITEMS);
+        }
+    }
+}
+
+pub fn info(request: &mut Request) -> Element {
     match request.parse::<xmpp_parsers::disco::DiscoInfoQuery>() {
-        Ok(query) if query.node.as_deref() == Some(flexible::NS) => return offline_info(request),
-        Ok(query) if query.node.is_some() => return request.error(Condition::ItemNotFound),
-        Ok(_) => {}
-        Err(condition) => return request.error(condition),
+        Ok(query) => match query.node {
+            Some(node) => node_answer(request, &node, NodeQuery::Info),
+            None => identity_and_features(request),
+        },
+        Err(condition) => request.error(condition),
     }
-    let (category, kind, features) = match request.target {
-        Target::Server(_) => ("server", "im", SERVER_FEATURES),
-        Target::Account(_) => ("account", "registered", ACCOUNT_FEATURES),
+}
+
+pub fn items(request: &mut Request) -> Element {
+    match request.parse::<xmpp_parsers::disco::DiscoItemsQuery>() {
+        Ok(query) => match query.node {
+            Some(node) => node_answer(request, &node, NodeQuery::Items),
+            None => service_items(request),
+        },
+        Err(condition) => request.error(condition),
+    }
+}
+
+fn node_answer(request: &mut Request, node: &str, query: NodeQuery) -> Element {
+    let state = request.state;
+    match state.modules.disco_node(node) {
+        Some(handler) => handler(request, query),
+        None => request.error(Condition::ItemNotFound),
+    }
+}
+
+fn identity_and_features(request: &Request) -> Element {
+    let (category, kind, scope) = match request.target {
+        Target::Server(_) => ("server", "im", Scope::Server),
+        Target::Account(_) | Target::Service(_) => ("account", "registered", Scope::Account),
     };
     let mut identity = el("identity", NS_INFO).with("category", category).with("type", kind);
     if category == "server" {
         identity.set("name", "stanzad");
     }
     let mut query = el("query", NS_INFO).with_child(identity);
-    for feature in features {
-        query.append_child(el("feature", NS_INFO).with("var", *feature));
-    }
-    // XEP-0313 §7 / XEP-0359 §6: the archive is its owner's alone, and only when it is on.
-    if request.own_account().is_ok() && request.state.config.archive.enabled {
-        for feature in [super::mam::NS, super::mam::NS_EXTENDED, super::mam::NS_SID] {
-            query.append_child(el("feature", NS_INFO).with("var", feature));
-        }
+    let modules = &request.state.modules;
+    let own = (request.own_account().is_ok()).then(|| modules.features(Scope::OwnAccount));
+    for feature in modules.features(scope).chain(own.into_iter().flatten()) {
+        query.append_child(el("feature", NS_INFO).with("var", feature));
     }
     request.result_with(query)
 }
 
-pub fn items(request: &Request) -> Element {
-    if !request.is_get() {
-        return request.error(Condition::BadRequest);
+/// The server's items are the service domains modules serve; an account has none here.
+fn service_items(request: &Request) -> Element {
+    let mut query = el("query", NS_ITEMS);
+    if let Target::Server(_) = request.target {
+        let mut domains: Vec<&str> = request.state.modules.service_domains().collect();
+        domains.sort_unstable();
+        for domain in domains {
+            query.append_child(el("item", NS_ITEMS).with("jid", domain));
+        }
     }
-    match request.parse::<xmpp_parsers::disco::DiscoItemsQuery>() {
-        Ok(query) if query.node.as_deref() == Some(flexible::NS) => offline_headers(request),
-        Ok(query) if query.node.is_some() => request.error(Condition::ItemNotFound),
-        Ok(_) => request.result_with(el("query", NS_ITEMS)),
-        Err(condition) => request.error(condition),
-    }
-}
-
-/// XEP-0013 §2.2: how many messages wait (only for the account itself).
-fn offline_info(request: &Request) -> Element {
-    let outcome = request.own_account().and_then(|owner| {
-        let count = request.state.store.offline_count(owner).map_err(super::storage_fault)?;
-        Ok(request.result_with(flexible::info(count)))
-    });
-    outcome.unwrap_or_else(|condition| request.error(condition))
-}
-
-/// XEP-0013 §2.3: one header per waiting message.
-fn offline_headers(request: &Request) -> Element {
-    let outcome = request.own_account().and_then(|owner| {
-        let messages = crate::router::offline::deliverable(request.state, owner, flexible::HEADERS)
-            .map_err(super::storage_fault)?;
-        Ok(request.result_with(flexible::headers(owner.as_str(), &messages)))
-    });
-    outcome.unwrap_or_else(|condition| request.error(condition))
+    request.result_with(query)
 }

@@ -2,11 +2,13 @@
 //! for those allowed to see its presence.
 
 use super::{Request, Target};
-use crate::error::Condition;
-use crate::router::presence::unix_now;
+use crate::core::module::{Module, Registrar, Scope, Targets, Types};
+use crate::core::presence::unix_now;
 use crate::xml::{el, Element, ElementExt};
+use crate::xmpp::error::Condition;
+use std::sync::Arc;
 
-pub const NS: &str = "jabber:iq:last";
+pub use crate::xml::ns::LAST as NS;
 
 pub fn handle(request: &Request) -> Element {
     if !request.is_get() {
@@ -20,7 +22,7 @@ pub fn handle(request: &Request) -> Element {
             let allowed = *account == asker
                 || matches!(request.state.store.roster_item(account, &asker),
                             Ok(Some(item)) if item.subscription.has_from());
-            if !allowed || crate::modules::blocking::between(request.state, account, &asker) {
+            if !allowed || crate::core::privacy::between(request.state, account, &asker) {
                 return request.error(Condition::Forbidden);
             }
             if !request.state.router.available(account).is_empty() {
@@ -35,6 +37,7 @@ pub fn handle(request: &Request) -> Element {
                 }
             }
         }
+        Target::Service(_) => request.error(Condition::ServiceUnavailable),
     }
 }
 
@@ -44,4 +47,18 @@ fn reply(request: &Request, seconds: u64, status: Option<String>) -> Element {
         query = query.with_text(status);
     }
     request.result_with(query)
+}
+
+pub struct LastActivity;
+
+impl Module for LastActivity {
+    fn name(&self) -> &'static str {
+        "XEP-0012"
+    }
+
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::SERVER_AND_ACCOUNT, |r| handle(r).into());
+        api.feature(Scope::Server, NS);
+        api.feature(Scope::Account, NS);
+    }
 }

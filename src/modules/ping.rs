@@ -2,10 +2,12 @@
 //! (Pinging idle clients is the session's job: `router::session`.)
 
 use super::Request;
-use crate::error::Condition;
+use crate::core::module::{Module, Registrar, Scope, Targets, Types};
 use crate::xml::{Element, ElementExt};
+use crate::xmpp::error::Condition;
+use std::sync::Arc;
 
-pub const NS: &str = "urn:xmpp:ping";
+pub use crate::xml::ns::PING as NS;
 
 pub fn handle(request: &Request) -> Element {
     if !request.is_get() {
@@ -16,10 +18,24 @@ pub fn handle(request: &Request) -> Element {
     match request.parse::<xmpp_parsers::ping::Ping>() {
         // The dialect's ping result carries the server time (docs/dialect.md).
         Ok(_) if empty && request.dialect => {
-            request.result().with(crate::modules::dialect::TIME, crate::router::presence::unix_now().to_string())
+            request.result().with(crate::xmpp::dialect::TIME, crate::core::presence::unix_now().to_string())
         }
         Ok(_) if empty => request.result(),
         Ok(_) => request.error(Condition::BadRequest),
         Err(condition) => request.error(condition),
+    }
+}
+
+pub struct Ping;
+
+impl Module for Ping {
+    fn name(&self) -> &'static str {
+        "XEP-0199"
+    }
+
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.iq(Some("ping"), NS, Types::Get, Targets::SERVER_AND_ACCOUNT, |r| handle(r).into());
+        api.feature(Scope::Server, NS);
+        api.feature(Scope::Account, NS);
     }
 }

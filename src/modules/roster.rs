@@ -1,18 +1,19 @@
 //! The roster protocol (RFC 6121 §2) with versioning (XEP-0237, RFC 6121 §2.6).
 
 use super::{storage_fault, Request};
-use crate::error::Condition;
-use crate::router::{subscription, PushKind};
-use crate::stanza::{Kind, Stanza};
-use crate::state::ServerState;
+use crate::core::module::{Module, Registrar, Targets, Types};
+use crate::core::roster::{item_element, push_item, push_removal};
+use crate::core::subscription;
 use crate::storage::roster::RosterItem;
 use crate::storage::StorageError;
 use crate::xml::{el, Element, ElementExt};
+use crate::xmpp::error::Condition;
+use crate::xmpp::stanza::{Kind, Stanza};
 use std::collections::HashSet;
 use std::sync::Arc;
 use xmpp_parsers::jid::BareJid;
 
-pub const NS: &str = "jabber:iq:roster";
+pub use crate::xml::ns::ROSTER as NS;
 /// Longest item name or group name we store (RFC 6121 §2.3.3 lets a server refuse more).
 const MAX_TEXT: usize = 1024;
 /// Most groups on one item.
@@ -48,7 +49,7 @@ fn set(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
         return Err(Condition::BadRequest);
     }
     let contact = item.attr("jid").ok_or(Condition::BadRequest)?;
-    let contact = match crate::stanza::parse_address(contact) {
+    let contact = match crate::xmpp::stanza::parse_address(contact) {
         Ok(jid) if jid.resource().is_none() => jid.to_bare(),
         _ => return Err(Condition::JidMalformed),
     };
@@ -114,41 +115,20 @@ fn remove(request: &Request, owner: &BareJid, contact: &BareJid) -> Result<Eleme
 
 /// A roster get from the client (it then wants pushes).
 pub fn is_get(stanza: &Stanza) -> bool {
-    stanza.kind == Kind::Iq(crate::stanza::IqType::Get)
+    stanza.kind == Kind::Iq(crate::xmpp::stanza::IqType::Get)
         && stanza.element.children().next().is_some_and(|c| c.is("query", NS))
 }
 
-/// The `<item/>` of a result or push.
-pub fn item_element(item: &RosterItem) -> Element {
-    let mut element = el("item", NS).with("jid", item.jid.as_str()).with("subscription", item.subscription.name());
-    if let Some(name) = &item.name {
-        element.set("name", name.as_str());
-    }
-    if item.ask {
-        element.set("ask", "subscribe");
-    }
-    if item.approved {
-        element.set("approved", "true");
-    }
-    for group in &item.groups {
-        element.append_child(el("group", NS).with_text(group.as_str()));
-    }
-    element
-}
+pub struct Roster;
 
-/// §2.1.6: every session of the account that asked for the roster gets the change.
-pub fn push_item(state: &ServerState, owner: &BareJid, item: &RosterItem, version: u64) {
-    push(state, owner, item_element(item), version);
-}
+impl Module for Roster {
+    fn name(&self) -> &'static str {
+        "RFC 6121 roster"
+    }
 
-/// §2.5: `contact` left `owner`'s roster.
-pub fn push_removal(state: &ServerState, owner: &BareJid, contact: &BareJid, version: u64) {
-    push(state, owner, el("item", NS).with("jid", contact.as_str()).with("subscription", "remove"), version);
-}
-
-fn push(state: &ServerState, owner: &BareJid, item: Element, version: u64) {
-    let query = Arc::new(el("query", NS).with("ver", version.to_string()).with_child(item));
-    for resource in state.router.resources(owner) {
-        resource.handle.push(PushKind::Roster, query.clone());
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| handle(r).into());
+        // RFC 6121 §2.6.1: roster versioning; §3.4: subscription pre-approval.
+        api.stream_feature("<ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>");
     }
 }

@@ -1,10 +1,12 @@
 //! XEP-0092 software version of the server. The operating system is not disclosed.
 
 use super::{Request, Target};
-use crate::error::Condition;
+use crate::core::module::{Module, Registrar, Scope, Targets, Types};
 use crate::xml::{el, Element, ElementExt};
+use crate::xmpp::error::Condition;
+use std::sync::Arc;
 
-pub const NS: &str = "jabber:iq:version";
+pub use crate::xml::ns::VERSION as NS;
 
 pub fn handle(request: &Request) -> Element {
     if !matches!(request.target, Target::Server(_)) {
@@ -17,4 +19,17 @@ pub fn handle(request: &Request) -> Element {
         .with_child(el("name", NS).with_text("stanzad"))
         .with_child(el("version", NS).with_text(env!("CARGO_PKG_VERSION")));
     request.result_with(query)
+}
+
+pub struct Version;
+
+impl Module for Version {
+    fn name(&self) -> &'static str {
+        "XEP-0092"
+    }
+
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::SERVER, |r| handle(r).into());
+        api.feature(Scope::Server, NS);
+    }
 }

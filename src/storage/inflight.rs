@@ -8,14 +8,15 @@ use super::StorageError;
 use xmpp_parsers::jid::BareJid;
 
 pub trait InflightStore: Send + Sync {
-    /// Records a message for `owner`, stamped `stamp` (unix seconds); returns its key.
+    /// Records a message for `owner`, stamped `stamp` (unix seconds), in the form it is to
+    /// take offline (the caller stamps it: storage builds no XML); returns its key.
     /// In-flight messages count against the owner's offline quota (they move there if
     /// their session ends first): `QuotaExceeded` when this one would not fit.
     fn put_inflight(&self, owner: &BareJid, stamp: u64, stanza: &[u8], quota: Quota) -> Result<u64, StorageError>;
     /// Forgets acknowledged entries (those that exist).
     fn remove_inflight(&self, keys: &[u64]) -> Result<(), StorageError>;
-    /// Moves the given entries to their owners' offline queues, in key order, each with
-    /// its stamp; entries of accounts that no longer exist are only removed. They were
+    /// Moves the given entries, as recorded, to their owners' offline queues, in key
+    /// order; entries of accounts that no longer exist are only removed. They were
     /// counted against the quota when they were recorded, so they always fit. Returns the
     /// owners that got messages.
     fn inflight_to_offline(&self, keys: &[u64]) -> Result<Vec<BareJid>, StorageError>;

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod contract;
+pub mod files;
 pub mod flusher;
 pub mod inflight;
 pub mod offline;

@@ -5,21 +5,22 @@
 pub mod budget;
 pub mod framer;
 pub mod lazy_buf;
+pub mod ns;
 pub mod writer;
 
 use xmpp_parsers::minidom::rxml::{Namespace, NcName};
 pub use xmpp_parsers::minidom::Element;
 
-pub const NS_CLIENT: &str = "jabber:client";
-pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
-pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
-pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
-pub const NS_LIMITS: &str = "urn:xmpp:stream-limits:0";
+pub use ns::BIND as NS_BIND;
+pub use ns::CLIENT as NS_CLIENT;
+pub use ns::LIMITS as NS_LIMITS;
+pub use ns::SASL as NS_SASL;
+pub use ns::SASL_CB as NS_SASL_CB;
+pub use ns::SESSION as NS_SESSION;
+pub use ns::STANZA_ERRORS as NS_STANZA_ERRORS;
+pub use ns::STREAM as NS_STREAM;
+pub use ns::STREAM_ERRORS as NS_STREAM_ERRORS;
+pub use ns::TLS as NS_TLS;
 
 /// Attribute access by plain (un-namespaced) name.
 pub trait ElementExt {

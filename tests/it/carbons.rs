@@ -348,7 +348,8 @@ async fn enable_addressed_to_the_own_bare_jid() {
     let server = server().await;
     let mut alice = server.session("alice", PW, "a").await;
     alice.send(&format!("<iq type='set' id='e' to='alice@localhost'><enable xmlns='{NS}'/></iq>")).await;
-    alice.expect("<iq type='result' id='e' to='alice@localhost/a'/>").await;
+    // RFC 6120 §8.2.3: the result comes from whom the request was addressed to.
+    alice.expect("<iq type='result' id='e' from='alice@localhost' to='alice@localhost/a'/>").await;
 }
 
 /// `<enable/>` and `<disable/>` are sets; a get is bad-request.

@@ -24,28 +24,6 @@ fn decode(value: &[u8]) -> Result<(BareJid, u64, &[u8]), StorageError> {
     Ok((owner, stamp, &rest[nul + 1..]))
 }
 
-/// The stored form: the message with its XEP-0203 delay, as offline messages carry it.
-fn with_delay(owner: &BareJid, stamp: u64, stanza: &[u8]) -> Vec<u8> {
-    let Some(close) = stanza.windows(10).rposition(|w| w == b"</message>") else {
-        // A message without children: `<message .../>`.
-        let end = stanza.len().saturating_sub(2);
-        let mut out = stanza[..end].to_vec();
-        out.extend_from_slice(b">");
-        out.extend_from_slice(delay(owner, stamp).as_bytes());
-        out.extend_from_slice(b"</message>");
-        return out;
-    };
-    let mut out = stanza[..close].to_vec();
-    out.extend_from_slice(delay(owner, stamp).as_bytes());
-    out.extend_from_slice(&stanza[close..]);
-    out
-}
-
-fn delay(owner: &BareJid, stamp: u64) -> String {
-    let stamp = crate::router::offline::xep0082(stamp);
-    format!("<delay xmlns='{}' from='{}' stamp='{stamp}'/>", crate::router::offline::NS_DELAY, owner.domain())
-}
-
 impl SledStore {
     /// A record left the in-flight tree: its owner's quota has the room again.
     fn uncount_inflight(&self, value: &[u8]) -> Result<(), StorageError> {
@@ -88,7 +66,7 @@ impl InflightStore for SledStore {
         let unbounded = Quota { messages: u64::MAX, bytes: u64::MAX };
         for key in keys {
             let Some(value) = self.inflight.get(key.to_be_bytes()).map_err(backend)? else { continue };
-            let Ok((owner, stamp, stanza)) = decode(&value) else {
+            let Ok((owner, _stamp, stanza)) = decode(&value) else {
                 // Unreadable: it cannot be delivered, and must not hold up the others.
                 tracing::error!(key, "a corrupt in-flight record is dropped");
                 self.inflight.remove(key.to_be_bytes()).map_err(backend)?;
@@ -97,7 +75,7 @@ impl InflightStore for SledStore {
             // Stored first, then forgotten: a crash in between repeats it, never loses it.
             // A deleted account's messages are only forgotten.
             if self.user_exists(&owner)? {
-                self.push_offline(&owner, &with_delay(&owner, stamp, stanza), unbounded)?;
+                self.push_offline(&owner, stanza, unbounded)?;
                 if !owners.contains(&owner) {
                     owners.push(owner);
                 }
@@ -147,17 +125,5 @@ mod tests {
         assert_eq!(store.inflight_to_offline(&[corrupt, good]).expect("moved"), vec![bob.clone()]);
         assert_eq!(store.offline_count(&bob).expect("count"), 1);
         assert!(store.inflight_keys().expect("keys").is_empty(), "the corrupt record is gone too");
-    }
-
-    #[test]
-    fn the_delay_goes_inside_the_message() {
-        let owner = BareJid::new("a@example.org").expect("jid");
-        let out = with_delay(&owner, 0, b"<message to='a@example.org'><body>x</body></message>");
-        let text = String::from_utf8(out).expect("utf-8");
-        assert!(text.starts_with("<message to='a@example.org'><body>x</body><delay "), "{text}");
-        assert!(text.ends_with("stamp='1970-01-01T00:00:00Z'/></message>"), "{text}");
-        let empty = String::from_utf8(with_delay(&owner, 0, b"<message to='a@example.org'/>")).expect("utf-8");
-        assert!(empty.starts_with("<message to='a@example.org'><delay "), "{empty}");
-        assert!(empty.ends_with("</message>"), "{empty}");
     }
 }

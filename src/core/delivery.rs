@@ -1,0 +1,318 @@
+//! RFC 6121 §8.5: where a stanza addressed to a local account goes.
+//! The caller has stamped `from`, and handled what the server answers itself.
+
+use super::offline::quota;
+use super::{DeliveryError, Resource};
+use crate::core::state::ServerState;
+use crate::storage::StorageError;
+use crate::xmpp::dialect;
+use crate::xmpp::error::{Condition, StanzaError};
+use crate::xmpp::stanza::{IqType, Kind, MessageType, PresenceType, Stanza};
+use xmpp_parsers::jid::{BareJid, Jid};
+
+/// Where a routed stanza went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Handed to session(s), or dropped where the rules say so.
+    Delivered,
+    /// Kept in storage (offline, in flight): nothing more is written to the sender until it is durable.
+    Stored,
+}
+
+/// What happened to a routed stanza.
+pub type Outcome = Result<Routed, StanzaError>;
+
+fn err(condition: Condition) -> Outcome {
+    Err(StanzaError::new(condition))
+}
+
+/// Routes a stanza with a `to` that is not the server itself.
+pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
+    if !state.config.serves(to.domain().as_str()) {
+        // No server-to-server yet (RFC 6120 §10.4.3).
+        return drop_responses(stanza, Condition::RemoteServerNotFound);
+    }
+    let bare = to.to_bare();
+    if !account_exists(state, &bare)? {
+        return unknown_account(stanza);
+    }
+    // XEP-0191 §3.5: a blocked sender learns nothing but service-unavailable.
+    if stanza.from.as_ref().is_some_and(|from| crate::core::privacy::blocks(state, &bare, from)) {
+        return match stanza.kind {
+            Kind::Presence(_) => Ok(Routed::Delivered),
+            _ => unknown_account(stanza),
+        };
+    }
+    // Modules see it first (an archive stamps its id: every copy then carries it).
+    let changed = match stanza.kind {
+        Kind::Message(_) => state.modules.message_to_account(state, stanza, &bare),
+        _ => None,
+    };
+    let stanza = changed.as_ref().unwrap_or(stanza);
+    match to.try_as_full() {
+        Ok(full) => match state.router.resource(full) {
+            Some(resource) => {
+                let outcome = deliver_one(state, &resource, stanza);
+                if outcome.is_ok() {
+                    state.modules.message_delivered(state, &bare, stanza, std::slice::from_ref(full));
+                }
+                or_offline(state, stanza, &bare, outcome)
+            }
+            None => to_unconnected_full_jid(state, stanza, &bare),
+        },
+        Err(_) => to_bare_jid(state, stanza, &bare),
+    }
+}
+
+fn account_exists(state: &ServerState, bare: &BareJid) -> Result<bool, StanzaError> {
+    if state.router.is_online(bare) {
+        return Ok(true);
+    }
+    state.store.user_exists(bare).map_err(|e| {
+        tracing::error!(error = %e, "user lookup failed while routing");
+        StanzaError::new(Condition::InternalServerError)
+    })
+}
+
+/// RFC 6121 §8.5.1: no such account.
+fn unknown_account(stanza: &Stanza) -> Outcome {
+    match stanza.kind {
+        Kind::Message(MessageType::Headline | MessageType::Error) | Kind::Presence(_) => Ok(Routed::Delivered),
+        _ => drop_responses(stanza, Condition::ServiceUnavailable),
+    }
+}
+
+/// Errors for requests; iq results and errors that cannot be delivered are dropped.
+fn drop_responses(stanza: &Stanza, condition: Condition) -> Outcome {
+    match stanza.kind {
+        Kind::Iq(IqType::Result | IqType::Error) | Kind::Presence(_) => Ok(Routed::Delivered),
+        Kind::Message(MessageType::Error) => Ok(Routed::Delivered),
+        _ => err(condition),
+    }
+}
+
+/// RFC 6121 §8.5.3.2: a full JID with no such resource.
+fn to_unconnected_full_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+    match stanza.kind {
+        Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, stanza, bare),
+        Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
+        Kind::Message(_) | Kind::Presence(_) => Ok(Routed::Delivered),
+        Kind::Iq(IqType::Get | IqType::Set) => err(Condition::ServiceUnavailable),
+        Kind::Iq(_) => Ok(Routed::Delivered),
+    }
+}
+
+/// RFC 6121 §8.5.2: the bare JID of an existing account.
+fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+    let resources = state.router.resources(bare);
+    match stanza.kind {
+        Kind::Message(MessageType::Normal | MessageType::Chat) => {
+            let top = highest_priority(&resources);
+            // No resource to take it, or one still receiving older stored messages: store,
+            // so it arrives after them.
+            if top.is_empty() || top.iter().any(|r| r.draining) {
+                // RFC 6121 §8.5.2.2.1: no available resource: store (XEP-0160).
+                return store_and_wake(state, stanza, bare);
+            }
+            let outcome = deliver_any(state, &top, stanza);
+            if outcome.is_ok() {
+                let delivered: Vec<_> = top.iter().map(|r| r.jid.clone()).collect();
+                state.modules.message_delivered(state, bare, stanza, &delivered);
+            }
+            or_offline(state, stanza, bare, outcome)
+        }
+        Kind::Message(MessageType::Headline) => {
+            let _ = deliver_any(state, &non_negative(&resources), stanza);
+            Ok(Routed::Delivered)
+        }
+        Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
+        Kind::Message(MessageType::Error) => Ok(Routed::Delivered),
+        Kind::Presence(PresenceType::Available | PresenceType::Unavailable) => {
+            let available: Vec<&Resource> = resources.iter().filter(|r| r.priority.is_some()).collect();
+            let _ = deliver_any(state, &available, stanza);
+            Ok(Routed::Delivered)
+        }
+        // Subscriptions and probes are the roster issue's; until then they go nowhere.
+        Kind::Presence(_) => Ok(Routed::Delivered),
+        // iq to a bare JID is answered by the server (modules), never routed here.
+        Kind::Iq(_) => drop_responses(stanza, Condition::ServiceUnavailable),
+    }
+}
+
+/// A message no session could take, because their queues are full (their clients stopped
+/// reading; those sessions are ending) or they ended since we looked, is kept offline like
+/// one for an unavailable account: the sender learns nothing, the recipient gets it at its
+/// next login.
+fn or_offline(state: &ServerState, stanza: &Stanza, bare: &BareJid, outcome: Outcome) -> Outcome {
+    let missed = matches!(&outcome, Err(e) if matches!(e.condition, Condition::ResourceConstraint | Condition::RecipientUnavailable));
+    if missed && matches!(stanza.kind, Kind::Message(MessageType::Normal | MessageType::Chat)) {
+        return store_and_wake(state, stanza, bare);
+    }
+    outcome
+}
+
+/// Stores a message offline; an available resource that is idle is told to fetch it.
+fn store_and_wake(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+    let outcome = super::offline::store(state, stanza, bare);
+    wake_if_idle(state, bare);
+    outcome
+}
+
+/// A resource may have become available, or finished its backlog, between our look and
+/// the store: one that is available and not draining is told to look again, so the
+/// message does not wait for its next login.
+pub fn wake_if_idle(state: &ServerState, bare: &BareJid) {
+    let resources = state.router.resources(bare);
+    let top = highest_priority(&resources);
+    if !top.is_empty() && top.iter().all(|r| !r.draining) {
+        for resource in top {
+            resource.handle.wake();
+        }
+    }
+}
+
+fn non_negative(resources: &[Resource]) -> Vec<&Resource> {
+    resources.iter().filter(|r| matches!(r.priority, Some(p) if p >= 0)).collect()
+}
+
+/// §8.5.2.1.1: the available resource(s) with the highest non-negative priority.
+fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
+    let candidates = non_negative(resources);
+    let top = candidates.iter().filter_map(|r| r.priority).max();
+    candidates.into_iter().filter(|r| r.priority == top).collect()
+}
+
+/// Hands the stanza to one session, in the form that session understands: receipts
+/// become dialect `<receipt/>`s for dialect sessions, and standard sessions never see a
+/// dialect element or attribute (docs/dialect.md).
+fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Outcome {
+    let mut converted = match (resource.dialect, stanza.kind) {
+        (true, Kind::Message(MessageType::Error)) => None,
+        (true, Kind::Message(_)) => dialect::message_to_receipt(&stanza.element),
+        (false, _) => dialect::for_standard(&stanza.element),
+        _ => None,
+    };
+    if let Some(changed) = state.modules.outbound(converted.as_ref().unwrap_or(&stanza.element)) {
+        converted = Some(changed);
+    }
+    let element = converted.as_ref().unwrap_or(&stanza.element);
+    let handed = match stanza.kind {
+        Kind::Message(MessageType::Normal | MessageType::Chat) if resource.managed => {
+            return deliver_kept(state, resource, stanza, element);
+        }
+        // Kept by the session until its client answers for it (`session/receipts.rs`).
+        Kind::Message(MessageType::Normal | MessageType::Chat) => {
+            resource.handle.send(super::Delivery::Message(crate::xml::writer::to_bytes(element).into()))
+        }
+        _ => resource.handle.deliver(element),
+    };
+    match handed {
+        Ok(()) => Ok(Routed::Delivered),
+        Err(DeliveryError::Full) => {
+            tracing::debug!(to = %resource.jid, "recipient queue full");
+            drop_responses(stanza, Condition::ResourceConstraint)
+        }
+        Err(DeliveryError::Gone) => drop_responses(stanza, Condition::RecipientUnavailable),
+    }
+}
+
+/// A message for a stream-managed session is recorded in storage first (XEP-0198): if
+/// the connection dies, or the server, before the client acknowledges it, it moves to
+/// offline storage instead of being lost. The sender waits for that record to be durable.
+/// The record holds the message as routed (a receipt stays a standard message) and as it
+/// would be stored offline (with its delay): if it ends up offline, it is converted for
+/// whichever session fetches it, like any stored message.
+fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, element: &crate::xml::Element) -> Outcome {
+    let bytes: std::sync::Arc<[u8]> = crate::xml::writer::to_bytes(element).into();
+    let owner = resource.jid.to_bare();
+    let routed = if std::ptr::eq(element, &stanza.element) {
+        bytes.to_vec()
+    } else {
+        crate::xml::writer::to_bytes(&stanza.element)
+    };
+    let now = super::presence::unix_now();
+    let stored = super::offline::with_delay(&owner, now, &routed);
+    let inflight = match state.store.put_inflight(&owner, now, &stored, quota(state)) {
+        Ok(key) => key,
+        Err(StorageError::QuotaExceeded(_)) => {
+            // It would have to fit offline if the session ended before its acknowledgement.
+            tracing::info!(to = %owner, "offline quota reached, refusing a message in flight");
+            return Err(StanzaError::with_text(Condition::ResourceConstraint, "the recipient's storage is full"));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording an in-flight message failed");
+            state.storage_failed(&e);
+            return err(Condition::InternalServerError);
+        }
+    };
+    match resource.handle.send(super::Delivery::Kept { inflight, bytes }) {
+        Ok(()) => Ok(Routed::Stored),
+        Err(e) => {
+            if let Err(e) = state.store.remove_inflight(&[inflight]) {
+                tracing::error!(error = %e, "forgetting an in-flight message failed");
+            }
+            match e {
+                DeliveryError::Full => {
+                    tracing::debug!(to = %resource.jid, "recipient queue full");
+                    drop_responses(stanza, Condition::ResourceConstraint)
+                }
+                DeliveryError::Gone => drop_responses(stanza, Condition::RecipientUnavailable),
+            }
+        }
+    }
+}
+
+/// Delivers to every target; succeeds if at least one took it (stored, if one kept it).
+fn deliver_any(state: &ServerState, targets: &[&Resource], stanza: &Stanza) -> Outcome {
+    let mut outcome = err(Condition::ServiceUnavailable);
+    for resource in targets {
+        let this = deliver_one(state, resource, stanza);
+        outcome = match (outcome, this) {
+            (Ok(Routed::Stored), _) | (_, Ok(Routed::Stored)) => Ok(Routed::Stored),
+            (Ok(first), _) => Ok(first),
+            (Err(_), this) => this,
+        };
+    }
+    outcome
+}
+
+/// A stanza left in an ended session's queue: messages go to the account's offline storage
+/// and an available resource is told to fetch them (paced by its acknowledgements, so a
+/// whole queue rerouted at once cannot overflow a healthy sibling); other stanzas that
+/// expect an answer get `recipient-unavailable` (RFC 6120 §8.3.3.14), so nothing vanishes
+/// without a word.
+pub fn reroute(state: &ServerState, element: crate::xml::Element) {
+    // A receipt converted for a dialect session goes back to its routed form.
+    let element = match dialect::receipt_back_to_message(&element) {
+        Some(message) => message,
+        None => element,
+    };
+    let Ok(stanza) = Stanza::parse(element) else {
+        return;
+    };
+    let Some(to) = stanza.to.clone() else { return };
+    // A message from the recipient's own bare JID was made by the server for that session
+    // alone: carbon copies (live only, XEP-0280 §7), archive results (answers to its own
+    // query). Never rerouted, never stored. (Clients' messages carry their full JID.)
+    if matches!(stanza.kind, Kind::Message(_)) && stanza.from.as_ref() == Some(&Jid::from(to.to_bare())) {
+        return;
+    }
+    let outcome = match stanza.kind {
+        Kind::Message(MessageType::Normal | MessageType::Chat) => store_and_wake(state, &stanza, &to.to_bare()),
+        Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(Routed::Delivered),
+        Kind::Iq(IqType::Result | IqType::Error) => Ok(Routed::Delivered),
+        _ => err(Condition::RecipientUnavailable),
+    };
+    let Err(error) = outcome else { return };
+    // Accepted before, bounced now: a retransmission of it is not a repeat.
+    if let (Kind::Message(_), Some(from), Some(id)) = (stanza.kind, stanza.from.as_ref(), stanza.id.as_deref()) {
+        state.dedup.forget(&from.to_bare(), id, stanza.element.attr("to"));
+    }
+    let (Some(reply), Some(sender)) = (stanza.error_reply(&error), stanza.from.as_ref()) else {
+        return;
+    };
+    let bounce = Stanza::parse(reply);
+    if let Ok(bounce) = bounce {
+        let _ = route(state, &bounce, sender);
+    }
+}

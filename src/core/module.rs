@@ -1,0 +1,436 @@
+//! The module API: how a feature (one XEP, one file or folder under `modules/`) plugs into
+//! the server. A module declares, once at start, through a [`Registrar`]:
+//! - the iq it answers, by type, target and namespace ([`Registrar::iq`]); a handler answers
+//!   at once or with a future the session awaits before its next stanza (RFC 6120 §10.1:
+//!   a stream's stanzas are handled in order);
+//! - its disco#info features and stream features;
+//! - the service domains it serves (routing hands it their stanzas);
+//!
+//! and implements the [`Module`] hooks it needs: a stanza from a client (after `from` is
+//! stamped), a message routed to an account, delivered, or sent. Per-session state lives in
+//! [`Slots`], allocated on first use.
+//!
+//! The core calls modules only through [`Modules`]; it never names one.
+
+use super::state::ServerState;
+use crate::config::Config;
+use crate::storage::offline::Batch;
+use crate::xml::{el, Element, ElementExt, NS_CLIENT};
+use crate::xmpp::error::{Condition, StanzaError};
+use crate::xmpp::stanza::{IqType, Kind, Stanza};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+
+/// Whom an iq is addressed to, once the server takes it (RFC 6120 §10.3.3, §10.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A hosted domain.
+    Server(String),
+    /// A local account's bare JID (the sender's own, or someone else's).
+    Account(BareJid),
+    /// A domain a module serves (a MUC service, say).
+    Service(String),
+}
+
+/// Which targets a handler answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Targets {
+    pub server: bool,
+    /// Any local account, the sender's own or another's.
+    pub account: bool,
+    pub service: bool,
+}
+
+impl Targets {
+    pub const SERVER: Targets = Targets { server: true, account: false, service: false };
+    pub const ACCOUNT: Targets = Targets { server: false, account: true, service: false };
+    pub const SERVER_AND_ACCOUNT: Targets = Targets { server: true, account: true, service: false };
+    pub const SERVICE: Targets = Targets { server: false, account: false, service: true };
+
+    fn takes(&self, target: &Target) -> bool {
+        match target {
+            Target::Server(_) => self.server,
+            Target::Account(_) => self.account,
+            Target::Service(_) => self.service,
+        }
+    }
+}
+
+/// The iq types a handler answers; another type on its namespace is a `bad-request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Types {
+    Get,
+    Set,
+    GetAndSet,
+}
+
+impl Types {
+    fn takes(&self, kind: Kind) -> bool {
+        matches!(
+            (self, kind),
+            (Types::Get | Types::GetAndSet, Kind::Iq(IqType::Get))
+                | (Types::Set | Types::GetAndSet, Kind::Iq(IqType::Set))
+        )
+    }
+}
+
+/// The request being answered.
+pub struct Request<'a> {
+    pub state: &'a ServerState,
+    pub sender: &'a FullJid,
+    /// The asking session's id in the registry.
+    pub session: u64,
+    pub target: &'a Target,
+    pub stanza: &'a Stanza,
+    /// The single child of the get/set.
+    pub payload: &'a Element,
+    /// The asking session enabled the dialect (docs/dialect.md).
+    pub dialect: bool,
+    /// What an answer of several stanzas may hold now (a stream-managed client's room).
+    pub room: Batch,
+    /// The asking session's module state.
+    pub slots: &'a mut Slots,
+}
+
+impl Request<'_> {
+    pub fn is_get(&self) -> bool {
+        self.stanza.kind == Kind::Iq(IqType::Get)
+    }
+
+    /// An empty `result`.
+    pub fn result(&self) -> Element {
+        result_to(self.sender, self.stanza)
+    }
+
+    pub fn result_with(&self, payload: Element) -> Element {
+        self.result().with_child(payload)
+    }
+
+    /// The payload as the xmpp-parsers type the handler acts on; a payload that does not
+    /// fit it is the client's fault (`bad-request`).
+    pub fn parse<T>(&self) -> Result<T, Condition>
+    where
+        T: TryFrom<Element>,
+    {
+        T::try_from(self.payload.clone()).map_err(|_| Condition::BadRequest)
+    }
+
+    /// The account this request manages, which must be the sender's own
+    /// (RFC 6121 §2.3.3, XEP-0191 §3: no one else's roster or block list).
+    pub fn own_account(&self) -> Result<&BareJid, Condition> {
+        match self.target {
+            Target::Account(owner) if *owner == self.sender.to_bare() => Ok(owner),
+            Target::Account(_) => Err(Condition::Forbidden),
+            Target::Server(_) | Target::Service(_) => Err(Condition::ServiceUnavailable),
+        }
+    }
+
+    pub fn error(&self, condition: Condition) -> Element {
+        refuse(self.stanza, condition)
+    }
+}
+
+/// The `result` to an iq from `sender` (RFC 6120 §8.2.3: same id, from whom it was to).
+pub fn result_to(sender: &FullJid, stanza: &Stanza) -> Element {
+    let mut reply = el("iq", NS_CLIENT).with("type", "result").with("to", sender.as_str());
+    if let Some(id) = &stanza.id {
+        reply.set("id", id.as_str());
+    }
+    if let Some(to) = stanza.element.attr("to") {
+        reply.set("from", to);
+    }
+    reply
+}
+
+/// The error answering an iq (RFC 6120 §8.3), logged for the operator.
+pub fn refuse(stanza: &Stanza, condition: Condition) -> Element {
+    tracing::debug!(
+        payload = %stanza.element.children().next().map(|c| c.ns()).unwrap_or_default(),
+        condition = condition.name(),
+        "iq refused"
+    );
+    crate::xmpp::stanza::error_reply(&stanza.element, &StanzaError::new(condition))
+}
+
+/// A storage fault, logged, as the stanza error a client sees.
+pub fn storage_fault(e: crate::storage::StorageError) -> Condition {
+    tracing::error!(error = %e, "storage failed while answering an iq");
+    Condition::InternalServerError
+}
+
+/// Replies that come later: the session writes them before it handles its next stanza.
+pub struct Pending(pub Pin<Box<dyn Future<Output = Vec<Element>> + Send>>);
+
+impl Pending {
+    pub fn new(replies: impl Future<Output = Vec<Element>> + Send + 'static) -> Pending {
+        Pending(Box::pin(replies))
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+/// What a handler answers.
+pub enum Answer {
+    Now(Vec<Element>),
+    Later(Pending),
+}
+
+impl From<Element> for Answer {
+    fn from(reply: Element) -> Answer {
+        Answer::Now(vec![reply])
+    }
+}
+
+pub type IqHandler = Arc<dyn Fn(&mut Request) -> Answer + Send + Sync>;
+
+struct IqRoute {
+    /// The payload's name, or any name in the namespace.
+    name: Option<&'static str>,
+    ns: &'static str,
+    types: Types,
+    targets: Targets,
+    handler: IqHandler,
+}
+
+/// Where a disco#info feature is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The server's domain.
+    Server,
+    /// Every account's bare JID.
+    Account,
+    /// An account's bare JID, asked by its owner only.
+    OwnAccount,
+}
+
+/// A feature's hooks; every one has a default that does nothing.
+pub trait Module: Send + Sync + 'static {
+    /// The specification it implements, for logs ("XEP-0199").
+    fn name(&self) -> &'static str;
+
+    /// Declares its iq handlers, features and service domains.
+    fn register(self: Arc<Self>, api: &mut Registrar);
+
+    /// A stanza from a client, after `from` is stamped: change it, or refuse it (then the
+    /// sender gets the error, and no other module or the router sees it).
+    fn inbound(&self, _state: &ServerState, _stanza: &mut Stanza, _slots: &mut Slots) -> Result<(), StanzaError> {
+        Ok(())
+    }
+
+    /// A message about to be handed to `owner`'s sessions or storage: a changed copy, or
+    /// None to leave it (an archive stamps its id here).
+    fn message_to_account(&self, _state: &ServerState, _stanza: &Stanza, _owner: &BareJid) -> Option<Stanza> {
+        None
+    }
+
+    /// A stanza about to be handed to one session: a changed copy for it, or None.
+    fn outbound(&self, _element: &Element) -> Option<Element> {
+        None
+    }
+
+    /// A message was handed to these sessions of `owner`.
+    fn message_delivered(&self, _state: &ServerState, _owner: &BareJid, _stanza: &Stanza, _to: &[FullJid]) {}
+
+    /// A client's message to `to` was taken (delivered or durably stored).
+    fn message_sent(&self, _state: &ServerState, _sender: &FullJid, _stanza: &Stanza, _to: &Jid) {}
+}
+
+/// Every registered module, with what they declared: built once at start.
+#[derive(Default)]
+pub struct Modules {
+    hooks: Vec<Arc<dyn Module>>,
+    iqs: Vec<IqRoute>,
+    features: Vec<(Scope, &'static str)>,
+    stream_features: String,
+    services: HashMap<String, &'static str>,
+    nodes: HashMap<&'static str, NodeHandler>,
+}
+
+/// Answers disco#info or disco#items about one node (XEP-0030 §3.2, §4.2).
+pub type NodeHandler = fn(&mut Request, NodeQuery) -> Element;
+
+/// Which disco query asks about a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeQuery {
+    Info,
+    Items,
+}
+
+/// What a module declares through.
+pub struct Registrar<'a> {
+    pub config: &'a Config,
+    modules: &'a mut Modules,
+}
+
+impl Registrar<'_> {
+    /// Answers iq of `types` whose payload is `name` (None: any) in `ns`, sent to `targets`.
+    pub fn iq(
+        &mut self,
+        name: Option<&'static str>,
+        ns: &'static str,
+        types: Types,
+        targets: Targets,
+        handler: impl Fn(&mut Request) -> Answer + Send + Sync + 'static,
+    ) {
+        self.modules.iqs.push(IqRoute { name, ns, types, targets, handler: Arc::new(handler) });
+    }
+
+    /// Lists `var` in disco#info where `scope` says (XEP-0030 §3.1).
+    pub fn feature(&mut self, scope: Scope, var: &'static str) {
+        self.modules.features.push((scope, var));
+    }
+
+    /// A stream feature offered after authentication (RFC 6120 §4.3.2), as XML text.
+    pub fn stream_feature(&mut self, xml: &str) {
+        self.modules.stream_features.push_str(xml);
+    }
+
+    /// Answers disco queries about `node` (the module's own node, such as XEP-0013's).
+    pub fn disco_node(&mut self, node: &'static str, handler: NodeHandler) {
+        self.modules.nodes.insert(node, handler);
+    }
+
+    /// Stanzas to `domain` (and its JIDs) are this module's (XEP-0030 items of the server).
+    pub fn service(&mut self, domain: &str, name: &'static str) {
+        self.modules.services.insert(domain.to_ascii_lowercase(), name);
+    }
+}
+
+impl Modules {
+    /// Registers `module`: what it declares, and its hooks.
+    pub fn add(&mut self, config: &Config, module: impl Module) {
+        let module = Arc::new(module);
+        tracing::debug!(module = module.name(), "module registered");
+        module.clone().register(&mut Registrar { config, modules: self });
+        self.hooks.push(module);
+    }
+
+    /// The answer to an iq get/set the server takes; None when no module answers its
+    /// namespace (the caller answers `service-unavailable`, RFC 6120 §8.4).
+    pub fn answer_iq(&self, request: &mut Request) -> Option<Answer> {
+        let (name, ns) = (request.payload.name(), request.payload.ns());
+        let mut routes = self.iqs.iter().filter(|r| r.ns == ns && r.name.is_none_or(|n| n == name)).peekable();
+        routes.peek()?;
+        let mut wrong_type = false;
+        for route in routes.filter(|r| r.targets.takes(request.target)) {
+            if route.types.takes(request.stanza.kind) {
+                return Some((route.handler)(request));
+            }
+            wrong_type = true;
+        }
+        wrong_type.then(|| Answer::from(request.error(Condition::BadRequest)))
+    }
+
+    /// The disco#info features of `scope`, in registration order.
+    pub fn features(&self, scope: Scope) -> impl Iterator<Item = &'static str> + '_ {
+        self.features.iter().filter(move |(s, _)| *s == scope).map(|(_, var)| *var)
+    }
+
+    /// The stream features modules offer after authentication.
+    pub fn stream_features(&self) -> &str {
+        &self.stream_features
+    }
+
+    /// Who answers disco queries about `node`.
+    pub fn disco_node(&self, node: &str) -> Option<NodeHandler> {
+        self.nodes.get(node).copied()
+    }
+
+    /// The module serving `domain`, if any.
+    pub fn service(&self, domain: &str) -> Option<&'static str> {
+        self.services.get(domain).copied()
+    }
+
+    /// Every service domain, for the server's disco#items.
+    pub fn service_domains(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+
+    pub fn inbound(&self, state: &ServerState, stanza: &mut Stanza, slots: &mut Slots) -> Result<(), StanzaError> {
+        self.hooks.iter().try_for_each(|m| m.inbound(state, stanza, slots))
+    }
+
+    /// The message as `owner` gets it, after every module had its say; None: unchanged.
+    pub fn message_to_account(&self, state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Option<Stanza> {
+        let mut changed: Option<Stanza> = None;
+        for module in &self.hooks {
+            let current = changed.as_ref().unwrap_or(stanza);
+            if let Some(copy) = module.message_to_account(state, current, owner) {
+                changed = Some(copy);
+            }
+        }
+        changed
+    }
+
+    /// The stanza as one session gets it, after every module had its say; None: unchanged.
+    pub fn outbound(&self, element: &Element) -> Option<Element> {
+        let mut changed: Option<Element> = None;
+        for module in &self.hooks {
+            if let Some(copy) = module.outbound(changed.as_ref().unwrap_or(element)) {
+                changed = Some(copy);
+            }
+        }
+        changed
+    }
+
+    pub fn message_delivered(&self, state: &ServerState, owner: &BareJid, stanza: &Stanza, to: &[FullJid]) {
+        self.hooks.iter().for_each(|m| m.message_delivered(state, owner, stanza, to));
+    }
+
+    pub fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, to: &Jid) {
+        self.hooks.iter().for_each(|m| m.message_sent(state, sender, stanza, to));
+    }
+}
+
+/// A session's module state: one value per type, allocated when a module first asks
+/// (an idle session holds one empty pointer).
+/// (Boxed: an empty `HashMap` is 48 bytes, and every idle session would hold them.)
+#[derive(Default)]
+#[allow(clippy::box_collection)]
+pub struct Slots(Option<Box<HashMap<TypeId, Box<dyn Any + Send>>>>);
+
+impl Slots {
+    /// The module's state of type `T` for this session, made on first use.
+    pub fn get_or_default<T: Any + Send + Default>(&mut self) -> &mut T {
+        let map = self.0.get_or_insert_with(Default::default);
+        let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
+        match value.downcast_mut::<T>() {
+            Some(value) => value,
+            // The map is keyed by the value's own type.
+            None => unreachable!("a slot holds the type it is keyed by"),
+        }
+    }
+
+    /// The state of type `T`, if a module made it.
+    pub fn get<T: Any + Send>(&self) -> Option<&T> {
+        self.0.as_ref()?.get(&TypeId::of::<T>())?.downcast_ref::<T>()
+    }
+}
+
+/// An iq push (roster, block list) for one session, with that session's own id.
+pub fn push_iq(to: &str, id: &str, payload: &Element) -> Element {
+    el("iq", NS_CLIENT).with("type", "set").with("id", id).with("to", to).with_child(payload.clone())
+}
+
+/// Answers an iq get/set the server takes: an account that does not exist is
+/// `service-unavailable` (RFC 6121 §8.5.1), as is a namespace no module answers (RFC 6120
+/// §8.4); otherwise the module's answer.
+pub fn answer(request: &mut Request) -> Answer {
+    if let Target::Account(bare) = request.target {
+        match request.state.store.user_exists(bare) {
+            Ok(true) => {}
+            Ok(false) => return Answer::from(request.error(Condition::ServiceUnavailable)),
+            Err(e) => return Answer::from(request.error(storage_fault(e))),
+        }
+    }
+    let state = request.state;
+    state.modules.answer_iq(request).unwrap_or_else(|| Answer::from(request.error(Condition::ServiceUnavailable)))
+}

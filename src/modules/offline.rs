@@ -1,0 +1,87 @@
+//! XEP-0013 flexible offline message retrieval: the server's feature and its disco node
+//! (§2.2 the count, §2.3 one header per message). The retrieval commands themselves act on
+//! the session's offline backlog, and are answered by the session (`c2s::session::flexible`).
+
+use crate::core::module::{storage_fault, Module, NodeQuery, Registrar, Request, Scope};
+use crate::storage::offline::{Batch, OfflineMessage};
+use crate::xml::ns::{DATA_FORMS, DISCO_INFO, DISCO_ITEMS};
+use crate::xml::{el, Element, ElementExt};
+use std::sync::Arc;
+
+pub use crate::xml::ns::OFFLINE as NS;
+
+/// The most headers one disco#items of the offline node lists (XEP-0013 §2.3): the
+/// oldest messages, read within this many bytes; the count in disco#info tells the rest.
+pub const HEADERS: Batch = Batch { messages: 1000, bytes: 8 << 20 };
+
+pub struct FlexibleOffline;
+
+impl Module for FlexibleOffline {
+    fn name(&self) -> &'static str {
+        "XEP-0013"
+    }
+
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.feature(Scope::Server, NS);
+        api.disco_node(NS, node_query);
+    }
+}
+
+/// The XEP's node for one message: its place in the queue.
+pub fn node(message: &OfflineMessage) -> String {
+    message.seq.to_string()
+}
+
+/// The offline node, for the account itself only.
+fn node_query(request: &mut Request, query: NodeQuery) -> Element {
+    let outcome = request.own_account().and_then(|owner| {
+        let state = request.state;
+        let payload = match query {
+            NodeQuery::Info => info(state.store.offline_count(owner).map_err(storage_fault)?),
+            NodeQuery::Items => {
+                let messages = crate::core::offline::deliverable(state, owner, HEADERS).map_err(storage_fault)?;
+                headers(owner.as_str(), &messages)
+            }
+        };
+        Ok(request.result_with(payload))
+    });
+    outcome.unwrap_or_else(|condition| request.error(condition))
+}
+
+/// The disco#info of the offline node (XEP-0013 §2.2): the number of messages.
+pub fn info(count: u64) -> Element {
+    let ns_info = DISCO_INFO;
+    let form = el("x", DATA_FORMS)
+        .with("type", "result")
+        .with_child(
+            el("field", DATA_FORMS)
+                .with("var", "FORM_TYPE")
+                .with("type", "hidden")
+                .with_child(el("value", DATA_FORMS).with_text(NS)),
+        )
+        .with_child(
+            el("field", DATA_FORMS)
+                .with("var", "number_of_messages")
+                .with_child(el("value", DATA_FORMS).with_text(count.to_string())),
+        );
+    el("query", ns_info)
+        .with("node", NS)
+        .with_child(el("identity", ns_info).with("category", "automation").with("type", "message-list"))
+        .with_child(el("feature", ns_info).with("var", NS))
+        .with_child(form)
+}
+
+/// The disco#items of the offline node (XEP-0013 §2.3): one header per message.
+pub fn headers(owner: &str, messages: &[OfflineMessage]) -> Element {
+    let ns_items = DISCO_ITEMS;
+    let mut query = el("query", ns_items).with("node", NS);
+    for message in messages {
+        let mut item = el("item", ns_items).with("jid", owner).with("node", node(message));
+        // Only the start tag is read: the message itself may be large.
+        if let Some(from) = crate::xml::start_tag_attr(&message.stanza, "from") {
+            item.set("name", from);
+        }
+        query.append_child(item);
+    }
+    query
+}
