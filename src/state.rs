@@ -57,12 +57,12 @@ impl ServerState {
     }
 }
 
-/// A server state over a temporary store with the accounts `users` (password `pw`), for
+/// A server state over a store in memory with the accounts `users` (password `pw`), for
 /// unit tests.
 #[cfg(test)]
 pub(crate) fn with_accounts(users: &[&str]) -> Arc<ServerState> {
     use crate::storage::UserStore;
-    let store = crate::storage::sled::SledStore::temporary().expect("sled");
+    let store = crate::storage::memory::MemoryStore::new();
     for user in users {
         let jid = xmpp_parsers::jid::BareJid::new(user).expect("jid");
         let creds = crate::sasl::credentials::StoredCredentials::derive("pw", 4096).expect("derive");

@@ -22,3 +22,42 @@ pub trait InflightStore: Send + Sync {
     /// Every key still recorded, oldest first (after a crash, all of them move).
     fn inflight_keys(&self) -> Result<Vec<u64>, StorageError>;
 }
+
+/// The stored form: the message with its XEP-0203 delay, as offline messages carry it.
+pub fn with_delay(owner: &BareJid, stamp: u64, stanza: &[u8]) -> Vec<u8> {
+    let Some(close) = stanza.windows(10).rposition(|w| w == b"</message>") else {
+        // A message without children: `<message .../>`.
+        let end = stanza.len().saturating_sub(2);
+        let mut out = stanza[..end].to_vec();
+        out.extend_from_slice(b">");
+        out.extend_from_slice(delay(owner, stamp).as_bytes());
+        out.extend_from_slice(b"</message>");
+        return out;
+    };
+    let mut out = stanza[..close].to_vec();
+    out.extend_from_slice(delay(owner, stamp).as_bytes());
+    out.extend_from_slice(&stanza[close..]);
+    out
+}
+
+fn delay(owner: &BareJid, stamp: u64) -> String {
+    let stamp = crate::router::offline::xep0082(stamp);
+    format!("<delay xmlns='{}' from='{}' stamp='{stamp}'/>", crate::router::offline::NS_DELAY, owner.domain())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_goes_inside_the_message() {
+        let owner = BareJid::new("a@example.org").expect("jid");
+        let out = with_delay(&owner, 0, b"<message to='a@example.org'><body>x</body></message>");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.starts_with("<message to='a@example.org'><body>x</body><delay "), "{text}");
+        assert!(text.ends_with("stamp='1970-01-01T00:00:00Z'/></message>"), "{text}");
+        let empty = String::from_utf8(with_delay(&owner, 0, b"<message to='a@example.org'/>")).expect("utf-8");
+        assert!(empty.starts_with("<message to='a@example.org'><delay "), "{empty}");
+        assert!(empty.ends_with("</message>"), "{empty}");
+    }
+}

@@ -4,7 +4,7 @@ use super::*;
 use crate::config::Config;
 use crate::router::Mailbox;
 use crate::sasl::credentials::StoredCredentials;
-use crate::storage::sled::SledStore;
+use crate::storage::memory::MemoryStore;
 use std::sync::Arc;
 
 fn state() -> ServerState {
@@ -13,7 +13,7 @@ fn state() -> ServerState {
 
 /// Alice and Bob (password `pw`) on a server configured with `config`.
 fn state_with(config: Config) -> ServerState {
-    let store = SledStore::temporary().expect("sled");
+    let store = MemoryStore::new();
     for user in ["alice@localhost", "bob@localhost"] {
         let creds = StoredCredentials::derive("pw", 4096).expect("derive");
         store.create_user(&BareJid::new(user).expect("jid"), &creds).expect("create");

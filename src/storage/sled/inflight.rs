@@ -2,7 +2,7 @@
 //! Moving one to the offline queue stores it there first, then removes it.
 
 use super::{backend, SledStore};
-use crate::storage::inflight::InflightStore;
+use crate::storage::inflight::{with_delay, InflightStore};
 use crate::storage::offline::{OfflineStore, Quota};
 use crate::storage::{StorageError, UserStore};
 use xmpp_parsers::jid::BareJid;
@@ -22,28 +22,6 @@ fn decode(value: &[u8]) -> Result<(BareJid, u64, &[u8]), StorageError> {
     let nul = rest.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
     let owner = std::str::from_utf8(&rest[..nul]).ok().and_then(|s| BareJid::new(s).ok()).ok_or_else(corrupt)?;
     Ok((owner, stamp, &rest[nul + 1..]))
-}
-
-/// The stored form: the message with its XEP-0203 delay, as offline messages carry it.
-fn with_delay(owner: &BareJid, stamp: u64, stanza: &[u8]) -> Vec<u8> {
-    let Some(close) = stanza.windows(10).rposition(|w| w == b"</message>") else {
-        // A message without children: `<message .../>`.
-        let end = stanza.len().saturating_sub(2);
-        let mut out = stanza[..end].to_vec();
-        out.extend_from_slice(b">");
-        out.extend_from_slice(delay(owner, stamp).as_bytes());
-        out.extend_from_slice(b"</message>");
-        return out;
-    };
-    let mut out = stanza[..close].to_vec();
-    out.extend_from_slice(delay(owner, stamp).as_bytes());
-    out.extend_from_slice(&stanza[close..]);
-    out
-}
-
-fn delay(owner: &BareJid, stamp: u64) -> String {
-    let stamp = crate::router::offline::xep0082(stamp);
-    format!("<delay xmlns='{}' from='{}' stamp='{stamp}'/>", crate::router::offline::NS_DELAY, owner.domain())
 }
 
 impl SledStore {
@@ -128,12 +106,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sled_passes_the_inflight_contract() {
-        let store = SledStore::temporary().expect("temporary sled");
-        crate::storage::contract::inflight_store(&store);
-    }
-
-    #[test]
     fn a_corrupt_record_does_not_hold_up_the_others() {
         use crate::storage::offline::{OfflineStore, Quota};
         let store = SledStore::temporary().expect("temporary sled");
@@ -147,17 +119,5 @@ mod tests {
         assert_eq!(store.inflight_to_offline(&[corrupt, good]).expect("moved"), vec![bob.clone()]);
         assert_eq!(store.offline_count(&bob).expect("count"), 1);
         assert!(store.inflight_keys().expect("keys").is_empty(), "the corrupt record is gone too");
-    }
-
-    #[test]
-    fn the_delay_goes_inside_the_message() {
-        let owner = BareJid::new("a@example.org").expect("jid");
-        let out = with_delay(&owner, 0, b"<message to='a@example.org'><body>x</body></message>");
-        let text = String::from_utf8(out).expect("utf-8");
-        assert!(text.starts_with("<message to='a@example.org'><body>x</body><delay "), "{text}");
-        assert!(text.ends_with("stamp='1970-01-01T00:00:00Z'/></message>"), "{text}");
-        let empty = String::from_utf8(with_delay(&owner, 0, b"<message to='a@example.org'/>")).expect("utf-8");
-        assert!(empty.starts_with("<message to='a@example.org'><delay "), "{empty}");
-        assert!(empty.ends_with("</message>"), "{empty}");
     }
 }
