@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::core::state::ServerState;
 use crate::server::Server;
 use crate::storage::sled::{is_locked, SledStore};
+use crate::storage::Backend;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -191,6 +192,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!(
             hosts = %config.hosts.join(", "),
             data_dir = %config.data_dir.display(),
+            storage = %config.storage.backend,
             certificate = %server.cert_path.display(),
             "stanzad {} ready; create an account with: stanzad adduser user@{}",
             env!("CARGO_PKG_VERSION"),
@@ -248,6 +250,13 @@ pub(crate) fn administer_with(config: &Config, request: Request) -> Result<(), S
     let response = match via_server {
         Some(response) => response,
         None => {
+            if config.storage.backend().map_err(|e| e.to_string())? == Backend::Memory {
+                return Err(format!(
+                    "storage.backend is \"memory\": accounts exist only in the running server, and its admin \
+                     socket {} does not answer",
+                    socket.display()
+                ));
+            }
             crate::server::create_private_dir(&config.data_dir).map_err(|e| e.to_string())?;
             let store = SledStore::open(&config.data_dir).map_err(|e| {
                 if is_locked(&e) {

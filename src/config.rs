@@ -26,8 +26,9 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// Virtual hosts: every domain this server serves accounts for. The first is the default.
     pub hosts: Vec<String>,
-    /// Where sled keeps accounts (and later rosters, offline queues, archives).
+    /// Where sled keeps its database, and the admin socket lives.
     pub data_dir: PathBuf,
+    pub storage: Storage,
     pub listeners: Listeners,
     pub tls: Tls,
     pub auth: Auth,
@@ -205,11 +206,36 @@ impl Archive {
     }
 }
 
+/// Where the server keeps its data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// `sled` (on disk, in `data_dir`) or `memory` (nothing survives a restart).
+    pub backend: String,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { backend: "sled".into() }
+    }
+}
+
+impl Storage {
+    /// The configured backend; an error naming the field when it is unknown.
+    pub fn backend(&self) -> Result<crate::storage::Backend, ConfigError> {
+        self.backend.parse().map_err(|()| {
+            let names = crate::storage::Backend::NAMES;
+            invalid("storage.backend", format!("{:?} is not a storage backend (known: {names})", self.backend))
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             hosts: vec!["localhost".into()],
             data_dir: PathBuf::from("data"),
+            storage: Storage::default(),
             listeners: Listeners::default(),
             tls: Tls::default(),
             auth: Auth::default(),
@@ -341,6 +367,7 @@ impl Config {
         if let Some(dup) = self.hosts.iter().find(|h| !seen.insert(*h)) {
             return Err(invalid("hosts", format!("{dup} is listed twice")));
         }
+        self.storage.backend()?;
         if self.listeners.c2s.is_none() && self.listeners.c2s_tls.is_none() {
             return Err(invalid("listeners", "at least one listener is required"));
         }
@@ -447,6 +474,16 @@ mod tests {
         assert_eq!(Config::default().limits.max_resources_per_account, 10);
         let err = Config::parse("[tls]\ncert = 'a.pem'").expect_err("cert without key");
         assert!(err.to_string().contains("tls"), "{err}");
+    }
+
+    #[test]
+    fn the_storage_backend_is_sled_unless_chosen() {
+        use crate::storage::Backend;
+        assert_eq!(Config::default().storage.backend().expect("default"), Backend::Sled);
+        let c = Config::parse("[storage]\nbackend = 'memory'").expect("memory");
+        assert_eq!(c.storage.backend().expect("memory"), Backend::Memory);
+        let err = Config::parse("[storage]\nbackend = 'postgres'").expect_err("unknown backend").to_string();
+        assert!(err.contains("storage.backend") && err.contains("postgres") && err.contains("sled"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,7 @@ use crate::c2s::admission::{Admission, Refusal};
 use crate::c2s::connection::Listener;
 use crate::config::Config;
 use crate::core::state::ServerState;
-use crate::storage::sled::SledStore;
-use crate::storage::{StorageError, UserStore};
+use crate::storage::{Backend, Storage, StorageError};
 use crate::transport::tls::{self, TlsSetup};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +20,8 @@ use tokio::task::JoinHandle;
 pub enum ServerError {
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -37,23 +38,31 @@ pub struct Server {
     pub c2s_addr: Option<SocketAddr>,
     pub tls_addr: Option<SocketAddr>,
     pub cert_path: PathBuf,
-    store: SledStore,
+    store: Arc<dyn Storage>,
     shutdown: watch::Sender<bool>,
     admission: Arc<Admission>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Opens the store in `data_dir`, sets up TLS, binds the listeners and the admin socket.
+    /// Opens the store (in `data_dir` for sled), sets up TLS, binds the listeners and the
+    /// admin socket.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
+        let backend = config.storage.backend()?;
         create_private_dir(&config.data_dir)?;
         crate::sasl::credentials::use_secret(load_secret(&config.data_dir)?);
-        let store = SledStore::open(&config.data_dir)?;
-        recover_inflight(&store)?;
+        if backend == Backend::Memory {
+            tracing::warn!(
+                "storage.backend = \"memory\": nothing is kept on disk; accounts, rosters, offline messages \
+                 and archives do not survive a restart"
+            );
+        }
+        let store = backend.open(&config.data_dir)?;
+        recover_inflight(store.as_ref())?;
         let tls = Arc::new(tls::setup(&config)?);
         let admin_path = admin::socket_path(&config.data_dir);
         let modules = crate::modules::standard(&config);
-        let state = ServerState::new(config, Arc::new(store.clone()), modules);
+        let state = ServerState::new(config, store.clone(), modules);
         let (shutdown, _) = watch::channel(false);
         let mut server = Server {
             c2s: Arc::new(crate::c2s::Shared::new(&state.config)),
@@ -132,9 +141,9 @@ impl Server {
         Ok(local)
     }
 
-    /// The account store, for tools and tests.
-    pub fn users(&self) -> &dyn UserStore {
-        &self.store
+    /// The store (its accounts, say), for tools and tests.
+    pub fn users(&self) -> &dyn Storage {
+        self.store.as_ref()
     }
 
     /// Open client connections.
@@ -214,8 +223,7 @@ const STRAGGLERS: Duration = Duration::from_secs(10);
 
 /// Messages that were in flight to stream-managed sessions when the last run stopped
 /// (killed, say) were never acknowledged: they go to offline storage before anyone logs in.
-fn recover_inflight(store: &SledStore) -> Result<(), ServerError> {
-    use crate::storage::inflight::InflightStore;
+fn recover_inflight(store: &dyn Storage) -> Result<(), ServerError> {
     let keys = store.inflight_keys()?;
     if keys.is_empty() {
         return Ok(());

@@ -41,6 +41,13 @@ impl<T> Stripes<T> {
         self.take(self.index(key))
     }
 
+    /// Every stripe in turn, each held only while `visit` runs on it.
+    pub fn for_each(&self, mut visit: impl FnMut(&mut T)) {
+        for index in 0..self.locks.len() {
+            visit(&mut self.take(index));
+        }
+    }
+
     /// The stripes of both keys, the lower index first.
     pub fn lock_pair(&self, a: &str, b: &str) -> PairGuard<'_, T> {
         let (i, j) = (self.index(a), self.index(b));

@@ -60,7 +60,7 @@ impl ServerState {
     }
 }
 
-/// A server state over a temporary store with the accounts `users` (password `pw`) and no
+/// A server state over a store in memory with the accounts `users` (password `pw`) and no
 /// feature modules, for unit tests of the core.
 #[cfg(test)]
 pub(crate) fn with_accounts(users: &[&str]) -> Arc<ServerState> {
@@ -71,7 +71,7 @@ pub(crate) fn with_accounts(users: &[&str]) -> Arc<ServerState> {
 #[cfg(test)]
 pub(crate) fn with_accounts_and(users: &[&str], config: Config, modules: Modules) -> Arc<ServerState> {
     use crate::storage::UserStore;
-    let store = crate::storage::sled::SledStore::temporary().expect("sled");
+    let store = crate::storage::memory::MemoryStore::new();
     for user in users {
         let jid = xmpp_parsers::jid::BareJid::new(user).expect("jid");
         let creds = crate::sasl::credentials::StoredCredentials::derive("pw", 4096).expect("derive");

@@ -3,6 +3,9 @@
 //! Entries are kept in arrival order; every id is unique, never reused, opaque to clients,
 //! and orders like the entries it names, so paging after or before an id is a range scan.
 
+pub mod ids;
+pub mod paging;
+
 use super::StorageError;
 use std::str::FromStr;
 use xmpp_parsers::jid::{BareJid, Jid};

@@ -1,4 +1,6 @@
-//! The contract every storage backend must pass. A new backend calls these from its tests.
+//! The contract every storage backend must pass: one function per case, run against a
+//! fresh store of every backend by [`suite!`] (instantiated at the end of this file; a new
+//! backend adds one line there).
 
 use super::{StorageError, UserStore};
 use crate::sasl::credentials::StoredCredentials;
@@ -132,6 +134,14 @@ pub fn subscription_request_store(store: &dyn SubscriptionRequestStore) {
     assert!(store.remove_pending_in(&alice, &carol).expect("remove"));
     assert!(!store.remove_pending_in(&alice, &carol).expect("remove again"));
     assert!(store.pending_request(&alice, &carol).expect("pending").is_none());
+
+    // One per contact (a new one replaces the last), listed in the order of their JIDs.
+    let (adam, zoe) = (jid("adam@example.org"), jid("zoe@example.org"));
+    store.put_pending_in(&alice, &zoe, "first").expect("pending");
+    store.put_pending_in(&alice, &adam, "adam's").expect("pending");
+    store.put_pending_in(&alice, &zoe, "second").expect("pending");
+    let listed = store.pending_in(&alice).expect("pending");
+    assert_eq!(listed, vec![(adam, "adam's".to_string()), (zoe, "second".to_string())]);
 }
 
 pub fn last_seen_store(store: &dyn LastSeenStore) {
@@ -140,6 +150,10 @@ pub fn last_seen_store(store: &dyn LastSeenStore) {
     let last = LastSeen { at: 1_700_000_000, status: Some("gone fishing".into()) };
     store.set_last_seen(&alice, &last).expect("set");
     assert_eq!(store.last_seen(&alice).expect("get"), Some(last));
+    let later = LastSeen { at: 1_700_000_100, status: None };
+    store.set_last_seen(&alice, &later).expect("set again");
+    assert_eq!(store.last_seen(&alice).expect("get"), Some(later), "replaced");
+    assert!(store.last_seen(&jid("bob@example.org")).expect("get").is_none(), "per owner");
 }
 
 pub fn block_store(store: &dyn BlockStore) {
@@ -172,6 +186,100 @@ pub fn block_store(store: &dyn BlockStore) {
     store.block(&alice, &["c.org".to_string(), "a@example.org".to_string()], quota).expect("31 bytes, 3 JIDs");
     assert!(refused(store.block(&alice, &["x".to_string()], quota)), "a fourth JID");
     store.unblock(&alice, &[]).expect("unblock all");
+
+    // What was added and removed, in the order given, each JID once; a refused block
+    // leaves no list behind.
+    let given = |jids: &[&str]| jids.iter().map(|j| j.to_string()).collect::<Vec<_>>();
+    let added = store.block(&alice, &given(&["z@example.org", "a@example.org", "z@example.org"]), ROOMY);
+    assert_eq!(added.expect("block"), given(&["z@example.org", "a@example.org"]));
+    let removed = store.unblock(&alice, &given(&["a@example.org", "nobody@example.org", "a@example.org"]));
+    assert_eq!(removed.expect("unblock"), given(&["a@example.org"]));
+    let bob = jid("bob@example.org");
+    assert!(store.unblock(&bob, &[]).expect("nothing to unblock").is_empty());
+    let none = ListQuota { items: 0, bytes: 1 << 20 };
+    assert!(refused(store.block(&bob, &given(&["x@example.org"]), none)));
+    assert!(store.blocked(&bob).expect("list").is_none());
+    assert!(store.block(&bob, &[], ROOMY).expect("nothing to block").is_empty());
+    assert!(store.blocked(&bob).expect("list").is_none());
+}
+
+/// A roster reads in the order of its contacts' JIDs. Deleting it forgets everything of
+/// the account the roster traits keep (its requests, block list, last seen) and nothing
+/// of anyone else's.
+pub fn roster_order_and_deletion(store: &dyn super::Storage) {
+    let (alice, bob) = (jid("alice@example.org"), jid("bob@example.org"));
+    for contact in ["zoe@example.org", "adam@example.org", "example.com", "mia@example.net"] {
+        store.put_roster_item(&alice, &RosterItem::new(&jid(contact)), ROOMY).expect("put");
+    }
+    let order: Vec<String> = store.roster(&alice).expect("roster").items.into_iter().map(|i| i.jid).collect();
+    assert_eq!(order, ["adam@example.org", "example.com", "mia@example.net", "zoe@example.org"]);
+    let spam = vec!["spam@example.net".to_string()];
+    let seen = LastSeen { at: 1_700_000_000, status: None };
+    for (owner, other) in [(&alice, &bob), (&bob, &alice)] {
+        store.put_roster_item(owner, &RosterItem::new(other), ROOMY).expect("put");
+        store.put_pending_in(owner, other, "<presence type='subscribe'/>").expect("pending");
+        store.block(owner, &spam, ROOMY).expect("block");
+        store.set_last_seen(owner, &seen).expect("last seen");
+    }
+
+    store.delete_roster(&alice).expect("delete");
+    assert!(store.roster(&alice).expect("roster").items.is_empty());
+    assert!(store.pending_in(&alice).expect("pending").is_empty());
+    assert!(store.blocked(&alice).expect("list").is_none());
+    assert!(store.last_seen(&alice).expect("last seen").is_none());
+    assert!(store.roster_holders(&jid("zoe@example.org")).expect("holders").is_empty());
+    assert!(store.roster_holders(&bob).expect("holders").is_empty());
+    assert_eq!(store.roster_holders(&alice).expect("holders"), vec![bob.clone()], "bob's roster stays");
+    assert_eq!(store.pending_in(&bob).expect("pending").len(), 1);
+    assert_eq!(store.blocklist(&bob).expect("list"), spam);
+    assert_eq!(store.last_seen(&bob).expect("last seen"), Some(seen));
+    let one = ListQuota { items: 1, bytes: 1 << 20 };
+    store.put_roster_item(&alice, &RosterItem::new(&bob), one).expect("deleted items count no more");
+}
+
+fn over_quota<T>(outcome: &Result<T, StorageError>) -> bool {
+    matches!(outcome, Err(StorageError::QuotaExceeded(_)))
+}
+
+/// The quotas hold against concurrent writers of one account: exactly as many writes as
+/// fit succeed, and a refused one changes nothing.
+pub fn quotas_hold_under_concurrency(store: &dyn super::Storage) {
+    const THREADS: usize = 4;
+    const TRIES: usize = 10;
+    let owner = jid("crowd@example.org");
+    let ten = Quota { messages: 10, bytes: 1 << 20 };
+    let five = ListQuota { items: 5, bytes: 1 << 20 };
+    let accepted: usize = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let owner = &owner;
+                scope.spawn(move || {
+                    let mut accepted = 0;
+                    for i in 0..TRIES {
+                        let offline = match i % 2 {
+                            0 => store.push_offline(owner, b"<message/>", ten),
+                            _ => store.put_inflight(owner, 1_700_000_000, b"<message/>", ten),
+                        };
+                        assert!(offline.is_ok() || over_quota(&offline), "{offline:?}");
+                        let contact = jid(&format!("c{t}-{i}@example.org"));
+                        let item = store.put_roster_item(owner, &RosterItem::new(&contact), five);
+                        assert!(item.is_ok() || over_quota(&item), "{item:?}");
+                        let block = store.block(owner, &[format!("b{t}-{i}@example.org")], five);
+                        assert!(block.is_ok() || over_quota(&block), "{block:?}");
+                        accepted += usize::from(offline.is_ok());
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().expect("no panic")).sum()
+    });
+    assert_eq!(accepted, 10, "offline and in flight share the quota");
+    let inflight = store.inflight_keys().expect("keys").len() as u64;
+    assert_eq!(store.offline_count(&owner).expect("count") + inflight, 10);
+    let roster = store.roster(&owner).expect("roster");
+    assert_eq!((roster.items.len(), roster.version), (5, 5), "refused items bump no version");
+    assert_eq!(store.blocklist(&owner).expect("list").len(), 5);
 }
 
 use super::offline::{Batch, OfflineStore, Quota};
@@ -187,6 +295,7 @@ pub fn offline_store(store: &dyn OfflineStore) {
     let seqs: Vec<u64> =
         (0..5).map(|i| store.push_offline(&bob, format!("m{i}").as_bytes(), five).expect("push")).collect();
     assert_eq!(store.offline_count(&bob).expect("count"), 5);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "places follow arrival: {seqs:?}");
     let quota = store.push_offline(&bob, b"m5", five);
     assert!(matches!(quota, Err(StorageError::QuotaExceeded(5))), "{quota:?}");
     assert_eq!(store.offline_count(&bob).expect("count"), 5, "a refused message is not counted");
@@ -430,7 +539,74 @@ pub fn archive_store(store: &dyn ArchiveStore) {
     assert_page(&query(all(100)), &["n0"], true, 1, 0);
 }
 
+/// A page ends early at `max_bytes` (its first entry always goes): going forward the
+/// oldest are kept, going backward the newest, and such a page is not complete.
+pub fn archive_page_bytes(store: &dyn ArchiveStore) {
+    let pat = jid("pat@example.org");
+    let bob = any_jid("bob@example.org");
+    for i in 0..5 {
+        store.archive(&pat, &bob, 1_000 + i, format!("p{i}-------").as_bytes()).expect("archive");
+        // 10 bytes
+    }
+    let page = |page, max_bytes| {
+        let q = ArchiveQuery { page, max_bytes, ..ArchiveQuery::all(10) };
+        store.query_archive(&pat, &q).expect("query")
+    };
+    let p = |i| format!("p{i}-------");
+    let (p0, p1, p3, p4) = (p(0), p(1), p(3), p(4));
+    assert_page(&page(Page::After(None), 25), &[&p0, &p1], false, 5, 0);
+    assert_page(&page(Page::After(None), 5), &[&p0], false, 5, 0);
+    assert_page(&page(Page::After(None), 0), &[&p0], false, 5, 0);
+    assert_page(&page(Page::Before(None), 25), &[&p3, &p4], false, 5, 3);
+    assert_page(&page(Page::Before(None), 5), &[&p4], false, 5, 4);
+    let all: Vec<String> = (0..5).map(p).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    assert_page(&page(Page::After(None), 50), &all, true, 5, 0);
+    assert_page(&page(Page::Before(None), 50), &all, true, 5, 0);
+}
+
 fn query_err(store: &dyn ArchiveStore, owner: &BareJid, id: &str) -> super::StorageError {
     let q = ArchiveQuery { page: Page::After(Some(id.to_string())), ..ArchiveQuery::all(1) };
     store.query_archive(owner, &q).expect_err("unknown id")
+}
+
+/// One test per case of the contract, each against a fresh store that `$make` makes.
+#[cfg(test)]
+macro_rules! suite {
+    ($make:expr) => {
+        $crate::storage::contract::suite!(@cases $make;
+            user_store,
+            roster_store,
+            roster_order_and_deletion,
+            subscription_request_store,
+            last_seen_store,
+            block_store,
+            offline_store,
+            inflight_store,
+            archive_store,
+            archive_page_bytes,
+            quotas_hold_under_concurrency,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let store = $make;
+                $crate::storage::contract::$case(&store);
+            }
+        )*
+    };
+}
+#[cfg(test)]
+pub(crate) use suite;
+
+#[cfg(test)]
+mod sled {
+    super::suite!(crate::storage::sled::SledStore::temporary().expect("a temporary sled database"));
+}
+
+#[cfg(test)]
+mod memory {
+    super::suite!(crate::storage::memory::MemoryStore::new());
 }

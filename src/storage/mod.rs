@@ -1,16 +1,20 @@
 //! Storage behind small per-concern traits, so another backend can replace sled
-//! without touching the router. Every backend must pass [`contract`].
+//! without touching the router. Every backend must pass [`contract`]; the configuration
+//! chooses one ([`Backend`], `[storage] backend`).
 
 pub mod archive;
 pub mod contract;
 pub mod files;
 pub mod flusher;
 pub mod inflight;
+pub mod memory;
 pub mod offline;
 pub mod roster;
 pub mod sled;
 
 use crate::sasl::credentials::StoredCredentials;
+use std::path::Path;
+use std::sync::Arc;
 use xmpp_parsers::jid::BareJid;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,5 +79,46 @@ pub trait UserStore: Send + Sync {
     /// flush takes long).
     fn check(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+}
+
+/// Where the server keeps its data (`[storage] backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One sled database in the data directory (the default).
+    Sled,
+    /// Memory only: nothing survives the process.
+    Memory,
+}
+
+impl Backend {
+    /// Every backend's name, for messages.
+    pub const NAMES: &'static str = "sled, memory";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sled => "sled",
+            Backend::Memory => "memory",
+        }
+    }
+
+    /// Opens the store (sled's in `data_dir`).
+    pub fn open(self, data_dir: &Path) -> Result<Arc<dyn Storage>, StorageError> {
+        Ok(match self {
+            Backend::Sled => Arc::new(sled::SledStore::open(data_dir)?),
+            Backend::Memory => Arc::new(memory::MemoryStore::new()),
+        })
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Backend, ()> {
+        match s {
+            "sled" => Ok(Backend::Sled),
+            "memory" => Ok(Backend::Memory),
+            _ => Err(()),
+        }
     }
 }

@@ -34,6 +34,71 @@ impl Batch {
     }
 }
 
+/// Messages and bytes waiting for one account: in its offline queue, and in flight to its
+/// stream-managed sessions (those may end up offline: they count against the same quota).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Totals {
+    offline: Count,
+    inflight: Count,
+}
+
+/// Some messages and their bytes.
+#[derive(Clone, Copy, Default, Debug)]
+struct Count {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Count {
+    fn add(&mut self, size: usize) {
+        self.messages += 1;
+        self.bytes = self.bytes.saturating_add(size as u64);
+    }
+
+    /// Subtraction stops at zero: in-flight records made in an earlier run were never
+    /// counted.
+    fn remove(&mut self, size: usize) {
+        self.messages = self.messages.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(size as u64);
+    }
+}
+
+impl Totals {
+    /// Messages in the offline queue.
+    pub fn messages(&self) -> u64 {
+        self.offline.messages
+    }
+
+    /// Nothing waits, offline or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.offline.messages == 0 && self.inflight.messages == 0
+    }
+
+    /// Whether one more message of `size` bytes stays within the quota.
+    pub fn fits(&self, size: usize, quota: Quota) -> bool {
+        let (offline, inflight) = (self.offline, self.inflight);
+        let messages = offline.messages.saturating_add(inflight.messages);
+        let bytes = offline.bytes.saturating_add(inflight.bytes).saturating_add(size as u64);
+        messages < quota.messages && bytes <= quota.bytes
+    }
+
+    pub fn add_offline(&mut self, size: usize) {
+        self.offline.add(size);
+    }
+
+    pub fn remove_offline(&mut self, size: usize) {
+        self.offline.remove(size);
+    }
+
+    pub fn add_inflight(&mut self, size: usize) {
+        self.inflight.add(size);
+    }
+
+    pub fn remove_inflight(&mut self, size: usize) {
+        self.inflight.remove(size);
+    }
+}
+
 pub trait OfflineStore: Send + Sync {
     /// Appends a message; `QuotaExceeded` when it would take the account over its quota of
     /// messages or bytes. The count and size change in the same write as the queue.

@@ -95,6 +95,31 @@ pub struct ListQuota {
     pub bytes: u64,
 }
 
+/// One roster's item count and size (the sum of [`RosterItem::size`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RosterTotals {
+    pub items: u64,
+    pub bytes: u64,
+}
+
+impl RosterTotals {
+    /// After replacing an item of size `old` (None: there was none) by one of size `new`.
+    pub fn change(self, old: Option<u64>, new: Option<u64>) -> RosterTotals {
+        RosterTotals {
+            items: (self.items + u64::from(new.is_some())).saturating_sub(u64::from(old.is_some())),
+            bytes: (self.bytes + new.unwrap_or(0)).saturating_sub(old.unwrap_or(0)),
+        }
+    }
+
+    /// Whether going from `self` to `after` stays within `quota`: a new item must fit the
+    /// count, and a roster may not grow past its bytes (shrinking is always allowed).
+    pub fn allows(self, after: RosterTotals, quota: ListQuota) -> bool {
+        let items_ok = after.items <= self.items || after.items <= quota.items as u64;
+        let bytes_ok = after.bytes <= self.bytes || after.bytes <= quota.bytes;
+        items_ok && bytes_ok
+    }
+}
+
 /// A whole roster and its XEP-0237 version.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Roster {
@@ -178,6 +203,34 @@ impl BlockList {
     /// The bytes of its JIDs, what a block list's byte quota counts.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Whether the list may take `jids` (those not on it yet) within `quota`.
+    pub fn takes(&self, jids: &[String], quota: ListQuota) -> bool {
+        let mut fresh: Vec<&String> = jids.iter().filter(|jid| !self.contains(jid)).collect();
+        fresh.sort();
+        fresh.dedup();
+        let bytes: u64 = fresh.iter().map(|jid| jid.len() as u64).sum();
+        self.len() + fresh.len() <= quota.items && self.bytes() + bytes <= quota.bytes
+    }
+
+    /// Adds a JID; false when it was on the list already.
+    pub(crate) fn insert(&mut self, jid: &str) -> bool {
+        if self.jids.contains(jid) {
+            return false;
+        }
+        self.jids.insert(jid.to_owned());
+        self.bytes += jid.len() as u64;
+        true
+    }
+
+    /// Removes a JID; false when it was not on the list.
+    pub(crate) fn remove(&mut self, jid: &str) -> bool {
+        let removed = self.jids.remove(jid);
+        if removed {
+            self.bytes = self.bytes.saturating_sub(jid.len() as u64);
+        }
+        removed
     }
 
     /// The JIDs, sorted.

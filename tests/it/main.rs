@@ -25,6 +25,7 @@ mod routing;
 mod sasl;
 mod spoofing;
 mod starttls;
+mod storage_backend;
 mod stream_header;
 mod stream_management;
 mod subscriptions;

@@ -16,7 +16,6 @@ use crate::support::daemon::{adduser, Daemon};
 use crate::support::sm::{Event, SmClient, NS_SM};
 use crate::support::{xml, Client, TestServer, NS_CLIENT, NS_PING, NS_STANZAS, TIMEOUT};
 use stanzad::config::Config;
-use stanzad::xml::framer::Frame;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 use xmpp_parsers::minidom::Element;
@@ -201,20 +200,6 @@ async fn enable_dialect(client: &mut Client, count: u64) {
     assert_ping_answer(&answer, "after-enable", &jid);
 }
 
-/// Ends the stream and waits for the server's `</stream:stream>`, which it sends after
-/// the session is gone (so the account is offline again). Presence may still be in flight.
-async fn log_off(mut client: Client) {
-    client.send("</stream:stream>").await;
-    loop {
-        match client.next_frame(TIMEOUT).await {
-            Some(Ok(Frame::Close)) => break,
-            Some(Ok(Frame::Stanza(e))) if e.is("presence", NS_CLIENT) => {}
-            other => panic!("waiting for the end of the stream: {other:?}"),
-        }
-    }
-    client.expect_eof().await;
-}
-
 // ---- XEP-0082 ----
 
 /// Unix seconds of an XEP-0082 DateTime in UTC: `CCYY-MM-DDThh:mm:ss[.sss]Z`.
@@ -308,7 +293,7 @@ async fn a_backlog_lost_with_the_connection_comes_again() {
     let got = go_online(&mut bob, 0).await;
     let ack = assert_backlog(&got, &chats(&ids), stamped, bob.jid());
     assert!(acknowledge(&mut bob, &ack, false).await.is_empty(), "nothing after the only batch");
-    log_off(bob).await;
+    bob.log_off().await;
 
     let mut bob = server.session("bob", PW, "phone").await;
     enable_dialect(&mut bob, 0).await;
@@ -333,7 +318,7 @@ async fn a_long_backlog_comes_in_acknowledged_batches() {
     let second = assert_backlog(&got, &chats(&ids[100..]), stamped, bob.jid());
     assert_ne!(first, second, "each batch has its own ping id");
     assert!(acknowledge(&mut bob, &second, true).await.is_empty(), "nothing after the last batch");
-    log_off(bob).await;
+    bob.log_off().await;
 
     let mut bob = server.session("bob", PW, "phone").await;
     enable_dialect(&mut bob, 0).await;
@@ -416,7 +401,7 @@ async fn stored_messages_from_a_sender_blocked_since_are_dropped() {
     assert_eq!(messages[0].attr("id"), Some("c1"));
     let ping = got.last().and_then(|e| e.attr("id")).expect("the batch's ping").to_owned();
     assert!(acknowledge(&mut bob, &ping, false).await.is_empty());
-    log_off(bob).await;
+    bob.log_off().await;
     let mut bob = server.session("bob", PW, "phone").await;
     enable_dialect(&mut bob, 0).await;
 }
@@ -488,7 +473,7 @@ async fn a_full_queue_refuses_with_resource_constraint_until_drained() {
     let got = go_online(&mut bob, 0).await;
     let ack = assert_backlog(&got, &chats(&ids(1..=3)), stamped, bob.jid());
     assert!(acknowledge(&mut bob, &ack, false).await.is_empty());
-    log_off(bob).await;
+    bob.log_off().await;
 
     // Room for three again, and not for a fourth.
     let start = unix_now();
@@ -586,7 +571,7 @@ async fn a_message_refused_for_quota_is_taken_when_retried_after_the_drain() {
     let got = go_online(&mut bob, 0).await;
     let ack = assert_backlog(&got, &chats(&ids(1..=1)), (0, unix_now()), bob.jid());
     assert!(acknowledge(&mut bob, &ack, false).await.is_empty());
-    log_off(bob).await;
+    bob.log_off().await;
 
     // The retry: same id, same recipient, same body.
     let start = unix_now();

@@ -4,7 +4,7 @@ use super::*;
 use crate::config::Config;
 use crate::core::Mailbox;
 use crate::sasl::credentials::StoredCredentials;
-use crate::storage::sled::SledStore;
+use crate::storage::memory::MemoryStore;
 use std::sync::Arc;
 
 fn state() -> Arc<ServerState> {
@@ -13,7 +13,7 @@ fn state() -> Arc<ServerState> {
 
 /// Alice and Bob (password `pw`) on a server configured with `config`.
 fn state_with(config: Config) -> Arc<ServerState> {
-    let store = SledStore::temporary().expect("sled");
+    let store = MemoryStore::new();
     for user in ["alice@localhost", "bob@localhost"] {
         let creds = StoredCredentials::derive("pw", 4096).expect("derive");
         store.create_user(&BareJid::new(user).expect("jid"), &creds).expect("create");

@@ -6,28 +6,18 @@
 //! - `archive_prefs`: `owner` → JSON;
 //! - and the id key, `archive:id-key` in the default tree.
 //!
-//! A place is the stamp (µs) and a database-wide sequence number, big-endian: within an
-//! archive stamps never decrease, so places sort in arrival order and time bounds are key
-//! bounds. An id is the place under a keyed permutation ([`Ids`]).
+//! A place (`archive/ids.rs`) is the stamp (µs) and a database-wide sequence number,
+//! big-endian in keys: within an archive stamps never decrease, so places sort in arrival
+//! order and time bounds are key bounds. Queries run in `archive/paging.rs` over [`View`].
 
 use super::{backend, SledStore};
-use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore, ArchivedMessage, Default, Page};
+use crate::storage::archive::ids::{place, stamp_of, Ids, Place};
+use crate::storage::archive::paging::{self, Entries, Places, Span};
+use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore, ArchivedMessage, Default};
 use crate::storage::StorageError;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use xmpp_parsers::jid::{BareJid, Jid};
-
-/// Stamp in the high half, sequence number in the low half.
-type Place = u128;
-
-fn place(stamp: u64, seq: u64) -> Place {
-    (Place::from(stamp) << 64) | Place::from(seq)
-}
-
-fn stamp_of(place: Place) -> u64 {
-    (place >> 64) as u64
-}
 
 /// `owner NUL`: JIDs never contain NUL, so one owner's keys share a prefix.
 fn prefix(owner: &str) -> Vec<u8> {
@@ -71,45 +61,6 @@ fn place_at_end(key: &[u8]) -> Result<Place, StorageError> {
 
 /// Where the id key lives, in the default tree.
 const ID_KEY: &[u8] = b"archive:id-key";
-const ROUNDS: u8 = 4;
-
-/// XEP-0313 §3 and XEP-0359 §5: ids are unpredictable and tell nothing (not the size of
-/// an archive, nor the server's traffic), so a place is shown through a keyed permutation:
-/// a four-round Feistel network whose round function is SHA-256 of key, round and half
-/// (fixed-length input, so a pseudo-random function). Decoding an id is one step.
-struct Ids([u8; 32]);
-
-impl Ids {
-    fn round(&self, round: u8, half: u64) -> u64 {
-        let digest =
-            Sha256::new().chain_update(self.0).chain_update([round]).chain_update(half.to_be_bytes()).finalize();
-        let mut first = [0; 8];
-        first.copy_from_slice(&digest[..8]);
-        u64::from_be_bytes(first)
-    }
-
-    fn encode(&self, place: Place) -> String {
-        let (mut left, mut right) = ((place >> 64) as u64, place as u64);
-        for round in 0..ROUNDS {
-            (left, right) = (right, left ^ self.round(round, right));
-        }
-        format!("{left:016x}{right:016x}")
-    }
-
-    /// The place behind an id; None for anything [`Ids::encode`] cannot have made.
-    fn decode(&self, id: &str) -> Option<Place> {
-        let canonical = id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !canonical {
-            return None;
-        }
-        let mut left = u64::from_str_radix(id.get(..16)?, 16).ok()?;
-        let mut right = u64::from_str_radix(id.get(16..)?, 16).ok()?;
-        for round in (0..ROUNDS).rev() {
-            (left, right) = (right ^ self.round(round, left), left);
-        }
-        Some(place(left, right))
-    }
-}
 
 /// An entry's value: length of the other party's JID, that JID, the stanza.
 fn encode_entry(with: &str, stanza: &[u8]) -> Result<Vec<u8>, StorageError> {
@@ -127,74 +78,6 @@ fn decode_entry(value: &[u8]) -> Result<(&str, &[u8]), StorageError> {
     let end = 2 + usize::from(len.ok_or_else(|| corrupt("short entry"))?);
     let with = value.get(2..end).ok_or_else(|| corrupt("short entry"))?;
     Ok((std::str::from_utf8(with).map_err(corrupt)?, &value[end..]))
-}
-
-/// Inclusive bounds on places; `lo > hi` is empty.
-#[derive(Clone, Copy, Debug)]
-struct Span {
-    lo: Place,
-    hi: Place,
-}
-
-const EMPTY: Span = Span { lo: 1, hi: 0 };
-
-impl Span {
-    /// The part strictly after `place`.
-    fn after(self, place: Place) -> Span {
-        place.checked_add(1).map_or(EMPTY, |lo| Span { lo: self.lo.max(lo), hi: self.hi })
-    }
-
-    /// The part strictly before `place`.
-    fn before(self, place: Place) -> Span {
-        place.checked_sub(1).map_or(EMPTY, |hi| Span { lo: self.lo, hi: self.hi.min(hi) })
-    }
-}
-
-type Places<'a> = Box<dyn DoubleEndedIterator<Item = Result<Place, StorageError>> + 'a>;
-
-/// Where the matches of one query are found.
-enum Source {
-    /// A key range of one tree: all of an archive, or one conversation; with `full`, only
-    /// the index entries whose other party is exactly that full JID.
-    Range { tree: sled::Tree, prefix: Vec<u8>, full: Option<String> },
-    /// The entries the query named (`ids`), sorted.
-    Listed(Vec<Place>),
-}
-
-impl Source {
-    fn scan(&self, span: Span) -> Places<'_> {
-        if span.lo > span.hi {
-            return Box::new(std::iter::empty());
-        }
-        match self {
-            Source::Listed(places) => {
-                Box::new(places.iter().copied().filter(move |p| (span.lo..=span.hi).contains(p)).map(Ok))
-            }
-            Source::Range { tree, prefix, full } => {
-                let range = tree.range(key(prefix, span.lo)..=key(prefix, span.hi));
-                Box::new(range.filter_map(move |entry| match entry {
-                    Err(e) => Some(Err(backend(e))),
-                    Ok((_, with)) if full.as_ref().is_some_and(|f| f.as_bytes() != with.as_ref()) => None,
-                    Ok((key, _)) => Some(place_at_end(&key)),
-                }))
-            }
-        }
-    }
-
-    /// How many matches lie in `span`, when no more than `limit`.
-    fn count(&self, span: Span, limit: u64) -> Result<Option<u64>, StorageError> {
-        let take = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1);
-        let n = self.scan(span).take(take).try_fold(0, |n, place| place.map(|_| n + 1))?;
-        Ok((n <= limit).then_some(n))
-    }
-}
-
-/// Whether an entry's other party matches a query's `with` (XEP-0313 §4.1.1).
-fn with_matches(with: &Jid, stored: &str) -> bool {
-    match with.resource() {
-        Some(_) => with.as_str() == stored,
-        None => Jid::new(stored).is_ok_and(|s| s.to_bare() == with.to_bare()),
-    }
 }
 
 impl SledStore {
@@ -218,82 +101,45 @@ impl SledStore {
         let newest = self.archive.scan_prefix(prefix(owner)).next_back().transpose().map_err(backend)?;
         newest.map(|(key, _)| place_at_end(&key).map(stamp_of)).transpose()
     }
+}
 
-    /// The place of an id, and the other party of its entry; `NotFound` when absent.
-    fn find(&self, ids: &Ids, owner: &str, id: &str) -> Result<(Place, String), StorageError> {
+/// One archive, as the query engine reads it.
+struct View<'a> {
+    store: &'a SledStore,
+    owner: &'a str,
+    ids: Ids,
+}
+
+impl Entries for View<'_> {
+    fn find(&self, id: &str) -> Result<(Place, String), StorageError> {
         let missing = || StorageError::NotFound(id.to_string());
-        let place = ids.decode(id).ok_or_else(missing)?;
-        let value = self.archive.get(key(&prefix(owner), place)).map_err(backend)?.ok_or_else(missing)?;
+        let place = self.ids.decode(id).ok_or_else(missing)?;
+        let value = self.store.archive.get(key(&prefix(self.owner), place)).map_err(backend)?.ok_or_else(missing)?;
         Ok((place, decode_entry(&value)?.0.to_string()))
     }
 
-    /// The bounds set by the query's filters, and where to look for matches.
-    fn plan(&self, ids: &Ids, owner: &str, query: &ArchiveQuery) -> Result<(Span, Source), StorageError> {
-        let mut span = Span {
-            lo: query.start.map_or(0, |start| place(start, 0)),
-            hi: query.end.map_or(Place::MAX, |end| place(end, u64::MAX)),
+    /// A key range of the archive, or of its conversation index; for a full JID, only the
+    /// index entries whose other party is exactly that JID.
+    fn scan(&self, span: Span, with: Option<&Jid>) -> Places<'_> {
+        let (tree, prefix) = match with {
+            None => (&self.store.archive, prefix(self.owner)),
+            Some(with) => (&self.store.archive_with, with_prefix(self.owner, with.to_bare().as_str())),
         };
-        if let Some(id) = &query.after_id {
-            span = span.after(self.find(ids, owner, id)?.0);
-        }
-        if let Some(id) = &query.before_id {
-            span = span.before(self.find(ids, owner, id)?.0);
-        }
-        if !query.ids.is_empty() {
-            return Ok((span, self.listed(ids, owner, query)?));
-        }
-        let source = match &query.with {
-            None => Source::Range { tree: self.archive.clone(), prefix: prefix(owner), full: None },
-            Some(with) => Source::Range {
-                tree: self.archive_with.clone(),
-                prefix: with_prefix(owner, with.to_bare().as_str()),
-                full: with.resource().map(|_| with.to_string()),
-            },
-        };
-        Ok((span, source))
+        let full = with.filter(|with| with.resource().is_some()).map(|with| with.to_string());
+        let range = tree.range(key(&prefix, span.lo)..=key(&prefix, span.hi));
+        Box::new(range.filter_map(move |entry| match entry {
+            Err(e) => Some(Err(backend(e))),
+            Ok((_, with)) if full.as_ref().is_some_and(|f| f.as_bytes() != with.as_ref()) => None,
+            Ok((key, _)) => Some(place_at_end(&key)),
+        }))
     }
 
-    /// The entries named by `ids` that match `with`.
-    fn listed(&self, ids: &Ids, owner: &str, query: &ArchiveQuery) -> Result<Source, StorageError> {
-        let mut places = Vec::with_capacity(query.ids.len());
-        for id in &query.ids {
-            let (place, stored) = self.find(ids, owner, id)?;
-            if query.with.as_ref().is_none_or(|with| with_matches(with, &stored)) {
-                places.push(place);
-            }
-        }
-        places.sort_unstable();
-        places.dedup();
-        Ok(Source::Listed(places))
-    }
-
-    /// The entries at `places`, in that order, while their stanzas take at most
-    /// `max_bytes` (the first always goes); whether every one fitted.
-    fn load_within(
-        &self,
-        ids: &Ids,
-        owner: &str,
-        places: &[Place],
-        max_bytes: usize,
-    ) -> Result<(Vec<(ArchivedMessage, Place)>, bool), StorageError> {
-        let (mut kept, mut size) = (Vec::with_capacity(places.len()), 0usize);
-        for &place in places {
-            let Some(message) = self.load(ids, owner, place)? else { continue };
-            size = size.saturating_add(message.stanza.len());
-            if !kept.is_empty() && size > max_bytes {
-                return Ok((kept, false));
-            }
-            kept.push((message, place));
-        }
-        Ok((kept, true))
-    }
-
-    fn load(&self, ids: &Ids, owner: &str, place: Place) -> Result<Option<ArchivedMessage>, StorageError> {
-        // Gone when retention removed it after the scan.
-        let Some(value) = self.archive.get(key(&prefix(owner), place)).map_err(backend)? else { return Ok(None) };
+    fn load(&self, place: Place) -> Result<Option<ArchivedMessage>, StorageError> {
+        let value = self.store.archive.get(key(&prefix(self.owner), place)).map_err(backend)?;
+        let Some(value) = value else { return Ok(None) };
         let (with, stanza) = decode_entry(&value)?;
         Ok(Some(ArchivedMessage {
-            id: ids.encode(place),
+            id: self.ids.encode(place),
             with: Jid::new(with).map_err(corrupt)?,
             stamp_micros: stamp_of(place),
             stanza: stanza.to_vec(),
@@ -330,38 +176,7 @@ impl ArchiveStore for SledStore {
     }
 
     fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Result<ArchivePage, StorageError> {
-        let (owner, ids) = (owner.as_str(), self.ids()?);
-        let (span, source) = self.plan(&ids, owner, query)?;
-        let (page_span, backward) = match &query.page {
-            Page::After(None) => (span, false),
-            Page::After(Some(id)) => (span.after(self.find(&ids, owner, id)?.0), false),
-            Page::Before(None) => (span, true),
-            Page::Before(Some(id)) => (span.before(self.find(&ids, owner, id)?.0), true),
-        };
-        let wanted = query.max.saturating_add(1);
-        let scan = source.scan(page_span);
-        let fetched: Result<Vec<Place>, StorageError> =
-            if backward { scan.rev().take(wanted).collect() } else { scan.take(wanted).collect() };
-        let mut places = fetched?;
-        let mut complete = places.len() <= query.max;
-        places.truncate(query.max);
-        // Nearest the starting point first: paging backward, the newest are kept.
-        let (kept, fits) = self.load_within(&ids, owner, &places, query.max_bytes)?;
-        complete &= fits;
-        let (mut messages, mut kept): (Vec<ArchivedMessage>, Vec<Place>) = kept.into_iter().unzip();
-        if backward {
-            messages.reverse();
-            kept.reverse();
-        }
-        let count = if query.count_up_to == 0 { None } else { source.count(span, query.count_up_to)? };
-        let first_index = match (count, kept.first()) {
-            (Some(_), Some(first)) => match first.checked_sub(1) {
-                Some(hi) => source.count(Span { lo: span.lo, hi }, query.count_up_to)?,
-                None => Some(0),
-            },
-            _ => None,
-        };
-        Ok(ArchivePage { messages, complete, count, first_index })
+        paging::query(&View { store: self, owner: owner.as_str(), ids: self.ids()? }, query)
     }
 
     fn archive_prefs(&self, owner: &BareJid) -> Result<Option<Arc<ArchivePrefs>>, StorageError> {
@@ -474,12 +289,6 @@ mod tests {
     use crate::storage::archive::ArchiveQuery;
     use xmpp_parsers::jid::{BareJid, Jid};
 
-    #[test]
-    fn sled_passes_the_archive_contract() {
-        let store = super::SledStore::temporary().expect("temporary sled");
-        crate::storage::contract::archive_store(&store);
-    }
-
     /// Deleting a large archive holds up no other account's archiving: while it runs,
     /// another archive is appended to, and the deletion is not over yet. (A deletion that
     /// outran the append, on a loaded machine, is tried again: behind a lock held for the
@@ -580,25 +389,5 @@ mod tests {
         let store = super::SledStore::open(dir.path()).expect("reopen");
         let page = store.query_archive(&owner, &ArchiveQuery { ids: vec![id.clone()], ..ArchiveQuery::all(5) });
         assert_eq!(page.expect("query").messages.first().map(|m| m.id.clone()), Some(id));
-    }
-
-    #[test]
-    fn ids_are_opaque_and_decode_to_their_place() {
-        use super::{place, Ids};
-        let (ids, other) = (Ids([7; 32]), Ids([8; 32]));
-        let places = [place(0, 0), place(1_700_000_000_000_000, 41), place(1_700_000_000_000_000, 42), u128::MAX];
-        for p in places {
-            let id = ids.encode(p);
-            assert_eq!((id.len(), ids.decode(&id)), (32, Some(p)), "{id}");
-            assert_ne!(other.encode(p), id, "another key, other ids");
-            if id != id.to_uppercase() {
-                assert_eq!(ids.decode(&id.to_uppercase()), None, "lower case only");
-            }
-            assert_eq!(ids.decode(&format!("+{}", &id[1..])), None);
-            assert_eq!(ids.decode(&id[1..]), None);
-        }
-        let (a, b) = (ids.encode(places[1]), ids.encode(places[2]));
-        assert!(a[..16] != b[..16] && a[16..] != b[16..], "neighbours look unrelated: {a} {b}");
-        assert_eq!(ids.decode("ü"), None);
     }
 }

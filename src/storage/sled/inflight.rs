@@ -106,12 +106,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sled_passes_the_inflight_contract() {
-        let store = SledStore::temporary().expect("temporary sled");
-        crate::storage::contract::inflight_store(&store);
-    }
-
-    #[test]
     fn a_corrupt_record_does_not_hold_up_the_others() {
         use crate::storage::offline::{OfflineStore, Quota};
         let store = SledStore::temporary().expect("temporary sled");

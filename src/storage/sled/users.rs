@@ -61,12 +61,3 @@ impl UserStore for SledStore {
         self.db.insert(HEALTH_KEY, &[]).map(|_| ()).map_err(backend)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sled_passes_the_user_store_contract() {
-        let store = super::SledStore::temporary().expect("temporary sled");
-        crate::storage::contract::user_store(&store);
-    }
-}

@@ -425,6 +425,21 @@ impl Client {
         self.expect_eof().await;
     }
 
+    /// Ends the stream and waits for the server's `</stream:stream>`, which it sends after
+    /// the session is gone (so the account is offline again), then for the end of the
+    /// connection. Presence may still be in flight.
+    pub async fn log_off(mut self) {
+        self.send("</stream:stream>").await;
+        loop {
+            match self.next_frame(TIMEOUT).await {
+                Some(Ok(Frame::Close)) => break,
+                Some(Ok(Frame::Stanza(e))) if e.is("presence", NS_CLIENT) => {}
+                other => panic!("waiting for the end of the stream: {other:?}"),
+            }
+        }
+        self.expect_eof().await;
+    }
+
     /// The connection must end (EOF or reset) without any more bytes.
     pub async fn expect_eof(&mut self) {
         assert!(self.pending.is_none(), "a read is still pending");

@@ -138,6 +138,37 @@ impl Drop for Daemon {
     }
 }
 
+/// `stanzad serve` with `config` (TOML) as its configuration file, expected to refuse to
+/// start: waits (30 s at most) for it to exit with a failure; what it printed.
+pub fn serve_refused(dir: &Path, config: &str) -> String {
+    let config_path = dir.join("refused.toml");
+    std::fs::write(&config_path, config).expect("write the configuration");
+    let child = stanzad(dir)
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--c2s-addr", "127.0.0.1:0", "--tls-addr", "off", "--allow-plaintext"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stanzad serve");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        panic!("stanzad serve did not exit");
+    };
+    let output = output.expect("stanzad serve's output");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "stanzad serve started:\n{text}");
+    text
+}
+
 fn stanzad(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stanzad"));
     command.current_dir(dir).env("RUST_LOG", "info").env("NO_COLOR", "1");

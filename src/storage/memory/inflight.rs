@@ -1,0 +1,78 @@
+//! In-flight messages: by key (ids grow, so keys follow time), counted in their owner's
+//! queue totals from the moment they are recorded until they are removed or moved.
+
+use super::{held, MemoryStore};
+use crate::storage::inflight::InflightStore;
+use crate::storage::offline::Quota;
+use crate::storage::{StorageError, UserStore};
+use xmpp_parsers::jid::BareJid;
+
+pub(super) struct Record {
+    owner: BareJid,
+    stanza: Vec<u8>,
+}
+
+impl MemoryStore {
+    /// A record left: its owner's quota has the room again.
+    fn uncount_inflight(&self, record: &Record) -> Result<(), StorageError> {
+        self.with_queue(&record.owner, |queue| {
+            queue.totals.remove_inflight(record.stanza.len());
+            Ok(())
+        })
+    }
+}
+
+impl InflightStore for MemoryStore {
+    fn put_inflight(&self, owner: &BareJid, _stamp: u64, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
+        // Under the owner's queue stripe, as offline messages: the quota holds for
+        // concurrent senders.
+        self.with_queue(owner, |queue| {
+            if !queue.totals.fits(stanza.len(), quota) {
+                return Err(StorageError::QuotaExceeded(quota.messages));
+            }
+            let key = self.next_id();
+            held(&self.inflight).insert(key, Record { owner: owner.clone(), stanza: stanza.to_vec() });
+            queue.totals.add_inflight(stanza.len());
+            Ok(key)
+        })
+    }
+
+    fn remove_inflight(&self, keys: &[u64]) -> Result<(), StorageError> {
+        for key in keys {
+            let removed = held(&self.inflight).remove(key);
+            if let Some(record) = removed {
+                self.uncount_inflight(&record)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn inflight_to_offline(&self, keys: &[u64]) -> Result<Vec<BareJid>, StorageError> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        let mut owners: Vec<BareJid> = Vec::new();
+        for key in keys {
+            // Taken out first: an entry moves once, whoever else moves it meanwhile.
+            let Some(record) = held(&self.inflight).remove(&key) else { continue };
+            if !self.user_exists(&record.owner)? {
+                // A deleted account's messages are only forgotten.
+                self.uncount_inflight(&record)?;
+                continue;
+            }
+            // Moved as recorded (already in its stored form), stored and uncounted in one step: it was counted when recorded, so it fits.
+            self.with_queue(&record.owner, |queue| {
+                queue.append(self.next_id(), record.stanza.clone());
+                queue.totals.remove_inflight(record.stanza.len());
+                Ok(())
+            })?;
+            if !owners.contains(&record.owner) {
+                owners.push(record.owner);
+            }
+        }
+        Ok(owners)
+    }
+
+    fn inflight_keys(&self) -> Result<Vec<u64>, StorageError> {
+        Ok(held(&self.inflight).keys().copied().collect())
+    }
+}
