@@ -16,6 +16,7 @@ mod framing;
 mod fuzz_corpus;
 mod iq;
 mod last_activity;
+mod layers;
 mod limits;
 mod mam;
 mod offline;
