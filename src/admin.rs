@@ -248,9 +248,9 @@ pub async fn carry_out(state: Arc<ServerState>, request: Request) -> Response {
 
 /// Ends every session of the account at once.
 fn end_sessions(state: &ServerState, jid: &BareJid, why: Control) {
-    for resource in state.router.resources(jid) {
+    for resource in state.registry.resources(jid) {
         tracing::info!(jid = %resource.jid, ?why, "ending a session for an admin command");
-        resource.handle.control(why);
+        state.registry.control(&resource, why);
     }
 }
 

@@ -1348,8 +1348,8 @@ fn stanza_in_runtime(data: &[u8]) {
     let mut sessions = Vec::new();
     for jid in ["alice@localhost/a", "alice@localhost/b", "bob@localhost/b"] {
         let jid = FullJid::new(jid).expect("JID");
-        let (handle, mailbox) = state.router.channels(64, 1 << 20);
-        state.router.bind(jid.clone(), handle.clone());
+        let (handle, mailbox) = state.registry.channels(64, 1 << 20);
+        state.registry.bind(jid.clone(), handle.clone());
         sessions.push((Session::new(&state, jid, handle.id, now), mailbox, false));
     }
     for (session, _, _) in sessions.iter_mut().skip(1) {

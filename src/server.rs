@@ -184,7 +184,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         // Bound sessions hear it on their control channel too, which ends even a wait for
         // a client that does not read: each then stores what it holds before it goes.
-        self.state.router.shutdown_all();
+        self.state.registry.shutdown_all();
         let grace = Duration::from_secs(self.state.config.timeouts.shutdown_grace_secs);
         let deadline = tokio::time::Instant::now() + grace;
         while self.admission.active() > 0 && tokio::time::Instant::now() < deadline {

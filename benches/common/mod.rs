@@ -33,8 +33,8 @@ pub fn state_over(store: SledStore) -> Arc<ServerState> {
 pub fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
     let jid = FullJid::new(jid).expect("full JID");
     let limits = &state.config.limits;
-    let (handle, mailbox) = state.router.channels(limits.session_queue, limits.session_queue_bytes);
-    state.router.bind(jid.clone(), handle.clone());
+    let (handle, mailbox) = state.registry.channels(limits.session_queue, limits.session_queue_bytes);
+    state.registry.bind(jid.clone(), handle.clone());
     (Session::new(state, jid, handle.id, now), mailbox)
 }
 

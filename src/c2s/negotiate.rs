@@ -466,13 +466,13 @@ impl<'a> Negotiation<'a> {
     /// with the same full JID is told to go (RFC 6120 §7.7.2.2, "override the existing
     /// session").
     fn bind(&self, jid: FullJid) -> Result<Bound, BindRefused> {
-        let router = &self.state.router;
+        let registry = &self.state.registry;
         let limits = &self.state.config.limits;
-        let (handle, mailbox) = router.channels(limits.session_queue, limits.session_queue_bytes);
+        let (handle, mailbox) = registry.channels(limits.session_queue, limits.session_queue_bytes);
         // Asked under the router's lock: a credential change is either seen here or comes
         // after the registration, and then it ends this session with the others.
         let admit = || self.revoked().map_or(Ok(()), Err);
-        let replaced = router.bind_within(jid.clone(), handle.clone(), limits.max_resources_per_account, admit);
+        let replaced = registry.bind_within(jid.clone(), handle.clone(), limits.max_resources_per_account, &admit);
         if let Err(BindRefused::TooManyResources) = replaced {
             tracing::info!(jid = %jid, "bind refused: the account has too many resources");
         }
@@ -487,7 +487,7 @@ impl<'a> Negotiation<'a> {
                 let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
                 let _ = crate::core::presence::broadcast(self.state, &jid, &unavailable, None);
             }
-            old.handle.control(Control::Replaced);
+            registry.control(&old, Control::Replaced);
         }
         Ok(Bound { jid, handle, registration })
     }
@@ -574,7 +574,7 @@ pub(crate) mod tests {
         state.revocations.revoke(&alice, Control::PasswordChanged);
         let jid = alice.with_resource_str("r").expect("jid");
         assert!(matches!(negotiation.bind(jid), Err(BindRefused::NotAdmitted(Control::PasswordChanged))));
-        assert!(!state.router.is_online(&alice));
+        assert!(!state.registry.is_online(&alice));
     }
 
     /// A `<resume/>` read before the change was noticed is not handed to the session.
@@ -603,6 +603,6 @@ pub(crate) mod tests {
         let jid = alice.with_resource_str("r").expect("jid");
         let bound = negotiation.bind(jid);
         assert!(bound.is_ok());
-        assert!(state.router.is_online(&alice));
+        assert!(state.registry.is_online(&alice));
     }
 }

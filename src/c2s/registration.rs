@@ -44,7 +44,7 @@ impl Drop for Registration {
         tracing::info!(jid = %self.jid, "the session never started: its resource is unbound");
         // Out of the router first: nothing more is queued here (a sender holding the handle
         // finds the mailbox closed, and routes elsewhere).
-        self.state.router.unbind(&self.jid, self.id);
+        self.state.registry.unbind(&self.jid, self.id);
         let left = mailbox.stanzas.close_and_drain();
         // While unwinding, only the router entry: nothing that could panic again.
         if !left.is_empty() && !std::thread::panicking() {
@@ -97,8 +97,8 @@ mod tests {
     }
 
     fn register(state: &Arc<ServerState>, jid: &FullJid) -> (crate::core::SessionHandle, Registration) {
-        let (handle, mailbox) = state.router.channels(16, 1 << 20);
-        state.router.bind(jid.clone(), handle.clone());
+        let (handle, mailbox) = state.registry.channels(16, 1 << 20);
+        state.registry.bind(jid.clone(), handle.clone());
         let registration = Registration::new(state.clone(), jid.clone(), handle.id, mailbox);
         (handle, registration)
     }
@@ -112,7 +112,7 @@ mod tests {
                        type='chat' id='m1'><body>hi</body></message>";
         handle.send(Delivery::Bytes(message.as_bytes().into())).expect("queued");
         drop(registration);
-        assert!(!state.router.is_online(&jid.to_bare()), "the resource is unbound");
+        assert!(!state.registry.is_online(&jid.to_bare()), "the resource is unbound");
         assert!(handle.send(Delivery::Wake).is_err(), "its mailbox takes nothing more");
         // The message it never got is kept offline.
         let alice = jid.to_bare();
@@ -200,7 +200,7 @@ mod tests {
         peer.write_all(BIND).await.expect("bind request");
         let outcome = negotiation(&state, &peer).run(&mut conn).await;
         assert!(matches!(outcome, Err(StreamEnd::Io(_))), "the write failed");
-        assert!(!state.router.is_online(&BareJid::new("alice@localhost").expect("jid")));
+        assert!(!state.registry.is_online(&BareJid::new("alice@localhost").expect("jid")));
     }
 
     /// The negotiation deadline fires while the bind result waits for a client that does
@@ -213,7 +213,7 @@ mod tests {
         let mut negotiation = negotiation(&state, &peer);
         let outcome = tokio::time::timeout(Duration::from_millis(300), negotiation.run(&mut conn)).await;
         assert!(outcome.is_err(), "the bind result could not be written: the deadline fired");
-        assert!(!state.router.is_online(&BareJid::new("alice@localhost").expect("jid")));
+        assert!(!state.registry.is_online(&BareJid::new("alice@localhost").expect("jid")));
     }
 
     #[tokio::test]
@@ -222,7 +222,7 @@ mod tests {
         let jid = FullJid::new("alice@localhost/r").expect("jid");
         let (handle, registration) = register(&state, &jid);
         let mailbox = registration.take_over();
-        assert_eq!(state.router.resource(&jid).map(|r| r.handle.id), Some(handle.id));
+        assert_eq!(state.registry.resource(&jid).map(|r| r.id()), Some(handle.id));
         assert!(handle.send(Delivery::Wake).is_ok(), "the session's mailbox is open");
         drop(mailbox);
     }
@@ -234,6 +234,6 @@ mod tests {
         let (_first, registration) = register(&state, &jid);
         let (second, _second_registration) = register(&state, &jid);
         drop(registration);
-        assert_eq!(state.router.resource(&jid).map(|r| r.handle.id), Some(second.id));
+        assert_eq!(state.registry.resource(&jid).map(|r| r.id()), Some(second.id));
     }
 }

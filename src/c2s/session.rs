@@ -361,7 +361,7 @@ impl Session {
     /// many messages wait for it (docs/dialect.md).
     fn enable_dialect(&mut self, state: &ServerState) -> Vec<Action> {
         self.dialect = true;
-        state.router.set_dialect(&self.jid, self.id);
+        state.registry.set_dialect(&self.jid, self.id);
         let count = state.store.offline_count(&self.bare).unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading the offline count failed");
             0
@@ -377,7 +377,7 @@ impl Session {
     /// answer acknowledges it.
     pub(super) fn send_backlog(&mut self, state: &ServerState) -> Vec<Action> {
         if self.flexible_offline {
-            state.router.set_draining(&self.jid, self.id, false);
+            state.registry.set_draining(&self.jid, self.id, false);
             self.backlog = None;
             return Vec::new();
         }
@@ -387,7 +387,7 @@ impl Session {
             // session could not keep. Messages to the account keep queueing behind it.
             self.waits_for_room = true;
             self.backlog_due = true;
-            state.router.set_draining(&self.jid, self.id, true);
+            state.registry.set_draining(&self.jid, self.id, true);
             return Vec::new();
         };
         self.waits_for_room = false;
@@ -397,10 +397,10 @@ impl Session {
             // A message stored while this session was draining woke nobody (it was to be
             // in the next batch): a second look once the flag is down sees it, and one
             // stored after that wakes this session.
-            state.router.set_draining(&self.jid, self.id, false);
+            state.registry.set_draining(&self.jid, self.id, false);
             (stanzas, backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room);
         }
-        state.router.set_draining(&self.jid, self.id, backlog.is_some());
+        state.registry.set_draining(&self.jid, self.id, backlog.is_some());
         let mut actions: Vec<Action> =
             stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes).into())).collect();
         if backlog.is_some() {
@@ -585,11 +585,11 @@ impl Session {
     /// goes unavailable for everyone who saw it.
     pub fn on_end(&mut self, state: &ServerState) {
         // A replaced session's departure was announced when it was replaced.
-        if self.priority.is_some() && state.router.owns(&self.jid, self.id) {
+        if self.priority.is_some() && state.registry.owns(&self.jid, self.id) {
             let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
             self.go_unavailable(state, &unavailable);
         }
-        state.router.unbind(&self.jid, self.id);
+        state.registry.unbind(&self.jid, self.id);
         let resume_id = self.sm.as_ref().and_then(|sm| sm.resume_id.as_deref());
         if let (Some(id), Some(resumable)) = (resume_id, &self.resumable) {
             let keep = Duration::from_secs(state.config.stream_management.resume_timeout_secs.max(60));

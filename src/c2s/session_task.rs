@@ -87,7 +87,7 @@ impl Drop for UnbindOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             tracing::error!(jid = %self.jid, "the session task panicked: its resource is unbound");
-            self.state.router.unbind(&self.jid, self.id);
+            self.state.registry.unbind(&self.jid, self.id);
         }
     }
 }
@@ -507,10 +507,10 @@ mod tests {
         store.create_user(&alice, &StoredCredentials::derive("pw", 4096).expect("derive")).expect("alice");
         let state = ServerState::new(Config::default(), Arc::new(store), Default::default());
         let other = FullJid::new("alice@localhost/other").expect("jid");
-        let (handle, mut mailbox) = state.router.channels(16, 1 << 20);
-        state.router.bind(other.clone(), handle.clone());
+        let (handle, mut mailbox) = state.registry.channels(16, 1 << 20);
+        state.registry.bind(other.clone(), handle.clone());
         let presence = Arc::new(crate::xml::el("presence", crate::xml::NS_CLIENT));
-        state.router.set_presence(&other, handle.id, Some((0, presence)));
+        state.registry.set_presence(&other, handle.id, Some((0, presence)));
 
         let unwritten: Vec<Out> = [
             "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/gone' type='chat' id='live'><body>1</body></message>",

@@ -2,6 +2,7 @@
 //! The caller has stamped `from`, and handled what the server answers itself.
 
 use super::offline::quota;
+use super::route::{destination, Destination};
 use super::{DeliveryError, Resource};
 use crate::core::state::ServerState;
 use crate::storage::StorageError;
@@ -28,11 +29,12 @@ fn err(condition: Condition) -> Outcome {
 
 /// Routes a stanza with a `to` that is not the server itself.
 pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
-    if !state.config.serves(to.domain().as_str()) {
+    let bare = match destination(state, to) {
+        Destination::Account(bare) => bare,
+        Destination::Service(domain) => return to_service(state, stanza, &domain),
         // No server-to-server yet (RFC 6120 §10.4.3).
-        return drop_responses(stanza, Condition::RemoteServerNotFound);
-    }
-    let bare = to.to_bare();
+        Destination::Remote(_) => return drop_responses(stanza, Condition::RemoteServerNotFound),
+    };
     if !account_exists(state, &bare)? {
         return unknown_account(stanza);
     }
@@ -50,7 +52,7 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
     };
     let stanza = changed.as_ref().unwrap_or(stanza);
     match to.try_as_full() {
-        Ok(full) => match state.router.resource(full) {
+        Ok(full) => match state.registry.resource(full) {
             Some(resource) => {
                 let outcome = deliver_one(state, &resource, stanza);
                 if outcome.is_ok() {
@@ -64,8 +66,18 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
     }
 }
 
+/// A stanza for a module's service domain; a request it refuses is answered, a response is
+/// dropped (RFC 6120 §8.3.1: never an error to an error).
+fn to_service(state: &ServerState, stanza: &Stanza, domain: &str) -> Outcome {
+    match state.modules.service(domain).map(|module| module.to_service(state, stanza)) {
+        Some(Err(error)) => drop_responses(stanza, error.condition).map_err(|_| error),
+        Some(routed) => routed,
+        None => drop_responses(stanza, Condition::ServiceUnavailable),
+    }
+}
+
 fn account_exists(state: &ServerState, bare: &BareJid) -> Result<bool, StanzaError> {
-    if state.router.is_online(bare) {
+    if state.registry.is_online(bare) {
         return Ok(true);
     }
     state.store.user_exists(bare).map_err(|e| {
@@ -104,7 +116,7 @@ fn to_unconnected_full_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid)
 
 /// RFC 6121 §8.5.2: the bare JID of an existing account.
 fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
-    let resources = state.router.resources(bare);
+    let resources = state.registry.resources(bare);
     match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) => {
             let top = highest_priority(&resources);
@@ -162,11 +174,11 @@ fn store_and_wake(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outco
 /// the store: one that is available and not draining is told to look again, so the
 /// message does not wait for its next login.
 pub fn wake_if_idle(state: &ServerState, bare: &BareJid) {
-    let resources = state.router.resources(bare);
+    let resources = state.registry.resources(bare);
     let top = highest_priority(&resources);
     if !top.is_empty() && top.iter().all(|r| !r.draining) {
         for resource in top {
-            resource.handle.wake();
+            state.registry.wake(resource);
         }
     }
 }
@@ -202,9 +214,9 @@ fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Out
         }
         // Kept by the session until its client answers for it (`session/receipts.rs`).
         Kind::Message(MessageType::Normal | MessageType::Chat) => {
-            resource.handle.send(super::Delivery::Message(crate::xml::writer::to_bytes(element).into()))
+            state.registry.send(resource, super::Delivery::Message(crate::xml::writer::to_bytes(element).into()))
         }
-        _ => resource.handle.deliver(element),
+        _ => state.registry.deliver(resource, element),
     };
     match handed {
         Ok(()) => Ok(Routed::Delivered),
@@ -245,7 +257,7 @@ fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, eleme
             return err(Condition::InternalServerError);
         }
     };
-    match resource.handle.send(super::Delivery::Kept { inflight, bytes }) {
+    match state.registry.send(resource, super::Delivery::Kept { inflight, bytes }) {
         Ok(()) => Ok(Routed::Stored),
         Err(e) => {
             if let Err(e) = state.store.remove_inflight(&[inflight]) {

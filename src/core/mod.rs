@@ -11,6 +11,7 @@ pub mod privacy;
 pub mod registry;
 pub mod revocation;
 pub mod roster;
+pub mod route;
 pub mod signal;
 pub mod state;
 pub mod subscription;

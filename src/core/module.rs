@@ -12,6 +12,7 @@
 //!
 //! The core calls modules only through [`Modules`]; it never names one.
 
+use super::delivery::Routed;
 use super::state::ServerState;
 use crate::config::Config;
 use crate::storage::offline::Batch;
@@ -32,8 +33,6 @@ pub enum Target {
     Server(String),
     /// A local account's bare JID (the sender's own, or someone else's).
     Account(BareJid),
-    /// A domain a module serves (a MUC service, say).
-    Service(String),
 }
 
 /// Which targets a handler answers for.
@@ -42,20 +41,17 @@ pub struct Targets {
     pub server: bool,
     /// Any local account, the sender's own or another's.
     pub account: bool,
-    pub service: bool,
 }
 
 impl Targets {
-    pub const SERVER: Targets = Targets { server: true, account: false, service: false };
-    pub const ACCOUNT: Targets = Targets { server: false, account: true, service: false };
-    pub const SERVER_AND_ACCOUNT: Targets = Targets { server: true, account: true, service: false };
-    pub const SERVICE: Targets = Targets { server: false, account: false, service: true };
+    pub const SERVER: Targets = Targets { server: true, account: false };
+    pub const ACCOUNT: Targets = Targets { server: false, account: true };
+    pub const SERVER_AND_ACCOUNT: Targets = Targets { server: true, account: true };
 
     fn takes(&self, target: &Target) -> bool {
         match target {
             Target::Server(_) => self.server,
             Target::Account(_) => self.account,
-            Target::Service(_) => self.service,
         }
     }
 }
@@ -125,7 +121,7 @@ impl Request<'_> {
         match self.target {
             Target::Account(owner) if *owner == self.sender.to_bare() => Ok(owner),
             Target::Account(_) => Err(Condition::Forbidden),
-            Target::Server(_) | Target::Service(_) => Err(Condition::ServiceUnavailable),
+            Target::Server(_) => Err(Condition::ServiceUnavailable),
         }
     }
 
@@ -239,6 +235,12 @@ pub trait Module: Send + Sync + 'static {
     /// A message was handed to these sessions of `owner`.
     fn message_delivered(&self, _state: &ServerState, _owner: &BareJid, _stanza: &Stanza, _to: &[FullJid]) {}
 
+    /// A stanza to the service domain this module registered (or a JID there): what became
+    /// of it, as routing says for accounts.
+    fn to_service(&self, _state: &ServerState, _stanza: &Stanza) -> Result<Routed, StanzaError> {
+        Err(StanzaError::new(Condition::ServiceUnavailable))
+    }
+
     /// A client's message to `to` was taken (delivered or durably stored).
     fn message_sent(&self, _state: &ServerState, _sender: &FullJid, _stanza: &Stanza, _to: &Jid) {}
 }
@@ -250,7 +252,7 @@ pub struct Modules {
     iqs: Vec<IqRoute>,
     features: Vec<(Scope, &'static str)>,
     stream_features: String,
-    services: HashMap<String, &'static str>,
+    services: HashMap<String, Arc<dyn Module>>,
     nodes: HashMap<&'static str, NodeHandler>,
 }
 
@@ -268,6 +270,8 @@ pub enum NodeQuery {
 pub struct Registrar<'a> {
     pub config: &'a Config,
     modules: &'a mut Modules,
+    /// The module registering.
+    current: Arc<dyn Module>,
 }
 
 impl Registrar<'_> {
@@ -298,9 +302,10 @@ impl Registrar<'_> {
         self.modules.nodes.insert(node, handler);
     }
 
-    /// Stanzas to `domain` (and its JIDs) are this module's (XEP-0030 items of the server).
-    pub fn service(&mut self, domain: &str, name: &'static str) {
-        self.modules.services.insert(domain.to_ascii_lowercase(), name);
+    /// Stanzas to `domain` and its JIDs are this module's ([`Module::to_service`]); the
+    /// domain is one of the server's disco#items (XEP-0030 §4).
+    pub fn service(&mut self, domain: &str) {
+        self.modules.services.insert(domain.to_ascii_lowercase(), self.current.clone());
     }
 }
 
@@ -309,8 +314,9 @@ impl Modules {
     pub fn add(&mut self, config: &Config, module: impl Module) {
         let module = Arc::new(module);
         tracing::debug!(module = module.name(), "module registered");
-        module.clone().register(&mut Registrar { config, modules: self });
-        self.hooks.push(module);
+        let current: Arc<dyn Module> = module.clone();
+        module.register(&mut Registrar { config, modules: self, current: current.clone() });
+        self.hooks.push(current);
     }
 
     /// The answer to an iq get/set the server takes; None when no module answers its
@@ -345,8 +351,8 @@ impl Modules {
     }
 
     /// The module serving `domain`, if any.
-    pub fn service(&self, domain: &str) -> Option<&'static str> {
-        self.services.get(domain).copied()
+    pub fn service(&self, domain: &str) -> Option<&dyn Module> {
+        self.services.get(domain).map(|module| module.as_ref())
     }
 
     /// Every service domain, for the server's disco#items.

@@ -26,7 +26,12 @@ fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterItem) -> 
 /// unavailable presence, once more with `last` for dialect sessions (docs/dialect.md);
 /// standard sessions never see `last`.
 /// `last_seen` is given when the stanza says the account went offline.
-fn deliver_to(resources: impl IntoIterator<Item = Resource>, stanza: &Element, last_seen: Option<u64>) {
+fn deliver_to(
+    state: &ServerState,
+    resources: impl IntoIterator<Item = Resource>,
+    stanza: &Element,
+    last_seen: Option<u64>,
+) {
     let standard = dialect::for_standard(stanza).unwrap_or_else(|| stanza.clone());
     let standard: Arc<[u8]> = writer::to_bytes(&standard).into();
     let mut with_last: Option<Arc<[u8]>> = None;
@@ -37,7 +42,7 @@ fn deliver_to(resources: impl IntoIterator<Item = Resource>, stanza: &Element, l
             }
             None => standard.clone(),
         };
-        if resource.handle.send(Delivery::Bytes(bytes)).is_err() {
+        if state.registry.send(&resource, Delivery::Bytes(bytes)).is_err() {
             tracing::debug!(to = %resource.jid, "presence not delivered: queue full or session gone");
         }
     }
@@ -45,7 +50,7 @@ fn deliver_to(resources: impl IntoIterator<Item = Resource>, stanza: &Element, l
 
 /// A copy of `stanza` to each available resource of `to` (subscription stanzas, §3).
 pub fn deliver_to_available(state: &ServerState, to: &BareJid, stanza: &Element) {
-    deliver_to(state.router.available(to), stanza, went_offline(state, stanza));
+    deliver_to(state, state.registry.available(to), stanza, went_offline(state, stanza));
 }
 
 /// The dialect's `last` belongs on unavailable presence only when the sender's account
@@ -55,7 +60,7 @@ fn went_offline(state: &ServerState, stanza: &Element) -> Option<u64> {
         return None;
     }
     let from = xmpp_parsers::jid::Jid::new(stanza.attr("from")?).ok()?.to_bare();
-    state.router.available(&from).is_empty().then(unix_now)
+    state.registry.available(&from).is_empty().then(unix_now)
 }
 
 /// `presence` (from one of `user`'s resources) to `contact`, unless blocking forbids it.
@@ -76,7 +81,7 @@ fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, prese
 pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) -> Vec<BareJid> {
     let subscribers = to_subscribers(state, user, presence);
     let own = own_copy(user, presence);
-    echo_to_own_resources(state, user, &own, |r| r.priority.is_some() || Some(r.handle.id) == sender);
+    echo_to_own_resources(state, user, &own, |r| r.priority.is_some() || Some(r.id()) == sender);
     subscribers
 }
 
@@ -87,7 +92,7 @@ pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender
 pub fn broadcast_available(state: &ServerState, user: &FullJid, presence: &Element, sender: u64) -> Element {
     to_subscribers(state, user, presence);
     let own = own_copy(user, presence);
-    echo_to_own_resources(state, user, &own, |r| r.priority.is_some() && r.handle.id != sender);
+    echo_to_own_resources(state, user, &own, |r| r.priority.is_some() && r.id() != sender);
     own
 }
 
@@ -111,10 +116,10 @@ fn own_copy(user: &FullJid, presence: &Element) -> Element {
 /// §4.2.2: the user's own resources (those `keep` selects) see its presence; nothing is
 /// serialised when there are none (a single session's update).
 fn echo_to_own_resources(state: &ServerState, user: &FullJid, own: &Element, keep: impl Fn(&Resource) -> bool) {
-    let mut resources = state.router.resources(&user.to_bare());
+    let mut resources = state.registry.resources(&user.to_bare());
     resources.retain(keep);
     if !resources.is_empty() {
-        deliver_to(resources, own, None);
+        deliver_to(state, resources, own, None);
     }
 }
 
@@ -126,7 +131,7 @@ fn echo_to_own_resources(state: &ServerState, user: &FullJid, own: &Element, kee
 pub fn probe_answers(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
     let mut answers = contacts_presence(state, user, dialect_session);
     let to = Jid::from(user.clone());
-    let others = state.router.available_where(&user.to_bare(), |r| r.jid != *user);
+    let others = state.registry.available_where(&user.to_bare(), &|r| r.jid != *user);
     answers.extend(others.iter().filter_map(|r| presence_of(r, &to)));
     answers
 }
@@ -139,7 +144,7 @@ fn contacts_presence(state: &ServerState, user: &FullJid, dialect_session: bool)
         if privacy::between(state, &bare, &contact) {
             continue;
         }
-        let available = state.router.available(&contact);
+        let available = state.registry.available(&contact);
         if available.is_empty() {
             let unavailable = unavailable_from(&Jid::from(contact.clone()), &Jid::from(user.clone()));
             let last = state.store.last_seen(&contact).ok().flatten().filter(|_| dialect_session);
@@ -169,7 +174,7 @@ pub fn send_presence_of(state: &ServerState, of: &BareJid, to: &BareJid) {
     if privacy::between(state, of, to) {
         return;
     }
-    for resource in state.router.available(of) {
+    for resource in state.registry.available(of) {
         if let Some(presence) = presence_of(&resource, &Jid::from(to.clone())) {
             deliver_to_available(state, to, &presence);
         }
@@ -178,7 +183,7 @@ pub fn send_presence_of(state: &ServerState, of: &BareJid, to: &BareJid) {
 
 /// §3.2.2 / §3.3.3: a subscription ended: `to` sees `of`'s resources go unavailable.
 pub fn send_unavailable_of(state: &ServerState, of: &BareJid, to: &BareJid) {
-    for resource in state.router.available(of) {
+    for resource in state.registry.available(of) {
         let presence = unavailable_from(&Jid::from(resource.jid.clone()), &Jid::from(to.clone()));
         deliver_to_available(state, to, &presence);
     }

@@ -205,10 +205,13 @@ impl SessionHandle {
     }
 }
 
+/// One bound session as the registry knows it: plain data any node could hold.
 #[derive(Clone, Debug)]
 pub struct Resource {
     pub jid: FullJid,
-    pub handle: SessionHandle,
+    /// How the session is reached: only through the [`Registry`] (a clustered registry
+    /// reaches a session on another node here).
+    pub(super) handle: SessionHandle,
     /// `Some(priority)` once the resource sent available presence; None while merely connected.
     pub priority: Option<i8>,
     /// Its last broadcast available presence, for probes (RFC 6121 §4.3.2).
@@ -225,7 +228,7 @@ pub struct Resource {
     pub managed: bool,
 }
 
-/// Why [`Router::bind_within`] registered nothing.
+/// Why [`Registry::bind_within`] registered nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindRefused {
     /// The account has as many resources as it may (`limits.max_resources_per_account`).
@@ -234,16 +237,133 @@ pub enum BindRefused {
     NotAdmitted(Control),
 }
 
+impl Resource {
+    /// The session's id in the registry (a replacement with the same JID has another).
+    pub fn id(&self) -> u64 {
+        self.handle.id
+    }
+}
+
+/// The session registry: which sessions are bound, available with what priority, with
+/// which flags, and the only way to hand one anything. A single server uses
+/// [`LocalRegistry`]; a cluster puts its own behind the same trait.
+pub trait Registry: Send + Sync {
+    /// A handle and mailbox for a new session on this node, queueing at most `capacity`
+    /// deliveries and `byte_limit` bytes.
+    fn channels(&self, capacity: usize, byte_limit: usize) -> (SessionHandle, Mailbox);
+
+    /// Registers a bound resource unless `admit`, asked under the registry's lock (so a
+    /// change it watches for is seen either by it or by whoever then looks at the
+    /// registry), refuses, or the account has `max_resources` resources already
+    /// (RFC 6120 §7.6.2.1). Binding a full JID in use replaces its session (RFC 6120
+    /// §7.7.2.2) and is no extra resource. Returns the resource it replaced, if any.
+    fn bind_within(
+        &self,
+        jid: FullJid,
+        handle: SessionHandle,
+        max_resources: usize,
+        admit: &dyn Fn() -> Result<(), Control>,
+    ) -> Result<Option<Resource>, BindRefused>;
+
+    /// Registers a bound resource without any limit (tests, benchmarks, fuzzing; streams
+    /// use [`bind_within`](Self::bind_within)); returns the resource it replaced, if any.
+    fn bind(&self, jid: FullJid, handle: SessionHandle) -> Option<Resource> {
+        self.bind_within(jid, handle, usize::MAX, &|| Ok(())).unwrap_or_default()
+    }
+
+    /// Removes a resource, but only if it still belongs to session `id`.
+    fn unbind(&self, jid: &FullJid, id: u64);
+
+    /// Records available presence (`Some((priority, presence))`) or unavailable (`None`).
+    fn set_presence(&self, jid: &FullJid, id: u64, presence: Option<(i8, Arc<Element>)>);
+
+    /// Changes a session's flags.
+    fn update(&self, jid: &FullJid, id: u64, change: &dyn Fn(&mut Resource));
+
+    /// Marks a session as speaking the dialect.
+    fn set_dialect(&self, jid: &FullJid, id: u64) {
+        self.update(jid, id, &|r| r.dialect = true);
+    }
+
+    /// Marks whether a session wants carbon copies.
+    fn set_carbons(&self, jid: &FullJid, id: u64, enabled: bool) {
+        self.update(jid, id, &|r| r.carbons = enabled);
+    }
+
+    /// Marks a session as stream-managed (XEP-0198).
+    fn set_managed(&self, jid: &FullJid, id: u64) {
+        self.update(jid, id, &|r| r.managed = true);
+    }
+
+    /// Marks whether a session is receiving its offline backlog.
+    fn set_draining(&self, jid: &FullJid, id: u64, draining: bool) {
+        self.update(jid, id, &|r| r.draining = draining);
+    }
+
+    /// Tells every bound session (available, connected or waiting for a resumption) that
+    /// the server is shutting down.
+    fn shutdown_all(&self);
+
+    /// The available resources that `keep` selects (chosen under the lock: only those are
+    /// copied out).
+    fn available_where(&self, bare: &BareJid, keep: &dyn Fn(&Resource) -> bool) -> Vec<Resource>;
+
+    /// The account's available resources.
+    fn available(&self, bare: &BareJid) -> Vec<Resource> {
+        self.available_where(bare, &|_| true)
+    }
+
+    /// A snapshot of an account's bound resources.
+    fn resources(&self, bare: &BareJid) -> Vec<Resource>;
+
+    fn resource(&self, jid: &FullJid) -> Option<Resource>;
+
+    /// Whether session `id` still holds `jid` (it may have been replaced).
+    fn owns(&self, jid: &FullJid, id: u64) -> bool {
+        self.resource(jid).is_some_and(|r| r.id() == id)
+    }
+
+    fn is_online(&self, bare: &BareJid) -> bool;
+
+    /// Hands a session a delivery; refused when its queue is full (it is then told to
+    /// end) or it ended.
+    fn send(&self, to: &Resource, delivery: Delivery) -> Result<(), DeliveryError> {
+        to.handle.send(delivery)
+    }
+
+    /// Serialises `element` and hands it to the session.
+    fn deliver(&self, to: &Resource, element: &Element) -> Result<(), DeliveryError> {
+        to.handle.deliver(element)
+    }
+
+    /// Queues a list push; one that cannot be queued ends the session (never a stale list).
+    fn push(&self, to: &Resource, kind: PushKind, payload: Arc<Element>) {
+        to.handle.push(kind, payload);
+    }
+
+    /// Tells the session to look for stored messages.
+    fn wake(&self, to: &Resource) {
+        to.handle.wake();
+    }
+
+    /// A word outside stanza delivery (ending it, mostly).
+    fn control(&self, to: &Resource, control: Control) {
+        to.handle.control(control);
+    }
+}
+
+/// The registry of one server: a map under a short-held `RwLock`, never held across an
+/// await.
 #[derive(Default)]
-pub struct Router {
+pub struct LocalRegistry {
     accounts: RwLock<HashMap<BareJid, Vec<Resource>>>,
     next_id: AtomicU64,
 }
 
-impl Router {
+impl Registry for LocalRegistry {
     /// A handle and mailbox for a new session, queueing at most `capacity` deliveries
     /// and `byte_limit` bytes.
-    pub fn channels(&self, capacity: usize, byte_limit: usize) -> (SessionHandle, Mailbox) {
+    fn channels(&self, capacity: usize, byte_limit: usize) -> (SessionHandle, Mailbox) {
         let (stanza_tx, stanza_rx) = signal::channel();
         let (control_tx, control_rx) = signal::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -253,23 +373,17 @@ impl Router {
         (handle, Mailbox { stanzas: Inbox { rx: stanza_rx, budget }, control: control_rx })
     }
 
-    /// Registers a bound resource without any limit (tests, benchmarks, fuzzing; streams
-    /// use [`bind_within`](Self::bind_within)); returns the resource it replaced, if any.
-    pub fn bind(&self, jid: FullJid, handle: SessionHandle) -> Option<Resource> {
-        self.bind_within(jid, handle, usize::MAX, || Ok(())).unwrap_or_default()
-    }
-
     /// Registers a bound resource unless `admit`, asked under the registry's lock (so a
     /// change it watches for is seen either by it or by whoever then looks at the
     /// registry), refuses, or the account has `max_resources` resources already
     /// (RFC 6120 §7.6.2.1). Binding a full JID in use replaces its session (RFC 6120
     /// §7.7.2.2) and is no extra resource. Returns the resource it replaced, if any.
-    pub fn bind_within(
+    fn bind_within(
         &self,
         jid: FullJid,
         handle: SessionHandle,
         max_resources: usize,
-        admit: impl FnOnce() -> Result<(), Control>,
+        admit: &dyn Fn() -> Result<(), Control>,
     ) -> Result<Option<Resource>, BindRefused> {
         let mut accounts = self.write();
         admit().map_err(BindRefused::NotAdmitted)?;
@@ -297,11 +411,11 @@ impl Router {
     }
 
     /// Removes a resource, but only if it still belongs to session `id`.
-    pub fn unbind(&self, jid: &FullJid, id: u64) {
+    fn unbind(&self, jid: &FullJid, id: u64) {
         let mut accounts = self.write();
         let bare = jid.to_bare();
         if let Some(resources) = accounts.get_mut(&bare) {
-            resources.retain(|r| !(r.jid == *jid && r.handle.id == id));
+            resources.retain(|r| !(r.jid == *jid && r.id() == id));
             if resources.is_empty() {
                 accounts.remove(&bare);
             }
@@ -309,83 +423,54 @@ impl Router {
     }
 
     /// Records available presence (`Some((priority, presence))`) or unavailable (`None`).
-    pub fn set_presence(&self, jid: &FullJid, id: u64, presence: Option<(i8, Arc<Element>)>) {
+    fn set_presence(&self, jid: &FullJid, id: u64, presence: Option<(i8, Arc<Element>)>) {
         let mut accounts = self.write();
         if let Some(resources) = accounts.get_mut(&jid.to_bare()) {
-            for r in resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id) {
+            for r in resources.iter_mut().filter(|r| r.jid == *jid && r.id() == id) {
                 r.priority = presence.as_ref().map(|(p, _)| *p);
                 r.presence = presence.as_ref().map(|(_, el)| el.clone());
             }
         }
     }
 
-    /// Marks a session as speaking the dialect.
-    pub fn set_dialect(&self, jid: &FullJid, id: u64) {
-        self.update(jid, id, |r| r.dialect = true);
-    }
-
-    /// Marks whether a session wants carbon copies.
-    pub fn set_carbons(&self, jid: &FullJid, id: u64, enabled: bool) {
-        self.update(jid, id, |r| r.carbons = enabled);
-    }
-
-    /// Marks a session as stream-managed (XEP-0198).
-    pub fn set_managed(&self, jid: &FullJid, id: u64) {
-        self.update(jid, id, |r| r.managed = true);
-    }
-
-    /// Marks whether a session is receiving its offline backlog.
-    pub fn set_draining(&self, jid: &FullJid, id: u64, draining: bool) {
-        self.update(jid, id, |r| r.draining = draining);
-    }
-
-    fn update(&self, jid: &FullJid, id: u64, change: impl Fn(&mut Resource)) {
+    fn update(&self, jid: &FullJid, id: u64, change: &dyn Fn(&mut Resource)) {
         let mut accounts = self.write();
         if let Some(resources) = accounts.get_mut(&jid.to_bare()) {
-            resources.iter_mut().filter(|r| r.jid == *jid && r.handle.id == id).for_each(change);
+            resources.iter_mut().filter(|r| r.jid == *jid && r.id() == id).for_each(change);
         }
     }
 
     /// Tells every bound session (available, connected or waiting for a resumption) that
     /// the server is shutting down.
-    pub fn shutdown_all(&self) {
+    fn shutdown_all(&self) {
         for resource in self.read().values().flatten() {
             resource.handle.control(Control::Shutdown);
         }
     }
 
-    /// The account's available resources.
-    pub fn available(&self, bare: &BareJid) -> Vec<Resource> {
-        let accounts = self.read();
-        accounts.get(bare).map(|rs| rs.iter().filter(|r| r.priority.is_some()).cloned().collect()).unwrap_or_default()
-    }
-
     /// The available resources that `keep` selects (chosen under the lock: only those are
     /// copied out).
-    pub fn available_where(&self, bare: &BareJid, keep: impl Fn(&Resource) -> bool) -> Vec<Resource> {
+    fn available_where(&self, bare: &BareJid, keep: &dyn Fn(&Resource) -> bool) -> Vec<Resource> {
         let accounts = self.read();
         let chosen = |rs: &Vec<Resource>| rs.iter().filter(|r| r.priority.is_some() && keep(r)).cloned().collect();
         accounts.get(bare).map(chosen).unwrap_or_default()
     }
 
     /// A snapshot of an account's bound resources.
-    pub fn resources(&self, bare: &BareJid) -> Vec<Resource> {
+    fn resources(&self, bare: &BareJid) -> Vec<Resource> {
         self.read().get(bare).cloned().unwrap_or_default()
     }
 
-    /// Whether session `id` still holds `jid` (it may have been replaced).
-    pub fn owns(&self, jid: &FullJid, id: u64) -> bool {
-        self.resource(jid).is_some_and(|r| r.handle.id == id)
-    }
-
-    pub fn resource(&self, jid: &FullJid) -> Option<Resource> {
+    fn resource(&self, jid: &FullJid) -> Option<Resource> {
         self.read().get(&jid.to_bare())?.iter().find(|r| r.jid == *jid).cloned()
     }
 
-    pub fn is_online(&self, bare: &BareJid) -> bool {
+    fn is_online(&self, bare: &BareJid) -> bool {
         self.read().contains_key(bare)
     }
+}
 
+impl LocalRegistry {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<BareJid, Vec<Resource>>> {
         self.accounts.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -406,24 +491,24 @@ mod tests {
 
     #[test]
     fn rebinding_a_full_jid_returns_the_old_session() {
-        let router = Router::default();
+        let router = LocalRegistry::default();
         let (first, _m1) = router.channels(4, 1 << 20);
         let (second, _m2) = router.channels(4, 1 << 20);
         assert!(router.bind(full("a@x/r"), first.clone()).is_none());
         let old = router.bind(full("a@x/r"), second.clone()).expect("replaced");
         assert_eq!(old.handle.id, first.id);
         router.unbind(&full("a@x/r"), first.id);
-        assert_eq!(router.resource(&full("a@x/r")).map(|r| r.handle.id), Some(second.id));
+        assert_eq!(router.resource(&full("a@x/r")).map(|r| r.id()), Some(second.id));
         router.unbind(&full("a@x/r"), second.id);
         assert!(!router.is_online(&BareJid::new("a@x").expect("bare")));
     }
 
     #[test]
     fn an_account_binds_at_most_its_limit_of_resources_and_rebinding_is_no_extra_one() {
-        let router = Router::default();
+        let router = LocalRegistry::default();
         let bind = |jid: &str| {
             let (handle, _mailbox) = router.channels(4, 1 << 20);
-            router.bind_within(full(jid), handle.clone(), 2, || Ok(())).map(|old| (handle.id, old.is_some()))
+            router.bind_within(full(jid), handle.clone(), 2, &|| Ok(())).map(|old| (handle.id, old.is_some()))
         };
         let (first, _) = bind("a@x/one").expect("first");
         assert!(bind("a@x/two").is_ok());
@@ -441,16 +526,16 @@ mod tests {
 
     #[test]
     fn a_refusing_admit_registers_nothing() {
-        let router = Router::default();
+        let router = LocalRegistry::default();
         let (handle, _mailbox) = router.channels(4, 1 << 20);
-        let refused = router.bind_within(full("a@x/r"), handle, 10, || Err(Control::PasswordChanged));
+        let refused = router.bind_within(full("a@x/r"), handle, 10, &|| Err(Control::PasswordChanged));
         assert_eq!(refused.map(|_| ()), Err(BindRefused::NotAdmitted(Control::PasswordChanged)));
         assert!(!router.is_online(&BareJid::new("a@x").expect("bare")));
     }
 
     #[test]
     fn full_queue_and_ended_session_are_reported() {
-        let router = Router::default();
+        let router = LocalRegistry::default();
         let (handle, mut mailbox) = router.channels(1, 1 << 20);
         let stanza = crate::xml::el("message", crate::xml::NS_CLIENT);
         assert_eq!(handle.deliver(&stanza), Ok(()));
@@ -463,7 +548,7 @@ mod tests {
 
     #[test]
     fn a_push_that_cannot_be_queued_ends_the_session() {
-        let router = Router::default();
+        let router = LocalRegistry::default();
         let (handle, mut mailbox) = router.channels(16, 600);
         let query = Arc::new(crate::xml::el("query", "jabber:iq:roster"));
         handle.push(PushKind::Roster, query.clone());
@@ -476,7 +561,7 @@ mod tests {
 
     #[test]
     fn wakes_are_queued_once_until_taken() {
-        let router = Router::default();
+        let router = LocalRegistry::default();
         let (handle, mut mailbox) = router.channels(2, 1 << 20);
         for _ in 0..10 {
             handle.wake();
@@ -490,7 +575,7 @@ mod tests {
 
     #[test]
     fn the_byte_budget_bounds_a_queue_of_large_stanzas() {
-        let router = Router::default();
+        let router = LocalRegistry::default();
         let (handle, mut mailbox) = router.channels(100, 1000);
         let big = crate::xml::el("message", crate::xml::NS_CLIENT).with_text("x".repeat(400));
         assert_eq!(handle.deliver(&big), Ok(()));
@@ -502,7 +587,7 @@ mod tests {
 
     #[test]
     fn an_empty_queue_takes_one_stanza_larger_than_its_byte_budget() {
-        let router = Router::default();
+        let router = LocalRegistry::default();
         let (handle, mut mailbox) = router.channels(100, 1000);
         let huge = crate::xml::el("message", crate::xml::NS_CLIENT).with_text("x".repeat(1500));
         assert_eq!(handle.deliver(&huge), Ok(()));

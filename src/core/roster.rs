@@ -39,7 +39,7 @@ pub fn push_removal(state: &ServerState, owner: &BareJid, contact: &BareJid, ver
 
 fn push(state: &ServerState, owner: &BareJid, item: Element, version: u64) {
     let query = Arc::new(el("query", NS).with("ver", version.to_string()).with_child(item));
-    for resource in state.router.resources(owner) {
-        resource.handle.push(PushKind::Roster, query.clone());
+    for resource in state.registry.resources(owner) {
+        state.registry.push(&resource, PushKind::Roster, query.clone());
     }
 }

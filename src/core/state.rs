@@ -4,7 +4,7 @@
 use super::dedup::Dedup;
 use super::module::Modules;
 use super::revocation::{Revocations, KEPT_BEYOND_NEGOTIATION};
-use super::Router;
+use super::{LocalRegistry, Registry};
 use crate::config::Config;
 use crate::storage::flusher::Flusher;
 use crate::storage::Storage;
@@ -14,7 +14,8 @@ use tokio::time::Instant;
 pub struct ServerState {
     pub config: Config,
     pub store: Arc<dyn Storage>,
-    pub router: Router,
+    /// The session registry: every send to a session goes through it.
+    pub registry: Box<dyn Registry>,
     /// The feature modules, with what they registered.
     pub modules: Modules,
     pub started: Instant,
@@ -37,7 +38,7 @@ impl ServerState {
         Arc::new_cyclic(|me| ServerState {
             dedup: Dedup::new(std::time::Duration::from_secs(config.limits.dedup_window_secs), config.limits.dedup_ids),
             config,
-            router: Router::default(),
+            registry: Box::new(LocalRegistry::default()),
             modules,
             started: Instant::now(),
             subscription_locks: crate::stripes::Stripes::new(64),

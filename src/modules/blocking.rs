@@ -104,8 +104,8 @@ fn presence_after_unblock(state: &ServerState, owner: &BareJid, jid: &str) {
 /// §3.3: block and unblock are pushed to the account's sessions that fetched the list.
 fn push(state: &ServerState, owner: &BareJid, payload: Element) {
     let payload = std::sync::Arc::new(payload);
-    for resource in state.router.resources(owner) {
-        resource.handle.push(PushKind::Blocklist, payload.clone());
+    for resource in state.registry.resources(owner) {
+        state.registry.push(&resource, PushKind::Blocklist, payload.clone());
     }
 }
 

@@ -33,7 +33,7 @@ fn wrap(direction: &str, owner: &BareJid, to: &FullJid, original: &Element) -> E
 }
 
 fn copy_to(state: &ServerState, owner: &BareJid, direction: &str, stanza: &Stanza, skip: &[FullJid]) {
-    let targets = state.router.available_where(owner, |r| r.carbons && !skip.contains(&r.jid));
+    let targets = state.registry.available_where(owner, &|r| r.carbons && !skip.contains(&r.jid));
     for resource in targets {
         // A standard session never sees the dialect, not even inside a copy.
         let original = match resource.dialect {
@@ -41,7 +41,7 @@ fn copy_to(state: &ServerState, owner: &BareJid, direction: &str, stanza: &Stanz
             true => None,
         };
         let original = original.as_ref().unwrap_or(&stanza.element);
-        if resource.handle.deliver(&wrap(direction, owner, &resource.jid, original)).is_err() {
+        if state.registry.deliver(&resource, &wrap(direction, owner, &resource.jid, original)).is_err() {
             tracing::debug!(to = %resource.jid, "carbon copy not delivered");
         }
     }
@@ -101,6 +101,6 @@ fn toggle(request: &mut Request) -> Answer {
         ("disable", false) => false,
         _ => return request.error(Condition::BadRequest).into(),
     };
-    request.state.router.set_carbons(request.sender, request.session, enable);
+    request.state.registry.set_carbons(request.sender, request.session, enable);
     request.result().into()
 }

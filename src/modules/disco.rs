@@ -59,7 +59,7 @@ fn node_answer(request: &mut Request, node: &str, query: NodeQuery) -> Element {
 fn identity_and_features(request: &Request) -> Element {
     let (category, kind, scope) = match request.target {
         Target::Server(_) => ("server", "im", Scope::Server),
-        Target::Account(_) | Target::Service(_) => ("account", "registered", Scope::Account),
+        Target::Account(_) => ("account", "registered", Scope::Account),
     };
     let mut identity = el("identity", NS_INFO).with("category", category).with("type", kind);
     if category == "server" {

@@ -25,7 +25,7 @@ pub fn handle(request: &Request) -> Element {
             if !allowed || crate::core::privacy::between(request.state, account, &asker) {
                 return request.error(Condition::Forbidden);
             }
-            if !request.state.router.available(account).is_empty() {
+            if !request.state.registry.available(account).is_empty() {
                 return reply(request, 0, None);
             }
             match request.state.store.last_seen(account) {
@@ -37,7 +37,6 @@ pub fn handle(request: &Request) -> Element {
                 }
             }
         }
-        Target::Service(_) => request.error(Condition::ServiceUnavailable),
     }
 }
 

@@ -37,10 +37,8 @@ fn every_top_level_module_imports_only_layers_below_it() {
         let text = std::fs::read_to_string(&file).expect("readable source");
         for (line, used) in crate_paths(&text) {
             match LAYERS.iter().position(|m| *m == used) {
-                Some(other) if other > level || (other == level && used != module) => broken.push(format!(
-                    "{}:{line}: `{module}` imports `{used}`, which is above it",
-                    relative.display()
-                )),
+                Some(other) if other > level || (other == level && used != module) => broken
+                    .push(format!("{}:{line}: `{module}` imports `{used}`, which is above it", relative.display())),
                 _ => {}
             }
         }

@@ -90,7 +90,7 @@ impl Session {
         self.priority = Some(priority);
         // A client's own `last` was dropped on the way in (router/ingress.rs).
         let presence = Arc::new(stanza.element.clone());
-        state.router.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
+        state.registry.set_presence(&self.jid, self.id, Some((priority, presence.clone())));
         // RFC 6121 §4.2.2 and §4.3.2, in the order a client can rely on: its own echo
         // first, then (on initial presence) the subscription requests waiting for it, then
         // the presence of its contacts and of the account's other resources.
@@ -107,7 +107,7 @@ impl Session {
         if wants_backlog {
             // Messages to the account queue behind the backlog from now on.
             self.backlog_due = true;
-            state.router.set_draining(&self.jid, self.id, true);
+            state.registry.set_draining(&self.jid, self.id, true);
         }
         actions.extend(self.send_paced(state));
         actions
@@ -123,7 +123,7 @@ impl Session {
     /// recipients; the last resource to go records the account's last-seen time.
     pub(super) fn go_unavailable(&mut self, state: &ServerState, unavailable: &Element) {
         self.priority = None;
-        state.router.set_presence(&self.jid, self.id, None);
+        state.registry.set_presence(&self.jid, self.id, None);
         let mut presence = unavailable.clone(); // a client's own `last` dropped in ingress.rs
         presence.set("type", "unavailable");
         presence.set("from", self.jid.as_str());
@@ -137,7 +137,7 @@ impl Session {
                 let _ = delivery::route(state, &stanza, &to);
             }
         }
-        if state.router.available(&self.bare).is_empty() {
+        if state.registry.available(&self.bare).is_empty() {
             let status = unavailable.get_child("status", NS_CLIENT).map(|s| s.text());
             let last = LastSeen { at: presence::unix_now(), status };
             if let Err(e) = state.store.set_last_seen(&self.bare, &last) {

@@ -53,7 +53,7 @@ impl Session {
         enabled.push_str("/>");
         tracing::debug!(resumable = sm.resume_id.is_some(), "stream management enabled");
         self.sm = Some(sm);
-        state.router.set_managed(&self.jid, self.id);
+        state.registry.set_managed(&self.jid, self.id);
         vec![Action::Send(enabled.into_bytes().into())]
     }
 

@@ -27,8 +27,8 @@ use crate::storage::UserStore;
 /// A session bound in the router, with the mailbox a connection task would own.
 fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
     let jid = FullJid::new(jid).expect("full JID");
-    let (handle, mailbox) = state.router.channels(8, 1 << 20);
-    state.router.bind(jid.clone(), handle.clone());
+    let (handle, mailbox) = state.registry.channels(8, 1 << 20);
+    state.registry.bind(jid.clone(), handle.clone());
     (Session::new(state, jid, handle.id, now), mailbox)
 }
 
@@ -238,7 +238,7 @@ async fn ending_a_session_tells_our_other_resources() {
     let gone = drain(&mut first_box);
     assert_eq!(gone.len(), 1);
     assert_eq!((gone[0].attr("type"), gone[0].attr("from")), (Some("unavailable"), Some("alice@localhost/two")));
-    assert!(state.router.resource(&FullJid::new("alice@localhost/two").expect("jid")).is_none());
+    assert!(state.registry.resource(&FullJid::new("alice@localhost/two").expect("jid")).is_none());
 }
 
 #[tokio::test]

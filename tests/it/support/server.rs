@@ -187,7 +187,7 @@ impl TestServer {
     pub async fn available(&self, user: &str, password: &str, resource: &str, priority: i8) -> Client {
         let mut client = self.session(user, password, resource).await;
         let bare = BareJid::new(&format!("{user}@{DOMAIN}")).expect("valid bare JID");
-        let others = self.server().state.router.available(&bare).len();
+        let others = self.server().state.registry.available(&bare).len();
         client.available(priority).await;
         let full = client.jid().to_owned();
         for _ in 0..others {
