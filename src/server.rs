@@ -3,10 +3,10 @@
 
 use crate::admin;
 use crate::c2s::admission::{Admission, Refusal};
-use crate::c2s::connection::Listener;
 use crate::config::Config;
 use crate::core::state::ServerState;
 use crate::storage::{Backend, Storage, StorageError};
+use crate::transport::tcp::Listener;
 use crate::transport::tls::{self, TlsSetup};
 use std::net::SocketAddr;
 use std::path::PathBuf;

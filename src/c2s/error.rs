@@ -92,3 +92,15 @@ impl From<std::io::Error> for StreamEnd {
         StreamEnd::Io(e)
     }
 }
+
+/// The operator's line for how a stream ended.
+pub fn log_end(end: &StreamEnd) {
+    match end {
+        StreamEnd::Error(condition, text) => {
+            tracing::info!(condition = condition.name(), ?text, "stream error")
+        }
+        StreamEnd::PeerClosed => tracing::info!("stream closed by the client"),
+        StreamEnd::ServerClosed(reason) => tracing::warn!("stream closed: {reason}"),
+        StreamEnd::Io(e) => tracing::info!(error = %e, "connection lost"),
+    }
+}

@@ -8,11 +8,10 @@ use super::rate::TokenBucket;
 use crate::c2s::session::{Action, Out};
 use crate::core::state::ServerState;
 use crate::core::{signal, Control};
-use crate::transport::Transport;
 use crate::xml::framer::{Frame, FramerError};
+use crate::xml::seam::ByteWriter;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -29,7 +28,7 @@ pub struct Link {
     /// Taken by the session loop while it runs on this connection ([`read_frame`]).
     /// Boxed: a `Link` moves between the session's futures, and each would keep a copy
     /// of the framer's 350 bytes.
-    pub reader: Option<Box<Reader>>,
+    pub reader: Option<Reader>,
     /// `limits.stanzas_per_sec`: a client that sends faster is read more slowly.
     rate: TokenBucket,
     throttled: bool,
@@ -51,7 +50,7 @@ impl Link {
         let (out, out_rx) = mpsc::channel::<Out>(WRITE_QUEUE);
         let out_queue = Arc::new(tokio::sync::Mutex::new(WriteQueue { rx: out_rx, current: None }));
         let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
-        Link { reader: Some(Box::new(reader)), rate, throttled: false, out, out_queue, writer_task, unsent: Vec::new() }
+        Link { reader: Some(reader), rate, throttled: false, out, out_queue, writer_task, unsent: Vec::new() }
     }
 
     /// After a frame: how long to wait before reading the next (zero unless the client
@@ -232,11 +231,11 @@ pub fn control_end(control: Control) -> StreamEnd {
 /// rather than starting a read on every turn. Read in the session's own task: a reader
 /// task of its own cost every idle session a task and a channel (about 1.4 KiB), and
 /// every stanza a hand-over between tasks.
-pub async fn read_frame(mut reader: Box<Reader>, pause: Duration) -> (Box<Reader>, Result<Frame, FramerError>) {
+pub async fn read_frame(mut reader: Reader, pause: Duration) -> (Reader, Result<Frame, FramerError>) {
     if !pause.is_zero() {
         tokio::time::sleep(pause).await;
     }
-    let frame = reader.next().await;
+    let frame = reader.next_frame().await;
     (reader, frame)
 }
 
@@ -248,7 +247,7 @@ struct WriteQueue {
 
 /// Writes queued bytes, flushing once per batch. It holds the queue's lock while it runs,
 /// so the session can take back what it never wrote once it ends or is stopped.
-async fn write_bytes(mut out: WriteHalf<Transport>, queue: Arc<tokio::sync::Mutex<WriteQueue>>) {
+async fn write_bytes(mut out: Box<dyn ByteWriter>, queue: Arc<tokio::sync::Mutex<WriteQueue>>) {
     let mut queue = queue.lock_owned().await;
     while let Some(bytes) = queue.rx.recv().await {
         let mut next = Some(bytes);

@@ -1,7 +1,6 @@
 //! One client connection: negotiation (TLS, SASL, bind) and then the session loop.
 
 pub mod admission;
-pub mod connection;
 pub mod durability;
 pub mod error;
 pub mod features;

@@ -11,18 +11,17 @@ use crate::core::state::ServerState;
 use crate::core::{BindRefused, Control, SessionHandle};
 use crate::sasl::{self, ChannelBindings, CredentialLookup, Exchange, Mechanism, SaslError, Step};
 use crate::storage::Storage;
-use crate::transport::Transport;
-use crate::xml::framer::{Frame, Framer, Limits};
+use crate::xml::framer::{Frame, Limits};
 use crate::xml::{el, writer, Element, ElementExt, NS_BIND, NS_CLIENT, NS_SASL, NS_TLS};
 use crate::xmpp::error::{Condition, StanzaError};
 use crate::xmpp::stanza::{error_reply, IqType, Kind, ParseError, Stanza};
 use base64::Engine;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::ReadHalf;
 use xmpp_parsers::jid::{BareJid, FullJid};
 
-pub type Reader = Framer<ReadHalf<Transport>>;
+/// The reading side of a connection (the transport seam).
+pub type Reader = Box<dyn crate::xml::seam::FrameReader>;
 
 /// A connection's two halves during negotiation.
 pub struct Conn {
@@ -110,7 +109,7 @@ impl<'a> Negotiation<'a> {
                 return Ok(next);
             }
             // SASL succeeded: the client opens a new stream on the same transport.
-            conn.reader.reset();
+            conn.reader.restart();
             conn.reader.set_limits(session_limits(self.state));
             conn.wire.header_sent = false;
         }
@@ -145,12 +144,12 @@ impl<'a> Negotiation<'a> {
     /// framer's read is dropped unfinished only then, when the stream ends anyway.
     async fn next_frame(&self, conn: &mut Conn) -> Result<Frame, StreamEnd> {
         let Some(user) = &self.user else {
-            return Ok(conn.reader.next().await?);
+            return Ok(conn.reader.next_frame().await?);
         };
         tokio::select! {
             biased;
             why = self.state.revocations.revoked(user, self.since) => Err(control_end(why)),
-            frame = conn.reader.next() => Ok(frame?),
+            frame = conn.reader.next_frame() => Ok(frame?),
         }
     }
 
@@ -535,6 +534,7 @@ impl CredentialLookup for Lookup {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::transport::stream::Transport;
 
     /// The client connections' shared state, for the test's whole run.
     pub(crate) fn c2s(state: &ServerState) -> &'static crate::c2s::Shared {
@@ -558,9 +558,8 @@ pub(crate) mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
         let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
         let (server_side, _) = listener.accept().await.expect("accept");
-        let (read, write) = tokio::io::split(Transport::Plain(server_side));
-        let conn =
-            Conn { reader: Framer::new(read, session_limits(state)), wire: Wire::new(write, "localhost".into()) };
+        let (reader, writer) = crate::transport::stream::split(Transport::Plain(server_side), session_limits(state));
+        let conn = Conn { reader, wire: Wire::new(writer, "localhost".into()) };
         (conn, client)
     }
 

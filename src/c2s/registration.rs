@@ -86,8 +86,8 @@ mod tests {
     use crate::c2s::error::StreamEnd;
     use crate::c2s::negotiate::{session_limits, Conn, Negotiation};
     use crate::c2s::wire::Wire;
-    use crate::transport::Transport;
-    use crate::xml::framer::{Frame, Framer};
+    use crate::transport::stream::Transport;
+    use crate::xml::framer::Frame;
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
     use xmpp_parsers::jid::BareJid;
@@ -158,11 +158,10 @@ mod tests {
         if stalled {
             fill_until_stalled(&server_side).await;
         }
-        let (read, write) = tokio::io::split(Transport::Plain(server_side));
-        let mut conn =
-            Conn { reader: Framer::new(read, session_limits(state)), wire: Wire::new(write, "localhost".into()) };
+        let (reader, writer) = crate::transport::stream::split(Transport::Plain(server_side), session_limits(state));
+        let mut conn = Conn { reader, wire: Wire::new(writer, "localhost".into()) };
         peer.write_all(HEADER).await.expect("header");
-        assert!(matches!(conn.reader.next().await, Ok(Frame::Header(_))));
+        assert!(matches!(conn.reader.next_frame().await, Ok(Frame::Header(_))));
         (conn, peer)
     }
 

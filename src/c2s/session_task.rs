@@ -3,9 +3,8 @@
 //! resumption it outlives a lost connection and takes over the next one.
 
 use super::admission::Admitted;
-use super::connection::log_end;
 use super::durability::Durability;
-use super::error::{StreamCondition, StreamEnd};
+use super::error::{log_end, StreamCondition, StreamEnd};
 use super::link::{control_end, perform, read_frame, Link, BRIEF_CLOSE};
 use super::negotiate::{Bound, Conn};
 use super::resume::{failed, Resumption};

@@ -1,15 +1,14 @@
 //! The writing side of a connection during negotiation, and how every stream ends.
 
 use super::error::StreamEnd;
-use crate::transport::Transport;
+use crate::xml::seam::ByteWriter;
 use crate::xml::writer;
-use tokio::io::{AsyncWriteExt, WriteHalf};
 
 /// How long the last bytes of a stream may take to leave.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Wire {
-    pub out: WriteHalf<Transport>,
+    pub out: Box<dyn ByteWriter>,
     /// Whether our stream header went out on the current stream.
     pub header_sent: bool,
     /// The domain we speak as: the one the client asked for once known, else the default host.
@@ -17,7 +16,7 @@ pub struct Wire {
 }
 
 impl Wire {
-    pub fn new(out: WriteHalf<Transport>, domain: String) -> Wire {
+    pub fn new(out: Box<dyn ByteWriter>, domain: String) -> Wire {
         Wire { out, header_sent: false, domain }
     }
 

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod framer;
 pub mod lazy_buf;
 pub mod ns;
+pub mod seam;
 pub mod writer;
 
 use xmpp_parsers::minidom::rxml::{Namespace, NcName};

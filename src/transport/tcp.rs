@@ -1,15 +1,14 @@
 //! The task of one connection: TLS, negotiation (or the hand-over of the connection to a
 //! session being resumed), then the session loop (`session_task`).
 
-use super::admission::Admitted;
-use super::error::{StreamCondition, StreamEnd};
-use super::negotiate::{preauth_limits, Bound, Conn, Negotiation, Next};
-use super::resume::Resumption;
-use super::wire::Wire;
+use super::stream::Transport;
+use super::tls::TlsSetup;
+use crate::c2s::admission::Admitted;
+use crate::c2s::error::{log_end, StreamCondition, StreamEnd};
+use crate::c2s::negotiate::{preauth_limits, Bound, Conn, Negotiation, Next};
+use crate::c2s::resume::Resumption;
+use crate::c2s::wire::Wire;
 use crate::core::state::ServerState;
-use crate::transport::tls::TlsSetup;
-use crate::transport::Transport;
-use crate::xml::framer::Framer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ use tracing::Instrument;
 
 pub struct Listener {
     pub state: Arc<ServerState>,
-    pub c2s: Arc<super::Shared>,
+    pub c2s: Arc<crate::c2s::Shared>,
     pub tls: Arc<TlsSetup>,
     pub direct_tls: bool,
     pub shutdown: watch::Receiver<bool>,
@@ -57,7 +56,7 @@ impl Listener {
         let (conn, bound) = self.negotiate(transport, peer, deadline, &mut shutdown).await?;
         tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
         tracing::info!("session started");
-        Some(super::session_task::run_session(
+        Some(crate::c2s::session_task::run_session(
             self.state.clone(),
             self.c2s.resumptions.clone(),
             conn,
@@ -108,7 +107,7 @@ impl Listener {
                     negotiation.mid_stream = true;
                 }
                 Ok(Next::StartTls) => {
-                    let Transport::Plain(tcp) = conn.reader.into_inner().unsplit(conn.wire.out) else {
+                    let Some(Transport::Plain(tcp)) = super::stream::reunite(conn.reader, conn.wire.out) else {
                         return None;
                     };
                     let transport = self.accept_tls(tcp, false, deadline).await?;
@@ -126,11 +125,8 @@ impl Listener {
     fn split(&self, transport: Transport, negotiation: &mut Negotiation) -> Conn {
         negotiation.secure = transport.is_secure();
         negotiation.cb = transport.channel_bindings(&self.tls.end_point);
-        let (read, write) = tokio::io::split(transport);
-        Conn {
-            reader: Framer::new(read, preauth_limits(&self.state)),
-            wire: Wire::new(write, self.state.config.default_host().to_owned()),
-        }
+        let (reader, writer) = super::stream::split(transport, preauth_limits(&self.state));
+        Conn { reader, wire: Wire::new(writer, self.state.config.default_host().to_owned()) }
     }
 }
 
@@ -139,13 +135,13 @@ const HAND_OVER: Duration = Duration::from_secs(30);
 
 /// XEP-0198 §5: offers the connection to the session being resumed. None when the
 /// session took it; otherwise the connection comes back after `<failed/>` was sent on it.
-async fn hand_over(conn: Conn, session: super::resume::ResumeSender, h: u32, peer: SocketAddr) -> Option<Conn> {
+async fn hand_over(conn: Conn, session: crate::c2s::resume::ResumeSender, h: u32, peer: SocketAddr) -> Option<Conn> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     // Offered at once: only the answer is waited for. Never queued behind another offer:
     // connections queued at a session that is stuck would outlive their admission.
     let failure = match session.send_alone(Box::new(Resumption { conn, h, peer, reply })) {
         // The session ended in between, or another connection is resuming it.
-        Err(back) => Box::new((back.conn, super::resume::failed("item-not-found", None))),
+        Err(back) => Box::new((back.conn, crate::c2s::resume::failed("item-not-found", None))),
         // The session answers between two of its own steps. One stuck longer than this has
         // the connection in its queue: it takes it, or drops it with its answer.
         Ok(()) => match tokio::time::timeout(HAND_OVER, answer).await {
@@ -183,16 +179,5 @@ fn send_buffer(tcp: &TcpStream, bytes: usize) {
     }
     if let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(bytes) {
         tracing::debug!(error = %e, "socket send buffer not set");
-    }
-}
-
-pub(super) fn log_end(end: &StreamEnd) {
-    match end {
-        StreamEnd::Error(condition, text) => {
-            tracing::info!(condition = condition.name(), ?text, "stream error")
-        }
-        StreamEnd::PeerClosed => tracing::info!("stream closed by the client"),
-        StreamEnd::ServerClosed(reason) => tracing::warn!("stream closed: {reason}"),
-        StreamEnd::Io(e) => tracing::info!(error = %e, "connection lost"),
     }
 }
