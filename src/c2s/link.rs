@@ -39,6 +39,8 @@ pub struct Link {
     writer_task: JoinHandle<()>,
     /// Bytes that could not even be queued for the writer.
     pub unsent: Vec<Out>,
+    /// How the transport writes the stream's end.
+    pub framing: &'static dyn crate::xml::seam::Framing,
 }
 
 impl Link {
@@ -49,8 +51,9 @@ impl Link {
         let rate = TokenBucket::new(limits.stanzas_per_sec, limits.stanza_burst, tokio::time::Instant::now());
         let (out, out_rx) = mpsc::channel::<Out>(WRITE_QUEUE);
         let out_queue = Arc::new(tokio::sync::Mutex::new(WriteQueue { rx: out_rx, current: None }));
+        let framing = conn.wire.out.framing();
         let writer_task = tokio::spawn(write_bytes(conn.wire.out, out_queue.clone()).in_current_span());
-        Link { reader: Some(reader), rate, throttled: false, out, out_queue, writer_task, unsent: Vec::new() }
+        Link { reader: Some(reader), rate, throttled: false, out, out_queue, writer_task, unsent: Vec::new(), framing }
     }
 
     /// After a frame: how long to wait before reading the next (zero unless the client

@@ -532,6 +532,9 @@ impl CredentialLookup for Lookup {
 }
 
 #[cfg(test)]
+mod element_transport;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::transport::stream::Transport;

@@ -12,7 +12,6 @@ use crate::c2s::session::{Action, Out, Session};
 use crate::core::state::ServerState;
 use crate::core::{delivery, signal, Delivery, Mailbox};
 use crate::xml::framer::{Frame, FramerError};
-use crate::xml::writer;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -114,13 +113,14 @@ async fn serve(
                 // Out of the router first: nothing more is routed here while the socket closes.
                 session.on_end(state);
                 let limit = close_limit(state, &end);
-                let unwritten = Box::pin(link.close(last_words(&end), limit, inputs.shutdown)).await;
+                let words = last_words(&end, link.framing);
+                let unwritten = Box::pin(link.close(words, limit, inputs.shutdown)).await;
                 return (end, if session.managed() { Vec::new() } else { unwritten });
             }
             Detached::Takeover(resumption) => {
                 tracing::info!("the client resumed on a new connection: dropping this one");
                 // XEP-0198 §5: the old stream learns why, if it can still hear it.
-                let conflict = writer::stream_error(StreamCondition::Conflict.name(), Some("resumed elsewhere"));
+                let conflict = link.framing.error(StreamCondition::Conflict.name(), Some("resumed elsewhere"));
                 let _ = Box::pin(link.close(Some(conflict), Duration::from_millis(200), inputs.shutdown)).await;
                 session.detach();
                 let deadline = Instant::now() + session.resume_window();
@@ -459,10 +459,10 @@ fn close_limit(state: &ServerState, end: &StreamEnd) -> Duration {
     }
 }
 
-fn last_words(end: &StreamEnd) -> Option<String> {
+fn last_words(end: &StreamEnd, framing: &dyn crate::xml::seam::Framing) -> Option<String> {
     match end {
-        StreamEnd::Error(condition, text) => Some(writer::stream_error(condition.name(), Some(text))),
-        StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => Some(writer::STREAM_CLOSE.to_owned()),
+        StreamEnd::Error(condition, text) => Some(framing.error(condition.name(), Some(text))),
+        StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => Some(framing.close().to_owned()),
         StreamEnd::Io(_) => None,
     }
 }

@@ -2,7 +2,6 @@
 
 use super::error::StreamEnd;
 use crate::xml::seam::ByteWriter;
-use crate::xml::writer;
 
 /// How long the last bytes of a stream may take to leave.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -28,7 +27,7 @@ impl Wire {
     /// Sends our stream header with a fresh stream id (RFC 6120 §4.7.3).
     pub async fn open(&mut self, client_from: Option<&str>) -> std::io::Result<()> {
         let id = new_stream_id();
-        let header = writer::stream_header(&self.domain, &id, client_from);
+        let header = self.out.framing().open(&self.domain, &id, client_from);
         self.header_sent = true;
         self.send(header.as_bytes()).await
     }
@@ -39,12 +38,14 @@ impl Wire {
         let mut bytes = String::new();
         if let StreamEnd::Error(..) | StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) = end {
             if !self.header_sent {
-                bytes.push_str(&writer::stream_header(&self.domain, &new_stream_id(), None));
+                bytes.push_str(&self.out.framing().open(&self.domain, &new_stream_id(), None));
             }
         }
         match end {
-            StreamEnd::Error(condition, text) => bytes.push_str(&writer::stream_error(condition.name(), Some(text))),
-            StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => bytes.push_str(writer::STREAM_CLOSE),
+            StreamEnd::Error(condition, text) => {
+                bytes.push_str(&self.out.framing().error(condition.name(), Some(text)))
+            }
+            StreamEnd::PeerClosed | StreamEnd::ServerClosed(_) => bytes.push_str(self.out.framing().close()),
             StreamEnd::Io(_) => return,
         }
         // A peer that stopped reading gets a few seconds, not forever.

@@ -33,8 +33,41 @@ pub trait FrameReader: Send + 'static {
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
 
+/// How a stream's start and end are written on a transport.
+pub trait Framing: Send + Sync {
+    /// Our opening (RFC 6120 §4.7.3 on a byte stream; RFC 7395 §3.3.2 `<open/>` on a
+    /// WebSocket), with a fresh stream id; `to` echoes the client's `from`.
+    fn open(&self, from: &str, id: &str, to: Option<&str>) -> String;
+
+    /// Our closing (RFC 6120 §4.4; RFC 7395 §3.6 `<close/>`).
+    fn close(&self) -> &'static str;
+
+    /// A stream error and the closing (RFC 6120 §4.9).
+    fn error(&self, condition: &str, text: Option<&str>) -> String {
+        super::writer::stream_error_element(condition, text) + self.close()
+    }
+}
+
+/// `<stream:stream>` … `</stream:stream>`: a byte stream's framing (RFC 6120 §4).
+pub struct ByteStream;
+
+impl Framing for ByteStream {
+    fn open(&self, from: &str, id: &str, to: Option<&str>) -> String {
+        super::writer::stream_header(from, id, to)
+    }
+
+    fn close(&self) -> &'static str {
+        super::writer::STREAM_CLOSE
+    }
+}
+
 /// The writing side of a connection.
 pub trait ByteWriter: Send + 'static {
+    /// How this transport writes a stream's start and end.
+    fn framing(&self) -> &'static dyn Framing {
+        &ByteStream
+    }
+
     fn write_all<'a>(&'a mut self, bytes: &'a [u8]) -> Io<'a, io::Result<()>>;
 
     fn flush(&mut self) -> Io<'_, io::Result<()>>;

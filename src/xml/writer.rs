@@ -17,10 +17,15 @@ pub fn stream_header(from: &str, id: &str, to: Option<&str>) -> String {
 
 /// A stream error followed by the closing tag (RFC 6120 §4.9).
 pub fn stream_error(condition: &str, text: Option<&str>) -> String {
+    stream_error_element(condition, text) + STREAM_CLOSE
+}
+
+/// `<stream:error>` alone (a transport adds its own closing).
+pub fn stream_error_element(condition: &str, text: Option<&str>) -> String {
     let text = text
         .map(|t| format!("<text xmlns='{NS_STREAM_ERRORS}' xml:lang='en'>{}</text>", escape(t)))
         .unwrap_or_default();
-    format!("<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/>{text}</stream:error>{STREAM_CLOSE}")
+    format!("<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/>{text}</stream:error>")
 }
 
 /// Serialises one element (once per delivered stanza: written here rather than by
