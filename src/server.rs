@@ -204,7 +204,7 @@ impl Server {
             task.abort();
         }
         admin::remove_socket(&self.state.config.data_dir);
-        // Through the flusher: sled must never flush twice at once (PITFALLS.md).
+        // Through the flusher: sled must never flush twice at once (sled #1308).
         match self.state.flusher.durable().await {
             Ok(()) => {
                 tracing::info!("storage flushed");

@@ -453,9 +453,7 @@ impl<'a> Negotiation<'a> {
             }
             Err(BindRefused::NotAdmitted(why)) => return Err(control_end(why)),
         };
-        let result = el("iq", NS_CLIENT)
-            .with("type", "result")
-            .with("id", stanza.id.unwrap_or_default())
+        let result = crate::xmpp::stanza::result_reply(&stanza.element, None)
             .with_child(el("bind", NS_BIND).with_child(el("jid", NS_BIND).with_text(bound.jid.as_str())));
         conn.wire.send(&writer::to_bytes(&result)).await?;
         Ok(Some(bound))

@@ -132,14 +132,7 @@ impl Request<'_> {
 
 /// The `result` to an iq from `sender` (RFC 6120 §8.2.3: same id, from whom it was to).
 pub fn result_to(sender: &FullJid, stanza: &Stanza) -> Element {
-    let mut reply = el("iq", NS_CLIENT).with("type", "result").with("to", sender.as_str());
-    if let Some(id) = &stanza.id {
-        reply.set("id", id.as_str());
-    }
-    if let Some(to) = stanza.element.attr("to") {
-        reply.set("from", to);
-    }
-    reply
+    crate::xmpp::stanza::result_reply(&stanza.element, Some(sender.as_str()))
 }
 
 /// The error answering an iq (RFC 6120 §8.3), logged for the operator.

@@ -1,5 +1,5 @@
 //! Group commit: one task makes writes durable for everyone waiting. sled's
-//! `flush_async` deadlocks when called concurrently (sled #1308, PITFALLS.md), so callers
+//! `flush_async` deadlocks when called concurrently (sled #1308), so callers
 //! never flush themselves: they ask the flusher and wait; all who asked while a flush ran
 //! are served by the next one.
 //!

@@ -106,6 +106,24 @@ pub fn answerable(element: &Element) -> bool {
     }
 }
 
+/// The `result` to an iq request (RFC 6120 §8.2.3): same id, to the requester (`to`, its
+/// full JID once bound), from whom the request was addressed to. The only place iq results
+/// are built; [`error_reply`] builds the errors.
+pub fn result_reply(request: &Element, to: Option<&str>) -> Element {
+    let mut reply = Element::builder("iq", NS_CLIENT).build();
+    reply.set("type", "result");
+    if let Some(id) = request.attr("id") {
+        reply.set("id", id);
+    }
+    if let Some(to) = to {
+        reply.set("to", to);
+    }
+    if let Some(from) = request.attr("to").filter(|to| parse_address(to).is_ok()) {
+        reply.set("from", from);
+    }
+    reply
+}
+
 /// Builds the error reply to any element: addresses swapped, same id, original children kept.
 pub fn error_reply(original: &Element, error: &StanzaError) -> Element {
     let mut reply = Element::builder(original.name(), original.ns()).build();

@@ -6,7 +6,7 @@ use super::{Action, Session};
 use crate::core::offline;
 use crate::core::state::ServerState;
 use crate::storage::offline::{Batch, OfflineMessage};
-use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
+use crate::xml::{writer, Element};
 use crate::xmpp::error::{Condition, StanzaError};
 use crate::xmpp::stanza::{IqType, Kind, Stanza};
 
@@ -43,8 +43,8 @@ impl Session {
                 return self.reply_error(stanza, error);
             }
         }
-        let result = el("iq", NS_CLIENT).with("type", "result").with("id", stanza.id.clone().unwrap_or_default());
-        out.push(Action::Write(writer::to_bytes(&result.with("to", self.jid.as_str())).into()));
+        let result = crate::xmpp::stanza::result_reply(&stanza.element, Some(self.jid.as_str()));
+        out.push(Action::Write(writer::to_bytes(&result).into()));
         out
     }
 

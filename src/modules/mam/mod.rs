@@ -92,14 +92,7 @@ fn respond(
 }
 
 fn result(iq: &Element, sender: &FullJid, payload: Element) -> Element {
-    let mut reply = el("iq", NS_CLIENT).with("type", "result").with("to", sender.as_str());
-    if let Some(id) = iq.attr("id") {
-        reply.set("id", id);
-    }
-    if let Some(to) = iq.attr("to") {
-        reply.set("from", to);
-    }
-    reply.with_child(payload)
+    crate::xmpp::stanza::result_reply(iq, Some(sender.as_str())).with_child(payload)
 }
 
 fn error(iq: &Element, sender: &FullJid, condition: Condition) -> Element {

@@ -1,6 +1,6 @@
 //! The offline queue: `owner NUL seq` → stanza. Each account's count and size are kept in
 //! memory, read from its queue the first time they are needed: a write is one plain
-//! insert (a sled transaction or batch costs a log write of its own, PITFALLS.md), and
+//! insert (a sled transaction or batch costs a log write of its own, measured), and
 //! after a crash the totals are simply counted again.
 
 use super::{backend, SledStore};
