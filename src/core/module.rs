@@ -433,3 +433,80 @@ pub fn answer(request: &mut Request) -> Answer {
     let state = request.state;
     state.modules.answer_iq(request).unwrap_or_else(|| Answer::from(request.error(Condition::ServiceUnavailable)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    impl Module for Echo {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        fn register(self: Arc<Self>, api: &mut Registrar) {
+            api.iq(Some("q"), "urn:test", Types::Get, Targets::SERVER, |r| r.result().into());
+            api.feature(Scope::Server, "urn:test");
+            api.feature(Scope::OwnAccount, "urn:test:own");
+            api.stream_feature("<t xmlns='urn:test'/>");
+        }
+    }
+
+    fn answer_to(modules: &Modules, xml: &str, target: Target) -> Option<Element> {
+        let state = crate::core::state::with_accounts(&["a@localhost"]);
+        let stanza = Stanza::parse(xml.parse().expect("xml")).map_err(|_| "stanza").expect("stanza");
+        let sender = FullJid::new("a@localhost/r").expect("jid");
+        let payload = stanza.element.children().next().expect("payload").clone();
+        let mut slots = Slots::default();
+        let room = Batch { messages: 10, bytes: 1 << 20 };
+        let mut request = Request {
+            state: &state,
+            sender: &sender,
+            session: 1,
+            target: &target,
+            stanza: &stanza,
+            payload: &payload,
+            dialect: false,
+            room,
+            slots: &mut slots,
+        };
+        match modules.answer_iq(&mut request)? {
+            Answer::Now(mut replies) => replies.pop(),
+            Answer::Later(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_table_answers_by_name_namespace_type_and_target() {
+        let mut modules = Modules::default();
+        modules.add(&Config::default(), Echo);
+        let server = || Target::Server("localhost".into());
+        let get = "<iq xmlns='jabber:client' type='get' id='1'><q xmlns='urn:test'/></iq>";
+        let reply = answer_to(&modules, get, server()).expect("answered");
+        assert_eq!(reply.attr("type"), Some("result"));
+        let set = "<iq xmlns='jabber:client' type='set' id='1'><q xmlns='urn:test'/></iq>";
+        let reply = answer_to(&modules, set, server()).expect("answered");
+        assert!(reply.get_child("error", NS_CLIENT).is_some_and(|e| e.has_child("bad-request", crate::xml::NS_STANZA_ERRORS)));
+        let account = Target::Account(BareJid::new("a@localhost").expect("jid"));
+        assert!(answer_to(&modules, get, account).is_none(), "not for an account: nobody answers");
+        let other = "<iq xmlns='jabber:client' type='get' id='1'><q xmlns='urn:other'/></iq>";
+        assert!(answer_to(&modules, other, server()).is_none(), "nobody registered that namespace");
+        assert_eq!(modules.features(Scope::Server).collect::<Vec<_>>(), vec!["urn:test"]);
+        assert_eq!(modules.features(Scope::OwnAccount).collect::<Vec<_>>(), vec!["urn:test:own"]);
+        assert_eq!(modules.stream_features(), "<t xmlns='urn:test'/>");
+    }
+
+    #[test]
+    fn slots_hold_nothing_until_a_module_asks() {
+        #[derive(Default)]
+        struct Count(u32);
+        let mut slots = Slots::default();
+        assert!(slots.get::<Count>().is_none());
+        assert!(slots.0.is_none(), "nothing allocated");
+        slots.get_or_default::<Count>().0 += 2;
+        slots.get_or_default::<Count>().0 += 1;
+        assert_eq!(slots.get::<Count>().map(|c| c.0), Some(3));
+        assert_eq!(std::mem::size_of::<Slots>(), std::mem::size_of::<usize>(), "one pointer per session");
+    }
+}
