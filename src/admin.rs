@@ -115,6 +115,8 @@ fn delete_account(state: &ServerState, jid: &BareJid) -> Result<(), String> {
     forget("the account was deleted; run deluser again to finish")?;
     store.delete_offline(jid).map_err(describe)?;
     store.delete_archive(jid).map_err(describe)?;
+    store.delete_vcard(jid).map_err(describe)?;
+    store.delete_private(jid).map_err(describe)?;
     store.delete_roster(jid).map_err(describe)
 }
 
@@ -123,6 +125,8 @@ fn delete_account(state: &ServerState, jid: &BareJid) -> Result<(), String> {
 fn wipe_leftovers(users: &dyn Storage, jid: &BareJid) -> Result<(), String> {
     users.delete_archive(jid).map_err(describe)?;
     users.delete_offline(jid).map_err(describe)?;
+    users.delete_vcard(jid).map_err(describe)?;
+    users.delete_private(jid).map_err(describe)?;
     users.delete_roster(jid).map_err(describe)
 }
 

@@ -109,6 +109,11 @@ pub struct Limits {
     /// Most bytes of JIDs in one account's archive preferences (consulted for every
     /// archived message).
     pub max_archive_prefs_bytes: u64,
+    /// Largest vCard an account may set (XEP-0054), as stored: the serialised `<vCard/>`.
+    pub max_vcard_bytes: u64,
+    /// Most bytes of private XML one account may keep (XEP-0049), over all its namespaces:
+    /// each entry weighs its namespace and its serialised elements.
+    pub max_private_bytes: u64,
     /// Largest subscription request kept until its recipient answers (RFC 6121 §3.1.3),
     /// as stored: the presence with its payloads.
     pub max_subscription_request_bytes: usize,
@@ -291,6 +296,8 @@ impl Default for Limits {
             max_roster_bytes: 512 << 10,
             max_blocklist_bytes: 128 << 10,
             max_archive_prefs_bytes: 64 << 10,
+            max_vcard_bytes: 64 << 10,
+            max_private_bytes: 256 << 10,
             max_subscription_request_bytes: 8 << 10,
             offline_quota: 10_000,
             offline_quota_bytes: 64 << 20,
@@ -396,6 +403,8 @@ impl Config {
         // so the largest list is still answered from memory.
         check_range("limits.max_blocklist_bytes", l.max_blocklist_bytes, 4 << 10, 1 << 20)?;
         check_range("limits.max_archive_prefs_bytes", l.max_archive_prefs_bytes, 4 << 10, 512 << 10)?;
+        check_range("limits.max_vcard_bytes", l.max_vcard_bytes, 1 << 10, 64 << 20)?;
+        check_range("limits.max_private_bytes", l.max_private_bytes, 4 << 10, 64 << 20)?;
         let request = l.max_subscription_request_bytes as u64;
         check_range("limits.max_subscription_request_bytes", request, 1024, l.max_stanza_bytes as u64)?;
         check_range("limits.offline_quota", l.offline_quota, 1, 10_000_000)?;

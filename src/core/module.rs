@@ -487,7 +487,9 @@ mod tests {
         assert_eq!(reply.attr("type"), Some("result"));
         let set = "<iq xmlns='jabber:client' type='set' id='1'><q xmlns='urn:test'/></iq>";
         let reply = answer_to(&modules, set, server()).expect("answered");
-        assert!(reply.get_child("error", NS_CLIENT).is_some_and(|e| e.has_child("bad-request", crate::xml::NS_STANZA_ERRORS)));
+        assert!(reply
+            .get_child("error", NS_CLIENT)
+            .is_some_and(|e| e.has_child("bad-request", crate::xml::NS_STANZA_ERRORS)));
         let account = Target::Account(BareJid::new("a@localhost").expect("jid"));
         assert!(answer_to(&modules, get, account).is_none(), "not for an account: nobody answers");
         let other = "<iq xmlns='jabber:client' type='get' id='1'><q xmlns='urn:other'/></iq>";

@@ -12,13 +12,20 @@ pub mod last;
 pub mod mam;
 pub mod offline;
 pub mod ping;
+pub mod private;
 pub mod roster;
 pub mod session;
+pub mod vcard;
 pub mod version;
 
 use crate::config::Config;
 use crate::core::module::Modules;
 pub use crate::core::module::{push_iq, storage_fault, Request, Target};
+use crate::core::state::ServerState;
+use crate::storage::StorageError;
+use crate::xml::Element;
+use crate::xmpp::error::{Condition, StanzaError};
+use std::sync::Arc;
 
 /// Every feature this server offers, registered in this order (hooks run in it too).
 pub fn standard(config: &Config) -> Modules {
@@ -36,5 +43,37 @@ pub fn standard(config: &Config) -> Modules {
     modules.add(config, carbons::Carbons);
     modules.add(config, dialect::Dialect);
     modules.add(config, csi::ClientState);
+    modules.add(config, vcard::Vcard);
+    modules.add(config, private::PrivateStorage);
     modules
+}
+
+/// The error answering `request`, with a text saying why (RFC 6120 §8.3.2).
+pub fn refuse_with(request: &Request, condition: Condition, text: &str) -> Element {
+    crate::xmpp::stanza::error_reply(&request.stanza.element, &StanzaError::with_text(condition, text))
+}
+
+/// XML a module stored, read back for a handler that answers later: the store is read on
+/// the blocking pool (a large value may come from disk; the session's worker serves other
+/// sessions meanwhile), then parsed. None when nothing is stored; a storage fault or
+/// unreadable XML is `internal-server-error`, logged.
+pub async fn read_stored(
+    state: Arc<ServerState>,
+    read: impl FnOnce(&ServerState) -> Result<Option<Vec<u8>>, StorageError> + Send + 'static,
+) -> Result<Option<Element>, Condition> {
+    let stored = match tokio::task::spawn_blocking(move || read(&state)).await {
+        Ok(stored) => stored.map_err(storage_fault)?,
+        Err(e) => {
+            tracing::error!(error = %e, "a storage read did not finish");
+            return Err(Condition::InternalServerError);
+        }
+    };
+    let Some(bytes) = stored else { return Ok(None) };
+    match crate::xml::read_stanza(&bytes).await {
+        Some(element) => Ok(Some(element)),
+        None => {
+            tracing::error!(bytes = bytes.len(), "stored XML cannot be read back");
+            Err(Condition::InternalServerError)
+        }
+    }
 }

@@ -249,12 +249,12 @@ pub fn quotas_hold_under_concurrency(store: &dyn super::Storage) {
     let owner = jid("crowd@example.org");
     let ten = Quota { messages: 10, bytes: 1 << 20 };
     let five = ListQuota { items: 5, bytes: 1 << 20 };
-    let accepted: usize = std::thread::scope(|scope| {
+    let accepted: (usize, usize) = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..THREADS)
             .map(|t| {
                 let owner = &owner;
                 scope.spawn(move || {
-                    let mut accepted = 0;
+                    let mut accepted = (0, 0);
                     for i in 0..TRIES {
                         let offline = match i % 2 {
                             0 => store.push_offline(owner, b"<message/>", ten),
@@ -266,15 +266,20 @@ pub fn quotas_hold_under_concurrency(store: &dyn super::Storage) {
                         assert!(item.is_ok() || over_quota(&item), "{item:?}");
                         let block = store.block(owner, &[format!("b{t}-{i}@example.org")], five);
                         assert!(block.is_ok() || over_quota(&block), "{block:?}");
-                        accepted += usize::from(offline.is_ok());
+                        // Every entry weighs 9 bytes ("nsT-I" and "<x/>"): five fit.
+                        let private = store.put_private(owner, &format!("ns{t}-{i}"), b"<x/>", 45);
+                        assert!(private.is_ok() || over_quota(&private), "{private:?}");
+                        accepted.0 += usize::from(offline.is_ok());
+                        accepted.1 += usize::from(private.is_ok());
                     }
                     accepted
                 })
             })
             .collect();
-        writers.into_iter().map(|w| w.join().expect("no panic")).sum()
+        writers.into_iter().map(|w| w.join().expect("no panic")).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     });
-    assert_eq!(accepted, 10, "offline and in flight share the quota");
+    assert_eq!(accepted.0, 10, "offline and in flight share the quota");
+    assert_eq!((accepted.1, store.private_bytes(&owner).expect("bytes")), (5, 45), "private entries");
     let inflight = store.inflight_keys().expect("keys").len() as u64;
     assert_eq!(store.offline_count(&owner).expect("count") + inflight, 10);
     let roster = store.roster(&owner).expect("roster");
@@ -570,6 +575,76 @@ fn query_err(store: &dyn ArchiveStore, owner: &BareJid, id: &str) -> super::Stor
     store.query_archive(owner, &q).expect_err("unknown id")
 }
 
+use super::private::{entry_size, PrivateStore};
+use super::vcard::{Avatar, VcardStore};
+
+/// A vCard per account, replaced whole, read with or without its avatar, deleted with it.
+pub fn vcard_store(store: &dyn VcardStore) {
+    let (alice, bob) = (jid("alice@example.org"), jid("bob@example.org"));
+    assert!(store.vcard(&alice).expect("get").is_none());
+    assert!(store.avatar(&alice).expect("avatar").is_none(), "no vCard, no avatar");
+
+    let plain = b"<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>";
+    store.set_vcard(&alice, plain, &Avatar::NoPhoto).expect("set");
+    assert_eq!(store.vcard(&alice).expect("get").as_deref(), Some(&plain[..]));
+    assert_eq!(store.avatar(&alice).expect("avatar"), Some(Avatar::NoPhoto));
+    assert!(store.vcard(&bob).expect("get").is_none(), "per owner");
+
+    let photo = b"<vCard xmlns='vcard-temp'><PHOTO><BINVAL>AAEC</BINVAL></PHOTO></vCard>";
+    let hash = Avatar::Sha1("0c7a623fd2bbc05b06423be359e4021d36e721ad".into());
+    store.set_vcard(&alice, photo, &hash).expect("replace");
+    assert_eq!(store.vcard(&alice).expect("get").as_deref(), Some(&photo[..]), "replaced whole");
+    assert_eq!(store.avatar(&alice).expect("avatar"), Some(hash.clone()));
+    store.set_vcard(&bob, plain, &Avatar::NoPhoto).expect("set");
+
+    store.delete_vcard(&alice).expect("delete");
+    assert!(store.vcard(&alice).expect("get").is_none());
+    assert!(store.avatar(&alice).expect("avatar").is_none(), "the avatar goes with it");
+    store.delete_vcard(&alice).expect("deleting nothing is no error");
+    assert_eq!(store.avatar(&bob).expect("avatar"), Some(Avatar::NoPhoto), "nobody else's");
+}
+
+/// One entry per namespace, replaced whole, within a quota of bytes per account.
+pub fn private_store(store: &dyn PrivateStore) {
+    let (alice, bob) = (jid("alice@example.org"), jid("bob@example.org"));
+    let roomy = 1 << 20;
+    let (bookmarks, prefs) = ("storage:bookmarks", "exodus:prefs");
+    assert!(store.private(&alice, bookmarks).expect("get").is_none());
+    assert_eq!(store.private_bytes(&alice).expect("bytes"), 0);
+
+    let marks = b"<storage xmlns='storage:bookmarks'><conference jid='a@b'/></storage>";
+    store.put_private(&alice, bookmarks, marks, roomy).expect("put");
+    assert_eq!(store.private(&alice, bookmarks).expect("get").as_deref(), Some(&marks[..]));
+    assert!(store.private(&alice, prefs).expect("get").is_none(), "per namespace");
+    assert!(store.private(&bob, bookmarks).expect("get").is_none(), "per owner");
+    let nick = b"<exodus xmlns='exodus:prefs'><defaultnick>A</defaultnick></exodus>";
+    store.put_private(&alice, prefs, nick, roomy).expect("put");
+    let both = entry_size(bookmarks, marks) + entry_size(prefs, nick);
+    assert_eq!(store.private_bytes(&alice).expect("bytes"), both);
+    let empty = b"<storage xmlns='storage:bookmarks'/>";
+    store.put_private(&alice, bookmarks, empty, roomy).expect("replace");
+    assert_eq!(store.private(&alice, bookmarks).expect("get").as_deref(), Some(&empty[..]), "replaced whole");
+    let after = entry_size(bookmarks, empty) + entry_size(prefs, nick);
+    assert_eq!(store.private_bytes(&alice).expect("bytes"), after, "the old entry's bytes are given back");
+
+    // The quota: growing past it is refused and changes nothing; shrinking always works.
+    let refused = store.put_private(&alice, bookmarks, marks, after);
+    assert!(over_quota(&refused), "{refused:?}");
+    assert_eq!(store.private(&alice, bookmarks).expect("get").as_deref(), Some(&empty[..]));
+    assert_eq!(store.private_bytes(&alice).expect("bytes"), after);
+    store.put_private(&alice, prefs, b"<exodus xmlns='exodus:prefs'/>", 1).expect("shrinking, even over the quota");
+    let nothing = store.put_private(&bob, bookmarks, marks, 10);
+    assert!(over_quota(&nothing), "{nothing:?}");
+    assert_eq!(store.private_bytes(&bob).expect("bytes"), 0, "a refused first entry leaves nothing");
+    store.put_private(&bob, bookmarks, marks, entry_size(bookmarks, marks)).expect("exactly the quota");
+
+    store.delete_private(&alice).expect("delete");
+    assert!(store.private(&alice, bookmarks).expect("get").is_none());
+    assert!(store.private(&alice, prefs).expect("get").is_none());
+    assert_eq!(store.private_bytes(&alice).expect("bytes"), 0);
+    assert_eq!(store.private(&bob, bookmarks).expect("get").as_deref(), Some(&marks[..]), "nobody else's");
+}
+
 /// One test per case of the contract, each against a fresh store that `$make` makes.
 #[cfg(test)]
 macro_rules! suite {
@@ -586,6 +661,8 @@ macro_rules! suite {
             archive_store,
             archive_page_bytes,
             quotas_hold_under_concurrency,
+            vcard_store,
+            private_store,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -9,8 +9,10 @@ pub mod flusher;
 pub mod inflight;
 pub mod memory;
 pub mod offline;
+pub mod private;
 pub mod roster;
 pub mod sled;
+pub mod vcard;
 
 use crate::sasl::credentials::StoredCredentials;
 use std::path::Path;
@@ -45,6 +47,8 @@ pub trait Storage:
     + offline::OfflineStore
     + inflight::InflightStore
     + archive::ArchiveStore
+    + vcard::VcardStore
+    + private::PrivateStore
 {
 }
 impl<T> Storage for T where
@@ -56,6 +60,8 @@ impl<T> Storage for T where
         + offline::OfflineStore
         + inflight::InflightStore
         + archive::ArchiveStore
+        + vcard::VcardStore
+        + private::PrivateStore
 {
 }
 

@@ -40,6 +40,12 @@ pub const LAST: &str = "jabber:iq:last";
 pub const BLOCKING: &str = "urn:xmpp:blocking";
 /// XEP-0191 §3.6.
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+/// XEP-0054.
+pub const VCARD: &str = "vcard-temp";
+/// XEP-0153.
+pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
+/// XEP-0049.
+pub const PRIVATE: &str = "jabber:iq:private";
 /// XEP-0280.
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
 /// XEP-0297.

@@ -162,6 +162,8 @@ async fn disco_info_of_the_server_lists_exactly_what_works() {
             "urn:xmpp:blocking",
             "http://jabber.org/protocol/offline",
             "urn:xmpp:carbons:2",
+            "vcard-temp",
+            "jabber:iq:private",
         ],
     );
 }
@@ -173,7 +175,7 @@ async fn disco_info_of_own_account_is_a_registered_account() {
     let reply = client.recv().await;
     assert_eq!(reply.attr("from"), Some("alice@localhost"));
     assert_eq!(reply.attr("id"), Some("d2"));
-    assert_disco_info(&reply, ("account", "registered"), &[NS_INFO, NS_ITEMS, NS_PING, "jabber:iq:last"]);
+    assert_disco_info(&reply, ("account", "registered"), &[NS_INFO, NS_ITEMS, NS_PING, "jabber:iq:last", "vcard-temp"]);
 }
 
 /// The server answers for a local account's bare JID even while it is offline.
@@ -183,7 +185,7 @@ async fn disco_info_of_another_local_account() {
     client.send(&format!("<iq type='get' id='d3' to='bob@localhost'><query xmlns='{NS_INFO}'/></iq>")).await;
     let reply = client.recv().await;
     assert_eq!(reply.attr("from"), Some("bob@localhost"));
-    assert_disco_info(&reply, ("account", "registered"), &[NS_INFO, NS_ITEMS, NS_PING, "jabber:iq:last"]);
+    assert_disco_info(&reply, ("account", "registered"), &[NS_INFO, NS_ITEMS, NS_PING, "jabber:iq:last", "vcard-temp"]);
 }
 
 /// RFC 6121 §8.5.1: an iq to an account that does not exist is service-unavailable.

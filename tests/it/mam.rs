@@ -605,7 +605,7 @@ async fn unarchived_with(server: &TestServer, id: &str, extra: &str) -> Element 
 }
 
 /// A message that is not archived (preferences `never`) still loses a stanza-id forged in
-/// the recipient's name (src/router/archive.rs: "removed either way").
+/// the recipient's name (src/modules/mam/archive.rs: "removed either way").
 #[tokio::test]
 async fn a_forged_stanza_id_is_removed_even_when_the_message_is_not_archived() {
     let server = server().await;

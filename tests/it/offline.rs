@@ -4,7 +4,7 @@
 //! acknowledges (and only then deletes) them; durable before the sender's next stanza is
 //! handled; counted by the dialect's `<ib><offline count/></ib>`.
 //!
-//! Ordering facts the tests rely on (src/stream/connection.rs, src/router/session.rs):
+//! Ordering facts the tests rely on (src/transport/tcp.rs, src/c2s/session.rs):
 //! * a session handles its client's stanzas one by one, and a stored message is flushed
 //!   to disk before the next one is handled; so when a sender's ping is answered, every
 //!   message it sent before is stored, durable, or refused (the refusal came first);

@@ -9,8 +9,10 @@
 mod archive;
 mod inflight;
 mod offline;
+mod private;
 mod roster;
 mod users;
+mod vcard;
 
 use crate::stripes::Stripes;
 use std::collections::HashMap;
@@ -35,6 +37,10 @@ pub struct MemoryStore {
     /// Archives and their preferences, per owner.
     archives: Stripes<HashMap<String, archive::Archive>>,
     archive_ids: crate::storage::archive::ids::Ids,
+    /// vCards with their avatars, per owner.
+    vcards: Stripes<HashMap<String, vcard::Vcard>>,
+    /// Private XML by namespace, per owner.
+    private: Stripes<HashMap<String, private::Entries>>,
 }
 
 impl MemoryStore {
@@ -48,6 +54,8 @@ impl MemoryStore {
             inflight: Default::default(),
             archives: Stripes::new(STRIPES),
             archive_ids: crate::storage::archive::ids::Ids(rand::random()),
+            vcards: Stripes::new(STRIPES),
+            private: Stripes::new(STRIPES),
         }
     }
 

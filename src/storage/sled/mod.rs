@@ -4,8 +4,10 @@ mod archive;
 mod cache;
 mod inflight;
 mod offline;
+mod private;
 mod roster;
 mod users;
+mod vcard;
 
 use super::StorageError;
 use std::path::Path;
@@ -52,6 +54,12 @@ pub struct SledStore {
     archive_lock: std::sync::Arc<crate::stripes::Stripes<std::collections::HashMap<String, u64>>>,
     /// The archive id key, once read.
     archive_ids: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
+    /// vCards, and apart from them the avatar each advertises (`vcard.rs`).
+    vcards: sled::Tree,
+    vcard_avatars: sled::Tree,
+    /// Private XML (`private.rs`), and each account's bytes of it.
+    private: sled::Tree,
+    private_totals: sled::Tree,
 }
 
 impl SledStore {
@@ -99,6 +107,10 @@ impl SledStore {
             prefs_cache: std::sync::Arc::new(cache::Cache::new(ARCHIVE_PREFS_CACHE_BYTES)),
             archive_lock: std::sync::Arc::new(crate::stripes::Stripes::new(64)),
             archive_ids: Default::default(),
+            vcards: tree("vcard")?,
+            vcard_avatars: tree("vcard_avatar")?,
+            private: tree("private")?,
+            private_totals: tree("private_totals")?,
             db,
         })
     }
@@ -109,6 +121,19 @@ pub(crate) fn backend(e: sled::Error) -> StorageError {
         sled::Error::Io(io) => StorageError::Io(io.to_string()),
         e => StorageError::Backend(e.to_string()),
     }
+}
+
+/// A failed transaction's error: its own abort, or the backend's.
+pub(crate) fn tx_error(e: sled::transaction::TransactionError<StorageError>) -> StorageError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => backend(e),
+    }
+}
+
+/// Ends a transaction with `e`.
+pub(crate) fn abort(e: StorageError) -> sled::transaction::ConflictableTransactionError<StorageError> {
+    sled::transaction::ConflictableTransactionError::Abort(e)
 }
 
 /// True when opening failed because another process holds the database.

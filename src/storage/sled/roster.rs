@@ -9,24 +9,24 @@
 //! Block lists (`blocklist`: `owner NUL jid`) are read through a byte-bounded memory
 //! cache (`cache.rs`) and, before that, a set of the accounts that have one at all.
 
-use super::{backend, SledStore};
+use super::{abort, backend, tx_error, SledStore};
 use crate::storage::roster::{
     BlockList, BlockStore, LastSeen, LastSeenStore, ListQuota, Roster, RosterItem, RosterStore, RosterTotals as Totals,
     SubscriptionRequestStore,
 };
 use crate::storage::StorageError;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::Transactional;
 use std::sync::Arc;
 use xmpp_parsers::jid::BareJid;
 
 /// `owner NUL contact`: JIDs never contain NUL, so one owner's keys share a prefix.
-fn key(owner: &BareJid, contact: &str) -> Vec<u8> {
+pub(super) fn key(owner: &BareJid, contact: &str) -> Vec<u8> {
     let mut key = prefix(owner);
     key.extend_from_slice(contact.as_bytes());
     key
 }
 
-fn prefix(owner: &BareJid) -> Vec<u8> {
+pub(super) fn prefix(owner: &BareJid) -> Vec<u8> {
     text_prefix(owner.as_str())
 }
 
@@ -45,17 +45,6 @@ fn holder_key(contact: &str, owner: &str) -> Vec<u8> {
 
 fn corrupt(e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(e.to_string())
-}
-
-fn tx_error(e: TransactionError<StorageError>) -> StorageError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => backend(e),
-    }
-}
-
-fn abort(e: StorageError) -> ConflictableTransactionError<StorageError> {
-    ConflictableTransactionError::Abort(e)
 }
 
 fn read_version(bytes: Option<sled::IVec>) -> u64 {

@@ -1,0 +1,94 @@
+//! XEP-0054 vcard-temp: every account keeps one vCard, which it sets and anyone reads
+//! (§5: vCards are world-readable), stored through [`VcardStore`]. And XEP-0153
+//! vCard-based avatars: the hash of the vCard's photo, worked out when it is set, rides
+//! on the presence of the account's clients that do not advertise one themselves
+//! ([`avatar`]).
+//!
+//! Gets are answered later: the stored vCard is read and parsed off the session's turn,
+//! and the session writes the reply before it handles its client's next stanza.
+//!
+//! [`VcardStore`]: crate::storage::vcard::VcardStore
+
+pub mod avatar;
+
+use super::{read_stored, refuse_with, storage_fault, Request, Target};
+use crate::core::module::{refuse, Answer, Module, Pending, Registrar, Scope, Slots, Targets, Types};
+use crate::core::state::ServerState;
+use crate::xml::{el, writer, Element, ElementExt};
+use crate::xmpp::error::{Condition, StanzaError};
+use crate::xmpp::stanza::Stanza;
+use std::sync::Arc;
+use xmpp_parsers::jid::Jid;
+
+pub use crate::xml::ns::VCARD as NS;
+
+pub struct Vcard;
+
+impl Module for Vcard {
+    fn name(&self) -> &'static str {
+        "XEP-0054"
+    }
+
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.iq(Some("vCard"), NS, Types::Get, Targets::ACCOUNT, get);
+        api.iq(Some("vCard"), NS, Types::Set, Targets::ACCOUNT, |r| set(r).into());
+        // §4: the server (it answers for its accounts) and every account support it.
+        api.feature(Scope::Server, NS);
+        api.feature(Scope::Account, NS);
+    }
+
+    fn inbound(&self, state: &ServerState, stanza: &mut Stanza, _slots: &mut Slots) -> Result<(), StanzaError> {
+        avatar::advertise(state, stanza);
+        Ok(())
+    }
+}
+
+/// §3.1 and §3.3: the vCard of the sender's own account, or of another local account.
+fn get(request: &mut Request) -> Answer {
+    let Target::Account(owner) = request.target else { return request.error(Condition::ServiceUnavailable).into() };
+    let own = *owner == request.sender.to_bare();
+    // XEP-0191 §3.3: an iq get from someone the owner blocked "SHOULD be"
+    // `service-unavailable`, which is also what an account without a vCard answers.
+    if !own && crate::core::privacy::blocks(request.state, owner, &Jid::from(request.sender.clone())) {
+        return request.error(Condition::ServiceUnavailable).into();
+    }
+    let Some(state) = request.state.shared() else { return request.error(Condition::InternalServerError).into() };
+    let (owner, result, stanza) = (owner.clone(), request.result(), request.stanza.clone());
+    Answer::Later(Pending::new(async move {
+        let reply = match read_stored(state, move |state| state.store.vcard(&owner)).await {
+            Ok(Some(vcard)) => result.with_child(vcard),
+            // §3.1 allows an error or an empty vCard for one's own: the empty vCard, so a
+            // client shows an empty form rather than a failure.
+            Ok(None) if own => result.with_child(el("vCard", NS)),
+            // §3.3 (version 1.3.0): `service-unavailable`, the answer for an account that
+            // does not exist (RFC 6121 §8.5.1), so no one learns which accounts exist.
+            Ok(None) => refuse(&stanza, Condition::ServiceUnavailable),
+            Err(condition) => refuse(&stanza, condition),
+        };
+        vec![reply]
+    }))
+}
+
+/// §3.2: the sender replaces its own vCard; another's is `forbidden`.
+fn set(request: &Request) -> Element {
+    let owner = match request.own_account() {
+        Ok(owner) => owner,
+        Err(condition) => return request.error(condition),
+    };
+    let vcard = writer::to_bytes(request.payload);
+    let max = request.state.config.limits.max_vcard_bytes;
+    // XEP-0054 names no limit. `not-acceptable` (RFC 6120 §8.3.3.9, type modify): this
+    // vCard will never be taken as it is; `resource-constraint` (type wait) would tell the
+    // client to send it again later.
+    if vcard.len() as u64 > max {
+        return refuse_with(request, Condition::NotAcceptable, &format!("a vCard may hold at most {max} bytes"));
+    }
+    let avatar = match avatar::of(request.payload) {
+        Ok(avatar) => avatar,
+        Err(why) => return refuse_with(request, Condition::BadRequest, why),
+    };
+    match request.state.store.set_vcard(owner, &vcard, &avatar) {
+        Ok(()) => request.result(),
+        Err(e) => request.error(storage_fault(e)),
+    }
+}
