@@ -286,7 +286,7 @@ pub fn framer_bytes(data: &[u8]) {
 // ---------------------------------------------------------------------------------------
 
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
-/// The framer's memory accounting (src/xml/framer.rs `Machine::charge`).
+/// The framer's memory accounting (src/xml/framer/machine.rs `Machine::charge`).
 const NODE_OVERHEAD: usize = 128;
 const BUILT_FACTOR: usize = 16;
 
