@@ -2,7 +2,8 @@
 //! that the libFuzzer targets and the stable replay test (`tests/it/fuzz_corpus.rs`) run
 //! the same code. Each function panics when an invariant breaks, and only then.
 //!
-//! Not part of the server: hidden from the docs, used by fuzzing and tests only.
+//! Not part of the server: compiled only with the `fuzzing` feature (fuzz/ and the tests
+//! enable it), hidden from the docs.
 #![doc(hidden)]
 
 use std::future::Future;
