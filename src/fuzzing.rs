@@ -2,7 +2,8 @@
 //! that the libFuzzer targets and the stable replay test (`tests/it/fuzz_corpus.rs`) run
 //! the same code. Each function panics when an invariant breaks, and only then.
 //!
-//! Not part of the server: hidden from the docs, used by fuzzing and tests only.
+//! Not part of the server: compiled only with the `fuzzing` feature (fuzz/ and the tests
+//! enable it), hidden from the docs.
 #![doc(hidden)]
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::sasl::client::{self, HashAlg};
 use crate::xml::framer::{Frame, Framer, FramerError, Limits, StreamHeader};
 use crate::xml::{writer, Element};
 
@@ -286,7 +288,7 @@ pub fn framer_bytes(data: &[u8]) {
 // ---------------------------------------------------------------------------------------
 
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
-/// The framer's memory accounting (src/xml/framer.rs `Machine::charge`).
+/// The framer's memory accounting (src/xml/framer/machine.rs `Machine::charge`).
 const NODE_OVERHEAD: usize = 128;
 const BUILT_FACTOR: usize = 16;
 
@@ -873,59 +875,11 @@ pub fn framer_structured(data: &[u8]) {
 // Target 3: sasl.
 // ---------------------------------------------------------------------------------------
 
-mod sasl_oracle {
-    //! An independent SCRAM client computation (RFC 5802 §3), to check any success.
-    use base64::{engine::general_purpose::STANDARD, Engine};
-    use hmac::{Hmac, Mac};
-    use sha1::Sha1;
-    use sha2::{Digest, Sha256};
-
-    pub fn hmac(sha256: bool, key: &[u8], data: &[u8]) -> Vec<u8> {
-        if sha256 {
-            let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        } else {
-            let mut m = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key");
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
-    }
-
-    fn hash(sha256: bool, data: &[u8]) -> Vec<u8> {
-        if sha256 {
-            Sha256::digest(data).to_vec()
-        } else {
-            Sha1::digest(data).to_vec()
-        }
-    }
-
-    /// (ClientKey, ServerKey) for `password` with this salt and iteration count.
-    pub fn keys(sha256: bool, password: &str, salt: &[u8], iterations: u32) -> (Vec<u8>, Vec<u8>) {
-        let mut salted = vec![0u8; if sha256 { 32 } else { 20 }];
-        if sha256 {
-            pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut salted);
-        } else {
-            pbkdf2::pbkdf2_hmac::<Sha1>(password.as_bytes(), salt, iterations, &mut salted);
-        }
-        (hmac(sha256, &salted, b"Client Key"), hmac(sha256, &salted, b"Server Key"))
-    }
-
-    /// The proof for `auth_message` by a client that knows `password`.
-    pub fn proof(sha256: bool, password: &str, salt: &[u8], iterations: u32, auth_message: &str) -> Vec<u8> {
-        let (client_key, _) = keys(sha256, password, salt, iterations);
-        let signature = hmac(sha256, &hash(sha256, &client_key), auth_message.as_bytes());
-        client_key.iter().zip(signature).map(|(a, b)| a ^ b).collect()
-    }
-
-    /// `r`, salt and iteration count of a server-first message.
-    pub fn server_first(text: &str) -> Option<(String, Vec<u8>, u32)> {
-        let mut parts = text.split(',');
-        let nonce = parts.next()?.strip_prefix("r=")?.to_owned();
-        let salt = STANDARD.decode(parts.next()?.strip_prefix("s=")?).ok()?;
-        let iterations = parts.next()?.strip_prefix("i=")?.parse().ok()?;
-        Some((nonce, salt, iterations))
-    }
+/// `client_proof` for `auth_message` by a client that knows `password` (the client side,
+/// `sasl::client`: independent of the server side but for the hash primitives).
+fn scram_proof(hash: HashAlg, password: &str, salt: &[u8], iterations: u32, auth_message: &str) -> Vec<u8> {
+    let salted = hash.salted_password(password.as_bytes(), salt, iterations);
+    client::client_proof(hash, &salted, auth_message).expect("HMAC takes any key")
 }
 
 const KNOWN_PASSWORD: &str = "pencil";
@@ -997,7 +951,8 @@ fn gs2_header(client_first: &str) -> Option<&str> {
 /// The server side of SASL exchanges (PLAIN, SCRAM-SHA-1/256, -PLUS) fed several client
 /// messages, raw or built from parts (with correct nonces and proofs for chosen
 /// passwords): no panic; a success is only ever for `known`, with its password, its
-/// nonce and its channel binding, as an independent computation confirms.
+/// nonce and its channel binding, as an independent computation (the harness, with
+/// `sasl::client`'s proofs) confirms.
 pub fn sasl(data: &[u8]) {
     sasl_successes(data);
 }
@@ -1020,7 +975,11 @@ fn sasl_successes(data: &[u8]) -> usize {
     };
     let secure = c.flag();
     let allow_plain_insecure = c.flag();
-    let sha256 = matches!(mech, Mechanism::ScramSha256 | Mechanism::ScramSha256Plus);
+    let hash = if matches!(mech, Mechanism::ScramSha256 | Mechanism::ScramSha256Plus) {
+        HashAlg::Sha256
+    } else {
+        HashAlg::Sha1
+    };
     let advertised = crate::sasl::advertised(&cb, secure, allow_plain_insecure);
     let mut exchange = Exchange::start(mech, cb.clone(), secure, allow_plain_insecure);
     assert_eq!(exchange.rejected().is_none(), advertised.contains(&mech), "{mech:?} advertised but rejected");
@@ -1081,7 +1040,8 @@ fn sasl_successes(data: &[u8]) -> usize {
             4 => {
                 // client-final for the last server-first: correct nonce and binding unless
                 // the fuzzer spoils them, the proof for a chosen password.
-                let Some((nonce, salt, iterations)) = t.server_first.as_deref().and_then(sasl_oracle::server_first)
+                let Some(client::ServerFirst { nonce, salt, iterations }) =
+                    t.server_first.as_deref().and_then(|text| client::ServerFirst::parse(text).ok())
                 else {
                     continue;
                 };
@@ -1115,7 +1075,7 @@ fn sasl_successes(data: &[u8]) -> usize {
                 let auth_message = format!("{bare},{},{without_proof}", t.server_first.as_deref().unwrap_or_default());
                 let prepped = stringprep::saslprep(&password).map(|p| p.into_owned()).unwrap_or(password);
                 let iterations = iterations.clamp(1, 64);
-                let mut proof = sasl_oracle::proof(sha256, &prepped, &salt, iterations, &auth_message);
+                let mut proof = scram_proof(hash, &prepped, &salt, iterations, &auth_message);
                 if c.one_in(4) {
                     let i = c.below(proof.len());
                     proof[i] ^= 1;
@@ -1156,7 +1116,7 @@ fn sasl_successes(data: &[u8]) -> usize {
                     assert_eq!(prepped, KNOWN_PASSWORD, "PLAIN success with another password");
                     assert!(additional_data.is_none());
                 } else {
-                    check_scram_success(sha256, mech.is_plus(), &t, message, &cb, additional_data.as_deref());
+                    check_scram_success(hash, mech.is_plus(), &t, message, &cb, additional_data.as_deref());
                 }
                 finished = true;
                 successes += 1;
@@ -1174,7 +1134,7 @@ fn sasl_successes(data: &[u8]) -> usize {
 /// Confirms a SCRAM success independently: the nonce is the server's, the binding the
 /// channel's, the proof `known`'s, and the server signature right.
 fn check_scram_success(
-    sha256: bool,
+    hash: HashAlg,
     plus: bool,
     t: &Transcript,
     client_final: &[u8],
@@ -1184,7 +1144,8 @@ fn check_scram_success(
     use base64::{engine::general_purpose::STANDARD, Engine};
     let client_first = t.client_first.as_deref().expect("success without a client-first");
     let server_first = t.server_first.as_deref().expect("success without a server-first");
-    let (nonce, salt, iterations) = sasl_oracle::server_first(server_first).expect("well-formed server-first");
+    let client::ServerFirst { nonce, salt, iterations } =
+        client::ServerFirst::parse(server_first).expect("well-formed server-first");
     let gs2 = gs2_header(client_first).expect("success after a client-first with a GS2 header");
     let bare = &client_first[gs2.len()..];
     if plus {
@@ -1200,10 +1161,10 @@ fn check_scram_success(
     assert_eq!(STANDARD.decode(cbind).ok(), Some(cbind_input(gs2, cb)), "wrong channel binding accepted");
     assert_eq!(attrs.next().and_then(|a| a.strip_prefix("r=")), Some(nonce.as_str()), "wrong nonce accepted");
     let auth_message = format!("{bare},{server_first},{without_proof}");
-    let expected = sasl_oracle::proof(sha256, KNOWN_PASSWORD, &salt, iterations, &auth_message);
+    let expected = scram_proof(hash, KNOWN_PASSWORD, &salt, iterations, &auth_message);
     assert_eq!(STANDARD.decode(proof).ok(), Some(expected), "a proof other than known's accepted");
-    let (_, server_key) = sasl_oracle::keys(sha256, KNOWN_PASSWORD, &salt, iterations);
-    let signature = sasl_oracle::hmac(sha256, &server_key, auth_message.as_bytes());
+    let salted = hash.salted_password(KNOWN_PASSWORD.as_bytes(), &salt, iterations);
+    let signature = client::server_signature(hash, &salted, &auth_message).expect("HMAC takes any key");
     let v = format!("v={}", STANDARD.encode(signature));
     assert_eq!(additional_data, Some(v.as_bytes()), "wrong server signature");
 }

@@ -5,6 +5,7 @@ pub mod c2s;
 pub mod cli;
 pub mod config;
 pub mod core;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod modules;
 pub mod sasl;

@@ -76,7 +76,7 @@ TOTAL_ACCOUNTS=$((ACCOUNTS + 2))
 # --- Prerequisites --------------------------------------------------------------------------
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1 ($2)" >&2; exit 1; }; }
 [ -x "$BENCH" ] && [ -x "$STANZAD" ] || {
-	echo "build first: (cd $REPO && cargo build --release)" >&2
+	echo "build first: (cd $REPO && cargo build --release --workspace)" >&2
 	exit 1
 }
 need openssl "apt-get install openssl"

@@ -35,9 +35,9 @@ pub struct StoredCredentials {
     pub sha256: ScramKeys,
 }
 
-/// The hash functions SCRAM is used with here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum HashAlg {
+/// The hash functions SCRAM is used with here (the server side and [`super::client`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HashAlg {
     Sha1,
     Sha256,
 }
@@ -51,7 +51,8 @@ impl HashAlg {
         }
     }
 
-    pub(crate) fn hash(self, data: &[u8]) -> Vec<u8> {
+    /// H(data).
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             HashAlg::Sha1 => Sha1::digest(data).to_vec(),
             HashAlg::Sha256 => Sha256::digest(data).to_vec(),
@@ -60,7 +61,7 @@ impl HashAlg {
 
     /// HMAC(key, data). HMAC accepts keys of any length, so the error arm is
     /// unreachable in practice; it is mapped rather than unwrapped.
-    pub(crate) fn hmac(self, key: &[u8], data: &[u8]) -> Result<Vec<u8>, SaslError> {
+    pub fn hmac(self, key: &[u8], data: &[u8]) -> Result<Vec<u8>, SaslError> {
         match self {
             HashAlg::Sha1 => {
                 let mut m = <Hmac<Sha1> as Mac>::new_from_slice(key).map_err(|_| SaslError::TemporaryAuthFailure)?;
@@ -76,7 +77,7 @@ impl HashAlg {
     }
 
     /// SaltedPassword := Hi(password, salt, i) (PBKDF2 with HMAC-H).
-    pub(crate) fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+    pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
         #[cfg(test)]
         key_derivations::record(iterations);
         let mut out = vec![0u8; self.len()];

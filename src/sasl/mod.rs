@@ -6,13 +6,14 @@
 //! payloads with [`decode_b64`], feeds the bytes to [`Exchange::step`], and turns
 //! the returned [`Step`] into `<challenge/>`, `<success/>` or `<failure/>`.
 
+pub mod client;
 pub mod credentials;
 mod plain;
 mod scram;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 
-pub use credentials::{ScramKeys, StoredCredentials, DEFAULT_ITERATIONS};
+pub use credentials::{HashAlg, ScramKeys, StoredCredentials, DEFAULT_ITERATIONS};
 
 /// A SASL mechanism this engine implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

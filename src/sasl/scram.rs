@@ -283,11 +283,12 @@ fn decode_saslname(s: &str) -> Result<String, SaslError> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::MemLookup;
-    use super::super::{Exchange, StoredCredentials};
+    use super::super::{client, Exchange, StoredCredentials};
     use super::*;
 
     /// A minimal SCRAM client for tests: builds client-final for any GS2
-    /// header / binding data, so that each rule can be exercised.
+    /// header / binding data and a username sent as it is, so that each rule can be
+    /// exercised (the proofs are `sasl::client`'s).
     struct TestClient {
         alg: HashAlg,
         password: String,
@@ -331,12 +332,8 @@ mod tests {
             let am = format!("{},{},{}", self.bare, sf, without_proof);
             let alg = self.alg;
             let salted = alg.salted_password(self.password.as_bytes(), &salt, iters);
-            let ck = alg.hmac(&salted, b"Client Key").expect("hmac");
-            let sk = alg.hmac(&salted, b"Server Key").expect("hmac");
-            let stored = alg.hash(&ck);
-            let sig = alg.hmac(&stored, am.as_bytes()).expect("hmac");
-            let proof: Vec<u8> = ck.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
-            self.server_signature = alg.hmac(&sk, am.as_bytes()).expect("hmac");
+            let proof = client::client_proof(alg, &salted, &am).expect("hmac");
+            self.server_signature = client::server_signature(alg, &salted, &am).expect("hmac");
             format!("{},p={}", without_proof, STANDARD.encode(proof)).into_bytes()
         }
         fn expected_v(&self) -> Vec<u8> {

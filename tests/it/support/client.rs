@@ -6,7 +6,7 @@
 //! corrupts data. The task gives the read half back for STARTTLS and for checking that the
 //! server closed the connection.
 
-use super::scram::{Hash, ScramClient};
+use super::scram::{scram, Binding, CbType, HashAlg};
 use super::xml;
 use super::{stream_header, DOMAIN, NS_BIND, NS_CLIENT, NS_SASL, NS_STREAM, NS_STREAM_ERRORS, NS_TLS, TIMEOUT};
 use base64::engine::general_purpose::STANDARD;
@@ -545,7 +545,7 @@ impl Client {
         let exporter = || ChannelBinding::TlsExporter(self.tls().exporter.clone().expect("TLS 1.3 exporter"));
         let end_point = |hash| {
             let data = self.tls().end_point.clone();
-            Box::new(ScramClient::new(hash, true, user, password, "p=tls-server-end-point,,", data))
+            Box::new(scram(hash, user, password, Binding::Required(CbType::TlsServerEndPoint, data)))
         };
         match mech {
             Mech::Plain => Box::new(Plain::new(user, password)),
@@ -557,8 +557,8 @@ impl Client {
             Mech::ScramSha256Plus(Cb::TlsExporter) => {
                 Box::new(Scram::<Sha256>::new(user, password, exporter()).expect("nonce"))
             }
-            Mech::ScramSha1Plus(Cb::TlsServerEndPoint) => end_point(Hash::Sha1),
-            Mech::ScramSha256Plus(Cb::TlsServerEndPoint) => end_point(Hash::Sha256),
+            Mech::ScramSha1Plus(Cb::TlsServerEndPoint) => end_point(HashAlg::Sha1),
+            Mech::ScramSha256Plus(Cb::TlsServerEndPoint) => end_point(HashAlg::Sha256),
         }
     }
 

@@ -1,14 +1,16 @@
-//! SASL over the stream (RFC 6120 §6): PLAIN or SCRAM-SHA-1/256 (`scram.rs`).
+//! SASL over the stream (RFC 6120 §6): PLAIN or SCRAM-SHA-1/256 (`stanzad::sasl::client`,
+//! with the salted passwords cached: `salt_cache.rs`).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use stanzad::sasl::client::{ScramClient, ScramClientError};
+use stanzad::sasl::HashAlg;
 use stanzad::xml::{Element, NS_SASL};
 
 use crate::cli::Mech;
 use crate::client::Stream;
 use crate::ctx::Ctx;
 use crate::error::{BenchError, Result};
-use crate::scram::{HashAlg, ScramClient};
 
 /// Authenticates as `user` with `--mech` and `--password`.
 pub async fn authenticate(stream: &mut Stream, ctx: &Ctx, user: &str, features: &Element) -> Result<()> {
@@ -36,18 +38,20 @@ async fn plain(stream: &mut Stream, ctx: &Ctx, user: &str) -> Result<()> {
 }
 
 async fn scram(stream: &mut Stream, ctx: &Ctx, user: &str, hash: HashAlg) -> Result<()> {
-    let mut client = ScramClient::new(hash, user, &ctx.password).map_err(BenchError::Sasl)?;
+    let mut client = ScramClient::new(hash, user, &ctx.password).map_err(sasl_error)?;
     stream.send(ctx, auth_element(ctx.mech.name(), client.client_first().as_bytes()).as_bytes()).await?;
     let Answer::Challenge(server_first) = sasl_answer(stream, ctx).await? else {
         return Err(BenchError::Sasl("success before the SCRAM exchange".into()));
     };
-    let client_final = client.client_final(&server_first, &ctx.salts).map_err(BenchError::Sasl)?;
+    let client_final = client
+        .client_final_with(&server_first, |hash, password, salt, i| ctx.salts.salted(hash, password, salt, i))
+        .map_err(sasl_error)?;
     stream.send(ctx, response_element(client_final.as_bytes()).as_bytes()).await?;
     match sasl_answer(stream, ctx).await? {
-        Answer::Success(data) => client.verify_server_final(&data).map_err(BenchError::Sasl),
+        Answer::Success(data) => client.verify_server_final(&data).map_err(sasl_error),
         // Some servers send server-final as a challenge and expect an empty response.
         Answer::Challenge(data) => {
-            client.verify_server_final(&data).map_err(BenchError::Sasl)?;
+            client.verify_server_final(&data).map_err(sasl_error)?;
             stream.send(ctx, response_element(b"").as_bytes()).await?;
             match sasl_answer(stream, ctx).await? {
                 Answer::Success(_) => Ok(()),
@@ -55,6 +59,10 @@ async fn scram(stream: &mut Stream, ctx: &Ctx, user: &str, hash: HashAlg) -> Res
             }
         }
     }
+}
+
+fn sasl_error(e: ScramClientError) -> BenchError {
+    BenchError::Sasl(e.to_string())
 }
 
 /// The server's step: decoded challenge or success data; a failure is an error.

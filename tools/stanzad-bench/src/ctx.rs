@@ -8,7 +8,7 @@ use tokio_rustls::TlsConnector;
 use crate::cli::{Common, Mech};
 use crate::error::{BenchError, Result};
 use crate::net::Dialer;
-use crate::scram::SaltCache;
+use crate::salt_cache::SaltCache;
 use crate::tls::{self, Trust};
 use crate::{accounts, net};
 
