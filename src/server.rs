@@ -228,7 +228,7 @@ fn recover_inflight(store: &dyn Storage) -> Result<(), ServerError> {
     if keys.is_empty() {
         return Ok(());
     }
-    let owners = store.inflight_to_offline(&keys)?;
+    let owners = store.inflight_to_offline(&keys, &crate::core::offline::with_delay)?;
     store.flush()?;
     tracing::info!(
         messages = keys.len(),

@@ -174,7 +174,8 @@ pub async fn perform(
             // The session task resolves these first (`Session::resolved`), so stream
             // management counts the replies; one that got here is written as it is.
             Action::Await(pending) => {
-                let replies = pending.0.await;
+                debug_assert!(false, "an unresolved answer reached the writer");
+                let replies = pending.replies().await;
                 let writes = replies.iter().map(|reply| Action::Write(crate::xml::writer::to_bytes(reply).into()));
                 let writes: Vec<Action> = writes.collect();
                 if let Some(end) = Box::pin(perform(state, writes, out, limit, unsent, control.as_deref_mut())).await {

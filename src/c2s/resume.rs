@@ -105,7 +105,8 @@ pub fn new_id() -> String {
 pub fn failed(condition: &str, h: Option<u32>) -> String {
     let ns = crate::c2s::session::sm::NS;
     let h = h.map(|h| format!(" h='{h}'")).unwrap_or_default();
-    format!("<failed xmlns='{ns}'{h}><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>")
+    let errors = crate::xml::NS_STANZA_ERRORS;
+    format!("<failed xmlns='{ns}'{h}><{condition} xmlns='{errors}'/></failed>")
 }
 
 #[cfg(test)]

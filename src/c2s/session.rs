@@ -171,7 +171,7 @@ impl Session {
             }
         }
         stanza.set_from(Jid::from(self.jid.clone()));
-        if let Err(error) = state.modules.inbound(state, &mut stanza, &mut self.slots) {
+        if let Err(error) = state.modules.inbound(state, &self.bare, &mut stanza, &mut self.slots) {
             return self.reject(&stanza.element, &error);
         }
         if self.backlog.as_ref().is_some_and(|b| offline::is_ack(&stanza.element, b)) && to_the_server(state, &stanza) {
@@ -194,7 +194,7 @@ impl Session {
         for action in actions {
             match action {
                 Action::Await(pending) => {
-                    let replies = pending.0.await;
+                    let replies = pending.replies().await;
                     let writes = replies.iter().map(|reply| Action::Write(writer::to_bytes(reply).into())).collect();
                     out.extend(self.track(writes, None, Instant::now()));
                 }

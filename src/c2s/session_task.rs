@@ -430,7 +430,7 @@ fn move_to_offline(state: &ServerState, inflight: &[u64]) {
     if inflight.is_empty() {
         return;
     }
-    match state.store.inflight_to_offline(inflight) {
+    match state.store.inflight_to_offline(inflight, &crate::core::offline::with_delay) {
         Ok(owners) => {
             tracing::info!(messages = inflight.len(), "unacknowledged messages kept offline");
             owners.iter().for_each(|owner| delivery::wake_if_idle(state, owner));

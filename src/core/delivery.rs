@@ -231,9 +231,9 @@ fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Out
 /// A message for a stream-managed session is recorded in storage first (XEP-0198): if
 /// the connection dies, or the server, before the client acknowledges it, it moves to
 /// offline storage instead of being lost. The sender waits for that record to be durable.
-/// The record holds the message as routed (a receipt stays a standard message) and as it
-/// would be stored offline (with its delay): if it ends up offline, it is converted for
-/// whichever session fetches it, like any stored message.
+/// The record holds the message as routed (a receipt stays a standard message): if it ends
+/// up offline (with its delay, `offline::with_delay`), it is converted for whichever
+/// session fetches it, like any stored message.
 fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, element: &crate::xml::Element) -> Outcome {
     let bytes: std::sync::Arc<[u8]> = crate::xml::writer::to_bytes(element).into();
     let owner = resource.jid.to_bare();
@@ -242,9 +242,7 @@ fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, eleme
     } else {
         crate::xml::writer::to_bytes(&stanza.element)
     };
-    let now = super::presence::unix_now();
-    let stored = super::offline::with_delay(&owner, now, &routed);
-    let inflight = match state.store.put_inflight(&owner, now, &stored, quota(state)) {
+    let inflight = match state.store.put_inflight(&owner, super::presence::unix_now(), &routed, quota(state)) {
         Ok(key) => key,
         Err(StorageError::QuotaExceeded(_)) => {
             // It would have to fit offline if the session ended before its acknowledgement.

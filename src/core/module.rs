@@ -151,12 +151,34 @@ pub fn storage_fault(e: crate::storage::StorageError) -> Condition {
     Condition::InternalServerError
 }
 
-/// Replies that come later: the session writes them before it handles its next stanza.
-pub struct Pending(pub Pin<Box<dyn Future<Output = Vec<Element>> + Send>>);
+/// Replies that come later: the session writes them before it handles its next stanza,
+/// waiting at most [`Pending::LIMIT`] for them.
+pub struct Pending {
+    replies: Pin<Box<dyn Future<Output = Vec<Element>> + Send>>,
+    /// The answer if they do not come in time.
+    late: Element,
+}
 
 impl Pending {
-    pub fn new(replies: impl Future<Output = Vec<Element>> + Send + 'static) -> Pending {
-        Pending(Box::pin(replies))
+    /// How long a session waits for a module's answer before it answers for it.
+    pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// `replies` to `request`; if they do not come within [`LIMIT`](Self::LIMIT), the
+    /// future is dropped and the client gets `resource-constraint` (RFC 6120 §8.3.3.18: the
+    /// server is too busy now, and it may try again).
+    pub fn new(request: &Stanza, replies: impl Future<Output = Vec<Element>> + Send + 'static) -> Pending {
+        Pending { replies: Box::pin(replies), late: refuse(request, Condition::ResourceConstraint) }
+    }
+
+    /// The replies, or the answer for them once the limit passed.
+    pub async fn replies(self) -> Vec<Element> {
+        match tokio::time::timeout(Self::LIMIT, self.replies).await {
+            Ok(replies) => replies,
+            Err(_) => {
+                tracing::warn!(limit = ?Self::LIMIT, "a module's answer took too long: refused for it");
+                vec![self.late]
+            }
+        }
     }
 }
 
@@ -208,9 +230,15 @@ pub trait Module: Send + Sync + 'static {
     /// Declares its iq handlers, features and service domains.
     fn register(self: Arc<Self>, api: &mut Registrar);
 
-    /// A stanza from a client, after `from` is stamped: change it, or refuse it (then the
-    /// sender gets the error, and no other module or the router sees it).
-    fn inbound(&self, _state: &ServerState, _stanza: &mut Stanza, _slots: &mut Slots) -> Result<(), StanzaError> {
+    /// A stanza from a client of `sender`'s, after `from` is stamped: change it, or refuse it
+    /// (then the sender gets the error, and no other module or the router sees it).
+    fn inbound(
+        &self,
+        _state: &ServerState,
+        _sender: &BareJid,
+        _stanza: &mut Stanza,
+        _slots: &mut Slots,
+    ) -> Result<(), StanzaError> {
         Ok(())
     }
 
@@ -353,8 +381,14 @@ impl Modules {
         self.services.keys().map(String::as_str)
     }
 
-    pub fn inbound(&self, state: &ServerState, stanza: &mut Stanza, slots: &mut Slots) -> Result<(), StanzaError> {
-        self.hooks.iter().try_for_each(|m| m.inbound(state, stanza, slots))
+    pub fn inbound(
+        &self,
+        state: &ServerState,
+        sender: &BareJid,
+        stanza: &mut Stanza,
+        slots: &mut Slots,
+    ) -> Result<(), StanzaError> {
+        self.hooks.iter().try_for_each(|m| m.inbound(state, sender, stanza, slots))
     }
 
     /// The message as `owner` gets it, after every module had its say; None: unchanged.
@@ -497,6 +531,18 @@ mod tests {
         assert_eq!(modules.features(Scope::Server).collect::<Vec<_>>(), vec!["urn:test"]);
         assert_eq!(modules.features(Scope::OwnAccount).collect::<Vec<_>>(), vec!["urn:test:own"]);
         assert_eq!(modules.stream_features(), "<t xmlns='urn:test'/>");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_that_never_comes_is_refused_after_the_limit() {
+        let request = "<iq xmlns='jabber:client' type='get' id='slow' to='localhost'><q xmlns='urn:test'/></iq>";
+        let stanza = Stanza::parse(request.parse().expect("xml")).map_err(|_| "stanza").expect("stanza");
+        let started = tokio::time::Instant::now();
+        let replies = Pending::new(&stanza, std::future::pending()).replies().await;
+        assert!(started.elapsed() >= Pending::LIMIT);
+        let error = replies[0].get_child("error", NS_CLIENT).expect("an error");
+        assert!(error.has_child("resource-constraint", crate::xml::NS_STANZA_ERRORS));
+        assert_eq!(replies[0].attr("id"), Some("slow"));
     }
 
     #[test]

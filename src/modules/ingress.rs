@@ -13,7 +13,7 @@ use xmpp_parsers::jid::BareJid;
 use crate::xml::ns::DELAY as NS_DELAY;
 use crate::xml::ns::LEGACY_DELAY as NS_LEGACY_DELAY;
 /// Archive result namespaces: the current one and earlier drafts clients still parse.
-const NS_MAM: [&str; 3] = ["urn:xmpp:mam:2", "urn:xmpp:mam:1", "urn:xmpp:mam:tmp"];
+const NS_MAM: [&str; 3] = [crate::xml::ns::MAM, crate::xml::ns::MAM_1, crate::xml::ns::MAM_TMP];
 
 /// Checks (and cleans) one stanza from `sender`; an error to answer it with when refused.
 pub fn check(stanza: &mut Stanza, sender: &BareJid, serves: impl Fn(&str) -> bool) -> Result<(), StanzaError> {
@@ -80,9 +80,14 @@ impl Module for Ingress {
 
     fn register(self: Arc<Self>, _api: &mut Registrar) {}
 
-    fn inbound(&self, state: &ServerState, stanza: &mut Stanza, _slots: &mut Slots) -> Result<(), StanzaError> {
-        let Some(sender) = stanza.from.as_ref().map(|from| from.to_bare()) else { return Ok(()) };
-        check(stanza, &sender, |domain| state.config.serves(domain)).inspect_err(|error| {
+    fn inbound(
+        &self,
+        state: &ServerState,
+        sender: &BareJid,
+        stanza: &mut Stanza,
+        _slots: &mut Slots,
+    ) -> Result<(), StanzaError> {
+        check(stanza, sender, |domain| state.config.serves(domain)).inspect_err(|error| {
             tracing::debug!(condition = error.condition.name(), "refused server-only content from a client");
         })
     }

@@ -39,8 +39,8 @@ pub fn standard(config: &Config) -> Modules {
     modules.add(config, roster::Roster);
     modules.add(config, blocking::Blocking);
     modules.add(config, offline::FlexibleOffline);
-    modules.add(config, mam::Archive);
     modules.add(config, carbons::Carbons);
+    modules.add(config, mam::Archive);
     modules.add(config, dialect::Dialect);
     modules.add(config, csi::ClientState);
     modules.add(config, vcard::Vcard);

@@ -83,7 +83,7 @@ fn get(request: &Request, namespace: String) -> Answer {
     let name = request.payload.children().next().map_or("", |asked| asked.name());
     let nothing = el("query", NS).with_child(el(name, &namespace));
     let Some(state) = request.state.shared() else { return request.error(Condition::InternalServerError).into() };
-    Answer::Later(Pending::new(async move {
+    Answer::Later(Pending::new(request.stanza, async move {
         let reply = match read_stored(state, move |state| state.store.private(&owner, &namespace)).await {
             Ok(Some(query)) => result.with_child(query),
             Ok(None) => result.with_child(nothing),

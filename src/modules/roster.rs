@@ -6,6 +6,7 @@ use crate::core::roster::{item_element, push_item, push_removal};
 use crate::core::subscription;
 use crate::storage::roster::RosterItem;
 use crate::storage::StorageError;
+use crate::xml::ns;
 use crate::xml::{el, Element, ElementExt};
 use crate::xmpp::error::Condition;
 use crate::xmpp::stanza::{Kind, Stanza};
@@ -129,6 +130,6 @@ impl Module for Roster {
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| handle(r).into());
         // RFC 6121 §2.6.1: roster versioning; §3.4: subscription pre-approval.
-        api.stream_feature("<ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>");
+        api.stream_feature(&format!("<ver xmlns='{}'/><sub xmlns='{}'/>", ns::ROSTER_VERSIONING, ns::PRE_APPROVAL));
     }
 }

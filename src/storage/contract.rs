@@ -340,6 +340,8 @@ pub fn offline_store(store: &dyn OfflineStore) {
 /// Runs every `InflightStore` rule against an empty store (and its offline side).
 pub fn inflight_store(store: &dyn super::Storage) {
     let offline = store;
+    // The caller's stored form (the server adds a delay): here, the stamp before it.
+    let stamped = |_: &BareJid, stamp: u64, message: &[u8]| [format!("{stamp}:").as_bytes(), message].concat();
     let bob = jid("bob@example.org");
     let carol = jid("carol@example.org");
     let dave = jid("dave@example.org");
@@ -361,20 +363,20 @@ pub fn inflight_store(store: &dyn super::Storage) {
     assert_eq!(offline.offline_count(&bob).expect("count"), 0, "in flight is not offline");
 
     // Moved out of order: they still arrive in the order they were recorded.
-    let owners = store.inflight_to_offline(&[keys[3], keys[1], keys[2]]).expect("move");
+    let owners = store.inflight_to_offline(&[keys[3], keys[1], keys[2]], &stamped).expect("move");
     assert_eq!(owners, vec![bob.clone()]);
     let stored = offline.offline_batch(&bob, batch(10)).expect("list");
     let ids: Vec<bool> =
         ["m1", "m2", "m3"].iter().zip(&stored).map(|(id, s)| String::from_utf8_lossy(&s.stanza).contains(id)).collect();
     assert_eq!(ids, vec![true, true, true], "arrival order");
-    assert_eq!(stored[0].stanza, m(1).into_bytes(), "moved as recorded");
-    assert!(store.inflight_to_offline(&keys).expect("again").is_empty(), "an entry moves once");
+    assert_eq!(stored[0].stanza, format!("1700000000:{}", m(1)).into_bytes(), "moved in the form the caller makes");
+    assert!(store.inflight_to_offline(&keys, &stamped).expect("again").is_empty(), "an entry moves once");
     assert_eq!(offline.offline_count(&bob).expect("count"), 3);
     assert_eq!(store.inflight_keys().expect("keys"), vec![other]);
 
     // An account that is gone gets nothing back: its records are only removed.
     let gone = store.put_inflight(&dave, 1_700_000_000, m(7).as_bytes(), quota).expect("put");
-    assert!(store.inflight_to_offline(&[gone]).expect("move").is_empty());
+    assert!(store.inflight_to_offline(&[gone], &stamped).expect("move").is_empty());
     assert_eq!(offline.offline_count(&dave).expect("count"), 0);
     assert_eq!(store.inflight_keys().expect("keys"), vec![other]);
 
@@ -390,7 +392,7 @@ pub fn inflight_store(store: &dyn super::Storage) {
     assert!(matches!(offline.push_offline(&eve, b"o1", two), Err(StorageError::QuotaExceeded(_))));
     store.remove_inflight(&[first]).expect("acknowledged");
     let second = store.put_inflight(&eve, 1_700_000_000, m(2).as_bytes(), two).expect("room again");
-    store.inflight_to_offline(&[second]).expect("move");
+    store.inflight_to_offline(&[second], &stamped).expect("move");
     assert_eq!(offline.offline_count(&eve).expect("count"), 2, "moved within the quota it held");
     let bytes = Quota { messages: 100, bytes: 64 };
     let frank = jid("frank@example.org");

@@ -22,6 +22,10 @@ pub const LIMITS: &str = "urn:xmpp:stream-limits:0";
 pub const SM: &str = "urn:xmpp:sm:3";
 /// XEP-0352.
 pub const CSI: &str = "urn:xmpp:csi:0";
+/// RFC 6121 §2.6.1: roster versioning.
+pub const ROSTER_VERSIONING: &str = "urn:xmpp:features:rosterver";
+/// RFC 6121 §3.4: subscription pre-approval.
+pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
 
 // XEPs answered or stamped by feature modules.
 /// XEP-0030.
@@ -60,6 +64,9 @@ pub const LEGACY_DELAY: &str = "jabber:x:delay";
 pub const OFFLINE: &str = "http://jabber.org/protocol/offline";
 /// XEP-0313.
 pub const MAM: &str = "urn:xmpp:mam:2";
+/// Earlier drafts of XEP-0313 that clients still parse.
+pub const MAM_1: &str = "urn:xmpp:mam:1";
+pub const MAM_TMP: &str = "urn:xmpp:mam:tmp";
 /// XEP-0313 §7.1.
 pub const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
 /// XEP-0359.

@@ -42,9 +42,12 @@ pub trait Framing: Send + Sync {
     /// Our closing (RFC 6120 §4.4; RFC 7395 §3.6 `<close/>`).
     fn close(&self) -> &'static str;
 
-    /// A stream error and the closing (RFC 6120 §4.9).
+    /// A stream error and the closing (RFC 6120 §4.9). Outside a byte stream's root
+    /// element the `stream` prefix is declared on the error itself (RFC 7395 §3.6).
     fn error(&self, condition: &str, text: Option<&str>) -> String {
-        super::writer::stream_error_element(condition, text) + self.close()
+        let error = super::writer::stream_error_element(condition, text);
+        let declared = format!("<stream:error xmlns:stream='{}'>", super::NS_STREAM);
+        error.replacen("<stream:error>", &declared, 1) + self.close()
     }
 }
 
@@ -58,6 +61,11 @@ impl Framing for ByteStream {
 
     fn close(&self) -> &'static str {
         super::writer::STREAM_CLOSE
+    }
+
+    /// Inside `<stream:stream>`, whose header declared the prefix.
+    fn error(&self, condition: &str, text: Option<&str>) -> String {
+        super::writer::stream_error(condition, text)
     }
 }
 

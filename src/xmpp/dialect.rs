@@ -100,7 +100,7 @@ pub fn message_to_receipt(message: &Element) -> Option<Element> {
     if let Some(p) = message.get_child("participant", NS).and_then(|p| p.attr("jid")) {
         receipt.set("participant", p);
     }
-    if let Some(stamp) = message.get_child("delay", "urn:xmpp:delay").and_then(|d| d.attr("stamp")) {
+    if let Some(stamp) = message.get_child("delay", crate::xml::ns::DELAY).and_then(|d| d.attr("stamp")) {
         receipt.set("stamp", stamp);
     }
     Some(receipt)

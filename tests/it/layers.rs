@@ -100,14 +100,33 @@ fn top_module(relative: &Path) -> Option<String> {
     }
 }
 
-/// The source before its unit tests (a `#[cfg(test)]` at the start of a line, or a whole
-/// `tests.rs`).
+/// The source without its unit tests: each item under a `#[cfg(test)]` (a `mod tests;`
+/// line, or a block to its closing brace), and a whole `tests.rs`.
 fn without_tests(file: &Path, text: &str) -> String {
     if file.file_name().is_some_and(|name| name == "tests.rs") || file.components().any(|c| c.as_os_str() == "tests") {
         return String::new();
     }
-    let end = text.find("\n#[cfg(test)]").unwrap_or(text.len());
-    text[..end].to_owned()
+    let mut kept = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if !line.trim_start().starts_with("#[cfg(test)]") {
+            kept.push(line);
+            continue;
+        }
+        // Skip the item: through its `;`, or its braces (strings with braces aside). Blank
+        // lines stand in for it, so line numbers stay right.
+        kept.push("");
+        let mut depth = 0i32;
+        for item in lines.by_ref() {
+            kept.push("");
+            let code = item.split("//").next().unwrap_or("");
+            depth += code.matches('{').count() as i32 - code.matches('}').count() as i32;
+            if depth <= 0 && (code.contains('}') || code.trim_end().ends_with(';')) {
+                break;
+            }
+        }
+    }
+    kept.join("\n")
 }
 
 /// The source without comments.

@@ -126,4 +126,8 @@ async fn a_client_authenticates_and_binds_over_an_element_transport() {
     conn.wire.close(&StreamEnd::error(StreamCondition::PolicyViolation, "test")).await;
     let out = written.lock().expect("lock").clone();
     assert!(out.ends_with("</stream:error><close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"), "{out}");
+    assert!(
+        out.contains("<stream:error xmlns:stream='http://etherx.jabber.org/streams'>"),
+        "the prefix is declared: {out}"
+    );
 }

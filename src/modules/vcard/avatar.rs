@@ -12,6 +12,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use sha1::{Digest, Sha1};
+use xmpp_parsers::jid::BareJid;
 
 pub use crate::xml::ns::VCARD_UPDATE as NS_UPDATE;
 
@@ -53,12 +54,11 @@ pub fn update(avatar: &Avatar) -> Element {
 /// or directed (§4.1: the update goes in both), when the client sent none: a client that
 /// includes `<x xmlns='vcard-temp:x:update'/>`, even empty, speaks for itself (§4.1, §4.3).
 /// An account that never set a vCard advertises nothing. One key read, nothing parsed.
-pub fn advertise(state: &ServerState, stanza: &mut Stanza) {
+pub fn advertise(state: &ServerState, owner: &BareJid, stanza: &mut Stanza) {
     if stanza.kind != Kind::Presence(PresenceType::Available) || stanza.element.get_child("x", NS_UPDATE).is_some() {
         return;
     }
-    let Some(owner) = stanza.from.as_ref().map(|from| from.to_bare()) else { return };
-    let avatar = match state.store.avatar(&owner) {
+    let avatar = match state.store.avatar(owner) {
         Ok(Some(avatar)) => avatar,
         Ok(None) => return,
         Err(e) => {

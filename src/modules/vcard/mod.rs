@@ -18,7 +18,7 @@ use crate::xml::{el, writer, Element, ElementExt};
 use crate::xmpp::error::{Condition, StanzaError};
 use crate::xmpp::stanza::Stanza;
 use std::sync::Arc;
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
 
 pub use crate::xml::ns::VCARD as NS;
 
@@ -37,8 +37,14 @@ impl Module for Vcard {
         api.feature(Scope::Account, NS);
     }
 
-    fn inbound(&self, state: &ServerState, stanza: &mut Stanza, _slots: &mut Slots) -> Result<(), StanzaError> {
-        avatar::advertise(state, stanza);
+    fn inbound(
+        &self,
+        state: &ServerState,
+        sender: &BareJid,
+        stanza: &mut Stanza,
+        _slots: &mut Slots,
+    ) -> Result<(), StanzaError> {
+        avatar::advertise(state, sender, stanza);
         Ok(())
     }
 }
@@ -54,7 +60,7 @@ fn get(request: &mut Request) -> Answer {
     }
     let Some(state) = request.state.shared() else { return request.error(Condition::InternalServerError).into() };
     let (owner, result, stanza) = (owner.clone(), request.result(), request.stanza.clone());
-    Answer::Later(Pending::new(async move {
+    Answer::Later(Pending::new(request.stanza, async move {
         let reply = match read_stored(state, move |state| state.store.vcard(&owner)).await {
             Ok(Some(vcard)) => result.with_child(vcard),
             // §3.1 allows an error or an empty vCard for one's own: the empty vCard, so a

@@ -2,13 +2,14 @@
 //! queue totals from the moment they are recorded until they are removed or moved.
 
 use super::{held, MemoryStore};
-use crate::storage::inflight::InflightStore;
+use crate::storage::inflight::{InflightStore, StoredForm};
 use crate::storage::offline::Quota;
 use crate::storage::{StorageError, UserStore};
 use xmpp_parsers::jid::BareJid;
 
 pub(super) struct Record {
     owner: BareJid,
+    stamp: u64,
     stanza: Vec<u8>,
 }
 
@@ -23,7 +24,7 @@ impl MemoryStore {
 }
 
 impl InflightStore for MemoryStore {
-    fn put_inflight(&self, owner: &BareJid, _stamp: u64, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
+    fn put_inflight(&self, owner: &BareJid, stamp: u64, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
         // Under the owner's queue stripe, as offline messages: the quota holds for
         // concurrent senders.
         self.with_queue(owner, |queue| {
@@ -31,7 +32,7 @@ impl InflightStore for MemoryStore {
                 return Err(StorageError::QuotaExceeded(quota.messages));
             }
             let key = self.next_id();
-            held(&self.inflight).insert(key, Record { owner: owner.clone(), stanza: stanza.to_vec() });
+            held(&self.inflight).insert(key, Record { owner: owner.clone(), stamp, stanza: stanza.to_vec() });
             queue.totals.add_inflight(stanza.len());
             Ok(key)
         })
@@ -47,7 +48,7 @@ impl InflightStore for MemoryStore {
         Ok(())
     }
 
-    fn inflight_to_offline(&self, keys: &[u64]) -> Result<Vec<BareJid>, StorageError> {
+    fn inflight_to_offline(&self, keys: &[u64], stored: &StoredForm) -> Result<Vec<BareJid>, StorageError> {
         let mut keys = keys.to_vec();
         keys.sort_unstable();
         let mut owners: Vec<BareJid> = Vec::new();
@@ -59,9 +60,10 @@ impl InflightStore for MemoryStore {
                 self.uncount_inflight(&record)?;
                 continue;
             }
-            // Moved as recorded (already in its stored form), stored and uncounted in one step: it was counted when recorded, so it fits.
+            let form = stored(&record.owner, record.stamp, &record.stanza);
+            // Stored and uncounted in one step: it was counted when recorded, so it fits.
             self.with_queue(&record.owner, |queue| {
-                queue.append(self.next_id(), record.stanza.clone());
+                queue.append(self.next_id(), form);
                 queue.totals.remove_inflight(record.stanza.len());
                 Ok(())
             })?;

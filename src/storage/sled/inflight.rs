@@ -2,7 +2,7 @@
 //! Moving one to the offline queue stores it there first, then removes it.
 
 use super::{backend, SledStore};
-use crate::storage::inflight::InflightStore;
+use crate::storage::inflight::{InflightStore, StoredForm};
 use crate::storage::offline::{OfflineStore, Quota};
 use crate::storage::{StorageError, UserStore};
 use xmpp_parsers::jid::BareJid;
@@ -59,14 +59,14 @@ impl InflightStore for SledStore {
         Ok(())
     }
 
-    fn inflight_to_offline(&self, keys: &[u64]) -> Result<Vec<BareJid>, StorageError> {
+    fn inflight_to_offline(&self, keys: &[u64], stored: &StoredForm) -> Result<Vec<BareJid>, StorageError> {
         let mut keys = keys.to_vec();
         keys.sort_unstable();
         let mut owners: Vec<BareJid> = Vec::new();
         let unbounded = Quota { messages: u64::MAX, bytes: u64::MAX };
         for key in keys {
             let Some(value) = self.inflight.get(key.to_be_bytes()).map_err(backend)? else { continue };
-            let Ok((owner, _stamp, stanza)) = decode(&value) else {
+            let Ok((owner, stamp, stanza)) = decode(&value) else {
                 // Unreadable: it cannot be delivered, and must not hold up the others.
                 tracing::error!(key, "a corrupt in-flight record is dropped");
                 self.inflight.remove(key.to_be_bytes()).map_err(backend)?;
@@ -75,7 +75,7 @@ impl InflightStore for SledStore {
             // Stored first, then forgotten: a crash in between repeats it, never loses it.
             // A deleted account's messages are only forgotten.
             if self.user_exists(&owner)? {
-                self.push_offline(&owner, stanza, unbounded)?;
+                self.push_offline(&owner, &stored(&owner, stamp, stanza), unbounded)?;
                 if !owners.contains(&owner) {
                     owners.push(owner);
                 }
@@ -116,7 +116,10 @@ mod tests {
         let good = store.put_inflight(&bob, 0, b"<message><body>ok</body></message>", quota).expect("put");
         let corrupt = good + 1_000;
         store.inflight.insert(corrupt.to_be_bytes(), &b"garbage"[..]).expect("corrupt record");
-        assert_eq!(store.inflight_to_offline(&[corrupt, good]).expect("moved"), vec![bob.clone()]);
+        assert_eq!(
+            store.inflight_to_offline(&[corrupt, good], &|_, _, m| m.to_vec()).expect("moved"),
+            vec![bob.clone()]
+        );
         assert_eq!(store.offline_count(&bob).expect("count"), 1);
         assert!(store.inflight_keys().expect("keys").is_empty(), "the corrupt record is gone too");
     }
