@@ -175,7 +175,7 @@ pub async fn perform(
             // management counts the replies; one that got here is written as it is.
             Action::Await(pending) => {
                 debug_assert!(false, "an unresolved answer reached the writer");
-                let replies = pending.replies().await;
+                let replies = Box::pin(pending.replies()).await;
                 let writes = replies.iter().map(|reply| Action::Write(crate::xml::writer::to_bytes(reply).into()));
                 let writes: Vec<Action> = writes.collect();
                 if let Some(end) = Box::pin(perform(state, writes, out, limit, unsent, control.as_deref_mut())).await {

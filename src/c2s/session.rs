@@ -29,7 +29,7 @@ pub enum Action {
     End(StreamEnd),
     /// Replies a module answers later (its handler awaits storage): written before the
     /// next stanza from this client is handled (RFC 6120 §10.1, in order).
-    Await(crate::core::module::Pending),
+    Await(Box<crate::core::module::Pending>),
     /// Something was stored (offline, in flight): make it durable before anything more is
     /// written to this client and before waiting for its next stanza, so whatever the
     /// client learns afterwards (an answer, an ack) comes after it. Stanzas the client
@@ -693,7 +693,7 @@ impl Session {
         };
         match module::answer(&mut request) {
             Answer::Now(replies) => replies.iter().map(|reply| Action::Write(writer::to_bytes(reply).into())).collect(),
-            Answer::Later(pending) => vec![Action::Await(pending)],
+            Answer::Later(pending) => vec![Action::Await(Box::new(pending))],
         }
     }
 

@@ -163,7 +163,10 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                 let pause = link.pause_after_frame();
                 read.set(read_frame(reader, pause));
                 match frame {
-                    Ok(Frame::Stanza(element)) => handled(session, state, element).await,
+                    Ok(Frame::Stanza(element)) => {
+                        let actions = session.handle(state, element, Instant::now());
+                        if answered_later(&actions) { Box::pin(session.resolved(actions)).await } else { actions }
+                    }
                     Ok(Frame::Close) => break StreamEnd::PeerClosed,
                     // The connection went without closing its stream: it may come back (XEP-0198).
                     Err(FramerError::Eof) => break StreamEnd::Io(std::io::ErrorKind::UnexpectedEof.into()),
@@ -239,7 +242,8 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
             read.set(read_frame(reader, pause));
             // Over its stanza rate: this one is handled, and nothing more is read.
             left = if pause.is_zero() { left - 1 } else { 0 };
-            let actions = handled(session, state, element).await;
+            let actions = session.handle(state, element, Instant::now());
+            let actions = if answered_later(&actions) { Box::pin(session.resolved(actions)).await } else { actions };
             if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
                 break;
             }
@@ -258,7 +262,9 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                     break;
                 };
                 read.set(read_frame(reader, Duration::ZERO));
-                let actions = handled(session, state, element).await;
+                let actions = session.handle(state, element, Instant::now());
+                let actions =
+                    if answered_later(&actions) { Box::pin(session.resolved(actions)).await } else { actions };
                 if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
                     break;
                 }
@@ -413,15 +419,10 @@ async fn finish(
     }
 }
 
-/// What the session does with a stanza from its client, with any replies a module answers
-/// later already awaited (boxed: rare, and an idle session's future stays small).
-async fn handled(session: &mut Session, state: &ServerState, element: crate::xml::Element) -> Vec<Action> {
-    let actions = session.handle(state, element, Instant::now());
-    let later = actions.iter().any(|action| matches!(action, Action::Await(_)));
-    match later {
-        true => Box::pin(session.resolved(actions)).await,
-        false => actions,
-    }
+/// Whether a module answers later: the session then awaits the answer (boxed, and only
+/// then: the session's future, which every idle session holds, stays as small as it was).
+fn answered_later(actions: &[Action]) -> bool {
+    actions.iter().any(|action| matches!(action, Action::Await(_)))
 }
 
 /// Unacknowledged messages go to their owners' offline queues; an available resource

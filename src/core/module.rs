@@ -222,7 +222,22 @@ pub enum Scope {
     OwnAccount,
 }
 
-/// A feature's hooks; every one has a default that does nothing.
+/// The hooks a module takes (it says so at registration: [`Registrar::hook`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Inbound,
+    MessageToAccount,
+    Outbound,
+    MessageDelivered,
+    MessageSent,
+}
+
+impl Hook {
+    const COUNT: usize = 5;
+}
+
+/// A feature's hooks; every one has a default that does nothing, and is called only for
+/// the modules that registered it ([`Registrar::hook`]).
 pub trait Module: Send + Sync + 'static {
     /// The specification it implements, for logs ("XEP-0199").
     fn name(&self) -> &'static str;
@@ -269,7 +284,9 @@ pub trait Module: Send + Sync + 'static {
 /// Every registered module, with what they declared: built once at start.
 #[derive(Default)]
 pub struct Modules {
-    hooks: Vec<Arc<dyn Module>>,
+    /// The modules that take each hook, in registration order: a hook nobody takes costs
+    /// nothing on the paths that call it.
+    hooks: [Vec<Arc<dyn Module>>; Hook::COUNT],
     iqs: Vec<IqRoute>,
     features: Vec<(Scope, &'static str)>,
     stream_features: String,
@@ -318,6 +335,11 @@ impl Registrar<'_> {
         self.modules.stream_features.push_str(xml);
     }
 
+    /// Calls this module's implementation of `hook`.
+    pub fn hook(&mut self, hook: Hook) {
+        self.modules.hooks[hook as usize].push(self.current.clone());
+    }
+
     /// Answers disco queries about `node` (the module's own node, such as XEP-0013's).
     pub fn disco_node(&mut self, node: &'static str, handler: NodeHandler) {
         self.modules.nodes.insert(node, handler);
@@ -336,8 +358,7 @@ impl Modules {
         let module = Arc::new(module);
         tracing::debug!(module = module.name(), "module registered");
         let current: Arc<dyn Module> = module.clone();
-        module.register(&mut Registrar { config, modules: self, current: current.clone() });
-        self.hooks.push(current);
+        module.register(&mut Registrar { config, modules: self, current });
     }
 
     /// The answer to an iq get/set the server takes; None when no module answers its
@@ -388,13 +409,13 @@ impl Modules {
         stanza: &mut Stanza,
         slots: &mut Slots,
     ) -> Result<(), StanzaError> {
-        self.hooks.iter().try_for_each(|m| m.inbound(state, sender, stanza, slots))
+        self.hooks[Hook::Inbound as usize].iter().try_for_each(|m| m.inbound(state, sender, stanza, slots))
     }
 
     /// The message as `owner` gets it, after every module had its say; None: unchanged.
     pub fn message_to_account(&self, state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Option<Stanza> {
         let mut changed: Option<Stanza> = None;
-        for module in &self.hooks {
+        for module in &self.hooks[Hook::MessageToAccount as usize] {
             let current = changed.as_ref().unwrap_or(stanza);
             if let Some(copy) = module.message_to_account(state, current, owner) {
                 changed = Some(copy);
@@ -406,7 +427,7 @@ impl Modules {
     /// The stanza as one session gets it, after every module had its say; None: unchanged.
     pub fn outbound(&self, element: &Element) -> Option<Element> {
         let mut changed: Option<Element> = None;
-        for module in &self.hooks {
+        for module in &self.hooks[Hook::Outbound as usize] {
             if let Some(copy) = module.outbound(changed.as_ref().unwrap_or(element)) {
                 changed = Some(copy);
             }
@@ -415,11 +436,11 @@ impl Modules {
     }
 
     pub fn message_delivered(&self, state: &ServerState, owner: &BareJid, stanza: &Stanza, to: &[FullJid]) {
-        self.hooks.iter().for_each(|m| m.message_delivered(state, owner, stanza, to));
+        self.hooks[Hook::MessageDelivered as usize].iter().for_each(|m| m.message_delivered(state, owner, stanza, to));
     }
 
     pub fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, to: &Jid) {
-        self.hooks.iter().for_each(|m| m.message_sent(state, sender, stanza, to));
+        self.hooks[Hook::MessageSent as usize].iter().for_each(|m| m.message_sent(state, sender, stanza, to));
     }
 }
 

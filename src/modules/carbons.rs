@@ -2,7 +2,7 @@
 //! and receives. Copies go to the account's other available resources that enabled carbons;
 //! messages marked `<private/>` (XEP-0280 §6) or `<no-copy/>` (XEP-0334) are not copied.
 
-use crate::core::module::{Answer, Module, Registrar, Request, Scope, Targets, Types};
+use crate::core::module::{Answer, Hook, Module, Registrar, Request, Scope, Targets, Types};
 use crate::core::state::ServerState;
 use crate::xml::{el, Element, ElementExt, NS_CLIENT};
 use crate::xmpp::error::Condition;
@@ -72,6 +72,9 @@ impl Module for Carbons {
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, toggle);
         api.feature(Scope::Server, NS);
+        for hook in [Hook::Outbound, Hook::MessageDelivered, Hook::MessageSent] {
+            api.hook(hook);
+        }
     }
 
     /// §8: the `<private/>` marker is for servers; the recipient does not get it.

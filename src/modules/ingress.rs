@@ -2,7 +2,7 @@
 //! client could believe (docs/security.md, "Spoofing"). Applied to every stanza from a
 //! client after its `from` is stamped, before anything routes or stores it.
 
-use crate::core::module::{Module, Registrar, Slots};
+use crate::core::module::{Hook, Module, Registrar, Slots};
 use crate::core::state::ServerState;
 use crate::xml::{Element, ElementExt};
 use crate::xmpp::error::{Condition, StanzaError};
@@ -78,7 +78,9 @@ impl Module for Ingress {
         "ingress filtering"
     }
 
-    fn register(self: Arc<Self>, _api: &mut Registrar) {}
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.hook(Hook::Inbound);
+    }
 
     fn inbound(
         &self,

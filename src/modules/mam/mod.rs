@@ -5,7 +5,7 @@
 pub mod archive;
 
 use super::storage_fault;
-use crate::core::module::{Answer, Module, Registrar, Request, Scope, Target, Targets, Types};
+use crate::core::module::{Answer, Hook, Module, Registrar, Request, Scope, Target, Targets, Types};
 use crate::core::state::ServerState;
 use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Page};
 use crate::storage::{Storage, StorageError};
@@ -486,9 +486,13 @@ impl Module for Archive {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
+        // XEP-0359 §5: a stanza-id claiming to come from the recipient's archive is removed
+        // whether or not the archive is on.
+        api.hook(Hook::MessageToAccount);
         if !api.config.archive.enabled {
             return;
         }
+        api.hook(Hook::MessageSent);
         api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| Answer::Now(answer(r)));
         // §7 / XEP-0359 §6: the archive is its owner's alone.
         for feature in [NS, NS_EXTENDED, NS_SID] {

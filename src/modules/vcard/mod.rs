@@ -12,7 +12,7 @@
 pub mod avatar;
 
 use super::{read_stored, refuse_with, storage_fault, Request, Target};
-use crate::core::module::{refuse, Answer, Module, Pending, Registrar, Scope, Slots, Targets, Types};
+use crate::core::module::{refuse, Answer, Hook, Module, Pending, Registrar, Scope, Slots, Targets, Types};
 use crate::core::state::ServerState;
 use crate::xml::{el, writer, Element, ElementExt};
 use crate::xmpp::error::{Condition, StanzaError};
@@ -31,6 +31,7 @@ impl Module for Vcard {
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.iq(Some("vCard"), NS, Types::Get, Targets::ACCOUNT, get);
+        api.hook(Hook::Inbound);
         api.iq(Some("vCard"), NS, Types::Set, Targets::ACCOUNT, |r| set(r).into());
         // §4: the server (it answers for its accounts) and every account support it.
         api.feature(Scope::Server, NS);
