@@ -1,8 +1,9 @@
-//! The router: which sessions are bound, which are available with what priority, and
-//! the RFC 6121 §8 rules that pick the session(s) a stanza goes to.
-//!
-//! The registry is a map under a short-held `RwLock` (never held across an await);
-//! sessions are reached through [`SessionHandle`]s, bounded channels into their tasks.
+//! The session registry: which sessions are bound, which are available with what
+//! priority and flags ([`Registry`], the only way to hand a session anything). One
+//! server's registry ([`LocalRegistry`]) is a map under a short-held `RwLock` (never held
+//! across an await); its sessions are reached through [`SessionHandle`]s, bounded
+//! channels into their tasks. (The RFC 6121 §8 rules that pick sessions are in
+//! `delivery.rs`.)
 
 use super::signal;
 use crate::xml::Element;
@@ -361,8 +362,6 @@ pub struct LocalRegistry {
 }
 
 impl Registry for LocalRegistry {
-    /// A handle and mailbox for a new session, queueing at most `capacity` deliveries
-    /// and `byte_limit` bytes.
     fn channels(&self, capacity: usize, byte_limit: usize) -> (SessionHandle, Mailbox) {
         let (stanza_tx, stanza_rx) = signal::channel();
         let (control_tx, control_rx) = signal::channel();
@@ -373,11 +372,6 @@ impl Registry for LocalRegistry {
         (handle, Mailbox { stanzas: Inbox { rx: stanza_rx, budget }, control: control_rx })
     }
 
-    /// Registers a bound resource unless `admit`, asked under the registry's lock (so a
-    /// change it watches for is seen either by it or by whoever then looks at the
-    /// registry), refuses, or the account has `max_resources` resources already
-    /// (RFC 6120 §7.6.2.1). Binding a full JID in use replaces its session (RFC 6120
-    /// §7.7.2.2) and is no extra resource. Returns the resource it replaced, if any.
     fn bind_within(
         &self,
         jid: FullJid,
@@ -410,7 +404,6 @@ impl Registry for LocalRegistry {
         Ok(old)
     }
 
-    /// Removes a resource, but only if it still belongs to session `id`.
     fn unbind(&self, jid: &FullJid, id: u64) {
         let mut accounts = self.write();
         let bare = jid.to_bare();
@@ -422,7 +415,6 @@ impl Registry for LocalRegistry {
         }
     }
 
-    /// Records available presence (`Some((priority, presence))`) or unavailable (`None`).
     fn set_presence(&self, jid: &FullJid, id: u64, presence: Option<(i8, Arc<Element>)>) {
         let mut accounts = self.write();
         if let Some(resources) = accounts.get_mut(&jid.to_bare()) {
@@ -440,23 +432,18 @@ impl Registry for LocalRegistry {
         }
     }
 
-    /// Tells every bound session (available, connected or waiting for a resumption) that
-    /// the server is shutting down.
     fn shutdown_all(&self) {
         for resource in self.read().values().flatten() {
             resource.handle.control(Control::Shutdown);
         }
     }
 
-    /// The available resources that `keep` selects (chosen under the lock: only those are
-    /// copied out).
     fn available_where(&self, bare: &BareJid, keep: &dyn Fn(&Resource) -> bool) -> Vec<Resource> {
         let accounts = self.read();
         let chosen = |rs: &Vec<Resource>| rs.iter().filter(|r| r.priority.is_some() && keep(r)).cloned().collect();
         accounts.get(bare).map(chosen).unwrap_or_default()
     }
 
-    /// A snapshot of an account's bound resources.
     fn resources(&self, bare: &BareJid) -> Vec<Resource> {
         self.read().get(bare).cloned().unwrap_or_default()
     }
