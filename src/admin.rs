@@ -113,15 +113,13 @@ fn delete_account(state: &ServerState, jid: &BareJid) -> Result<(), String> {
     // changes made from here on find no account and change nothing.
     crate::core::subscription::settle(state, jid);
     forget("the account was deleted; run deluser again to finish")?;
-    store.delete_offline(jid).map_err(describe)?;
-    store.delete_archive(jid).map_err(describe)?;
-    store.delete_vcard(jid).map_err(describe)?;
-    store.delete_private(jid).map_err(describe)?;
-    store.delete_roster(jid).map_err(describe)
+    wipe_leftovers(store, jid)
 }
 
-/// A new account starts empty: whatever a deleted account of the same name left behind
-/// (a message archived while it was being deleted, say) is not the new owner's.
+/// Everything an account keeps besides its credentials: deleted with it, and again when an
+/// account of the same name is created, so that a new account starts empty (whatever the
+/// deleted one left behind, a message archived while it was being deleted, say, is not
+/// the new owner's).
 fn wipe_leftovers(users: &dyn Storage, jid: &BareJid) -> Result<(), String> {
     users.delete_archive(jid).map_err(describe)?;
     users.delete_offline(jid).map_err(describe)?;

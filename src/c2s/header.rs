@@ -47,10 +47,11 @@ fn check_version(version: Option<&str>) -> Result<(), StreamEnd> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn header() -> StreamHeader {
+    /// A valid client header to `localhost`.
+    pub(crate) fn header() -> StreamHeader {
         StreamHeader {
             ns: Some(NS_STREAM.into()),
             local_name: "stream".into(),

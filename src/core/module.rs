@@ -128,6 +128,12 @@ impl Request<'_> {
     pub fn error(&self, condition: Condition) -> Element {
         refuse(self.stanza, condition)
     }
+
+    /// The error with a text saying why (RFC 6120 §8.3.2).
+    pub fn error_with(&self, condition: Condition, text: &str) -> Element {
+        tracing::debug!(condition = condition.name(), text, "iq refused");
+        crate::xmpp::stanza::error_reply(&self.stanza.element, &StanzaError::with_text(condition, text))
+    }
 }
 
 /// The `result` to an iq from `sender` (RFC 6120 §8.2.3: same id, from whom it was to).
@@ -155,8 +161,8 @@ pub fn storage_fault(e: crate::storage::StorageError) -> Condition {
 /// waiting at most [`Pending::LIMIT`] for them.
 pub struct Pending {
     replies: Pin<Box<dyn Future<Output = Vec<Element>> + Send>>,
-    /// The answer if they do not come in time.
-    late: Element,
+    /// The request, answered for if they do not come in time.
+    request: Stanza,
 }
 
 impl Pending {
@@ -167,7 +173,7 @@ impl Pending {
     /// future is dropped and the client gets `resource-constraint` (RFC 6120 §8.3.3.18: the
     /// server is too busy now, and it may try again).
     pub fn new(request: &Stanza, replies: impl Future<Output = Vec<Element>> + Send + 'static) -> Pending {
-        Pending { replies: Box::pin(replies), late: refuse(request, Condition::ResourceConstraint) }
+        Pending { replies: Box::pin(replies), request: request.clone() }
     }
 
     /// The replies, or the answer for them once the limit passed.
@@ -176,7 +182,7 @@ impl Pending {
             Ok(replies) => replies,
             Err(_) => {
                 tracing::warn!(limit = ?Self::LIMIT, "a module's answer took too long: refused for it");
-                vec![self.late]
+                vec![refuse(&self.request, Condition::ResourceConstraint)]
             }
         }
     }

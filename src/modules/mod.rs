@@ -24,7 +24,7 @@ pub use crate::core::module::{push_iq, storage_fault, Request, Target};
 use crate::core::state::ServerState;
 use crate::storage::StorageError;
 use crate::xml::Element;
-use crate::xmpp::error::{Condition, StanzaError};
+use crate::xmpp::error::Condition;
 use std::sync::Arc;
 
 /// Every feature this server offers, registered in this order (hooks run in it too).
@@ -46,11 +46,6 @@ pub fn standard(config: &Config) -> Modules {
     modules.add(config, vcard::Vcard);
     modules.add(config, private::PrivateStorage);
     modules
-}
-
-/// The error answering `request`, with a text saying why (RFC 6120 §8.3.2).
-pub fn refuse_with(request: &Request, condition: Condition, text: &str) -> Element {
-    crate::xmpp::stanza::error_reply(&request.stanza.element, &StanzaError::with_text(condition, text))
 }
 
 /// XML a module stored, read back for a handler that answers later: the store is read on

@@ -9,7 +9,7 @@
 //!
 //! [`PrivateStore`]: crate::storage::private::PrivateStore
 
-use super::{read_stored, refuse_with, storage_fault, Request};
+use super::{read_stored, storage_fault, Request};
 use crate::core::module::{refuse, Answer, Module, Pending, Registrar, Scope, Targets, Types};
 use crate::storage::StorageError;
 use crate::xml::{el, writer, Element, ElementExt};
@@ -58,21 +58,21 @@ fn check(request: &Request) -> Result<String, Element> {
     // §2.3: "At least one child element with a proper namespace MUST be included;
     // otherwise the server MUST respond with a "Not Acceptable" error".
     let Some(first) = children.next() else {
-        return Err(refuse_with(request, Condition::NotAcceptable, "the query holds no element"));
+        return Err(request.error_with(Condition::NotAcceptable, "the query holds no element"));
     };
     let namespace = first.ns();
     if reserved(&namespace) {
-        return Err(refuse_with(request, Condition::NotAcceptable, "that namespace is reserved"));
+        return Err(request.error_with(Condition::NotAcceptable, "that namespace is reserved"));
     }
     // §2.3: "A client MUST NOT query for more than one namespace in a single IQ get
     // request"; a set stores the elements of one namespace. XEP-0049 names no condition:
     // `bad-request` (RFC 6120 §8.3.3.1).
     let others = children.collect::<Vec<_>>();
     if request.is_get() && !others.is_empty() {
-        return Err(refuse_with(request, Condition::BadRequest, "a get names one element"));
+        return Err(request.error_with(Condition::BadRequest, "a get names one element"));
     }
     if others.iter().any(|other| other.ns() != namespace) {
-        return Err(refuse_with(request, Condition::BadRequest, "a set stores one namespace"));
+        return Err(request.error_with(Condition::BadRequest, "a set stores one namespace"));
     }
     Ok(namespace)
 }
@@ -102,8 +102,7 @@ fn set(request: &Request, namespace: &str) -> Element {
         Ok(()) => request.result(),
         // A quota over everything the account stores, as for rosters and block lists:
         // there is room again once the account stores less.
-        Err(StorageError::QuotaExceeded(_)) => refuse_with(
-            request,
+        Err(StorageError::QuotaExceeded(_)) => request.error_with(
             Condition::ResourceConstraint,
             &format!("private storage holds at most {max} bytes per account"),
         ),

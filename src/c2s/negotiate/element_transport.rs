@@ -4,7 +4,7 @@
 
 use super::tests::c2s;
 use super::*;
-use crate::xml::framer::{FramerError, StreamHeader};
+use crate::xml::framer::FramerError;
 use crate::xml::seam::{ByteWriter, FrameReader, Framing, Io};
 use std::any::Any;
 use std::sync::Mutex;
@@ -72,16 +72,7 @@ impl ByteWriter for Written {
 
 /// `<open to='localhost'/>` as the header it stands for.
 fn open() -> Frame {
-    Frame::Header(StreamHeader {
-        ns: Some(crate::xml::NS_STREAM.into()),
-        local_name: "stream".into(),
-        default_ns: Some(NS_CLIENT.into()),
-        to: Some("localhost".into()),
-        from: None,
-        id: None,
-        version: Some("1.0".into()),
-        lang: None,
-    })
+    Frame::Header(crate::c2s::header::tests::header())
 }
 
 fn element(xml: &str) -> Frame {

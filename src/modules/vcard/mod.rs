@@ -11,7 +11,7 @@
 
 pub mod avatar;
 
-use super::{read_stored, refuse_with, storage_fault, Request, Target};
+use super::{read_stored, storage_fault, Request, Target};
 use crate::core::module::{refuse, Answer, Hook, Module, Pending, Registrar, Scope, Slots, Targets, Types};
 use crate::core::state::ServerState;
 use crate::xml::{el, writer, Element, ElementExt};
@@ -31,11 +31,12 @@ impl Module for Vcard {
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.iq(Some("vCard"), NS, Types::Get, Targets::ACCOUNT, get);
-        api.hook(Hook::Inbound);
         api.iq(Some("vCard"), NS, Types::Set, Targets::ACCOUNT, |r| set(r).into());
         // §4: the server (it answers for its accounts) and every account support it.
         api.feature(Scope::Server, NS);
         api.feature(Scope::Account, NS);
+        // XEP-0153: the avatar's hash in the presence its clients send.
+        api.hook(Hook::Inbound);
     }
 
     fn inbound(
@@ -88,11 +89,11 @@ fn set(request: &Request) -> Element {
     // vCard will never be taken as it is; `resource-constraint` (type wait) would tell the
     // client to send it again later.
     if vcard.len() as u64 > max {
-        return refuse_with(request, Condition::NotAcceptable, &format!("a vCard may hold at most {max} bytes"));
+        return request.error_with(Condition::NotAcceptable, &format!("a vCard may hold at most {max} bytes"));
     }
     let avatar = match avatar::of(request.payload) {
         Ok(avatar) => avatar,
-        Err(why) => return refuse_with(request, Condition::BadRequest, why),
+        Err(why) => return request.error_with(Condition::BadRequest, why),
     };
     match request.state.store.set_vcard(owner, &vcard, &avatar) {
         Ok(()) => request.result(),
