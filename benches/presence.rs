@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 mod common;
-use common::{bind, xml};
+use common::{bind, block_on, xml};
 
 const CONTACTS: usize = 100;
 const USER: &str = "alice@localhost";
@@ -27,8 +27,8 @@ fn state() -> std::sync::Arc<ServerState> {
     let quota = stanzad::config::Limits::default().roster_quota();
     for contact in contacts() {
         let item = |jid: &BareJid| RosterItem { subscription: Subscription::Both, ..RosterItem::new(jid) };
-        store.put_roster_item(&user, &item(&contact), quota).expect("roster");
-        store.put_roster_item(&contact, &item(&user), quota).expect("roster");
+        block_on(store.put_roster_item(&user, &item(&contact), quota)).expect("roster");
+        block_on(store.put_roster_item(&contact, &item(&user), quota)).expect("roster");
     }
     common::state_over(store)
 }
@@ -52,7 +52,7 @@ fn presence(c: &mut Criterion) {
     let mut contact_boxes: Vec<Mailbox> = contacts()
         .map(|contact| {
             let (mut session, mailbox) = bind(&state, &format!("{contact}/phone"), now);
-            session.handle(&state, available.clone(), now);
+            block_on(session.handle(&state, available.clone(), now));
             mailbox
         })
         .collect();
@@ -61,7 +61,7 @@ fn presence(c: &mut Criterion) {
     assert_eq!(echoes, CONTACTS);
     let (mut alice, mut alice_box) = bind(&state, &format!("{USER}/laptop"), now);
     // Initial presence: she learns the contacts' presence (written to her client).
-    let answers = alice.handle(&state, available.clone(), now);
+    let answers = block_on(alice.handle(&state, available.clone(), now));
     assert_eq!(answers.len(), CONTACTS, "one presence per available contact");
 
     // Her initial presence reached each contact, and herself.
@@ -69,7 +69,7 @@ fn presence(c: &mut Criterion) {
     assert_eq!((queued, drain(&mut alice_box)), (CONTACTS, 1));
 
     let mut fan_out = |update: Element, now: Instant| {
-        let written = alice.handle(&state, update, now);
+        let written = block_on(alice.handle(&state, update, now));
         debug_assert!(written.is_empty(), "an update writes nothing to the sender itself: {written:?}");
         let delivered: usize = contact_boxes.iter_mut().map(drain).sum();
         (delivered, drain(&mut alice_box))

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 mod common;
-use common::{bind, xml};
+use common::{bind, block_on, xml};
 
 /// A server state over a temporary sled store, with the accounts `users`.
 fn state(users: &[&str]) -> std::sync::Arc<ServerState> {
@@ -34,8 +34,8 @@ fn routing(c: &mut Criterion) {
     let (mut alice, mut alice_box) = bind(&state, "alice@localhost/a", now);
     let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
     let available = xml("<presence xmlns='jabber:client'/>");
-    alice.handle(&state, available.clone(), now);
-    bob.handle(&state, available, now);
+    block_on(alice.handle(&state, available.clone(), now));
+    block_on(bob.handle(&state, available, now));
     drain(&mut alice_box);
     drain(&mut bob_box);
 
@@ -47,10 +47,10 @@ fn routing(c: &mut Criterion) {
         template.clone().with("id", next_id.to_string())
     };
     let mut send = |message: Element, now: Instant| -> Vec<u8> {
-        let sent = alice.handle(&state, message, now);
+        let sent = block_on(alice.handle(&state, message, now));
         debug_assert!(sent.is_empty(), "delivered, nothing for the sender: {sent:?}");
         let delivery = bob_box.stanzas.try_recv().expect("queued for bob");
-        let mut actions = bob.deliver(&state, &delivery, now).into_iter();
+        let mut actions = block_on(bob.deliver(&state, &delivery, now)).into_iter();
         let Some(Action::Write(bytes)) = actions.next() else { panic!("expected a write") };
         // Now and then the ping after its messages follows, answered as a client does
         // (its cost is part of a message's).
@@ -58,11 +58,11 @@ fn routing(c: &mut Criterion) {
             let Action::Write(ping) = action else { panic!("expected the ping: {action:?}") };
             let ping = xml(std::str::from_utf8(&ping).expect("utf-8"));
             let id = ping.attr("id").expect("the ping's id");
-            bob.handle(
+            block_on(bob.handle(
                 &state,
                 xml(&format!("<iq xmlns='jabber:client' type='result' id='{id}' to='localhost'/>")),
                 now,
-            );
+            ));
         }
         bytes.into_vec()
     };

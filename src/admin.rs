@@ -64,23 +64,22 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 /// not (the command line, with a `ServerState` over the store that nobody is connected
 /// to). It reads and writes storage at length: run it off the async workers. The caller
 /// makes it durable before answering.
-pub fn execute(state: &ServerState, request: Request) -> Response {
+pub async fn execute(state: &ServerState, request: Request) -> Response {
     let users = state.store.as_ref();
     let (hosts, iterations) = (&state.config.hosts, state.config.auth.scram_iterations);
     let result = match request {
-        Request::Adduser { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
-            let creds = derive(&password, iterations)?;
-            users.create_user(&jid, &creds).map_err(describe)?;
-            wipe_leftovers(users, &jid)
-        }),
-        Request::AdduserMany { accounts } => create_many(users, hosts, accounts),
-        Request::Passwd { jid, password } => local_jid(&jid, hosts).and_then(|jid| {
-            let creds = derive(&password, iterations)?;
-            users.set_credentials(&jid, &creds).map_err(describe)
-        }),
-        Request::Deluser { jid } => local_jid(&jid, hosts).and_then(|jid| delete_account(state, &jid)),
+        Request::Adduser { jid, password } => create(users, hosts, &jid, derive(&password, iterations)).await,
+        Request::AdduserMany { accounts } => create_many(users, hosts, accounts).await,
+        Request::Passwd { jid, password } => match (local_jid(&jid, hosts), derive(&password, iterations)) {
+            (Ok(jid), Ok(creds)) => users.set_credentials(&jid, &creds).await.map_err(describe),
+            (Err(why), _) | (_, Err(why)) => Err(why),
+        },
+        Request::Deluser { jid } => match local_jid(&jid, hosts) {
+            Ok(jid) => delete_account(state, &jid).await,
+            Err(why) => Err(why),
+        },
         Request::Users => {
-            return match users.list_users() {
+            return match users.list_users().await {
                 Ok(list) => Response::Users(list.iter().map(ToString::to_string).collect()),
                 Err(e) => Response::Failed(describe(e)),
             }
@@ -96,54 +95,62 @@ pub fn execute(state: &ServerState, request: Request) -> Response {
 /// every roster that holds it forgets it, with pushes and unavailable presence to whoever
 /// is online, and their waiting requests are refused), so that a later account of the same
 /// name inherits nothing; when that fails nothing is deleted and the operator retries.
-fn delete_account(state: &ServerState, jid: &BareJid) -> Result<(), String> {
+async fn delete_account(state: &ServerState, jid: &BareJid) -> Result<(), String> {
     let store = state.store.as_ref();
-    if !store.user_exists(jid).map_err(describe)? {
+    if !store.user_exists(jid).await.map_err(describe)? {
         return Err(describe(StorageError::NotFound(jid.to_string())));
     }
-    let forget = |pass: &str| {
-        crate::core::subscription::forget_account(state, jid).map_err(|e| {
+    let forget = async |pass: &str| {
+        crate::core::subscription::forget_account(state, jid).await.map_err(|e| {
             tracing::error!(error = %e, pass, "ending a deleted account's subscriptions failed");
             format!("storage error while ending its subscriptions ({pass}): {e}")
         })
     };
-    forget("the account was not deleted")?;
-    store.delete_user(jid).map_err(describe)?;
+    forget("the account was not deleted").await?;
+    store.delete_user(jid).await.map_err(describe)?;
     // What raced the first pass (a request its session sent meanwhile) is caught now:
     // changes made from here on find no account and change nothing.
-    crate::core::subscription::settle(state, jid);
-    forget("the account was deleted; run deluser again to finish")?;
-    wipe_leftovers(store, jid)
+    crate::core::subscription::settle(state, jid).await;
+    forget("the account was deleted; run deluser again to finish").await?;
+    wipe_leftovers(store, jid).await
 }
 
 /// Everything an account keeps besides its credentials: deleted with it, and again when an
 /// account of the same name is created, so that a new account starts empty (whatever the
 /// deleted one left behind, a message archived while it was being deleted, say, is not
 /// the new owner's).
-fn wipe_leftovers(users: &dyn Storage, jid: &BareJid) -> Result<(), String> {
-    users.delete_archive(jid).map_err(describe)?;
-    users.delete_offline(jid).map_err(describe)?;
-    users.delete_vcard(jid).map_err(describe)?;
-    users.delete_private(jid).map_err(describe)?;
-    users.delete_roster(jid).map_err(describe)
+async fn wipe_leftovers(users: &dyn Storage, jid: &BareJid) -> Result<(), String> {
+    users.delete_archive(jid).await.map_err(describe)?;
+    users.delete_offline(jid).await.map_err(describe)?;
+    users.delete_vcard(jid).await.map_err(describe)?;
+    users.delete_private(jid).await.map_err(describe)?;
+    users.delete_roster(jid).await.map_err(describe)
+}
+
+/// Creates one account, starting empty.
+async fn create(
+    users: &dyn Storage,
+    hosts: &[String],
+    jid: &str,
+    creds: Result<StoredCredentials, String>,
+) -> Result<(), String> {
+    let jid = local_jid(jid, hosts)?;
+    users.create_user(&jid, &creds?).await.map_err(describe)?;
+    wipe_leftovers(users, &jid).await
 }
 
 /// Creates each account; all are tried, and the failures are reported together.
-fn create_many(
+async fn create_many(
     users: &dyn Storage,
     hosts: &[String],
     accounts: Vec<(String, StoredCredentials)>,
 ) -> Result<(), String> {
-    let failures: Vec<String> = accounts
-        .into_iter()
-        .filter_map(|(jid, creds)| {
-            let created = local_jid(&jid, hosts).and_then(|jid| {
-                users.create_user(&jid, &creds).map_err(describe)?;
-                wipe_leftovers(users, &jid)
-            });
-            created.err()
-        })
-        .collect();
+    let mut failures: Vec<String> = Vec::new();
+    for (jid, creds) in accounts {
+        if let Err(why) = create(users, hosts, &jid, Ok(creds)).await {
+            failures.push(why);
+        }
+    }
     match failures.first() {
         None => Ok(()),
         Some(first) => Err(format!("{} accounts not created; the first: {first}", failures.len())),
@@ -230,12 +237,13 @@ pub async fn carry_out(state: Arc<ServerState>, request: Request) -> Response {
         _ => None,
     };
     let worker = state.clone();
-    let response = tokio::task::spawn_blocking(move || execute(&worker, request))
-        .await
-        .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
+    let response =
+        tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(execute(&worker, request)))
+            .await
+            .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
     if let Some((jid, why)) = ended {
         // A deletion that failed after the account went still ends its sessions.
-        let gone = why == Control::AccountDeleted && !state.store.user_exists(&jid).unwrap_or(true);
+        let gone = why == Control::AccountDeleted && !state.store.user_exists(&jid).await.unwrap_or(true);
         if response == Response::Done || gone {
             // Streams still negotiating first: from here on none of them binds.
             state.revocations.revoke(&jid, why);

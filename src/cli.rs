@@ -275,7 +275,7 @@ pub(crate) fn administer_with(config: &Config, request: Request) -> Result<(), S
                 let state = ServerState::new(config.clone(), Arc::new(store.clone()), modules);
                 admin::carry_out(state, request).await
             });
-            crate::storage::UserStore::flush(&store).map_err(|e| e.to_string())?;
+            runtime.block_on(crate::storage::UserStore::flush(&store)).map_err(|e| e.to_string())?;
             response
         }
     };

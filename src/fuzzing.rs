@@ -1299,7 +1299,7 @@ fn stanza_in_runtime(data: &[u8]) {
     let creds = CREDS.get_or_init(|| crate::sasl::StoredCredentials::derive("pw", 2).expect("derive"));
     let store = crate::storage::sled::SledStore::temporary().expect("a temporary sled database");
     for user in ["alice@localhost", "bob@localhost"] {
-        store.create_user(&BareJid::new(user).expect("JID"), creds).expect("create user");
+        store.create_user(&BareJid::new(user).expect("JID"), creds).at_once().expect("create user");
     }
     let config = crate::config::Config::default();
     let modules = crate::modules::standard(&config);
@@ -1315,7 +1315,7 @@ fn stanza_in_runtime(data: &[u8]) {
     }
     for (session, _, _) in sessions.iter_mut().skip(1) {
         let presence = "<presence xmlns='jabber:client'><priority>1</priority></presence>";
-        session.handle(&state, presence.parse().expect("XML"), now);
+        block_on(session.handle(&state, presence.parse().expect("XML"), now));
     }
 
     let limits = Limits { max_stanza_bytes: 10_000, max_depth: 16, max_attributes: 32 };
@@ -1337,7 +1337,7 @@ fn stanza_in_runtime(data: &[u8]) {
         }
         now += std::time::Duration::from_secs(1);
         let (alice, _, _) = &mut sessions[0];
-        let actions = alice.handle(&state, element, now);
+        let actions = block_on(alice.handle(&state, element, now));
         check_output(&actions, "handle");
         ended = actions.iter().any(|a| matches!(a, Action::End(_)));
 
@@ -1350,7 +1350,7 @@ fn stanza_in_runtime(data: &[u8]) {
                     if *gone {
                         continue;
                     }
-                    let actions = session.deliver(&state, &delivery, now);
+                    let actions = block_on(session.deliver(&state, &delivery, now));
                     check_output(&actions, "deliver");
                     *gone |= actions.iter().any(|a| matches!(a, Action::End(_)));
                 }
@@ -1368,7 +1368,7 @@ fn stanza_in_runtime(data: &[u8]) {
         }
     }
     for (session, _, _) in sessions.iter_mut() {
-        session.on_end(&state);
+        block_on(session.on_end(&state));
     }
 }
 

@@ -48,6 +48,15 @@ impl Server {
     /// Opens the store (in `data_dir` for sled), sets up TLS, binds the listeners and the
     /// admin socket.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
+        Server::start_with(config, |store| store).await
+    }
+
+    /// As [`start`](Self::start), over the configured store as `wrap` makes it (the tests
+    /// run the whole server over a store that answers later: `storage::later`).
+    pub async fn start_with(
+        config: Config,
+        wrap: impl FnOnce(Arc<dyn Storage>) -> Arc<dyn Storage>,
+    ) -> Result<Server, ServerError> {
         let backend = config.storage.backend()?;
         create_private_dir(&config.data_dir)?;
         crate::sasl::credentials::use_secret(load_secret(&config.data_dir)?);
@@ -57,8 +66,8 @@ impl Server {
                  and archives do not survive a restart"
             );
         }
-        let store = backend.open(&config.data_dir)?;
-        recover_inflight(store.as_ref())?;
+        let store = wrap(backend.open(&config.data_dir)?);
+        recover_inflight(store.as_ref()).await?;
         let tls = Arc::new(tls::setup(&config)?);
         let admin_path = admin::socket_path(&config.data_dir);
         let modules = crate::modules::standard(&config);
@@ -223,13 +232,13 @@ const STRAGGLERS: Duration = Duration::from_secs(10);
 
 /// Messages that were in flight to stream-managed sessions when the last run stopped
 /// (killed, say) were never acknowledged: they go to offline storage before anyone logs in.
-fn recover_inflight(store: &dyn Storage) -> Result<(), ServerError> {
-    let keys = store.inflight_keys()?;
+async fn recover_inflight(store: &dyn Storage) -> Result<(), ServerError> {
+    let keys = store.inflight_keys().await?;
     if keys.is_empty() {
         return Ok(());
     }
-    let owners = store.inflight_to_offline(&keys, &crate::core::offline::with_delay)?;
-    store.flush()?;
+    let owners = store.inflight_to_offline(&keys, crate::core::offline::with_delay).await?;
+    store.flush().await?;
     tracing::info!(
         messages = keys.len(),
         accounts = owners.len(),
@@ -251,7 +260,9 @@ async fn expire_archive(state: Arc<ServerState>) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let cutoff = now.saturating_sub(Duration::from_secs(days * 86_400)).as_micros() as u64;
         let store = state.store.clone();
-        match tokio::task::spawn_blocking(move || store.expire_archive(cutoff)).await {
+        // A long scan of an embedded store: on the blocking pool.
+        let expiry = move || tokio::runtime::Handle::current().block_on(store.expire_archive(cutoff));
+        match tokio::task::spawn_blocking(expiry).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(messages = n, days, "archived messages past retention deleted"),
             Ok(Err(e)) => tracing::error!(error = %e, "archive expiry failed"),

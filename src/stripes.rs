@@ -57,6 +57,47 @@ impl<T> Stripes<T> {
     }
 }
 
+/// Stripes that are awaited rather than blocked on, for a lock held across awaits (a
+/// change that reads and writes a store across a network). Pairs as in [`Stripes`].
+pub struct AsyncStripes {
+    locks: Box<[tokio::sync::Mutex<()>]>,
+    hasher: RandomState,
+}
+
+/// The one or two stripes of a pair, held together.
+pub struct AsyncPairGuard<'a> {
+    _first: tokio::sync::MutexGuard<'a, ()>,
+    _second: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl AsyncStripes {
+    /// `count` stripes (at least one).
+    pub fn new(count: usize) -> AsyncStripes {
+        AsyncStripes { locks: (0..count.max(1)).map(|_| Default::default()).collect(), hasher: RandomState::new() }
+    }
+
+    /// The stripe of `key`.
+    pub fn index(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) % self.locks.len() as u64) as usize
+    }
+
+    /// The stripe of `key`, held.
+    pub async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.locks[self.index(key)].lock().await
+    }
+
+    /// The stripes of both keys, the lower index first.
+    pub async fn lock_pair(&self, a: &str, b: &str) -> AsyncPairGuard<'_> {
+        let (i, j) = (self.index(a), self.index(b));
+        let first = self.locks[i.min(j)].lock().await;
+        let second = match i != j {
+            true => Some(self.locks[i.max(j)].lock().await),
+            false => None,
+        };
+        AsyncPairGuard { _first: first, _second: second }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Stripes;

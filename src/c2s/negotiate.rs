@@ -264,18 +264,18 @@ impl<'a> Negotiation<'a> {
         }
     }
 
-    /// Runs one step and keeps the exchange. PLAIN derives a key from the password
-    /// (PBKDF2): that runs on the blocking pool, a few at a time, never on the workers
-    /// that serve every other connection.
+    /// Runs one step and keeps the exchange, on the blocking pool: a step may wait there
+    /// for the store's credentials (the mechanisms are synchronous), and PLAIN derives a key
+    /// from the password (PBKDF2), a few at a time, never on the workers that serve every
+    /// other connection.
     async fn step(&mut self, mut exchange: Exchange, input: Option<Vec<u8>>) -> Step {
         let lookup = self.lookup();
-        if exchange.mechanism() != Mechanism::Plain {
-            let step = exchange.step(input.as_deref(), &lookup);
-            self.exchange = Some(exchange);
-            return step;
-        }
-        let Ok(_permit) = self.c2s.kdf_permits.acquire().await else {
-            return Step::Failure(SaslError::TemporaryAuthFailure);
+        let _permit = match exchange.mechanism() {
+            Mechanism::Plain => match self.c2s.kdf_permits.acquire().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return Step::Failure(SaslError::TemporaryAuthFailure),
+            },
+            _ => None,
         };
         let work = tokio::task::spawn_blocking(move || {
             let step = exchange.step(input.as_deref(), &lookup);
@@ -438,10 +438,10 @@ impl<'a> Negotiation<'a> {
             }
         };
         // The account may have been deleted since authentication.
-        if !self.state.store.user_exists(&user).unwrap_or(false) {
+        if !self.state.store.user_exists(&user).await.unwrap_or(false) {
             return Err(stream_error(StreamCondition::NotAuthorized, "the account no longer exists"));
         }
-        let bound = match self.bind(jid) {
+        let bound = match self.bind(jid).await {
             Ok(bound) => bound,
             Err(BindRefused::TooManyResources) => {
                 // RFC 6120 §7.6.2.1: a stanza error; the stream stays, and the client may
@@ -462,7 +462,7 @@ impl<'a> Negotiation<'a> {
     /// Registers the resource, within the account's limit of resources; an older session
     /// with the same full JID is told to go (RFC 6120 §7.7.2.2, "override the existing
     /// session").
-    fn bind(&self, jid: FullJid) -> Result<Bound, BindRefused> {
+    async fn bind(&self, jid: FullJid) -> Result<Bound, BindRefused> {
         let registry = &self.state.registry;
         let limits = &self.state.config.limits;
         let (handle, mailbox) = registry.channels(limits.session_queue, limits.session_queue_bytes);
@@ -482,7 +482,7 @@ impl<'a> Negotiation<'a> {
             if old.priority.is_some() {
                 // The predecessor leaves now, before its successor can announce itself.
                 let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
-                let _ = crate::core::presence::broadcast(self.state, &jid, &unavailable, None);
+                crate::core::presence::broadcast(self.state, &jid, &unavailable, None).await;
             }
             registry.control(&old, Control::Replaced);
         }
@@ -509,11 +509,14 @@ impl Lookup {
 }
 
 impl CredentialLookup for Lookup {
+    /// Called on the blocking pool, where the exchange runs (`step`): it waits there for
+    /// the store, whatever the backend.
     fn lookup(&self, username: &str) -> Result<Option<sasl::credentials::StoredCredentials>, ()> {
         let Some(jid) = self.jid(username) else {
             return Ok(None);
         };
-        self.store.credentials(&jid).map_err(|e| tracing::error!(error = %e, "credential lookup failed"))
+        let credentials = tokio::runtime::Handle::current().block_on(self.store.credentials(&jid));
+        credentials.map_err(|e| tracing::error!(error = %e, "credential lookup failed"))
     }
 
     /// Unknown users get the iteration count real accounts have, so they look alike.
@@ -573,7 +576,7 @@ pub(crate) mod tests {
         let alice = BareJid::new("alice@localhost").expect("jid");
         state.revocations.revoke(&alice, Control::PasswordChanged);
         let jid = alice.with_resource_str("r").expect("jid");
-        assert!(matches!(negotiation.bind(jid), Err(BindRefused::NotAdmitted(Control::PasswordChanged))));
+        assert!(matches!(negotiation.bind(jid).await, Err(BindRefused::NotAdmitted(Control::PasswordChanged))));
         assert!(!state.registry.is_online(&alice));
     }
 
@@ -601,7 +604,7 @@ pub(crate) mod tests {
         state.revocations.revoke(&alice, Control::PasswordChanged);
         let negotiation = authenticated(&state);
         let jid = alice.with_resource_str("r").expect("jid");
-        let bound = negotiation.bind(jid);
+        let bound = negotiation.bind(jid).await;
         assert!(bound.is_ok());
         assert!(state.registry.is_online(&alice));
     }

@@ -66,7 +66,7 @@ fn reroute_later(state: Arc<ServerState>, left: Vec<Delivery>) {
         for delivery in left {
             match delivery {
                 Delivery::Bytes(bytes) | Delivery::Message(bytes) => match crate::xml::read_stanza(&bytes).await {
-                    Some(element) => delivery::reroute(&state, element),
+                    Some(element) => delivery::reroute(&state, element).await,
                     None => tracing::error!("undelivered stanza could not be read back"),
                 },
                 // Only a stream-managed session gets `Kept` (and its record stays in the
@@ -118,7 +118,7 @@ mod tests {
         let alice = jid.to_bare();
         let stored = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                let stored = state.store.offline_batch(&alice, crate::core::offline::BATCH).expect("offline");
+                let stored = state.store.offline_batch(&alice, crate::core::offline::BATCH).await.expect("offline");
                 if !stored.is_empty() {
                     return stored;
                 }

@@ -3,10 +3,10 @@
 //! connection task carries out. Time is passed in (tokio's clock, so tests can pause it).
 
 use crate::c2s::error::{StreamCondition, StreamEnd};
+use crate::core::held::Held;
 use crate::core::module::{self, Answer, Request, Slots, Target};
 use crate::core::state::ServerState;
 use crate::core::{delivery, offline, Delivery, PushKind};
-use crate::modules::csi;
 use crate::modules::roster;
 use crate::storage::offline::Batch;
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
@@ -55,13 +55,12 @@ pub struct Session {
     dialect: bool,
     /// The client fetched its block list, so it gets block list pushes (XEP-0191 §3.3).
     blocklist_interested: bool,
-    /// XEP-0352: the client said it is inactive; presence updates wait in `held`.
-    inactive: bool,
     /// XEP-0198: the connection is gone, the session waits for a resumption; presence
-    /// updates wait in `held` too.
+    /// updates wait in `held`. (While the client is inactive, XEP-0352, the CSI module
+    /// holds them.)
     detached: bool,
-    /// Held presence, the latest per sender, in arrival order.
-    held: Vec<(String, Vec<u8>)>,
+    /// Presence held while detached, the latest per sender.
+    held: Held,
     /// The offline batch sent and not yet acknowledged.
     backlog: Option<offline::Backlog>,
     /// What the server chose to send waits for the client to acknowledge what it holds
@@ -105,9 +104,8 @@ impl Session {
             directed: std::collections::HashSet::new(),
             dialect: false,
             blocklist_interested: false,
-            inactive: false,
             detached: false,
-            held: Vec::new(),
+            held: Held::default(),
             backlog: None,
             waits_for_room: false,
             paced: Default::default(),
@@ -126,26 +124,29 @@ impl Session {
     }
 
     /// An element from our client.
-    pub fn handle(&mut self, state: &ServerState, element: Element, now: Instant) -> Vec<Action> {
+    pub async fn handle(&mut self, state: &ServerState, element: Element, now: Instant) -> Vec<Action> {
         self.last_inbound = now;
         self.ping = None; // any traffic proves the client alive
         if element.has_ns(sm::NS) {
-            return self.on_stream_management(state, &element, now);
+            return self.on_stream_management(state, &element, now).await;
         }
         let counted = sm::counts(&element);
-        let actions = self.handle_element(state, element);
+        let actions = self.handle_element(state, element).await;
         if let Some(sm) = self.sm.as_mut().filter(|_| counted) {
             sm.received();
         }
         self.track(actions, None, now)
     }
 
-    fn handle_element(&mut self, state: &ServerState, element: Element) -> Vec<Action> {
+    async fn handle_element(&mut self, state: &ServerState, element: Element) -> Vec<Action> {
         if element.is("enable", dialect::NS) {
-            return self.enable_dialect(state);
+            return self.enable_dialect(state).await;
         }
-        if element.has_ns(csi::NS) {
-            return self.client_state(&element);
+        if let Some(answer) = state.modules.element(&element, &mut self.slots) {
+            return match answer {
+                Ok(writes) => writes.into_iter().map(|bytes| Action::Write(bytes.into())).collect(),
+                Err(text) => vec![Action::End(StreamEnd::error(StreamCondition::UnsupportedStanzaType, text))],
+            };
         }
         let element = match self.receipt_as_message(element) {
             Ok(element) => element,
@@ -171,19 +172,19 @@ impl Session {
             }
         }
         stanza.set_from(Jid::from(self.jid.clone()));
-        if let Err(error) = state.modules.inbound(state, &self.bare, &mut stanza, &mut self.slots) {
+        if let Err(error) = state.modules.inbound(state, &self.bare, &mut stanza, &mut self.slots).await {
             return self.reject(&stanza.element, &error);
         }
         if self.backlog.as_ref().is_some_and(|b| offline::is_ack(&stanza.element, b)) && to_the_server(state, &stanza) {
-            return self.backlog_acknowledged(state);
+            return self.backlog_acknowledged(state).await;
         }
         if self.answers_receipt(state, &stanza) {
             return Vec::new();
         }
         match stanza.kind {
-            Kind::Iq(_) => self.on_iq(state, &stanza),
-            Kind::Message(_) => self.on_message(state, &stanza),
-            Kind::Presence(_) => self.on_presence(state, &stanza),
+            Kind::Iq(_) => self.on_iq(state, &stanza).await,
+            Kind::Message(_) => self.on_message(state, &stanza).await,
+            Kind::Presence(_) => self.on_presence(state, &stanza).await,
         }
     }
 
@@ -309,30 +310,9 @@ impl Session {
         self.batch_room().unwrap_or(Batch { messages: 1, bytes: 1 })
     }
 
-    /// XEP-0352: `<inactive/>` holds presence updates; `<active/>` releases them.
-    fn client_state(&mut self, element: &Element) -> Vec<Action> {
-        match element.name() {
-            "inactive" => {
-                self.inactive = true;
-                Vec::new()
-            }
-            "active" => {
-                self.inactive = false;
-                self.release_held()
-            }
-            other => {
-                let text = format!("<{other}/> is not a client state");
-                vec![Action::End(StreamEnd::error(StreamCondition::UnsupportedStanzaType, text))]
-            }
-        }
-    }
-
-    /// Held presence, now due (unless still held for the other reason).
+    /// Presence held while detached, now due.
     fn release_held(&mut self) -> Vec<Action> {
-        if self.inactive || self.detached {
-            return Vec::new();
-        }
-        std::mem::take(&mut self.held).into_iter().map(|(_, bytes)| Action::Write(bytes.into())).collect()
+        self.held.take().into_iter().map(|bytes| Action::Write(bytes.into())).collect()
     }
 
     /// Whether this session gets pushes of that list.
@@ -359,10 +339,10 @@ impl Session {
 
     /// The client opts into the dialect; idempotent. Before anything else it learns how
     /// many messages wait for it (docs/dialect.md).
-    fn enable_dialect(&mut self, state: &ServerState) -> Vec<Action> {
+    async fn enable_dialect(&mut self, state: &ServerState) -> Vec<Action> {
         self.dialect = true;
         state.registry.set_dialect(&self.jid, self.id);
-        let count = state.store.offline_count(&self.bare).unwrap_or_else(|e| {
+        let count = state.store.offline_count(&self.bare).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading the offline count failed");
             0
         });
@@ -375,7 +355,7 @@ impl Session {
 
     /// Sends the next batch of offline messages, if any, followed by the ping whose
     /// answer acknowledges it.
-    pub(super) fn send_backlog(&mut self, state: &ServerState) -> Vec<Action> {
+    pub(super) async fn send_backlog(&mut self, state: &ServerState) -> Vec<Action> {
         if self.flexible_offline {
             state.registry.set_draining(&self.jid, self.id, false);
             self.backlog = None;
@@ -392,13 +372,13 @@ impl Session {
         };
         self.waits_for_room = false;
         let ack_id = self.next_id("offline");
-        let (mut stanzas, mut backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room);
+        let (mut stanzas, mut backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room).await;
         if backlog.is_none() {
             // A message stored while this session was draining woke nobody (it was to be
             // in the next batch): a second look once the flag is down sees it, and one
             // stored after that wakes this session.
             state.registry.set_draining(&self.jid, self.id, false);
-            (stanzas, backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room);
+            (stanzas, backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room).await;
         }
         state.registry.set_draining(&self.jid, self.id, backlog.is_some());
         let mut actions: Vec<Action> =
@@ -414,7 +394,7 @@ impl Session {
     /// What the server chose to send, as the client's room allows (XEP-0198: within half its
     /// unacknowledged bounds, at least one stanza when nothing is unacknowledged; without
     /// stream management, all at once): what initial presence brought, then the backlog.
-    pub(super) fn send_paced(&mut self, state: &ServerState) -> Vec<Action> {
+    pub(super) async fn send_paced(&mut self, state: &ServerState) -> Vec<Action> {
         let mut actions = Vec::new();
         if !self.paced.is_empty() {
             let room = match &self.sm {
@@ -439,7 +419,7 @@ impl Session {
         }
         self.waits_for_room = false;
         if std::mem::take(&mut self.backlog_due) {
-            actions.extend(self.send_backlog(state));
+            actions.extend(self.send_backlog(state).await);
         }
         actions
     }
@@ -463,18 +443,18 @@ impl Session {
 
     /// A message was stored for the account while this session was available and idle:
     /// deliver it as a backlog batch.
-    fn wake(&mut self, state: &ServerState) -> Vec<Action> {
+    async fn wake(&mut self, state: &ServerState) -> Vec<Action> {
         if self.backlog.is_some() || self.waits_for_room || self.priority.is_none_or(|p| p < 0) {
             return Vec::new();
         }
-        self.send_backlog(state)
+        self.send_backlog(state).await
     }
 
-    fn backlog_acknowledged(&mut self, state: &ServerState) -> Vec<Action> {
+    async fn backlog_acknowledged(&mut self, state: &ServerState) -> Vec<Action> {
         if let Some(backlog) = self.backlog.take() {
-            offline::acknowledged(state, &self.bare, &backlog);
+            offline::acknowledged(state, &self.bare, &backlog).await;
         }
-        self.send_backlog(state)
+        self.send_backlog(state).await
     }
 
     /// A fresh id for something the server sends this client: `prefix-N`.
@@ -484,42 +464,45 @@ impl Session {
     }
 
     /// What the router delivered to us.
-    pub fn deliver(&mut self, state: &ServerState, delivery: &Delivery, now: Instant) -> Vec<Action> {
+    pub async fn deliver(&mut self, state: &ServerState, delivery: &Delivery, now: Instant) -> Vec<Action> {
         if let Delivery::Kept { inflight, bytes } = delivery {
             if self.sm.is_none() {
                 // Not stream-managed (cannot happen: only managed sessions get these).
-                forget_inflight(state, &[*inflight]);
+                forget_inflight(state, &[*inflight]).await;
             }
             return self.track(vec![Action::Write(Out::Shared(bytes.clone()))], Some(*inflight), now);
         }
-        let mut actions = self.deliver_unkept(state, delivery, now);
+        let mut actions = self.deliver_unkept(state, delivery, now).await;
         actions.extend(self.receipt_ping(now));
         self.track(actions, None, now)
     }
 
-    fn deliver_unkept(&mut self, state: &ServerState, delivery: &Delivery, now: Instant) -> Vec<Action> {
+    async fn deliver_unkept(&mut self, state: &ServerState, delivery: &Delivery, now: Instant) -> Vec<Action> {
         match delivery {
             Delivery::Message(bytes) => {
                 self.keep_until_answered(state, bytes, now);
                 vec![Action::Write(Out::Shared(bytes.clone()))]
             }
-            // Presence waits (the latest per sender) while the client is inactive (XEP-0352)
-            // or its connection is gone and the session waits for a resumption.
-            Delivery::Bytes(bytes) if self.inactive || self.detached => match csi::held_presence_sender(bytes) {
-                Some(from) => csi::hold(&mut self.held, from, bytes.to_vec())
-                    .into_iter()
-                    .map(|b| Action::Write(b.into()))
-                    .collect(),
-                None => vec![Action::Write(Out::Shared(bytes.clone()))],
-            },
-            Delivery::Bytes(bytes) => vec![Action::Write(Out::Shared(bytes.clone()))],
+            Delivery::Bytes(bytes) => {
+                // A module may keep it (CSI holds presence while the client is inactive).
+                let due = match state.modules.delivering(delivery, &mut self.slots) {
+                    module::Delivering::Held(due) => due,
+                    // Presence waits (the latest per sender) while the connection is gone and
+                    // the session waits for a resumption.
+                    module::Delivering::Pass => match self.detached.then(|| Held::sender(bytes)).flatten() {
+                        Some(from) => self.held.hold(from, bytes.to_vec()),
+                        None => return vec![Action::Write(Out::Shared(bytes.clone()))],
+                    },
+                };
+                due.into_iter().map(|bytes| Action::Write(bytes.into())).collect()
+            }
             Delivery::Push(kind, payload) if self.wants(*kind) => {
                 let id = self.next_id("push");
                 let push = crate::modules::push_iq(self.jid.as_str(), &id, payload);
                 vec![Action::Write(writer::to_bytes(&push).into())]
             }
             Delivery::Push(..) | Delivery::Kept { .. } => Vec::new(),
-            Delivery::Wake => self.wake(state),
+            Delivery::Wake => self.wake(state).await,
         }
     }
 
@@ -583,11 +566,11 @@ impl Session {
 
     /// RFC 6121 §4.5.2: a session that ends while available (with or without a word)
     /// goes unavailable for everyone who saw it.
-    pub fn on_end(&mut self, state: &ServerState) {
+    pub async fn on_end(&mut self, state: &ServerState) {
         // A replaced session's departure was announced when it was replaced.
         if self.priority.is_some() && state.registry.owns(&self.jid, self.id) {
             let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
-            self.go_unavailable(state, &unavailable);
+            self.go_unavailable(state, &unavailable).await;
         }
         state.registry.unbind(&self.jid, self.id);
         let resume_id = self.sm.as_ref().and_then(|sm| sm.resume_id.as_deref());
@@ -619,9 +602,9 @@ impl Session {
         }
     }
 
-    fn route(&self, state: &ServerState, stanza: &Stanza, to: &Jid) -> Vec<Action> {
+    async fn route(&self, state: &ServerState, stanza: &Stanza, to: &Jid) -> Vec<Action> {
         // XEP-0191 §3.6: nothing goes to those we blocked.
-        if crate::core::privacy::blocks(state, &self.bare, to) {
+        if crate::core::privacy::blocks(state, &self.bare, to).await {
             return match stanza.error_reply(&crate::core::privacy::blocked_error()) {
                 Some(mut reply) => {
                     if let Some(error) = reply.get_child_mut("error", NS_CLIENT) {
@@ -634,7 +617,7 @@ impl Session {
                 None => Vec::new(),
             };
         }
-        match delivery::route(state, stanza, to) {
+        match delivery::route(state, stanza, to).await {
             Ok(delivery::Routed::Delivered) => Vec::new(),
             Ok(delivery::Routed::Stored) => vec![Action::AwaitDurable],
             Err(error) => self.reply_error(stanza, error),
@@ -656,10 +639,10 @@ impl Session {
         }
     }
 
-    fn on_iq(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
+    async fn on_iq(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
         let Some(target) = self.iq_target(state, stanza.to.as_ref()) else {
             return match &stanza.to {
-                Some(to) => self.route(state, stanza, to),
+                Some(to) => self.route(state, stanza, to).await,
                 None => Vec::new(),
             };
         };
@@ -673,7 +656,7 @@ impl Session {
             // XEP-0013 §2.2/§2.3: a client that counts or lists retrieves by itself.
             self.flexible_offline |= stanza.element.children().any(|q| q.attr("node") == Some(flexible::NS));
             if payload.is("offline", flexible::NS) {
-                return self.on_flexible_offline(state, stanza, &payload.clone());
+                return self.on_flexible_offline(state, stanza, &payload.clone()).await;
             }
         }
         if payload.is("bind", crate::xml::NS_BIND) {
@@ -691,13 +674,13 @@ impl Session {
             room: self.reply_room(),
             slots: &mut self.slots,
         };
-        match module::answer(&mut request) {
+        match module::answer(&mut request).await {
             Answer::Now(replies) => replies.iter().map(|reply| Action::Write(writer::to_bytes(reply).into())).collect(),
             Answer::Later(pending) => vec![Action::Await(Box::new(pending))],
         }
     }
 
-    fn on_message(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
+    async fn on_message(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
         // RFC 6120 §10.3.1: no `to` means our own bare JID.
         let to = stanza.to.clone().unwrap_or_else(|| Jid::from(self.bare.clone()));
         if to.node().is_none() && to.resource().is_none() && state.config.serves(to.domain().as_str()) {
@@ -716,11 +699,11 @@ impl Session {
                 return self.sent_ack(id);
             }
         }
-        let mut actions = self.route(state, stanza, &to);
+        let mut actions = self.route(state, stanza, &to).await;
         // Taken (delivered or durably stored): remembered against retransmission, and the
         // dialect's "sent" tick, after durability. A refused message may be sent again.
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
-            state.modules.message_sent(state, &self.jid, stanza, &to);
+            state.modules.message_sent(state, &self.jid, stanza, &to).await;
             if let (Some(id), Some(key)) = (id, fingerprint) {
                 state.dedup.accepted(&self.bare, key, self.last_inbound);
                 // Receipts made from a dialect `<receipt/>` carry the server's own id: no ack.
@@ -751,8 +734,8 @@ fn to_the_server(state: &ServerState, stanza: &Stanza) -> bool {
 }
 
 /// In-flight records no longer needed: the message was acknowledged (or never kept).
-fn forget_inflight(state: &ServerState, keys: &[u64]) {
-    if let Err(e) = state.store.remove_inflight(keys) {
+async fn forget_inflight(state: &ServerState, keys: &[u64]) {
+    if let Err(e) = state.store.remove_inflight(keys).await {
         tracing::error!(error = %e, "forgetting acknowledged in-flight messages failed");
         state.storage_failed(&e);
     }

@@ -111,7 +111,9 @@ async fn serve(
             Detached::Ended(end) => {
                 log_end(&end);
                 // Out of the router first: nothing more is routed here while the socket closes.
-                session.on_end(state);
+                // (Boxed, as every step that awaits the core: an idle session's future does
+                // not hold room for it.)
+                Box::pin(session.on_end(state)).await;
                 let limit = close_limit(state, &end);
                 let words = last_words(&end, link.framing);
                 let unwritten = Box::pin(link.close(words, limit, inputs.shutdown)).await;
@@ -164,8 +166,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                 read.set(read_frame(reader, pause));
                 match frame {
                     Ok(Frame::Stanza(element)) => {
-                        let actions = session.handle(state, element, Instant::now());
-                        if answered_later(&actions) { Box::pin(session.resolved(actions)).await } else { actions }
+                        handled(state, session, element).await
                     }
                     Ok(Frame::Close) => break StreamEnd::PeerClosed,
                     // The connection went without closing its stream: it may come back (XEP-0198).
@@ -176,7 +177,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
             }
             // At its bounds the session takes nothing more until its client acknowledges.
             delivery = inputs.mailbox.stanzas.recv(), if session.accepts_deliveries() => {
-                session.deliver(state, &delivery, Instant::now())
+                delivered(state, session, &delivery).await
             }
             control = inputs.mailbox.control.recv() => break control_end(control),
             resumption = inputs.resume.recv() => {
@@ -242,8 +243,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
             read.set(read_frame(reader, pause));
             // Over its stanza rate: this one is handled, and nothing more is read.
             left = if pause.is_zero() { left - 1 } else { 0 };
-            let actions = session.handle(state, element, Instant::now());
-            let actions = if answered_later(&actions) { Box::pin(session.resolved(actions)).await } else { actions };
+            let actions = handled(state, session, element).await;
             if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
                 break;
             }
@@ -262,9 +262,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
                     break;
                 };
                 read.set(read_frame(reader, Duration::ZERO));
-                let actions = session.handle(state, element, Instant::now());
-                let actions =
-                    if answered_later(&actions) { Box::pin(session.resolved(actions)).await } else { actions };
+                let actions = handled(state, session, element).await;
                 if perform(state, actions, Some(&link.out), Duration::ZERO, &mut link.unsent, None).await.is_some() {
                     break;
                 }
@@ -318,7 +316,7 @@ async fn hibernate(
         let actions = tokio::select! {
             // Deliveries beyond the session's bounds wait; a queue that fills ends it.
             delivery = inputs.mailbox.stanzas.recv(), if session.accepts_deliveries() => {
-                session.deliver(state, &delivery, Instant::now())
+                delivered(state, session, &delivery).await
             }
             control = inputs.mailbox.control.recv() => return Err(control_end(control)),
             resumption = inputs.resume.recv() => match take_over(state, session, resumption).await {
@@ -344,7 +342,7 @@ async fn hibernate(
 /// stanza go out on it. None when the resumption failed (the new connection was told).
 async fn take_over(state: &ServerState, session: &mut Session, resumption: Box<Resumption>) -> Option<Link> {
     let Resumption { conn, h, peer, reply } = *resumption;
-    match session.resume(state, h, Instant::now()) {
+    match Box::pin(session.resume(state, h, Instant::now())).await {
         Ok(actions) => {
             tracing::info!(%peer, "session resumed");
             let _ = reply.send(Ok(()));
@@ -371,7 +369,7 @@ async fn finish(
     unwritten: Vec<Out>,
     end: &StreamEnd,
 ) {
-    session.on_end(state);
+    session.on_end(state).await;
     let unconfirmed = session.take_unconfirmed();
     let mut undelivered: Vec<Out> = match end {
         // RFC 6120 §4.4: a client that closes its stream reads on until the server's close:
@@ -400,14 +398,14 @@ async fn finish(
         match delivery {
             Delivery::Kept { inflight: key, .. } => inflight.push(key),
             Delivery::Bytes(bytes) | Delivery::Message(bytes) => match crate::xml::read_stanza(&bytes).await {
-                Some(element) => delivery::reroute(state, element),
+                Some(element) => delivery::reroute(state, element).await,
                 None => tracing::error!("undelivered stanza could not be read back"),
             },
             // Roster pushes were for this session only.
             Delivery::Push(..) | Delivery::Wake => {}
         }
     }
-    move_to_offline(state, &inflight);
+    move_to_offline(state, &inflight).await;
     // Messages this session's full queue refused were stored: another available resource
     // of the account takes them now rather than at its next login.
     if matches!(end, StreamEnd::Error(StreamCondition::ResourceConstraint, _)) {
@@ -421,17 +419,30 @@ async fn finish(
 
 /// Whether a module answers later: the session then awaits the answer (boxed, and only
 /// then: the session's future, which every idle session holds, stays as small as it was).
-fn answered_later(actions: &[Action]) -> bool {
-    actions.iter().any(|action| matches!(action, Action::Await(_)))
+/// What the session makes of an element from its client, modules' later answers
+/// included. Its work is boxed: what a stanza awaits (storage, modules) is not kept in
+/// an idle session's future.
+async fn handled(state: &ServerState, session: &mut Session, element: crate::xml::Element) -> Vec<Action> {
+    let actions = Box::pin(session.handle(state, element, Instant::now())).await;
+    let later = actions.iter().any(|action| matches!(action, Action::Await(_)));
+    match later {
+        true => Box::pin(session.resolved(actions)).await,
+        false => actions,
+    }
+}
+
+/// What the session makes of a delivery (boxed, as [`handled`]).
+async fn delivered(state: &ServerState, session: &mut Session, delivery: &Delivery) -> Vec<Action> {
+    Box::pin(session.deliver(state, delivery, Instant::now())).await
 }
 
 /// Unacknowledged messages go to their owners' offline queues; an available resource
 /// is told to look.
-fn move_to_offline(state: &ServerState, inflight: &[u64]) {
+async fn move_to_offline(state: &ServerState, inflight: &[u64]) {
     if inflight.is_empty() {
         return;
     }
-    match state.store.inflight_to_offline(inflight, &crate::core::offline::with_delay) {
+    match state.store.inflight_to_offline(inflight, crate::core::offline::with_delay).await {
         Ok(owners) => {
             tracing::info!(messages = inflight.len(), "unacknowledged messages kept offline");
             owners.iter().for_each(|owner| delivery::wake_if_idle(state, owner));
@@ -487,7 +498,7 @@ async fn reroute_unwritten(state: &ServerState, unwritten: Vec<Out>, domain: &st
         if crate::core::offline::is_from_storage(&element, domain) {
             continue;
         }
-        delivery::reroute(state, element);
+        delivery::reroute(state, element).await;
     }
 }
 
@@ -504,7 +515,7 @@ mod tests {
     async fn bytes_never_written_are_routed_again_except_stored_ones_and_framing() {
         let store = SledStore::temporary().expect("sled");
         let alice = BareJid::new("alice@localhost").expect("jid");
-        store.create_user(&alice, &StoredCredentials::derive("pw", 4096).expect("derive")).expect("alice");
+        store.create_user(&alice, &StoredCredentials::derive("pw", 4096).expect("derive")).await.expect("alice");
         let state = ServerState::new(Config::default(), Arc::new(store), Default::default());
         let other = FullJid::new("alice@localhost/other").expect("jid");
         let (handle, mut mailbox) = state.registry.channels(16, 1 << 20);
@@ -529,7 +540,7 @@ mod tests {
         // Kept offline, and the available resource told to fetch it (paced by its acks).
         assert!(matches!(mailbox.stanzas.try_recv(), Some(Delivery::Wake)));
         assert!(mailbox.stanzas.try_recv().is_none());
-        let stored = state.store.offline_batch(&alice, crate::core::offline::BATCH).expect("offline");
+        let stored = state.store.offline_batch(&alice, crate::core::offline::BATCH).await.expect("offline");
         let got: Vec<String> = stored.iter().map(|m| String::from_utf8_lossy(&m.stanza).into_owned()).collect();
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].contains("id='live'") || got[0].contains("id=\"live\""), "{got:?}");

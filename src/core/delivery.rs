@@ -28,18 +28,22 @@ fn err(condition: Condition) -> Outcome {
 }
 
 /// Routes a stanza with a `to` that is not the server itself.
-pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
+pub async fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
     let bare = match destination(state, to) {
         Destination::Account(bare) => bare,
-        Destination::Service(domain) => return to_service(state, stanza, &domain),
+        Destination::Service(domain) => return to_service(state, stanza, &domain).await,
         // No server-to-server yet (RFC 6120 §10.4.3).
         Destination::Remote(_) => return drop_responses(stanza, Condition::RemoteServerNotFound),
     };
-    if !account_exists(state, &bare)? {
+    if !account_exists(state, &bare).await? {
         return unknown_account(stanza);
     }
     // XEP-0191 §3.5: a blocked sender learns nothing but service-unavailable.
-    if stanza.from.as_ref().is_some_and(|from| crate::core::privacy::blocks(state, &bare, from)) {
+    let blocked = match &stanza.from {
+        Some(from) => crate::core::privacy::blocks(state, &bare, from).await,
+        None => false,
+    };
+    if blocked {
         return match stanza.kind {
             Kind::Presence(_) => Ok(Routed::Delivered),
             _ => unknown_account(stanza),
@@ -47,40 +51,42 @@ pub fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
     }
     // Modules see it first (an archive stamps its id: every copy then carries it).
     let changed = match stanza.kind {
-        Kind::Message(_) => state.modules.message_to_account(state, stanza, &bare),
+        Kind::Message(_) => state.modules.message_to_account(state, stanza, &bare).await,
         _ => None,
     };
     let stanza = changed.as_ref().unwrap_or(stanza);
     match to.try_as_full() {
         Ok(full) => match state.registry.resource(full) {
             Some(resource) => {
-                let outcome = deliver_one(state, &resource, stanza);
+                let outcome = deliver_one(state, &resource, stanza).await;
                 if outcome.is_ok() {
                     state.modules.message_delivered(state, &bare, stanza, std::slice::from_ref(full));
                 }
-                or_offline(state, stanza, &bare, outcome)
+                or_offline(state, stanza, &bare, outcome).await
             }
-            None => to_unconnected_full_jid(state, stanza, &bare),
+            None => to_unconnected_full_jid(state, stanza, &bare).await,
         },
-        Err(_) => to_bare_jid(state, stanza, &bare),
+        Err(_) => to_bare_jid(state, stanza, &bare).await,
     }
 }
 
 /// A stanza for a module's service domain; a request it refuses is answered, a response is
 /// dropped (RFC 6120 §8.3.1: never an error to an error).
-fn to_service(state: &ServerState, stanza: &Stanza, domain: &str) -> Outcome {
-    match state.modules.service(domain).map(|module| module.to_service(state, stanza)) {
-        Some(Err(error)) => drop_responses(stanza, error.condition).map_err(|_| error),
-        Some(routed) => routed,
-        None => drop_responses(stanza, Condition::ServiceUnavailable),
+async fn to_service(state: &ServerState, stanza: &Stanza, domain: &str) -> Outcome {
+    let Some(module) = state.modules.service(domain) else {
+        return drop_responses(stanza, Condition::ServiceUnavailable);
+    };
+    match module.to_service(state, stanza).await {
+        Err(error) => drop_responses(stanza, error.condition).map_err(|_| error),
+        routed => routed,
     }
 }
 
-fn account_exists(state: &ServerState, bare: &BareJid) -> Result<bool, StanzaError> {
+async fn account_exists(state: &ServerState, bare: &BareJid) -> Result<bool, StanzaError> {
     if state.registry.is_online(bare) {
         return Ok(true);
     }
-    state.store.user_exists(bare).map_err(|e| {
+    state.store.user_exists(bare).await.map_err(|e| {
         tracing::error!(error = %e, "user lookup failed while routing");
         StanzaError::new(Condition::InternalServerError)
     })
@@ -104,9 +110,9 @@ fn drop_responses(stanza: &Stanza, condition: Condition) -> Outcome {
 }
 
 /// RFC 6121 §8.5.3.2: a full JID with no such resource.
-fn to_unconnected_full_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+async fn to_unconnected_full_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
     match stanza.kind {
-        Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, stanza, bare),
+        Kind::Message(MessageType::Normal | MessageType::Chat) => to_bare_jid(state, stanza, bare).await,
         Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
         Kind::Message(_) | Kind::Presence(_) => Ok(Routed::Delivered),
         Kind::Iq(IqType::Get | IqType::Set) => err(Condition::ServiceUnavailable),
@@ -115,7 +121,7 @@ fn to_unconnected_full_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid)
 }
 
 /// RFC 6121 §8.5.2: the bare JID of an existing account.
-fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+async fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
     let resources = state.registry.resources(bare);
     match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) => {
@@ -124,24 +130,24 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
             // so it arrives after them.
             if top.is_empty() || top.iter().any(|r| r.draining) {
                 // RFC 6121 §8.5.2.2.1: no available resource: store (XEP-0160).
-                return store_and_wake(state, stanza, bare);
+                return store_and_wake(state, stanza, bare).await;
             }
-            let outcome = deliver_any(state, &top, stanza);
+            let outcome = deliver_any(state, &top, stanza).await;
             if outcome.is_ok() {
                 let delivered: Vec<_> = top.iter().map(|r| r.jid.clone()).collect();
                 state.modules.message_delivered(state, bare, stanza, &delivered);
             }
-            or_offline(state, stanza, bare, outcome)
+            or_offline(state, stanza, bare, outcome).await
         }
         Kind::Message(MessageType::Headline) => {
-            let _ = deliver_any(state, &non_negative(&resources), stanza);
+            let _ = deliver_any(state, &non_negative(&resources), stanza).await;
             Ok(Routed::Delivered)
         }
         Kind::Message(MessageType::Groupchat) => err(Condition::ServiceUnavailable),
         Kind::Message(MessageType::Error) => Ok(Routed::Delivered),
         Kind::Presence(PresenceType::Available | PresenceType::Unavailable) => {
             let available: Vec<&Resource> = resources.iter().filter(|r| r.priority.is_some()).collect();
-            let _ = deliver_any(state, &available, stanza);
+            let _ = deliver_any(state, &available, stanza).await;
             Ok(Routed::Delivered)
         }
         // Subscriptions and probes are the roster issue's; until then they go nowhere.
@@ -155,17 +161,17 @@ fn to_bare_jid(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome 
 /// reading; those sessions are ending) or they ended since we looked, is kept offline like
 /// one for an unavailable account: the sender learns nothing, the recipient gets it at its
 /// next login.
-fn or_offline(state: &ServerState, stanza: &Stanza, bare: &BareJid, outcome: Outcome) -> Outcome {
+async fn or_offline(state: &ServerState, stanza: &Stanza, bare: &BareJid, outcome: Outcome) -> Outcome {
     let missed = matches!(&outcome, Err(e) if matches!(e.condition, Condition::ResourceConstraint | Condition::RecipientUnavailable));
     if missed && matches!(stanza.kind, Kind::Message(MessageType::Normal | MessageType::Chat)) {
-        return store_and_wake(state, stanza, bare);
+        return store_and_wake(state, stanza, bare).await;
     }
     outcome
 }
 
 /// Stores a message offline; an available resource that is idle is told to fetch it.
-fn store_and_wake(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
-    let outcome = super::offline::store(state, stanza, bare);
+async fn store_and_wake(state: &ServerState, stanza: &Stanza, bare: &BareJid) -> Outcome {
+    let outcome = super::offline::store(state, stanza, bare).await;
     wake_if_idle(state, bare);
     outcome
 }
@@ -197,7 +203,7 @@ fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
 /// Hands the stanza to one session, in the form that session understands: receipts
 /// become dialect `<receipt/>`s for dialect sessions, and standard sessions never see a
 /// dialect element or attribute (docs/dialect.md).
-fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Outcome {
+async fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Outcome {
     let mut converted = match (resource.dialect, stanza.kind) {
         (true, Kind::Message(MessageType::Error)) => None,
         (true, Kind::Message(_)) => dialect::message_to_receipt(&stanza.element),
@@ -210,7 +216,7 @@ fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Out
     let element = converted.as_ref().unwrap_or(&stanza.element);
     let handed = match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) if resource.managed => {
-            return deliver_kept(state, resource, stanza, element);
+            return deliver_kept(state, resource, stanza, element).await;
         }
         // Kept by the session until its client answers for it (`session/receipts.rs`).
         Kind::Message(MessageType::Normal | MessageType::Chat) => {
@@ -234,7 +240,12 @@ fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Out
 /// The record holds the message as routed (a receipt stays a standard message): if it ends
 /// up offline (with its delay, `offline::with_delay`), it is converted for whichever
 /// session fetches it, like any stored message.
-fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, element: &crate::xml::Element) -> Outcome {
+async fn deliver_kept(
+    state: &ServerState,
+    resource: &Resource,
+    stanza: &Stanza,
+    element: &crate::xml::Element,
+) -> Outcome {
     let bytes: std::sync::Arc<[u8]> = crate::xml::writer::to_bytes(element).into();
     let owner = resource.jid.to_bare();
     let routed = if std::ptr::eq(element, &stanza.element) {
@@ -242,7 +253,7 @@ fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, eleme
     } else {
         crate::xml::writer::to_bytes(&stanza.element)
     };
-    let inflight = match state.store.put_inflight(&owner, super::presence::unix_now(), &routed, quota(state)) {
+    let inflight = match state.store.put_inflight(&owner, super::presence::unix_now(), &routed, quota(state)).await {
         Ok(key) => key,
         Err(StorageError::QuotaExceeded(_)) => {
             // It would have to fit offline if the session ended before its acknowledgement.
@@ -258,7 +269,7 @@ fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, eleme
     match state.registry.send(resource, super::Delivery::Kept { inflight, bytes }) {
         Ok(()) => Ok(Routed::Stored),
         Err(e) => {
-            if let Err(e) = state.store.remove_inflight(&[inflight]) {
+            if let Err(e) = state.store.remove_inflight(&[inflight]).await {
                 tracing::error!(error = %e, "forgetting an in-flight message failed");
             }
             match e {
@@ -273,10 +284,10 @@ fn deliver_kept(state: &ServerState, resource: &Resource, stanza: &Stanza, eleme
 }
 
 /// Delivers to every target; succeeds if at least one took it (stored, if one kept it).
-fn deliver_any(state: &ServerState, targets: &[&Resource], stanza: &Stanza) -> Outcome {
+async fn deliver_any(state: &ServerState, targets: &[&Resource], stanza: &Stanza) -> Outcome {
     let mut outcome = err(Condition::ServiceUnavailable);
     for resource in targets {
-        let this = deliver_one(state, resource, stanza);
+        let this = deliver_one(state, resource, stanza).await;
         outcome = match (outcome, this) {
             (Ok(Routed::Stored), _) | (_, Ok(Routed::Stored)) => Ok(Routed::Stored),
             (Ok(first), _) => Ok(first),
@@ -291,7 +302,7 @@ fn deliver_any(state: &ServerState, targets: &[&Resource], stanza: &Stanza) -> O
 /// whole queue rerouted at once cannot overflow a healthy sibling); other stanzas that
 /// expect an answer get `recipient-unavailable` (RFC 6120 §8.3.3.14), so nothing vanishes
 /// without a word.
-pub fn reroute(state: &ServerState, element: crate::xml::Element) {
+pub async fn reroute(state: &ServerState, element: crate::xml::Element) {
     // A receipt converted for a dialect session goes back to its routed form.
     let element = match dialect::receipt_back_to_message(&element) {
         Some(message) => message,
@@ -308,7 +319,7 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
         return;
     }
     let outcome = match stanza.kind {
-        Kind::Message(MessageType::Normal | MessageType::Chat) => store_and_wake(state, &stanza, &to.to_bare()),
+        Kind::Message(MessageType::Normal | MessageType::Chat) => store_and_wake(state, &stanza, &to.to_bare()).await,
         Kind::Message(MessageType::Error | MessageType::Headline) | Kind::Presence(_) => Ok(Routed::Delivered),
         Kind::Iq(IqType::Result | IqType::Error) => Ok(Routed::Delivered),
         _ => err(Condition::RecipientUnavailable),
@@ -323,6 +334,6 @@ pub fn reroute(state: &ServerState, element: crate::xml::Element) {
     };
     let bounce = Stanza::parse(reply);
     if let Ok(bounce) = bounce {
-        let _ = route(state, &bounce, sender);
+        let _ = Box::pin(route(state, &bounce, sender)).await;
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod dedup;
 pub mod delivery;
+pub mod held;
 pub mod module;
 pub mod offline;
 pub mod presence;

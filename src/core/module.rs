@@ -14,8 +14,10 @@
 
 use super::delivery::Routed;
 use super::state::ServerState;
+use super::Delivery;
 use crate::config::Config;
 use crate::storage::offline::Batch;
+pub use crate::storage::reply::Soon;
 use crate::xml::{el, Element, ElementExt, NS_CLIENT};
 use crate::xmpp::error::{Condition, StanzaError};
 use crate::xmpp::stanza::{IqType, Kind, Stanza};
@@ -129,6 +131,32 @@ impl Request<'_> {
         refuse(self.stanza, condition)
     }
 
+    /// Answers later: `work` gets this request again, owned by the answer's future (its
+    /// slots start empty there: a handler that keeps session state answers now). This is
+    /// how a handler awaits storage (RFC 6120 §10.1 holds: the session writes the answer
+    /// before it handles its client's next stanza).
+    pub fn later(&self, work: for<'r> fn(&'r Request<'r>) -> Soon<'r, Vec<Element>>) -> Answer {
+        let Some(state) = self.state.shared() else { return self.error(Condition::InternalServerError).into() };
+        let (sender, target) = (self.sender.clone(), self.target.clone());
+        let (stanza, payload, session, dialect, room) =
+            (self.stanza.clone(), self.payload.clone(), self.session, self.dialect, self.room);
+        Answer::Later(Pending::new(self.stanza, async move {
+            let mut slots = Slots::default();
+            let request = Request {
+                state: &state,
+                sender: &sender,
+                session,
+                target: &target,
+                stanza: &stanza,
+                payload: &payload,
+                dialect,
+                room,
+                slots: &mut slots,
+            };
+            work(&request).await
+        }))
+    }
+
     /// The error with a text saying why (RFC 6120 §8.3.2).
     pub fn error_with(&self, condition: Condition, text: &str) -> Element {
         tracing::debug!(condition = condition.name(), text, "iq refused");
@@ -170,18 +198,20 @@ impl Pending {
     pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
     /// `replies` to `request`; if they do not come within [`LIMIT`](Self::LIMIT), the
-    /// future is dropped and the client gets `resource-constraint` (RFC 6120 §8.3.3.18: the
-    /// server is too busy now, and it may try again).
+    /// client gets `resource-constraint` (RFC 6120 §8.3.3.18: the server is too busy now,
+    /// and it may try again) and the work finishes on a task of its own.
     pub fn new(request: &Stanza, replies: impl Future<Output = Vec<Element>> + Send + 'static) -> Pending {
         Pending { replies: Box::pin(replies), request: request.clone() }
     }
 
-    /// The replies, or the answer for them once the limit passed.
-    pub async fn replies(self) -> Vec<Element> {
-        match tokio::time::timeout(Self::LIMIT, self.replies).await {
+    /// The replies, or the answer for them once the limit passed. The work goes on then,
+    /// its replies unsent: a change half made is not left half made.
+    pub async fn replies(mut self) -> Vec<Element> {
+        match tokio::time::timeout(Self::LIMIT, &mut self.replies).await {
             Ok(replies) => replies,
             Err(_) => {
                 tracing::warn!(limit = ?Self::LIMIT, "a module's answer took too long: refused for it");
+                tokio::spawn(self.replies);
                 vec![refuse(&self.request, Condition::ResourceConstraint)]
             }
         }
@@ -236,10 +266,20 @@ pub enum Hook {
     Outbound,
     MessageDelivered,
     MessageSent,
+    Delivering,
 }
 
 impl Hook {
-    const COUNT: usize = 5;
+    const COUNT: usize = 6;
+}
+
+/// What a module makes of a delivery to one session ([`Module::delivering`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivering {
+    /// Written as it is (or as the next module says).
+    Pass,
+    /// The module keeps it; these, kept before and due now, are written instead.
+    Held(Vec<Vec<u8>>),
 }
 
 /// A feature's hooks; every one has a default that does nothing, and is called only for
@@ -253,20 +293,28 @@ pub trait Module: Send + Sync + 'static {
 
     /// A stanza from a client of `sender`'s, after `from` is stamped: change it, or refuse it
     /// (then the sender gets the error, and no other module or the router sees it).
-    fn inbound(
-        &self,
-        _state: &ServerState,
-        _sender: &BareJid,
-        _stanza: &mut Stanza,
-        _slots: &mut Slots,
-    ) -> Result<(), StanzaError> {
-        Ok(())
+    ///
+    /// The hooks that may read or write storage answer a [`Soon`]: at once when they do
+    /// not wait ([`Soon::ready`]), or a future ([`Soon::later`]) when they do.
+    fn inbound<'a>(
+        &'a self,
+        _state: &'a ServerState,
+        _sender: &'a BareJid,
+        _stanza: &'a mut Stanza,
+        _slots: &'a mut Slots,
+    ) -> Soon<'a, Result<(), StanzaError>> {
+        Soon::ready(Ok(()))
     }
 
     /// A message about to be handed to `owner`'s sessions or storage: a changed copy, or
     /// None to leave it (an archive stamps its id here).
-    fn message_to_account(&self, _state: &ServerState, _stanza: &Stanza, _owner: &BareJid) -> Option<Stanza> {
-        None
+    fn message_to_account<'a>(
+        &'a self,
+        _state: &'a ServerState,
+        _stanza: &'a Stanza,
+        _owner: &'a BareJid,
+    ) -> Soon<'a, Option<Stanza>> {
+        Soon::ready(None)
     }
 
     /// A stanza about to be handed to one session: a changed copy for it, or None.
@@ -279,12 +327,34 @@ pub trait Module: Send + Sync + 'static {
 
     /// A stanza to the service domain this module registered (or a JID there): what became
     /// of it, as routing says for accounts.
-    fn to_service(&self, _state: &ServerState, _stanza: &Stanza) -> Result<Routed, StanzaError> {
-        Err(StanzaError::new(Condition::ServiceUnavailable))
+    fn to_service<'a>(&'a self, _state: &'a ServerState, _stanza: &'a Stanza) -> Soon<'a, Result<Routed, StanzaError>> {
+        Soon::ready(Err(StanzaError::new(Condition::ServiceUnavailable)))
+    }
+
+    /// A delivery about to be written to one of the sessions (its module state in
+    /// `slots`): the module may keep it for later ([`Delivering::Held`]).
+    fn delivering(&self, _delivery: &Delivery, _slots: &mut Slots) -> Delivering {
+        Delivering::Pass
+    }
+
+    /// A top-level element from a bound client, not a stanza, in a namespace this module
+    /// took ([`Registrar::element`]; XEP-0352's `<active/>`): what to write to the client
+    /// now (stanzas, counted by stream management), or why its stream ends
+    /// (`unsupported-stanza-type`).
+    fn element(&self, element: &Element, _slots: &mut Slots) -> Result<Vec<Vec<u8>>, String> {
+        Err(format!("<{}/> is not understood", element.name()))
     }
 
     /// A client's message to `to` was taken (delivered or durably stored).
-    fn message_sent(&self, _state: &ServerState, _sender: &FullJid, _stanza: &Stanza, _to: &Jid) {}
+    fn message_sent<'a>(
+        &'a self,
+        _state: &'a ServerState,
+        _sender: &'a FullJid,
+        _stanza: &'a Stanza,
+        _to: &'a Jid,
+    ) -> Soon<'a, ()> {
+        Soon::ready(())
+    }
 }
 
 /// Every registered module, with what they declared: built once at start.
@@ -298,10 +368,12 @@ pub struct Modules {
     stream_features: String,
     services: HashMap<String, Arc<dyn Module>>,
     nodes: HashMap<&'static str, NodeHandler>,
+    /// Who takes the top-level elements of a namespace.
+    elements: HashMap<&'static str, Arc<dyn Module>>,
 }
 
 /// Answers disco#info or disco#items about one node (XEP-0030 §3.2, §4.2).
-pub type NodeHandler = fn(&mut Request, NodeQuery) -> Element;
+pub type NodeHandler = for<'r> fn(&'r Request<'r>, NodeQuery) -> Soon<'r, Element>;
 
 /// Which disco query asks about a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +411,12 @@ impl Registrar<'_> {
     /// A stream feature offered after authentication (RFC 6120 §4.3.2), as XML text.
     pub fn stream_feature(&mut self, xml: &str) {
         self.modules.stream_features.push_str(xml);
+    }
+
+    /// Hands this module the top-level elements of namespace `ns` its clients send
+    /// ([`Module::element`]).
+    pub fn element(&mut self, ns: &'static str) {
+        self.modules.elements.insert(ns, self.current.clone());
     }
 
     /// Calls this module's implementation of `hook`.
@@ -408,22 +486,25 @@ impl Modules {
         self.services.keys().map(String::as_str)
     }
 
-    pub fn inbound(
+    pub async fn inbound(
         &self,
         state: &ServerState,
         sender: &BareJid,
         stanza: &mut Stanza,
         slots: &mut Slots,
     ) -> Result<(), StanzaError> {
-        self.hooks[Hook::Inbound as usize].iter().try_for_each(|m| m.inbound(state, sender, stanza, slots))
+        for module in &self.hooks[Hook::Inbound as usize] {
+            module.inbound(state, sender, stanza, slots).await?;
+        }
+        Ok(())
     }
 
     /// The message as `owner` gets it, after every module had its say; None: unchanged.
-    pub fn message_to_account(&self, state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Option<Stanza> {
+    pub async fn message_to_account(&self, state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Option<Stanza> {
         let mut changed: Option<Stanza> = None;
         for module in &self.hooks[Hook::MessageToAccount as usize] {
             let current = changed.as_ref().unwrap_or(stanza);
-            if let Some(copy) = module.message_to_account(state, current, owner) {
+            if let Some(copy) = module.message_to_account(state, current, owner).await {
                 changed = Some(copy);
             }
         }
@@ -445,8 +526,26 @@ impl Modules {
         self.hooks[Hook::MessageDelivered as usize].iter().for_each(|m| m.message_delivered(state, owner, stanza, to));
     }
 
-    pub fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, to: &Jid) {
-        self.hooks[Hook::MessageSent as usize].iter().for_each(|m| m.message_sent(state, sender, stanza, to));
+    /// The first module that keeps `delivery` says so; otherwise it passes.
+    pub fn delivering(&self, delivery: &Delivery, slots: &mut Slots) -> Delivering {
+        for module in &self.hooks[Hook::Delivering as usize] {
+            if let held @ Delivering::Held(_) = module.delivering(delivery, slots) {
+                return held;
+            }
+        }
+        Delivering::Pass
+    }
+
+    /// The answer of the module that took `element`'s namespace; None when none did.
+    pub fn element(&self, element: &Element, slots: &mut Slots) -> Option<Result<Vec<Vec<u8>>, String>> {
+        let module = self.elements.get(element.ns().as_str())?;
+        Some(module.element(element, slots))
+    }
+
+    pub async fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, to: &Jid) {
+        for module in &self.hooks[Hook::MessageSent as usize] {
+            module.message_sent(state, sender, stanza, to).await;
+        }
     }
 }
 
@@ -455,11 +554,11 @@ impl Modules {
 /// (Boxed: an empty `HashMap` is 48 bytes, and every idle session would hold them.)
 #[derive(Default)]
 #[allow(clippy::box_collection)]
-pub struct Slots(Option<Box<HashMap<TypeId, Box<dyn Any + Send>>>>);
+pub struct Slots(Option<Box<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>);
 
 impl Slots {
     /// The module's state of type `T` for this session, made on first use.
-    pub fn get_or_default<T: Any + Send + Default>(&mut self) -> &mut T {
+    pub fn get_or_default<T: Any + Send + Sync + Default>(&mut self) -> &mut T {
         let map = self.0.get_or_insert_with(Default::default);
         let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
         match value.downcast_mut::<T>() {
@@ -470,8 +569,23 @@ impl Slots {
     }
 
     /// The state of type `T`, if a module made it.
-    pub fn get<T: Any + Send>(&self) -> Option<&T> {
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.0.as_ref()?.get(&TypeId::of::<T>())?.downcast_ref::<T>()
+    }
+
+    /// The state of type `T`, if a module made it, to change.
+    pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
+        self.0.as_mut()?.get_mut(&TypeId::of::<T>())?.downcast_mut::<T>()
+    }
+
+    /// Takes the state of type `T` away; the last one gone gives the map back.
+    pub fn remove<T: Any + Send + Sync>(&mut self) -> Option<T> {
+        let map = self.0.as_mut()?;
+        let value = map.remove(&TypeId::of::<T>())?.downcast::<T>().ok()?;
+        if map.is_empty() {
+            self.0 = None;
+        }
+        Some(*value)
     }
 }
 
@@ -483,9 +597,9 @@ pub fn push_iq(to: &str, id: &str, payload: &Element) -> Element {
 /// Answers an iq get/set the server takes: an account that does not exist is
 /// `service-unavailable` (RFC 6121 §8.5.1), as is a namespace no module answers (RFC 6120
 /// §8.4); otherwise the module's answer.
-pub fn answer(request: &mut Request) -> Answer {
+pub async fn answer(request: &mut Request<'_>) -> Answer {
     if let Target::Account(bare) = request.target {
-        match request.state.store.user_exists(bare) {
+        match request.state.store.user_exists(bare).await {
             Ok(true) => {}
             Ok(false) => return Answer::from(request.error(Condition::ServiceUnavailable)),
             Err(e) => return Answer::from(request.error(storage_fault(e))),
@@ -565,8 +679,19 @@ mod tests {
         let request = "<iq xmlns='jabber:client' type='get' id='slow' to='localhost'><q xmlns='urn:test'/></iq>";
         let stanza = Stanza::parse(request.parse().expect("xml")).map_err(|_| "stanza").expect("stanza");
         let started = tokio::time::Instant::now();
-        let replies = Pending::new(&stanza, std::future::pending()).replies().await;
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let work = {
+            let finished = finished.clone();
+            async move {
+                tokio::time::sleep(Pending::LIMIT * 2).await;
+                finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                Vec::new()
+            }
+        };
+        let replies = Pending::new(&stanza, work).replies().await;
         assert!(started.elapsed() >= Pending::LIMIT);
+        tokio::time::sleep(Pending::LIMIT * 2).await;
+        assert!(finished.load(std::sync::atomic::Ordering::SeqCst), "the work was not left half done");
         let error = replies[0].get_child("error", NS_CLIENT).expect("an error");
         assert!(error.has_child("resource-constraint", crate::xml::NS_STANZA_ERRORS));
         assert_eq!(replies[0].attr("id"), Some("slow"));

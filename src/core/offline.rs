@@ -22,11 +22,11 @@ pub fn quota(state: &ServerState) -> Quota {
 }
 
 /// Stores a message for `owner`; the sender gets `resource-constraint` over the quota.
-pub fn store(state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Outcome {
+pub async fn store(state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Outcome {
     let mut message = stanza.element.clone();
     let stamp = xep0082(super::presence::unix_now());
     message.append_child(el("delay", NS_DELAY).with("from", owner.domain().as_str()).with("stamp", stamp));
-    match state.store.push_offline(owner, &writer::to_bytes(&message), quota(state)) {
+    match state.store.push_offline(owner, &writer::to_bytes(&message), quota(state)).await {
         Ok(_) => Ok(Routed::Stored),
         Err(StorageError::QuotaExceeded(_)) => {
             tracing::info!(to = %owner, "offline quota reached, refusing message");
@@ -56,13 +56,13 @@ pub struct Backlog {
 
 /// The next batch for `owner`, within `batch`: its stanzas and, if any, what the ping
 /// `ack_id` that the caller sends after them acknowledges.
-pub fn next_batch(
+pub async fn next_batch(
     state: &ServerState,
     owner: &BareJid,
     ack_id: String,
     batch: Batch,
 ) -> (Vec<Vec<u8>>, Option<Backlog>) {
-    let messages = match deliverable(state, owner, batch) {
+    let messages = match deliverable(state, owner, batch).await {
         Ok(messages) => messages,
         Err(e) => {
             tracing::error!(error = %e, "reading offline messages failed");
@@ -80,17 +80,21 @@ pub fn next_batch(
 /// The oldest stored messages within `batch`. Those from a sender the owner has blocked
 /// since they were stored are deleted instead (XEP-0191 §3.5: nothing of a blocked JID
 /// reaches the user), so that they neither arrive nor hold up the queue.
-pub fn deliverable(state: &ServerState, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError> {
+pub async fn deliverable(
+    state: &ServerState,
+    owner: &BareJid,
+    batch: Batch,
+) -> Result<Vec<OfflineMessage>, StorageError> {
     loop {
-        let messages = state.store.offline_batch(owner, batch)?;
+        let messages = state.store.offline_batch(owner, batch).await?;
         // Nearly every account blocks nobody: its messages are not even looked at.
-        let Some(list) = state.store.blocked(owner)? else { return Ok(messages) };
+        let Some(list) = state.store.blocked(owner).await? else { return Ok(messages) };
         let (blocked, kept): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| sent_by_one_of(&list, m));
         if blocked.is_empty() {
             return Ok(kept);
         }
         tracing::debug!(messages = blocked.len(), "stored messages from blocked senders dropped");
-        state.store.remove_offline(owner, &blocked.iter().map(|m| m.seq).collect::<Vec<_>>())?;
+        state.store.remove_offline(owner, &blocked.iter().map(|m| m.seq).collect::<Vec<_>>()).await?;
         if !kept.is_empty() {
             return Ok(kept);
         }
@@ -98,8 +102,8 @@ pub fn deliverable(state: &ServerState, owner: &BareJid, batch: Batch) -> Result
 }
 
 /// Whether the sender of a stored message is one `owner` has blocked since.
-pub fn from_blocked(state: &ServerState, owner: &BareJid, message: &OfflineMessage) -> bool {
-    matches!(state.store.blocked(owner), Ok(Some(list)) if sent_by_one_of(&list, message))
+pub async fn from_blocked(state: &ServerState, owner: &BareJid, message: &OfflineMessage) -> bool {
+    matches!(state.store.blocked(owner).await, Ok(Some(list)) if sent_by_one_of(&list, message))
 }
 
 /// Whether a stored message's sender is on the block list (read from its start tag only).
@@ -110,8 +114,8 @@ fn sent_by_one_of(list: &BlockList, message: &OfflineMessage) -> bool {
 }
 
 /// The client acknowledged a batch: those entries go.
-pub fn acknowledged(state: &ServerState, owner: &BareJid, backlog: &Backlog) {
-    if let Err(e) = state.store.remove_offline(owner, &backlog.seqs) {
+pub async fn acknowledged(state: &ServerState, owner: &BareJid, backlog: &Backlog) {
+    if let Err(e) = state.store.remove_offline(owner, &backlog.seqs).await {
         tracing::error!(error = %e, "removing delivered offline messages failed");
         state.storage_failed(&e);
     }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 /// Contacts of `owner` whose items match `keep`; a storage fault is logged and yields none.
-fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterItem) -> bool) -> Vec<BareJid> {
-    match state.store.roster(owner) {
+async fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterItem) -> bool) -> Vec<BareJid> {
+    match state.store.roster(owner).await {
         Ok(roster) => roster.items.iter().filter(|i| keep(i)).filter_map(|i| BareJid::new(&i.jid).ok()).collect(),
         Err(e) => {
             tracing::error!(error = %e, %owner, "reading the roster failed");
@@ -64,8 +64,8 @@ fn went_offline(state: &ServerState, stanza: &Element) -> Option<u64> {
 }
 
 /// `presence` (from one of `user`'s resources) to `contact`, unless blocking forbids it.
-fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, presence: &Element) {
-    if privacy::between(state, &user.to_bare(), contact) {
+async fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, presence: &Element) {
+    if privacy::between(state, &user.to_bare(), contact).await {
         return;
     }
     let mut copy = presence.clone();
@@ -78,8 +78,8 @@ fn send_to_contact(state: &ServerState, user: &FullJid, contact: &BareJid, prese
 /// subscription, and to the user's own available resources and the sending session
 /// (`sender`, a router session id; None when the server speaks for a session).
 /// Returns the contacts it went to.
-pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) -> Vec<BareJid> {
-    let subscribers = to_subscribers(state, user, presence);
+pub async fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender: Option<u64>) -> Vec<BareJid> {
+    let subscribers = to_subscribers(state, user, presence).await;
     let own = own_copy(user, presence);
     echo_to_own_resources(state, user, &own, |r| r.priority.is_some() || Some(r.id()) == sender);
     subscribers
@@ -89,18 +89,18 @@ pub fn broadcast(state: &ServerState, user: &FullJid, presence: &Element, sender
 /// and the user's other available resources. The session's own echo is returned, for it
 /// to write itself ahead of whatever else its presence brings it (initial presence: the
 /// echo, then the waiting requests, then the contacts' presence, in that order).
-pub fn broadcast_available(state: &ServerState, user: &FullJid, presence: &Element, sender: u64) -> Element {
-    to_subscribers(state, user, presence);
+pub async fn broadcast_available(state: &ServerState, user: &FullJid, presence: &Element, sender: u64) -> Element {
+    to_subscribers(state, user, presence).await;
     let own = own_copy(user, presence);
     echo_to_own_resources(state, user, &own, |r| r.priority.is_some() && r.id() != sender);
     own
 }
 
 /// `presence` to each contact with a `from` or `both` subscription; returns them.
-fn to_subscribers(state: &ServerState, user: &FullJid, presence: &Element) -> Vec<BareJid> {
-    let subscribers = contacts(state, &user.to_bare(), |i| i.subscription.has_from());
+async fn to_subscribers(state: &ServerState, user: &FullJid, presence: &Element) -> Vec<BareJid> {
+    let subscribers = contacts(state, &user.to_bare(), |i| i.subscription.has_from()).await;
     for contact in &subscribers {
-        send_to_contact(state, user, contact, presence);
+        send_to_contact(state, user, contact, presence).await;
     }
     subscribers
 }
@@ -128,8 +128,8 @@ fn echo_to_own_resources(state: &ServerState, user: &FullJid, own: &Element, kee
 /// (for a dialect session, with the contact's last-seen time); and then, as §4.2.2 has the
 /// user's server probe the user's own bare JID too, the last presence of each of the
 /// account's other available resources.
-pub fn probe_answers(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
-    let mut answers = contacts_presence(state, user, dialect_session);
+pub async fn probe_answers(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
+    let mut answers = contacts_presence(state, user, dialect_session).await;
     let to = Jid::from(user.clone());
     let others = state.registry.available_where(&user.to_bare(), &|r| r.jid != *user);
     answers.extend(others.iter().filter_map(|r| presence_of(r, &to)));
@@ -137,17 +137,17 @@ pub fn probe_answers(state: &ServerState, user: &FullJid, dialect_session: bool)
 }
 
 /// The contacts' part of [`probe_answers`].
-fn contacts_presence(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
+async fn contacts_presence(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
     let bare = user.to_bare();
     let mut answers = Vec::new();
-    for contact in contacts(state, &bare, |i| i.subscription.has_to()) {
-        if privacy::between(state, &bare, &contact) {
+    for contact in contacts(state, &bare, |i| i.subscription.has_to()).await {
+        if privacy::between(state, &bare, &contact).await {
             continue;
         }
         let available = state.registry.available(&contact);
         if available.is_empty() {
             let unavailable = unavailable_from(&Jid::from(contact.clone()), &Jid::from(user.clone()));
-            let last = state.store.last_seen(&contact).ok().flatten().filter(|_| dialect_session);
+            let last = state.store.last_seen(&contact).await.ok().flatten().filter(|_| dialect_session);
             answers.push(match last {
                 Some(last) => dialect::with_last(&unavailable, last.at),
                 None => unavailable,
@@ -170,8 +170,8 @@ fn unavailable_from(from: &Jid, to: &Jid) -> Element {
 }
 
 /// §3.1.5: after an approval, the approver's current presence goes to the subscriber.
-pub fn send_presence_of(state: &ServerState, of: &BareJid, to: &BareJid) {
-    if privacy::between(state, of, to) {
+pub async fn send_presence_of(state: &ServerState, of: &BareJid, to: &BareJid) {
+    if privacy::between(state, of, to).await {
         return;
     }
     for resource in state.registry.available(of) {

@@ -11,8 +11,8 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 /// Whether `owner` blocked `other`. Asked for every stanza to or from `owner`: the store
 /// answers from memory, and nothing is allocated.
-pub fn blocks(state: &ServerState, owner: &BareJid, other: &Jid) -> bool {
-    match state.store.blocked(owner) {
+pub async fn blocks(state: &ServerState, owner: &BareJid, other: &Jid) -> bool {
+    match state.store.blocked(owner).await {
         Ok(Some(list)) => on_list(&list, other),
         Ok(None) => false,
         Err(e) => {
@@ -41,8 +41,8 @@ pub fn on_list(list: &BlockList, other: &Jid) -> bool {
 }
 
 /// Whether either account blocked the other.
-pub fn between(state: &ServerState, a: &BareJid, b: &BareJid) -> bool {
-    blocks(state, a, &Jid::from(b.clone())) || blocks(state, b, &Jid::from(a.clone()))
+pub async fn between(state: &ServerState, a: &BareJid, b: &BareJid) -> bool {
+    blocks(state, a, &Jid::from(b.clone())).await || blocks(state, b, &Jid::from(a.clone())).await
 }
 
 /// §3.6: the error for a stanza a user sends to someone they blocked.

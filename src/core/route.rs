@@ -30,7 +30,7 @@ pub fn destination(state: &ServerState, to: &Jid) -> Destination {
 mod tests {
     use super::*;
     use crate::core::delivery::{self, Routed};
-    use crate::core::module::{Module, Modules, Registrar};
+    use crate::core::module::{Module, Modules, Registrar, Soon};
     use crate::xmpp::error::{Condition, StanzaError};
     use crate::xmpp::stanza::Stanza;
     use std::sync::{Arc, Mutex};
@@ -50,12 +50,16 @@ mod tests {
             api.service("echo.localhost");
         }
 
-        fn to_service(&self, _state: &ServerState, stanza: &Stanza) -> Result<Routed, StanzaError> {
+        fn to_service<'a>(
+            &'a self,
+            _state: &'a ServerState,
+            stanza: &'a Stanza,
+        ) -> Soon<'a, Result<Routed, StanzaError>> {
             if stanza.element.name() == "iq" {
-                return Err(StanzaError::new(Condition::FeatureNotImplemented));
+                return Soon::ready(Err(StanzaError::new(Condition::FeatureNotImplemented)));
             }
             self.taken.lock().expect("lock").push(stanza.id.clone().unwrap_or_default());
-            Ok(Routed::Delivered)
+            Soon::ready(Ok(Routed::Delivered))
         }
     }
 
@@ -80,14 +84,14 @@ mod tests {
 
         let message =
             stanza("<message xmlns='jabber:client' from='alice@localhost/r' id='m1'><body>x</body></message>");
-        let outcome = delivery::route(&state, &message, &to("room@echo.localhost"));
+        let outcome = delivery::route(&state, &message, &to("room@echo.localhost")).await;
         assert_eq!(outcome.map_err(|e| e.condition), Ok(Routed::Delivered));
         assert_eq!(*echo.taken.lock().expect("lock"), vec!["m1".to_owned()], "the module took it");
 
         let iq = stanza("<iq xmlns='jabber:client' type='get' from='alice@localhost/r' id='q'><x xmlns='urn:x'/></iq>");
-        let refused = delivery::route(&state, &iq, &to("echo.localhost"));
+        let refused = delivery::route(&state, &iq, &to("echo.localhost")).await;
         assert_eq!(refused.map_err(|e| e.condition), Err(Condition::FeatureNotImplemented), "its error, for a request");
-        let elsewhere = delivery::route(&state, &message, &to("bob@example.org"));
+        let elsewhere = delivery::route(&state, &message, &to("bob@example.org")).await;
         assert_eq!(elsewhere.map_err(|e| e.condition), Err(Condition::RemoteServerNotFound));
     }
 }

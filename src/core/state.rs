@@ -21,7 +21,7 @@ pub struct ServerState {
     pub started: Instant,
     /// Serialises the subscription changes of each pair of accounts, which read and write
     /// both rosters (`core::subscription::lock_pair`); other pairs are not held up.
-    pub subscription_locks: crate::stripes::Stripes<()>,
+    pub subscription_locks: crate::stripes::AsyncStripes,
     /// Makes writes durable before anyone is told they happened (group commit).
     pub flusher: Flusher,
     /// Recognises retransmitted messages.
@@ -41,7 +41,7 @@ impl ServerState {
             registry: Box::new(LocalRegistry::default()),
             modules,
             started: Instant::now(),
-            subscription_locks: crate::stripes::Stripes::new(64),
+            subscription_locks: crate::stripes::AsyncStripes::new(64),
             flusher: Flusher::start(store.clone()),
             revocations: Revocations::new(negotiation + KEPT_BEYOND_NEGOTIATION),
             store,
@@ -76,7 +76,7 @@ pub(crate) fn with_accounts_and(users: &[&str], config: Config, modules: Modules
     for user in users {
         let jid = xmpp_parsers::jid::BareJid::new(user).expect("jid");
         let creds = crate::sasl::credentials::StoredCredentials::derive("pw", 4096).expect("derive");
-        store.create_user(&jid, &creds).expect("account");
+        store.create_user(&jid, &creds).at_once().expect("account");
     }
     ServerState::new(config, Arc::new(store), modules)
 }

@@ -8,7 +8,7 @@ use crate::core::roster::{push_item, push_removal};
 use crate::core::state::ServerState;
 use crate::storage::roster::{RosterItem, Subscription};
 use crate::storage::StorageError;
-use crate::stripes::PairGuard;
+use crate::stripes::AsyncPairGuard;
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
 use crate::xmpp::stanza::{PresenceType, Stanza};
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -80,8 +80,8 @@ impl From<StorageError> for Refused {
 
 /// Holds off every other subscription change between `a` and `b` (in either direction),
 /// and nothing else: held while a change reads and writes the two rosters.
-pub fn lock_pair<'s>(state: &'s ServerState, a: &BareJid, b: &BareJid) -> PairGuard<'s, ()> {
-    state.subscription_locks.lock_pair(a.as_str(), b.as_str())
+pub async fn lock_pair<'s>(state: &'s ServerState, a: &BareJid, b: &BareJid) -> AsyncPairGuard<'s> {
+    state.subscription_locks.lock_pair(a.as_str(), b.as_str()).await
 }
 
 /// One account's stored view of one contact.
@@ -94,9 +94,9 @@ struct Side<'a> {
 }
 
 impl<'a> Side<'a> {
-    fn load(state: &'a ServerState, owner: &'a BareJid, contact: &'a BareJid) -> Result<Side<'a>, StorageError> {
-        let item = state.store.roster_item(owner, contact)?;
-        let pending_in = state.store.pending_request(owner, contact)?.is_some();
+    async fn load(state: &'a ServerState, owner: &'a BareJid, contact: &'a BareJid) -> Result<Side<'a>, StorageError> {
+        let item = state.store.roster_item(owner, contact).await?;
+        let pending_in = state.store.pending_request(owner, contact).await?.is_some();
         Ok(Side { state, owner, contact, item, pending_in })
     }
 
@@ -111,13 +111,13 @@ impl<'a> Side<'a> {
 
     /// Applies `event` (with `request`, the stored form of an inbound subscribe); true
     /// when the state changed (stored and pushed).
-    fn apply(&mut self, event: Event, request: Option<&str>) -> Result<bool, StorageError> {
+    async fn apply(&mut self, event: Event, request: Option<&str>) -> Result<bool, StorageError> {
         let Some(next) = transition(self.current(), event) else { return Ok(false) };
-        self.store(next, request)?;
+        self.store(next, request).await?;
         Ok(true)
     }
 
-    fn store(&mut self, next: State, request: Option<&str>) -> Result<(), StorageError> {
+    async fn store(&mut self, next: State, request: Option<&str>) -> Result<(), StorageError> {
         // "None + Pending In" needs no roster item (RFC 6121 §3.1.3); every other state does.
         let needs_item = next.subscription != Subscription::None || next.pending_out;
         if self.item.is_some() || needs_item {
@@ -130,14 +130,14 @@ impl<'a> Side<'a> {
             // Only a changed item is stored and pushed (Pending In lives outside the roster).
             // First: a full roster refuses it, and the state stays as it was.
             if self.item.as_ref() != Some(&item) {
-                self.save(item)?;
+                self.save(item).await?;
             }
         }
         if next.pending_in != self.pending_in {
             match (next.pending_in, request) {
-                (true, Some(request)) => self.state.store.put_pending_in(self.owner, self.contact, request)?,
+                (true, Some(request)) => self.state.store.put_pending_in(self.owner, self.contact, request).await?,
                 _ => {
-                    self.state.store.remove_pending_in(self.owner, self.contact)?;
+                    self.state.store.remove_pending_in(self.owner, self.contact).await?;
                 }
             }
             self.pending_in = next.pending_in;
@@ -145,16 +145,16 @@ impl<'a> Side<'a> {
         Ok(())
     }
 
-    fn set_approved(&mut self, approved: bool) -> Result<(), StorageError> {
+    async fn set_approved(&mut self, approved: bool) -> Result<(), StorageError> {
         let mut item = self.item.clone().unwrap_or_else(|| RosterItem::new(self.contact));
         item.approved = approved;
-        self.save(item)
+        self.save(item).await
     }
 
     /// Stores `item` within the roster's quota (`QuotaExceeded` otherwise) and pushes it.
-    fn save(&mut self, item: RosterItem) -> Result<(), StorageError> {
+    async fn save(&mut self, item: RosterItem) -> Result<(), StorageError> {
         let quota = self.state.config.limits.roster_quota();
-        let version = self.state.store.put_roster_item(self.owner, &item, quota)?;
+        let version = self.state.store.put_roster_item(self.owner, &item, quota).await?;
         push_item(self.state, self.owner, &item, version);
         self.item = Some(item);
         Ok(())
@@ -184,7 +184,7 @@ struct Contact {
 }
 
 /// Processes a subscription-related presence from `user` (its `from` already stamped).
-pub fn handle(state: &ServerState, user: &BareJid, stanza: &Stanza, contact: &BareJid) -> Result<(), Refused> {
+pub async fn handle(state: &ServerState, user: &BareJid, stanza: &Stanza, contact: &BareJid) -> Result<(), Refused> {
     let Some(kind) = subscription_type(stanza) else { return Ok(()) };
     // RFC 6121 §3.1.2: subscription stanzas carry the sender's bare JID; payloads stay.
     let mut request = stanza.element.clone();
@@ -194,23 +194,23 @@ pub fn handle(state: &ServerState, user: &BareJid, stanza: &Stanza, contact: &Ba
         PresenceType::Subscribe => Some(stored(state, &request)?),
         _ => None,
     };
-    let _pair = lock_pair(state, user, contact);
+    let _pair = lock_pair(state, user, contact).await;
     // The account was deleted since the stanza was sent: its relations are being ended
     // (`forget_account`), and nothing may start new ones.
-    if !state.store.user_exists(user)? {
+    if !state.store.user_exists(user).await? {
         return Ok(());
     }
     // XEP-0191 §3.3: the contact blocked the user: nothing of it arrives, subscriptions included.
-    if crate::core::privacy::blocks(state, contact, &Jid::from(user.clone())) {
+    if crate::core::privacy::blocks(state, contact, &Jid::from(user.clone())).await {
         return Ok(());
     }
     let local = state.config.serves(contact.domain().as_str());
-    let them = Contact { local, exists: local && state.store.user_exists(contact)? };
+    let them = Contact { local, exists: local && state.store.user_exists(contact).await? };
     let outcome = match (kind, stored.as_deref()) {
-        (PresenceType::Subscribe, Some(stored)) => subscribe(state, user, contact, &request, stored, them.exists),
-        (PresenceType::Subscribed, _) => approve(state, user, contact, &request, them),
-        (PresenceType::Unsubscribe, _) => unsubscribe(state, user, contact, &request, them.exists),
-        (PresenceType::Unsubscribed, _) => cancel(state, user, contact, &request, them.exists),
+        (PresenceType::Subscribe, Some(stored)) => subscribe(state, user, contact, &request, stored, them.exists).await,
+        (PresenceType::Subscribed, _) => approve(state, user, contact, &request, them).await,
+        (PresenceType::Unsubscribe, _) => unsubscribe(state, user, contact, &request, them.exists).await,
+        (PresenceType::Unsubscribed, _) => cancel(state, user, contact, &request, them.exists).await,
         _ => Ok(()),
     };
     outcome.map_err(Refused::from)
@@ -229,7 +229,7 @@ fn subscription_type(stanza: &Stanza) -> Option<PresenceType> {
 }
 
 /// §3.1: user asks to see contact's presence; `stored` is the request as it would wait.
-fn subscribe(
+async fn subscribe(
     state: &ServerState,
     user: &BareJid,
     contact: &BareJid,
@@ -237,87 +237,87 @@ fn subscribe(
     stored: &str,
     exists: bool,
 ) -> Result<(), StorageError> {
-    let mut ours = Side::load(state, user, contact)?;
-    ours.apply(Event::OutSubscribe, None)?;
+    let mut ours = Side::load(state, user, contact).await?;
+    ours.apply(Event::OutSubscribe, None).await?;
     if !exists {
         // §3.1.3: no such contact: the request is answered as denied.
-        return cancelled_by_contact(state, user, contact);
+        return cancelled_by_contact(state, user, contact).await;
     }
-    let mut theirs = Side::load(state, contact, user)?;
+    let mut theirs = Side::load(state, contact, user).await?;
     if theirs.current().subscription.has_from() {
         // §3.1.3: already subscribed: the contact's server approves on its own.
-        return approved_by_contact(state, user, contact, None);
+        return approved_by_contact(state, user, contact, None).await;
     }
     if theirs.approved() {
         // §3.4: pre-approved.
         let next = State { subscription: theirs.current().subscription.with_from(true), ..theirs.current() };
-        theirs.store(next, None)?;
-        return approved_by_contact(state, user, contact, None);
+        theirs.store(next, None).await?;
+        return approved_by_contact(state, user, contact, None).await;
     }
-    if theirs.apply(Event::InSubscribe, Some(stored))? {
+    if theirs.apply(Event::InSubscribe, Some(stored)).await? {
         presence::deliver_to_available(state, contact, request);
     }
     Ok(())
 }
 
 /// §3.1.5 / §3.4: user approves contact's request, or pre-approves it.
-fn approve(
+async fn approve(
     state: &ServerState,
     user: &BareJid,
     contact: &BareJid,
     request: &Element,
     them: Contact,
 ) -> Result<(), StorageError> {
-    let mut ours = Side::load(state, user, contact)?;
-    if !ours.apply(Event::OutSubscribed, None)? {
+    let mut ours = Side::load(state, user, contact).await?;
+    if !ours.apply(Event::OutSubscribed, None).await? {
         // §3.4: a pre-approval; none for a local account that does not exist, which
         // someone may create later under that name.
         let preapprovable = them.exists || !them.local;
         if preapprovable && !ours.current().subscription.has_from() && !ours.approved() {
-            ours.set_approved(true)?;
+            ours.set_approved(true).await?;
         }
         return Ok(());
     }
     if them.exists {
-        approved_by_contact(state, contact, user, Some(request))?;
+        approved_by_contact(state, contact, user, Some(request)).await?;
     }
     Ok(())
 }
 
 /// The approval reaches `subscriber`: its subscription to `approver` is on. `approval` is
 /// the approver's own stanza (kept as sent), or None when the server approves for it.
-fn approved_by_contact(
+async fn approved_by_contact(
     state: &ServerState,
     subscriber: &BareJid,
     approver: &BareJid,
     approval: Option<&Element>,
 ) -> Result<(), StorageError> {
-    let mut theirs = Side::load(state, subscriber, approver)?;
-    if theirs.apply(Event::InSubscribed, None)? {
+    let mut theirs = Side::load(state, subscriber, approver).await?;
+    if theirs.apply(Event::InSubscribed, None).await? {
         let generated = subscription_stanza("subscribed", approver, subscriber);
         presence::deliver_to_available(state, subscriber, approval.unwrap_or(&generated));
         // §3.1.5: the approver's current presence follows.
-        presence::send_presence_of(state, approver, subscriber);
+        presence::send_presence_of(state, approver, subscriber).await;
     }
     Ok(())
 }
 
 /// §3.3: user stops seeing contact's presence.
-fn unsubscribe(
+async fn unsubscribe(
     state: &ServerState,
     user: &BareJid,
     contact: &BareJid,
     request: &Element,
     exists: bool,
 ) -> Result<(), StorageError> {
-    let mut ours = Side::load(state, user, contact)?;
-    ours.apply(Event::OutUnsubscribe, None)?;
+    let mut ours = Side::load(state, user, contact).await?;
+    ours.apply(Event::OutUnsubscribe, None).await?;
     if !exists {
         return Ok(());
     }
-    let mut theirs = Side::load(state, contact, user)?;
+    let mut theirs = Side::load(state, contact, user).await?;
     let had_from = theirs.current().subscription.has_from();
-    if theirs.apply(Event::InUnsubscribe, None)? {
+    if theirs.apply(Event::InUnsubscribe, None).await? {
         presence::deliver_to_available(state, contact, request);
         if had_from {
             // §3.3.3: the user no longer sees the contact: it goes unavailable for them.
@@ -328,18 +328,18 @@ fn unsubscribe(
 }
 
 /// §3.2 / §3.1.4: user cancels or denies contact's subscription (or a pre-approval).
-fn cancel(
+async fn cancel(
     state: &ServerState,
     user: &BareJid,
     contact: &BareJid,
     request: &Element,
     exists: bool,
 ) -> Result<(), StorageError> {
-    let mut ours = Side::load(state, user, contact)?;
+    let mut ours = Side::load(state, user, contact).await?;
     let had_from = ours.current().subscription.has_from();
-    if !ours.apply(Event::OutUnsubscribed, None)? {
+    if !ours.apply(Event::OutUnsubscribed, None).await? {
         if ours.approved() {
-            ours.set_approved(false)?;
+            ours.set_approved(false).await?;
         }
         return Ok(());
     }
@@ -348,8 +348,8 @@ fn cancel(
         presence::send_unavailable_of(state, user, contact);
     }
     if exists {
-        let mut theirs = Side::load(state, contact, user)?;
-        if theirs.apply(Event::InUnsubscribed, None)? {
+        let mut theirs = Side::load(state, contact, user).await?;
+        if theirs.apply(Event::InUnsubscribed, None).await? {
             presence::deliver_to_available(state, contact, request);
         }
     }
@@ -360,34 +360,34 @@ fn cancel(
 /// the contact's side of both directions ends (`unsubscribe` and `unsubscribed`), and it
 /// stops seeing the owner's presence. The owner's own item is already gone. Called with
 /// the pair's lock held (`_pair`), the one the removal was made under.
-pub fn roster_removed(
+pub async fn roster_removed(
     state: &ServerState,
-    _pair: &PairGuard<'_, ()>,
+    _pair: &AsyncPairGuard<'_>,
     owner: &BareJid,
     contact: &BareJid,
     before: State,
 ) -> Result<(), StorageError> {
     if before.pending_in {
-        state.store.remove_pending_in(owner, contact)?;
+        state.store.remove_pending_in(owner, contact).await?;
     }
     if before.subscription.has_from() {
         presence::send_unavailable_of(state, owner, contact);
     }
-    let exists = state.config.serves(contact.domain().as_str()) && state.store.user_exists(contact)?;
-    if !exists || crate::core::privacy::blocks(state, contact, &Jid::from(owner.clone())) {
+    let exists = state.config.serves(contact.domain().as_str()) && state.store.user_exists(contact).await?;
+    if !exists || crate::core::privacy::blocks(state, contact, &Jid::from(owner.clone())).await {
         return Ok(());
     }
-    let mut theirs = Side::load(state, contact, owner)?;
+    let mut theirs = Side::load(state, contact, owner).await?;
     if before.subscription.has_to() || before.pending_out {
         let had_from = theirs.current().subscription.has_from();
-        if theirs.apply(Event::InUnsubscribe, None)? {
+        if theirs.apply(Event::InUnsubscribe, None).await? {
             presence::deliver_to_available(state, contact, &subscription_stanza("unsubscribe", owner, contact));
             if had_from {
                 presence::send_unavailable_of(state, contact, owner);
             }
         }
     }
-    if (before.subscription.has_from() || before.pending_in) && theirs.apply(Event::InUnsubscribed, None)? {
+    if (before.subscription.has_from() || before.pending_in) && theirs.apply(Event::InUnsubscribed, None).await? {
         presence::deliver_to_available(state, contact, &subscription_stanza("unsubscribed", owner, contact));
     }
     Ok(())
@@ -396,10 +396,10 @@ pub fn roster_removed(
 /// An account is being deleted: it leaves the roster of every account that holds it (not
 /// only its own contacts'), so a later account of the same name inherits nothing. Reads
 /// the reverse index and writes rosters: run it off the async workers.
-pub fn forget_account(state: &ServerState, owner: &BareJid) -> Result<(), StorageError> {
-    for contact in related_accounts(state, owner)? {
-        let pair = lock_pair(state, owner, &contact);
-        leave(state, &pair, owner, &contact)?;
+pub async fn forget_account(state: &ServerState, owner: &BareJid) -> Result<(), StorageError> {
+    for contact in related_accounts(state, owner).await? {
+        let pair = lock_pair(state, owner, &contact).await;
+        leave(state, &pair, owner, &contact).await?;
     }
     Ok(())
 }
@@ -407,16 +407,16 @@ pub fn forget_account(state: &ServerState, owner: &BareJid) -> Result<(), Storag
 /// Waits until no subscription change involving `owner` is under way. After its account
 /// is gone, every later change finds no account and changes nothing (`handle`), so one
 /// more [`forget_account`] then catches whatever raced the first.
-pub fn settle(state: &ServerState, owner: &BareJid) {
-    drop(state.subscription_locks.lock(owner.as_str()));
+pub async fn settle(state: &ServerState, owner: &BareJid) {
+    drop(state.subscription_locks.lock(owner.as_str()).await);
 }
 
 /// Everyone `owner` has a relation with: its roster's contacts, the accounts whose roster
 /// holds it (a pre-approval, say, or a request it made), those whose requests wait for it.
-fn related_accounts(state: &ServerState, owner: &BareJid) -> Result<Vec<BareJid>, StorageError> {
-    let own = state.store.roster(owner)?.items.into_iter().filter_map(|item| BareJid::new(&item.jid).ok());
-    let requesters = state.store.pending_in(owner)?.into_iter().map(|(jid, _)| jid);
-    let mut related: Vec<BareJid> = own.chain(state.store.roster_holders(owner)?).chain(requesters).collect();
+async fn related_accounts(state: &ServerState, owner: &BareJid) -> Result<Vec<BareJid>, StorageError> {
+    let own = state.store.roster(owner).await?.items.into_iter().filter_map(|item| BareJid::new(&item.jid).ok());
+    let requesters = state.store.pending_in(owner).await?.into_iter().map(|(jid, _)| jid);
+    let mut related: Vec<BareJid> = own.chain(state.store.roster_holders(owner).await?).chain(requesters).collect();
     related.retain(|jid| jid != owner);
     related.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     related.dedup();
@@ -428,15 +428,15 @@ fn related_accounts(state: &ServerState, owner: &BareJid) -> Result<Vec<BareJid>
 /// contact's, which is refused, §3.2; `unsubscribe` for one of the owner's), the owner's
 /// resources go unavailable for it, and its roster forgets the owner (a push `remove`).
 /// Read from the contact's side alone: the owner's is deleted with its roster.
-fn leave(
+async fn leave(
     state: &ServerState,
-    _pair: &PairGuard<'_, ()>,
+    _pair: &AsyncPairGuard<'_>,
     owner: &BareJid,
     contact: &BareJid,
 ) -> Result<(), StorageError> {
-    let s = Side::load(state, contact, owner)?.current();
+    let s = Side::load(state, contact, owner).await?.current();
     // XEP-0191 §3.3: nothing of the owner reaches a contact that blocked it.
-    if !crate::core::privacy::blocks(state, contact, &Jid::from(owner.clone())) {
+    if !crate::core::privacy::blocks(state, contact, &Jid::from(owner.clone())).await {
         if s.subscription.has_to() {
             presence::send_unavailable_of(state, owner, contact);
         }
@@ -448,18 +448,22 @@ fn leave(
         }
     }
     if s.pending_in {
-        state.store.remove_pending_in(contact, owner)?;
+        state.store.remove_pending_in(contact, owner).await?;
     }
-    if let Some(version) = state.store.remove_roster_item(contact, owner)? {
+    if let Some(version) = state.store.remove_roster_item(contact, owner).await? {
         push_removal(state, contact, owner, version);
     }
     Ok(())
 }
 
 /// `subscriber`'s request was refused by `refuser` (or nobody is there to accept it).
-fn cancelled_by_contact(state: &ServerState, subscriber: &BareJid, refuser: &BareJid) -> Result<(), StorageError> {
-    let mut theirs = Side::load(state, subscriber, refuser)?;
-    if theirs.apply(Event::InUnsubscribed, None)? {
+async fn cancelled_by_contact(
+    state: &ServerState,
+    subscriber: &BareJid,
+    refuser: &BareJid,
+) -> Result<(), StorageError> {
+    let mut theirs = Side::load(state, subscriber, refuser).await?;
+    if theirs.apply(Event::InUnsubscribed, None).await? {
         presence::deliver_to_available(state, subscriber, &subscription_stanza("unsubscribed", refuser, subscriber));
     }
     Ok(())
@@ -467,16 +471,19 @@ fn cancelled_by_contact(state: &ServerState, subscriber: &BareJid, refuser: &Bar
 
 /// §3.1.3: requests not yet answered are delivered again when the account comes online,
 /// except from contacts it has blocked since (XEP-0191 §3.3).
-pub fn pending_requests(state: &ServerState, owner: &BareJid) -> Vec<Element> {
-    match state.store.pending_in(owner) {
-        Ok(pending) => pending
-            .into_iter()
-            .filter(|(from, _)| !crate::core::privacy::blocks(state, owner, &Jid::from(from.clone())))
-            .map(|(from, xml)| {
+pub async fn pending_requests(state: &ServerState, owner: &BareJid) -> Vec<Element> {
+    match state.store.pending_in(owner).await {
+        Ok(pending) => {
+            let mut requests = Vec::with_capacity(pending.len());
+            for (from, xml) in pending {
+                if crate::core::privacy::blocks(state, owner, &Jid::from(from.clone())).await {
+                    continue;
+                }
                 // A request our parser cannot read back still arrives, without its payloads.
-                xml.parse().unwrap_or_else(|_| subscription_stanza("subscribe", &from, owner))
-            })
-            .collect(),
+                requests.push(xml.parse().unwrap_or_else(|_| subscription_stanza("subscribe", &from, owner)));
+            }
+            requests
+        }
         Err(e) => {
             tracing::error!(error = %e, "reading pending subscription requests failed");
             Vec::new()

@@ -2,7 +2,7 @@
 //! the JIDs it blocked, in either direction.
 
 use super::{storage_fault, Request};
-use crate::core::module::{Module, Registrar, Scope, Targets, Types};
+use crate::core::module::{Module, Registrar, Scope, Soon, Targets, Types};
 use crate::core::state::ServerState;
 use crate::core::{presence, PushKind};
 use crate::storage::roster::ListQuota;
@@ -16,23 +16,32 @@ pub use crate::xml::ns::BLOCKING as NS;
 /// Most items in one block list (and `limits.max_blocklist_bytes` of them).
 const MAX_ITEMS: usize = 10_000;
 
-pub fn handle(request: &Request) -> Element {
+pub async fn handle(request: &Request<'_>) -> Element {
     use xmpp_parsers::blocking::{Block, BlocklistRequest, Unblock};
     let owner = match request.own_account() {
         Ok(owner) => owner,
         Err(condition) => return request.error(condition),
     };
     let outcome = match (request.payload.name(), request.is_get()) {
-        ("blocklist", true) => request.parse::<BlocklistRequest>().and_then(|_| list(request, owner)),
-        ("block", false) => request.parse::<Block>().and_then(|b| change(request, owner, b.items, true)),
-        ("unblock", false) => request.parse::<Unblock>().and_then(|u| change(request, owner, u.items, false)),
+        ("blocklist", true) => match request.parse::<BlocklistRequest>() {
+            Ok(_) => list(request, owner).await,
+            Err(condition) => Err(condition),
+        },
+        ("block", false) => match request.parse::<Block>() {
+            Ok(block) => change(request, owner, block.items, true).await,
+            Err(condition) => Err(condition),
+        },
+        ("unblock", false) => match request.parse::<Unblock>() {
+            Ok(unblock) => change(request, owner, unblock.items, false).await,
+            Err(condition) => Err(condition),
+        },
         _ => Err(Condition::BadRequest),
     };
     outcome.unwrap_or_else(|condition| request.error(condition))
 }
 
-fn list(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
-    let jids = request.state.store.blocklist(owner).map_err(storage_fault)?;
+async fn list(request: &Request<'_>, owner: &BareJid) -> Result<Element, Condition> {
+    let jids = request.state.store.blocklist(owner).await.map_err(storage_fault)?;
     Ok(request.result_with(items(el("blocklist", NS), &jids)))
 }
 
@@ -44,7 +53,7 @@ fn items(mut container: Element, jids: &[String]) -> Element {
 }
 
 /// §3.3 / §3.4: block or unblock, push the change to every resource, and fix presence.
-fn change(request: &Request, owner: &BareJid, targets: Vec<Jid>, block: bool) -> Result<Element, Condition> {
+async fn change(request: &Request<'_>, owner: &BareJid, targets: Vec<Jid>, block: bool) -> Result<Element, Condition> {
     // Stored as a form that parses again to itself (fuzz/jid: the jid crate's own form may not).
     let targets: Vec<Jid> = targets
         .iter()
@@ -58,17 +67,17 @@ fn change(request: &Request, owner: &BareJid, targets: Vec<Jid>, block: bool) ->
     let state = request.state;
     let changed = if block {
         let quota = ListQuota { items: MAX_ITEMS, bytes: state.config.limits.max_blocklist_bytes };
-        let added = state.store.block(owner, &jids, quota).map_err(|e| match e {
+        let added = state.store.block(owner, &jids, quota).await.map_err(|e| match e {
             StorageError::QuotaExceeded(_) => Condition::ResourceConstraint,
             e => storage_fault(e),
         })?;
         // Nothing passes any more; those who saw our presence see us go.
         for jid in &added {
-            send_unavailable_to(state, owner, jid);
+            send_unavailable_to(state, owner, jid).await;
         }
         added
     } else {
-        state.store.unblock(owner, &jids).map_err(storage_fault)?
+        state.store.unblock(owner, &jids).await.map_err(storage_fault)?
     };
     let name = if block { "block" } else { "unblock" };
     // An empty unblock is "unblock all" and is pushed as such.
@@ -78,25 +87,25 @@ fn change(request: &Request, owner: &BareJid, targets: Vec<Jid>, block: bool) ->
     }
     if !block {
         for jid in &changed {
-            presence_after_unblock(state, owner, jid);
+            presence_after_unblock(state, owner, jid).await;
         }
     }
     Ok(request.result())
 }
 
 /// Only a contact that was seeing our presence is told we went away (§3.3).
-fn send_unavailable_to(state: &ServerState, owner: &BareJid, jid: &str) {
+async fn send_unavailable_to(state: &ServerState, owner: &BareJid, jid: &str) {
     let Ok(contact) = BareJid::new(jid) else { return };
-    if matches!(state.store.roster_item(owner, &contact), Ok(Some(item)) if item.subscription.has_from()) {
+    if matches!(state.store.roster_item(owner, &contact).await, Ok(Some(item)) if item.subscription.has_from()) {
         presence::send_unavailable_of(state, owner, &contact);
     }
 }
 
 /// Subscribed contacts see our presence again.
-fn presence_after_unblock(state: &ServerState, owner: &BareJid, jid: &str) {
+async fn presence_after_unblock(state: &ServerState, owner: &BareJid, jid: &str) {
     let Ok(contact) = BareJid::new(jid) else { return };
-    match state.store.roster_item(owner, &contact) {
-        Ok(Some(item)) if item.subscription.has_from() => presence::send_presence_of(state, owner, &contact),
+    match state.store.roster_item(owner, &contact).await {
+        Ok(Some(item)) if item.subscription.has_from() => presence::send_presence_of(state, owner, &contact).await,
         _ => {}
     }
 }
@@ -123,7 +132,9 @@ impl Module for Blocking {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| handle(r).into());
+        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| {
+            r.later(|r| Soon::later(async move { vec![handle(r).await] }))
+        });
         api.feature(Scope::Server, NS);
     }
 }

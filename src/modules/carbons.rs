@@ -2,7 +2,7 @@
 //! and receives. Copies go to the account's other available resources that enabled carbons;
 //! messages marked `<private/>` (XEP-0280 §6) or `<no-copy/>` (XEP-0334) are not copied.
 
-use crate::core::module::{Answer, Hook, Module, Registrar, Request, Scope, Targets, Types};
+use crate::core::module::{Answer, Hook, Module, Registrar, Request, Scope, Soon, Targets, Types};
 use crate::core::state::ServerState;
 use crate::xml::{el, Element, ElementExt, NS_CLIENT};
 use crate::xmpp::error::Condition;
@@ -89,8 +89,15 @@ impl Module for Carbons {
         received(state, owner, stanza, to);
     }
 
-    fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, _to: &Jid) {
+    fn message_sent<'a>(
+        &'a self,
+        state: &'a ServerState,
+        sender: &'a FullJid,
+        stanza: &'a Stanza,
+        _to: &'a Jid,
+    ) -> Soon<'a, ()> {
         sent(state, sender, stanza);
+        Soon::ready(())
     }
 }
 

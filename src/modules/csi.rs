@@ -1,45 +1,26 @@
 //! XEP-0352 client state indication: while a client says it is inactive (a phone in a
 //! pocket), presence updates are held, only the latest per sender, and sent when it is
-//! active again. Messages and everything else go at once.
+//! active again (or when too much is held: `core::held`). Messages and everything else
+//! go at once.
+//!
+//! All of it is here: the stream feature, the `<active/>`/`<inactive/>` elements, and the
+//! presence held per session, in a slot that exists only while the client is inactive.
 
-use crate::core::module::{Module, Registrar};
+use crate::core::held::Held;
+use crate::core::module::{Delivering, Hook, Module, Registrar, Slots};
+use crate::core::Delivery;
 use crate::xml::Element;
 use std::sync::Arc;
 
 pub use crate::xml::ns::CSI as NS;
 
-/// The sender of an available or unavailable presence, which may be held; None for
-/// anything else (subscription presence, messages, iq go at once).
-pub fn held_presence_sender(bytes: &[u8]) -> Option<String> {
-    if !bytes.starts_with(b"<presence") {
-        return None;
-    }
-    let presence: Element = std::str::from_utf8(bytes).ok()?.parse().ok()?;
-    match presence.attr("type") {
-        None | Some("unavailable") => presence.attr("from").map(str::to_owned),
-        _ => None,
-    }
-}
-
-/// Most senders whose presence is held, and most bytes held; beyond either, everything
-/// held goes out at once, so other users cannot grow a sleeping client's memory.
-pub const MAX_HELD: usize = 1000;
-pub const MAX_HELD_BYTES: usize = 1 << 20;
-
-/// Keeps only the latest presence of each sender, in the order senders last changed.
-/// Returns what must go out now because a cap was reached.
-pub fn hold(held: &mut Vec<(String, Vec<u8>)>, from: String, bytes: Vec<u8>) -> Vec<Vec<u8>> {
-    held.retain(|(sender, _)| *sender != from);
-    held.push((from, bytes));
-    if held.len() > MAX_HELD || held.iter().map(|(_, b)| b.len()).sum::<usize>() > MAX_HELD_BYTES {
-        return std::mem::take(held).into_iter().map(|(_, b)| b).collect();
-    }
-    Vec::new()
-}
-
-/// The feature; what `<inactive/>` and `<active/>` change is the session's (it holds the
-/// presence it is delivered).
 pub struct ClientState;
+
+/// A session whose client said `<inactive/>`: what it has not been sent yet.
+#[derive(Default)]
+struct Inactive {
+    held: Held,
+}
 
 impl Module for ClientState {
     fn name(&self) -> &'static str {
@@ -48,6 +29,32 @@ impl Module for ClientState {
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.stream_feature(&format!("<csi xmlns='{NS}'/>"));
+        api.element(NS);
+        api.hook(Hook::Delivering);
+    }
+
+    /// §5: `<inactive/>` holds presence updates; `<active/>` releases them. Anything else
+    /// in the namespace ends the stream (it is not a stanza).
+    fn element(&self, element: &Element, slots: &mut Slots) -> Result<Vec<Vec<u8>>, String> {
+        match element.name() {
+            "inactive" => {
+                slots.get_or_default::<Inactive>();
+                Ok(Vec::new())
+            }
+            "active" => Ok(slots.remove::<Inactive>().map(|mut inactive| inactive.held.take()).unwrap_or_default()),
+            other => Err(format!("<{other}/> is not a client state")),
+        }
+    }
+
+    /// §6: while inactive, availability presence waits, the latest per sender.
+    fn delivering(&self, delivery: &Delivery, slots: &mut Slots) -> Delivering {
+        let (Delivery::Bytes(bytes), Some(inactive)) = (delivery, slots.get_mut::<Inactive>()) else {
+            return Delivering::Pass;
+        };
+        match Held::sender(bytes) {
+            Some(from) => Delivering::Held(inactive.held.hold(from, bytes.to_vec())),
+            None => Delivering::Pass,
+        }
     }
 }
 
@@ -55,17 +62,29 @@ impl Module for ClientState {
 mod tests {
     use super::*;
 
+    fn presence(from: &str) -> Delivery {
+        let xml = format!("<presence xmlns='jabber:client' from='{from}'/>");
+        Delivery::Bytes(xml.into_bytes().into())
+    }
+
     #[test]
-    fn the_latest_per_sender_is_held_until_a_cap() {
-        let mut held = Vec::new();
-        assert!(hold(&mut held, "a".into(), b"1".to_vec()).is_empty());
-        assert!(hold(&mut held, "a".into(), b"2".to_vec()).is_empty());
-        assert_eq!(held, vec![("a".to_owned(), b"2".to_vec())], "only the latest");
-        let big = vec![b'x'; 400 << 10];
-        assert!(hold(&mut held, "b".into(), big.clone()).is_empty());
-        assert!(hold(&mut held, "c".into(), big.clone()).is_empty());
-        let released = hold(&mut held, "d".into(), big);
-        assert_eq!(released.len(), 4, "over 1 MiB held: everything goes out");
-        assert!(held.is_empty());
+    fn presence_waits_while_inactive_and_an_active_client_costs_nothing() {
+        let (csi, mut slots) = (ClientState, Slots::default());
+        assert_eq!(csi.delivering(&presence("a@x/r"), &mut slots), Delivering::Pass, "active by default");
+        assert!(slots.get::<Inactive>().is_none());
+        let inactive: Element = format!("<inactive xmlns='{NS}'/>").parse().expect("xml");
+        assert_eq!(csi.element(&inactive, &mut slots), Ok(Vec::new()));
+        assert_eq!(csi.delivering(&presence("a@x/r"), &mut slots), Delivering::Held(Vec::new()));
+        assert_eq!(csi.delivering(&presence("b@x/r"), &mut slots), Delivering::Held(Vec::new()));
+        assert_eq!(csi.delivering(&presence("a@x/r"), &mut slots), Delivering::Held(Vec::new()));
+        let message = Delivery::Message(b"<message xmlns='jabber:client'/>".to_vec().into());
+        assert_eq!(csi.delivering(&message, &mut slots), Delivering::Pass, "messages go at once");
+        let active: Element = format!("<active xmlns='{NS}'/>").parse().expect("xml");
+        let released = csi.element(&active, &mut slots).expect("released");
+        let senders: Vec<_> = released.iter().map(|b| Held::sender(b).expect("presence")).collect();
+        assert_eq!(senders, ["b@x/r", "a@x/r"], "the latest of each, in the order they last changed");
+        assert!(slots.get::<Inactive>().is_none(), "nothing kept once active");
+        let bogus: Element = format!("<sleepy xmlns='{NS}'/>").parse().expect("xml");
+        assert!(csi.element(&bogus, &mut slots).is_err());
     }
 }

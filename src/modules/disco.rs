@@ -3,7 +3,7 @@
 //! answered by the module that registered them.
 
 use super::{Request, Target};
-use crate::core::module::{Module, NodeQuery, Registrar, Scope, Targets, Types};
+use crate::core::module::{Answer, Module, NodeQuery, Registrar, Scope, Soon, Targets, Types};
 use crate::xml::{el, Element, ElementExt};
 use crate::xmpp::error::Condition;
 use std::sync::Arc;
@@ -19,8 +19,8 @@ impl Module for Disco {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("query"), NS_INFO, Types::Get, Targets::SERVER_AND_ACCOUNT, |r| info(r).into());
-        api.iq(Some("query"), NS_ITEMS, Types::Get, Targets::SERVER_AND_ACCOUNT, |r| items(r).into());
+        api.iq(Some("query"), NS_INFO, Types::Get, Targets::SERVER_AND_ACCOUNT, info);
+        api.iq(Some("query"), NS_ITEMS, Types::Get, Targets::SERVER_AND_ACCOUNT, items);
         for scope in [Scope::Server, Scope::Account] {
             api.feature(scope, NS_INFO);
             api.feature(scope, NS_ITEMS);
@@ -28,30 +28,32 @@ impl Module for Disco {
     }
 }
 
-pub fn info(request: &mut Request) -> Element {
+pub fn info(request: &mut Request) -> Answer {
     match request.parse::<xmpp_parsers::disco::DiscoInfoQuery>() {
-        Ok(query) => match query.node {
-            Some(node) => node_answer(request, &node, NodeQuery::Info),
-            None => identity_and_features(request),
-        },
-        Err(condition) => request.error(condition),
+        // A node's module may read storage for it: answered later.
+        Ok(query) if query.node.is_some() => {
+            request.later(|r| Soon::later(async move { vec![node_answer(r, NodeQuery::Info).await] }))
+        }
+        Ok(_) => identity_and_features(request).into(),
+        Err(condition) => request.error(condition).into(),
     }
 }
 
-pub fn items(request: &mut Request) -> Element {
+pub fn items(request: &mut Request) -> Answer {
     match request.parse::<xmpp_parsers::disco::DiscoItemsQuery>() {
-        Ok(query) => match query.node {
-            Some(node) => node_answer(request, &node, NodeQuery::Items),
-            None => service_items(request),
-        },
-        Err(condition) => request.error(condition),
+        Ok(query) if query.node.is_some() => {
+            request.later(|r| Soon::later(async move { vec![node_answer(r, NodeQuery::Items).await] }))
+        }
+        Ok(_) => service_items(request).into(),
+        Err(condition) => request.error(condition).into(),
     }
 }
 
-fn node_answer(request: &mut Request, node: &str, query: NodeQuery) -> Element {
-    let state = request.state;
-    match state.modules.disco_node(node) {
-        Some(handler) => handler(request, query),
+/// The answer of the module that registered the query's node (XEP-0030 §3.2, §4.2).
+async fn node_answer(request: &Request<'_>, query: NodeQuery) -> Element {
+    let node = request.payload.attr("node").unwrap_or_default();
+    match request.state.modules.disco_node(node) {
+        Some(handler) => handler(request, query).await,
         None => request.error(Condition::ItemNotFound),
     }
 }

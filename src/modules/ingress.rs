@@ -2,7 +2,7 @@
 //! client could believe (docs/security.md, "Spoofing"). Applied to every stanza from a
 //! client after its `from` is stamped, before anything routes or stores it.
 
-use crate::core::module::{Hook, Module, Registrar, Slots};
+use crate::core::module::{Hook, Module, Registrar, Slots, Soon};
 use crate::core::state::ServerState;
 use crate::xml::{Element, ElementExt};
 use crate::xmpp::error::{Condition, StanzaError};
@@ -82,16 +82,16 @@ impl Module for Ingress {
         api.hook(Hook::Inbound);
     }
 
-    fn inbound(
-        &self,
-        state: &ServerState,
-        sender: &BareJid,
-        stanza: &mut Stanza,
-        _slots: &mut Slots,
-    ) -> Result<(), StanzaError> {
-        check(stanza, sender, |domain| state.config.serves(domain)).inspect_err(|error| {
+    fn inbound<'a>(
+        &'a self,
+        state: &'a ServerState,
+        sender: &'a BareJid,
+        stanza: &'a mut Stanza,
+        _slots: &'a mut Slots,
+    ) -> Soon<'a, Result<(), StanzaError>> {
+        Soon::ready(check(stanza, sender, |domain| state.config.serves(domain)).inspect_err(|error| {
             tracing::debug!(condition = error.condition.name(), "refused server-only content from a client");
-        })
+        }))
     }
 }
 

@@ -2,7 +2,7 @@
 //! for those allowed to see its presence.
 
 use super::{Request, Target};
-use crate::core::module::{Module, Registrar, Scope, Targets, Types};
+use crate::core::module::{Module, Registrar, Scope, Soon, Targets, Types};
 use crate::core::presence::unix_now;
 use crate::xml::{el, Element, ElementExt};
 use crate::xmpp::error::Condition;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 pub use crate::xml::ns::LAST as NS;
 
-pub fn handle(request: &Request) -> Element {
+pub async fn handle(request: &Request<'_>) -> Element {
     if !request.is_get() {
         return request.error(Condition::BadRequest);
     }
@@ -20,15 +20,15 @@ pub fn handle(request: &Request) -> Element {
             let asker = request.sender.to_bare();
             // §4: only the account itself and those subscribed to its presence may know.
             let allowed = *account == asker
-                || matches!(request.state.store.roster_item(account, &asker),
+                || matches!(request.state.store.roster_item(account, &asker).await,
                             Ok(Some(item)) if item.subscription.has_from());
-            if !allowed || crate::core::privacy::between(request.state, account, &asker) {
+            if !allowed || crate::core::privacy::between(request.state, account, &asker).await {
                 return request.error(Condition::Forbidden);
             }
             if !request.state.registry.available(account).is_empty() {
                 return reply(request, 0, None);
             }
-            match request.state.store.last_seen(account) {
+            match request.state.store.last_seen(account).await {
                 Ok(Some(last)) => reply(request, unix_now().saturating_sub(last.at), last.status),
                 Ok(None) => request.error(Condition::ItemNotFound),
                 Err(e) => {
@@ -56,7 +56,9 @@ impl Module for LastActivity {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("query"), NS, Types::GetAndSet, Targets::SERVER_AND_ACCOUNT, |r| handle(r).into());
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::SERVER_AND_ACCOUNT, |r| {
+            r.later(|r| Soon::later(async move { vec![handle(r).await] }))
+        });
         api.feature(Scope::Server, NS);
         api.feature(Scope::Account, NS);
     }

@@ -21,11 +21,8 @@ pub mod version;
 use crate::config::Config;
 use crate::core::module::Modules;
 pub use crate::core::module::{push_iq, storage_fault, Request, Target};
-use crate::core::state::ServerState;
-use crate::storage::StorageError;
 use crate::xml::Element;
 use crate::xmpp::error::Condition;
-use std::sync::Arc;
 
 /// Every feature this server offers, registered in this order (hooks run in it too).
 pub fn standard(config: &Config) -> Modules {
@@ -48,22 +45,10 @@ pub fn standard(config: &Config) -> Modules {
     modules
 }
 
-/// XML a module stored, read back for a handler that answers later: the store is read on
-/// the blocking pool (a large value may come from disk; the session's worker serves other
-/// sessions meanwhile), then parsed. None when nothing is stored; a storage fault or
-/// unreadable XML is `internal-server-error`, logged.
-pub async fn read_stored(
-    state: Arc<ServerState>,
-    read: impl FnOnce(&ServerState) -> Result<Option<Vec<u8>>, StorageError> + Send + 'static,
-) -> Result<Option<Element>, Condition> {
-    let stored = match tokio::task::spawn_blocking(move || read(&state)).await {
-        Ok(stored) => stored.map_err(storage_fault)?,
-        Err(e) => {
-            tracing::error!(error = %e, "a storage read did not finish");
-            return Err(Condition::InternalServerError);
-        }
-    };
-    let Some(bytes) = stored else { return Ok(None) };
+/// Stored XML read back, as a module answers with it; a read that fails, or bytes that
+/// no longer parse, is `internal-server-error`.
+pub async fn stored_xml(read: crate::storage::Reply<'_, Option<Vec<u8>>>) -> Result<Option<Element>, Condition> {
+    let Some(bytes) = read.await.map_err(storage_fault)? else { return Ok(None) };
     match crate::xml::read_stanza(&bytes).await {
         Some(element) => Ok(Some(element)),
         None => {

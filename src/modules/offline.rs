@@ -2,7 +2,7 @@
 //! (§2.2 the count, §2.3 one header per message). The retrieval commands themselves act on
 //! the session's offline backlog, and are answered by the session (`c2s::session::flexible`).
 
-use crate::core::module::{storage_fault, Module, NodeQuery, Registrar, Request, Scope};
+use crate::core::module::{storage_fault, Module, NodeQuery, Registrar, Request, Scope, Soon};
 use crate::storage::offline::{Batch, OfflineMessage};
 use crate::xml::ns::{DATA_FORMS, DISCO_INFO, DISCO_ITEMS};
 use crate::xml::{el, Element, ElementExt};
@@ -23,7 +23,7 @@ impl Module for FlexibleOffline {
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.feature(Scope::Server, NS);
-        api.disco_node(NS, node_query);
+        api.disco_node(NS, |r, query| Soon::later(node_query(r, query)));
     }
 }
 
@@ -33,19 +33,22 @@ pub fn node(message: &OfflineMessage) -> String {
 }
 
 /// The offline node, for the account itself only.
-fn node_query(request: &mut Request, query: NodeQuery) -> Element {
-    let outcome = request.own_account().and_then(|owner| {
-        let state = request.state;
-        let payload = match query {
-            NodeQuery::Info => info(state.store.offline_count(owner).map_err(storage_fault)?),
-            NodeQuery::Items => {
-                let messages = crate::core::offline::deliverable(state, owner, HEADERS).map_err(storage_fault)?;
-                headers(owner.as_str(), &messages)
-            }
-        };
-        Ok(request.result_with(payload))
-    });
-    outcome.unwrap_or_else(|condition| request.error(condition))
+async fn node_query(request: &Request<'_>, query: NodeQuery) -> Element {
+    let owner = match request.own_account() {
+        Ok(owner) => owner,
+        Err(condition) => return request.error(condition),
+    };
+    let state = request.state;
+    let payload = match query {
+        NodeQuery::Info => state.store.offline_count(owner).await.map(info),
+        NodeQuery::Items => {
+            crate::core::offline::deliverable(state, owner, HEADERS).await.map(|m| headers(owner.as_str(), &m))
+        }
+    };
+    match payload {
+        Ok(payload) => request.result_with(payload),
+        Err(e) => request.error(storage_fault(e)),
+    }
 }
 
 /// The disco#info of the offline node (XEP-0013 §2.2): the number of messages.

@@ -9,8 +9,8 @@
 //!
 //! [`PrivateStore`]: crate::storage::private::PrivateStore
 
-use super::{read_stored, storage_fault, Request};
-use crate::core::module::{refuse, Answer, Module, Pending, Registrar, Scope, Targets, Types};
+use super::{storage_fault, stored_xml, Request};
+use crate::core::module::{Module, Registrar, Scope, Soon, Targets, Types};
 use crate::storage::StorageError;
 use crate::xml::{el, writer, Element, ElementExt};
 use crate::xmpp::error::Condition;
@@ -26,7 +26,9 @@ impl Module for PrivateStorage {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, handle);
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| {
+            r.later(|r| Soon::later(async move { vec![handle(r).await] }))
+        });
         api.feature(Scope::Server, NS);
     }
 }
@@ -41,11 +43,11 @@ fn reserved(namespace: &str) -> bool {
         || namespace == crate::xml::ns::VCARD
 }
 
-fn handle(request: &mut Request) -> Answer {
+async fn handle(request: &Request<'_>) -> Element {
     match check(request) {
-        Ok(namespace) if request.is_get() => get(request, namespace),
-        Ok(namespace) => set(request, &namespace).into(),
-        Err(refusal) => refusal.into(),
+        Ok(namespace) if request.is_get() => get(request, namespace).await,
+        Ok(namespace) => set(request, &namespace).await,
+        Err(refusal) => refusal,
     }
 }
 
@@ -78,27 +80,24 @@ fn check(request: &Request) -> Result<String, Element> {
 }
 
 /// What is stored under the namespace, or the empty element asked for when nothing is.
-fn get(request: &Request, namespace: String) -> Answer {
-    let (owner, result, stanza) = (request.sender.to_bare(), request.result(), request.stanza.clone());
-    let name = request.payload.children().next().map_or("", |asked| asked.name());
-    let nothing = el("query", NS).with_child(el(name, &namespace));
-    let Some(state) = request.state.shared() else { return request.error(Condition::InternalServerError).into() };
-    Answer::Later(Pending::new(request.stanza, async move {
-        let reply = match read_stored(state, move |state| state.store.private(&owner, &namespace)).await {
-            Ok(Some(query)) => result.with_child(query),
-            Ok(None) => result.with_child(nothing),
-            Err(condition) => refuse(&stanza, condition),
-        };
-        vec![reply]
-    }))
+async fn get(request: &Request<'_>, namespace: String) -> Element {
+    let owner = request.sender.to_bare();
+    match stored_xml(request.state.store.private(&owner, &namespace)).await {
+        Ok(Some(query)) => request.result_with(query),
+        Ok(None) => {
+            let name = request.payload.children().next().map_or("", |asked| asked.name());
+            request.result_with(el("query", NS).with_child(el(name, &namespace)))
+        }
+        Err(condition) => request.error(condition),
+    }
 }
 
 /// Replaces what is stored under the namespace by the query's elements (kept in their
 /// `<query/>`, which a get answers with as it is).
-fn set(request: &Request, namespace: &str) -> Element {
+async fn set(request: &Request<'_>, namespace: &str) -> Element {
     let owner = request.sender.to_bare();
     let max = request.state.config.limits.max_private_bytes;
-    match request.state.store.put_private(&owner, namespace, &writer::to_bytes(request.payload), max) {
+    match request.state.store.put_private(&owner, namespace, &writer::to_bytes(request.payload), max).await {
         Ok(()) => request.result(),
         // A quota over everything the account stores, as for rosters and block lists:
         // there is room again once the account stores less.

@@ -1,7 +1,7 @@
 //! The roster protocol (RFC 6121 §2) with versioning (XEP-0237, RFC 6121 §2.6).
 
 use super::{storage_fault, Request};
-use crate::core::module::{Module, Registrar, Targets, Types};
+use crate::core::module::{Module, Registrar, Soon, Targets, Types};
 use crate::core::roster::{item_element, push_item, push_removal};
 use crate::core::subscription;
 use crate::storage::roster::RosterItem;
@@ -20,17 +20,18 @@ const MAX_TEXT: usize = 1024;
 /// Most groups on one item.
 const MAX_GROUPS: usize = 64;
 
-pub fn handle(request: &Request) -> Element {
-    let outcome = request.own_account().and_then(|owner| match request.is_get() {
-        true => get(request, owner),
-        false => set(request, owner),
-    });
+pub async fn handle(request: &Request<'_>) -> Element {
+    let outcome = match request.own_account() {
+        Ok(owner) if request.is_get() => get(request, owner).await,
+        Ok(owner) => set(request, owner).await,
+        Err(condition) => Err(condition),
+    };
     outcome.unwrap_or_else(|condition| request.error(condition))
 }
 
 /// §2.2 and §2.6.3: the whole roster, or an empty result when the client is current.
-fn get(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
-    let roster = request.state.store.roster(owner).map_err(storage_fault)?;
+async fn get(request: &Request<'_>, owner: &BareJid) -> Result<Element, Condition> {
+    let roster = request.state.store.roster(owner).await.map_err(storage_fault)?;
     let version = roster.version.to_string();
     if request.payload.attr("ver") == Some(version.as_str()) {
         return Ok(request.result());
@@ -43,7 +44,7 @@ fn get(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
 }
 
 /// §2.3 and §2.5: add or update one item, or remove it.
-fn set(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
+async fn set(request: &Request<'_>, owner: &BareJid) -> Result<Element, Condition> {
     let mut items = request.payload.children();
     let (Some(item), None) = (items.next(), items.next()) else { return Err(Condition::BadRequest) };
     if !item.is("item", NS) {
@@ -55,20 +56,20 @@ fn set(request: &Request, owner: &BareJid) -> Result<Element, Condition> {
         _ => return Err(Condition::JidMalformed),
     };
     if item.attr("subscription") == Some("remove") {
-        return remove(request, owner, &contact);
+        return remove(request, owner, &contact).await;
     }
     let (name, groups) = parse_details(item)?;
     let state = request.state;
     // Subscription changes write the same item: never interleave with them.
-    let _pair = subscription::lock_pair(state, owner, &contact);
-    let existing = state.store.roster_item(owner, &contact).map_err(storage_fault)?;
+    let _pair = subscription::lock_pair(state, owner, &contact).await;
+    let existing = state.store.roster_item(owner, &contact).await.map_err(storage_fault)?;
     // §2.1.2.5: the client cannot set subscription states; only name and groups change.
     let mut updated = existing.unwrap_or_else(|| RosterItem::new(&contact));
     updated.name = name;
     updated.groups = groups;
     // Within `limits.max_roster_items` and `max_roster_bytes`, checked as it is written.
     let quota = state.config.limits.roster_quota();
-    let version = state.store.put_roster_item(owner, &updated, quota).map_err(|e| match e {
+    let version = state.store.put_roster_item(owner, &updated, quota).await.map_err(|e| match e {
         StorageError::QuotaExceeded(_) => Condition::ResourceConstraint,
         e => storage_fault(e),
     })?;
@@ -101,16 +102,16 @@ fn parse_details(item: &Element) -> Result<(Option<String>, Vec<String>), Condit
 }
 
 /// §2.5.2: removal also ends both directions of the subscription.
-fn remove(request: &Request, owner: &BareJid, contact: &BareJid) -> Result<Element, Condition> {
+async fn remove(request: &Request<'_>, owner: &BareJid, contact: &BareJid) -> Result<Element, Condition> {
     let state = request.state;
-    let pair = subscription::lock_pair(state, owner, contact);
-    let item = state.store.roster_item(owner, contact).map_err(storage_fault)?.ok_or(Condition::ItemNotFound)?;
-    let pending_in = state.store.pending_request(owner, contact).map_err(storage_fault)?.is_some();
+    let pair = subscription::lock_pair(state, owner, contact).await;
+    let item = state.store.roster_item(owner, contact).await.map_err(storage_fault)?.ok_or(Condition::ItemNotFound)?;
+    let pending_in = state.store.pending_request(owner, contact).await.map_err(storage_fault)?.is_some();
     let before = subscription::State { subscription: item.subscription, pending_out: item.ask, pending_in };
-    if let Some(version) = state.store.remove_roster_item(owner, contact).map_err(storage_fault)? {
+    if let Some(version) = state.store.remove_roster_item(owner, contact).await.map_err(storage_fault)? {
         push_removal(state, owner, contact, version);
     }
-    subscription::roster_removed(state, &pair, owner, contact, before).map_err(storage_fault)?;
+    subscription::roster_removed(state, &pair, owner, contact, before).await.map_err(storage_fault)?;
     Ok(request.result())
 }
 
@@ -128,7 +129,9 @@ impl Module for Roster {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| handle(r).into());
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| {
+            r.later(|r| Soon::later(async move { vec![handle(r).await] }))
+        });
         // RFC 6121 §2.6.1: roster versioning; §3.4: subscription pre-approval.
         api.stream_feature(&format!("<ver xmlns='{}'/><sub xmlns='{}'/>", ns::ROSTER_VERSIONING, ns::PRE_APPROVAL));
     }

@@ -6,7 +6,7 @@
 pub mod ids;
 pub mod paging;
 
-use super::StorageError;
+use crate::storage::Reply;
 use std::str::FromStr;
 use xmpp_parsers::jid::{BareJid, Jid};
 
@@ -138,17 +138,17 @@ pub trait ArchiveStore: Send + Sync {
     /// Appends to `owner`'s archive a message exchanged with `with`; returns its new id.
     /// A stamp older than the archive's newest entry is raised to that entry's, so an
     /// archive's stamps follow its order (XEP-0313 §3.1) and expiry never leaves holes.
-    fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Result<String, StorageError>;
+    fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Reply<'_, String>;
     /// One page of the entries matching `query`; `NotFound(id)` for an id the archive lacks.
-    fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Result<ArchivePage, StorageError>;
+    fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Reply<'_, ArchivePage>;
     /// Asked for every archived message: kept in memory once read, always in step with
     /// `set_archive_prefs` and `delete_archive`.
-    fn archive_prefs(&self, owner: &BareJid) -> Result<Option<std::sync::Arc<ArchivePrefs>>, StorageError>;
-    fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Result<(), StorageError>;
+    fn archive_prefs(&self, owner: &BareJid) -> Reply<'_, Option<std::sync::Arc<ArchivePrefs>>>;
+    fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Reply<'_, ()>;
     /// Retention: deletes every entry of every archive stamped before `before_micros`;
     /// returns how many went.
-    fn expire_archive(&self, before_micros: u64) -> Result<u64, StorageError>;
+    fn expire_archive(&self, before_micros: u64) -> Reply<'_, u64>;
     /// Forgets a deleted account's archive and preferences. Other archives are appended to
     /// meanwhile: a large archive does not hold them up.
-    fn delete_archive(&self, owner: &BareJid) -> Result<(), StorageError>;
+    fn delete_archive(&self, owner: &BareJid) -> Reply<'_, ()>;
 }

@@ -143,10 +143,19 @@ async fn serve(
     }
 }
 
+/// A store call that may block (an embedded store's flush writes to disk), on the
+/// blocking pool, whatever the backend.
+fn on_blocking_pool(
+    store: &Arc<dyn UserStore>,
+    call: fn(&dyn UserStore) -> crate::storage::Reply<'_, ()>,
+) -> tokio::task::JoinHandle<Result<(), super::StorageError>> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(call(store.as_ref())))
+}
+
 /// One flush, while probing the store; fails as soon as the store is known broken.
 async fn flush_watched(store: &Arc<dyn UserStore>, failed: &mut watch::Receiver<Option<String>>) -> Result<(), String> {
-    let flushing = store.clone();
-    let mut flush = tokio::task::spawn_blocking(move || flushing.flush());
+    let mut flush = on_blocking_pool(store, |store| store.flush());
     let deadline = tokio::time::Instant::now() + FLUSH_LIMIT;
     loop {
         tokio::select! {
@@ -170,8 +179,7 @@ async fn flush_watched(store: &Arc<dyn UserStore>, failed: &mut watch::Receiver<
 /// One probe of the store, on the blocking pool; one slower than [`PROBE_EVERY`] is
 /// logged and left to the next.
 async fn probe(store: &Arc<dyn UserStore>) -> Result<(), String> {
-    let probing = store.clone();
-    let probe = tokio::task::spawn_blocking(move || probing.check());
+    let probe = on_blocking_pool(store, |store| store.check());
     match tokio::time::timeout(PROBE_EVERY, probe).await {
         Ok(done) => joined(done),
         Err(_) => {
@@ -225,29 +233,31 @@ mod tests {
     }
 
     impl UserStore for Broken {
-        fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
-            Ok(())
+        fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> crate::storage::Reply<'_, ()> {
+            crate::storage::Reply::now(|| Ok(()))
         }
-        fn set_credentials(&self, _: &BareJid, _: &StoredCredentials) -> Result<(), StorageError> {
-            Ok(())
+        fn set_credentials(&self, _: &BareJid, _: &StoredCredentials) -> crate::storage::Reply<'_, ()> {
+            crate::storage::Reply::now(|| Ok(()))
         }
-        fn delete_user(&self, _: &BareJid) -> Result<(), StorageError> {
-            Ok(())
+        fn delete_user(&self, _: &BareJid) -> crate::storage::Reply<'_, ()> {
+            crate::storage::Reply::now(|| Ok(()))
         }
-        fn credentials(&self, _: &BareJid) -> Result<Option<StoredCredentials>, StorageError> {
-            Ok(None)
+        fn credentials(&self, _: &BareJid) -> crate::storage::Reply<'_, Option<StoredCredentials>> {
+            crate::storage::Reply::now(|| Ok(None))
         }
-        fn list_users(&self) -> Result<Vec<BareJid>, StorageError> {
-            Ok(Vec::new())
+        fn list_users(&self) -> crate::storage::Reply<'_, Vec<BareJid>> {
+            crate::storage::Reply::now(|| Ok(Vec::new()))
         }
-        fn flush(&self) -> Result<(), StorageError> {
-            while self.stuck.as_ref().is_some_and(|stuck| stuck.load(std::sync::atomic::Ordering::Relaxed)) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
+        fn flush(&self) -> crate::storage::Reply<'_, ()> {
+            crate::storage::Reply::now(|| {
+                while self.stuck.as_ref().is_some_and(|stuck| stuck.load(std::sync::atomic::Ordering::Relaxed)) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(())
+            })
         }
-        fn check(&self) -> Result<(), StorageError> {
-            Err(StorageError::Io("No space left on device".into()))
+        fn check(&self) -> crate::storage::Reply<'_, ()> {
+            crate::storage::Reply::now(|| Err(StorageError::Io("No space left on device".into())))
         }
     }
 

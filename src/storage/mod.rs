@@ -7,14 +7,17 @@ pub mod contract;
 pub mod files;
 pub mod flusher;
 pub mod inflight;
+pub mod later;
 pub mod memory;
 pub mod offline;
 pub mod private;
+pub mod reply;
 pub mod roster;
 pub mod sled;
 pub mod vcard;
 
 use crate::sasl::credentials::StoredCredentials;
+pub use reply::{Reply, Soon};
 use std::path::Path;
 use std::sync::Arc;
 use xmpp_parsers::jid::BareJid;
@@ -68,23 +71,23 @@ impl<T> Storage for T where
 /// Accounts and their SCRAM credentials (never the password).
 pub trait UserStore: Send + Sync {
     /// Creates an account; `AlreadyExists` if it is taken.
-    fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError>;
+    fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Reply<'_, ()>;
     /// Replaces the credentials of an existing account; `NotFound` otherwise.
-    fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError>;
+    fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Reply<'_, ()>;
     /// Deletes an account; `NotFound` if there was none.
-    fn delete_user(&self, jid: &BareJid) -> Result<(), StorageError>;
-    fn credentials(&self, jid: &BareJid) -> Result<Option<StoredCredentials>, StorageError>;
-    fn user_exists(&self, jid: &BareJid) -> Result<bool, StorageError> {
-        Ok(self.credentials(jid)?.is_some())
+    fn delete_user(&self, jid: &BareJid) -> Reply<'_, ()>;
+    fn credentials(&self, jid: &BareJid) -> Reply<'_, Option<StoredCredentials>>;
+    fn user_exists(&self, jid: &BareJid) -> Reply<'_, bool> {
+        self.credentials(jid).map(|creds| creds.is_some())
     }
     /// Every account, sorted.
-    fn list_users(&self) -> Result<Vec<BareJid>, StorageError>;
+    fn list_users(&self) -> Reply<'_, Vec<BareJid>>;
     /// Makes every completed write durable.
-    fn flush(&self) -> Result<(), StorageError>;
+    fn flush(&self) -> Reply<'_, ()>;
     /// Whether the store still takes writes (a cheap probe; the flusher runs it while a
     /// flush takes long).
-    fn check(&self) -> Result<(), StorageError> {
-        Ok(())
+    fn check(&self) -> Reply<'_, ()> {
+        Reply::ready(Ok(()))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Offline messages (XEP-0160): per account, in arrival order, with an O(1) count.
 
-use super::StorageError;
+use crate::storage::Reply;
 use xmpp_parsers::jid::BareJid;
 
 /// One stored message: its place in the account's queue and the stanza as it will be sent.
@@ -102,15 +102,15 @@ impl Totals {
 pub trait OfflineStore: Send + Sync {
     /// Appends a message; `QuotaExceeded` when it would take the account over its quota of
     /// messages or bytes. The count and size change in the same write as the queue.
-    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Result<u64, StorageError>;
-    fn offline_count(&self, owner: &BareJid) -> Result<u64, StorageError>;
+    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Reply<'_, u64>;
+    fn offline_count(&self, owner: &BareJid) -> Reply<'_, u64>;
     /// The oldest messages, oldest first, as many as `batch` takes (at least one when any
     /// is stored).
-    fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError>;
+    fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Reply<'_, Vec<OfflineMessage>>;
     /// One stored message, by its place in the queue.
-    fn offline_message(&self, owner: &BareJid, seq: u64) -> Result<Option<OfflineMessage>, StorageError>;
+    fn offline_message(&self, owner: &BareJid, seq: u64) -> Reply<'_, Option<OfflineMessage>>;
     /// Removes the given entries (those that exist); returns how many went.
-    fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Result<u64, StorageError>;
+    fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Reply<'_, u64>;
     /// Forgets a deleted account's queue.
-    fn delete_offline(&self, owner: &BareJid) -> Result<(), StorageError>;
+    fn delete_offline(&self, owner: &BareJid) -> Reply<'_, ()>;
 }

@@ -1,6 +1,6 @@
 //! What the roster, presence and blocking features keep (RFC 6121 §2–§3, XEP-0012, XEP-0191).
 
-use super::StorageError;
+use crate::storage::Reply;
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::BareJid;
 
@@ -130,33 +130,33 @@ pub struct Roster {
 /// Rosters, per account. Every change of an item bumps the account's roster version in
 /// the same write.
 pub trait RosterStore: Send + Sync {
-    fn roster(&self, owner: &BareJid) -> Result<Roster, StorageError>;
-    fn roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<RosterItem>, StorageError>;
+    fn roster(&self, owner: &BareJid) -> Reply<'_, Roster>;
+    fn roster_item(&self, owner: &BareJid, contact: &BareJid) -> Reply<'_, Option<RosterItem>>;
     /// Inserts or replaces an item; returns the new roster version. `QuotaExceeded`, and
     /// nothing changes, when a new item would make more than `quota.items`, or the change
     /// would grow the roster's size (the sum of [`RosterItem::size`]) beyond `quota.bytes`;
     /// the check and the write are one step, whoever else writes that roster meanwhile.
-    fn put_roster_item(&self, owner: &BareJid, item: &RosterItem, quota: ListQuota) -> Result<u64, StorageError>;
+    fn put_roster_item(&self, owner: &BareJid, item: &RosterItem, quota: ListQuota) -> Reply<'_, u64>;
     /// Removes an item; the new version, or None when there was no such item.
-    fn remove_roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<u64>, StorageError>;
+    fn remove_roster_item(&self, owner: &BareJid, contact: &BareJid) -> Reply<'_, Option<u64>>;
     /// Every account whose roster holds an item for `contact`, found without reading
     /// every roster (kept in step with the items).
-    fn roster_holders(&self, contact: &BareJid) -> Result<Vec<BareJid>, StorageError>;
+    fn roster_holders(&self, contact: &BareJid) -> Reply<'_, Vec<BareJid>>;
     /// Forgets everything of a deleted account: its roster, its waiting subscription
     /// requests, its block list, its last-seen record.
-    fn delete_roster(&self, owner: &BareJid) -> Result<(), StorageError>;
+    fn delete_roster(&self, owner: &BareJid) -> Reply<'_, ()>;
 }
 
 /// RFC 6121 §3.1.3: inbound subscription requests, each kept (as received, XML) until
 /// it is answered; one per requesting contact.
 pub trait SubscriptionRequestStore: Send + Sync {
-    fn put_pending_in(&self, owner: &BareJid, contact: &BareJid, request: &str) -> Result<(), StorageError>;
+    fn put_pending_in(&self, owner: &BareJid, contact: &BareJid, request: &str) -> Reply<'_, ()>;
     /// True when there was one.
-    fn remove_pending_in(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError>;
+    fn remove_pending_in(&self, owner: &BareJid, contact: &BareJid) -> Reply<'_, bool>;
     /// The request `contact` left for `owner`, if one waits.
-    fn pending_request(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<String>, StorageError>;
+    fn pending_request(&self, owner: &BareJid, contact: &BareJid) -> Reply<'_, Option<String>>;
     /// Every request waiting for `owner`.
-    fn pending_in(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError>;
+    fn pending_in(&self, owner: &BareJid) -> Reply<'_, Vec<(BareJid, String)>>;
 }
 
 /// When an account's last resource went unavailable, and with what status (XEP-0012).
@@ -168,8 +168,8 @@ pub struct LastSeen {
 }
 
 pub trait LastSeenStore: Send + Sync {
-    fn set_last_seen(&self, owner: &BareJid, last: &LastSeen) -> Result<(), StorageError>;
-    fn last_seen(&self, owner: &BareJid) -> Result<Option<LastSeen>, StorageError>;
+    fn set_last_seen(&self, owner: &BareJid, last: &LastSeen) -> Reply<'_, ()>;
+    fn last_seen(&self, owner: &BareJid) -> Reply<'_, Option<LastSeen>>;
 }
 
 /// One account's block list as kept in memory: what every stanza to or from the account
@@ -246,15 +246,15 @@ pub trait BlockStore: Send + Sync {
     /// Adds JIDs (bare, full or domain, as given); returns those that were not blocked yet.
     /// `QuotaExceeded`, and nothing is added, when the list would then hold more than
     /// `quota.items` JIDs or more than `quota.bytes` bytes of them.
-    fn block(&self, owner: &BareJid, jids: &[String], quota: ListQuota) -> Result<Vec<String>, StorageError>;
+    fn block(&self, owner: &BareJid, jids: &[String], quota: ListQuota) -> Reply<'_, Vec<String>>;
     /// Removes JIDs; an empty list removes all. Returns those removed.
-    fn unblock(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError>;
+    fn unblock(&self, owner: &BareJid, jids: &[String]) -> Reply<'_, Vec<String>>;
     /// The list, sorted.
-    fn blocklist(&self, owner: &BareJid) -> Result<Vec<String>, StorageError> {
-        Ok(self.blocked(owner)?.map(|list| list.sorted()).unwrap_or_default())
+    fn blocklist(&self, owner: &BareJid) -> Reply<'_, Vec<String>> {
+        self.blocked(owner).map(|list| list.map(|list| list.sorted()).unwrap_or_default())
     }
     /// The list for the question every stanza asks, None when it is empty. Kept in memory
     /// (asking costs no store read once it was read), always in step with `block` and
     /// `unblock`.
-    fn blocked(&self, owner: &BareJid) -> Result<Option<std::sync::Arc<BlockList>>, StorageError>;
+    fn blocked(&self, owner: &BareJid) -> Reply<'_, Option<std::sync::Arc<BlockList>>>;
 }

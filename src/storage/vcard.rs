@@ -2,7 +2,7 @@
 //! module serialises it: storage builds no XML), with the avatar XEP-0153 presence
 //! advertises of it, worked out when it was set.
 
-use super::StorageError;
+use crate::storage::Reply;
 use xmpp_parsers::jid::BareJid;
 
 /// The avatar of a stored vCard, as presence advertises it (XEP-0153 §3.1, §4.1).
@@ -16,12 +16,12 @@ pub enum Avatar {
 
 pub trait VcardStore: Send + Sync {
     /// The account's vCard as set; None when it never set one.
-    fn vcard(&self, owner: &BareJid) -> Result<Option<Vec<u8>>, StorageError>;
+    fn vcard(&self, owner: &BareJid) -> Reply<'_, Option<Vec<u8>>>;
     /// Only the avatar of the account's vCard (None: no vCard), without reading the vCard:
     /// asked for the presence its clients send.
-    fn avatar(&self, owner: &BareJid) -> Result<Option<Avatar>, StorageError>;
+    fn avatar(&self, owner: &BareJid) -> Reply<'_, Option<Avatar>>;
     /// Replaces the vCard and its avatar, as one write.
-    fn set_vcard(&self, owner: &BareJid, vcard: &[u8], avatar: &Avatar) -> Result<(), StorageError>;
+    fn set_vcard(&self, owner: &BareJid, vcard: &[u8], avatar: &Avatar) -> Reply<'_, ()>;
     /// Forgets the vCard of a deleted account (nothing to forget is no error).
-    fn delete_vcard(&self, owner: &BareJid) -> Result<(), StorageError>;
+    fn delete_vcard(&self, owner: &BareJid) -> Reply<'_, ()>;
 }

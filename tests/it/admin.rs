@@ -29,7 +29,7 @@ async fn adduser_refuses_foreign_domains_and_duplicates() {
 #[tokio::test]
 async fn passwd_changes_the_password() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "old");
+    server.add_user("alice@localhost", "old").await;
     let request = Request::Passwd { jid: "alice@localhost".into(), password: "new".into() };
     assert_eq!(server.admin(request).await, Response::Done);
     let mut client = server.connect_open().await;
@@ -43,8 +43,8 @@ async fn passwd_changes_the_password() {
 #[tokio::test]
 async fn passwd_ends_live_sessions_with_reset() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "old");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "old").await;
+    server.add_user("bob@localhost", "pw").await;
     let mut alice = server.session("alice", "old", "r").await;
     let mut bob = server.session("bob", "pw", "r").await;
     let request = Request::Passwd { jid: "alice@localhost".into(), password: "new".into() };
@@ -57,7 +57,7 @@ async fn passwd_ends_live_sessions_with_reset() {
 #[tokio::test]
 async fn deluser_ends_live_sessions_with_not_authorized() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut one = server.available("alice", "pw", "one", 0).await;
     let mut two = server.session("alice", "pw", "two").await;
     assert_eq!(server.admin(Request::Deluser { jid: "alice@localhost".into() }).await, Response::Done);
@@ -73,7 +73,7 @@ async fn deluser_ends_live_sessions_with_not_authorized() {
 #[tokio::test]
 async fn deluser_also_stops_an_authenticated_but_unbound_stream() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.authenticated("alice", "pw").await;
     assert_eq!(server.admin(Request::Deluser { jid: "alice@localhost".into() }).await, Response::Done);
     client
@@ -97,8 +97,8 @@ const BIND: &str =
 #[tokio::test]
 async fn passwd_ends_an_authenticated_unbound_stream_at_once_with_reset() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "old");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "old").await;
+    server.add_user("bob@localhost", "pw").await;
     let mut alice = server.authenticated("alice", "old").await;
     let mut bob = server.authenticated("bob", "pw").await;
     assert_eq!(server.admin(passwd("alice@localhost", "new")).await, Response::Done);
@@ -110,7 +110,7 @@ async fn passwd_ends_an_authenticated_unbound_stream_at_once_with_reset() {
 #[tokio::test]
 async fn passwd_ends_a_stream_before_its_restart_after_sasl() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "old");
+    server.add_user("alice@localhost", "old").await;
     let mut alice = server.connect_open().await;
     let mut login = alice.mechanism(Mech::ScramSha256, "alice", "old");
     alice.sasl(login.as_mut()).await.expect("login");
@@ -127,7 +127,7 @@ async fn passwd_revokes_a_login_that_was_under_way() {
     use base64::Engine;
     let ns = crate::support::NS_SASL;
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "old");
+    server.add_user("alice@localhost", "old").await;
     let mut alice = server.connect_open().await;
     let mut scram = alice.mechanism(Mech::ScramSha256, "alice", "old");
     let initial = STANDARD.encode(scram.initial());
@@ -146,7 +146,7 @@ async fn passwd_revokes_a_login_that_was_under_way() {
 #[tokio::test]
 async fn a_stream_authenticated_with_the_old_password_cannot_bind() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "old");
+    server.add_user("alice@localhost", "old").await;
     let mut alice = server.authenticated("alice", "old").await;
     assert_eq!(server.admin(passwd("alice@localhost", "new")).await, Response::Done);
     // The server may have closed the connection already.
@@ -158,7 +158,7 @@ async fn a_stream_authenticated_with_the_old_password_cannot_bind() {
 #[tokio::test]
 async fn deluser_ends_an_authenticated_unbound_stream_at_once_with_not_authorized() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut alice = server.authenticated("alice", "pw").await;
     assert_eq!(server.admin(Request::Deluser { jid: "alice@localhost".into() }).await, Response::Done);
     alice.expect_stream_error("not-authorized").await;
@@ -170,7 +170,7 @@ async fn deluser_ends_an_authenticated_unbound_stream_at_once_with_not_authorize
 async fn a_stream_authenticated_with_the_old_password_cannot_resume() {
     const NS_SM: &str = "urn:xmpp:sm:3";
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "old");
+    server.add_user("alice@localhost", "old").await;
     let mut phone = server.session("alice", "old", "phone").await;
     phone.send(&format!("<enable xmlns='{NS_SM}' resume='true'/>")).await;
     let enabled = phone.expect(&format!("<enabled xmlns='{NS_SM}' id='{{any}}' resume='true' max='{{any}}'/>")).await;
@@ -186,7 +186,7 @@ async fn a_stream_authenticated_with_the_old_password_cannot_resume() {
 #[tokio::test]
 async fn accounts_survive_a_restart() {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     assert_eq!(server.admin(adduser("bob@localhost", "bob-pw")).await, Response::Done);
     let cert = std::fs::read(&server.cert_path).expect("certificate");
     let server = server.restart().await;

@@ -5,7 +5,7 @@ use crate::support::{Mech, TestServer, NS_BIND, NS_SESSION};
 
 async fn server_with_alice() -> TestServer {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     server
 }
 
@@ -222,8 +222,8 @@ async fn replaced_busy_session_does_not_announce_the_new_one_unavailable() {
         c.limits.session_queue_bytes = 64 << 20;
     })
     .await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     // Negative priority: it hears its account's presence, never its messages.
     let mut observer = server.available("alice", "pw", "observer", -1).await;
     let old_connection = crate::support::Client::connect_small_window(server.addr).await;
@@ -287,8 +287,8 @@ async fn expect_bind_refused_for_too_many_resources(client: &mut crate::support:
 #[tokio::test]
 async fn binds_beyond_the_account_limit_get_resource_constraint_until_a_resource_leaves() {
     let server = TestServer::with(|c| c.limits.max_resources_per_account = 2).await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let mut one = server.session("alice", "pw", "one").await;
     let mut two = server.session("alice", "pw", "two").await;
     let mut third = server.authenticated("alice", "pw").await;

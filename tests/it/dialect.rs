@@ -22,7 +22,7 @@ const NS_DELAY: &str = "urn:xmpp:delay";
 async fn server() -> TestServer {
     let server = TestServer::start().await;
     for user in ["alice", "bob", "carol"] {
-        server.add_user(&format!("{user}@localhost"), PW);
+        server.add_user(&format!("{user}@localhost"), PW).await;
     }
     server
 }

@@ -17,8 +17,8 @@ const BOB: &str = "bob@localhost/phone";
 /// Bob's bound session, which sent no presence.
 async fn bob_with_stored(n: usize) -> (TestServer, Client) {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", PW);
-    server.add_user("bob@localhost", PW);
+    server.add_user("alice@localhost", PW).await;
+    server.add_user("bob@localhost", PW).await;
     let mut alice = server.session("alice", PW, "laptop").await;
     let bytes: String = (1..=n)
         .map(|i| format!("<message to='bob@localhost' type='chat' id='m{i}'><body>m{i}</body></message>"))
@@ -33,8 +33,8 @@ async fn bob_with_stored(n: usize) -> (TestServer, Client) {
 /// Like [`bob_with_stored`], with messages of 200 kB each.
 async fn bob_with_large_stored(n: usize) -> (TestServer, Client) {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", PW);
-    server.add_user("bob@localhost", PW);
+    server.add_user("alice@localhost", PW).await;
+    server.add_user("bob@localhost", PW).await;
     let mut alice = server.session("alice", PW, "laptop").await;
     let pad = "p".repeat(200_000);
     for i in 1..=n {

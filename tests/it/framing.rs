@@ -12,7 +12,7 @@ async fn small_limits() -> TestServer {
         c.limits.max_attributes = 16;
     })
     .await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     server
 }
 

@@ -12,8 +12,8 @@ const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 async fn alice() -> (TestServer, Client) {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let client = server.session("alice", "pw", "r").await;
     (server, client)
 }
@@ -244,7 +244,7 @@ async fn pinging_server() -> (TestServer, Client) {
         c.timeouts.ping_timeout_secs = 1;
     })
     .await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let client = server.session("alice", "pw", "r").await;
     (server, client)
 }
@@ -288,7 +288,7 @@ async fn advertised_idle_seconds_follow_the_ping_settings() {
         c.limits.max_stanza_bytes = 50_000;
     })
     .await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let client = server.authenticated("alice", "pw").await;
     let limits = client
         .features

@@ -45,8 +45,8 @@ async fn a_client_over_the_stanza_rate_is_read_more_slowly_not_refused() {
         c.limits.stanza_burst = 5;
     })
     .await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let mut alice = server.session("alice", "pw", "r").await;
     let mut bob = server.session("bob", "pw", "r").await;
     let start = Instant::now();
@@ -83,8 +83,8 @@ async fn iq_answer(client: &mut Client, id: &str) -> stanzad::xml::Element {
 #[tokio::test]
 async fn the_roster_is_capped() {
     let server = TestServer::with(|c| c.limits.max_roster_items = 10).await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let mut alice = server.session("alice", "pw", "r").await;
     alice.send(&format!("<iq type='get' id='get'><query xmlns='{NS_ROSTER}'/></iq>")).await;
     iq_answer(&mut alice, "get").await;
@@ -147,8 +147,8 @@ async fn failed_plain_login(server: &TestServer, user: &str) -> Duration {
 #[tokio::test]
 async fn login_failures_are_delayed_per_address_across_connections_and_accounts() {
     let server = TestServer::with(|c| c.auth.failure_delay_ms = 200).await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let first = failed_plain_login(&server, "alice").await;
     let second = failed_plain_login(&server, "alice").await;
     let other_account = failed_plain_login(&server, "bob").await;
@@ -189,8 +189,8 @@ async fn a_stream_managed_client_that_stops_reading_loses_nothing() {
         c.stream_management.max_unacked_bytes = 1 << 30;
     })
     .await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let mut watcher = server.available("alice", "pw", "watcher", -1).await;
     let connection = Client::connect_small_window(server.addr).await;
     let mut stalled = server.login(connection, "alice", "pw", "stalled").await;
@@ -234,7 +234,7 @@ fn condition(reply: &stanzad::xml::Element) -> (String, String) {
 #[tokio::test]
 async fn the_roster_is_capped_in_bytes() {
     let server = TestServer::with(|c| c.limits.max_roster_bytes = 16 << 10).await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut alice = server.session("alice", "pw", "r").await;
     for i in 0..3 {
         alice.send(&big_item(&format!("s{i}"), &format!("c{i}@example.org"), 4)).await; // 5 KB each
@@ -261,8 +261,8 @@ async fn the_roster_is_capped_in_bytes() {
 #[tokio::test]
 async fn a_subscription_request_larger_than_kept_is_not_acceptable() {
     let server = TestServer::with(|c| c.limits.max_subscription_request_bytes = 1024).await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let mut alice = server.session("alice", "pw", "r").await;
     let mut bob = server.available("bob", "pw", "r", 0).await;
     let status = "s".repeat(1100);
@@ -295,7 +295,7 @@ fn block_long(id: &str, first: usize, n: usize) -> String {
 #[tokio::test]
 async fn the_block_list_is_capped_in_bytes() {
     let server = TestServer::with(|c| c.limits.max_blocklist_bytes = 4096).await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut alice = server.session("alice", "pw", "r").await;
     alice.send(&block_long("b1", 0, 3)).await;
     assert_eq!(iq_answer(&mut alice, "b1").await.attr("type"), Some("result"));
@@ -318,7 +318,7 @@ async fn archive_preferences_are_capped_in_bytes() {
         c.limits.max_archive_prefs_bytes = 4096;
     })
     .await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut alice = server.session("alice", "pw", "r").await;
     let prefs = |id: &str, n: usize| {
         let jids: String = (0..n).map(|i| format!("<jid>{i}{}@example.org</jid>", "j".repeat(999))).collect();

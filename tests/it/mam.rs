@@ -32,7 +32,7 @@ async fn server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
     })
     .await;
     for user in ["alice", "bob", "carol"] {
-        server.add_user(&format!("{user}@localhost"), PW);
+        server.add_user(&format!("{user}@localhost"), PW).await;
     }
     server
 }

@@ -28,8 +28,8 @@ const NS_DIALECT: &str = "urn:stanzad:dialect:0";
 
 async fn server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
     let server = TestServer::with(configure).await;
-    server.add_user("alice@localhost", PW);
-    server.add_user(BOB, PW);
+    server.add_user("alice@localhost", PW).await;
+    server.add_user(BOB, PW).await;
     server
 }
 
@@ -385,7 +385,7 @@ async fn a_backlog_of_large_messages_reaches_a_stream_managed_client() {
 #[tokio::test]
 async fn stored_messages_from_a_sender_blocked_since_are_dropped() {
     let server = server().await;
-    server.add_user("carol@localhost", PW);
+    server.add_user("carol@localhost", PW).await;
     let mut alice = server.session("alice", PW, "laptop").await;
     send_chats(&mut alice, &ids(1..=3)).await;
     let mut carol = server.session("carol", PW, "pad").await;
@@ -591,7 +591,7 @@ async fn a_deleted_account_leaves_no_offline_messages_behind() {
     send_chats(&mut alice, &ids(1..=3)).await;
     let deluser = stanzad::admin::Request::Deluser { jid: BOB.into() };
     assert_eq!(server.admin(deluser).await, stanzad::admin::Response::Done);
-    server.add_user(BOB, PW);
+    server.add_user(BOB, PW).await;
     let mut bob = server.session("bob", PW, "phone").await;
     enable_dialect(&mut bob, 0).await;
     let got = go_online(&mut bob, 0).await;

@@ -146,7 +146,7 @@ async fn bad_payloads_are_refused() {
 #[tokio::test]
 async fn the_size_limit_is_per_account() {
     let server = TestServer::with(|c| c.limits.max_private_bytes = 4096).await;
-    server.add_user("alice@localhost", PW);
+    server.add_user("alice@localhost", PW).await;
     let mut alice = server.session("alice", PW, "a").await;
     let pad = |ns: &str, n: usize| format!("<p xmlns='{ns}'>{}</p>", "p".repeat(n));
     store(&mut alice, &pad("x:one", 2500)).await;
@@ -183,9 +183,9 @@ async fn deleting_the_account_deletes_its_private_data() {
     alice.expect_stream_error("not-authorized").await;
     let owner = BareJid::new("alice@localhost").expect("jid");
     let store_of = &server.server().state.store;
-    assert!(store_of.private(&owner, NS_BOOKMARKS).expect("read").is_none());
-    assert_eq!(store_of.private_bytes(&owner).expect("read"), 0);
-    server.add_user("alice@localhost", PW);
+    assert!(store_of.private(&owner, NS_BOOKMARKS).await.expect("read").is_none());
+    assert_eq!(store_of.private_bytes(&owner).await.expect("read"), 0);
+    server.add_user("alice@localhost", PW).await;
     let mut alice = server.session("alice", PW, "a").await;
     assert_holds(&fetch(&mut alice, &bookmarks(&[])).await, &bookmarks(&[]));
 }

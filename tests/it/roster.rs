@@ -39,7 +39,7 @@ pub mod kit {
     pub async fn server_with(users: &[&str]) -> TestServer {
         let server = TestServer::start().await;
         for user in users {
-            server.add_user(&format!("{user}@localhost"), PW);
+            server.add_user(&format!("{user}@localhost"), PW).await;
         }
         server
     }

@@ -11,7 +11,7 @@ use crate::support::{Client, TestServer};
 async fn server() -> TestServer {
     let server = TestServer::start().await;
     for user in ["alice", "bob", "carol"] {
-        server.add_user(&format!("{user}@localhost"), "pw");
+        server.add_user(&format!("{user}@localhost"), "pw").await;
     }
     server
 }
@@ -535,8 +535,8 @@ async fn stalled_recipient_is_dropped_and_nothing_it_missed_is_lost() {
         c.limits.session_queue = 64; // the stalled client's, and the other's: it must keep up
     })
     .await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let mut other = server.available("alice", "pw", "other", 0).await;
     let connection = Client::connect_small_window(server.addr).await;
     let mut stalled = server.login(connection, "alice", "pw", "stalled").await;
@@ -686,7 +686,7 @@ async fn shutdown_cuts_short_a_slow_close_and_keeps_what_it_held() {
 async fn a_client_that_never_answers_for_its_messages_is_ended_and_loses_nothing() {
     let server = TestServer::with(|c| c.timeouts.ping_timeout_secs = 2).await;
     for user in ["alice", "bob"] {
-        server.add_user(&format!("{user}@localhost"), "pw");
+        server.add_user(&format!("{user}@localhost"), "pw").await;
     }
     let mut alice = server.available("alice", "pw", "phone", 0).await;
     let mut bob = server.session("bob", "pw", "desk").await;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// A TLS-only server with alice, and a connection to it past STARTTLS (TLS 1.3).
 async fn tls_setup() -> (TestServer, Client) {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let client = server.connect_open().await;
     (server, client)
 }
@@ -80,7 +80,7 @@ async fn scram_sha1_plus_tls_server_end_point_succeeds() {
 #[tokio::test]
 async fn scram_plus_server_end_point_over_direct_tls() {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client =
         Client::connect_tls(server.tls_addr, &server.cert_path, &[b"xmpp-client"]).await.expect("TLS handshake");
     client.open_stream().await;
@@ -129,7 +129,7 @@ async fn y_flag_while_plus_is_offered_is_not_authorized() {
 #[tokio::test]
 async fn plaintext_stream_offers_no_plus_and_accepts_y_flag() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     assert!(client.mechanisms().iter().all(|m| !m.ends_with("-PLUS")));
@@ -140,7 +140,7 @@ async fn plaintext_stream_offers_no_plus_and_accepts_y_flag() {
 #[tokio::test]
 async fn plus_on_plaintext_is_invalid_mechanism() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     let first = STANDARD.encode("p=tls-exporter,,n=alice,r=abcdefghijkl");
@@ -229,7 +229,7 @@ async fn scram_without_initial_response_gets_empty_challenge() {
 #[tokio::test]
 async fn plain_on_plaintext_allowed_server_works() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     assert!(client.mechanisms().contains(&"PLAIN".to_owned()));
@@ -240,7 +240,7 @@ async fn plain_on_plaintext_allowed_server_works() {
 #[tokio::test]
 async fn plain_without_tls_is_impossible_when_tls_is_required() {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     assert!(client.mechanisms().is_empty(), "{:?}", client.mechanisms());
@@ -260,7 +260,7 @@ async fn plain_authzid_own_jid_is_accepted() {
 #[tokio::test]
 async fn plain_authzid_of_someone_else_is_invalid_authzid() {
     let (server, mut client) = tls_setup().await;
-    server.add_user("bob@localhost", "pw2");
+    server.add_user("bob@localhost", "pw2").await;
     assert_eq!(auth_failure(&mut client, "PLAIN", &plain("bob@localhost", "alice", "pw")).await, "invalid-authzid");
 }
 
@@ -300,7 +300,7 @@ async fn three_malformed_attempts_are_policy_violation() {
 #[tokio::test]
 async fn failures_are_delayed_by_the_throttle() {
     let server = TestServer::with(|c| c.auth.failure_delay_ms = 200).await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     let mut elapsed = Vec::new();
@@ -318,7 +318,7 @@ async fn failures_are_delayed_by_the_throttle() {
 #[tokio::test]
 async fn scram_authzid_must_be_the_user_itself() {
     let (server, mut client) = tls_setup().await;
-    server.add_user("bob@localhost", "pw2");
+    server.add_user("bob@localhost", "pw2").await;
     let alice = || ScramClient::new(HashAlg::Sha256, "alice", "pw").expect("SASLprep");
     let mut other = ScramMechanism::new(alice().with_authzid("bob@localhost"));
     assert_eq!(client.sasl(&mut other).await, Err("invalid-authzid".to_owned()));
@@ -338,7 +338,7 @@ async fn scram_without_channel_binding_via_the_harness_client() {
 #[tokio::test]
 async fn tls12_plus_works_with_server_end_point_only() {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     let config = crate::support::client::tls_config(&server.cert_path, &[], &[&rustls::version::TLS12]);

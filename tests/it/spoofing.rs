@@ -6,8 +6,8 @@ use crate::support::{xml, TestServer, NS_STANZAS};
 
 async fn pair() -> (TestServer, crate::support::Client, crate::support::Client) {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
-    server.add_user("bob@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
+    server.add_user("bob@localhost", "pw").await;
     let alice = server.session("alice", "pw", "r").await;
     let bob = server.session("bob", "pw", "r").await;
     (server, alice, bob)

@@ -32,7 +32,7 @@ async fn tls_required_features_offer_only_starttls() {
 #[tokio::test]
 async fn auth_before_tls_is_policy_violation() {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     // PLAIN "\0alice\0pw"
@@ -43,7 +43,7 @@ async fn auth_before_tls_is_policy_violation() {
 #[tokio::test]
 async fn scram_auth_before_tls_is_policy_violation() {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     // "n,,n=alice,r=abcdefgh"
@@ -56,7 +56,7 @@ async fn scram_auth_before_tls_is_policy_violation() {
 #[tokio::test]
 async fn starttls_then_sasl_works() {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     client.open_stream().await;
     let features = client.starttls(&server.cert_path).await;
@@ -107,7 +107,7 @@ async fn second_starttls_is_refused() {
 #[tokio::test]
 async fn direct_tls_with_alpn_xmpp_client() {
     let server = TestServer::start_tls_required().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client =
         Client::connect_tls(server.tls_addr, &server.cert_path, &[b"xmpp-client"]).await.expect("TLS handshake");
     assert_eq!(client.tls().alpn.as_deref(), Some(&b"xmpp-client"[..]));

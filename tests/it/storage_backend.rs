@@ -27,8 +27,8 @@ fn chat(id: &str) -> String {
 #[tokio::test]
 async fn a_server_in_memory_delivers_live_and_offline_and_forgets_at_restart() {
     let server = TestServer::with(|c| c.storage.backend = "memory".into()).await;
-    server.add_user("alice@localhost", PW);
-    server.add_user("bob@localhost", PW);
+    server.add_user("alice@localhost", PW).await;
+    server.add_user("bob@localhost", PW).await;
     let mut alice = server.available("alice", PW, "laptop", 0).await;
     let mut bob = server.available("bob", PW, "phone", 0).await;
     alice.send(&chat("live")).await;
@@ -42,7 +42,7 @@ async fn a_server_in_memory_delivers_live_and_offline_and_forgets_at_restart() {
     sync(&mut alice).await;
     let store = server.server().state.store.clone();
     let bob_jid = BareJid::new("bob@localhost").expect("jid");
-    assert_eq!(store.offline_count(&bob_jid).expect("count"), 1, "stored while Bob is away");
+    assert_eq!(store.offline_count(&bob_jid).await.expect("count"), 1, "stored while Bob is away");
 
     let mut bob = server.session("bob", PW, "phone").await;
     bob.send("<presence/>").await;
@@ -63,7 +63,7 @@ async fn a_server_in_memory_delivers_live_and_offline_and_forgets_at_restart() {
     let ack = ack.expect("the acknowledgement ping");
     bob.send(&format!("<iq type='result' id='{ack}' to='localhost'/>")).await;
     let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while store.offline_count(&bob_jid).expect("count") > 0 {
+    while store.offline_count(&bob_jid).await.expect("count") > 0 {
         assert!(tokio::time::Instant::now() < deadline, "the acknowledged message is still stored");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }

@@ -97,7 +97,7 @@ async fn version_1_1_is_answered_with_1_0() {
 #[tokio::test]
 async fn other_stream_prefix_is_accepted() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.connect().await;
     let header = format!(
         "<?xml version='1.0'?><s:stream xmlns:s='{NS_STREAM}' xmlns='{NS_CLIENT}' \
@@ -167,7 +167,7 @@ async fn slow_negotiation_is_connection_timeout() {
 #[tokio::test]
 async fn negotiation_deadline_does_not_apply_to_a_bound_session() {
     let server = TestServer::with(|c| c.timeouts.negotiation_secs = 1).await;
-    server.add_user("alice@localhost", "pw");
+    server.add_user("alice@localhost", "pw").await;
     let mut client = server.session("alice", "pw", "r").await;
     client.expect_silence(1500).await;
     client.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;

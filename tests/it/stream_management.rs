@@ -22,9 +22,9 @@ async fn server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
         configure(config);
     })
     .await;
-    server.add_user("alice@localhost", PW);
-    server.add_user("bob@localhost", PW);
-    server.add_user("mallory@localhost", PW);
+    server.add_user("alice@localhost", PW).await;
+    server.add_user("bob@localhost", PW).await;
+    server.add_user("mallory@localhost", PW).await;
     server
 }
 
@@ -345,7 +345,7 @@ async fn initial_presence_brings_more_than_the_bounds_without_ending_the_session
     let server = server_with(|c| c.stream_management.max_unacked = 16).await;
     for i in 0..40 {
         let user = format!("fan{i}");
-        server.add_user(&format!("{user}@localhost"), PW);
+        server.add_user(&format!("{user}@localhost"), PW).await;
         let mut fan = server.session(&user, PW, "r").await;
         fan.send("<presence type='subscribe' to='alice@localhost'/>").await;
         fan.send(&format!("<iq type='get' id='s' to='localhost'><ping xmlns='{NS_PING}'/></iq>")).await;

@@ -379,8 +379,8 @@ async fn run_case(server: &TestServer, i: usize, s: &str, ev: Ev) {
 async fn appendix_a(ev: Ev) {
     let server = TestServer::start().await;
     for i in 0..STATES.len() {
-        server.add_user(&format!("user{i}@localhost"), PW);
-        server.add_user(&format!("contact{i}@localhost"), PW);
+        server.add_user(&format!("user{i}@localhost"), PW).await;
+        server.add_user(&format!("contact{i}@localhost"), PW).await;
     }
     for (i, s) in STATES.iter().enumerate() {
         run_case(&server, i, s, ev).await;
@@ -889,8 +889,8 @@ async fn session_on(server: &TestServer, domain: &str, user: &str, resource: &st
 #[tokio::test]
 async fn mutual_subscription_across_virtual_hosts() {
     let server = TestServer::with(|c| c.hosts = vec!["localhost".into(), "example.org".into()]).await;
-    server.add_user("alice@localhost", PW);
-    server.add_user("bob@example.org", PW);
+    server.add_user("alice@localhost", PW).await;
+    server.add_user("bob@example.org", PW).await;
     let mut alice = login_alone(&server, "alice", "a").await;
     let mut bob = session_on(&server, "example.org", "bob", "b").await;
     roster_items(&mut bob).await;

@@ -68,8 +68,8 @@ fn body(message: &Message) -> String {
 #[tokio::test]
 async fn two_tokio_xmpp_clients_chat_both_ways() {
     let server = TestServer::start().await;
-    server.add_user("alice@localhost", "alice-pw");
-    server.add_user("bob@localhost", "bob-pw");
+    server.add_user("alice@localhost", "alice-pw").await;
+    server.add_user("bob@localhost", "bob-pw").await;
     let mut alice = online(&server, "alice@localhost/laptop", "alice-pw").await;
     let mut bob = online(&server, "bob@localhost/phone", "bob-pw").await;
 

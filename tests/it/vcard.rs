@@ -132,7 +132,7 @@ async fn a_blocked_asker_gets_service_unavailable() {
 #[tokio::test]
 async fn the_size_limit_and_bad_payloads() {
     let server = TestServer::with(|c| c.limits.max_vcard_bytes = 1024).await;
-    server.add_user("alice@localhost", PW);
+    server.add_user("alice@localhost", PW).await;
     let mut alice = server.session("alice", PW, "a").await;
     set_ok(&mut alice, &card("Alice")).await;
     let big = format!("<vCard xmlns='{NS_VCARD}'><DESC>{}</DESC></vCard>", "d".repeat(1100));
@@ -211,11 +211,11 @@ async fn deleting_the_account_deletes_its_vcard() {
     alice.expect_stream_error("not-authorized").await;
     let store = &server.server().state.store;
     let owner = BareJid::new("alice@localhost").expect("jid");
-    assert!(store.vcard(&owner).expect("read").is_none() && store.avatar(&owner).expect("read").is_none());
+    assert!(store.vcard(&owner).await.expect("read").is_none() && store.avatar(&owner).await.expect("read").is_none());
     let mut bob = server.session("bob", PW, "b").await;
     let reply = get(&mut bob, Some("alice@localhost")).await;
     assert_eq!(error_of(&reply).1, "service-unavailable", "{}", show(&reply));
-    server.add_user("alice@localhost", PW);
+    server.add_user("alice@localhost", PW).await;
     let reply = get(&mut bob, Some("alice@localhost")).await;
     assert_eq!(error_of(&reply).1, "service-unavailable", "the new alice has no vCard: {}", show(&reply));
     let mut alice = server.session("alice", PW, "a").await;

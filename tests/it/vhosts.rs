@@ -4,9 +4,9 @@ use crate::support::{stream_header, Client, Mech, TestServer};
 
 async fn two_hosts() -> TestServer {
     let server = TestServer::with(|c| c.hosts = vec!["localhost".into(), "example.org".into()]).await;
-    server.add_user("alice@localhost", "pw-local");
-    server.add_user("alice@example.org", "pw-org");
-    server.add_user("bob@example.org", "pw-bob");
+    server.add_user("alice@localhost", "pw-local").await;
+    server.add_user("alice@example.org", "pw-org").await;
+    server.add_user("bob@example.org", "pw-bob").await;
     server
 }
 

@@ -14,7 +14,7 @@ use crate::modules::offline::node;
 pub use crate::modules::offline::NS;
 
 impl Session {
-    pub(super) fn on_flexible_offline(
+    pub(super) async fn on_flexible_offline(
         &mut self,
         state: &ServerState,
         stanza: &Stanza,
@@ -27,14 +27,14 @@ impl Session {
         let mut out = Vec::new();
         for command in payload.children() {
             let done = match (command.name(), command.attr("action"), get) {
-                ("fetch", _, true) => self.fetch(state, &mut budget).map(|shown| out.extend(shown)),
-                ("purge", _, false) => self.purge(state),
+                ("fetch", _, true) => self.fetch(state, &mut budget).await.map(|shown| out.extend(shown)),
+                ("purge", _, false) => self.purge(state).await,
                 ("item", Some(action), _) => match (action, get) {
                     ("view", true) => {
                         let first = out.is_empty();
-                        self.view(state, command.attr("node"), &mut budget, first).map(|shown| out.push(shown))
+                        self.view(state, command.attr("node"), &mut budget, first).await.map(|shown| out.push(shown))
                     }
-                    ("remove", false) => self.remove_item(state, command.attr("node")),
+                    ("remove", false) => self.remove_item(state, command.attr("node")).await,
                     _ => Err(StanzaError::new(Condition::BadRequest)),
                 },
                 _ => Err(StanzaError::new(Condition::BadRequest)),
@@ -57,11 +57,11 @@ impl Session {
     /// §2.4: the stored messages, oldest first, as many as one batch the client can take
     /// holds (a client purges them and fetches again for more; disco#info counts them).
     /// Once per request: a second would hand over the same messages again.
-    fn fetch(&mut self, state: &ServerState, budget: &mut Batch) -> Result<Vec<Action>, StanzaError> {
+    async fn fetch(&mut self, state: &ServerState, budget: &mut Batch) -> Result<Vec<Action>, StanzaError> {
         if budget.messages == 0 {
             return Err(StanzaError::with_text(Condition::PolicyViolation, "one fetch per request"));
         }
-        let messages = offline::deliverable(state, &self.bare, *budget).map_err(fault)?;
+        let messages = offline::deliverable(state, &self.bare, *budget).await.map_err(fault)?;
         *budget = Batch { messages: 0, bytes: 0 };
         self.mark_shown(state, messages.iter().map(|m| m.seq));
         Ok(messages.iter().map(|m| self.flagged(m)).collect())
@@ -69,14 +69,14 @@ impl Session {
 
     /// §2.5.2: one message by its node, within what the request may still hand over (the
     /// first always goes).
-    fn view(
+    async fn view(
         &mut self,
         state: &ServerState,
         node: Option<&str>,
         budget: &mut Batch,
         first: bool,
     ) -> Result<Action, StanzaError> {
-        let message = self.stored(state, node)?;
+        let message = self.stored(state, node).await?;
         if !first && (budget.messages == 0 || message.stanza.len() > budget.bytes) {
             let text = "more than one batch of stored messages in one request";
             return Err(StanzaError::with_text(Condition::ResourceConstraint, text));
@@ -98,26 +98,26 @@ impl Session {
     }
 
     /// §2.5.3: one message by its node, shown or not (the client names it).
-    fn remove_item(&mut self, state: &ServerState, node: Option<&str>) -> Result<(), StanzaError> {
-        let message = self.stored(state, node)?;
+    async fn remove_item(&mut self, state: &ServerState, node: Option<&str>) -> Result<(), StanzaError> {
+        let message = self.stored(state, node).await?;
         self.flexible_shown.remove(&message.seq);
-        self.remove(state, &[message.seq])
+        self.remove(state, &[message.seq]).await
     }
 
     /// §2.6: "remove all messages": those this client was shown. A message that arrived
     /// after its fetch was never seen by it and stays, for its next fetch.
-    fn purge(&mut self, state: &ServerState) -> Result<(), StanzaError> {
+    async fn purge(&mut self, state: &ServerState) -> Result<(), StanzaError> {
         let shown: Vec<u64> = std::mem::take(&mut self.flexible_shown).into_iter().collect();
-        self.remove(state, &shown)
+        self.remove(state, &shown).await
     }
 
-    fn stored(&self, state: &ServerState, node: Option<&str>) -> Result<OfflineMessage, StanzaError> {
+    async fn stored(&self, state: &ServerState, node: Option<&str>) -> Result<OfflineMessage, StanzaError> {
         let seq = node.and_then(|n| n.parse::<u64>().ok()).ok_or(StanzaError::new(Condition::ItemNotFound))?;
-        let message = state.store.offline_message(&self.bare, seq).map_err(fault)?;
+        let message = state.store.offline_message(&self.bare, seq).await.map_err(fault)?;
         let message = message.ok_or(StanzaError::new(Condition::ItemNotFound))?;
         // XEP-0191 §3.5: a sender blocked since it was stored is never shown.
-        if offline::from_blocked(state, &self.bare, &message) {
-            self.remove(state, &[message.seq])?;
+        if offline::from_blocked(state, &self.bare, &message).await {
+            self.remove(state, &[message.seq]).await?;
             return Err(StanzaError::new(Condition::ItemNotFound));
         }
         Ok(message)
@@ -134,8 +134,8 @@ impl Session {
         Action::Write(bytes.into())
     }
 
-    fn remove(&self, state: &ServerState, seqs: &[u64]) -> Result<(), StanzaError> {
-        state.store.remove_offline(&self.bare, seqs).map(|_| ()).map_err(fault)
+    async fn remove(&self, state: &ServerState, seqs: &[u64]) -> Result<(), StanzaError> {
+        state.store.remove_offline(&self.bare, seqs).map(|_| ()).await.map_err(fault)
     }
 }
 

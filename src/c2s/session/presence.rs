@@ -17,17 +17,19 @@ use xmpp_parsers::jid::Jid;
 const MAX_DIRECTED: usize = 1000;
 
 impl Session {
-    pub(super) fn on_presence(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
+    pub(super) async fn on_presence(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
         let Kind::Presence(kind) = stanza.kind else { return Vec::new() };
         use PresenceType::*;
         match (kind, &stanza.to) {
-            (Subscribe | Subscribed | Unsubscribe | Unsubscribed, Some(to)) => self.on_subscription(state, stanza, to),
-            (Available | Unavailable, Some(to)) => self.on_directed(state, stanza, kind, to),
-            (Error, Some(to)) => self.route(state, stanza, to),
-            (Available, None) => self.on_available(state, stanza),
+            (Subscribe | Subscribed | Unsubscribe | Unsubscribed, Some(to)) => {
+                self.on_subscription(state, stanza, to).await
+            }
+            (Available | Unavailable, Some(to)) => self.on_directed(state, stanza, kind, to).await,
+            (Error, Some(to)) => self.route(state, stanza, to).await,
+            (Available, None) => self.on_available(state, stanza).await,
             (Unavailable, None) => {
                 if self.priority.is_some() {
-                    self.go_unavailable(state, &stanza.element);
+                    self.go_unavailable(state, &stanza.element).await;
                 }
                 Vec::new()
             }
@@ -36,15 +38,15 @@ impl Session {
         }
     }
 
-    fn on_subscription(&mut self, state: &ServerState, stanza: &Stanza, to: &Jid) -> Vec<Action> {
+    async fn on_subscription(&mut self, state: &ServerState, stanza: &Stanza, to: &Jid) -> Vec<Action> {
         let contact = to.to_bare();
         if contact == self.bare {
             return Vec::new();
         }
-        if crate::core::privacy::blocks(state, &self.bare, to) {
-            return self.route(state, stanza, to); // answered with the blocking error
+        if crate::core::privacy::blocks(state, &self.bare, to).await {
+            return self.route(state, stanza, to).await; // answered with the blocking error
         }
-        match subscription::handle(state, &self.bare, stanza, &contact) {
+        match subscription::handle(state, &self.bare, stanza, &contact).await {
             Ok(()) => Vec::new(),
             Err(Refused::Storage(StorageError::QuotaExceeded(_))) => {
                 let full = StanzaError::with_text(Condition::ResourceConstraint, "your roster is full");
@@ -64,7 +66,7 @@ impl Session {
     }
 
     /// §4.6: presence to one entity; remembered so it learns when we go.
-    fn on_directed(&mut self, state: &ServerState, stanza: &Stanza, kind: PresenceType, to: &Jid) -> Vec<Action> {
+    async fn on_directed(&mut self, state: &ServerState, stanza: &Stanza, kind: PresenceType, to: &Jid) -> Vec<Action> {
         match kind {
             PresenceType::Available if self.directed.len() < MAX_DIRECTED => {
                 self.directed.insert(to.clone());
@@ -74,12 +76,12 @@ impl Session {
             }
             _ => {}
         }
-        self.route(state, stanza, to)
+        self.route(state, stanza, to).await
     }
 
     /// §4.2 (initial) and §4.4 (update): broadcast, and on the first one learn the
     /// contacts' presence and the subscription requests waiting for us.
-    fn on_available(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
+    async fn on_available(&mut self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
         let priority = match priority(&stanza.element) {
             Ok(priority) => priority,
             Err(error) => return self.reply_error(stanza, error),
@@ -94,13 +96,13 @@ impl Session {
         // RFC 6121 §4.2.2 and §4.3.2, in the order a client can rely on: its own echo
         // first, then (on initial presence) the subscription requests waiting for it, then
         // the presence of its contacts and of the account's other resources.
-        let echo = presence::broadcast_available(state, &self.jid, &presence, self.id);
+        let echo = presence::broadcast_available(state, &self.jid, &presence, self.id).await;
         let mut actions = vec![Action::Write(self.shown(&echo).into())];
         if initial {
             // As many as there are contacts and requests: paced like the backlog, so that
             // a stream-managed client is never sent more than it may hold unacknowledged.
-            let mut brought = subscription::pending_requests(state, &self.bare);
-            brought.extend(presence::probe_answers(state, &self.jid, self.dialect));
+            let mut brought = subscription::pending_requests(state, &self.bare).await;
+            brought.extend(presence::probe_answers(state, &self.jid, self.dialect).await);
             let brought: Vec<Vec<u8>> = brought.iter().map(|element| self.shown(element)).collect();
             self.paced.extend(brought);
         }
@@ -109,7 +111,7 @@ impl Session {
             self.backlog_due = true;
             state.registry.set_draining(&self.jid, self.id, true);
         }
-        actions.extend(self.send_paced(state));
+        actions.extend(self.send_paced(state).await);
         actions
     }
 
@@ -121,26 +123,26 @@ impl Session {
 
     /// §4.5: unavailable goes to subscribers, our resources and directed-presence
     /// recipients; the last resource to go records the account's last-seen time.
-    pub(super) fn go_unavailable(&mut self, state: &ServerState, unavailable: &Element) {
+    pub(super) async fn go_unavailable(&mut self, state: &ServerState, unavailable: &Element) {
         self.priority = None;
         state.registry.set_presence(&self.jid, self.id, None);
         let mut presence = unavailable.clone(); // a client's own `last` dropped in ingress.rs
         presence.set("type", "unavailable");
         presence.set("from", self.jid.as_str());
-        let told = presence::broadcast(state, &self.jid, &presence, Some(self.id));
+        let told = presence::broadcast(state, &self.jid, &presence, Some(self.id)).await;
         for to in std::mem::take(&mut self.directed) {
             if told.contains(&to.to_bare()) {
                 continue; // the broadcast reached that contact's available resources
             }
             presence.set("to", to.as_str());
             if let Ok(stanza) = Stanza::parse(presence.clone()) {
-                let _ = delivery::route(state, &stanza, &to);
+                let _ = delivery::route(state, &stanza, &to).await;
             }
         }
         if state.registry.available(&self.bare).is_empty() {
             let status = unavailable.get_child("status", NS_CLIENT).map(|s| s.text());
             let last = LastSeen { at: presence::unix_now(), status };
-            if let Err(e) = state.store.set_last_seen(&self.bare, &last) {
+            if let Err(e) = state.store.set_last_seen(&self.bare, &last).await {
                 tracing::error!(error = %e, "recording last seen failed");
             }
         }

@@ -10,7 +10,12 @@ use crate::xml::Element;
 use tokio::time::Instant;
 
 impl Session {
-    pub(super) fn on_stream_management(&mut self, state: &ServerState, element: &Element, now: Instant) -> Vec<Action> {
+    pub(super) async fn on_stream_management(
+        &mut self,
+        state: &ServerState,
+        element: &Element,
+        now: Instant,
+    ) -> Vec<Action> {
         match (element.name(), self.sm.is_some()) {
             ("enable", false) if state.config.stream_management.enabled => {
                 self.enable_stream_management(state, element)
@@ -20,7 +25,7 @@ impl Session {
                 vec![Action::Send(format!("<a xmlns='{}' h='{h}'/>", sm::NS).into_bytes().into())]
             }
             ("a", true) => match element.attr("h").and_then(|h| h.parse::<u32>().ok()) {
-                Some(h) => self.acknowledged(state, h, now),
+                Some(h) => self.acknowledged(state, h, now).await,
                 None => vec![Action::End(StreamEnd::error(StreamCondition::BadFormat, "<a/> without a valid h"))],
             },
             // Enabling twice, resuming a bound stream, or acknowledging without SM.
@@ -57,12 +62,12 @@ impl Session {
         vec![Action::Send(enabled.into_bytes().into())]
     }
 
-    fn acknowledged(&mut self, state: &ServerState, h: u32, now: Instant) -> Vec<Action> {
+    async fn acknowledged(&mut self, state: &ServerState, h: u32, now: Instant) -> Vec<Action> {
         let Some(sm) = self.sm.as_mut() else { return Vec::new() };
         match sm.acknowledge(h) {
             Ok(released) => {
-                forget(state, &released);
-                let actions = self.paced_if_waiting(state);
+                forget(state, &released).await;
+                let actions = self.paced_if_waiting(state).await;
                 // A freed queue may have stanzas waiting for a question.
                 self.track(actions, None, now)
             }
@@ -105,7 +110,7 @@ impl Session {
 
     /// XEP-0198 §5: the client got `h` of our stanzas. Returns `<resumed/>`, every stanza it
     /// did not get, then presence held meanwhile; or the `<failed/>` when `h` is impossible.
-    pub fn resume(&mut self, state: &ServerState, h: u32, now: Instant) -> Result<Vec<Action>, String> {
+    pub async fn resume(&mut self, state: &ServerState, h: u32, now: Instant) -> Result<Vec<Action>, String> {
         let Some(sm) = self.sm.as_mut() else { return Err(failed("unexpected-request", None)) };
         // Its `h` would acknowledge what the client sent; with a broken store that may not
         // be on disk: nothing is said of it.
@@ -113,7 +118,7 @@ impl Session {
             return Err(failed("internal-server-error", None));
         }
         let released = sm.acknowledge(h).map_err(|_| failed("undefined-condition", Some(sm.inbound)))?;
-        forget(state, &released);
+        forget(state, &released).await;
         let id = sm.resume_id.clone().unwrap_or_default();
         let resumed = format!("<resumed xmlns='{}' h='{}' previd='{id}'/>", sm::NS, sm.inbound);
         let mut actions = vec![Action::Send(resumed.into_bytes().into())];
@@ -123,16 +128,16 @@ impl Session {
         self.ping = None;
         self.detached = false;
         let mut due = self.release_held();
-        due.extend(self.paced_if_waiting(state));
+        due.extend(self.paced_if_waiting(state).await);
         actions.extend(self.track(due, None, now));
         Ok(actions)
     }
 
     /// What waited for room (initial presence's stanzas, the backlog), now that the
     /// client acknowledged some.
-    fn paced_if_waiting(&mut self, state: &ServerState) -> Vec<Action> {
+    async fn paced_if_waiting(&mut self, state: &ServerState) -> Vec<Action> {
         match self.waits_for_room {
-            true => self.send_paced(state),
+            true => self.send_paced(state).await,
             false => Vec::new(),
         }
     }
@@ -144,9 +149,9 @@ impl Session {
 }
 
 /// Acknowledged messages leave in-flight storage.
-fn forget(state: &ServerState, released: &[Unacked]) {
+async fn forget(state: &ServerState, released: &[Unacked]) {
     let keys: Vec<u64> = released.iter().filter_map(|u| u.inflight).collect();
     if !keys.is_empty() {
-        super::forget_inflight(state, &keys);
+        super::forget_inflight(state, &keys).await;
     }
 }

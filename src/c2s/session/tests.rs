@@ -11,15 +11,17 @@ fn state() -> Arc<ServerState> {
     state_with(Config::default())
 }
 
-/// Alice and Bob (password `pw`) on a server configured with `config`.
+/// Alice and Bob (password `pw`) on a server configured with `config`, over the memory
+/// store answering later (as a store across a network does), so that every step the
+/// session takes is tested with storage it must wait for.
 fn state_with(config: Config) -> Arc<ServerState> {
     let store = MemoryStore::new();
     for user in ["alice@localhost", "bob@localhost"] {
         let creds = StoredCredentials::derive("pw", 4096).expect("derive");
-        store.create_user(&BareJid::new(user).expect("jid"), &creds).expect("create");
+        store.create_user(&BareJid::new(user).expect("jid"), &creds).at_once().expect("create");
     }
     let modules = crate::modules::standard(&config);
-    ServerState::new(config, Arc::new(store), modules)
+    ServerState::new(config, Arc::new(crate::storage::later::Later::new(Arc::new(store))), modules)
 }
 
 use crate::storage::UserStore;
@@ -34,6 +36,13 @@ fn bind(state: &ServerState, jid: &str, now: Instant) -> (Session, Mailbox) {
 
 fn xml(text: &str) -> Element {
     text.parse().expect("test XML")
+}
+
+/// What `session` makes of `element`, with the answers modules give later resolved, as
+/// the session task does.
+async fn handle(session: &mut Session, state: &ServerState, element: Element, now: Instant) -> Vec<Action> {
+    let actions = session.handle(state, element, now).await;
+    session.resolved(actions).await
 }
 
 /// The single element written to our own client.
@@ -58,9 +67,9 @@ fn error_condition(reply: &Element) -> String {
     error.children().next().expect("condition").name().to_owned()
 }
 
-fn available(state: &ServerState, session: &mut Session, priority: i8, now: Instant) {
+async fn available(state: &ServerState, session: &mut Session, priority: i8, now: Instant) {
     let presence = xml(&format!("<presence xmlns='jabber:client'><priority>{priority}</priority></presence>"));
-    session.handle(state, presence, now);
+    session.handle(state, presence, now).await;
 }
 
 /// What reached a mailbox, as elements (shared bytes parsed back).
@@ -82,13 +91,13 @@ async fn message_to_bare_jid_reaches_the_highest_priority_resource() {
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
     let (mut high, mut high_box) = bind(&state, "bob@localhost/high", now);
     let (mut low, mut low_box) = bind(&state, "bob@localhost/low", now);
-    available(&state, &mut high, 5, now);
-    available(&state, &mut low, 1, now);
+    available(&state, &mut high, 5, now).await;
+    available(&state, &mut low, 1, now).await;
     drain(&mut high_box);
     drain(&mut low_box);
 
     let msg = "<message xmlns='jabber:client' to='bob@localhost' type='chat' t='9'><body>hi</body></message>";
-    assert!(alice.handle(&state, xml(msg), now).is_empty());
+    assert!(handle(&mut alice, &state, xml(msg), now).await.is_empty());
     let got = drain(&mut high_box);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].attr("from"), Some("alice@localhost/a"), "from is stamped");
@@ -102,18 +111,23 @@ async fn negative_priority_never_gets_bare_jid_messages() {
     let now = Instant::now();
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
     let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
-    available(&state, &mut bob, -1, now);
+    available(&state, &mut bob, -1, now).await;
     drain(&mut bob_box);
 
     // No resource with a non-negative priority: the message is stored (XEP-0160).
-    let actions =
-        alice.handle(&state, xml("<message xmlns='jabber:client' to='bob@localhost'><body>x</body></message>"), now);
+    let actions = handle(
+        &mut alice,
+        &state,
+        xml("<message xmlns='jabber:client' to='bob@localhost'><body>x</body></message>"),
+        now,
+    )
+    .await;
     assert!(matches!(actions[..], [Action::AwaitDurable]), "{actions:?}");
     assert!(drain(&mut bob_box).is_empty());
-    assert_eq!(state.store.offline_count(&BareJid::new("bob@localhost").expect("jid")).expect("count"), 1);
+    assert_eq!(state.store.offline_count(&BareJid::new("bob@localhost").expect("jid")).await.expect("count"), 1);
 
     let to_full = "<message xmlns='jabber:client' to='bob@localhost/b'><body>x</body></message>";
-    assert!(alice.handle(&state, xml(to_full), now).is_empty());
+    assert!(handle(&mut alice, &state, xml(to_full), now).await.is_empty());
     assert_eq!(drain(&mut bob_box).len(), 1, "a full JID reaches the resource whatever its priority");
 }
 
@@ -123,14 +137,14 @@ async fn spoofed_from_ends_the_stream_and_is_not_delivered() {
     let now = Instant::now();
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
     let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
-    available(&state, &mut bob, 0, now);
+    available(&state, &mut bob, 0, now).await;
     drain(&mut bob_box);
     let spoof = "<message xmlns='jabber:client' from='bob@localhost' to='bob@localhost/b'><body>x</body></message>";
-    assert_eq!(ended(&alice.handle(&state, xml(spoof), now)), StreamCondition::InvalidFrom);
+    assert_eq!(ended(&handle(&mut alice, &state, xml(spoof), now).await), StreamCondition::InvalidFrom);
     assert!(drain(&mut bob_box).is_empty());
 
     let own_bare = "<message xmlns='jabber:client' from='alice@localhost' to='bob@localhost/b'/>";
-    assert!(alice.handle(&state, xml(own_bare), now).is_empty());
+    assert!(handle(&mut alice, &state, xml(own_bare), now).await.is_empty());
     assert_eq!(drain(&mut bob_box)[0].attr("from"), Some("alice@localhost/a"));
 }
 
@@ -164,7 +178,7 @@ async fn iq_faults_are_stanza_errors_and_unknown_elements_end_the_stream() {
         ("<iq xmlns='jabber:client' id='7' type='set'><block xmlns='urn:xmpp:blocking'/></iq>", "bad-request"),
     ];
     for (input, condition) in cases {
-        let reply = written(&alice.handle(&state, xml(input), now));
+        let reply = written(&handle(&mut alice, &state, xml(input), now).await);
         assert!(
             reply.get_child("error", NS_CLIENT).is_some(),
             "{input} got {}",
@@ -173,7 +187,7 @@ async fn iq_faults_are_stanza_errors_and_unknown_elements_end_the_stream() {
         assert_eq!(error_condition(&reply), condition, "{input}");
         assert_eq!(reply.attr("to"), Some("alice@localhost/a"), "{input}");
     }
-    let unknown = alice.handle(&state, xml("<foo xmlns='jabber:client'/>"), now);
+    let unknown = handle(&mut alice, &state, xml("<foo xmlns='jabber:client'/>"), now).await;
     assert_eq!(ended(&unknown), StreamCondition::UnsupportedStanzaType);
 }
 
@@ -182,18 +196,23 @@ async fn ping_and_disco_are_answered_by_the_server() {
     let state = state();
     let now = Instant::now();
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
-    let pong = written(&alice.handle(
-        &state,
-        xml("<iq xmlns='jabber:client' id='p' type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"),
-        now,
-    ));
+    let pong = written(
+        &handle(
+            &mut alice,
+            &state,
+            xml("<iq xmlns='jabber:client' id='p' type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"),
+            now,
+        )
+        .await,
+    );
     assert_eq!((pong.attr("type"), pong.attr("id"), pong.attr("from")), (Some("result"), Some("p"), Some("localhost")));
 
-    let info = written(&alice.handle(
+    let info = written(&handle(
+        &mut alice,
         &state,
         xml("<iq xmlns='jabber:client' id='d' type='get' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"),
         now,
-    ));
+    ).await);
     let query = info.get_child("query", "http://jabber.org/protocol/disco#info").expect("query");
     let features: Vec<&str> = query.children().filter_map(|c| c.attr("var")).collect();
     assert!(features.contains(&"urn:xmpp:ping"), "{features:?}");
@@ -217,7 +236,7 @@ async fn idle_client_is_pinged_then_timed_out() {
     // An answer keeps the session; silence after the next ping ends it.
     let answer = format!("<iq xmlns='jabber:client' type='result' id='{}'/>", ping.attr("id").unwrap_or_default());
     let later = start + interval + Duration::from_secs(1);
-    assert!(alice.handle(&state, xml(&answer), later).is_empty());
+    assert!(handle(&mut alice, &state, xml(&answer), later).await.is_empty());
     assert!(alice.tick(later + timeout).is_empty());
     written(&alice.tick(later + interval));
     assert_eq!(ended(&alice.tick(later + interval + timeout)), StreamCondition::ConnectionTimeout);
@@ -229,12 +248,12 @@ async fn ending_a_session_tells_our_other_resources() {
     let now = Instant::now();
     let (mut first, mut first_box) = bind(&state, "alice@localhost/one", now);
     let (mut second, _s) = bind(&state, "alice@localhost/two", now);
-    available(&state, &mut first, 0, now);
-    available(&state, &mut second, 0, now);
+    available(&state, &mut first, 0, now).await;
+    available(&state, &mut second, 0, now).await;
     let echoes = drain(&mut first_box);
     // Its own echo it wrote itself (RFC 6121 §4.2.2: first, before anything else).
     assert_eq!(echoes.len(), 1, "the other resource's presence: {echoes:?}");
-    second.on_end(&state);
+    second.on_end(&state).await;
     let gone = drain(&mut first_box);
     assert_eq!(gone.len(), 1);
     assert_eq!((gone[0].attr("type"), gone[0].attr("from")), (Some("unavailable"), Some("alice@localhost/two")));
@@ -252,19 +271,19 @@ async fn only_dialect_sessions_see_last_on_unavailable_presence() {
     let mut item = crate::storage::roster::RosterItem::new(&BareJid::new("alice@localhost").expect("jid"));
     item.subscription = crate::storage::roster::Subscription::From;
     let quota = state.config.limits.roster_quota();
-    state.store.put_roster_item(&BareJid::new("bob@localhost").expect("jid"), &item, quota).expect("roster");
-    let actions = dialect.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
+    state.store.put_roster_item(&BareJid::new("bob@localhost").expect("jid"), &item, quota).await.expect("roster");
+    let actions = handle(&mut dialect, &state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now).await;
     assert!(written(&actions[..1]).is("enabled", "urn:stanzad:dialect:0"));
-    available(&state, &mut standard, 0, now);
-    available(&state, &mut dialect, 0, now);
-    available(&state, &mut leaving, 0, now);
+    available(&state, &mut standard, 0, now).await;
+    available(&state, &mut dialect, 0, now).await;
+    available(&state, &mut leaving, 0, now).await;
     drain(&mut standard_box);
     drain(&mut dialect_box);
 
     // A client-supplied `last` never reaches a standard session either.
     // (One device of several going away is not "last seen": see the next test.)
     let bye = "<presence xmlns='jabber:client' type='unavailable' last='1'/>";
-    assert!(leaving.handle(&state, xml(bye), now).is_empty());
+    assert!(handle(&mut leaving, &state, xml(bye), now).await.is_empty());
     let seen_by_standard = drain(&mut standard_box);
     let seen_by_dialect = drain(&mut dialect_box);
     assert_eq!(seen_by_standard.len(), 1);
@@ -279,11 +298,11 @@ async fn one_device_of_several_going_away_carries_no_last() {
     let now = Instant::now();
     let (mut dialect, mut dialect_box) = bind(&state, "alice@localhost/dia", now);
     let (mut leaving, _l) = bind(&state, "alice@localhost/gone", now);
-    dialect.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
-    available(&state, &mut dialect, 0, now);
-    available(&state, &mut leaving, 0, now);
+    handle(&mut dialect, &state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now).await;
+    available(&state, &mut dialect, 0, now).await;
+    available(&state, &mut leaving, 0, now).await;
     drain(&mut dialect_box);
-    leaving.handle(&state, xml("<presence xmlns='jabber:client' type='unavailable' last='1'/>"), now);
+    handle(&mut leaving, &state, xml("<presence xmlns='jabber:client' type='unavailable' last='1'/>"), now).await;
     let seen = drain(&mut dialect_box);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].attr("last"), None, "the account is still online, and a client's own last is dropped");
@@ -299,19 +318,19 @@ async fn offline_messages_wait_with_their_time_and_go_only_when_acknowledged() {
         let msg = format!(
             "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='m{i}'><body>{i}</body></message>"
         );
-        assert!(matches!(alice.handle(&state, xml(&msg), now)[..], [Action::AwaitDurable]));
+        assert!(matches!(handle(&mut alice, &state, xml(&msg), now).await[..], [Action::AwaitDurable]));
     }
-    assert_eq!(state.store.offline_count(&bob).expect("count"), 3);
+    assert_eq!(state.store.offline_count(&bob).await.expect("count"), 3);
 
     // A dialect session learns the count before anything else.
     let (mut first, _f) = bind(&state, "bob@localhost/first", now);
-    let actions = first.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
+    let actions = handle(&mut first, &state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now).await;
     let ib = written(&actions[1..]);
     assert!(ib.is("ib", "urn:stanzad:dialect:0"));
     assert_eq!(ib.get_child("offline", "urn:stanzad:dialect:0").and_then(|o| o.attr("count")), Some("3"));
 
     // The backlog follows available presence, in order, with XEP-0203 delay, then a ping.
-    let actions = first.handle(&state, xml("<presence xmlns='jabber:client'/>"), now);
+    let actions = handle(&mut first, &state, xml("<presence xmlns='jabber:client'/>"), now).await;
     let sent: Vec<Element> = actions
         .iter()
         .filter_map(|a| match a {
@@ -329,20 +348,20 @@ async fn offline_messages_wait_with_their_time_and_go_only_when_acknowledged() {
     assert!(ping.get_child("ping", "urn:xmpp:ping").is_some());
 
     // Not acknowledged (the connection died): nothing is lost.
-    first.on_end(&state);
-    assert_eq!(state.store.offline_count(&bob).expect("count"), 3);
+    first.on_end(&state).await;
+    assert_eq!(state.store.offline_count(&bob).await.expect("count"), 3);
 
     // Acknowledged: gone.
     let (mut second, _s) = bind(&state, "bob@localhost/second", now);
-    let actions = second.handle(&state, xml("<presence xmlns='jabber:client'/>"), now);
+    let actions = handle(&mut second, &state, xml("<presence xmlns='jabber:client'/>"), now).await;
     let ping: Element = match actions.last() {
         Some(Action::Write(bytes)) => std::str::from_utf8(bytes).expect("utf-8").parse().expect("ping"),
         other => panic!("{other:?}"),
     };
     let id = ping.attr("id").expect("id");
     let ack = format!("<iq xmlns='jabber:client' type='result' id='{id}' to='localhost'/>");
-    assert!(second.handle(&state, xml(&ack), now).is_empty(), "nothing more to send");
-    assert_eq!(state.store.offline_count(&bob).expect("count"), 0);
+    assert!(handle(&mut second, &state, xml(&ack), now).await.is_empty(), "nothing more to send");
+    assert_eq!(state.store.offline_count(&bob).await.expect("count"), 0);
 }
 
 #[tokio::test]
@@ -352,11 +371,14 @@ async fn headline_groupchat_and_error_are_not_stored() {
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
     for kind in ["headline", "error"] {
         let msg = format!("<message xmlns='jabber:client' to='bob@localhost' type='{kind}'><body>x</body></message>");
-        assert!(alice.handle(&state, xml(&msg), now).is_empty(), "{kind} is dropped");
+        assert!(handle(&mut alice, &state, xml(&msg), now).await.is_empty(), "{kind} is dropped");
     }
     let groupchat = "<message xmlns='jabber:client' to='bob@localhost' type='groupchat'><body>x</body></message>";
-    assert_eq!(error_condition(&written(&alice.handle(&state, xml(groupchat), now))), "service-unavailable");
-    assert_eq!(state.store.offline_count(&BareJid::new("bob@localhost").expect("jid")).expect("count"), 0);
+    assert_eq!(
+        error_condition(&written(&handle(&mut alice, &state, xml(groupchat), now).await)),
+        "service-unavailable"
+    );
+    assert_eq!(state.store.offline_count(&BareJid::new("bob@localhost").expect("jid")).await.expect("count"), 0);
 }
 
 /// The elements of a list of write actions.
@@ -379,22 +401,24 @@ async fn flexible_offline_retrieval_leaves_messages_until_removed() {
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
     for i in 0..2 {
         let msg = format!("<message xmlns='jabber:client' to='bob@localhost' id='m{i}'><body>{i}</body></message>");
-        alice.handle(&state, xml(&msg), now);
+        handle(&mut alice, &state, xml(&msg), now).await;
     }
     let (mut phone, _p) = bind(&state, "bob@localhost/phone", now);
-    let info = written(&phone.handle(
+    let info = written(&handle(
+        &mut phone,
         &state,
         xml(&format!("<iq xmlns='jabber:client' type='get' id='i' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='{FLEX}'/></iq>")),
         now,
-    ));
+    ).await);
     let text = String::from_utf8(writer::to_bytes(&info)).expect("utf-8");
     assert!(text.contains("number_of_messages") && text.contains("<value>2</value>"), "{text}");
 
-    let headers = written(&phone.handle(
+    let headers = written(&handle(
+        &mut phone,
         &state,
         xml(&format!("<iq xmlns='jabber:client' type='get' id='h' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#items' node='{FLEX}'/></iq>")),
         now,
-    ));
+    ).await);
     let nodes: Vec<String> = headers
         .get_child("query", "http://jabber.org/protocol/disco#items")
         .expect("items")
@@ -406,37 +430,46 @@ async fn flexible_offline_retrieval_leaves_messages_until_removed() {
         .collect();
     assert_eq!(nodes.len(), 2);
 
-    let viewed = writes(&phone.handle(
+    let viewed = writes(&handle(
+        &mut phone,
         &state,
         xml(&format!("<iq xmlns='jabber:client' type='get' id='v'><offline xmlns='{FLEX}'><item action='view' node='{}'/></offline></iq>", nodes[0])),
         now,
-    ));
+    ).await);
     assert_eq!(viewed.len(), 2, "the message, then the result");
     assert_eq!(viewed[0].attr("id"), Some("m0"));
     assert!(viewed[0].get_child("offline", FLEX).is_some(), "marked with its node");
     assert_eq!(viewed[1].attr("type"), Some("result"));
 
     let remove = format!("<iq xmlns='jabber:client' type='set' id='r'><offline xmlns='{FLEX}'><item action='remove' node='{}'/></offline></iq>", nodes[0]);
-    assert_eq!(writes(&phone.handle(&state, xml(&remove), now))[0].attr("type"), Some("result"));
-    assert_eq!(state.store.offline_count(&bob).expect("count"), 1);
-    assert_eq!(error_condition(&written(&phone.handle(&state, xml(&remove), now))), "item-not-found");
+    assert_eq!(writes(&handle(&mut phone, &state, xml(&remove), now).await)[0].attr("type"), Some("result"));
+    assert_eq!(state.store.offline_count(&bob).await.expect("count"), 1);
+    assert_eq!(error_condition(&written(&handle(&mut phone, &state, xml(&remove), now).await)), "item-not-found");
 
     // A client retrieving by itself gets no flood at login.
-    let presence = writes(&phone.handle(&state, xml("<presence xmlns='jabber:client'/>"), now));
+    let presence = writes(&handle(&mut phone, &state, xml("<presence xmlns='jabber:client'/>"), now).await);
     assert!(presence.iter().all(|e| e.name() != "message"), "{presence:?}");
-    let fetched = writes(&phone.handle(
-        &state,
-        xml(&format!("<iq xmlns='jabber:client' type='get' id='f'><offline xmlns='{FLEX}'><fetch/></offline></iq>")),
-        now,
-    ));
+    let fetched = writes(
+        &handle(
+            &mut phone,
+            &state,
+            xml(&format!(
+                "<iq xmlns='jabber:client' type='get' id='f'><offline xmlns='{FLEX}'><fetch/></offline></iq>"
+            )),
+            now,
+        )
+        .await,
+    );
     assert_eq!(fetched.iter().filter(|e| e.name() == "message").count(), 1);
-    assert_eq!(state.store.offline_count(&bob).expect("count"), 1, "fetch does not delete");
-    phone.handle(
+    assert_eq!(state.store.offline_count(&bob).await.expect("count"), 1, "fetch does not delete");
+    handle(
+        &mut phone,
         &state,
         xml(&format!("<iq xmlns='jabber:client' type='set' id='p'><offline xmlns='{FLEX}'><purge/></offline></iq>")),
         now,
-    );
-    assert_eq!(state.store.offline_count(&bob).expect("count"), 0);
+    )
+    .await;
+    assert_eq!(state.store.offline_count(&bob).await.expect("count"), 0);
 }
 
 #[tokio::test]
@@ -454,14 +487,14 @@ async fn what_a_flexible_client_was_shown_is_remembered_up_to_the_quota() {
         for i in 0..3 {
             let msg =
                 format!("<message xmlns='jabber:client' to='bob@localhost' id='m{round}{i}'><body>x</body></message>");
-            alice.handle(&state, xml(&msg), now);
+            handle(&mut alice, &state, xml(&msg), now).await;
         }
-        phone.handle(&state, xml(&fetch), now);
+        handle(&mut phone, &state, xml(&fetch), now).await;
         // Another resource takes them away: what this one was shown goes stale.
         let stored: Vec<u64> =
-            state.store.offline_batch(&bob, offline::BATCH).expect("batch").iter().map(|m| m.seq).collect();
+            state.store.offline_batch(&bob, offline::BATCH).await.expect("batch").iter().map(|m| m.seq).collect();
         assert_eq!(stored.len(), 3, "round {round}");
-        state.store.remove_offline(&bob, &stored).expect("remove");
+        state.store.remove_offline(&bob, &stored).await.expect("remove");
     }
     assert_eq!(phone.flexible_shown.len(), 3, "at most the quota, the newest kept");
     let newest = phone.flexible_shown.first().copied().expect("seq");
@@ -474,30 +507,31 @@ async fn dialect_sessions_get_server_time_and_sent_acks_and_retransmissions_are_
     let now = Instant::now();
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
     let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
-    available(&state, &mut bob, 0, now);
+    available(&state, &mut bob, 0, now).await;
     drain(&mut bob_box);
     let ping = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
-    assert_eq!(written(&alice.handle(&state, xml(ping), now)).attr("t"), None, "standard: no t");
-    alice.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
-    let t: u64 = written(&alice.handle(&state, xml(ping), now)).attr("t").expect("t").parse().expect("seconds");
+    assert_eq!(written(&handle(&mut alice, &state, xml(ping), now).await).attr("t"), None, "standard: no t");
+    handle(&mut alice, &state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now).await;
+    let t: u64 =
+        written(&handle(&mut alice, &state, xml(ping), now).await).attr("t").expect("t").parse().expect("seconds");
     assert!(t >= crate::core::presence::unix_now() - 5);
 
     // Delivered live: acknowledged with its id.
     let msg = "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='x1'><body>hi</body></message>";
-    let ack = written(&alice.handle(&state, xml(msg), now));
+    let ack = written(&handle(&mut alice, &state, xml(msg), now).await);
     assert!(ack.is("ack", "urn:stanzad:dialect:0"));
     assert_eq!(ack.attr("id"), Some("x1"));
     assert_eq!(drain(&mut bob_box).len(), 1);
 
     // Sent again (the client never saw the ack): acknowledged again, not delivered twice.
-    assert_eq!(written(&alice.handle(&state, xml(msg), now)).attr("id"), Some("x1"));
+    assert_eq!(written(&handle(&mut alice, &state, xml(msg), now).await).attr("id"), Some("x1"));
     assert!(drain(&mut bob_box).is_empty());
 
     // Stored offline: the ack comes after durability.
     let offline = "<message xmlns='jabber:client' to='carol@localhost' type='chat' id='x2'><body>hi</body></message>";
     let creds = crate::sasl::credentials::StoredCredentials::derive("pw", 4096).expect("derive");
-    state.store.create_user(&BareJid::new("carol@localhost").expect("jid"), &creds).expect("carol");
-    let actions = alice.handle(&state, xml(offline), now);
+    state.store.create_user(&BareJid::new("carol@localhost").expect("jid"), &creds).await.expect("carol");
+    let actions = handle(&mut alice, &state, xml(offline), now).await;
     assert!(matches!(actions[0], Action::AwaitDurable), "{actions:?}");
     assert_eq!(written(&actions[1..]).attr("id"), Some("x2"));
 }
@@ -507,17 +541,17 @@ async fn receipts_reach_each_client_in_its_own_form_live_and_offline() {
     let state = state();
     let now = Instant::now();
     let (mut dia, mut dia_box) = bind(&state, "alice@localhost/dialect", now);
-    dia.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
-    available(&state, &mut dia, 0, now);
+    handle(&mut dia, &state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now).await;
+    available(&state, &mut dia, 0, now).await;
     let (mut std_bob, mut bob_box) = bind(&state, "bob@localhost/std", now);
-    available(&state, &mut std_bob, 0, now);
+    available(&state, &mut std_bob, 0, now).await;
     drain(&mut dia_box);
     drain(&mut bob_box);
 
     // Dialect → standard: a read receipt arrives as XEP-0333 displayed, no dialect element.
     let read =
         "<receipt xmlns='urn:stanzad:dialect:0' id='m1' to='bob@localhost' type='read' participant='x@localhost'/>";
-    dia.handle(&state, xml(read), now);
+    handle(&mut dia, &state, xml(read), now).await;
     let got = drain(&mut bob_box);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].get_child("displayed", "urn:xmpp:chat-markers:0").and_then(|d| d.attr("id")), Some("m1"));
@@ -527,17 +561,17 @@ async fn receipts_reach_each_client_in_its_own_form_live_and_offline() {
     // Standard → dialect: an XEP-0184 receipt arrives as <receipt/>.
     let received =
         "<message xmlns='jabber:client' to='alice@localhost'><received xmlns='urn:xmpp:receipts' id='m2'/></message>";
-    std_bob.handle(&state, xml(received), now);
+    handle(&mut std_bob, &state, xml(received), now).await;
     let got = drain(&mut dia_box);
     assert!(got[0].is("receipt", "urn:stanzad:dialect:0"), "{got:?}");
     assert_eq!((got[0].attr("id"), got[0].attr("from")), (Some("m2"), Some("bob@localhost/std")));
 
     // Offline sender: the receipt waits like a message, and comes in the right form.
-    dia.on_end(&state);
-    std_bob.handle(&state, xml(received), now);
+    dia.on_end(&state).await;
+    handle(&mut std_bob, &state, xml(received), now).await;
     let (mut back, _b) = bind(&state, "alice@localhost/back", now);
-    back.handle(&state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now);
-    let sent = writes(&back.handle(&state, xml("<presence xmlns='jabber:client'/>"), now));
+    handle(&mut back, &state, xml("<enable xmlns='urn:stanzad:dialect:0'/>"), now).await;
+    let sent = writes(&handle(&mut back, &state, xml("<presence xmlns='jabber:client'/>"), now).await);
     let receipt = sent.iter().find(|e| e.name() == "receipt").expect("the stored receipt");
     assert_eq!(receipt.attr("id"), Some("m2"));
     assert!(receipt.attr("stamp").is_some(), "with the time it was stored");
@@ -549,26 +583,26 @@ async fn a_message_arriving_during_the_backlog_queues_behind_it() {
     let now = Instant::now();
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
     let old = "<message xmlns='jabber:client' to='bob@localhost' id='old'><body>1</body></message>";
-    alice.handle(&state, xml(old), now);
+    handle(&mut alice, &state, xml(old), now).await;
     let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
-    let first = writes(&bob.handle(&state, xml("<presence xmlns='jabber:client'/>"), now));
+    let first = writes(&handle(&mut bob, &state, xml("<presence xmlns='jabber:client'/>"), now).await);
     assert_eq!(first.iter().filter(|e| e.name() == "message").count(), 1);
     let ack_id = first.last().and_then(|p| p.attr("id")).expect("ack ping").to_owned();
 
     let new = "<message xmlns='jabber:client' to='bob@localhost' id='new'><body>2</body></message>";
-    assert!(matches!(alice.handle(&state, xml(new), now)[..], [Action::AwaitDurable]), "queued, not live");
+    assert!(matches!(handle(&mut alice, &state, xml(new), now).await[..], [Action::AwaitDurable]), "queued, not live");
     assert!(drain(&mut bob_box).iter().all(|e| e.name() != "message"));
 
     let ack = format!("<iq xmlns='jabber:client' type='result' id='{ack_id}'/>");
-    let next = writes(&bob.handle(&state, xml(&ack), now));
+    let next = writes(&handle(&mut bob, &state, xml(&ack), now).await);
     let ids: Vec<&str> = next.iter().filter(|e| e.name() == "message").filter_map(|e| e.attr("id")).collect();
     assert_eq!(ids, vec!["new"], "after the older one");
     let last_ack = next.last().and_then(|p| p.attr("id")).expect("ack ping").to_owned();
-    bob.handle(&state, xml(&format!("<iq xmlns='jabber:client' type='result' id='{last_ack}'/>")), now);
+    handle(&mut bob, &state, xml(&format!("<iq xmlns='jabber:client' type='result' id='{last_ack}'/>")), now).await;
 
     // Drained: live again.
     let live = "<message xmlns='jabber:client' to='bob@localhost' id='live'><body>3</body></message>";
-    assert!(alice.handle(&state, xml(live), now).is_empty());
+    assert!(handle(&mut alice, &state, xml(live), now).await.is_empty());
     assert!(drain(&mut bob_box).iter().any(|e| e.attr("id") == Some("live")));
 }
 
@@ -582,12 +616,12 @@ async fn carbons_copy_chat_to_the_other_enabled_resources() {
     let (mut tablet, mut tablet_box) = bind(&state, "alice@localhost/tablet", now);
     let (mut bob, mut bob_box) = bind(&state, "bob@localhost/b", now);
     for (session, priority) in [(&mut phone, 5), (&mut laptop, 1), (&mut tablet, 1)] {
-        available(&state, session, priority, now);
+        available(&state, session, priority, now).await;
     }
-    available(&state, &mut bob, 0, now);
+    available(&state, &mut bob, 0, now).await;
     let enable = "<iq xmlns='jabber:client' type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>";
     for session in [&mut phone, &mut laptop] {
-        assert_eq!(written(&session.handle(&state, xml(enable), now)).attr("type"), Some("result"));
+        assert_eq!(written(&handle(session, &state, xml(enable), now).await).attr("type"), Some("result"));
     }
     for mailbox in [&mut phone_box, &mut laptop_box, &mut tablet_box, &mut bob_box] {
         drain(mailbox);
@@ -596,7 +630,7 @@ async fn carbons_copy_chat_to_the_other_enabled_resources() {
     // Received: bob's message goes to the phone (highest priority); the laptop gets a copy,
     // the tablet (carbons off) does not.
     let to_alice = "<message xmlns='jabber:client' to='alice@localhost' type='chat' id='r1'><body>hi</body></message>";
-    bob.handle(&state, xml(to_alice), now);
+    handle(&mut bob, &state, xml(to_alice), now).await;
     assert_eq!(drain(&mut phone_box)[0].attr("id"), Some("r1"));
     let copy = drain(&mut laptop_box);
     assert_eq!(copy.len(), 1);
@@ -611,7 +645,7 @@ async fn carbons_copy_chat_to_the_other_enabled_resources() {
 
     // Sent: the phone's message to bob is copied to the laptop, not back to the phone.
     let to_bob = "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='s1'><body>yo</body></message>";
-    phone.handle(&state, xml(to_bob), now);
+    handle(&mut phone, &state, xml(to_bob), now).await;
     let sent = drain(&mut laptop_box);
     assert!(sent[0].get_child("sent", CARBONS).is_some(), "{sent:?}");
     assert!(drain(&mut phone_box).is_empty());
@@ -622,14 +656,14 @@ async fn carbons_copy_chat_to_the_other_enabled_resources() {
         "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='n'><body>x</body><no-copy xmlns='urn:xmpp:hints'/></message>",
         "<message xmlns='jabber:client' to='bob@localhost' type='normal' id='o'><body>x</body></message>",
     ] {
-        phone.handle(&state, xml(excluded), now);
+        handle(&mut phone, &state, xml(excluded), now).await;
         assert!(drain(&mut laptop_box).is_empty(), "{excluded}");
     }
 
     // Disabled: no more copies.
     let disable = "<iq xmlns='jabber:client' type='set' id='d'><disable xmlns='urn:xmpp:carbons:2'/></iq>";
-    laptop.handle(&state, xml(disable), now);
-    phone.handle(&state, xml(&to_bob.replace("s1", "s2")), now);
+    handle(&mut laptop, &state, xml(disable), now).await;
+    handle(&mut phone, &state, xml(&to_bob.replace("s1", "s2")), now).await;
     assert!(drain(&mut laptop_box).is_empty());
 }
 
@@ -638,8 +672,8 @@ async fn an_inactive_client_gets_messages_at_once_and_only_the_latest_presence_l
     let state = state();
     let now = Instant::now();
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
-    available(&state, &mut alice, 0, now);
-    assert!(alice.handle(&state, xml("<inactive xmlns='urn:xmpp:csi:0'/>"), now).is_empty());
+    available(&state, &mut alice, 0, now).await;
+    assert!(handle(&mut alice, &state, xml("<inactive xmlns='urn:xmpp:csi:0'/>"), now).await.is_empty());
 
     let presence = |show: &str| {
         let p: Element =
@@ -648,27 +682,27 @@ async fn an_inactive_client_gets_messages_at_once_and_only_the_latest_presence_l
                 .expect("xml");
         Delivery::Bytes(writer::to_bytes(&p).into())
     };
-    assert!(alice.deliver(&state, &presence("away"), now).is_empty(), "held");
-    assert!(alice.deliver(&state, &presence("dnd"), now).is_empty(), "held, replacing the first");
+    assert!(alice.deliver(&state, &presence("away"), now).await.is_empty(), "held");
+    assert!(alice.deliver(&state, &presence("dnd"), now).await.is_empty(), "held, replacing the first");
     let message: Element =
         "<message xmlns='jabber:client' from='bob@localhost/b'><body>hi</body></message>".parse().expect("xml");
     assert_eq!(
-        alice.deliver(&state, &Delivery::Bytes(writer::to_bytes(&message).into()), now).len(),
+        alice.deliver(&state, &Delivery::Bytes(writer::to_bytes(&message).into()), now).await.len(),
         1,
         "messages go at once"
     );
     let subscribe: Element =
         "<presence xmlns='jabber:client' from='carol@localhost' type='subscribe'/>".parse().expect("xml");
     assert_eq!(
-        alice.deliver(&state, &Delivery::Bytes(writer::to_bytes(&subscribe).into()), now).len(),
+        alice.deliver(&state, &Delivery::Bytes(writer::to_bytes(&subscribe).into()), now).await.len(),
         1,
         "requests go at once"
     );
 
-    let released = writes(&alice.handle(&state, xml("<active xmlns='urn:xmpp:csi:0'/>"), now));
+    let released = writes(&handle(&mut alice, &state, xml("<active xmlns='urn:xmpp:csi:0'/>"), now).await);
     assert_eq!(released.len(), 1, "only the latest presence of bob");
     assert_eq!(released[0].get_child("show", NS_CLIENT).map(|s| s.text()).as_deref(), Some("dnd"));
-    assert_eq!(alice.deliver(&state, &presence("chat"), now).len(), 1, "active again: at once");
+    assert_eq!(alice.deliver(&state, &presence("chat"), now).await.len(), 1, "active again: at once");
 }
 
 #[tokio::test]
@@ -676,18 +710,18 @@ async fn a_message_stored_behind_an_idle_session_wakes_it() {
     let state = state();
     let now = Instant::now();
     let (mut bob, _b) = bind(&state, "bob@localhost/b", now);
-    available(&state, &mut bob, 0, now);
+    available(&state, &mut bob, 0, now).await;
     // The race: a sender stored a message just as bob finished (or started) its backlog.
     let stored: Element =
         "<message xmlns='jabber:client' to='bob@localhost' from='alice@localhost/a' id='late'><body>x</body></message>"
             .parse()
             .expect("xml");
     let stanza = Stanza::parse(stored).expect("stanza");
-    crate::core::offline::store(&state, &stanza, &BareJid::new("bob@localhost").expect("jid")).expect("stored");
-    let sent = writes(&bob.deliver(&state, &Delivery::Wake, now));
+    crate::core::offline::store(&state, &stanza, &BareJid::new("bob@localhost").expect("jid")).await.expect("stored");
+    let sent = writes(&bob.deliver(&state, &Delivery::Wake, now).await);
     assert_eq!(sent.iter().filter_map(|e| e.attr("id")).next(), Some("late"));
     assert!(
-        bob.deliver(&state, &Delivery::Wake, now).is_empty(),
+        bob.deliver(&state, &Delivery::Wake, now).await.is_empty(),
         "a batch is in flight: nothing more until it is acknowledged"
     );
 }
@@ -710,19 +744,19 @@ async fn while_detached_presence_waits_and_only_the_latest_follows_the_resumptio
     let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
     let (sender, _resumptions) = crate::core::signal::channel();
     alice.resumable = Some(crate::c2s::resume::Resumable { sender, registry: Default::default() });
-    let enabled = writes(&alice.handle(&state, xml("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"), now));
+    let enabled = writes(&handle(&mut alice, &state, xml("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"), now).await);
     assert!(enabled[0].attr("id").is_some(), "resumable");
     alice.detach();
     let presence = |show: &str| {
         let p = format!("<presence xmlns='jabber:client' from='bob@localhost/b'><show>{show}</show></presence>");
         Delivery::Bytes(p.into_bytes().into())
     };
-    assert!(writes(&alice.deliver(&state, &presence("away"), now)).is_empty(), "held");
-    assert!(writes(&alice.deliver(&state, &presence("dnd"), now)).is_empty(), "held, replacing");
+    assert!(writes(&alice.deliver(&state, &presence("away"), now).await).is_empty(), "held");
+    assert!(writes(&alice.deliver(&state, &presence("dnd"), now).await).is_empty(), "held, replacing");
     let message = "<message xmlns='jabber:client' from='bob@localhost/b' id='m1'><body>x</body></message>";
-    assert_eq!(writes(&alice.deliver(&state, &Delivery::Bytes(message.as_bytes().into()), now)).len(), 1);
+    assert_eq!(writes(&alice.deliver(&state, &Delivery::Bytes(message.as_bytes().into()), now).await).len(), 1);
 
-    let resumed = writes(&alice.resume(&state, 0, now).expect("resumed"));
+    let resumed = writes(&alice.resume(&state, 0, now).await.expect("resumed"));
     let names: Vec<&str> = resumed.iter().map(|e| e.name()).collect();
     assert_eq!(names, vec!["resumed", "message", "presence"], "the message resent, then the latest presence");
     assert_eq!(resumed[2].get_child("show", NS_CLIENT).map(|s| s.text()).as_deref(), Some("dnd"));

@@ -103,7 +103,7 @@ mod locking {
         let (carol, dave) = (others.next().expect("a name"), others.next().expect("a name"));
         let creds = StoredCredentials::derive("pw", 4096).expect("derive");
         for user in [&alice, &bob, &carol, &dave] {
-            state.store.create_user(user, &creds).expect("account");
+            state.store.create_user(user, &creds).at_once().expect("account");
         }
         (state, [alice, bob, carol, dave])
     }
@@ -121,9 +121,9 @@ mod locking {
         let (done, finished) = mpsc::channel();
         let (state, user, contact) = (state.clone(), user.clone(), contact.clone());
         std::thread::spawn(move || {
-            handle(&state, &user, &subscribe(&user, &contact), &contact)
-                .map_err(|e| format!("{e:?}"))
-                .expect("handled");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            let handled = runtime.block_on(handle(&state, &user, &subscribe(&user, &contact), &contact));
+            handled.map_err(|e| format!("{e:?}")).expect("handled");
             let _ = done.send(());
         });
         finished
@@ -134,14 +134,14 @@ mod locking {
     #[tokio::test]
     async fn changes_between_disjoint_pairs_do_not_wait_for_each_other() {
         let (state, [alice, bob, carol, dave]) = state_with_disjoint_pairs();
-        let under_way = lock_pair(&state, &alice, &bob);
+        let under_way = lock_pair(&state, &alice, &bob).await;
         let other_pair = request_on_a_thread(&state, &carol, &dave);
         assert_eq!(other_pair.recv_timeout(Duration::from_secs(5)), Ok(()), "carol's request waited for alice and bob");
-        assert!(state.store.pending_request(&dave, &carol).expect("read").is_some());
+        assert!(state.store.pending_request(&dave, &carol).await.expect("read").is_some());
         let same_pair = request_on_a_thread(&state, &bob, &alice);
         assert!(same_pair.recv_timeout(Duration::from_millis(200)).is_err(), "bob's request did not wait");
         drop(under_way);
         assert_eq!(same_pair.recv_timeout(Duration::from_secs(5)), Ok(()));
-        assert!(state.store.pending_request(&alice, &bob).expect("read").is_some());
+        assert!(state.store.pending_request(&alice, &bob).await.expect("read").is_some());
     }
 }

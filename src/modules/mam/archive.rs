@@ -14,15 +14,15 @@ fn now_micros() -> u64 {
 }
 
 /// Archives `message` in `owner`'s archive, talking with `with`; returns its archive id.
-fn archive(state: &ServerState, owner: &BareJid, with: &Jid, stanza: &Stanza) -> Option<String> {
+async fn archive(state: &ServerState, owner: &BareJid, with: &Jid, stanza: &Stanza) -> Option<String> {
     let config = &state.config.archive;
     if !config.enabled || !mam::is_archivable(&stanza.element) {
         return None;
     }
-    if !mam::allowed(state.store.as_ref(), owner, with, config.default_preference()) {
+    if !mam::allowed(state.store.as_ref(), owner, with, config.default_preference()).await {
         return None;
     }
-    match state.store.archive(owner, with, now_micros(), &writer::to_bytes(&stanza.element)) {
+    match state.store.archive(owner, with, now_micros(), &writer::to_bytes(&stanza.element)).await {
         Ok(id) => Some(id),
         Err(e) => {
             tracing::error!(error = %e, "archiving a message failed");
@@ -36,32 +36,38 @@ fn archive(state: &ServerState, owner: &BareJid, with: &Jid, stanza: &Stanza) ->
 /// its `<stanza-id/>` (XEP-0359 §4); None when it is unchanged. A `<stanza-id/>` the sender
 /// put in that claims to come from the recipient's archive is removed either way, before
 /// anything is archived (XEP-0359 §5: it could be forged).
-pub fn incoming(state: &ServerState, stanza: &Stanza, recipient: &BareJid) -> Option<Stanza> {
+pub async fn incoming(state: &ServerState, stanza: &Stanza, recipient: &BareJid) -> Option<Stanza> {
     let from = stanza.from.as_ref()?;
-    let has_ids = stanza.element.children().any(|c| c.is("stanza-id", mam::NS_SID));
-    let cleaned = has_ids.then(|| {
-        let mut copy = stanza.clone();
-        mam::strip_stanza_ids(&mut copy.element, recipient).then_some(copy)
-    });
-    let mut message = match cleaned.flatten() {
+    let mut message = match without_forged_ids(stanza, recipient) {
         Some(copy) => copy,
         None => {
-            let id = archive(state, recipient, from, stanza)?;
+            let id = archive(state, recipient, from, stanza).await?;
             let mut copy = stanza.clone();
             mam::set_stanza_id(&mut copy.element, recipient, &id);
             return Some(copy);
         }
     };
-    if let Some(id) = archive(state, recipient, from, &message) {
+    if let Some(id) = archive(state, recipient, from, &message).await {
         mam::set_stanza_id(&mut message.element, recipient, &id);
     }
     Some(message)
 }
 
+/// The message without the `<stanza-id/>`s that claim to come from the recipient's
+/// archive (XEP-0359 §5); None when it has none. What is left of [`incoming`] with the
+/// archive off: nothing to await.
+pub fn without_forged_ids(stanza: &Stanza, recipient: &BareJid) -> Option<Stanza> {
+    if !stanza.element.children().any(|c| c.is("stanza-id", mam::NS_SID)) {
+        return None;
+    }
+    let mut copy = stanza.clone();
+    mam::strip_stanza_ids(&mut copy.element, recipient).then_some(copy)
+}
+
 /// The sender's side, once the message was accepted: its own archive keeps what it sent.
-pub fn outgoing(state: &ServerState, stanza: &Stanza, sender: &BareJid, to: &Jid) {
+pub async fn outgoing(state: &ServerState, stanza: &Stanza, sender: &BareJid, to: &Jid) {
     // A message to oneself is archived once, as received.
     if to.to_bare() != *sender {
-        archive(state, sender, to, stanza);
+        archive(state, sender, to, stanza).await;
     }
 }

@@ -5,7 +5,7 @@
 pub mod archive;
 
 use super::storage_fault;
-use crate::core::module::{Answer, Hook, Module, Registrar, Request, Scope, Target, Targets, Types};
+use crate::core::module::{Hook, Module, Registrar, Request, Scope, Soon, Target, Targets, Types};
 use crate::core::state::ServerState;
 use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Page};
 use crate::storage::{Storage, StorageError};
@@ -57,17 +57,19 @@ pub const PAGE_BYTES: usize = 1 << 20;
 /// Answers an iq get or set whose payload is in [`NS`], from `sender` to the archive of
 /// `target_owner`. Returns, in order, what the sender gets: the result messages and the
 /// final iq result, or a single iq error.
-pub fn handle(
+pub async fn handle(
     store: &dyn Storage,
     sender: &FullJid,
     target_owner: &BareJid,
     iq: &Element,
     settings: &Settings,
 ) -> Vec<Element> {
-    respond(store, sender, target_owner, iq, settings).unwrap_or_else(|condition| vec![error(iq, sender, condition)])
+    respond(store, sender, target_owner, iq, settings)
+        .await
+        .unwrap_or_else(|condition| vec![error(iq, sender, condition)])
 }
 
-fn respond(
+async fn respond(
     store: &dyn Storage,
     sender: &FullJid,
     owner: &BareJid,
@@ -83,10 +85,10 @@ fn respond(
     let reply = |payload| vec![result(iq, sender, payload)];
     match (payload.name(), get) {
         ("query", true) => Ok(reply(query_form())),
-        ("query", false) => query(store, sender, owner, iq, payload, settings),
-        ("prefs", true) => prefs_get(store, owner, settings).map(reply),
-        ("prefs", false) => prefs_set(store, owner, payload, settings).map(reply),
-        ("metadata", true) => metadata(store, owner).map(reply),
+        ("query", false) => query(store, sender, owner, iq, payload, settings).await,
+        ("prefs", true) => prefs_get(store, owner, settings).await.map(reply),
+        ("prefs", false) => prefs_set(store, owner, payload, settings).await.map(reply),
+        ("metadata", true) => metadata(store, owner).await.map(reply),
         _ => Err(Condition::BadRequest),
     }
 }
@@ -124,7 +126,7 @@ struct Query {
 }
 
 /// §4.1–§4.3: the matching messages, then the `<fin/>`.
-fn query(
+async fn query(
     store: &dyn Storage,
     sender: &FullJid,
     owner: &BareJid,
@@ -133,7 +135,7 @@ fn query(
     settings: &Settings,
 ) -> Result<Vec<Element>, Condition> {
     let query = parse_query(payload, settings)?;
-    let mut page = store.query_archive(owner, &query.archive).map_err(not_found_or_fault)?;
+    let mut page = store.query_archive(owner, &query.archive).await.map_err(not_found_or_fault)?;
     if matches!(query.archive.page, Page::Before(_)) {
         // XEP-0059 §2.3 makes `index` optional. Paging backwards, the newest page's first
         // index plus its size is the count, which clients (slixmpp's RSM iterator) read as
@@ -313,13 +315,13 @@ fn fin(page: &ArchivePage) -> Element {
 }
 
 /// §5: the first and the last entry of the archive.
-fn metadata(store: &dyn Storage, owner: &BareJid) -> Result<Element, Condition> {
-    let edge = |page| {
+async fn metadata(store: &dyn Storage, owner: &BareJid) -> Result<Element, Condition> {
+    let edge = async |page| {
         let query = ArchiveQuery { page, count_up_to: 0, ..ArchiveQuery::all(1) };
-        store.query_archive(owner, &query).map(|p| p.messages.into_iter().next()).map_err(storage_fault)
+        store.query_archive(owner, &query).await.map(|p| p.messages.into_iter().next()).map_err(storage_fault)
     };
     let mut metadata = el("metadata", NS);
-    if let (Some(start), Some(end)) = (edge(Page::After(None))?, edge(Page::Before(None))?) {
+    if let (Some(start), Some(end)) = (edge(Page::After(None)).await?, edge(Page::Before(None)).await?) {
         for (name, message) in [("start", start), ("end", end)] {
             let stamp = stamp(&message);
             metadata.append_child(el(name, NS).with("id", message.id).with("timestamp", stamp));
@@ -329,15 +331,15 @@ fn metadata(store: &dyn Storage, owner: &BareJid) -> Result<Element, Condition> 
 }
 
 /// XEP-0441 §2.1: the stored preferences, or the server's default with empty lists.
-fn prefs_get(store: &dyn Storage, owner: &BareJid, settings: &Settings) -> Result<Element, Condition> {
-    let stored = store.archive_prefs(owner).map_err(storage_fault)?;
+async fn prefs_get(store: &dyn Storage, owner: &BareJid, settings: &Settings) -> Result<Element, Condition> {
+    let stored = store.archive_prefs(owner).await.map_err(storage_fault)?;
     let server_default = ArchivePrefs { default: settings.default, always: Vec::new(), never: Vec::new() };
     Ok(prefs_element(stored.as_deref().unwrap_or(&server_default)))
 }
 
 /// XEP-0441 §2.1: replaces the preferences and answers with them. Lists longer than the
 /// server keeps are refused with `resource-constraint`, and nothing changes.
-fn prefs_set(
+async fn prefs_set(
     store: &dyn Storage,
     owner: &BareJid,
     payload: &Element,
@@ -348,7 +350,7 @@ fn prefs_set(
     if prefs.bytes() > settings.max_prefs_bytes {
         return Err(Condition::ResourceConstraint);
     }
-    store.set_archive_prefs(owner, &prefs).map_err(storage_fault)?;
+    store.set_archive_prefs(owner, &prefs).await.map_err(storage_fault)?;
     Ok(prefs_element(&prefs))
 }
 
@@ -427,14 +429,14 @@ pub fn strip_stanza_ids(message: &mut Element, owner: &BareJid) -> bool {
 /// XEP-0441 §2.1: whether `owner`'s preferences let a conversation with `with` (the `to`
 /// of an outgoing message, the `from` of an incoming one) be archived. Without stored
 /// preferences, `server_default` applies. When in doubt (a storage fault), no.
-pub fn allowed(
+pub async fn allowed(
     store: &dyn Storage,
     owner: &BareJid,
     with: &Jid,
     server_default: crate::storage::archive::Default,
 ) -> bool {
     // Kept in memory by the store: no read, no copy per message.
-    let prefs = match store.archive_prefs(owner) {
+    let prefs = match store.archive_prefs(owner).await {
         Ok(prefs) => prefs,
         Err(e) => {
             tracing::error!(error = %e, "reading archive preferences failed");
@@ -462,12 +464,12 @@ pub fn allowed(
     match default {
         crate::storage::archive::Default::Always => true,
         crate::storage::archive::Default::Never => false,
-        crate::storage::archive::Default::Roster => bare == *owner || on_roster(store, owner, &bare),
+        crate::storage::archive::Default::Roster => bare == *owner || on_roster(store, owner, &bare).await,
     }
 }
 
-fn on_roster(store: &dyn Storage, owner: &BareJid, contact: &BareJid) -> bool {
-    match store.roster_item(owner, contact) {
+async fn on_roster(store: &dyn Storage, owner: &BareJid, contact: &BareJid) -> bool {
+    match store.roster_item(owner, contact).await {
         Ok(item) => item.is_some(),
         Err(e) => {
             tracing::error!(error = %e, "reading the roster failed");
@@ -493,27 +495,41 @@ impl Module for Archive {
             return;
         }
         api.hook(Hook::MessageSent);
-        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| Answer::Now(answer(r)));
+        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| r.later(|r| Soon::later(answer(r))));
         // §7 / XEP-0359 §6: the archive is its owner's alone.
         for feature in [NS, NS_EXTENDED, NS_SID] {
             api.feature(Scope::OwnAccount, feature);
         }
     }
 
-    fn message_to_account(&self, state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Option<Stanza> {
+    fn message_to_account<'a>(
+        &'a self,
+        state: &'a ServerState,
+        stanza: &'a Stanza,
+        owner: &'a BareJid,
+    ) -> Soon<'a, Option<Stanza>> {
         match stanza.kind {
-            crate::xmpp::stanza::Kind::Message(_) => archive::incoming(state, stanza, owner),
-            _ => None,
+            crate::xmpp::stanza::Kind::Message(_) if state.config.archive.enabled => {
+                Soon::later(archive::incoming(state, stanza, owner))
+            }
+            crate::xmpp::stanza::Kind::Message(_) => Soon::ready(archive::without_forged_ids(stanza, owner)),
+            _ => Soon::ready(None),
         }
     }
 
-    fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, to: &Jid) {
-        archive::outgoing(state, stanza, &sender.to_bare(), to);
+    fn message_sent<'a>(
+        &'a self,
+        state: &'a ServerState,
+        sender: &'a FullJid,
+        stanza: &'a Stanza,
+        to: &'a Jid,
+    ) -> Soon<'a, ()> {
+        Soon::later(async move { archive::outgoing(state, stanza, &sender.to_bare(), to).await })
     }
 }
 
 /// A query or preferences request, answered within the room the client has now.
-fn answer(request: &mut Request) -> Vec<Element> {
+async fn answer(request: &Request<'_>) -> Vec<Element> {
     let Target::Account(owner) = request.target else { return Vec::new() };
     let state = request.state;
     let config = &state.config.archive;
@@ -525,7 +541,7 @@ fn answer(request: &mut Request) -> Vec<Element> {
         default: config.default_preference(),
         max_prefs_bytes: state.config.limits.max_archive_prefs_bytes,
     };
-    handle(state.store.as_ref(), request.sender, owner, &request.stanza.element, &settings)
+    handle(state.store.as_ref(), request.sender, owner, &request.stanza.element, &settings).await
 }
 
 #[cfg(test)]
@@ -570,20 +586,21 @@ mod tests {
                      type='chat' id='m{i}'><body>hi {i}</body></message>"
                 );
                 let stamp = 1_278_803_305_000_000 + i as u64 * 1_000_000;
-                store.archive(&bare(ALICE), &bob, stamp, stanza.as_bytes()).expect("archive")
+                store.archive(&bare(ALICE), &bob, stamp, stanza.as_bytes()).at_once().expect("archive")
             })
             .collect();
         (store, ids)
     }
 
     /// Runs one iq from Alice's desk to her own archive.
-    fn ask(store: &SledStore, iq: &str) -> Vec<Element> {
-        handle(store, &desk(), &bare(ALICE), &xml(iq), &settings())
+    async fn ask(store: &SledStore, iq: &str) -> Vec<Element> {
+        handle(store, &desk(), &bare(ALICE), &xml(iq), &settings()).await
     }
 
     /// A query set with the given children of `<query/>`.
-    fn query(store: &SledStore, children: &str) -> Vec<Element> {
+    async fn query(store: &SledStore, children: &str) -> Vec<Element> {
         ask(store, &format!("<iq xmlns='jabber:client' type='set' id='q1'><query xmlns='{NS}'>{children}</query></iq>"))
+            .await
     }
 
     fn form(fields: &str) -> String {
@@ -623,13 +640,14 @@ mod tests {
         error.children().next().expect("condition").name().to_string()
     }
 
-    #[test]
-    fn a_query_sends_each_result_then_the_fin() {
+    #[tokio::test]
+    async fn a_query_sends_each_result_then_the_fin() {
         let (store, ids) = archive_of(2);
         let out = ask(
             &store,
             &format!("<iq xmlns='jabber:client' type='set' id='q1'><query xmlns='{NS}' queryid='f27'/></iq>"),
-        );
+        )
+        .await;
         assert_eq!(out.len(), 3);
         let message = &out[0];
         assert_eq!((message.attr("to"), message.attr("from")), (Some("alice@example.org/desk"), Some(ALICE)));
@@ -653,14 +671,14 @@ mod tests {
         assert_eq!(out[2].attr("to"), Some("alice@example.org/desk"));
     }
 
-    #[test]
-    fn pages_forward_until_complete() {
+    #[tokio::test]
+    async fn pages_forward_until_complete() {
         let (store, ids) = archive_of(5);
         let (mut seen, mut completes, mut after) = (Vec::new(), Vec::new(), None::<String>);
         while completes.last() != Some(&"true".to_string()) && completes.len() < 5 {
             let position = after.as_ref().map(|id| format!("<after>{id}</after>")).unwrap_or_default();
             // A page larger than the server's largest is lowered to it.
-            let out = query(&store, &rsm(&format!("<max>10</max>{position}")));
+            let out = query(&store, &rsm(&format!("<max>10</max>{position}"))).await;
             let (page, fin) = results(&out);
             assert_eq!(rsm_text(fin, "count").as_deref(), Some("5"));
             after = rsm_text(fin, "last");
@@ -671,87 +689,92 @@ mod tests {
         assert_eq!(seen, ids);
     }
 
-    #[test]
-    fn pages_backward_from_the_last_page() {
+    #[tokio::test]
+    async fn pages_backward_from_the_last_page() {
         let (store, ids) = archive_of(5);
-        let out = query(&store, &rsm("<max>2</max><before/>"));
+        let out = query(&store, &rsm("<max>2</max><before/>")).await;
         let (page, fin) = results(&out);
         assert_eq!((page, fin.attr("complete")), (ids[3..].to_vec(), Some("false")));
         let index =
             fin.get_child("set", NS_RSM).and_then(|s| s.get_child("first", NS_RSM)).and_then(|f| f.attr("index"));
         assert_eq!(index, None, "no index paging backward: index + size = count would read as the end");
-        let out = query(&store, &rsm(&format!("<max>2</max><before>{}</before>", ids[1])));
+        let out = query(&store, &rsm(&format!("<max>2</max><before>{}</before>", ids[1]))).await;
         let (page, fin) = results(&out);
         assert_eq!((page, fin.attr("complete")), (ids[..1].to_vec(), Some("true")));
     }
 
-    #[test]
-    fn catches_up_after_an_id_and_between_ids() {
+    #[tokio::test]
+    async fn catches_up_after_an_id_and_between_ids() {
         let (store, ids) = archive_of(5);
-        let out = query(&store, &form(&field("after-id", &ids[2])));
+        let out = query(&store, &form(&field("after-id", &ids[2]))).await;
         assert_eq!(results(&out).0, ids[3..].to_vec());
         let between = format!("{}{}", field("after-id", &ids[0]), field("before-id", &ids[4]));
-        let out = query(&store, &format!("{}{}", form(&between), rsm("<max>5</max>")));
+        let out = query(&store, &format!("{}{}", form(&between), rsm("<max>5</max>"))).await;
         assert_eq!(results(&out).0, ids[1..3].to_vec(), "max lowered to 2");
         let out = query(
             &store,
             &form(&format!("<field var='ids'><value>{}</value><value>{}</value></field>", ids[4], ids[1])),
-        );
+        )
+        .await;
         assert_eq!(results(&out).0, vec![ids[1].clone(), ids[4].clone()]);
-        let out = query(&store, &format!("{}<flip-page xmlns='{NS}'/>", form(&field("after-id", &ids[2]))));
+        let out = query(&store, &format!("{}<flip-page xmlns='{NS}'/>", form(&field("after-id", &ids[2])))).await;
         assert_eq!(results(&out).0, vec![ids[4].clone(), ids[3].clone()], "a flipped page comes newest first");
     }
 
-    #[test]
-    fn filters_by_time_and_with() {
+    #[tokio::test]
+    async fn filters_by_time_and_with() {
         let (store, ids) = archive_of(4);
         let times = format!("{}{}", field("start", "2010-07-10T23:08:26Z"), field("end", "2010-07-11T01:08:27+02:00"));
-        assert_eq!(results(&query(&store, &form(&times))).0, ids[1..3].to_vec(), "inclusive bounds");
-        assert_eq!(results(&query(&store, &form(&field("with", "bob@example.org")))).0.len(), 2, "a page of 2");
-        assert!(results(&query(&store, &form(&field("with", "bob@example.org/laptop")))).0.is_empty());
+        assert_eq!(results(&query(&store, &form(&times)).await).0, ids[1..3].to_vec(), "inclusive bounds");
+        assert_eq!(results(&query(&store, &form(&field("with", "bob@example.org"))).await).0.len(), 2, "a page of 2");
+        assert!(results(&query(&store, &form(&field("with", "bob@example.org/laptop"))).await).0.is_empty());
     }
 
-    #[test]
-    fn only_count_with_max_zero() {
+    #[tokio::test]
+    async fn only_count_with_max_zero() {
         let (store, _) = archive_of(3);
-        let out = query(&store, &rsm("<max>0</max>"));
+        let out = query(&store, &rsm("<max>0</max>")).await;
         let (page, fin) = results(&out);
         assert!(page.is_empty());
         assert_eq!((rsm_text(fin, "count").as_deref(), rsm_text(fin, "first")), (Some("3"), None));
     }
 
-    #[test]
-    fn bad_queries_are_refused() {
+    #[tokio::test]
+    async fn bad_queries_are_refused() {
         let (store, ids) = archive_of(1);
         let bad_request = "bad-request".to_string();
-        assert_eq!(condition(&query(&store, &form(&field("start", "yesterday")))), bad_request);
-        assert_eq!(condition(&query(&store, &rsm("<max>many</max>"))), bad_request);
+        assert_eq!(condition(&query(&store, &form(&field("start", "yesterday"))).await), bad_request);
+        assert_eq!(condition(&query(&store, &rsm("<max>many</max>")).await), bad_request);
         let both = format!("<after>{0}</after><before>{0}</before>", ids[0]);
-        assert_eq!(condition(&query(&store, &rsm(&both))), bad_request);
-        assert_eq!(condition(&query(&store, &form(&field("with", "@@")))), "jid-malformed");
-        assert_eq!(condition(&query(&store, &form(&field("include-groupchat", "true")))), "feature-not-implemented");
-        assert_eq!(condition(&query(&store, &rsm("<index>3</index>"))), "feature-not-implemented");
-        assert_eq!(condition(&query(&store, &rsm("<after>nope</after>"))), "item-not-found");
-        assert_eq!(condition(&query(&store, &rsm("<before>nope</before>"))), "item-not-found");
-        assert_eq!(condition(&query(&store, &form(&field("after-id", "nope")))), "item-not-found");
+        assert_eq!(condition(&query(&store, &rsm(&both)).await), bad_request);
+        assert_eq!(condition(&query(&store, &form(&field("with", "@@"))).await), "jid-malformed");
+        assert_eq!(
+            condition(&query(&store, &form(&field("include-groupchat", "true"))).await),
+            "feature-not-implemented"
+        );
+        assert_eq!(condition(&query(&store, &rsm("<index>3</index>")).await), "feature-not-implemented");
+        assert_eq!(condition(&query(&store, &rsm("<after>nope</after>")).await), "item-not-found");
+        assert_eq!(condition(&query(&store, &rsm("<before>nope</before>")).await), "item-not-found");
+        assert_eq!(condition(&query(&store, &form(&field("after-id", "nope"))).await), "item-not-found");
         let too_many = "<field var='ids'><value>a</value><value>b</value><value>c</value></field>";
-        assert_eq!(condition(&query(&store, &form(too_many))), "policy-violation");
+        assert_eq!(condition(&query(&store, &form(too_many)).await), "policy-violation");
     }
 
-    #[test]
-    fn another_account_archive_is_forbidden() {
+    #[tokio::test]
+    async fn another_account_archive_is_forbidden() {
         let (store, _) = archive_of(1);
         let iq = xml(&format!(
             "<iq xmlns='jabber:client' type='set' id='q1' to='bob@example.org'><query xmlns='{NS}'/></iq>"
         ));
-        let out = handle(&store, &desk(), &bare("bob@example.org"), &iq, &settings());
+        let out = handle(&store, &desk(), &bare("bob@example.org"), &iq, &settings()).await;
         assert_eq!(condition(&out), "forbidden");
     }
 
-    #[test]
-    fn the_form_lists_the_supported_fields() {
+    #[tokio::test]
+    async fn the_form_lists_the_supported_fields() {
         let store = SledStore::temporary().expect("sled");
-        let out = ask(&store, &format!("<iq xmlns='jabber:client' type='get' id='form1'><query xmlns='{NS}'/></iq>"));
+        let out =
+            ask(&store, &format!("<iq xmlns='jabber:client' type='get' id='form1'><query xmlns='{NS}'/></iq>")).await;
         let [reply] = out.as_slice() else { panic!("one reply: {out:?}") };
         assert_eq!((reply.attr("type"), reply.attr("id")), (Some("result"), Some("form1")));
         let form = reply.get_child("query", NS).and_then(|q| q.get_child("x", NS_DATA)).expect("form");
@@ -774,25 +797,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn metadata_gives_the_first_and_last_entries() {
+    #[tokio::test]
+    async fn metadata_gives_the_first_and_last_entries() {
         let store = SledStore::temporary().expect("sled");
         let get = format!("<iq xmlns='jabber:client' type='get' id='md'><metadata xmlns='{NS}'/></iq>");
-        let empty = ask(&store, &get);
+        let empty = ask(&store, &get).await;
         assert_eq!(empty[0].get_child("metadata", NS).map(|m| m.children().count()), Some(0));
         let (store, ids) = archive_of(3);
-        let out = ask(&store, &get);
+        let out = ask(&store, &get).await;
         let metadata = out[0].get_child("metadata", NS).expect("metadata");
         let edge = |name| metadata.get_child(name, NS).and_then(|e| e.attr("id")).map(str::to_string);
         assert_eq!((edge("start"), edge("end")), (Some(ids[0].clone()), Some(ids[2].clone())));
     }
 
-    #[test]
-    fn preferences_round_trip() {
+    #[tokio::test]
+    async fn preferences_round_trip() {
         let store = SledStore::temporary().expect("sled");
         let get = format!("<iq xmlns='jabber:client' type='get' id='p1'><prefs xmlns='{NS}'/></iq>");
         let prefs = |out: &[Element]| out[0].get_child("prefs", NS).expect("prefs").clone();
-        let initial = prefs(&ask(&store, &get));
+        let initial = prefs(&ask(&store, &get).await);
         assert_eq!(initial.attr("default"), Some("always"), "the server default");
         assert!(initial.get_child("always", NS).is_some() && initial.get_child("never", NS).is_some());
 
@@ -801,17 +824,17 @@ mod tests {
              <always><jid>romeo@montague.lit</jid></always><never><jid>montague@montague.lit/x</jid></never>\
              </prefs></iq>"
         );
-        let applied = prefs(&ask(&store, &set));
-        assert_eq!(prefs(&ask(&store, &get)), applied);
+        let applied = prefs(&ask(&store, &set).await);
+        assert_eq!(prefs(&ask(&store, &get).await), applied);
         assert_eq!(applied.attr("default"), Some("roster"));
         let never = applied.get_child("never", NS).and_then(|n| n.get_child("jid", NS)).map(Element::text);
         assert_eq!(never.as_deref(), Some("montague@montague.lit/x"));
-        let stored = store.archive_prefs(&bare(ALICE)).expect("prefs").expect("stored");
+        let stored = store.archive_prefs(&bare(ALICE)).await.expect("prefs").expect("stored");
         assert_eq!(stored.always, vec![Jid::new("romeo@montague.lit").expect("jid")]);
 
         let bad =
             format!("<iq xmlns='jabber:client' type='set' id='p3'><prefs xmlns='{NS}' default='sometimes'/></iq>");
-        assert_eq!(condition(&ask(&store, &bad)), "bad-request");
+        assert_eq!(condition(&ask(&store, &bad).await), "bad-request");
     }
 
     #[test]
@@ -839,8 +862,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn allowed_follows_preferences_and_defaults() {
+    #[tokio::test]
+    async fn allowed_follows_preferences_and_defaults() {
         use crate::storage::archive::Default::{Always, Never, Roster};
         let store = SledStore::temporary().expect("sled");
         let (alice, friend, stranger) = (
@@ -849,26 +872,28 @@ mod tests {
             Jid::new("stranger@example.net").expect("jid"),
         );
         let quota = crate::storage::roster::ListQuota { items: 10, bytes: 1000 };
-        store.put_roster_item(&alice, &RosterItem::new(&friend.to_bare()), quota).expect("roster");
-        let both = |default| (allowed(&store, &alice, &friend, default), allowed(&store, &alice, &stranger, default));
-        assert_eq!(both(Always), (true, true), "no preferences: the server default");
-        assert_eq!(both(Never), (false, false));
-        assert_eq!(both(Roster), (true, false));
-        assert!(allowed(&store, &alice, &Jid::from(alice.clone()), Roster), "notes to self");
+        store.put_roster_item(&alice, &RosterItem::new(&friend.to_bare()), quota).await.expect("roster");
+        let both = async |default| {
+            (allowed(&store, &alice, &friend, default).await, allowed(&store, &alice, &stranger, default).await)
+        };
+        assert_eq!(both(Always).await, (true, true), "no preferences: the server default");
+        assert_eq!(both(Never).await, (false, false));
+        assert_eq!(both(Roster).await, (true, false));
+        assert!(allowed(&store, &alice, &Jid::from(alice.clone()), Roster).await, "notes to self");
 
         let prefs = ArchivePrefs {
             default: Roster,
             always: vec![Jid::new("stranger@example.net").expect("jid")],
             never: vec![Jid::new("friend@example.org/x").expect("jid")],
         };
-        store.set_archive_prefs(&alice, &prefs).expect("prefs");
-        assert_eq!(both(Always), (false, true), "the account's lists, whatever the server default");
+        store.set_archive_prefs(&alice, &prefs).await.expect("prefs");
+        assert_eq!(both(Always).await, (false, true), "the account's lists, whatever the server default");
         let other_resource = Jid::new("friend@example.org/y").expect("jid");
-        assert!(allowed(&store, &alice, &other_resource, Never), "a full listed JID matches only itself");
-        store.set_archive_prefs(&alice, &ArchivePrefs { default: Never, ..prefs }).expect("prefs");
-        assert!(!allowed(&store, &alice, &other_resource, Always));
+        assert!(allowed(&store, &alice, &other_resource, Never).await, "a full listed JID matches only itself");
+        store.set_archive_prefs(&alice, &ArchivePrefs { default: Never, ..prefs }).await.expect("prefs");
+        assert!(!allowed(&store, &alice, &other_resource, Always).await);
         assert!(
-            allowed(&store, &alice, &Jid::new("stranger@example.net/any").expect("jid"), Never),
+            allowed(&store, &alice, &Jid::new("stranger@example.net/any").expect("jid"), Never).await,
             "bare matches all"
         );
     }

@@ -50,15 +50,20 @@ pub fn update(avatar: &Avatar) -> Element {
     el("x", NS_UPDATE).with_child(photo)
 }
 
+/// Whether `stanza` is a presence [`advertise`] adds the avatar to.
+pub fn wanted(stanza: &Stanza) -> bool {
+    stanza.kind == Kind::Presence(PresenceType::Available) && stanza.element.get_child("x", NS_UPDATE).is_none()
+}
+
 /// Adds the account's avatar to an available presence from one of its clients, broadcast
 /// or directed (§4.1: the update goes in both), when the client sent none: a client that
 /// includes `<x xmlns='vcard-temp:x:update'/>`, even empty, speaks for itself (§4.1, §4.3).
 /// An account that never set a vCard advertises nothing. One key read, nothing parsed.
-pub fn advertise(state: &ServerState, owner: &BareJid, stanza: &mut Stanza) {
-    if stanza.kind != Kind::Presence(PresenceType::Available) || stanza.element.get_child("x", NS_UPDATE).is_some() {
+pub async fn advertise(state: &ServerState, owner: &BareJid, stanza: &mut Stanza) {
+    if !wanted(stanza) {
         return;
     }
-    let avatar = match state.store.avatar(owner) {
+    let avatar = match state.store.avatar(owner).await {
         Ok(Some(avatar)) => avatar,
         Ok(None) => return,
         Err(e) => {

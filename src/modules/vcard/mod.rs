@@ -11,10 +11,10 @@
 
 pub mod avatar;
 
-use super::{read_stored, storage_fault, Request, Target};
-use crate::core::module::{refuse, Answer, Hook, Module, Pending, Registrar, Scope, Slots, Targets, Types};
+use super::{storage_fault, stored_xml, Request, Target};
+use crate::core::module::{Hook, Module, Registrar, Scope, Slots, Soon, Targets, Types};
 use crate::core::state::ServerState;
-use crate::xml::{el, writer, Element, ElementExt};
+use crate::xml::{el, writer, Element};
 use crate::xmpp::error::{Condition, StanzaError};
 use crate::xmpp::stanza::Stanza;
 use std::sync::Arc;
@@ -30,8 +30,12 @@ impl Module for Vcard {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("vCard"), NS, Types::Get, Targets::ACCOUNT, get);
-        api.iq(Some("vCard"), NS, Types::Set, Targets::ACCOUNT, |r| set(r).into());
+        api.iq(Some("vCard"), NS, Types::Get, Targets::ACCOUNT, |r| {
+            r.later(|r| Soon::later(async move { vec![get(r).await] }))
+        });
+        api.iq(Some("vCard"), NS, Types::Set, Targets::ACCOUNT, |r| {
+            r.later(|r| Soon::later(async move { vec![set(r).await] }))
+        });
         // §4: the server (it answers for its accounts) and every account support it.
         api.feature(Scope::Server, NS);
         api.feature(Scope::Account, NS);
@@ -39,46 +43,46 @@ impl Module for Vcard {
         api.hook(Hook::Inbound);
     }
 
-    fn inbound(
-        &self,
-        state: &ServerState,
-        sender: &BareJid,
-        stanza: &mut Stanza,
-        _slots: &mut Slots,
-    ) -> Result<(), StanzaError> {
-        avatar::advertise(state, sender, stanza);
-        Ok(())
+    fn inbound<'a>(
+        &'a self,
+        state: &'a ServerState,
+        sender: &'a BareJid,
+        stanza: &'a mut Stanza,
+        _slots: &'a mut Slots,
+    ) -> Soon<'a, Result<(), StanzaError>> {
+        if !avatar::wanted(stanza) {
+            return Soon::ready(Ok(()));
+        }
+        Soon::later(async move {
+            avatar::advertise(state, sender, stanza).await;
+            Ok(())
+        })
     }
 }
 
 /// §3.1 and §3.3: the vCard of the sender's own account, or of another local account.
-fn get(request: &mut Request) -> Answer {
-    let Target::Account(owner) = request.target else { return request.error(Condition::ServiceUnavailable).into() };
+async fn get(request: &Request<'_>) -> Element {
+    let Target::Account(owner) = request.target else { return request.error(Condition::ServiceUnavailable) };
     let own = *owner == request.sender.to_bare();
     // XEP-0191 §3.3: an iq get from someone the owner blocked "SHOULD be"
     // `service-unavailable`, which is also what an account without a vCard answers.
-    if !own && crate::core::privacy::blocks(request.state, owner, &Jid::from(request.sender.clone())) {
-        return request.error(Condition::ServiceUnavailable).into();
+    if !own && crate::core::privacy::blocks(request.state, owner, &Jid::from(request.sender.clone())).await {
+        return request.error(Condition::ServiceUnavailable);
     }
-    let Some(state) = request.state.shared() else { return request.error(Condition::InternalServerError).into() };
-    let (owner, result, stanza) = (owner.clone(), request.result(), request.stanza.clone());
-    Answer::Later(Pending::new(request.stanza, async move {
-        let reply = match read_stored(state, move |state| state.store.vcard(&owner)).await {
-            Ok(Some(vcard)) => result.with_child(vcard),
-            // §3.1 allows an error or an empty vCard for one's own: the empty vCard, so a
-            // client shows an empty form rather than a failure.
-            Ok(None) if own => result.with_child(el("vCard", NS)),
-            // §3.3 (version 1.3.0): `service-unavailable`, the answer for an account that
-            // does not exist (RFC 6121 §8.5.1), so no one learns which accounts exist.
-            Ok(None) => refuse(&stanza, Condition::ServiceUnavailable),
-            Err(condition) => refuse(&stanza, condition),
-        };
-        vec![reply]
-    }))
+    match stored_xml(request.state.store.vcard(owner)).await {
+        Ok(Some(vcard)) => request.result_with(vcard),
+        // §3.1 allows an error or an empty vCard for one's own: the empty vCard, so a
+        // client shows an empty form rather than a failure.
+        Ok(None) if own => request.result_with(el("vCard", NS)),
+        // §3.3 (version 1.3.0): `service-unavailable`, the answer for an account that
+        // does not exist (RFC 6121 §8.5.1), so no one learns which accounts exist.
+        Ok(None) => request.error(Condition::ServiceUnavailable),
+        Err(condition) => request.error(condition),
+    }
 }
 
 /// §3.2: the sender replaces its own vCard; another's is `forbidden`.
-fn set(request: &Request) -> Element {
+async fn set(request: &Request<'_>) -> Element {
     let owner = match request.own_account() {
         Ok(owner) => owner,
         Err(condition) => return request.error(condition),
@@ -95,7 +99,7 @@ fn set(request: &Request) -> Element {
         Ok(avatar) => avatar,
         Err(why) => return request.error_with(Condition::BadRequest, why),
     };
-    match request.state.store.set_vcard(owner, &vcard, &avatar) {
+    match request.state.store.set_vcard(owner, &vcard, &avatar).await {
         Ok(()) => request.result(),
         Err(e) => request.error(storage_fault(e)),
     }

@@ -5,6 +5,7 @@ use super::MemoryStore;
 use crate::storage::archive::ids::{place, stamp_of, Ids, Place};
 use crate::storage::archive::paging::{self, with_matches, Entries, Places, Span};
 use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore, ArchivedMessage};
+use crate::storage::Reply;
 use crate::storage::StorageError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,49 +61,61 @@ impl Entries for View<'_> {
 }
 
 impl ArchiveStore for MemoryStore {
-    fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Result<String, StorageError> {
-        let mut stripe = self.archives.lock(owner.as_str());
-        let archive = stripe.entry(owner.to_string()).or_default();
-        let stamp = stamp_micros.max(archive.newest);
-        archive.newest = stamp;
-        let place = place(stamp, self.next_id());
-        archive.entries.insert(place, Entry { with: with.clone(), stanza: stanza.to_vec() });
-        Ok(self.archive_ids.encode(place))
+    fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Reply<'_, String> {
+        Reply::now(|| {
+            let mut stripe = self.archives.lock(owner.as_str());
+            let archive = stripe.entry(owner.to_string()).or_default();
+            let stamp = stamp_micros.max(archive.newest);
+            archive.newest = stamp;
+            let place = place(stamp, self.next_id());
+            archive.entries.insert(place, Entry { with: with.clone(), stanza: stanza.to_vec() });
+            Ok(self.archive_ids.encode(place))
+        })
     }
 
-    fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Result<ArchivePage, StorageError> {
-        let stripe = self.archives.lock(owner.as_str());
-        let empty = Archive::default();
-        let archive = stripe.get(owner.as_str()).unwrap_or(&empty);
-        paging::query(&View { archive, ids: &self.archive_ids }, query)
+    fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Reply<'_, ArchivePage> {
+        Reply::now(|| {
+            let stripe = self.archives.lock(owner.as_str());
+            let empty = Archive::default();
+            let archive = stripe.get(owner.as_str()).unwrap_or(&empty);
+            paging::query(&View { archive, ids: &self.archive_ids }, query)
+        })
     }
 
-    fn archive_prefs(&self, owner: &BareJid) -> Result<Option<Arc<ArchivePrefs>>, StorageError> {
-        Ok(self.archives.lock(owner.as_str()).get(owner.as_str()).and_then(|archive| archive.prefs.clone()))
+    fn archive_prefs(&self, owner: &BareJid) -> Reply<'_, Option<Arc<ArchivePrefs>>> {
+        Reply::now(|| {
+            Ok(self.archives.lock(owner.as_str()).get(owner.as_str()).and_then(|archive| archive.prefs.clone()))
+        })
     }
 
-    fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Result<(), StorageError> {
-        let mut stripe = self.archives.lock(owner.as_str());
-        stripe.entry(owner.to_string()).or_default().prefs = Some(Arc::new(prefs.clone()));
-        Ok(())
+    fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let mut stripe = self.archives.lock(owner.as_str());
+            stripe.entry(owner.to_string()).or_default().prefs = Some(Arc::new(prefs.clone()));
+            Ok(())
+        })
     }
 
-    fn expire_archive(&self, before_micros: u64) -> Result<u64, StorageError> {
-        let mut expired = 0;
-        // A stripe at a time: appends to archives of other stripes go on meanwhile.
-        self.archives.for_each(|archives| {
-            for archive in archives.values_mut() {
-                let kept = archive.entries.split_off(&place(before_micros, 0));
-                expired += std::mem::replace(&mut archive.entries, kept).len() as u64;
-            }
-        });
-        Ok(expired)
+    fn expire_archive(&self, before_micros: u64) -> Reply<'_, u64> {
+        Reply::now(|| {
+            let mut expired = 0;
+            // A stripe at a time: appends to archives of other stripes go on meanwhile.
+            self.archives.for_each(|archives| {
+                for archive in archives.values_mut() {
+                    let kept = archive.entries.split_off(&place(before_micros, 0));
+                    expired += std::mem::replace(&mut archive.entries, kept).len() as u64;
+                }
+            });
+            Ok(expired)
+        })
     }
 
-    fn delete_archive(&self, owner: &BareJid) -> Result<(), StorageError> {
-        let gone = self.archives.lock(owner.as_str()).remove(owner.as_str());
-        // Freed once the stripe is released: a large archive holds up nobody.
-        drop(gone);
-        Ok(())
+    fn delete_archive(&self, owner: &BareJid) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let gone = self.archives.lock(owner.as_str()).remove(owner.as_str());
+            // Freed once the stripe is released: a large archive holds up nobody.
+            drop(gone);
+            Ok(())
+        })
     }
 }

@@ -3,6 +3,7 @@
 
 use super::MemoryStore;
 use crate::storage::offline::{Batch, OfflineMessage, OfflineStore, Quota, Totals};
+use crate::storage::Reply;
 use crate::storage::StorageError;
 use std::collections::BTreeMap;
 use xmpp_parsers::jid::BareJid;
@@ -46,60 +47,70 @@ impl MemoryStore {
 }
 
 impl OfflineStore for MemoryStore {
-    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
-        self.with_queue(owner, |queue| {
-            if !queue.totals.fits(stanza.len(), quota) {
-                return Err(StorageError::QuotaExceeded(quota.messages));
-            }
-            let seq = self.next_id();
-            queue.append(seq, stanza.to_vec());
-            Ok(seq)
+    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Reply<'_, u64> {
+        Reply::now(|| {
+            self.with_queue(owner, |queue| {
+                if !queue.totals.fits(stanza.len(), quota) {
+                    return Err(StorageError::QuotaExceeded(quota.messages));
+                }
+                let seq = self.next_id();
+                queue.append(seq, stanza.to_vec());
+                Ok(seq)
+            })
         })
     }
 
-    fn offline_count(&self, owner: &BareJid) -> Result<u64, StorageError> {
-        Ok(self.read_queue(owner, |queue| queue.totals.messages()))
+    fn offline_count(&self, owner: &BareJid) -> Reply<'_, u64> {
+        Reply::now(|| Ok(self.read_queue(owner, |queue| queue.totals.messages())))
     }
 
-    fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError> {
-        Ok(self.read_queue(owner, |queue| {
-            let (mut messages, mut size) = (Vec::new(), 0);
-            for (seq, stanza) in &queue.messages {
-                if !batch.takes(messages.len(), size, stanza.len()) {
-                    break;
+    fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Reply<'_, Vec<OfflineMessage>> {
+        Reply::now(|| {
+            Ok(self.read_queue(owner, |queue| {
+                let (mut messages, mut size) = (Vec::new(), 0);
+                for (seq, stanza) in &queue.messages {
+                    if !batch.takes(messages.len(), size, stanza.len()) {
+                        break;
+                    }
+                    size += stanza.len();
+                    messages.push(OfflineMessage { seq: *seq, stanza: stanza.clone() });
                 }
-                size += stanza.len();
-                messages.push(OfflineMessage { seq: *seq, stanza: stanza.clone() });
-            }
-            messages
-        }))
+                messages
+            }))
+        })
     }
 
-    fn offline_message(&self, owner: &BareJid, seq: u64) -> Result<Option<OfflineMessage>, StorageError> {
-        Ok(self.read_queue(owner, |queue| {
-            queue.messages.get(&seq).map(|stanza| OfflineMessage { seq, stanza: stanza.clone() })
-        }))
+    fn offline_message(&self, owner: &BareJid, seq: u64) -> Reply<'_, Option<OfflineMessage>> {
+        Reply::now(|| {
+            Ok(self.read_queue(owner, |queue| {
+                queue.messages.get(&seq).map(|stanza| OfflineMessage { seq, stanza: stanza.clone() })
+            }))
+        })
     }
 
-    fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Result<u64, StorageError> {
-        self.with_queue(owner, |queue| {
-            let mut removed = 0;
-            for seq in seqs {
-                if let Some(old) = queue.messages.remove(seq) {
-                    removed += 1;
+    fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Reply<'_, u64> {
+        Reply::now(|| {
+            self.with_queue(owner, |queue| {
+                let mut removed = 0;
+                for seq in seqs {
+                    if let Some(old) = queue.messages.remove(seq) {
+                        removed += 1;
+                        queue.totals.remove_offline(old.len());
+                    }
+                }
+                Ok(removed)
+            })
+        })
+    }
+
+    fn delete_offline(&self, owner: &BareJid) -> Reply<'_, ()> {
+        Reply::now(|| {
+            self.with_queue(owner, |queue| {
+                for old in std::mem::take(&mut queue.messages).into_values() {
                     queue.totals.remove_offline(old.len());
                 }
-            }
-            Ok(removed)
-        })
-    }
-
-    fn delete_offline(&self, owner: &BareJid) -> Result<(), StorageError> {
-        self.with_queue(owner, |queue| {
-            for old in std::mem::take(&mut queue.messages).into_values() {
-                queue.totals.remove_offline(old.len());
-            }
-            Ok(())
+                Ok(())
+            })
         })
     }
 }

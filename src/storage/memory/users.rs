@@ -2,6 +2,7 @@
 
 use super::{corrupt, MemoryStore};
 use crate::sasl::credentials::StoredCredentials;
+use crate::storage::Reply;
 use crate::storage::{StorageError, UserStore};
 use std::collections::BTreeMap;
 use std::sync::{RwLockReadGuard, RwLockWriteGuard};
@@ -20,41 +21,47 @@ impl MemoryStore {
 }
 
 impl UserStore for MemoryStore {
-    fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError> {
-        let mut users = self.users_mut();
-        if users.contains_key(jid.as_str()) {
-            return Err(StorageError::AlreadyExists(jid.to_string()));
-        }
-        users.insert(jid.to_string(), creds.clone());
-        Ok(())
+    fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let mut users = self.users_mut();
+            if users.contains_key(jid.as_str()) {
+                return Err(StorageError::AlreadyExists(jid.to_string()));
+            }
+            users.insert(jid.to_string(), creds.clone());
+            Ok(())
+        })
     }
 
-    fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError> {
-        let mut users = self.users_mut();
-        let current = users.get_mut(jid.as_str()).ok_or_else(|| StorageError::NotFound(jid.to_string()))?;
-        *current = creds.clone();
-        Ok(())
+    fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let mut users = self.users_mut();
+            let current = users.get_mut(jid.as_str()).ok_or_else(|| StorageError::NotFound(jid.to_string()))?;
+            *current = creds.clone();
+            Ok(())
+        })
     }
 
-    fn delete_user(&self, jid: &BareJid) -> Result<(), StorageError> {
-        let old = self.users_mut().remove(jid.as_str());
-        old.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
+    fn delete_user(&self, jid: &BareJid) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let old = self.users_mut().remove(jid.as_str());
+            old.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
+        })
     }
 
-    fn credentials(&self, jid: &BareJid) -> Result<Option<StoredCredentials>, StorageError> {
-        Ok(self.users().get(jid.as_str()).cloned())
+    fn credentials(&self, jid: &BareJid) -> Reply<'_, Option<StoredCredentials>> {
+        Reply::now(|| Ok(self.users().get(jid.as_str()).cloned()))
     }
 
-    fn user_exists(&self, jid: &BareJid) -> Result<bool, StorageError> {
-        Ok(self.users().contains_key(jid.as_str()))
+    fn user_exists(&self, jid: &BareJid) -> Reply<'_, bool> {
+        Reply::now(|| Ok(self.users().contains_key(jid.as_str())))
     }
 
-    fn list_users(&self) -> Result<Vec<BareJid>, StorageError> {
-        self.users().keys().map(|jid| BareJid::new(jid).map_err(corrupt)).collect()
+    fn list_users(&self) -> Reply<'_, Vec<BareJid>> {
+        Reply::now(|| self.users().keys().map(|jid| BareJid::new(jid).map_err(corrupt)).collect())
     }
 
     /// Nothing is ever written anywhere.
-    fn flush(&self) -> Result<(), StorageError> {
-        Ok(())
+    fn flush(&self) -> Reply<'_, ()> {
+        Reply::now(|| Ok(()))
     }
 }

@@ -14,6 +14,7 @@ use super::{backend, SledStore};
 use crate::storage::archive::ids::{place, stamp_of, Ids, Place};
 use crate::storage::archive::paging::{self, Entries, Places, Span};
 use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore, ArchivedMessage, Default};
+use crate::storage::Reply;
 use crate::storage::StorageError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -148,84 +149,94 @@ impl Entries for View<'_> {
 }
 
 impl ArchiveStore for SledStore {
-    fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Result<String, StorageError> {
-        let owner = owner.as_str();
-        let ids = self.ids()?;
-        let entry = encode_entry(with.as_str(), stanza)?;
-        let bare = with.to_bare();
-        // One append per archive at a time (under its owner's stripe): an id, once seen,
-        // has every earlier entry of its archive stored already, so paging "after" it
-        // misses nothing.
-        let mut newest = self.archive_lock.lock(owner);
-        let seq = self.db.generate_id().map_err(backend)?;
-        let last = match newest.get(owner) {
-            Some(stamp) => *stamp,
-            None => self.newest_stamp(owner)?.unwrap_or(0),
-        };
-        let stamp = stamp_micros.max(last);
-        newest.insert(owner.to_owned(), stamp);
-        let place = place(stamp, seq);
-        let (entry_key, with_key) = (key(&prefix(owner), place), key(&with_prefix(owner, bare.as_str()), place));
-        // Plain inserts (a sled batch or transaction costs a log write of its own), the
-        // indexes first: an index entry whose message is missing is skipped by readers
-        // and removed by expiry, while a message without its indexes would be neither.
-        self.archive_expiry.insert(expiry_key(place, owner), bare.as_str().as_bytes()).map_err(backend)?;
-        self.archive_with.insert(with_key, with.as_str().as_bytes()).map_err(backend)?;
-        self.archive.insert(entry_key, entry).map_err(backend)?;
-        Ok(ids.encode(place))
-    }
-
-    fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Result<ArchivePage, StorageError> {
-        paging::query(&View { store: self, owner: owner.as_str(), ids: self.ids()? }, query)
-    }
-
-    fn archive_prefs(&self, owner: &BareJid) -> Result<Option<Arc<ArchivePrefs>>, StorageError> {
-        let read = || {
-            let value = self.archive_prefs.get(owner.as_str()).map_err(backend)?;
-            value.map(|v| decode_prefs(&v).map(Arc::new)).transpose()
-        };
-        self.prefs_cache.get_or_load(owner.as_str(), prefs_weight, read)
-    }
-
-    fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Result<(), StorageError> {
-        self.archive_prefs.insert(owner.as_str(), encode_prefs(prefs)?).map_err(backend)?;
-        self.prefs_cache.forget(owner.as_str());
-        Ok(())
-    }
-
-    fn expire_archive(&self, before_micros: u64) -> Result<u64, StorageError> {
-        let mut expired = 0;
-        for item in self.archive_expiry.range(..place(before_micros, 0).to_be_bytes()) {
-            let (expiry, with_bare) = item.map_err(backend)?;
-            let place = place_in(expiry.get(..16))?;
-            let owner = std::str::from_utf8(&expiry[16..]).map_err(corrupt)?;
-            let with_bare = std::str::from_utf8(&with_bare).map_err(corrupt)?;
-            // The index first: a crash in between leaves an entry that expires next time.
-            self.archive_with.remove(key(&with_prefix(owner, with_bare), place)).map_err(backend)?;
-            if self.archive.remove(key(&prefix(owner), place)).map_err(backend)?.is_some() {
-                expired += 1;
-            }
-            self.archive_expiry.remove(expiry).map_err(backend)?;
-        }
-        Ok(expired)
-    }
-
-    fn delete_archive(&self, owner: &BareJid) -> Result<(), StorageError> {
-        let owner = owner.as_str();
-        let prefix = prefix(owner);
-        // A chunk at a time under the archive's stripe, released in between: appends to
-        // other archives wait for one chunk at most, never for the whole archive, and an
-        // append to this one that started before the last (empty) look is deleted too.
-        loop {
+    fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Reply<'_, String> {
+        Reply::now(|| {
+            let owner = owner.as_str();
+            let ids = self.ids()?;
+            let entry = encode_entry(with.as_str(), stanza)?;
+            let bare = with.to_bare();
+            // One append per archive at a time (under its owner's stripe): an id, once seen,
+            // has every earlier entry of its archive stored already, so paging "after" it
+            // misses nothing.
             let mut newest = self.archive_lock.lock(owner);
-            if self.delete_chunk(owner, &prefix)? == 0 {
-                newest.remove(owner);
-                break;
+            let seq = self.db.generate_id().map_err(backend)?;
+            let last = match newest.get(owner) {
+                Some(stamp) => *stamp,
+                None => self.newest_stamp(owner)?.unwrap_or(0),
+            };
+            let stamp = stamp_micros.max(last);
+            newest.insert(owner.to_owned(), stamp);
+            let place = place(stamp, seq);
+            let (entry_key, with_key) = (key(&prefix(owner), place), key(&with_prefix(owner, bare.as_str()), place));
+            // Plain inserts (a sled batch or transaction costs a log write of its own), the
+            // indexes first: an index entry whose message is missing is skipped by readers
+            // and removed by expiry, while a message without its indexes would be neither.
+            self.archive_expiry.insert(expiry_key(place, owner), bare.as_str().as_bytes()).map_err(backend)?;
+            self.archive_with.insert(with_key, with.as_str().as_bytes()).map_err(backend)?;
+            self.archive.insert(entry_key, entry).map_err(backend)?;
+            Ok(ids.encode(place))
+        })
+    }
+
+    fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Reply<'_, ArchivePage> {
+        Reply::now(|| paging::query(&View { store: self, owner: owner.as_str(), ids: self.ids()? }, query))
+    }
+
+    fn archive_prefs(&self, owner: &BareJid) -> Reply<'_, Option<Arc<ArchivePrefs>>> {
+        Reply::now(|| {
+            let read = || {
+                let value = self.archive_prefs.get(owner.as_str()).map_err(backend)?;
+                value.map(|v| decode_prefs(&v).map(Arc::new)).transpose()
+            };
+            self.prefs_cache.get_or_load(owner.as_str(), prefs_weight, read)
+        })
+    }
+
+    fn set_archive_prefs(&self, owner: &BareJid, prefs: &ArchivePrefs) -> Reply<'_, ()> {
+        Reply::now(|| {
+            self.archive_prefs.insert(owner.as_str(), encode_prefs(prefs)?).map_err(backend)?;
+            self.prefs_cache.forget(owner.as_str());
+            Ok(())
+        })
+    }
+
+    fn expire_archive(&self, before_micros: u64) -> Reply<'_, u64> {
+        Reply::now(|| {
+            let mut expired = 0;
+            for item in self.archive_expiry.range(..place(before_micros, 0).to_be_bytes()) {
+                let (expiry, with_bare) = item.map_err(backend)?;
+                let place = place_in(expiry.get(..16))?;
+                let owner = std::str::from_utf8(&expiry[16..]).map_err(corrupt)?;
+                let with_bare = std::str::from_utf8(&with_bare).map_err(corrupt)?;
+                // The index first: a crash in between leaves an entry that expires next time.
+                self.archive_with.remove(key(&with_prefix(owner, with_bare), place)).map_err(backend)?;
+                if self.archive.remove(key(&prefix(owner), place)).map_err(backend)?.is_some() {
+                    expired += 1;
+                }
+                self.archive_expiry.remove(expiry).map_err(backend)?;
             }
-        }
-        self.archive_prefs.remove(owner).map_err(backend)?;
-        self.prefs_cache.forget(owner);
-        Ok(())
+            Ok(expired)
+        })
+    }
+
+    fn delete_archive(&self, owner: &BareJid) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let owner = owner.as_str();
+            let prefix = prefix(owner);
+            // A chunk at a time under the archive's stripe, released in between: appends to
+            // other archives wait for one chunk at most, never for the whole archive, and an
+            // append to this one that started before the last (empty) look is deleted too.
+            loop {
+                let mut newest = self.archive_lock.lock(owner);
+                if self.delete_chunk(owner, &prefix)? == 0 {
+                    newest.remove(owner);
+                    break;
+                }
+            }
+            self.archive_prefs.remove(owner).map_err(backend)?;
+            self.prefs_cache.forget(owner);
+            Ok(())
+        })
     }
 }
 
@@ -307,14 +318,14 @@ mod tests {
             (BareJid::new("alice@example.org").expect("jid"), BareJid::new("bob@example.org").expect("jid"));
         let carol = Jid::new("carol@example.org/phone").expect("jid");
         for i in 0..20_000 {
-            store.archive(&alice, &carol, i, b"<message/>").expect("archive");
+            store.archive(&alice, &carol, i, b"<message/>").at_once().expect("archive");
         }
         let index_len = || store.archive_with.scan_prefix(super::prefix("alice@example.org")).count();
         let before = index_len();
         let deleter = {
             let store = store.clone();
             let alice = alice.clone();
-            std::thread::spawn(move || store.delete_archive(&alice))
+            std::thread::spawn(move || store.delete_archive(&alice).at_once())
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while index_len() == before {
@@ -322,45 +333,45 @@ mod tests {
             std::thread::yield_now();
         }
         // The deletion is under way: an append elsewhere goes through before it ends.
-        store.archive(&bob, &carol, 1, b"<message/>").expect("archive");
+        store.archive(&bob, &carol, 1, b"<message/>").at_once().expect("archive");
         let left = store.archive.scan_prefix(super::prefix("alice@example.org")).next().is_some();
         deleter.join().expect("no panic").expect("deleted");
         assert!(store.archive.scan_prefix(super::prefix("alice@example.org")).next().is_none());
         assert!(store.archive_expiry.iter().count() == 1, "only bob's entry keeps an expiry key");
-        assert_eq!(store.query_archive(&bob, &ArchiveQuery::all(5)).expect("query").messages.len(), 1);
+        assert_eq!(store.query_archive(&bob, &ArchiveQuery::all(5)).at_once().expect("query").messages.len(), 1);
         left
     }
 
     /// What every archived message asks is answered from memory once read, and a change
     /// through the store is seen at once.
-    #[test]
-    fn preferences_are_answered_from_memory_and_follow_changes() {
+    #[tokio::test]
+    async fn preferences_are_answered_from_memory_and_follow_changes() {
         use crate::storage::archive::{ArchivePrefs, ArchiveStore, Default};
         let store = super::SledStore::temporary().expect("temporary sled");
         let alice = BareJid::new("alice@example.org").expect("jid");
-        assert!(store.archive_prefs(&alice).expect("prefs").is_none());
+        assert!(store.archive_prefs(&alice).await.expect("prefs").is_none());
         let prefs = ArchivePrefs {
             default: Default::Never,
             always: vec![Jid::new("bob@example.org").expect("jid")],
             never: vec![],
         };
-        store.set_archive_prefs(&alice, &prefs).expect("set");
-        assert_eq!(store.archive_prefs(&alice).expect("prefs").as_deref(), Some(&prefs));
+        store.set_archive_prefs(&alice, &prefs).await.expect("set");
+        assert_eq!(store.archive_prefs(&alice).await.expect("prefs").as_deref(), Some(&prefs));
         assert!(store.prefs_cache.holds("alice@example.org"));
         // Behind the store's back, the tree loses them: memory still answers.
         store.archive_prefs.remove("alice@example.org").expect("raw remove");
-        assert_eq!(store.archive_prefs(&alice).expect("prefs").as_deref(), Some(&prefs));
+        assert_eq!(store.archive_prefs(&alice).await.expect("prefs").as_deref(), Some(&prefs));
         let always = ArchivePrefs { default: Default::Always, ..prefs };
-        store.set_archive_prefs(&alice, &always).expect("set");
-        assert_eq!(store.archive_prefs(&alice).expect("prefs").as_deref(), Some(&always), "seen at once");
-        store.delete_archive(&alice).expect("delete");
-        assert!(store.archive_prefs(&alice).expect("prefs").is_none(), "deleted with the archive");
+        store.set_archive_prefs(&alice, &always).await.expect("set");
+        assert_eq!(store.archive_prefs(&alice).await.expect("prefs").as_deref(), Some(&always), "seen at once");
+        store.delete_archive(&alice).await.expect("delete");
+        assert!(store.archive_prefs(&alice).await.expect("prefs").is_none(), "deleted with the archive");
     }
 
     /// The largest preferences the configuration allows (1 000 JIDs per list, 512 KiB)
     /// still fit in memory.
-    #[test]
-    fn the_largest_preferences_allowed_are_kept_in_memory() {
+    #[tokio::test]
+    async fn the_largest_preferences_allowed_are_kept_in_memory() {
         use crate::storage::archive::{ArchivePrefs, ArchiveStore, Default};
         let store = super::SledStore::temporary().expect("temporary sled");
         let alice = BareJid::new("alice@example.org").expect("jid");
@@ -369,25 +380,25 @@ mod tests {
         };
         let prefs = ArchivePrefs { default: Default::Roster, always: list("a"), never: list("n") };
         assert!(prefs.bytes() <= 512 << 10, "{}", prefs.bytes());
-        store.set_archive_prefs(&alice, &prefs).expect("set");
-        assert!(store.archive_prefs(&alice).expect("prefs").is_some());
+        store.set_archive_prefs(&alice, &prefs).await.expect("set");
+        assert!(store.archive_prefs(&alice).await.expect("prefs").is_some());
         assert!(store.prefs_cache.holds("alice@example.org"));
     }
 
-    #[test]
-    fn ids_survive_a_restart() {
+    #[tokio::test]
+    async fn ids_survive_a_restart() {
         use crate::storage::archive::{ArchiveQuery, ArchiveStore};
         let dir = tempfile::tempdir().expect("temporary directory");
         let owner = xmpp_parsers::jid::BareJid::new("alice@example.org").expect("jid");
         let bob = xmpp_parsers::jid::Jid::new("bob@example.org").expect("jid");
         let id = {
             let store = super::SledStore::open(dir.path()).expect("open");
-            let id = store.archive(&owner, &bob, 1, b"m0").expect("archive");
-            crate::storage::UserStore::flush(&store).expect("flush");
+            let id = store.archive(&owner, &bob, 1, b"m0").await.expect("archive");
+            crate::storage::UserStore::flush(&store).await.expect("flush");
             id
         };
         let store = super::SledStore::open(dir.path()).expect("reopen");
-        let page = store.query_archive(&owner, &ArchiveQuery { ids: vec![id.clone()], ..ArchiveQuery::all(5) });
+        let page = store.query_archive(&owner, &ArchiveQuery { ids: vec![id.clone()], ..ArchiveQuery::all(5) }).await;
         assert_eq!(page.expect("query").messages.first().map(|m| m.id.clone()), Some(id));
     }
 }

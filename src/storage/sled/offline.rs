@@ -5,6 +5,7 @@
 
 use super::{backend, SledStore};
 use crate::storage::offline::{Batch, OfflineMessage, OfflineStore, Quota, Totals};
+use crate::storage::Reply;
 use crate::storage::StorageError;
 use std::collections::HashMap;
 use std::sync::MutexGuard;
@@ -72,62 +73,72 @@ impl SledStore {
 }
 
 impl OfflineStore for SledStore {
-    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Result<u64, StorageError> {
-        self.with_totals(owner, |account| {
-            if !account.fits(stanza.len(), quota) {
-                return Err(StorageError::QuotaExceeded(quota.messages));
-            }
-            let seq = self.db.generate_id().map_err(backend)?;
-            self.offline.insert(key(owner, seq), stanza).map_err(backend)?;
-            account.add_offline(stanza.len());
-            Ok(seq)
-        })
-    }
-
-    fn offline_count(&self, owner: &BareJid) -> Result<u64, StorageError> {
-        self.with_totals(owner, |account| Ok(account.messages()))
-    }
-
-    fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Result<Vec<OfflineMessage>, StorageError> {
-        let prefix = prefix(owner);
-        let (mut messages, mut size) = (Vec::new(), 0);
-        for entry in self.offline.scan_prefix(&prefix) {
-            let (key, value) = entry.map_err(backend)?;
-            if !batch.takes(messages.len(), size, value.len()) {
-                break;
-            }
-            size += value.len();
-            messages.push(OfflineMessage { seq: seq_of(&key, prefix.len())?, stanza: value.to_vec() });
-        }
-        Ok(messages)
-    }
-
-    fn offline_message(&self, owner: &BareJid, seq: u64) -> Result<Option<OfflineMessage>, StorageError> {
-        let value = self.offline.get(key(owner, seq)).map_err(backend)?;
-        Ok(value.map(|v| OfflineMessage { seq, stanza: v.to_vec() }))
-    }
-
-    fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Result<u64, StorageError> {
-        self.with_totals(owner, |account| {
-            let mut removed = 0;
-            for seq in seqs {
-                if let Some(old) = self.offline.remove(key(owner, *seq)).map_err(backend)? {
-                    removed += 1;
-                    account.remove_offline(old.len());
+    fn push_offline(&self, owner: &BareJid, stanza: &[u8], quota: Quota) -> Reply<'_, u64> {
+        Reply::now(|| {
+            self.with_totals(owner, |account| {
+                if !account.fits(stanza.len(), quota) {
+                    return Err(StorageError::QuotaExceeded(quota.messages));
                 }
-            }
-            Ok(removed)
+                let seq = self.db.generate_id().map_err(backend)?;
+                self.offline.insert(key(owner, seq), stanza).map_err(backend)?;
+                account.add_offline(stanza.len());
+                Ok(seq)
+            })
         })
     }
 
-    fn delete_offline(&self, owner: &BareJid) -> Result<(), StorageError> {
-        let prefix = prefix(owner);
-        let mut seqs = Vec::new();
-        for key in self.offline.scan_prefix(&prefix).keys() {
-            seqs.push(seq_of(&key.map_err(backend)?, prefix.len())?);
-        }
-        self.remove_offline(owner, &seqs)?;
-        Ok(())
+    fn offline_count(&self, owner: &BareJid) -> Reply<'_, u64> {
+        Reply::now(|| self.with_totals(owner, |account| Ok(account.messages())))
+    }
+
+    fn offline_batch(&self, owner: &BareJid, batch: Batch) -> Reply<'_, Vec<OfflineMessage>> {
+        Reply::now(|| {
+            let prefix = prefix(owner);
+            let (mut messages, mut size) = (Vec::new(), 0);
+            for entry in self.offline.scan_prefix(&prefix) {
+                let (key, value) = entry.map_err(backend)?;
+                if !batch.takes(messages.len(), size, value.len()) {
+                    break;
+                }
+                size += value.len();
+                messages.push(OfflineMessage { seq: seq_of(&key, prefix.len())?, stanza: value.to_vec() });
+            }
+            Ok(messages)
+        })
+    }
+
+    fn offline_message(&self, owner: &BareJid, seq: u64) -> Reply<'_, Option<OfflineMessage>> {
+        Reply::now(|| {
+            let value = self.offline.get(key(owner, seq)).map_err(backend)?;
+            Ok(value.map(|v| OfflineMessage { seq, stanza: v.to_vec() }))
+        })
+    }
+
+    fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Reply<'_, u64> {
+        Reply::now(|| {
+            self.with_totals(owner, |account| {
+                let mut removed = 0;
+                for seq in seqs {
+                    if let Some(old) = self.offline.remove(key(owner, *seq)).map_err(backend)? {
+                        removed += 1;
+                        account.remove_offline(old.len());
+                    }
+                }
+                Ok(removed)
+            })
+        })
+    }
+
+    fn delete_offline(&self, owner: &BareJid) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let prefix = prefix(owner);
+            let mut seqs = Vec::new();
+            for key in self.offline.scan_prefix(&prefix).keys() {
+                seqs.push(seq_of(&key.map_err(backend)?, prefix.len())?);
+            }
+            self.remove_offline(owner, &seqs).at_once()?;
+            Ok(())
+        })
     }
 }
 
@@ -135,16 +146,19 @@ impl OfflineStore for SledStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn totals_are_counted_again_from_the_queue() {
+    #[tokio::test]
+    async fn totals_are_counted_again_from_the_queue() {
         let store = SledStore::temporary().expect("temporary sled");
         let bob = BareJid::new("bob@example.org").expect("jid");
         let quota = Quota { messages: 10, bytes: 1 << 20 };
-        store.push_offline(&bob, b"12345", quota).expect("push");
-        store.push_offline(&bob, b"678", quota).expect("push");
+        store.push_offline(&bob, b"12345", quota).await.expect("push");
+        store.push_offline(&bob, b"678", quota).await.expect("push");
         store.offline_totals.iter().for_each(|shard| shard.lock().expect("shard").clear()); // as after a restart
-        assert_eq!(store.offline_count(&bob).expect("count"), 2);
+        assert_eq!(store.offline_count(&bob).await.expect("count"), 2);
         let small = Quota { messages: 10, bytes: 10 };
-        assert!(matches!(store.push_offline(&bob, b"123", small), Err(StorageError::QuotaExceeded(_))), "8 + 3 > 10");
+        assert!(
+            matches!(store.push_offline(&bob, b"123", small).await, Err(StorageError::QuotaExceeded(_))),
+            "8 + 3 > 10"
+        );
     }
 }

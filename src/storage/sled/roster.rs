@@ -14,6 +14,7 @@ use crate::storage::roster::{
     BlockList, BlockStore, LastSeen, LastSeenStore, ListQuota, Roster, RosterItem, RosterStore, RosterTotals as Totals,
     SubscriptionRequestStore,
 };
+use crate::storage::Reply;
 use crate::storage::StorageError;
 use sled::transaction::Transactional;
 use std::sync::Arc;
@@ -171,95 +172,115 @@ impl SledStore {
 }
 
 impl RosterStore for SledStore {
-    fn roster(&self, owner: &BareJid) -> Result<Roster, StorageError> {
-        let version = read_version(self.roster_versions.get(owner.as_str()).map_err(backend)?);
-        let mut items = Vec::new();
-        for entry in self.roster.scan_prefix(prefix(owner)) {
-            let (_, value) = entry.map_err(backend)?;
-            items.push(decode_item(&value)?);
-        }
-        Ok(Roster { version, items })
+    fn roster(&self, owner: &BareJid) -> Reply<'_, Roster> {
+        Reply::now(|| {
+            let version = read_version(self.roster_versions.get(owner.as_str()).map_err(backend)?);
+            let mut items = Vec::new();
+            for entry in self.roster.scan_prefix(prefix(owner)) {
+                let (_, value) = entry.map_err(backend)?;
+                items.push(decode_item(&value)?);
+            }
+            Ok(Roster { version, items })
+        })
     }
 
-    fn roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<RosterItem>, StorageError> {
-        let value = self.roster.get(key(owner, contact.as_str())).map_err(backend)?;
-        value.map(|v| decode_item(&v)).transpose()
+    fn roster_item(&self, owner: &BareJid, contact: &BareJid) -> Reply<'_, Option<RosterItem>> {
+        Reply::now(|| {
+            let value = self.roster.get(key(owner, contact.as_str())).map_err(backend)?;
+            value.map(|v| decode_item(&v)).transpose()
+        })
     }
 
-    fn put_roster_item(&self, owner: &BareJid, item: &RosterItem, quota: ListQuota) -> Result<u64, StorageError> {
-        let version = self.change_item(owner, &item.jid, Some(item), Some(quota))?;
-        version.ok_or_else(|| StorageError::Backend("roster write lost".into()))
+    fn put_roster_item(&self, owner: &BareJid, item: &RosterItem, quota: ListQuota) -> Reply<'_, u64> {
+        Reply::now(|| {
+            let version = self.change_item(owner, &item.jid, Some(item), Some(quota))?;
+            version.ok_or_else(|| StorageError::Backend("roster write lost".into()))
+        })
     }
 
-    fn remove_roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<u64>, StorageError> {
-        self.change_item(owner, contact.as_str(), None, None)
+    fn remove_roster_item(&self, owner: &BareJid, contact: &BareJid) -> Reply<'_, Option<u64>> {
+        Reply::now(|| self.change_item(owner, contact.as_str(), None, None))
     }
 
-    fn roster_holders(&self, contact: &BareJid) -> Result<Vec<BareJid>, StorageError> {
-        let prefix = prefix(contact);
-        let mut holders = Vec::new();
-        for entry in self.roster_holders.scan_prefix(&prefix) {
-            let (key, _) = entry.map_err(backend)?;
-            holders.push(jid_after(&key, prefix.len())?);
-        }
-        Ok(holders)
+    fn roster_holders(&self, contact: &BareJid) -> Reply<'_, Vec<BareJid>> {
+        Reply::now(|| {
+            let prefix = prefix(contact);
+            let mut holders = Vec::new();
+            for entry in self.roster_holders.scan_prefix(&prefix) {
+                let (key, _) = entry.map_err(backend)?;
+                holders.push(jid_after(&key, prefix.len())?);
+            }
+            Ok(holders)
+        })
     }
 
-    fn delete_roster(&self, owner: &BareJid) -> Result<(), StorageError> {
-        let prefix = prefix(owner);
-        for entry in self.roster.scan_prefix(&prefix) {
-            let (key, _) = entry.map_err(backend)?;
-            let contact = std::str::from_utf8(&key[prefix.len()..]).map_err(corrupt)?;
-            self.change_item(owner, contact, None, None)?;
-        }
-        for entry in self.roster_pending.scan_prefix(&prefix) {
-            self.roster_pending.remove(entry.map_err(backend)?.0).map_err(backend)?;
-        }
-        self.unblock(owner, &[])?;
-        self.roster_totals.remove(owner.as_str()).map_err(backend)?;
-        self.roster_versions.remove(owner.as_str()).map_err(backend)?;
-        self.last_seen.remove(owner.as_str()).map_err(backend)?;
-        Ok(())
+    fn delete_roster(&self, owner: &BareJid) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let prefix = prefix(owner);
+            for entry in self.roster.scan_prefix(&prefix) {
+                let (key, _) = entry.map_err(backend)?;
+                let contact = std::str::from_utf8(&key[prefix.len()..]).map_err(corrupt)?;
+                self.change_item(owner, contact, None, None)?;
+            }
+            for entry in self.roster_pending.scan_prefix(&prefix) {
+                self.roster_pending.remove(entry.map_err(backend)?.0).map_err(backend)?;
+            }
+            self.unblock(owner, &[]).at_once()?;
+            self.roster_totals.remove(owner.as_str()).map_err(backend)?;
+            self.roster_versions.remove(owner.as_str()).map_err(backend)?;
+            self.last_seen.remove(owner.as_str()).map_err(backend)?;
+            Ok(())
+        })
     }
 }
 
 impl SubscriptionRequestStore for SledStore {
-    fn put_pending_in(&self, owner: &BareJid, contact: &BareJid, request: &str) -> Result<(), StorageError> {
-        self.roster_pending.insert(key(owner, contact.as_str()), request.as_bytes()).map_err(backend)?;
-        Ok(())
+    fn put_pending_in(&self, owner: &BareJid, contact: &BareJid, request: &str) -> Reply<'_, ()> {
+        Reply::now(|| {
+            self.roster_pending.insert(key(owner, contact.as_str()), request.as_bytes()).map_err(backend)?;
+            Ok(())
+        })
     }
 
-    fn remove_pending_in(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
-        Ok(self.roster_pending.remove(key(owner, contact.as_str())).map_err(backend)?.is_some())
+    fn remove_pending_in(&self, owner: &BareJid, contact: &BareJid) -> Reply<'_, bool> {
+        Reply::now(|| Ok(self.roster_pending.remove(key(owner, contact.as_str())).map_err(backend)?.is_some()))
     }
 
-    fn pending_request(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<String>, StorageError> {
-        let value = self.roster_pending.get(key(owner, contact.as_str())).map_err(backend)?;
-        value.map(|v| String::from_utf8(v.to_vec()).map_err(corrupt)).transpose()
+    fn pending_request(&self, owner: &BareJid, contact: &BareJid) -> Reply<'_, Option<String>> {
+        Reply::now(|| {
+            let value = self.roster_pending.get(key(owner, contact.as_str())).map_err(backend)?;
+            value.map(|v| String::from_utf8(v.to_vec()).map_err(corrupt)).transpose()
+        })
     }
 
-    fn pending_in(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
-        let prefix = prefix(owner);
-        let mut pending = Vec::new();
-        for entry in self.roster_pending.scan_prefix(&prefix) {
-            let (key, value) = entry.map_err(backend)?;
-            let request = String::from_utf8(value.to_vec()).map_err(corrupt)?;
-            pending.push((jid_after(&key, prefix.len())?, request));
-        }
-        Ok(pending)
+    fn pending_in(&self, owner: &BareJid) -> Reply<'_, Vec<(BareJid, String)>> {
+        Reply::now(|| {
+            let prefix = prefix(owner);
+            let mut pending = Vec::new();
+            for entry in self.roster_pending.scan_prefix(&prefix) {
+                let (key, value) = entry.map_err(backend)?;
+                let request = String::from_utf8(value.to_vec()).map_err(corrupt)?;
+                pending.push((jid_after(&key, prefix.len())?, request));
+            }
+            Ok(pending)
+        })
     }
 }
 
 impl LastSeenStore for SledStore {
-    fn set_last_seen(&self, owner: &BareJid, last: &LastSeen) -> Result<(), StorageError> {
-        let value = serde_json::to_vec(last).map_err(corrupt)?;
-        self.last_seen.insert(owner.as_str(), value).map_err(backend)?;
-        Ok(())
+    fn set_last_seen(&self, owner: &BareJid, last: &LastSeen) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let value = serde_json::to_vec(last).map_err(corrupt)?;
+            self.last_seen.insert(owner.as_str(), value).map_err(backend)?;
+            Ok(())
+        })
     }
 
-    fn last_seen(&self, owner: &BareJid) -> Result<Option<LastSeen>, StorageError> {
-        let value = self.last_seen.get(owner.as_str()).map_err(backend)?;
-        value.map(|v| serde_json::from_slice(&v).map_err(corrupt)).transpose()
+    fn last_seen(&self, owner: &BareJid) -> Reply<'_, Option<LastSeen>> {
+        Reply::now(|| {
+            let value = self.last_seen.get(owner.as_str()).map_err(backend)?;
+            value.map(|v| serde_json::from_slice(&v).map_err(corrupt)).transpose()
+        })
     }
 }
 
@@ -269,46 +290,52 @@ fn block_list_weight(list: &Arc<BlockList>) -> usize {
 }
 
 impl BlockStore for SledStore {
-    fn block(&self, owner: &BareJid, jids: &[String], quota: ListQuota) -> Result<Vec<String>, StorageError> {
-        // One writer per list at a time: the quota holds against a concurrent block.
-        let _writer = self.block_writes.lock(owner.as_str());
-        if !self.blocked(owner)?.unwrap_or_default().takes(jids, quota) {
-            return Err(StorageError::QuotaExceeded(quota.items as u64));
-        }
-        let added = self.blocking.adding(owner, || {
-            let mut added = Vec::new();
-            for jid in jids {
-                if self.blocklist.insert(key(owner, jid), &[]).map_err(backend)?.is_none() {
-                    added.push(jid.clone());
+    fn block(&self, owner: &BareJid, jids: &[String], quota: ListQuota) -> Reply<'_, Vec<String>> {
+        Reply::now(|| {
+            // One writer per list at a time: the quota holds against a concurrent block.
+            let _writer = self.block_writes.lock(owner.as_str());
+            if !self.blocked(owner).at_once()?.unwrap_or_default().takes(jids, quota) {
+                return Err(StorageError::QuotaExceeded(quota.items as u64));
+            }
+            let added = self.blocking.adding(owner, || {
+                let mut added = Vec::new();
+                for jid in jids {
+                    if self.blocklist.insert(key(owner, jid), &[]).map_err(backend)?.is_none() {
+                        added.push(jid.clone());
+                    }
+                }
+                Ok(added)
+            });
+            self.block_cache.forget(owner.as_str());
+            added
+        })
+    }
+
+    fn unblock(&self, owner: &BareJid, jids: &[String]) -> Reply<'_, Vec<String>> {
+        Reply::now(|| {
+            let _writer = self.block_writes.lock(owner.as_str());
+            let targets = if jids.is_empty() { self.read_blocklist(owner)?.sorted() } else { jids.to_vec() };
+            let mut removed = Vec::new();
+            for jid in targets {
+                if self.blocklist.remove(key(owner, &jid)).map_err(backend)?.is_some() {
+                    removed.push(jid);
                 }
             }
-            Ok(added)
-        });
-        self.block_cache.forget(owner.as_str());
-        added
+            self.block_cache.forget(owner.as_str());
+            self.blocking.forget_if_empty(owner, &self.blocklist)?;
+            Ok(removed)
+        })
     }
 
-    fn unblock(&self, owner: &BareJid, jids: &[String]) -> Result<Vec<String>, StorageError> {
-        let _writer = self.block_writes.lock(owner.as_str());
-        let targets = if jids.is_empty() { self.read_blocklist(owner)?.sorted() } else { jids.to_vec() };
-        let mut removed = Vec::new();
-        for jid in targets {
-            if self.blocklist.remove(key(owner, &jid)).map_err(backend)?.is_some() {
-                removed.push(jid);
+    fn blocked(&self, owner: &BareJid) -> Reply<'_, Option<Arc<BlockList>>> {
+        Reply::now(|| {
+            if !self.blocking.has_list(owner) {
+                return Ok(None);
             }
-        }
-        self.block_cache.forget(owner.as_str());
-        self.blocking.forget_if_empty(owner, &self.blocklist)?;
-        Ok(removed)
-    }
-
-    fn blocked(&self, owner: &BareJid) -> Result<Option<Arc<BlockList>>, StorageError> {
-        if !self.blocking.has_list(owner) {
-            return Ok(None);
-        }
-        let read = || self.read_blocklist(owner).map(Arc::new);
-        let list = self.block_cache.get_or_load(owner.as_str(), block_list_weight, read)?;
-        Ok(Some(list).filter(|list| !list.is_empty()))
+            let read = || self.read_blocklist(owner).map(Arc::new);
+            let list = self.block_cache.get_or_load(owner.as_str(), block_list_weight, read)?;
+            Ok(Some(list).filter(|list| !list.is_empty()))
+        })
     }
 }
 
@@ -365,71 +392,71 @@ mod tests {
 
     const ROOMY: ListQuota = ListQuota { items: 10_000, bytes: 1 << 20 };
 
-    #[test]
-    fn block_lists_are_known_again_after_a_restart() {
+    #[tokio::test]
+    async fn block_lists_are_known_again_after_a_restart() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (alice, bob) = (jid("alice@localhost"), jid("bob@localhost"));
         {
             let store = SledStore::open(dir.path()).expect("open");
-            store.block(&alice, &["spam@example.org".to_owned()], ROOMY).expect("block");
-            store.block(&bob, &["x@example.org".to_owned()], ROOMY).expect("block");
-            store.unblock(&bob, &[]).expect("unblock all");
+            store.block(&alice, &["spam@example.org".to_owned()], ROOMY).await.expect("block");
+            store.block(&bob, &["x@example.org".to_owned()], ROOMY).await.expect("block");
+            store.unblock(&bob, &[]).await.expect("unblock all");
         }
         let store = SledStore::open(dir.path()).expect("reopen");
-        assert_eq!(store.blocklist(&alice).expect("list"), vec!["spam@example.org".to_owned()]);
-        assert!(store.blocklist(&bob).expect("list").is_empty());
+        assert_eq!(store.blocklist(&alice).await.expect("list"), vec!["spam@example.org".to_owned()]);
+        assert!(store.blocklist(&bob).await.expect("list").is_empty());
     }
 
     /// What every stanza asks is answered from memory once read, and a change through
     /// the store is seen at once.
-    #[test]
-    fn a_block_list_is_answered_from_memory_and_follows_changes() {
+    #[tokio::test]
+    async fn a_block_list_is_answered_from_memory_and_follows_changes() {
         let store = SledStore::temporary().expect("temporary sled");
         let alice = jid("alice@localhost");
-        store.block(&alice, &["spam@example.org".to_owned()], ROOMY).expect("block");
-        assert!(store.blocked(&alice).expect("read").is_some_and(|l| l.contains("spam@example.org")));
+        store.block(&alice, &["spam@example.org".to_owned()], ROOMY).await.expect("block");
+        assert!(store.blocked(&alice).await.expect("read").is_some_and(|l| l.contains("spam@example.org")));
         assert!(store.block_cache.holds("alice@localhost"));
         // Behind the store's back, the tree loses the item: memory still answers.
         store.blocklist.remove(key(&alice, "spam@example.org")).expect("raw remove");
-        assert!(store.blocked(&alice).expect("read").is_some_and(|l| l.contains("spam@example.org")));
+        assert!(store.blocked(&alice).await.expect("read").is_some_and(|l| l.contains("spam@example.org")));
         // Writes through the store are seen at once.
-        store.block(&alice, &["more@example.org".to_owned()], ROOMY).expect("block");
-        let list = store.blocked(&alice).expect("read").expect("a list");
+        store.block(&alice, &["more@example.org".to_owned()], ROOMY).await.expect("block");
+        let list = store.blocked(&alice).await.expect("read").expect("a list");
         assert!(list.contains("more@example.org") && !list.contains("spam@example.org"), "read again: {list:?}");
-        store.unblock(&alice, &["more@example.org".to_owned()]).expect("unblock");
-        assert!(store.blocked(&alice).expect("read").is_none());
+        store.unblock(&alice, &["more@example.org".to_owned()]).await.expect("unblock");
+        assert!(store.blocked(&alice).await.expect("read").is_none());
     }
 
     /// The largest block list the configuration allows (10 000 JIDs, 1 MiB) still fits in
     /// memory: it is never read from the tree per stanza.
-    #[test]
-    fn the_largest_block_list_allowed_is_kept_in_memory() {
+    #[tokio::test]
+    async fn the_largest_block_list_allowed_is_kept_in_memory() {
         let store = SledStore::temporary().expect("temporary sled");
         let alice = jid("alice@localhost");
         let jids: Vec<String> = (0..10_000).map(|i| format!("{i:05}{}@example.org", "x".repeat(87))).collect();
         let most = ListQuota { items: 10_000, bytes: 1 << 20 };
-        store.block(&alice, &jids, most).expect("fits the quota");
-        assert_eq!(store.blocked(&alice).expect("read").map(|l| l.len()), Some(10_000));
+        store.block(&alice, &jids, most).await.expect("fits the quota");
+        assert_eq!(store.blocked(&alice).await.expect("read").map(|l| l.len()), Some(10_000));
         assert!(store.block_cache.holds("alice@localhost"));
     }
 
-    #[test]
-    fn roster_indexes_are_built_for_an_older_database() {
+    #[tokio::test]
+    async fn roster_indexes_are_built_for_an_older_database() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (alice, bob, carol) = (jid("alice@localhost"), jid("bob@localhost"), jid("carol@localhost"));
         {
             let store = SledStore::open(dir.path()).expect("open");
-            store.put_roster_item(&alice, &RosterItem::new(&bob), ROOMY).expect("put");
-            store.put_roster_item(&carol, &RosterItem::new(&bob), ROOMY).expect("put");
+            store.put_roster_item(&alice, &RosterItem::new(&bob), ROOMY).await.expect("put");
+            store.put_roster_item(&carol, &RosterItem::new(&bob), ROOMY).await.expect("put");
             // As a database written before the indexes existed.
             store.roster_totals.clear().expect("clear");
             store.roster_holders.clear().expect("clear");
             store.db.remove(INDEXES_BUILT).expect("unmark");
         }
         let store = SledStore::open(dir.path()).expect("reopen");
-        assert_eq!(store.roster_holders(&bob).expect("holders"), vec![alice.clone(), carol]);
+        assert_eq!(store.roster_holders(&bob).await.expect("holders"), vec![alice.clone(), carol]);
         let one = ListQuota { items: 1, bytes: 1 << 20 };
-        let second = store.put_roster_item(&alice, &RosterItem::new(&jid("dave@localhost")), one);
+        let second = store.put_roster_item(&alice, &RosterItem::new(&jid("dave@localhost")), one).await;
         assert!(matches!(second, Err(StorageError::QuotaExceeded(_))), "alice's item was counted: {second:?}");
     }
 }

@@ -1,5 +1,6 @@
 use super::{backend, SledStore};
 use crate::sasl::credentials::StoredCredentials;
+use crate::storage::Reply;
 use crate::storage::{StorageError, UserStore};
 use xmpp_parsers::jid::BareJid;
 
@@ -15,49 +16,60 @@ fn decode(bytes: &[u8]) -> Result<StoredCredentials, StorageError> {
 }
 
 impl UserStore for SledStore {
-    fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError> {
-        let swapped =
-            self.users.compare_and_swap(jid.as_str(), None::<&[u8]>, Some(encode(creds)?)).map_err(backend)?;
-        swapped.map_err(|_| StorageError::AlreadyExists(jid.to_string()))
+    fn create_user(&self, jid: &BareJid, creds: &StoredCredentials) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let swapped =
+                self.users.compare_and_swap(jid.as_str(), None::<&[u8]>, Some(encode(creds)?)).map_err(backend)?;
+            swapped.map_err(|_| StorageError::AlreadyExists(jid.to_string()))
+        })
     }
 
-    fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Result<(), StorageError> {
-        let value = encode(creds)?;
-        let updated = self.users.fetch_and_update(jid.as_str(), |old| old.map(|_| value.clone())).map_err(backend)?;
-        updated.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
+    fn set_credentials(&self, jid: &BareJid, creds: &StoredCredentials) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let value = encode(creds)?;
+            let updated =
+                self.users.fetch_and_update(jid.as_str(), |old| old.map(|_| value.clone())).map_err(backend)?;
+            updated.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
+        })
     }
 
-    fn delete_user(&self, jid: &BareJid) -> Result<(), StorageError> {
-        let old = self.users.remove(jid.as_str()).map_err(backend)?;
-        old.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
+    fn delete_user(&self, jid: &BareJid) -> Reply<'_, ()> {
+        Reply::now(|| {
+            let old = self.users.remove(jid.as_str()).map_err(backend)?;
+            old.map(|_| ()).ok_or_else(|| StorageError::NotFound(jid.to_string()))
+        })
     }
 
-    fn credentials(&self, jid: &BareJid) -> Result<Option<StoredCredentials>, StorageError> {
-        let value = self.users.get(jid.as_str()).map_err(backend)?;
-        value.map(|bytes| decode(&bytes)).transpose()
+    fn credentials(&self, jid: &BareJid) -> Reply<'_, Option<StoredCredentials>> {
+        Reply::now(|| {
+            let value = self.users.get(jid.as_str()).map_err(backend)?;
+            value.map(|bytes| decode(&bytes)).transpose()
+        })
     }
 
     /// Asked for every message to an offline account: a key lookup, nothing decoded.
-    fn user_exists(&self, jid: &BareJid) -> Result<bool, StorageError> {
-        self.users.contains_key(jid.as_str()).map_err(backend)
+    fn user_exists(&self, jid: &BareJid) -> Reply<'_, bool> {
+        Reply::now(|| self.users.contains_key(jid.as_str()).map_err(backend))
     }
 
-    fn list_users(&self) -> Result<Vec<BareJid>, StorageError> {
-        let mut users = Vec::new();
-        for entry in self.users.iter() {
-            let (key, _) = entry.map_err(backend)?;
-            let text = std::str::from_utf8(&key).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            users.push(BareJid::new(text).map_err(|e| StorageError::Corrupt(e.to_string()))?);
-        }
-        Ok(users)
+    fn list_users(&self) -> Reply<'_, Vec<BareJid>> {
+        Reply::now(|| {
+            let mut users = Vec::new();
+            for entry in self.users.iter() {
+                let (key, _) = entry.map_err(backend)?;
+                let text = std::str::from_utf8(&key).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                users.push(BareJid::new(text).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+            }
+            Ok(users)
+        })
     }
 
-    fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush().map(|_| ()).map_err(backend)
+    fn flush(&self) -> Reply<'_, ()> {
+        Reply::now(|| self.db.flush().map(|_| ()).map_err(backend))
     }
 
     /// A write of one small key: after an I/O error sled refuses every write at once.
-    fn check(&self) -> Result<(), StorageError> {
-        self.db.insert(HEALTH_KEY, &[]).map(|_| ()).map_err(backend)
+    fn check(&self) -> Reply<'_, ()> {
+        Reply::now(|| self.db.insert(HEALTH_KEY, &[]).map(|_| ()).map_err(backend))
     }
 }

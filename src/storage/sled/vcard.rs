@@ -4,6 +4,7 @@
 
 use super::{backend, tx_error, SledStore};
 use crate::storage::vcard::{Avatar, VcardStore};
+use crate::storage::Reply;
 use crate::storage::StorageError;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 use xmpp_parsers::jid::BareJid;
@@ -24,31 +25,35 @@ fn decode(bytes: &[u8]) -> Result<Avatar, StorageError> {
 }
 
 impl VcardStore for SledStore {
-    fn vcard(&self, owner: &BareJid) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.vcards.get(owner.as_str()).map_err(backend)?.map(|v| v.to_vec()))
+    fn vcard(&self, owner: &BareJid) -> Reply<'_, Option<Vec<u8>>> {
+        Reply::now(|| Ok(self.vcards.get(owner.as_str()).map_err(backend)?.map(|v| v.to_vec())))
     }
 
-    fn avatar(&self, owner: &BareJid) -> Result<Option<Avatar>, StorageError> {
-        self.vcard_avatars.get(owner.as_str()).map_err(backend)?.map(|v| decode(&v)).transpose()
+    fn avatar(&self, owner: &BareJid) -> Reply<'_, Option<Avatar>> {
+        Reply::now(|| self.vcard_avatars.get(owner.as_str()).map_err(backend)?.map(|v| decode(&v)).transpose())
     }
 
-    fn set_vcard(&self, owner: &BareJid, vcard: &[u8], avatar: &Avatar) -> Result<(), StorageError> {
-        (&self.vcards, &self.vcard_avatars)
-            .transaction(|(vcards, avatars)| {
-                vcards.insert(owner.as_str(), vcard)?;
-                avatars.insert(owner.as_str(), encode(avatar))?;
-                Ok::<(), ConflictableTransactionError<StorageError>>(())
-            })
-            .map_err(tx_error)
+    fn set_vcard(&self, owner: &BareJid, vcard: &[u8], avatar: &Avatar) -> Reply<'_, ()> {
+        Reply::now(|| {
+            (&self.vcards, &self.vcard_avatars)
+                .transaction(|(vcards, avatars)| {
+                    vcards.insert(owner.as_str(), vcard)?;
+                    avatars.insert(owner.as_str(), encode(avatar))?;
+                    Ok::<(), ConflictableTransactionError<StorageError>>(())
+                })
+                .map_err(tx_error)
+        })
     }
 
-    fn delete_vcard(&self, owner: &BareJid) -> Result<(), StorageError> {
-        (&self.vcards, &self.vcard_avatars)
-            .transaction(|(vcards, avatars)| {
-                vcards.remove(owner.as_str())?;
-                avatars.remove(owner.as_str())?;
-                Ok::<(), ConflictableTransactionError<StorageError>>(())
-            })
-            .map_err(tx_error)
+    fn delete_vcard(&self, owner: &BareJid) -> Reply<'_, ()> {
+        Reply::now(|| {
+            (&self.vcards, &self.vcard_avatars)
+                .transaction(|(vcards, avatars)| {
+                    vcards.remove(owner.as_str())?;
+                    avatars.remove(owner.as_str())?;
+                    Ok::<(), ConflictableTransactionError<StorageError>>(())
+                })
+                .map_err(tx_error)
+        })
     }
 }

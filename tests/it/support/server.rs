@@ -65,7 +65,7 @@ impl TestServer {
     }
 
     async fn launch(config: Config, dir: TempDir) -> TestServer {
-        let server = Server::start(config.clone()).await.expect("server starts");
+        let server = start(&config).await.expect("server starts");
         TestServer::from_server(server, config, dir)
     }
 
@@ -89,10 +89,10 @@ impl TestServer {
     }
 
     /// Creates an account; `jid` is a bare JID such as `alice@localhost`.
-    pub fn add_user(&self, jid: &str, password: &str) {
+    pub async fn add_user(&self, jid: &str, password: &str) {
         let creds = StoredCredentials::derive(password, ITERATIONS).expect("derive credentials");
         let jid = BareJid::new(jid).expect("valid bare JID");
-        self.server().users().create_user(&jid, &creds).expect("create user");
+        self.server().users().create_user(&jid, &creds).await.expect("create user");
     }
 
     /// Sends one request to the running server's admin socket.
@@ -122,7 +122,7 @@ impl TestServer {
         // until then sled's lock is held.
         let deadline = tokio::time::Instant::now() + super::TIMEOUT;
         loop {
-            match Server::start(config.clone()).await {
+            match start(&config).await {
                 Ok(server) => return TestServer::from_server(server, config, dir),
                 Err(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -202,4 +202,15 @@ impl TestServer {
         }
         client
     }
+}
+
+/// Starts a server on `config`; with `STANZAD_TEST_STORE=later`, over its store answering
+/// later, as a store across a network does (`storage::later`).
+async fn start(config: &Config) -> Result<Server, stanzad::server::ServerError> {
+    let later = std::env::var("STANZAD_TEST_STORE").is_ok_and(|store| store == "later");
+    let wrap = |store| match later {
+        true => std::sync::Arc::new(stanzad::storage::later::Later::new(store)) as _,
+        false => store,
+    };
+    Server::start_with(config.clone(), wrap).await
 }
