@@ -62,8 +62,8 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 
 /// Carries out one request: the same code whether the server runs (the admin socket) or
 /// not (the command line, with a `ServerState` over the store that nobody is connected
-/// to). It reads and writes storage at length: run it off the async workers. The caller
-/// makes it durable before answering.
+/// to). It reads and writes storage at length: the caller runs it on the blocking pool
+/// (`carry_out`) and makes it durable before answering.
 pub async fn execute(state: &ServerState, request: Request) -> Response {
     let users = state.store.as_ref();
     let (hosts, iterations) = (&state.config.hosts, state.config.auth.scram_iterations);

@@ -1283,7 +1283,9 @@ fn check_output(actions: &[crate::c2s::session::Action], what: &str) {
 pub fn stanza(data: &[u8]) {
     // A runtime per input for the storage flusher task, which never runs: dropping the
     // runtime drops the task and with it the input's database.
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("a tokio runtime");
+    // Its clock serves the limit on modules' later answers (`Pending`), which are resolved
+    // as the session task resolves them.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a tokio runtime");
     let _entered = rt.enter();
     stanza_in_runtime(data);
 }
@@ -1338,6 +1340,7 @@ fn stanza_in_runtime(data: &[u8]) {
         now += std::time::Duration::from_secs(1);
         let (alice, _, _) = &mut sessions[0];
         let actions = block_on(alice.handle(&state, element, now));
+        let actions = block_on(alice.resolved(actions));
         check_output(&actions, "handle");
         ended = actions.iter().any(|a| matches!(a, Action::End(_)));
 

@@ -10,7 +10,6 @@ use crate::core::revocation::Generation;
 use crate::core::state::ServerState;
 use crate::core::{BindRefused, Control, SessionHandle};
 use crate::sasl::{self, ChannelBindings, CredentialLookup, Exchange, Mechanism, SaslError, Step};
-use crate::storage::Storage;
 use crate::xml::framer::{Frame, Limits};
 use crate::xml::{el, writer, Element, ElementExt, NS_BIND, NS_CLIENT, NS_SASL, NS_TLS};
 use crate::xmpp::error::{Condition, StanzaError};
@@ -264,18 +263,19 @@ impl<'a> Negotiation<'a> {
         }
     }
 
-    /// Runs one step and keeps the exchange, on the blocking pool: a step may wait there
-    /// for the store's credentials (the mechanisms are synchronous), and PLAIN derives a key
-    /// from the password (PBKDF2), a few at a time, never on the workers that serve every
-    /// other connection.
+    /// Runs one step and keeps the exchange. The credentials the step will look up are
+    /// fetched first (the store may answer later; the mechanisms are synchronous). PLAIN
+    /// derives a key from the password (PBKDF2): that runs on the blocking pool, a few at a
+    /// time, never on the workers that serve every other connection.
     async fn step(&mut self, mut exchange: Exchange, input: Option<Vec<u8>>) -> Step {
-        let lookup = self.lookup();
-        let _permit = match exchange.mechanism() {
-            Mechanism::Plain => match self.c2s.kdf_permits.acquire().await {
-                Ok(permit) => Some(permit),
-                Err(_) => return Step::Failure(SaslError::TemporaryAuthFailure),
-            },
-            _ => None,
+        let lookup = self.lookup(exchange.username_in(input.as_deref())).await;
+        if exchange.mechanism() != Mechanism::Plain {
+            let step = exchange.step(input.as_deref(), &lookup);
+            self.exchange = Some(exchange);
+            return step;
+        }
+        let Ok(_permit) = self.c2s.kdf_permits.acquire().await else {
+            return Step::Failure(SaslError::TemporaryAuthFailure);
         };
         let work = tokio::task::spawn_blocking(move || {
             let step = exchange.step(input.as_deref(), &lookup);
@@ -293,10 +293,20 @@ impl<'a> Negotiation<'a> {
         }
     }
 
-    fn lookup(&self) -> Lookup {
+    /// What the step's credential lookup answers: the credentials of `username`, fetched
+    /// now.
+    async fn lookup(&self, username: Option<String>) -> Lookup {
+        let domain = self.domain.clone().unwrap_or_default();
+        let jid = username.as_deref().and_then(|name| account(name, &domain));
+        let fetched = match jid {
+            Some(jid) => self.state.store.credentials(&jid).await.map_err(|e| {
+                tracing::error!(error = %e, "credential lookup failed");
+            }),
+            None => Ok(None),
+        };
         Lookup {
-            store: self.state.store.clone(),
-            domain: self.domain.clone().unwrap_or_default(),
+            fetched: username.map(|name| (name, fetched)),
+            domain,
             iterations: self.state.config.auth.scram_iterations,
         }
     }
@@ -308,7 +318,7 @@ impl<'a> Negotiation<'a> {
         authzid: Option<&str>,
         additional: Option<Vec<u8>>,
     ) -> Result<bool, StreamEnd> {
-        let Some(user) = self.lookup().jid(username) else {
+        let Some(user) = account(username, self.domain.as_deref().unwrap_or_default()) else {
             self.on_sasl_failure(conn, SaslError::NotAuthorized).await?;
             return Ok(false);
         };
@@ -360,7 +370,7 @@ impl<'a> Negotiation<'a> {
     /// The account the current exchange is about, whether or not it exists: a name that
     /// earned a delay only when it exists would tell which names do.
     fn attempted_user(&self) -> Option<BareJid> {
-        self.lookup().jid(self.exchange.as_ref()?.authcid()?)
+        account(self.exchange.as_ref()?.authcid()?, self.domain.as_deref().unwrap_or_default())
     }
 
     fn throttle_keys(&self, user: Option<&BareJid>) -> Vec<String> {
@@ -479,12 +489,14 @@ impl<'a> Negotiation<'a> {
         let registration = Registration::new(self.state.clone(), jid.clone(), handle.id, mailbox);
         if let Some(old) = replaced {
             tracing::info!(jid = %jid, "resource conflict: replacing the older session");
-            if old.priority.is_some() {
+            // Out of the router already, the predecessor is told to go whatever happens
+            // next, even if this negotiation ends while the broadcast below awaits.
+            let replaced = Replaced { registry: registry.as_ref(), old };
+            if replaced.old.priority.is_some() {
                 // The predecessor leaves now, before its successor can announce itself.
                 let unavailable = el("presence", NS_CLIENT).with("type", "unavailable");
                 crate::core::presence::broadcast(self.state, &jid, &unavailable, None).await;
             }
-            registry.control(&old, Control::Replaced);
         }
         Ok(Bound { jid, handle, registration })
     }
@@ -494,29 +506,43 @@ fn generated_resource() -> String {
     format!("stanzad-{}", &super::wire::new_stream_id()[..12])
 }
 
-/// SASL usernames are localparts of the stream's domain.
+/// Tells a session that a new one took its JID (`Control::Replaced`) when dropped.
+struct Replaced<'a> {
+    registry: &'a dyn crate::core::Registry,
+    old: crate::core::Resource,
+}
+
+impl Drop for Replaced<'_> {
+    fn drop(&mut self) {
+        self.registry.control(&self.old, Control::Replaced);
+    }
+}
+
+/// The account a SASL username names: a localpart of the stream's domain.
+fn account(username: &str, domain: &str) -> Option<BareJid> {
+    let jid = BareJid::new(&format!("{username}@{domain}")).ok()?;
+    (jid.node().is_some() && jid.domain().as_str() == domain).then_some(jid)
+}
+
+/// The credentials one step looks up, fetched before it (`Negotiation::lookup`).
 struct Lookup {
-    store: std::sync::Arc<dyn Storage>,
+    /// The username and what the store answered for it.
+    fetched: Option<(String, Result<Option<sasl::credentials::StoredCredentials>, ()>)>,
     domain: String,
     iterations: u32,
 }
 
-impl Lookup {
-    fn jid(&self, username: &str) -> Option<BareJid> {
-        let jid = BareJid::new(&format!("{username}@{}", self.domain)).ok()?;
-        (jid.node().is_some() && jid.domain().as_str() == self.domain).then_some(jid)
-    }
-}
-
 impl CredentialLookup for Lookup {
-    /// Called on the blocking pool, where the exchange runs (`step`): it waits there for
-    /// the store, whatever the backend.
+    /// The fetched answer; a name nobody fetched (the engine asks only for the one
+    /// `username_in` gave) is a fault, never a guess.
     fn lookup(&self, username: &str) -> Result<Option<sasl::credentials::StoredCredentials>, ()> {
-        let Some(jid) = self.jid(username) else {
-            return Ok(None);
-        };
-        let credentials = tokio::runtime::Handle::current().block_on(self.store.credentials(&jid));
-        credentials.map_err(|e| tracing::error!(error = %e, "credential lookup failed"))
+        match &self.fetched {
+            Some((name, fetched)) if name == username => fetched.clone(),
+            _ => {
+                tracing::error!("SASL looked up a name that was not fetched");
+                Err(())
+            }
+        }
     }
 
     /// Unknown users get the iteration count real accounts have, so they look alike.
@@ -525,7 +551,7 @@ impl CredentialLookup for Lookup {
     }
 
     fn canonical(&self, username: &str) -> String {
-        match self.jid(username).as_ref().and_then(|jid| jid.node()) {
+        match account(username, &self.domain).as_ref().and_then(|jid| jid.node()) {
             Some(node) => node.to_string(),
             None => username.to_owned(),
         }
@@ -578,6 +604,30 @@ pub(crate) mod tests {
         let jid = alice.with_resource_str("r").expect("jid");
         assert!(matches!(negotiation.bind(jid).await, Err(BindRefused::NotAdmitted(Control::PasswordChanged))));
         assert!(!state.registry.is_online(&alice));
+    }
+
+    /// A negotiation that ends (its deadline, shutdown) while its bind awaits the store for
+    /// the unavailable presence of the session it replaces still tells that session to go:
+    /// it is out of the router already, and would otherwise stay connected and unreachable.
+    #[tokio::test]
+    async fn a_replaced_session_is_told_even_if_the_bind_is_cancelled() {
+        use crate::storage::UserStore;
+        let store = crate::storage::memory::MemoryStore::new();
+        let alice = BareJid::new("alice@localhost").expect("jid");
+        let creds = crate::sasl::credentials::StoredCredentials::derive("pw", 4096).expect("derive");
+        store.create_user(&alice, &creds).at_once().expect("account");
+        let later = crate::storage::later::Later::new(Arc::new(store));
+        let state = ServerState::new(crate::config::Config::default(), Arc::new(later), Default::default());
+        let jid = alice.with_resource_str("r").expect("jid");
+        let (old, mut old_mailbox) = state.registry.channels(8, 1 << 20);
+        state.registry.bind(jid.clone(), old.clone());
+        let presence = Arc::new(el("presence", NS_CLIENT));
+        state.registry.set_presence(&jid, old.id, Some((0, presence)));
+        let negotiation = authenticated(&state);
+        let mut bind = Box::pin(negotiation.bind(jid));
+        assert!(futures::poll!(&mut bind).is_pending(), "the broadcast awaits the store");
+        drop(bind);
+        assert!(matches!(old_mailbox.control.try_recv(), Some(Control::Replaced)));
     }
 
     /// A `<resume/>` read before the change was noticed is not handed to the session.

@@ -573,6 +573,7 @@ impl Session {
             self.go_unavailable(state, &unavailable).await;
         }
         state.registry.unbind(&self.jid, self.id);
+        let _ = state.modules.session_event(module::SessionEvent::Ended, &mut self.slots);
         let resume_id = self.sm.as_ref().and_then(|sm| sm.resume_id.as_deref());
         if let (Some(id), Some(resumable)) = (resume_id, &self.resumable) {
             let keep = Duration::from_secs(state.config.stream_management.resume_timeout_secs.max(60));

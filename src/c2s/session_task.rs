@@ -105,7 +105,7 @@ async fn serve(
                 link.abort().await; // what it held is in the unacknowledged queue
                 let window = session.resume_window();
                 tracing::info!(wait_secs = window.as_secs(), "connection lost: waiting for resumption");
-                session.detach();
+                session.detach(state);
                 Box::pin(hibernate(state, session, inputs, Instant::now() + window)).await
             }
             Detached::Ended(end) => {
@@ -124,7 +124,7 @@ async fn serve(
                 // XEP-0198 §5: the old stream learns why, if it can still hear it.
                 let conflict = link.framing.error(StreamCondition::Conflict.name(), Some("resumed elsewhere"));
                 let _ = Box::pin(link.close(Some(conflict), Duration::from_millis(200), inputs.shutdown)).await;
-                session.detach();
+                session.detach(state);
                 let deadline = Instant::now() + session.resume_window();
                 match Box::pin(take_over(state, session, resumption)).await {
                     Some(new_link) => Ok(new_link),

@@ -25,6 +25,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
@@ -204,14 +205,29 @@ impl Pending {
         Pending { replies: Box::pin(replies), request: request.clone() }
     }
 
+    /// Most late answers still at work at once, server-wide: beyond, a late one is dropped
+    /// where it stands (a store that hangs does not pile up tasks without end).
+    pub const OVERDUE: usize = 1024;
+
     /// The replies, or the answer for them once the limit passed. The work goes on then,
-    /// its replies unsent: a change half made is not left half made.
+    /// on a task of its own, its replies unsent, so that a change is not left half made
+    /// (up to [`OVERDUE`](Self::OVERDUE) such tasks).
     pub async fn replies(mut self) -> Vec<Element> {
+        static OVERDUE: AtomicUsize = AtomicUsize::new(0);
         match tokio::time::timeout(Self::LIMIT, &mut self.replies).await {
             Ok(replies) => replies,
             Err(_) => {
                 tracing::warn!(limit = ?Self::LIMIT, "a module's answer took too long: refused for it");
-                tokio::spawn(self.replies);
+                if OVERDUE.fetch_add(1, Ordering::Relaxed) < Self::OVERDUE {
+                    let work = self.replies;
+                    tokio::spawn(async move {
+                        work.await;
+                        OVERDUE.fetch_sub(1, Ordering::Relaxed);
+                    });
+                } else {
+                    OVERDUE.fetch_sub(1, Ordering::Relaxed);
+                    tracing::error!(max = Self::OVERDUE, "too many late answers at work: this one is dropped");
+                }
                 vec![refuse(&self.request, Condition::ResourceConstraint)]
             }
         }
@@ -267,10 +283,22 @@ pub enum Hook {
     MessageDelivered,
     MessageSent,
     Delivering,
+    SessionEvents,
 }
 
 impl Hook {
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
+}
+
+/// What happens to a bound session in its life ([`Module::session_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Its connection is gone; it waits for a resumption (XEP-0198 §5).
+    Hibernated,
+    /// A new connection resumed it (XEP-0198 §5).
+    Resumed,
+    /// It ends, for whatever reason.
+    Ended,
 }
 
 /// What a module makes of a delivery to one session ([`Module::delivering`]).
@@ -335,6 +363,12 @@ pub trait Module: Send + Sync + 'static {
     /// `slots`): the module may keep it for later ([`Delivering::Held`]).
     fn delivering(&self, _delivery: &Delivery, _slots: &mut Slots) -> Delivering {
         Delivering::Pass
+    }
+
+    /// Something happened to one of the sessions (its module state in `slots`): what to
+    /// write to its client now (nothing after `Ended`).
+    fn session_event(&self, _event: SessionEvent, _slots: &mut Slots) -> Vec<Vec<u8>> {
+        Vec::new()
     }
 
     /// A top-level element from a bound client, not a stanza, in a namespace this module
@@ -534,6 +568,12 @@ impl Modules {
             }
         }
         Delivering::Pass
+    }
+
+    /// What the modules write to a session's client after `event`, in registration order.
+    pub fn session_event(&self, event: SessionEvent, slots: &mut Slots) -> Vec<Vec<u8>> {
+        let modules = &self.hooks[Hook::SessionEvents as usize];
+        modules.iter().flat_map(|module| module.session_event(event, slots)).collect()
     }
 
     /// The answer of the module that took `element`'s namespace; None when none did.

@@ -147,7 +147,11 @@ async fn contacts_presence(state: &ServerState, user: &FullJid, dialect_session:
         let available = state.registry.available(&contact);
         if available.is_empty() {
             let unavailable = unavailable_from(&Jid::from(contact.clone()), &Jid::from(user.clone()));
-            let last = state.store.last_seen(&contact).await.ok().flatten().filter(|_| dialect_session);
+            // Only a dialect session is told when a contact was last seen: no read otherwise.
+            let last = match dialect_session {
+                true => state.store.last_seen(&contact).await.ok().flatten(),
+                false => None,
+            };
             answers.push(match last {
                 Some(last) => dialect::with_last(&unavailable, last.at),
                 None => unavailable,

@@ -9,8 +9,8 @@ use crate::xml::{el, Element};
 use crate::xmpp::error::{Condition, StanzaError};
 use xmpp_parsers::jid::{BareJid, Jid};
 
-/// Whether `owner` blocked `other`. Asked for every stanza to or from `owner`: the store
-/// answers from memory, and nothing is allocated.
+/// Whether `owner` blocked `other`. Asked for every stanza to or from `owner`: sled and
+/// memory answer from memory at once, and nothing is allocated.
 pub async fn blocks(state: &ServerState, owner: &BareJid, other: &Jid) -> bool {
     match state.store.blocked(owner).await {
         Ok(Some(list)) => on_list(&list, other),

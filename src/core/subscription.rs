@@ -395,7 +395,8 @@ pub async fn roster_removed(
 
 /// An account is being deleted: it leaves the roster of every account that holds it (not
 /// only its own contacts'), so a later account of the same name inherits nothing. Reads
-/// the reverse index and writes rosters: run it off the async workers.
+/// the reverse index and writes rosters at length (`admin::execute` runs it on the
+/// blocking pool).
 pub async fn forget_account(state: &ServerState, owner: &BareJid) -> Result<(), StorageError> {
     for contact in related_accounts(state, owner).await? {
         let pair = lock_pair(state, owner, &contact).await;

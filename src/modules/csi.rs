@@ -7,7 +7,7 @@
 //! presence held per session, in a slot that exists only while the client is inactive.
 
 use crate::core::held::Held;
-use crate::core::module::{Delivering, Hook, Module, Registrar, Slots};
+use crate::core::module::{Delivering, Hook, Module, Registrar, SessionEvent, Slots};
 use crate::core::Delivery;
 use crate::xml::Element;
 use std::sync::Arc;
@@ -31,6 +31,18 @@ impl Module for ClientState {
         api.stream_feature(&format!("<csi xmlns='{NS}'/>"));
         api.element(NS);
         api.hook(Hook::Delivering);
+        api.hook(Hook::SessionEvents);
+    }
+
+    /// §5.2: the state is not restored when a stream is resumed: the resumed stream is
+    /// active, and what was held goes out.
+    fn session_event(&self, event: SessionEvent, slots: &mut Slots) -> Vec<Vec<u8>> {
+        match event {
+            SessionEvent::Resumed => {
+                slots.remove::<Inactive>().map(|mut inactive| inactive.held.take()).unwrap_or_default()
+            }
+            SessionEvent::Hibernated | SessionEvent::Ended => Vec::new(),
+        }
     }
 
     /// §5: `<inactive/>` holds presence updates; `<active/>` releases them. Anything else
@@ -86,5 +98,16 @@ mod tests {
         assert!(slots.get::<Inactive>().is_none(), "nothing kept once active");
         let bogus: Element = format!("<sleepy xmlns='{NS}'/>").parse().expect("xml");
         assert!(csi.element(&bogus, &mut slots).is_err());
+    }
+
+    #[test]
+    fn a_resumed_stream_is_active_again() {
+        let (csi, mut slots) = (ClientState, Slots::default());
+        let inactive: Element = format!("<inactive xmlns='{NS}'/>").parse().expect("xml");
+        csi.element(&inactive, &mut slots).expect("inactive");
+        assert_eq!(csi.delivering(&presence("a@x/r"), &mut slots), Delivering::Held(Vec::new()));
+        assert!(csi.session_event(SessionEvent::Hibernated, &mut slots).is_empty(), "still inactive");
+        assert_eq!(csi.session_event(SessionEvent::Resumed, &mut slots).len(), 1, "what was held goes out");
+        assert_eq!(csi.delivering(&presence("a@x/r"), &mut slots), Delivering::Pass, "active after resumption");
     }
 }

@@ -286,6 +286,17 @@ impl Exchange {
         matches!(self.state, State::Done)
     }
 
+    /// The username the next [`step`](Self::step) with `input` will look up, if it looks
+    /// one up: the caller can fetch the credentials first (from a store that answers
+    /// later) and answer the step's lookup with them.
+    pub fn username_in(&self, input: Option<&[u8]>) -> Option<String> {
+        match (&self.state, input) {
+            (State::Scram(s), Some(input)) => s.username_in(input),
+            (State::Plain(_), Some(input)) => plain::username_in(input),
+            _ => None,
+        }
+    }
+
     /// Feed the decoded initial response / response. `None` = no initial
     /// response was sent; `Some(&[])` = a zero-length one (`=` in XML).
     /// After `Success`/`Failure` every further step is `Failure(MalformedRequest)`.
@@ -472,5 +483,22 @@ mod tests {
         assert!(ex.is_finished());
         assert_eq!(ex.step(Some(b"\0user\0pencil"), &l), Step::Failure(SaslError::MalformedRequest));
         assert_eq!(ex.step(None, &l), Step::Failure(SaslError::MalformedRequest));
+    }
+
+    /// What a step will look up is known before it runs, so that a caller can fetch the
+    /// credentials first; and it is the very name the step then asks for.
+    #[test]
+    fn the_name_a_step_looks_up_is_known_before_it() {
+        let l = MemLookup::with("user", "pencil");
+        let plain = Exchange::start(Mechanism::Plain, ChannelBindings::default(), true, false);
+        assert_eq!(plain.username_in(Some(b"\0user\0pencil")), Some("user".into()));
+        assert_eq!(plain.username_in(Some(b"garbage")), None);
+        let mut scram = Exchange::start(Mechanism::ScramSha256, ChannelBindings::default(), true, false);
+        assert_eq!(scram.username_in(None), None);
+        let first = b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL";
+        assert_eq!(scram.username_in(Some(first)), Some("user".into()));
+        assert!(matches!(scram.step(Some(first), &l), Step::Challenge(_)));
+        assert_eq!(scram.authcid(), Some("user"));
+        assert_eq!(scram.username_in(Some(b"c=biws,r=x,p=y")), None, "the final message looks nothing up");
     }
 }

@@ -55,6 +55,12 @@ fn parse(msg: &[u8]) -> Result<PlainMessage<'_>, SaslError> {
     Ok(PlainMessage { authzid: (!authzid.is_empty()).then_some(authzid), authcid, password })
 }
 
+/// The prepared username of a PLAIN message, which the step looks up.
+pub(crate) fn username_in(msg: &[u8]) -> Option<String> {
+    let m = parse(msg).ok()?;
+    saslprep(m.authcid).ok().filter(|name| !name.is_empty())
+}
+
 fn authenticate(msg: &[u8], lookup: &dyn CredentialLookup) -> Result<Step, SaslError> {
     let m = parse(msg)?;
     // A name or password that cannot be SASLprepped can match no account.

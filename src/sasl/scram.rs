@@ -84,6 +84,16 @@ impl ScramServer {
         result.unwrap_or_else(Step::Failure)
     }
 
+    /// The name the next step would look up: the prepared username of a client-first
+    /// message, when one is due.
+    pub(crate) fn username_in(&self, input: &[u8]) -> Option<String> {
+        if !matches!(self.state, ScramState::Initial | ScramState::AwaitingClientFirst) || input.is_empty() {
+            return None;
+        }
+        let cf = parse_client_first(std::str::from_utf8(input).ok()?).ok()?;
+        saslprep(&cf.username).ok().filter(|name| !name.is_empty())
+    }
+
     /// Parse client-first, look the user up, build server-first.
     fn client_first(&self, input: &[u8], lookup: &dyn CredentialLookup) -> Result<(Pending, Vec<u8>), SaslError> {
         let text = std::str::from_utf8(input).map_err(|_| SaslError::MalformedRequest)?;

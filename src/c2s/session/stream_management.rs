@@ -5,6 +5,7 @@ use super::sm::{self, StreamManagement, TooHigh, Unacked};
 use super::{Action, Session};
 use crate::c2s::error::{StreamCondition, StreamEnd};
 use crate::c2s::resume::{self, failed};
+use crate::core::module;
 use crate::core::state::ServerState;
 use crate::xml::Element;
 use tokio::time::Instant;
@@ -104,8 +105,13 @@ impl Session {
     }
 
     /// The connection is gone; the session waits for a resumption.
-    pub fn detach(&mut self) {
+    pub fn detach(&mut self, state: &ServerState) {
         self.detached = true;
+        let unwritable = state.modules.session_event(module::SessionEvent::Hibernated, &mut self.slots);
+        if !unwritable.is_empty() {
+            // Nothing can be written without a connection: a module's mistake.
+            tracing::error!(stanzas = unwritable.len(), "a module wrote to a hibernating session; dropped");
+        }
     }
 
     /// XEP-0198 §5: the client got `h` of our stanzas. Returns `<resumed/>`, every stanza it
@@ -127,7 +133,11 @@ impl Session {
         self.last_inbound = now;
         self.ping = None;
         self.detached = false;
-        let mut due = self.release_held();
+        // Modules first (CSI: a resumed stream is active): what they held is older than
+        // what was held while detached.
+        let modules = state.modules.session_event(module::SessionEvent::Resumed, &mut self.slots);
+        let mut due: Vec<Action> = modules.into_iter().map(|bytes| Action::Write(bytes.into())).collect();
+        due.extend(self.release_held());
         due.extend(self.paced_if_waiting(state).await);
         actions.extend(self.track(due, None, now));
         Ok(actions)

@@ -746,7 +746,7 @@ async fn while_detached_presence_waits_and_only_the_latest_follows_the_resumptio
     alice.resumable = Some(crate::c2s::resume::Resumable { sender, registry: Default::default() });
     let enabled = writes(&handle(&mut alice, &state, xml("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"), now).await);
     assert!(enabled[0].attr("id").is_some(), "resumable");
-    alice.detach();
+    alice.detach(&state);
     let presence = |show: &str| {
         let p = format!("<presence xmlns='jabber:client' from='bob@localhost/b'><show>{show}</show></presence>");
         Delivery::Bytes(p.into_bytes().into())
@@ -762,4 +762,30 @@ async fn while_detached_presence_waits_and_only_the_latest_follows_the_resumptio
     assert_eq!(resumed[2].get_child("show", NS_CLIENT).map(|s| s.text()).as_deref(), Some("dnd"));
     assert!(alice.refuse_resumption(9).is_some(), "h beyond what was sent");
     assert!(alice.refuse_resumption(2).is_none());
+}
+
+/// XEP-0352 §5.2: the client state is not restored when a stream is resumed. Presence the
+/// inactive client did not get comes after `<resumed/>`, older than what waited while the
+/// connection was gone, and the resumed stream gets presence at once.
+#[tokio::test]
+async fn a_resumed_stream_is_active_and_gets_what_was_held_for_it() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let (sender, _resumptions) = crate::core::signal::channel();
+    alice.resumable = Some(crate::c2s::resume::Resumable { sender, registry: Default::default() });
+    handle(&mut alice, &state, xml("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"), now).await;
+    assert!(handle(&mut alice, &state, xml("<inactive xmlns='urn:xmpp:csi:0'/>"), now).await.is_empty());
+    let presence = |from: &str| {
+        let p = format!("<presence xmlns='jabber:client' from='{from}'/>");
+        Delivery::Bytes(p.into_bytes().into())
+    };
+    assert!(writes(&alice.deliver(&state, &presence("bob@localhost/b"), now).await).is_empty(), "inactive");
+    alice.detach(&state);
+    assert!(writes(&alice.deliver(&state, &presence("carol@localhost/c"), now).await).is_empty(), "inactive");
+
+    let resumed = writes(&alice.resume(&state, 0, now).await.expect("resumed"));
+    let from: Vec<Option<&str>> = resumed.iter().map(|e| e.attr("from")).collect();
+    assert_eq!(from, vec![None, Some("bob@localhost/b"), Some("carol@localhost/c")]);
+    assert_eq!(writes(&alice.deliver(&state, &presence("bob@localhost/b"), now).await).len(), 1, "active");
 }
