@@ -177,7 +177,14 @@ impl Server {
                 "storage failed: stopping; start the server again once the cause is fixed (disk space, say)"
             ),
         }
+        // The last drop of a sled store flushes it. After an I/O error that flush may
+        // never return (most likely racing sled's own flusher thread, sled #1308): a
+        // server that stopped for a failed store was seen not to exit. So after a failure
+        // one handle is kept for good, no thread drops the last one, and the process
+        // exits; everything was flushed, or failed to be, through the flusher already.
+        let store = failed.is_some().then(|| self.store.clone());
         let clean = self.shutdown().await;
+        std::mem::forget(store);
         match (failed, clean) {
             (Some(why), _) => Err(format!("storage failed: {why}")),
             (None, false) => Err("sessions were still open at exit: what they held may be lost".into()),
