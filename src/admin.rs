@@ -237,10 +237,9 @@ pub async fn carry_out(state: Arc<ServerState>, request: Request) -> Response {
         _ => None,
     };
     let worker = state.clone();
-    let response =
-        tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(execute(&worker, request)))
-            .await
-            .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
+    let response = crate::storage::on_blocking_pool(async move { execute(&worker, request).await })
+        .await
+        .unwrap_or_else(|e| Response::Failed(format!("internal error: {e}")));
     if let Some((jid, why)) = ended {
         // A deletion that failed after the account went still ends its sessions.
         let gone = why == Control::AccountDeleted && !state.store.user_exists(&jid).await.unwrap_or(true);

@@ -268,8 +268,7 @@ async fn expire_archive(state: Arc<ServerState>) {
         let cutoff = now.saturating_sub(Duration::from_secs(days * 86_400)).as_micros() as u64;
         let store = state.store.clone();
         // A long scan of an embedded store: on the blocking pool.
-        let expiry = move || tokio::runtime::Handle::current().block_on(store.expire_archive(cutoff));
-        match tokio::task::spawn_blocking(expiry).await {
+        match crate::storage::on_blocking_pool(async move { store.expire_archive(cutoff).await }).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(messages = n, days, "archived messages past retention deleted"),
             Ok(Err(e)) => tracing::error!(error = %e, "archive expiry failed"),

@@ -165,6 +165,12 @@ impl Request<'_> {
     }
 }
 
+/// A later answer of one reply: `request.later(|r| one_reply(handle(r)))` for an
+/// `async fn handle(&Request) -> Element`.
+pub fn one_reply<'r>(reply: impl Future<Output = Element> + Send + 'r) -> Soon<'r, Vec<Element>> {
+    Soon::later(async move { vec![reply.await] })
+}
+
 /// The `result` to an iq from `sender` (RFC 6120 §8.2.3: same id, from whom it was to).
 pub fn result_to(sender: &FullJid, stanza: &Stanza) -> Element {
     crate::xmpp::stanza::result_reply(&stanza.element, Some(sender.as_str()))

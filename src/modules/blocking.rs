@@ -2,7 +2,7 @@
 //! the JIDs it blocked, in either direction.
 
 use super::{storage_fault, Request};
-use crate::core::module::{Module, Registrar, Scope, Soon, Targets, Types};
+use crate::core::module::{one_reply, Module, Registrar, Scope, Targets, Types};
 use crate::core::state::ServerState;
 use crate::core::{presence, PushKind};
 use crate::storage::roster::ListQuota;
@@ -132,9 +132,7 @@ impl Module for Blocking {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| {
-            r.later(|r| Soon::later(async move { vec![handle(r).await] }))
-        });
+        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| r.later(|r| one_reply(handle(r))));
         api.feature(Scope::Server, NS);
     }
 }

@@ -3,7 +3,7 @@
 //! answered by the module that registered them.
 
 use super::{Request, Target};
-use crate::core::module::{Answer, Module, NodeQuery, Registrar, Scope, Soon, Targets, Types};
+use crate::core::module::{one_reply, Answer, Module, NodeQuery, Registrar, Scope, Targets, Types};
 use crate::xml::{el, Element, ElementExt};
 use crate::xmpp::error::Condition;
 use std::sync::Arc;
@@ -31,9 +31,7 @@ impl Module for Disco {
 pub fn info(request: &mut Request) -> Answer {
     match request.parse::<xmpp_parsers::disco::DiscoInfoQuery>() {
         // A node's module may read storage for it: answered later.
-        Ok(query) if query.node.is_some() => {
-            request.later(|r| Soon::later(async move { vec![node_answer(r, NodeQuery::Info).await] }))
-        }
+        Ok(query) if query.node.is_some() => request.later(|r| one_reply(node_answer(r, NodeQuery::Info))),
         Ok(_) => identity_and_features(request).into(),
         Err(condition) => request.error(condition).into(),
     }
@@ -41,9 +39,7 @@ pub fn info(request: &mut Request) -> Answer {
 
 pub fn items(request: &mut Request) -> Answer {
     match request.parse::<xmpp_parsers::disco::DiscoItemsQuery>() {
-        Ok(query) if query.node.is_some() => {
-            request.later(|r| Soon::later(async move { vec![node_answer(r, NodeQuery::Items).await] }))
-        }
+        Ok(query) if query.node.is_some() => request.later(|r| one_reply(node_answer(r, NodeQuery::Items))),
         Ok(_) => service_items(request).into(),
         Err(condition) => request.error(condition).into(),
     }

@@ -2,7 +2,7 @@
 //! for those allowed to see its presence.
 
 use super::{Request, Target};
-use crate::core::module::{Module, Registrar, Scope, Soon, Targets, Types};
+use crate::core::module::{one_reply, Module, Registrar, Scope, Targets, Types};
 use crate::core::presence::unix_now;
 use crate::xml::{el, Element, ElementExt};
 use crate::xmpp::error::Condition;
@@ -56,9 +56,7 @@ impl Module for LastActivity {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("query"), NS, Types::GetAndSet, Targets::SERVER_AND_ACCOUNT, |r| {
-            r.later(|r| Soon::later(async move { vec![handle(r).await] }))
-        });
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::SERVER_AND_ACCOUNT, |r| r.later(|r| one_reply(handle(r))));
         api.feature(Scope::Server, NS);
         api.feature(Scope::Account, NS);
     }

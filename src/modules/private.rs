@@ -10,7 +10,7 @@
 //! [`PrivateStore`]: crate::storage::private::PrivateStore
 
 use super::{storage_fault, stored_xml, Request};
-use crate::core::module::{Module, Registrar, Scope, Soon, Targets, Types};
+use crate::core::module::{one_reply, Module, Registrar, Scope, Targets, Types};
 use crate::storage::StorageError;
 use crate::xml::{el, writer, Element, ElementExt};
 use crate::xmpp::error::Condition;
@@ -26,9 +26,7 @@ impl Module for PrivateStorage {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| {
-            r.later(|r| Soon::later(async move { vec![handle(r).await] }))
-        });
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| r.later(|r| one_reply(handle(r))));
         api.feature(Scope::Server, NS);
     }
 }

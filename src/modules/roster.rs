@@ -1,7 +1,7 @@
 //! The roster protocol (RFC 6121 §2) with versioning (XEP-0237, RFC 6121 §2.6).
 
 use super::{storage_fault, Request};
-use crate::core::module::{Module, Registrar, Soon, Targets, Types};
+use crate::core::module::{one_reply, Module, Registrar, Targets, Types};
 use crate::core::roster::{item_element, push_item, push_removal};
 use crate::core::subscription;
 use crate::storage::roster::RosterItem;
@@ -129,9 +129,7 @@ impl Module for Roster {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| {
-            r.later(|r| Soon::later(async move { vec![handle(r).await] }))
-        });
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| r.later(|r| one_reply(handle(r))));
         // RFC 6121 §2.6.1: roster versioning; §3.4: subscription pre-approval.
         api.stream_feature(&format!("<ver xmlns='{}'/><sub xmlns='{}'/>", ns::ROSTER_VERSIONING, ns::PRE_APPROVAL));
     }

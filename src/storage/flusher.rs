@@ -143,19 +143,10 @@ async fn serve(
     }
 }
 
-/// A store call that may block (an embedded store's flush writes to disk), on the
-/// blocking pool, whatever the backend.
-fn on_blocking_pool(
-    store: &Arc<dyn UserStore>,
-    call: fn(&dyn UserStore) -> crate::storage::Reply<'_, ()>,
-) -> tokio::task::JoinHandle<Result<(), super::StorageError>> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(call(store.as_ref())))
-}
-
 /// One flush, while probing the store; fails as soon as the store is known broken.
 async fn flush_watched(store: &Arc<dyn UserStore>, failed: &mut watch::Receiver<Option<String>>) -> Result<(), String> {
-    let mut flush = on_blocking_pool(store, |store| store.flush());
+    let flushing = store.clone();
+    let mut flush = super::on_blocking_pool(async move { flushing.flush().await });
     let deadline = tokio::time::Instant::now() + FLUSH_LIMIT;
     loop {
         tokio::select! {
@@ -179,7 +170,8 @@ async fn flush_watched(store: &Arc<dyn UserStore>, failed: &mut watch::Receiver<
 /// One probe of the store, on the blocking pool; one slower than [`PROBE_EVERY`] is
 /// logged and left to the next.
 async fn probe(store: &Arc<dyn UserStore>) -> Result<(), String> {
-    let probe = on_blocking_pool(store, |store| store.check());
+    let probing = store.clone();
+    let probe = super::on_blocking_pool(async move { probing.check().await });
     match tokio::time::timeout(PROBE_EVERY, probe).await {
         Ok(done) => joined(done),
         Err(_) => {

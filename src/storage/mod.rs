@@ -91,6 +91,14 @@ pub trait UserStore: Send + Sync {
     }
 }
 
+/// Runs `work` (store calls that may block an embedded store for long: a flush, a scan)
+/// on the blocking pool, where it waits for the store's answers, whatever the backend.
+pub fn on_blocking_pool<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(work))
+}
+
 /// Where the server keeps its data (`[storage] backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

@@ -12,9 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHa
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-pub enum Transport {
+/// Plain TCP or TLS over it. The server's is the default; the load tool and the tests'
+/// client use the same type over a client-side TLS stream.
+pub enum Transport<Tls = TlsStream<TcpStream>> {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<Tls>),
 }
 
 impl Transport {
@@ -36,7 +38,7 @@ impl Transport {
     }
 }
 
-impl AsyncRead for Transport {
+impl<Tls: AsyncRead + Unpin> AsyncRead for Transport<Tls> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
@@ -45,7 +47,7 @@ impl AsyncRead for Transport {
     }
 }
 
-impl AsyncWrite for Transport {
+impl<Tls: AsyncWrite + Unpin> AsyncWrite for Transport<Tls> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),

@@ -12,7 +12,7 @@
 pub mod avatar;
 
 use super::{storage_fault, stored_xml, Request, Target};
-use crate::core::module::{Hook, Module, Registrar, Scope, Slots, Soon, Targets, Types};
+use crate::core::module::{one_reply, Hook, Module, Registrar, Scope, Slots, Soon, Targets, Types};
 use crate::core::state::ServerState;
 use crate::xml::{el, writer, Element};
 use crate::xmpp::error::{Condition, StanzaError};
@@ -30,12 +30,8 @@ impl Module for Vcard {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("vCard"), NS, Types::Get, Targets::ACCOUNT, |r| {
-            r.later(|r| Soon::later(async move { vec![get(r).await] }))
-        });
-        api.iq(Some("vCard"), NS, Types::Set, Targets::ACCOUNT, |r| {
-            r.later(|r| Soon::later(async move { vec![set(r).await] }))
-        });
+        api.iq(Some("vCard"), NS, Types::Get, Targets::ACCOUNT, |r| r.later(|r| one_reply(get(r))));
+        api.iq(Some("vCard"), NS, Types::Set, Targets::ACCOUNT, |r| r.later(|r| one_reply(set(r))));
         // §4: the server (it answers for its accounts) and every account support it.
         api.feature(Scope::Server, NS);
         api.feature(Scope::Account, NS);
