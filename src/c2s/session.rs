@@ -4,13 +4,12 @@
 
 use crate::c2s::error::{StreamCondition, StreamEnd};
 use crate::core::held::Held;
-use crate::core::module::{self, Answer, Request, Slots, Target};
+use crate::core::module::{self, Answer, Request, Slots, Target, Viewer};
 use crate::core::state::ServerState;
 use crate::core::{delivery, offline, Delivery, PushKind};
 use crate::modules::roster;
 use crate::storage::offline::Batch;
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
-use crate::xmpp::dialect;
 use crate::xmpp::error::{Condition, StanzaError};
 use crate::xmpp::stanza::{error_reply, Kind, MessageType, ParseError, Stanza};
 pub use out::Out;
@@ -51,8 +50,8 @@ pub struct Session {
     /// Entities we sent directed presence to while available (RFC 6121 §4.6): they get
     /// our unavailable presence when we go.
     directed: std::collections::HashSet<Jid>,
-    /// The client enabled the dialect (docs/dialect.md).
-    dialect: bool,
+    /// How this session sees stanzas (modules set its flags: the dialect's `<enable/>`).
+    viewer: Viewer,
     /// The client fetched its block list, so it gets block list pushes (XEP-0191 §3.3).
     blocklist_interested: bool,
     /// XEP-0198: the connection is gone, the session waits for a resumption; presence
@@ -102,7 +101,7 @@ impl Session {
             ids_issued: 0,
             roster_interested: false,
             directed: std::collections::HashSet::new(),
-            dialect: false,
+            viewer: Viewer::default(),
             blocklist_interested: false,
             detached: false,
             held: Held::default(),
@@ -130,7 +129,7 @@ impl Session {
         if element.has_ns(sm::NS) {
             return self.on_stream_management(state, &element, now).await;
         }
-        let counted = sm::counts(&element);
+        let counted = sm::counts(&element) || state.modules.stands_for_stanza(&element);
         let actions = self.handle_element(state, element).await;
         if let Some(sm) = self.sm.as_mut().filter(|_| counted) {
             sm.received();
@@ -138,20 +137,29 @@ impl Session {
         self.track(actions, None, now)
     }
 
-    async fn handle_element(&mut self, state: &ServerState, element: Element) -> Vec<Action> {
-        if element.is("enable", dialect::NS) {
-            return self.enable_dialect(state).await;
-        }
-        if let Some(answer) = state.modules.element(&element, &mut self.slots) {
-            return match answer {
-                Ok(writes) => writes.into_iter().map(|bytes| Action::Write(bytes.into())).collect(),
+    async fn handle_element(&mut self, state: &ServerState, mut element: Element) -> Vec<Action> {
+        let client = module::Client {
+            state,
+            jid: &self.jid,
+            session: self.id,
+            viewer: &mut self.viewer,
+            slots: &mut self.slots,
+        };
+        if let Some(answer) = state.modules.element(&element, client) {
+            return match answer.await {
+                Ok(writes) => {
+                    let stream = writes.stream.into_iter().map(|bytes| Action::Send(bytes.into()));
+                    stream.chain(writes.stanzas.into_iter().map(|bytes| Action::Write(bytes.into()))).collect()
+                }
                 Err(text) => vec![Action::End(StreamEnd::error(StreamCondition::UnsupportedStanzaType, text))],
             };
         }
-        let element = match self.receipt_as_message(element) {
-            Ok(element) => element,
-            Err(actions) => return actions,
-        };
+        // An element a module turns into the stanza it stands for (a dialect `<receipt/>`).
+        if !element.has_ns(NS_CLIENT) {
+            if let Err(error) = state.modules.stanza_from_client(&mut element, self.viewer, self.id) {
+                return self.reject(&element, &error);
+            }
+        }
         let mut stanza = match Stanza::parse(element).map_err(|b| *b) {
             Ok(stanza) => stanza,
             Err((ParseError::NotAStanza, el)) => {
@@ -323,36 +331,6 @@ impl Session {
         }
     }
 
-    /// A dialect `<receipt/>` becomes the standard receipt message that is routed and
-    /// stored like any other (docs/dialect.md); everything else passes unchanged.
-    fn receipt_as_message(&mut self, element: Element) -> Result<Element, Vec<Action>> {
-        if !self.dialect || !element.is("receipt", dialect::NS) {
-            return Ok(element);
-        }
-        let id = self.next_id(&format!("receipt-{}", self.id));
-        dialect::receipt_to_message(&element, &id).map_err(|error| {
-            let mut reply = error_reply(&element, &error);
-            reply.set("to", self.jid.as_str());
-            vec![Action::Write(writer::to_bytes(&reply).into())]
-        })
-    }
-
-    /// The client opts into the dialect; idempotent. Before anything else it learns how
-    /// many messages wait for it (docs/dialect.md).
-    async fn enable_dialect(&mut self, state: &ServerState) -> Vec<Action> {
-        self.dialect = true;
-        state.registry.set_dialect(&self.jid, self.id);
-        let count = state.store.offline_count(&self.bare).await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "reading the offline count failed");
-            0
-        });
-        let ib = dialect::offline_count(self.bare.domain().as_str(), count);
-        vec![
-            Action::Send(writer::to_bytes(&el("enabled", dialect::NS)).into()),
-            Action::Write(writer::to_bytes(&ib).into()),
-        ]
-    }
-
     /// Sends the next batch of offline messages, if any, followed by the ping whose
     /// answer acknowledges it.
     pub(super) async fn send_backlog(&mut self, state: &ServerState) -> Vec<Action> {
@@ -381,8 +359,8 @@ impl Session {
             (stanzas, backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room).await;
         }
         state.registry.set_draining(&self.jid, self.id, backlog.is_some());
-        let mut actions: Vec<Action> =
-            stanzas.into_iter().map(|bytes| Action::Write(self.stored_form(bytes).into())).collect();
+        let shown = |bytes| state.modules.shown_stored(bytes, self.viewer);
+        let mut actions: Vec<Action> = stanzas.into_iter().map(|bytes| Action::Write(shown(bytes).into())).collect();
         if backlog.is_some() {
             // Its answer acknowledges the batch: a client answers stanzas in order.
             actions.push(Action::Write(self.ping_from_server(&ack_id).into()));
@@ -422,23 +400,6 @@ impl Session {
             actions.extend(self.send_backlog(state).await);
         }
         actions
-    }
-
-    /// A stored message in the form this session understands, as in live delivery: a
-    /// receipt becomes a dialect `<receipt/>`, and standard sessions lose dialect
-    /// children. Most stored messages need nothing and are not parsed.
-    pub(super) fn stored_form(&self, bytes: Vec<u8>) -> Vec<u8> {
-        let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-        let mentions_dialect = contains(dialect::NS.as_bytes()) || contains(b" last=");
-        if !self.dialect && !mentions_dialect {
-            return bytes;
-        }
-        let Some(message) = std::str::from_utf8(&bytes).ok().and_then(|text| text.parse::<Element>().ok()) else {
-            return bytes;
-        };
-        let converted =
-            if self.dialect { dialect::message_to_receipt(&message) } else { dialect::for_standard(&message) };
-        converted.map(|c| writer::to_bytes(&c)).unwrap_or(bytes)
     }
 
     /// A message was stored for the account while this session was available and idle:
@@ -671,7 +632,7 @@ impl Session {
             target: &target,
             stanza,
             payload,
-            dialect: self.dialect,
+            viewer: self.viewer,
             room: self.reply_room(),
             slots: &mut self.slots,
         };
@@ -697,31 +658,27 @@ impl Session {
         if let (Some(id), Some(key)) = (id, fingerprint) {
             if state.dedup.is_repeat(&self.bare, key, self.last_inbound) {
                 tracing::debug!(id, "retransmitted message not delivered again");
-                return self.sent_ack(id);
+                return self.taken(state, stanza);
             }
         }
         let mut actions = self.route(state, stanza, &to).await;
         // Taken (delivered or durably stored): remembered against retransmission, and the
-        // dialect's "sent" tick, after durability. A refused message may be sent again.
+        // client told (the dialect's "sent" tick), after durability. A refused message may
+        // be sent again.
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
             state.modules.message_sent(state, &self.jid, stanza, &to).await;
-            if let (Some(id), Some(key)) = (id, fingerprint) {
+            if let Some(key) = fingerprint {
                 state.dedup.accepted(&self.bare, key, self.last_inbound);
-                // Receipts made from a dialect `<receipt/>` carry the server's own id: no ack.
-                if !id.starts_with("receipt-") {
-                    actions.extend(self.sent_ack(id));
-                }
             }
+            actions.extend(self.taken(state, stanza));
         }
         actions
     }
 
-    /// The dialect's acknowledgement of an accepted message (docs/dialect.md).
-    fn sent_ack(&self, id: &str) -> Vec<Action> {
-        if !self.dialect {
-            return Vec::new();
-        }
-        vec![Action::Write(writer::to_bytes(&dialect::sent_ack(id, crate::core::presence::unix_now())).into())]
+    /// What the modules tell the client whose message was taken (or was a repeat).
+    fn taken(&self, state: &ServerState, stanza: &Stanza) -> Vec<Action> {
+        let writes = state.modules.message_taken(stanza, self.viewer);
+        writes.into_iter().map(|bytes| Action::Write(bytes.into())).collect()
     }
 }
 

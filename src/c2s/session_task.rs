@@ -495,6 +495,7 @@ async fn reroute_unwritten(state: &ServerState, unwritten: Vec<Out>, domain: &st
             continue;
         }
         let Some(element) = crate::xml::read_stanza(&bytes).await else { continue };
+        let element = state.modules.routed_form(element);
         if crate::core::offline::is_from_storage(&element, domain) {
             continue;
         }

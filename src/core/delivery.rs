@@ -6,7 +6,6 @@ use super::route::{destination, Destination};
 use super::{DeliveryError, Resource};
 use crate::core::state::ServerState;
 use crate::storage::StorageError;
-use crate::xmpp::dialect;
 use crate::xmpp::error::{Condition, StanzaError};
 use crate::xmpp::stanza::{IqType, Kind, MessageType, PresenceType, Stanza};
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -200,19 +199,10 @@ fn highest_priority(resources: &[Resource]) -> Vec<&Resource> {
     candidates.into_iter().filter(|r| r.priority == top).collect()
 }
 
-/// Hands the stanza to one session, in the form that session understands: receipts
-/// become dialect `<receipt/>`s for dialect sessions, and standard sessions never see a
-/// dialect element or attribute (docs/dialect.md).
+/// Hands the stanza to one session, as that session's client sees it (the modules'
+/// `shown`: a dialect session's receipts, docs/dialect.md).
 async fn deliver_one(state: &ServerState, resource: &Resource, stanza: &Stanza) -> Outcome {
-    let mut converted = match (resource.dialect, stanza.kind) {
-        (true, Kind::Message(MessageType::Error)) => None,
-        (true, Kind::Message(_)) => dialect::message_to_receipt(&stanza.element),
-        (false, _) => dialect::for_standard(&stanza.element),
-        _ => None,
-    };
-    if let Some(changed) = state.modules.outbound(converted.as_ref().unwrap_or(&stanza.element)) {
-        converted = Some(changed);
-    }
+    let converted = state.modules.shown(&stanza.element, resource.viewer(), None);
     let element = converted.as_ref().unwrap_or(&stanza.element);
     let handed = match stanza.kind {
         Kind::Message(MessageType::Normal | MessageType::Chat) if resource.managed => {
@@ -303,11 +293,8 @@ async fn deliver_any(state: &ServerState, targets: &[&Resource], stanza: &Stanza
 /// expect an answer get `recipient-unavailable` (RFC 6120 §8.3.3.14), so nothing vanishes
 /// without a word.
 pub async fn reroute(state: &ServerState, element: crate::xml::Element) {
-    // A receipt converted for a dialect session goes back to its routed form.
-    let element = match dialect::receipt_back_to_message(&element) {
-        Some(message) => message,
-        None => element,
-    };
+    // As shown to that session (a dialect receipt), back in its routed form.
+    let element = state.modules.routed_form(element);
     let Ok(stanza) = Stanza::parse(element) else {
         return;
     };

@@ -87,8 +87,8 @@ pub struct Request<'a> {
     pub stanza: &'a Stanza,
     /// The single child of the get/set.
     pub payload: &'a Element,
-    /// The asking session enabled the dialect (docs/dialect.md).
-    pub dialect: bool,
+    /// How the asking session sees stanzas (its flags).
+    pub viewer: Viewer,
     /// What an answer of several stanzas may hold now (a stream-managed client's room).
     pub room: Batch,
     /// The asking session's module state.
@@ -139,8 +139,8 @@ impl Request<'_> {
     pub fn later(&self, work: for<'r> fn(&'r Request<'r>) -> Soon<'r, Vec<Element>>) -> Answer {
         let Some(state) = self.state.shared() else { return self.error(Condition::InternalServerError).into() };
         let (sender, target) = (self.sender.clone(), self.target.clone());
-        let (stanza, payload, session, dialect, room) =
-            (self.stanza.clone(), self.payload.clone(), self.session, self.dialect, self.room);
+        let (stanza, payload, session, viewer, room) =
+            (self.stanza.clone(), self.payload.clone(), self.session, self.viewer, self.room);
         Answer::Later(Pending::new(self.stanza, async move {
             let mut slots = Slots::default();
             let request = Request {
@@ -150,7 +150,7 @@ impl Request<'_> {
                 target: &target,
                 stanza: &stanza,
                 payload: &payload,
-                dialect,
+                viewer,
                 room,
                 slots: &mut slots,
             };
@@ -285,15 +285,59 @@ pub enum Scope {
 pub enum Hook {
     Inbound,
     MessageToAccount,
-    Outbound,
+    Shown,
     MessageDelivered,
     MessageSent,
+    MessageTaken,
     Delivering,
     SessionEvents,
 }
 
 impl Hook {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
+}
+
+/// How one session sees stanzas: plain flags of its registry entry, which any node could
+/// hold ([`Module::shown`] turns a stanza into what that session's client understands).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Viewer {
+    /// The session enabled the dialect (docs/dialect.md).
+    pub dialect: bool,
+}
+
+impl Viewer {
+    /// Whether this session is told when its contacts were last seen (on their unavailable
+    /// presence: the dialect's `last`); the core reads last-seen times only for such.
+    pub fn sees_last_seen(&self) -> bool {
+        self.dialect
+    }
+}
+
+/// A bound client's session, as a module answering one of its elements sees it
+/// ([`Module::element`]).
+pub struct Client<'a> {
+    pub state: &'a ServerState,
+    pub jid: &'a FullJid,
+    /// The session's id in the registry.
+    pub session: u64,
+    /// Its flags, which the module may change (and then tells the registry).
+    pub viewer: &'a mut Viewer,
+    pub slots: &'a mut Slots,
+}
+
+/// What a module writes to its client in answer to an element.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Writes {
+    /// Stream-level elements (never counted by stream management), first.
+    pub stream: Vec<Vec<u8>>,
+    /// Stanzas, counted by stream management.
+    pub stanzas: Vec<Vec<u8>>,
+}
+
+impl Writes {
+    pub fn stanzas(stanzas: Vec<Vec<u8>>) -> Writes {
+        Writes { stream: Vec::new(), stanzas }
+    }
 }
 
 /// What happens to a bound session in its life ([`Module::session_event`]).
@@ -351,9 +395,38 @@ pub trait Module: Send + Sync + 'static {
         Soon::ready(None)
     }
 
-    /// A stanza about to be handed to one session: a changed copy for it, or None.
-    fn outbound(&self, _element: &Element) -> Option<Element> {
+    /// A stanza about to be written to one session, as that session's client sees it
+    /// (`viewer`): a changed copy, or None. `last_seen` is when the sender was last seen
+    /// (Unix seconds), given on unavailable presence of an account with no resource left,
+    /// for a viewer that [sees last-seen times](Viewer::sees_last_seen).
+    fn shown(&self, _element: &Element, _viewer: Viewer, _last_seen: Option<u64>) -> Option<Element> {
         None
+    }
+
+    /// Whether [`shown`](Self::shown) may change a stored stanza, given as its bytes: a
+    /// stored stanza no module would change is written without being parsed.
+    fn shows_stored_differently(&self, _bytes: &[u8], _viewer: Viewer) -> bool {
+        true
+    }
+
+    /// A stanza as [`shown`](Self::shown) to some session, back in the form it was routed
+    /// in (that session ended before taking it: it is routed again); None if it is that.
+    fn routed_form(&self, _element: &Element) -> Option<Element> {
+        None
+    }
+
+    /// A top-level element from a bound client in a namespace this module took as
+    /// stanzas ([`Registrar::stanzas`]), to turn into the stanza it stands for, in place.
+    /// The error is answered to the client; an element left as it is, not a stanza, ends
+    /// the stream (`unsupported-stanza-type`).
+    fn stanza_from_client(&self, _element: &mut Element, _viewer: Viewer, _session: u64) -> Result<(), StanzaError> {
+        Ok(())
+    }
+
+    /// A client's message was taken (delivered or durably stored), or was a retransmission
+    /// of one taken before: what to tell that client (stanzas).
+    fn message_taken(&self, _stanza: &Stanza, _viewer: Viewer) -> Vec<Vec<u8>> {
+        Vec::new()
     }
 
     /// A message was handed to these sessions of `owner`.
@@ -377,12 +450,11 @@ pub trait Module: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// A top-level element from a bound client, not a stanza, in a namespace this module
-    /// took ([`Registrar::element`]; XEP-0352's `<active/>`): what to write to the client
-    /// now (stanzas, counted by stream management), or why its stream ends
-    /// (`unsupported-stanza-type`).
-    fn element(&self, element: &Element, _slots: &mut Slots) -> Result<Vec<Vec<u8>>, String> {
-        Err(format!("<{}/> is not understood", element.name()))
+    /// A top-level element from a bound client, not a stanza, that this module took
+    /// ([`Registrar::element`]; XEP-0352's `<active/>`): what to write to the client now,
+    /// or why its stream ends (`unsupported-stanza-type`).
+    fn element<'a>(&'a self, element: &'a Element, _client: Client<'a>) -> Soon<'a, Result<Writes, String>> {
+        Soon::ready(Err(format!("<{}/> is not understood", element.name())))
     }
 
     /// A client's message to `to` was taken (delivered or durably stored).
@@ -408,9 +480,14 @@ pub struct Modules {
     stream_features: String,
     services: HashMap<String, Arc<dyn Module>>,
     nodes: HashMap<&'static str, NodeHandler>,
-    /// Who takes the top-level elements of a namespace.
-    elements: HashMap<&'static str, Arc<dyn Module>>,
+    /// Who takes the top-level elements of a namespace (by name, or any name: None).
+    elements: HashMap<&'static str, Vec<ElementTaker>>,
+    /// Who turns the other top-level elements of a namespace into stanzas.
+    stanza_namespaces: HashMap<&'static str, Arc<dyn Module>>,
 }
+
+/// A module that takes top-level elements of one namespace: those of one name, or any.
+type ElementTaker = (Option<&'static str>, Arc<dyn Module>);
 
 /// Answers disco#info or disco#items about one node (XEP-0030 §3.2, §4.2).
 pub type NodeHandler = for<'r> fn(&'r Request<'r>, NodeQuery) -> Soon<'r, Element>;
@@ -453,10 +530,17 @@ impl Registrar<'_> {
         self.modules.stream_features.push_str(xml);
     }
 
-    /// Hands this module the top-level elements of namespace `ns` its clients send
-    /// ([`Module::element`]).
-    pub fn element(&mut self, ns: &'static str) {
-        self.modules.elements.insert(ns, self.current.clone());
+    /// Hands this module the top-level elements named `name` (None: any name) of
+    /// namespace `ns` its clients send ([`Module::element`]).
+    pub fn element(&mut self, name: Option<&'static str>, ns: &'static str) {
+        self.modules.elements.entry(ns).or_default().push((name, self.current.clone()));
+    }
+
+    /// The other top-level elements of namespace `ns` stand for stanzas: this module turns
+    /// each into the stanza ([`Module::stanza_from_client`]), and stream management counts them
+    /// (XEP-0198 §4).
+    pub fn stanzas(&mut self, ns: &'static str) {
+        self.modules.stanza_namespaces.insert(ns, self.current.clone());
     }
 
     /// Calls this module's implementation of `hook`.
@@ -551,15 +635,59 @@ impl Modules {
         changed
     }
 
-    /// The stanza as one session gets it, after every module had its say; None: unchanged.
-    pub fn outbound(&self, element: &Element) -> Option<Element> {
+    /// The stanza as one session's client sees it, after every module had its say
+    /// ([`Module::shown`]); None: unchanged.
+    pub fn shown(&self, element: &Element, viewer: Viewer, last_seen: Option<u64>) -> Option<Element> {
         let mut changed: Option<Element> = None;
-        for module in &self.hooks[Hook::Outbound as usize] {
-            if let Some(copy) = module.outbound(changed.as_ref().unwrap_or(element)) {
+        for module in &self.hooks[Hook::Shown as usize] {
+            if let Some(copy) = module.shown(changed.as_ref().unwrap_or(element), viewer, last_seen) {
                 changed = Some(copy);
             }
         }
         changed
+    }
+
+    /// A stored stanza (its bytes) as one session's client sees it; parsed only when a
+    /// module may change it.
+    pub fn shown_stored(&self, bytes: Vec<u8>, viewer: Viewer) -> Vec<u8> {
+        let modules = &self.hooks[Hook::Shown as usize];
+        if !modules.iter().any(|module| module.shows_stored_differently(&bytes, viewer)) {
+            return bytes;
+        }
+        let Some(element) = std::str::from_utf8(&bytes).ok().and_then(|text| text.parse::<Element>().ok()) else {
+            return bytes;
+        };
+        match self.shown(&element, viewer, None) {
+            Some(shown) => crate::xml::writer::to_bytes(&shown),
+            None => bytes,
+        }
+    }
+
+    /// A stanza shown to a session, in the form it was routed in ([`Module::routed_form`]).
+    pub fn routed_form(&self, element: Element) -> Element {
+        let modules = &self.hooks[Hook::Shown as usize];
+        modules.iter().find_map(|module| module.routed_form(&element)).unwrap_or(element)
+    }
+
+    /// Whether a top-level element stands for a stanza a module turns it into (stream
+    /// management counts it).
+    pub fn stands_for_stanza(&self, element: &Element) -> bool {
+        let ns = element.ns();
+        self.stanza_namespaces.contains_key(ns.as_str()) && self.taker(element, &ns).is_none()
+    }
+
+    /// A client's element in a namespace a module took as stanzas, turned into the stanza.
+    pub fn stanza_from_client(&self, element: &mut Element, viewer: Viewer, session: u64) -> Result<(), StanzaError> {
+        match self.stanza_namespaces.get(element.ns().as_str()) {
+            Some(module) => module.stanza_from_client(element, viewer, session),
+            None => Ok(()),
+        }
+    }
+
+    /// What the modules tell a client whose message was taken (or was a repeat of one).
+    pub fn message_taken(&self, stanza: &Stanza, viewer: Viewer) -> Vec<Vec<u8>> {
+        let modules = &self.hooks[Hook::MessageTaken as usize];
+        modules.iter().flat_map(|module| module.message_taken(stanza, viewer)).collect()
     }
 
     pub fn message_delivered(&self, state: &ServerState, owner: &BareJid, stanza: &Stanza, to: &[FullJid]) {
@@ -582,10 +710,15 @@ impl Modules {
         modules.iter().flat_map(|module| module.session_event(event, slots)).collect()
     }
 
-    /// The answer of the module that took `element`'s namespace; None when none did.
-    pub fn element(&self, element: &Element, slots: &mut Slots) -> Option<Result<Vec<Vec<u8>>, String>> {
-        let module = self.elements.get(element.ns().as_str())?;
-        Some(module.element(element, slots))
+    /// The answer of the module that took `element`; None when none did.
+    pub fn element<'a>(&'a self, element: &'a Element, client: Client<'a>) -> Option<Soon<'a, Result<Writes, String>>> {
+        let module = self.taker(element, &element.ns())?;
+        Some(module.element(element, client))
+    }
+
+    fn taker(&self, element: &Element, ns: &str) -> Option<&Arc<dyn Module>> {
+        let takers = self.elements.get(ns)?;
+        takers.iter().find(|(name, _)| name.is_none_or(|name| name == element.name())).map(|(_, module)| module)
     }
 
     pub async fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, to: &Jid) {
@@ -688,7 +821,7 @@ mod tests {
             target: &target,
             stanza: &stanza,
             payload: &payload,
-            dialect: false,
+            viewer: Viewer::default(),
             room,
             slots: &mut slots,
         };

@@ -160,12 +160,11 @@ fn delay_tag(owner: &BareJid, stamp: u64) -> String {
     format!("<delay xmlns='{}' from='{}' stamp='{stamp}'/>", NS_DELAY, owner.domain())
 }
 
-/// Whether a stanza came out of offline storage (our server's delay stamp, or a dialect
-/// receipt's stored time): such a stanza is still stored until the client acknowledges it.
+/// Whether a stanza (in its routed form) came out of offline storage (our server's delay
+/// stamp): such a stanza is still stored until the client acknowledges it.
 pub fn is_from_storage(element: &Element, domain: &str) -> bool {
     // Any delay of ours, not only the first: a client's own delay may come before it.
-    let ours = element.children().any(|d| d.is("delay", NS_DELAY) && d.attr("from") == Some(domain));
-    ours || (element.is("receipt", crate::xmpp::dialect::NS) && element.attr("stamp").is_some())
+    element.children().any(|d| d.is("delay", NS_DELAY) && d.attr("from") == Some(domain))
 }
 
 /// Whether an element is the answer to our acknowledgement ping.

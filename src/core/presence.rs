@@ -4,10 +4,10 @@
 
 use super::privacy;
 use super::{Delivery, Resource};
+use crate::core::module::Viewer;
 use crate::core::state::ServerState;
 use crate::storage::roster::RosterItem;
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
-use crate::xmpp::dialect;
 use std::sync::Arc;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
@@ -22,25 +22,28 @@ async fn contacts(state: &ServerState, owner: &BareJid, keep: impl Fn(&RosterIte
     }
 }
 
-/// Hands `stanza` to each of `resources`, serialised once for standard sessions and, for
-/// unavailable presence, once more with `last` for dialect sessions (docs/dialect.md);
-/// standard sessions never see `last`.
-/// `last_seen` is given when the stanza says the account went offline.
+/// Hands `stanza` to each of `resources` as each sees it (the modules' `shown`),
+/// serialised once per kind of viewer. `last_seen` is given when the stanza says the
+/// account went offline (a dialect session is shown it, docs/dialect.md).
 fn deliver_to(
     state: &ServerState,
     resources: impl IntoIterator<Item = Resource>,
     stanza: &Element,
     last_seen: Option<u64>,
 ) {
-    let standard = dialect::for_standard(stanza).unwrap_or_else(|| stanza.clone());
-    let standard: Arc<[u8]> = writer::to_bytes(&standard).into();
-    let mut with_last: Option<Arc<[u8]>> = None;
+    // At most a few kinds of viewer: a short list beats a map.
+    let mut shown: Vec<(Viewer, Arc<[u8]>)> = Vec::with_capacity(2);
     for resource in resources {
-        let bytes = match last_seen.filter(|_| resource.dialect) {
-            Some(at) => {
-                with_last.get_or_insert_with(|| writer::to_bytes(&dialect::with_last(stanza, at)).into()).clone()
+        let viewer = resource.viewer();
+        let bytes = match shown.iter().find(|(v, _)| *v == viewer) {
+            Some((_, bytes)) => bytes.clone(),
+            None => {
+                let last_seen = last_seen.filter(|_| viewer.sees_last_seen());
+                let element = state.modules.shown(stanza, viewer, last_seen);
+                let bytes: Arc<[u8]> = writer::to_bytes(element.as_ref().unwrap_or(stanza)).into();
+                shown.push((viewer, bytes.clone()));
+                bytes
             }
-            None => standard.clone(),
         };
         if state.registry.send(&resource, Delivery::Bytes(bytes)).is_err() {
             tracing::debug!(to = %resource.jid, "presence not delivered: queue full or session gone");
@@ -53,8 +56,8 @@ pub fn deliver_to_available(state: &ServerState, to: &BareJid, stanza: &Element)
     deliver_to(state, state.registry.available(to), stanza, went_offline(state, stanza));
 }
 
-/// The dialect's `last` belongs on unavailable presence only when the sender's account
-/// has no available resource left (it really went offline, not one device of several).
+/// The time the sender was last seen belongs on unavailable presence only when its
+/// account has no available resource left (it went offline, not one device of several).
 fn went_offline(state: &ServerState, stanza: &Element) -> Option<u64> {
     if stanza.name() != "presence" || stanza.attr("type") != Some("unavailable") {
         return None;
@@ -125,19 +128,23 @@ fn echo_to_own_resources(state: &ServerState, user: &FullJid, own: &Element, kee
 
 /// §4.3.2: what a new session learns about the contacts it is subscribed to: each
 /// available resource's last presence, or one unavailable presence for a contact offline
-/// (for a dialect session, with the contact's last-seen time); and then, as §4.2.2 has the
-/// user's server probe the user's own bare JID too, the last presence of each of the
-/// account's other available resources.
-pub async fn probe_answers(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
-    let mut answers = contacts_presence(state, user, dialect_session).await;
+/// (with the contact's last-seen time, for a `viewer` that sees it); and then, as §4.2.2
+/// has the user's server probe the user's own bare JID too, the last presence of each of
+/// the account's other available resources. Each as `viewer` sees it.
+pub async fn probe_answers(state: &ServerState, user: &FullJid, viewer: Viewer) -> Vec<Element> {
+    let mut answers = contacts_presence(state, user, viewer).await;
     let to = Jid::from(user.clone());
     let others = state.registry.available_where(&user.to_bare(), &|r| r.jid != *user);
-    answers.extend(others.iter().filter_map(|r| presence_of(r, &to)));
+    answers.extend(others.iter().filter_map(|r| presence_of(r, &to)).map(|p| shown(state, p, viewer, None)));
     answers
 }
 
+fn shown(state: &ServerState, element: Element, viewer: Viewer, last_seen: Option<u64>) -> Element {
+    state.modules.shown(&element, viewer, last_seen).unwrap_or(element)
+}
+
 /// The contacts' part of [`probe_answers`].
-async fn contacts_presence(state: &ServerState, user: &FullJid, dialect_session: bool) -> Vec<Element> {
+async fn contacts_presence(state: &ServerState, user: &FullJid, viewer: Viewer) -> Vec<Element> {
     let bare = user.to_bare();
     let mut answers = Vec::new();
     for contact in contacts(state, &bare, |i| i.subscription.has_to()).await {
@@ -147,17 +154,15 @@ async fn contacts_presence(state: &ServerState, user: &FullJid, dialect_session:
         let available = state.registry.available(&contact);
         if available.is_empty() {
             let unavailable = unavailable_from(&Jid::from(contact.clone()), &Jid::from(user.clone()));
-            // Only a dialect session is told when a contact was last seen: no read otherwise.
-            let last = match dialect_session {
+            // Read only for a session that is told when a contact was last seen.
+            let last = match viewer.sees_last_seen() {
                 true => state.store.last_seen(&contact).await.ok().flatten(),
                 false => None,
             };
-            answers.push(match last {
-                Some(last) => dialect::with_last(&unavailable, last.at),
-                None => unavailable,
-            });
+            answers.push(shown(state, unavailable, viewer, last.map(|last| last.at)));
         }
-        answers.extend(available.iter().filter_map(|r| presence_of(r, &Jid::from(user.clone()))));
+        let to = Jid::from(user.clone());
+        answers.extend(available.iter().filter_map(|r| presence_of(r, &to)).map(|p| shown(state, p, viewer, None)));
     }
     answers
 }

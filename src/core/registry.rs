@@ -243,6 +243,11 @@ impl Resource {
     pub fn id(&self) -> u64 {
         self.handle.id
     }
+
+    /// How the session sees stanzas (its flags), for the modules' `shown`.
+    pub fn viewer(&self) -> super::module::Viewer {
+        super::module::Viewer { dialect: self.dialect }
+    }
 }
 
 /// The session registry: which sessions are bound, available with what priority, with

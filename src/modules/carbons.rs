@@ -2,7 +2,7 @@
 //! and receives. Copies go to the account's other available resources that enabled carbons;
 //! messages marked `<private/>` (XEP-0280 §6) or `<no-copy/>` (XEP-0334) are not copied.
 
-use crate::core::module::{Answer, Hook, Module, Registrar, Request, Scope, Soon, Targets, Types};
+use crate::core::module::{Answer, Hook, Module, Registrar, Request, Scope, Soon, Targets, Types, Viewer};
 use crate::core::state::ServerState;
 use crate::xml::{el, Element, ElementExt, NS_CLIENT};
 use crate::xmpp::error::Condition;
@@ -35,13 +35,10 @@ fn wrap(direction: &str, owner: &BareJid, to: &FullJid, original: &Element) -> E
 fn copy_to(state: &ServerState, owner: &BareJid, direction: &str, stanza: &Stanza, skip: &[FullJid]) {
     let targets = state.registry.available_where(owner, &|r| r.carbons && !skip.contains(&r.jid));
     for resource in targets {
-        // A standard session never sees the dialect, not even inside a copy.
-        let original = match resource.dialect {
-            false => crate::xmpp::dialect::for_standard(&stanza.element),
-            true => None,
-        };
-        let original = original.as_ref().unwrap_or(&stanza.element);
-        if state.registry.deliver(&resource, &wrap(direction, owner, &resource.jid, original)).is_err() {
+        let copy = wrap(direction, owner, &resource.jid, &stanza.element);
+        // As that session's client sees it (the modules' `shown`), the copied message too.
+        let copy = state.modules.shown(&copy, resource.viewer(), None).unwrap_or(copy);
+        if state.registry.deliver(&resource, &copy).is_err() {
             tracing::debug!(to = %resource.jid, "carbon copy not delivered");
         }
     }
@@ -72,17 +69,21 @@ impl Module for Carbons {
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, toggle);
         api.feature(Scope::Server, NS);
-        for hook in [Hook::Outbound, Hook::MessageDelivered, Hook::MessageSent] {
+        for hook in [Hook::Shown, Hook::MessageDelivered, Hook::MessageSent] {
             api.hook(hook);
         }
     }
 
     /// §8: the `<private/>` marker is for servers; the recipient does not get it.
-    fn outbound(&self, element: &Element) -> Option<Element> {
+    fn shown(&self, element: &Element, _viewer: Viewer, _last_seen: Option<u64>) -> Option<Element> {
         element.get_child("private", NS)?;
         let mut stripped = element.clone();
         while stripped.remove_child("private", NS).is_some() {}
         Some(stripped)
+    }
+
+    fn shows_stored_differently(&self, bytes: &[u8], _viewer: Viewer) -> bool {
+        bytes.windows(NS.len()).any(|w| w == NS.as_bytes())
     }
 
     fn message_delivered(&self, state: &ServerState, owner: &BareJid, stanza: &Stanza, to: &[FullJid]) {

@@ -4,7 +4,7 @@
 
 use crate::core::module::{Hook, Module, Registrar, Slots, Soon};
 use crate::core::state::ServerState;
-use crate::xml::{Element, ElementExt};
+use crate::xml::Element;
 use crate::xmpp::error::{Condition, StanzaError};
 use crate::xmpp::stanza::{IqType, Kind, Stanza};
 use std::sync::Arc;
@@ -32,9 +32,6 @@ pub fn check(stanza: &mut Stanza, sender: &BareJid, serves: impl Fn(&str) -> boo
             strip_server_delays(&mut stanza.element, &serves);
         }
         Kind::Presence(_) => {
-            // The dialect's `last` is the server's to give (docs/dialect.md), directed
-            // presence included.
-            stanza.element.unset(crate::xmpp::dialect::LAST);
             strip_server_delays(&mut stanza.element, &serves);
         }
         Kind::Iq(IqType::Get | IqType::Set) => {
@@ -141,13 +138,6 @@ mod tests {
         assert_eq!(delays[0].attr("from"), Some("alice@localhost/r"));
         assert!(stanza.element.get_child("x", NS_LEGACY_DELAY).is_none());
         assert!(stanza.element.get_child("body", "jabber:client").is_some());
-    }
-
-    #[test]
-    fn the_dialect_last_is_dropped_from_any_presence() {
-        let (result, stanza) = check_from_alice("<presence xmlns='jabber:client' to='bob@localhost' last='5'/>");
-        assert!(result.is_ok());
-        assert_eq!(stanza.element.attr("last"), None);
     }
 
     #[test]

@@ -17,8 +17,8 @@ pub fn handle(request: &Request) -> Element {
     let empty = request.payload.children().next().is_none() && request.payload.text().trim().is_empty();
     match request.parse::<xmpp_parsers::ping::Ping>() {
         // The dialect's ping result carries the server time (docs/dialect.md).
-        Ok(_) if empty && request.dialect => {
-            request.result().with(crate::xmpp::dialect::TIME, crate::core::presence::unix_now().to_string())
+        Ok(_) if empty && request.viewer.dialect => {
+            request.result().with(super::dialect::TIME, crate::core::presence::unix_now().to_string())
         }
         Ok(_) if empty => request.result(),
         Ok(_) => request.error(Condition::BadRequest),

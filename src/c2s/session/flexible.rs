@@ -64,7 +64,7 @@ impl Session {
         let messages = offline::deliverable(state, &self.bare, *budget).await.map_err(fault)?;
         *budget = Batch { messages: 0, bytes: 0 };
         self.mark_shown(state, messages.iter().map(|m| m.seq));
-        Ok(messages.iter().map(|m| self.flagged(m)).collect())
+        Ok(messages.iter().map(|m| self.flagged(state, m)).collect())
     }
 
     /// §2.5.2: one message by its node, within what the request may still hand over (the
@@ -84,7 +84,7 @@ impl Session {
         budget.messages = budget.messages.saturating_sub(1);
         budget.bytes = budget.bytes.saturating_sub(message.stanza.len());
         self.mark_shown(state, [message.seq]);
-        Ok(self.flagged(&message))
+        Ok(self.flagged(state, &message))
     }
 
     /// Remembers what the client was shown, at most as many as the account may store: a
@@ -124,9 +124,9 @@ impl Session {
     }
 
     /// A stored message as XEP-0013 sends it: marked with its node.
-    fn flagged(&self, message: &OfflineMessage) -> Action {
+    fn flagged(&self, state: &ServerState, message: &OfflineMessage) -> Action {
         let marker = format!("<offline xmlns='{NS}'><item node='{}'/></offline></message>", node(message));
-        let mut bytes = self.stored_form(message.stanza.clone());
+        let mut bytes = state.modules.shown_stored(message.stanza.clone(), self.viewer);
         if bytes.ends_with(b"</message>") {
             bytes.truncate(bytes.len() - b"</message>".len());
             bytes.extend_from_slice(marker.as_bytes());

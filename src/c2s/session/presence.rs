@@ -97,14 +97,15 @@ impl Session {
         // first, then (on initial presence) the subscription requests waiting for it, then
         // the presence of its contacts and of the account's other resources.
         let echo = presence::broadcast_available(state, &self.jid, &presence, self.id).await;
-        let mut actions = vec![Action::Write(self.shown(&echo).into())];
+        let mut actions = vec![Action::Write(self.shown(state, &echo).into())];
         if initial {
             // As many as there are contacts and requests: paced like the backlog, so that
             // a stream-managed client is never sent more than it may hold unacknowledged.
-            let mut brought = subscription::pending_requests(state, &self.bare).await;
-            brought.extend(presence::probe_answers(state, &self.jid, self.dialect).await);
-            let brought: Vec<Vec<u8>> = brought.iter().map(|element| self.shown(element)).collect();
-            self.paced.extend(brought);
+            let requests = subscription::pending_requests(state, &self.bare).await;
+            let requests: Vec<Vec<u8>> = requests.iter().map(|request| self.shown(state, request)).collect();
+            self.paced.extend(requests);
+            let answers = presence::probe_answers(state, &self.jid, self.viewer).await;
+            self.paced.extend(answers.iter().map(writer::to_bytes));
         }
         if wants_backlog {
             // Messages to the account queue behind the backlog from now on.
@@ -115,9 +116,9 @@ impl Session {
         actions
     }
 
-    /// `element` as this session's client sees it (a standard client no dialect content).
-    fn shown(&self, element: &Element) -> Vec<u8> {
-        let shown = if self.dialect { None } else { crate::xmpp::dialect::for_standard(element) };
+    /// `element` as this session's client sees it (the modules' `shown`).
+    fn shown(&self, state: &ServerState, element: &Element) -> Vec<u8> {
+        let shown = state.modules.shown(element, self.viewer, None);
         writer::to_bytes(shown.as_ref().unwrap_or(element))
     }
 

@@ -185,13 +185,10 @@ impl StreamManagement {
 }
 
 /// Whether an element counts as a stanza for `h` (XEP-0198 §4): message, presence and iq,
-/// and the dialect's stanzas (docs/dialect.md), never stream-level elements.
+/// never stream-level elements. (Elements a module turns into stanzas count too: the
+/// session asks `Modules::stands_for_stanza`.)
 pub fn counts(element: &crate::xml::Element) -> bool {
-    match element.ns().as_str() {
-        crate::xml::NS_CLIENT => matches!(element.name(), "message" | "presence" | "iq"),
-        crate::xmpp::dialect::NS => !matches!(element.name(), "enable" | "enabled"),
-        _ => false,
-    }
+    element.has_ns(crate::xml::NS_CLIENT) && matches!(element.name(), "message" | "presence" | "iq")
 }
 
 #[cfg(test)]
@@ -277,8 +274,6 @@ mod tests {
         let parse = |s: &str| s.parse::<crate::xml::Element>().expect("xml");
         assert!(counts(&parse("<message xmlns='jabber:client'/>")));
         assert!(counts(&parse("<iq xmlns='jabber:client'/>")));
-        assert!(counts(&parse("<receipt xmlns='urn:stanzad:dialect:0'/>")));
-        assert!(!counts(&parse("<enable xmlns='urn:stanzad:dialect:0'/>")));
         assert!(!counts(&parse("<r xmlns='urn:xmpp:sm:3'/>")));
         assert!(!counts(&parse("<active xmlns='urn:xmpp:csi:0'/>")));
     }

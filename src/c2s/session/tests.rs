@@ -732,7 +732,7 @@ fn a_receipt_for_a_dialect_session_goes_back_to_its_routed_form() {
         "<receipt xmlns='urn:stanzad:dialect:0' from='bob@localhost/b' to='alice@localhost' id='m1' type='read'/>"
             .parse()
             .expect("xml");
-    let message = dialect::receipt_back_to_message(&receipt).expect("a message");
+    let message = crate::modules::dialect::vocabulary::receipt_back_to_message(&receipt).expect("a message");
     assert_eq!((message.attr("from"), message.attr("to")), (Some("bob@localhost/b"), Some("alice@localhost")));
     assert!(message.get_child("displayed", "urn:xmpp:chat-markers:0").is_some());
 }

@@ -1,7 +1,5 @@
-//! The opt-in dialect (docs/dialect.md, schemas/dialect.xsd): a session sends
-//! `<enable xmlns='urn:stanzad:dialect:0'/>` after binding and is answered `<enabled/>`;
-//! from then on it gets the dialect's extra attributes and elements. Sessions that did not
-//! enable it never see any of them.
+//! The dialect's vocabulary (docs/dialect.md, schemas/dialect.xsd), and the translations
+//! between it and standard XMPP.
 
 use crate::xml::{Element, ElementExt};
 
@@ -70,6 +68,12 @@ pub fn receipt_back_to_message(receipt: &Element) -> Option<Element> {
     if let Some(from) = receipt.attr("from") {
         message.set("from", from);
     }
+    // A receipt out of offline storage keeps the delay it was stored with (XEP-0203).
+    let domain =
+        receipt.attr("to").and_then(|to| xmpp_parsers::jid::Jid::new(to).ok()).map(|to| to.domain().to_string());
+    if let (Some(stamp), Some(domain)) = (receipt.attr("stamp"), domain) {
+        message.append_child(crate::xml::el("delay", crate::xml::ns::DELAY).with("from", domain).with("stamp", stamp));
+    }
     Some(message)
 }
 
@@ -106,19 +110,30 @@ pub fn message_to_receipt(message: &Element) -> Option<Element> {
     Some(receipt)
 }
 
-/// What a standard session may see: the stanza without dialect children and attributes.
+/// What a standard session may see: the stanza without the `last` attribute and without
+/// dialect elements, at any depth (a carbon copy forwards a whole message).
 pub fn for_standard(element: &Element) -> Option<Element> {
-    let has_dialect = element.children().any(|c| c.has_ns(NS)) || element.attr(LAST).is_some();
-    if !has_dialect {
+    if element.attr(LAST).is_none() && !has_dialect_inside(element) {
         return None;
     }
     let mut copy = element.clone();
-    let dialect_children: Vec<String> = copy.children().filter(|c| c.has_ns(NS)).map(|c| c.name().to_owned()).collect();
-    for name in dialect_children {
-        while copy.remove_child(&name, NS).is_some() {}
-    }
     copy.unset(LAST);
+    strip_dialect(&mut copy);
     Some(copy)
+}
+
+fn has_dialect_inside(element: &Element) -> bool {
+    element.children().any(|child| child.has_ns(NS) || has_dialect_inside(child))
+}
+
+fn strip_dialect(element: &mut Element) {
+    let names: Vec<String> = element.children().filter(|c| c.has_ns(NS)).map(|c| c.name().to_owned()).collect();
+    for name in names {
+        while element.remove_child(&name, NS).is_some() {}
+    }
+    for child in element.children_mut() {
+        strip_dialect(child);
+    }
 }
 
 #[cfg(test)]
@@ -175,13 +190,13 @@ pub(crate) mod tests {
     #[test]
     fn the_code_speaks_the_golden_examples() {
         let golden = |text: &str| xml(text.trim());
-        assert_same_shape(&offline_count("localhost", 5), &golden(include_str!("../../schemas/examples/ib.xml")));
-        assert_same_shape(&sent_ack("x1", 1), &golden(include_str!("../../schemas/examples/ack.xml")));
+        assert_same_shape(&offline_count("localhost", 5), &golden(include_str!("../../../schemas/examples/ib.xml")));
+        assert_same_shape(&sent_ack("x1", 1), &golden(include_str!("../../../schemas/examples/ack.xml")));
         let enabled = crate::xml::el("enabled", NS);
-        assert_same_shape(&enabled, &golden(include_str!("../../schemas/examples/enabled.xml")));
+        assert_same_shape(&enabled, &golden(include_str!("../../../schemas/examples/enabled.xml")));
         for sent in [
-            include_str!("../../schemas/examples/receipt-sent.xml"),
-            include_str!("../../schemas/examples/receipt-read-sent.xml"),
+            include_str!("../../../schemas/examples/receipt-sent.xml"),
+            include_str!("../../../schemas/examples/receipt-read-sent.xml"),
         ] {
             let message = receipt_to_message(&golden(sent), "r1").expect("a valid receipt");
             let mut message = message.clone();
@@ -189,7 +204,7 @@ pub(crate) mod tests {
             message.append_child(crate::xml::el("delay", "urn:xmpp:delay").with("stamp", "2026-11-22T19:05:27Z"));
             let delivered = message_to_receipt(&message).expect("back to a receipt");
             if sent.contains("read") {
-                let golden_delivered = golden(include_str!("../../schemas/examples/receipt-delivered.xml"));
+                let golden_delivered = golden(include_str!("../../../schemas/examples/receipt-delivered.xml"));
                 assert_same_shape(&delivered, &golden_delivered);
             }
         }
