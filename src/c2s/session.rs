@@ -6,8 +6,7 @@ use crate::c2s::error::{StreamCondition, StreamEnd};
 use crate::core::held::Held;
 use crate::core::module::{self, Answer, Request, Slots, Target, Viewer};
 use crate::core::state::ServerState;
-use crate::core::{delivery, offline, Delivery, PushKind};
-use crate::modules::roster;
+use crate::core::{delivery, offline, Delivery};
 use crate::storage::offline::Batch;
 use crate::xml::{el, writer, Element, ElementExt, NS_CLIENT};
 use crate::xmpp::error::{Condition, StanzaError};
@@ -45,15 +44,11 @@ pub struct Session {
     priority: Option<i8>,
     /// Numbers the ids of what the server itself sends this client.
     ids_issued: u64,
-    /// The client asked for the roster, so it gets roster pushes (RFC 6121 §2.1.6).
-    roster_interested: bool,
     /// Entities we sent directed presence to while available (RFC 6121 §4.6): they get
     /// our unavailable presence when we go.
     directed: std::collections::HashSet<Jid>,
     /// How this session sees stanzas (modules set its flags: the dialect's `<enable/>`).
     viewer: Viewer,
-    /// The client fetched its block list, so it gets block list pushes (XEP-0191 §3.3).
-    blocklist_interested: bool,
     /// XEP-0198: the connection is gone, the session waits for a resumption; presence
     /// updates wait in `held`. (While the client is inactive, XEP-0352, the CSI module
     /// holds them.)
@@ -69,11 +64,6 @@ pub struct Session {
     paced: std::collections::VecDeque<Vec<u8>>,
     /// The offline backlog starts once `paced` is out.
     backlog_due: bool,
-    /// Stored messages this client was shown through XEP-0013 (fetched or viewed): a purge
-    /// removes these and nothing that arrived since.
-    flexible_shown: std::collections::BTreeSet<u64>,
-    /// The client retrieves offline messages itself (XEP-0013): no automatic backlog.
-    flexible_offline: bool,
     last_inbound: Instant,
     /// The id and send time of our unanswered XEP-0199 ping.
     ping: Option<(String, Instant)>,
@@ -99,18 +89,14 @@ impl Session {
             id,
             priority: None,
             ids_issued: 0,
-            roster_interested: false,
             directed: std::collections::HashSet::new(),
             viewer: Viewer::default(),
-            blocklist_interested: false,
             detached: false,
             held: Held::default(),
             backlog: None,
             waits_for_room: false,
             paced: Default::default(),
             backlog_due: false,
-            flexible_shown: Default::default(),
-            flexible_offline: false,
             last_inbound: now,
             ping: None,
             ping_interval: Duration::from_secs(t.ping_interval_secs),
@@ -323,18 +309,11 @@ impl Session {
         self.held.take().into_iter().map(|bytes| Action::Write(bytes.into())).collect()
     }
 
-    /// Whether this session gets pushes of that list.
-    fn wants(&self, kind: PushKind) -> bool {
-        match kind {
-            PushKind::Roster => self.roster_interested,
-            PushKind::Blocklist => self.blocklist_interested,
-        }
-    }
-
     /// Sends the next batch of offline messages, if any, followed by the ping whose
     /// answer acknowledges it.
     pub(super) async fn send_backlog(&mut self, state: &ServerState) -> Vec<Action> {
-        if self.flexible_offline {
+        // A client that retrieves by itself (XEP-0013, `modules/offline/`) gets none.
+        if state.modules.retrieves_offline_itself(&self.slots) {
             state.registry.set_draining(&self.jid, self.id, false);
             self.backlog = None;
             return Vec::new();
@@ -359,8 +338,10 @@ impl Session {
             (stanzas, backlog) = offline::next_batch(state, &self.bare, ack_id.clone(), room).await;
         }
         state.registry.set_draining(&self.jid, self.id, backlog.is_some());
-        let shown = |bytes| state.modules.shown_stored(bytes, self.viewer);
-        let mut actions: Vec<Action> = stanzas.into_iter().map(|bytes| Action::Write(shown(bytes).into())).collect();
+        let mut actions = Vec::with_capacity(stanzas.len() + 1);
+        for bytes in stanzas {
+            actions.push(Action::Write(state.modules.shown_stored(bytes, self.viewer).await.into()));
+        }
         if backlog.is_some() {
             // Its answer acknowledges the batch: a client answers stanzas in order.
             actions.push(Action::Write(self.ping_from_server(&ack_id).into()));
@@ -448,6 +429,7 @@ impl Session {
                 // A module may keep it (CSI holds presence while the client is inactive).
                 let due = match state.modules.delivering(delivery, &mut self.slots) {
                     module::Delivering::Held(due) => due,
+                    module::Delivering::Dropped => Vec::new(),
                     // Presence waits (the latest per sender) while the connection is gone and
                     // the session waits for a resumption.
                     module::Delivering::Pass => match self.detached.then(|| Held::sender(bytes)).flatten() {
@@ -457,12 +439,17 @@ impl Session {
                 };
                 due.into_iter().map(|bytes| Action::Write(bytes.into())).collect()
             }
-            Delivery::Push(kind, payload) if self.wants(*kind) => {
-                let id = self.next_id("push");
-                let push = crate::modules::push_iq(self.jid.as_str(), &id, payload);
-                vec![Action::Write(writer::to_bytes(&push).into())]
-            }
-            Delivery::Push(..) | Delivery::Kept { .. } => Vec::new(),
+            // Only to a client that fetched that list (the roster and blocking modules).
+            Delivery::Push(_, payload) => match state.modules.delivering(delivery, &mut self.slots) {
+                module::Delivering::Pass => {
+                    let id = self.next_id("push");
+                    let push = crate::modules::push_iq(self.jid.as_str(), &id, payload);
+                    vec![Action::Write(writer::to_bytes(&push).into())]
+                }
+                module::Delivering::Held(due) => due.into_iter().map(|bytes| Action::Write(bytes.into())).collect(),
+                module::Delivering::Dropped => Vec::new(),
+            },
+            Delivery::Kept { .. } => Vec::new(),
             Delivery::Wake => self.wake(state).await,
         }
     }
@@ -612,15 +599,6 @@ impl Session {
         let Some(payload) = stanza.element.children().next().filter(|_| stanza.kind.is_request()) else {
             return Vec::new();
         };
-        if target == Target::Account(self.bare.clone()) {
-            self.roster_interested |= roster::is_get(stanza);
-            self.blocklist_interested |= crate::modules::blocking::is_get(stanza);
-            // XEP-0013 §2.2/§2.3: a client that counts or lists retrieves by itself.
-            self.flexible_offline |= stanza.element.children().any(|q| q.attr("node") == Some(flexible::NS));
-            if payload.is("offline", flexible::NS) {
-                return self.on_flexible_offline(state, stanza, &payload.clone()).await;
-            }
-        }
         if payload.is("bind", crate::xml::NS_BIND) {
             // RFC 6120 §7.7.2.1: one resource per stream, bound already.
             return self.reply_error(stanza, StanzaError::new(Condition::NotAllowed));
@@ -652,25 +630,18 @@ impl Session {
                 _ => self.reply_error(stanza, StanzaError::new(Condition::ServiceUnavailable)),
             };
         }
-        let id = stanza.id.as_deref().filter(|_| stanza.kind != Kind::Message(MessageType::Error));
-        // Computed once: it serialises the payload.
-        let fingerprint = id.map(|id| crate::core::dedup::fingerprint(id, &stanza.element));
-        if let (Some(id), Some(key)) = (id, fingerprint) {
-            if state.dedup.is_repeat(&self.bare, key, self.last_inbound) {
-                tracing::debug!(id, "retransmitted message not delivered again");
-                return self.taken(state, stanza);
-            }
+        // A retransmission of a message taken before (`modules/dedup.rs`) is not routed again.
+        if state.modules.message_from_client(&self.bare, stanza, self.last_inbound) == module::FromClient::Repeat {
+            return self.taken(state, stanza);
         }
         let mut actions = self.route(state, stanza, &to).await;
-        // Taken (delivered or durably stored): remembered against retransmission, and the
-        // client told (the dialect's "sent" tick), after durability. A refused message may
-        // be sent again.
+        // Taken (delivered or durably stored): the client is told (the dialect's "sent"
+        // tick), after durability. A refused message may be sent again.
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
             state.modules.message_sent(state, &self.jid, stanza, &to).await;
-            if let Some(key) = fingerprint {
-                state.dedup.accepted(&self.bare, key, self.last_inbound);
-            }
             actions.extend(self.taken(state, stanza));
+        } else {
+            state.modules.message_refused(&self.bare, stanza, false);
         }
         actions
     }
@@ -699,7 +670,6 @@ async fn forget_inflight(state: &ServerState, keys: &[u64]) {
     }
 }
 
-pub mod flexible;
 pub mod out;
 mod presence;
 pub mod receipts;

@@ -313,8 +313,8 @@ pub async fn reroute(state: &ServerState, element: crate::xml::Element) {
     };
     let Err(error) = outcome else { return };
     // Accepted before, bounced now: a retransmission of it is not a repeat.
-    if let (Kind::Message(_), Some(from), Some(id)) = (stanza.kind, stanza.from.as_ref(), stanza.id.as_deref()) {
-        state.dedup.forget(&from.to_bare(), id, stanza.element.attr("to"));
+    if let (Kind::Message(_), Some(from)) = (stanza.kind, stanza.from.as_ref()) {
+        state.modules.message_refused(&from.to_bare(), &stanza, true);
     }
     let (Some(reply), Some(sender)) = (stanza.error_reply(&error), stanza.from.as_ref()) else {
         return;

@@ -2,7 +2,6 @@
 //! subscriptions, and the state every connection shares. It never names a feature module,
 //! the client-connection code or a transport (docs/architecture.md).
 
-pub mod dedup;
 pub mod delivery;
 pub mod held;
 pub mod module;

@@ -137,6 +137,16 @@ impl Request<'_> {
     /// how a handler awaits storage (RFC 6120 §10.1 holds: the session writes the answer
     /// before it handles its client's next stanza).
     pub fn later(&self, work: for<'r> fn(&'r Request<'r>) -> Soon<'r, Vec<Element>>) -> Answer {
+        self.later_with(work, |request, work| work(request))
+    }
+
+    /// [`later`](Self::later), handing `work` a `value` too: what it needs of the session
+    /// (such as a shared part of a module's slot).
+    pub fn later_with<T: Send + 'static>(
+        &self,
+        value: T,
+        work: for<'r> fn(&'r Request<'r>, T) -> Soon<'r, Vec<Element>>,
+    ) -> Answer {
         let Some(state) = self.state.shared() else { return self.error(Condition::InternalServerError).into() };
         let (sender, target) = (self.sender.clone(), self.target.clone());
         let (stanza, payload, session, viewer, room) =
@@ -154,7 +164,7 @@ impl Request<'_> {
                 room,
                 slots: &mut slots,
             };
-            work(&request).await
+            work(&request, value).await
         }))
     }
 
@@ -289,12 +299,26 @@ pub enum Hook {
     MessageDelivered,
     MessageSent,
     MessageTaken,
+    MessageFromClient,
+    MessageRefused,
     Delivering,
     SessionEvents,
+    OfflineBacklog,
 }
 
 impl Hook {
-    const COUNT: usize = 8;
+    const COUNT: usize = 11;
+}
+
+/// What a module makes of a client's message before it is routed
+/// ([`Module::message_from_client`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromClient {
+    /// Routed (unless a later module says otherwise).
+    Pass,
+    /// A retransmission of one taken before: not routed again, and the client is told it
+    /// was taken ([`Module::message_taken`]).
+    Repeat,
 }
 
 /// How one session sees stanzas: plain flags of its registry entry, which any node could
@@ -358,6 +382,8 @@ pub enum Delivering {
     Pass,
     /// The module keeps it; these, kept before and due now, are written instead.
     Held(Vec<Vec<u8>>),
+    /// Not for this session's client (a push it never asked for).
+    Dropped,
 }
 
 /// A feature's hooks; every one has a default that does nothing, and is called only for
@@ -423,6 +449,23 @@ pub trait Module: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the session's client takes its stored messages itself (XEP-0013), so the
+    /// session sends it no offline backlog of its own accord.
+    fn retrieves_offline_itself(&self, _slots: &Slots) -> bool {
+        false
+    }
+
+    /// A client's message (from `sender`, after the inbound hooks), about to be routed; the
+    /// clock is the session's (tokio's: tests pause it).
+    fn message_from_client(&self, _sender: &BareJid, _stanza: &Stanza, _now: tokio::time::Instant) -> FromClient {
+        FromClient::Pass
+    }
+
+    /// A client's message was refused: at once (the sender got an error), or `bounced`
+    /// later, in the form it had reached by then (its recipient's session ended and it
+    /// could not be stored). The sender may send it again.
+    fn message_refused(&self, _sender: &BareJid, _stanza: &Stanza, _bounced: bool) {}
+
     /// A client's message was taken (delivered or durably stored), or was a retransmission
     /// of one taken before: what to tell that client (stanzas).
     fn message_taken(&self, _stanza: &Stanza, _viewer: Viewer) -> Vec<Vec<u8>> {
@@ -484,6 +527,8 @@ pub struct Modules {
     elements: HashMap<&'static str, Vec<ElementTaker>>,
     /// Who turns the other top-level elements of a namespace into stanzas.
     stanza_namespaces: HashMap<&'static str, Arc<dyn Module>>,
+    /// Session flags handed out ([`Registrar::session_flag`]).
+    flags_claimed: u32,
 }
 
 /// A module that takes top-level elements of one namespace: those of one name, or any.
@@ -541,6 +586,15 @@ impl Registrar<'_> {
     /// (XEP-0198 §4).
     pub fn stanzas(&mut self, ns: &'static str) {
         self.modules.stanza_namespaces.insert(ns, self.current.clone());
+    }
+
+    /// A per-session flag of this module's own, in [`Slots`]: a bit, for state that is
+    /// one yes or no and that most sessions would set (a slot would cost them a map).
+    pub fn session_flag(&mut self) -> Flag {
+        let bit = self.modules.flags_claimed;
+        assert!(bit < u32::BITS, "more session flags than Slots holds");
+        self.modules.flags_claimed += 1;
+        Flag(1 << bit)
     }
 
     /// Calls this module's implementation of `hook`.
@@ -648,13 +702,14 @@ impl Modules {
     }
 
     /// A stored stanza (its bytes) as one session's client sees it; parsed only when a
-    /// module may change it.
-    pub fn shown_stored(&self, bytes: Vec<u8>, viewer: Viewer) -> Vec<u8> {
+    /// module may change it (by the framer, as the server reads its own bytes back).
+    pub async fn shown_stored(&self, bytes: Vec<u8>, viewer: Viewer) -> Vec<u8> {
         let modules = &self.hooks[Hook::Shown as usize];
         if !modules.iter().any(|module| module.shows_stored_differently(&bytes, viewer)) {
             return bytes;
         }
-        let Some(element) = std::str::from_utf8(&bytes).ok().and_then(|text| text.parse::<Element>().ok()) else {
+        let Some(element) = crate::xml::read_stanza(&bytes).await else {
+            tracing::error!(bytes = bytes.len(), "a stored stanza cannot be read back: written as stored");
             return bytes;
         };
         match self.shown(&element, viewer, None) {
@@ -684,6 +739,25 @@ impl Modules {
         }
     }
 
+    /// Whether a client's message is routed: the first module that says `Repeat` decides.
+    pub fn message_from_client(&self, sender: &BareJid, stanza: &Stanza, now: tokio::time::Instant) -> FromClient {
+        let modules = &self.hooks[Hook::MessageFromClient as usize];
+        match modules.iter().any(|module| module.message_from_client(sender, stanza, now) == FromClient::Repeat) {
+            true => FromClient::Repeat,
+            false => FromClient::Pass,
+        }
+    }
+
+    /// Whether a module takes the session's offline messages to its client itself.
+    pub fn retrieves_offline_itself(&self, slots: &Slots) -> bool {
+        self.hooks[Hook::OfflineBacklog as usize].iter().any(|module| module.retrieves_offline_itself(slots))
+    }
+
+    pub fn message_refused(&self, sender: &BareJid, stanza: &Stanza, bounced: bool) {
+        let modules = &self.hooks[Hook::MessageRefused as usize];
+        modules.iter().for_each(|module| module.message_refused(sender, stanza, bounced));
+    }
+
     /// What the modules tell a client whose message was taken (or was a repeat of one).
     pub fn message_taken(&self, stanza: &Stanza, viewer: Viewer) -> Vec<Vec<u8>> {
         let modules = &self.hooks[Hook::MessageTaken as usize];
@@ -694,11 +768,12 @@ impl Modules {
         self.hooks[Hook::MessageDelivered as usize].iter().for_each(|m| m.message_delivered(state, owner, stanza, to));
     }
 
-    /// The first module that keeps `delivery` says so; otherwise it passes.
+    /// The first module that keeps or drops `delivery` says so; otherwise it passes.
     pub fn delivering(&self, delivery: &Delivery, slots: &mut Slots) -> Delivering {
         for module in &self.hooks[Hook::Delivering as usize] {
-            if let held @ Delivering::Held(_) = module.delivering(delivery, slots) {
-                return held;
+            match module.delivering(delivery, slots) {
+                Delivering::Pass => continue,
+                kept_or_dropped => return kept_or_dropped,
             }
         }
         Delivering::Pass
@@ -729,13 +804,26 @@ impl Modules {
 }
 
 /// A session's module state: one value per type, allocated when a module first asks
-/// (an idle session holds one empty pointer).
+/// (an idle session holds one empty pointer), and the modules' yes-or-no flags.
 /// (Boxed: an empty `HashMap` is 48 bytes, and every idle session would hold them.)
 #[derive(Default)]
 #[allow(clippy::box_collection)]
-pub struct Slots(Option<Box<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>);
+pub struct Slots(Option<Box<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>, u32);
+
+/// One module's per-session flag ([`Registrar::session_flag`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(u32);
 
 impl Slots {
+    /// Whether `flag` is set for this session.
+    pub fn has(&self, flag: Flag) -> bool {
+        self.1 & flag.0 != 0
+    }
+
+    pub fn set(&mut self, flag: Flag) {
+        self.1 |= flag.0;
+    }
+
     /// The module's state of type `T` for this session, made on first use.
     pub fn get_or_default<T: Any + Send + Sync + Default>(&mut self) -> &mut T {
         let map = self.0.get_or_insert_with(Default::default);
@@ -886,6 +974,11 @@ mod tests {
         slots.get_or_default::<Count>().0 += 2;
         slots.get_or_default::<Count>().0 += 1;
         assert_eq!(slots.get::<Count>().map(|c| c.0), Some(3));
-        assert_eq!(std::mem::size_of::<Slots>(), std::mem::size_of::<usize>(), "one pointer per session");
+        assert_eq!(std::mem::size_of::<Slots>(), 2 * std::mem::size_of::<usize>(), "a pointer and the flags");
+        let mut modules = Modules::default();
+        let mut api = Registrar { config: &Config::default(), modules: &mut modules, current: Arc::new(Echo) };
+        let (first, second) = (api.session_flag(), api.session_flag());
+        slots.set(second);
+        assert!(slots.has(second) && !slots.has(first));
     }
 }

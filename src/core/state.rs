@@ -1,7 +1,6 @@
 //! What every connection shares: configuration, storage, the session registry, the
 //! registered modules.
 
-use super::dedup::Dedup;
 use super::module::Modules;
 use super::revocation::{Revocations, KEPT_BEYOND_NEGOTIATION};
 use super::{LocalRegistry, Registry};
@@ -24,8 +23,6 @@ pub struct ServerState {
     pub subscription_locks: crate::stripes::AsyncStripes,
     /// Makes writes durable before anyone is told they happened (group commit).
     pub flusher: Flusher,
-    /// Recognises retransmitted messages.
-    pub dedup: Dedup,
     /// Accounts whose password changed or that were deleted: their negotiating streams end.
     pub revocations: Revocations,
     /// This state's own `Arc`, for work that outlives a borrow (an iq answered later).
@@ -36,7 +33,6 @@ impl ServerState {
     pub fn new(config: Config, store: Arc<dyn Storage>, modules: Modules) -> Arc<ServerState> {
         let negotiation = std::time::Duration::from_secs(config.timeouts.negotiation_secs);
         Arc::new_cyclic(|me| ServerState {
-            dedup: Dedup::new(std::time::Duration::from_secs(config.limits.dedup_window_secs), config.limits.dedup_ids),
             config,
             registry: Box::new(LocalRegistry::default()),
             modules,

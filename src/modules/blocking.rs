@@ -2,9 +2,9 @@
 //! the JIDs it blocked, in either direction.
 
 use super::{storage_fault, Request};
-use crate::core::module::{one_reply, Module, Registrar, Scope, Targets, Types};
+use crate::core::module::{one_reply, Delivering, Hook, Module, Registrar, Scope, Slots, Targets, Types};
 use crate::core::state::ServerState;
-use crate::core::{presence, PushKind};
+use crate::core::{presence, Delivery, PushKind};
 use crate::storage::roster::ListQuota;
 use crate::storage::StorageError;
 use crate::xml::{el, Element, ElementExt};
@@ -118,13 +118,16 @@ fn push(state: &ServerState, owner: &BareJid, payload: Element) {
     }
 }
 
-/// A block list get (the session then wants pushes).
-pub fn is_get(stanza: &crate::xmpp::stanza::Stanza) -> bool {
-    stanza.kind == crate::xmpp::stanza::Kind::Iq(crate::xmpp::stanza::IqType::Get)
-        && stanza.element.children().next().is_some_and(|c| c.is("blocklist", NS))
+pub struct Blocking {
+    /// XEP-0191 §3.3: pushes go to the sessions that requested the block list.
+    pushes: super::PushInterest,
 }
 
-pub struct Blocking;
+impl Default for Blocking {
+    fn default() -> Blocking {
+        Blocking { pushes: super::PushInterest::new(PushKind::Blocklist) }
+    }
+}
 
 impl Module for Blocking {
     fn name(&self) -> &'static str {
@@ -132,7 +135,18 @@ impl Module for Blocking {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| r.later(|r| one_reply(handle(r))));
+        let fetched = self.pushes.register(api);
+        api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, move |r| {
+            if r.payload.name() == "blocklist" {
+                super::PushInterest::fetched(fetched, r);
+            }
+            r.later(|r| one_reply(handle(r)))
+        });
+        api.hook(Hook::Delivering);
         api.feature(Scope::Server, NS);
+    }
+
+    fn delivering(&self, delivery: &Delivery, slots: &mut Slots) -> Delivering {
+        self.pushes.delivering(delivery, slots)
     }
 }

@@ -5,6 +5,7 @@
 pub mod blocking;
 pub mod carbons;
 pub mod csi;
+pub mod dedup;
 pub mod dialect;
 pub mod disco;
 pub mod ingress;
@@ -19,8 +20,9 @@ pub mod vcard;
 pub mod version;
 
 use crate::config::Config;
-use crate::core::module::Modules;
 pub use crate::core::module::{push_iq, storage_fault, Request, Target};
+use crate::core::module::{Delivering, Flag, Modules, Registrar, Slots};
+use crate::core::{Delivery, PushKind};
 use crate::xml::Element;
 use crate::xmpp::error::Condition;
 
@@ -28,13 +30,14 @@ use crate::xmpp::error::Condition;
 pub fn standard(config: &Config) -> Modules {
     let mut modules = Modules::default();
     modules.add(config, ingress::Ingress);
+    modules.add(config, dedup::Dedup::configured(config));
     modules.add(config, disco::Disco);
     modules.add(config, ping::Ping);
     modules.add(config, version::Version);
     modules.add(config, last::LastActivity);
     modules.add(config, session::LegacySession);
-    modules.add(config, roster::Roster);
-    modules.add(config, blocking::Blocking);
+    modules.add(config, roster::Roster::default());
+    modules.add(config, blocking::Blocking::default());
     modules.add(config, offline::FlexibleOffline);
     modules.add(config, carbons::Carbons);
     modules.add(config, mam::Archive);
@@ -43,6 +46,40 @@ pub fn standard(config: &Config) -> Modules {
     modules.add(config, vcard::Vcard);
     modules.add(config, private::PrivateStorage);
     modules
+}
+
+/// Pushes of one list go only to the sessions that fetched it (RFC 6121 §2.1.6, XEP-0191
+/// §3.3): a session flag, set when its client gets the list. (A flag, not a slot: nearly
+/// every client fetches its roster, and a slot would cost each session a map.)
+pub struct PushInterest {
+    kind: PushKind,
+    flag: std::sync::OnceLock<Flag>,
+}
+
+impl PushInterest {
+    pub const fn new(kind: PushKind) -> PushInterest {
+        PushInterest { kind, flag: std::sync::OnceLock::new() }
+    }
+
+    /// Claims the flag, at registration.
+    pub fn register(&self, api: &mut Registrar) -> Flag {
+        *self.flag.get_or_init(|| api.session_flag())
+    }
+
+    /// The client of this request fetched the list, if it asked for its own.
+    pub fn fetched(flag: Flag, request: &mut Request) {
+        if request.is_get() && request.own_account().is_ok() {
+            request.slots.set(flag);
+        }
+    }
+
+    /// A push of this list to a session that never fetched it is dropped.
+    pub fn delivering(&self, delivery: &Delivery, slots: &Slots) -> Delivering {
+        match (delivery, self.flag.get()) {
+            (Delivery::Push(kind, _), Some(flag)) if *kind == self.kind && !slots.has(*flag) => Delivering::Dropped,
+            _ => Delivering::Pass,
+        }
+    }
 }
 
 /// Stored XML read back, as a module answers with it; a read that fails, or bytes that

@@ -1,15 +1,15 @@
 //! The roster protocol (RFC 6121 §2) with versioning (XEP-0237, RFC 6121 §2.6).
 
 use super::{storage_fault, Request};
-use crate::core::module::{one_reply, Module, Registrar, Targets, Types};
+use crate::core::module::{one_reply, Delivering, Hook, Module, Registrar, Slots, Targets, Types};
 use crate::core::roster::{item_element, push_item, push_removal};
 use crate::core::subscription;
+use crate::core::Delivery;
 use crate::storage::roster::RosterItem;
 use crate::storage::StorageError;
 use crate::xml::ns;
 use crate::xml::{el, Element, ElementExt};
 use crate::xmpp::error::Condition;
-use crate::xmpp::stanza::{Kind, Stanza};
 use std::collections::HashSet;
 use std::sync::Arc;
 use xmpp_parsers::jid::BareJid;
@@ -115,13 +115,16 @@ async fn remove(request: &Request<'_>, owner: &BareJid, contact: &BareJid) -> Re
     Ok(request.result())
 }
 
-/// A roster get from the client (it then wants pushes).
-pub fn is_get(stanza: &Stanza) -> bool {
-    stanza.kind == Kind::Iq(crate::xmpp::stanza::IqType::Get)
-        && stanza.element.children().next().is_some_and(|c| c.is("query", NS))
+pub struct Roster {
+    /// RFC 6121 §2.1.6: pushes go to the sessions that requested the roster.
+    pushes: super::PushInterest,
 }
 
-pub struct Roster;
+impl Default for Roster {
+    fn default() -> Roster {
+        Roster { pushes: super::PushInterest::new(crate::core::PushKind::Roster) }
+    }
+}
 
 impl Module for Roster {
     fn name(&self) -> &'static str {
@@ -129,8 +132,17 @@ impl Module for Roster {
     }
 
     fn register(self: Arc<Self>, api: &mut Registrar) {
-        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, |r| r.later(|r| one_reply(handle(r))));
+        let fetched = self.pushes.register(api);
+        api.iq(Some("query"), NS, Types::GetAndSet, Targets::ACCOUNT, move |r| {
+            super::PushInterest::fetched(fetched, r);
+            r.later(|r| one_reply(handle(r)))
+        });
+        api.hook(Hook::Delivering);
         // RFC 6121 §2.6.1: roster versioning; §3.4: subscription pre-approval.
         api.stream_feature(&format!("<ver xmlns='{}'/><sub xmlns='{}'/>", ns::ROSTER_VERSIONING, ns::PRE_APPROVAL));
+    }
+
+    fn delivering(&self, delivery: &Delivery, slots: &mut Slots) -> Delivering {
+        self.pushes.delivering(delivery, slots)
     }
 }

@@ -2,16 +2,26 @@
 //! server take a message sends it again with the same id. A repeat is recognised by the
 //! sender's bare JID, the id, the recipient and the payload together (clients that number
 //! ids per connection reuse ids for different messages), within a time window and a
-//! number of recent messages per sender.
+//! number of recent messages per sender (`limits.dedup_window_secs`, `limits.dedup_ids`).
+//!
+//! A module of its own: its `message_from_client` hook remembers each message with an id
+//! before it is routed and tells a repeat (not routed again; the client is told it was
+//! taken, as the first time), and `message_refused` forgets one that was refused, at once
+//! or bounced later, so that it may be sent again.
 
+use crate::config::Config;
+use crate::core::module::{FromClient, Hook, Module, Registrar};
 use crate::xml::Element;
+use crate::xmpp::stanza::{Kind, MessageType, Stanza};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
+/// The module: what it remembers, for the whole server.
 pub struct Dedup {
     window: Duration,
     per_sender: usize,
@@ -106,12 +116,53 @@ pub struct Keys {
 const SWEEP_EVERY: usize = 4096;
 const SHARDS: usize = 16;
 
+impl Module for Dedup {
+    fn name(&self) -> &'static str {
+        "retransmitted messages"
+    }
+
+    fn register(self: Arc<Self>, api: &mut Registrar) {
+        api.hook(Hook::MessageFromClient);
+        api.hook(Hook::MessageRefused);
+    }
+
+    fn message_from_client(&self, sender: &BareJid, stanza: &Stanza, now: Instant) -> FromClient {
+        let Some(id) = stanza.id.as_deref().filter(|_| stanza.kind != Kind::Message(MessageType::Error)) else {
+            return FromClient::Pass;
+        };
+        if self.first_time(sender, fingerprint(id, &stanza.element), now) {
+            FromClient::Pass
+        } else {
+            tracing::debug!(id, "retransmitted message not delivered again");
+            FromClient::Repeat
+        }
+    }
+
+    /// A refused message may be sent again: at once, its very fingerprint is forgotten; a
+    /// bounce, which may come in another form by then, forgets its id and recipient.
+    fn message_refused(&self, sender: &BareJid, stanza: &Stanza, bounced: bool) {
+        let Some(id) = stanza.id.as_deref() else { return };
+        let mut seen = self.shard(sender);
+        let Some(recent) = seen.get_mut(sender) else { return };
+        match bounced {
+            false => recent.keys.remove(&fingerprint(id, &stanza.element).fingerprint),
+            true => {
+                recent.forget(id_key(id, stanza.element.attr("to")));
+                None
+            }
+        };
+    }
+}
+
 impl Dedup {
     pub fn new(window: Duration, per_sender: usize) -> Dedup {
         Dedup { window, per_sender, seen: Default::default(), since_sweep: Default::default() }
     }
 
-    /// Whether the message with this [`fingerprint`] was accepted before, within the window.
+    pub fn configured(config: &Config) -> Dedup {
+        Dedup::new(Duration::from_secs(config.limits.dedup_window_secs), config.limits.dedup_ids)
+    }
+
     fn shard(&self, sender: &BareJid) -> std::sync::MutexGuard<'_, HashMap<BareJid, Recent>> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         sender.as_str().hash(&mut hasher);
@@ -119,27 +170,32 @@ impl Dedup {
         shard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn is_repeat(&self, sender: &BareJid, keys: Keys, now: Instant) -> bool {
-        let mut seen = self.shard(sender);
-        let Some(recent) = seen.get_mut(sender) else { return false };
-        recent.expire(now, self.window);
-        recent.contains(keys.fingerprint)
-    }
-
-    /// A message accepted earlier was bounced after all (its recipient's session ended and
-    /// its offline storage was full): the sender may send it again, and it is not a repeat.
-    pub fn forget(&self, sender: &BareJid, id: &str, to: Option<&str>) {
-        let id = id_key(id, to);
-        if let Some(recent) = self.shard(sender).get_mut(sender) {
-            recent.forget(id);
-        }
-    }
-
-    /// Remembers an accepted message (one that was refused may be sent again).
-    pub fn accepted(&self, sender: &BareJid, keys: Keys, now: Instant) {
+    /// Whether the message with these [`Keys`] is new within the window; it is remembered
+    /// (under one lock: a second message with them, even from another session, is a repeat).
+    fn first_time(&self, sender: &BareJid, keys: Keys, now: Instant) -> bool {
         if self.per_sender == 0 {
-            return;
+            return true;
         }
+        self.sweep_now_and_then(now);
+        let mut seen = self.shard(sender);
+        // Looked up before inserting: a sender's JID is cloned once, not per message.
+        let recent = match seen.get_mut(sender) {
+            Some(recent) => recent,
+            None => seen.entry(sender.clone()).or_default(),
+        };
+        recent.expire(now, self.window);
+        if recent.contains(keys.fingerprint) {
+            return false;
+        }
+        if recent.order.len() >= self.per_sender {
+            recent.pop();
+        }
+        recent.push(keys, now);
+        true
+    }
+
+    /// Every [`SWEEP_EVERY`] messages, expired entries of all senders are dropped.
+    fn sweep_now_and_then(&self, now: Instant) {
         if self.since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= SWEEP_EVERY {
             self.since_sweep.store(0, std::sync::atomic::Ordering::Relaxed);
             // One shard at a time, none held while another is taken.
@@ -150,26 +206,6 @@ impl Dedup {
                 });
             }
         }
-        let mut seen = self.shard(sender);
-        // Looked up before inserting: a sender's JID is cloned once, not per message.
-        let recent = match seen.get_mut(sender) {
-            Some(recent) => recent,
-            None => seen.entry(sender.clone()).or_default(),
-        };
-        if recent.order.len() >= self.per_sender {
-            recent.pop();
-        }
-        recent.push(keys, now);
-    }
-
-    #[cfg(test)]
-    fn first_time(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
-        let keys = fingerprint(id, message);
-        let repeat = self.is_repeat(sender, keys, now);
-        if !repeat {
-            self.accepted(sender, keys, now);
-        }
-        !repeat
     }
 }
 
@@ -184,9 +220,9 @@ fn id_key(id: &str, to: Option<&str>) -> u64 {
     id_hasher(id, to).finish()
 }
 
-/// What identifies a message for that: its id, recipient and payload (and, for
-/// [`Dedup::forget`], its id and recipient alone).
-pub fn fingerprint(id: &str, message: &Element) -> Keys {
+/// What identifies a message for that: its id, recipient and payload (and, to forget a
+/// bounce, its id and recipient alone).
+fn fingerprint(id: &str, message: &Element) -> Keys {
     let mut hasher = id_hasher(id, message.attr("to"));
     let id = hasher.finish();
     for child in message.children() {
@@ -235,16 +271,31 @@ mod tests {
         format!("<message xmlns='jabber:client' to='{to}' id='1'><body>{body}</body></message>").parse().expect("xml")
     }
 
+    fn stanza(id: &str, to: &str, body: &str) -> Stanza {
+        let xml = format!("<message xmlns='jabber:client' to='{to}' id='{id}'><body>{body}</body></message>");
+        Stanza::parse(xml.parse().expect("xml")).map_err(|_| "stanza").expect("stanza")
+    }
+
+    impl Dedup {
+        fn first(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
+            self.first_time(sender, fingerprint(id, message), now)
+        }
+
+        fn passes(&self, sender: &BareJid, stanza: &Stanza) -> bool {
+            self.message_from_client(sender, stanza, Instant::now()) == FromClient::Pass
+        }
+    }
+
     #[test]
     fn repeats_are_caught_within_the_window_only() {
         let dedup = Dedup::new(Duration::from_secs(600), 1000);
         let alice = BareJid::new("alice@x").expect("jid");
         let now = Instant::now();
-        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now));
-        assert!(!dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now), "a retransmission");
-        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "other"), now), "same id, other message");
-        assert!(dedup.first_time(&alice, "1", &msg("carol@x", "hi"), now), "same id, other recipient");
-        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now + Duration::from_secs(601)), "expired");
+        assert!(dedup.first(&alice, "1", &msg("bob@x", "hi"), now));
+        assert!(!dedup.first(&alice, "1", &msg("bob@x", "hi"), now), "a retransmission");
+        assert!(dedup.first(&alice, "1", &msg("bob@x", "other"), now), "same id, other message");
+        assert!(dedup.first(&alice, "1", &msg("carol@x", "hi"), now), "same id, other recipient");
+        assert!(dedup.first(&alice, "1", &msg("bob@x", "hi"), now + Duration::from_secs(601)), "expired");
     }
 
     #[test]
@@ -254,18 +305,13 @@ mod tests {
         let now = Instant::now();
         let k = |fingerprint| Keys { fingerprint, id: fingerprint };
         for key in 1..=4 {
-            assert!(!dedup.is_repeat(&alice, k(key), now));
-            dedup.accepted(&alice, k(key), now);
+            assert!(dedup.first_time(&alice, k(key), now));
         }
-        assert!(!dedup.is_repeat(&alice, k(1), now), "pushed out by later ones");
-        assert!((2..=4).all(|key| dedup.is_repeat(&alice, k(key), now)));
-        // A key sent again is remembered from its latest place.
-        dedup.accepted(&alice, k(2), now);
-        dedup.accepted(&alice, k(5), now);
-        dedup.accepted(&alice, k(6), now);
-        assert!(dedup.is_repeat(&alice, k(2), now) && !dedup.is_repeat(&alice, k(3), now));
+        assert!(dedup.first_time(&alice, k(1), now), "pushed out by later ones, so new again");
+        assert!((3..=4).all(|key| !dedup.first_time(&alice, k(key), now)));
+        assert!(dedup.first_time(&alice, k(2), now), "pushed out by 1");
         for key in 7..1000 {
-            dedup.accepted(&alice, k(key), now);
+            dedup.first_time(&alice, k(key), now);
         }
         let shard = dedup.shard(&alice);
         let recent = shard.get(&alice).expect("alice");
@@ -278,27 +324,41 @@ mod tests {
         let now = Instant::now();
         for i in 0..SWEEP_EVERY {
             let sender = BareJid::new(&format!("u{i}@x")).expect("jid");
-            dedup.accepted(&sender, fingerprint("1", &msg("bob@x", "hi")), now);
+            dedup.first(&sender, "1", &msg("bob@x", "hi"), now);
         }
         let later = now + Duration::from_secs(11);
         let alice = BareJid::new("alice@x").expect("jid");
-        dedup.accepted(&alice, fingerprint("1", &msg("bob@x", "hi")), later);
+        dedup.first(&alice, "1", &msg("bob@x", "hi"), later);
         let remembered: usize = dedup.seen.iter().map(|shard| shard.lock().expect("lock").len()).sum();
         assert!(remembered <= 2, "expired senders swept");
+    }
+
+    #[test]
+    fn a_message_refused_at_once_may_be_sent_again_and_nothing_else_is_forgotten() {
+        let dedup = Dedup::new(Duration::from_secs(600), 1000);
+        let alice = BareJid::new("alice@x").expect("jid");
+        assert!(dedup.passes(&alice, &stanza("1", "bob@x", "hi")));
+        assert!(dedup.passes(&alice, &stanza("1", "bob@x", "other")), "an id reused for another message");
+        dedup.message_refused(&alice, &stanza("1", "bob@x", "other"), false);
+        assert!(dedup.passes(&alice, &stanza("1", "bob@x", "other")), "refused: taken again");
+        assert!(!dedup.passes(&alice, &stanza("1", "bob@x", "hi")), "the other one stays a repeat");
+        let error = Stanza::parse(crate::xml::ElementExt::with(msg("bob@x", "hi"), "type", "error"))
+            .map_err(|_| "stanza")
+            .expect("stanza");
+        assert!(dedup.passes(&alice, &error) && dedup.passes(&alice, &error), "errors are never repeats");
     }
 
     #[test]
     fn a_bounced_message_is_forgotten_whatever_its_form_by_then() {
         let dedup = Dedup::new(Duration::from_secs(600), 1000);
         let alice = BareJid::new("alice@x").expect("jid");
-        let now = Instant::now();
-        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now));
-        assert!(dedup.first_time(&alice, "2", &msg("bob@x", "hi"), now));
-        dedup.forget(&alice, "1", Some("bob@x"));
-        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "hi"), now), "forgotten: taken again");
-        assert!(!dedup.first_time(&alice, "2", &msg("bob@x", "hi"), now), "others stay");
-        dedup.forget(&alice, "2", Some("carol@x"));
-        assert!(!dedup.first_time(&alice, "2", &msg("bob@x", "hi"), now), "another recipient's");
+        assert!(dedup.passes(&alice, &stanza("1", "bob@x", "hi")));
+        assert!(dedup.passes(&alice, &stanza("2", "bob@x", "hi")));
+        dedup.message_refused(&alice, &stanza("1", "bob@x", "changed on the way"), true);
+        assert!(dedup.passes(&alice, &stanza("1", "bob@x", "hi")), "forgotten: taken again");
+        assert!(!dedup.passes(&alice, &stanza("2", "bob@x", "hi")), "others stay");
+        dedup.message_refused(&alice, &stanza("2", "carol@x", "hi"), true);
+        assert!(!dedup.passes(&alice, &stanza("2", "bob@x", "hi")), "another recipient's");
     }
 
     #[test]
@@ -307,9 +367,9 @@ mod tests {
         let alice = BareJid::new("alice@x").expect("jid");
         let now = Instant::now();
         for body in ["a", "b", "c", "d"] {
-            assert!(dedup.first_time(&alice, "1", &msg("bob@x", body), now));
+            assert!(dedup.first(&alice, "1", &msg("bob@x", body), now));
         }
-        assert!(dedup.first_time(&alice, "1", &msg("bob@x", "a"), now), "the oldest was forgotten");
-        assert!(!dedup.first_time(&alice, "1", &msg("bob@x", "d"), now));
+        assert!(dedup.first(&alice, "1", &msg("bob@x", "a"), now), "the oldest was forgotten");
+        assert!(!dedup.first(&alice, "1", &msg("bob@x", "d"), now));
     }
 }

@@ -1,12 +1,21 @@
-//! XEP-0013 flexible offline message retrieval: the server's feature and its disco node
-//! (§2.2 the count, §2.3 one header per message). The retrieval commands themselves act on
-//! the session's offline backlog, and are answered by the session (`c2s::session::flexible`).
+//! XEP-0013 flexible offline message retrieval, all of it: the server's feature, its
+//! disco node (§2.2 the count, §2.3 one header per message), the retrieval commands
+//! (`retrieval.rs`), and the session's automatic offline backlog held back for a client
+//! that retrieves by itself.
 
-use crate::core::module::{storage_fault, Module, NodeQuery, Registrar, Request, Scope, Soon};
+mod retrieval;
+
+use crate::core::module::{storage_fault, Hook, Module, NodeQuery, Registrar, Request, Scope, Slots, Soon};
+use crate::core::module::{Targets, Types};
+use crate::core::state::ServerState;
 use crate::storage::offline::{Batch, OfflineMessage};
 use crate::xml::ns::{DATA_FORMS, DISCO_INFO, DISCO_ITEMS};
 use crate::xml::{el, Element, ElementExt};
+use crate::xmpp::error::StanzaError;
+use crate::xmpp::stanza::{IqType, Kind, Stanza};
+use retrieval::Retrieval;
 use std::sync::Arc;
+use xmpp_parsers::jid::BareJid;
 
 pub use crate::xml::ns::OFFLINE as NS;
 
@@ -24,7 +33,39 @@ impl Module for FlexibleOffline {
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.feature(Scope::Server, NS);
         api.disco_node(NS, |r, query| Soon::later(node_query(r, query)));
+        api.iq(Some("offline"), NS, Types::GetAndSet, Targets::ACCOUNT, retrieval::answer);
+        api.hook(Hook::Inbound);
+        api.hook(Hook::OfflineBacklog);
     }
+
+    /// §2.2/§2.3: a client that counts or lists its messages, or sends a command, to its
+    /// own account retrieves by itself from then on.
+    fn inbound<'a>(
+        &'a self,
+        _state: &'a ServerState,
+        sender: &'a BareJid,
+        stanza: &'a mut Stanza,
+        slots: &'a mut Slots,
+    ) -> Soon<'a, Result<(), StanzaError>> {
+        let own = stanza.to.as_ref().is_none_or(|to| to.resource().is_none() && to.to_bare() == *sender);
+        if matches!(stanza.kind, Kind::Iq(IqType::Get | IqType::Set))
+            && own
+            && stanza.element.children().any(|q| q.attr("node") == Some(NS) || q.is("offline", NS))
+        {
+            slots.get_or_default::<Retrieval>();
+        }
+        Soon::ready(Ok(()))
+    }
+
+    fn retrieves_offline_itself(&self, slots: &Slots) -> bool {
+        slots.get::<Retrieval>().is_some()
+    }
+}
+
+/// What a session's client was shown through XEP-0013 and has not removed, oldest first.
+#[cfg(test)]
+pub(crate) fn shown(slots: &Slots) -> Vec<u64> {
+    slots.get::<Retrieval>().map(Retrieval::seqs).unwrap_or_default()
 }
 
 /// The XEP's node for one message: its place in the queue.
