@@ -115,7 +115,10 @@ impl Session {
         if element.has_ns(sm::NS) {
             return self.on_stream_management(state, &element, now).await;
         }
-        let counted = sm::counts(&element) || state.modules.stands_for_stanza(&element);
+        let counted = match element.has_ns(NS_CLIENT) {
+            true => sm::counts(&element),
+            false => state.modules.stands_for_stanza(&element),
+        };
         let actions = self.handle_element(state, element).await;
         if let Some(sm) = self.sm.as_mut().filter(|_| counted) {
             sm.received();
@@ -124,24 +127,12 @@ impl Session {
     }
 
     async fn handle_element(&mut self, state: &ServerState, mut element: Element) -> Vec<Action> {
-        let client = module::Client {
-            state,
-            jid: &self.jid,
-            session: self.id,
-            viewer: &mut self.viewer,
-            slots: &mut self.slots,
-        };
-        if let Some(answer) = state.modules.element(&element, client) {
-            return match answer.await {
-                Ok(writes) => {
-                    let stream = writes.stream.into_iter().map(|bytes| Action::Send(bytes.into()));
-                    stream.chain(writes.stanzas.into_iter().map(|bytes| Action::Write(bytes.into()))).collect()
-                }
-                Err(text) => vec![Action::End(StreamEnd::error(StreamCondition::UnsupportedStanzaType, text))],
-            };
-        }
-        // An element a module turns into the stanza it stands for (a dialect `<receipt/>`).
+        // Not a stanza of RFC 6120: a module's element (XEP-0352's `<active/>`), or one a
+        // module turns into the stanza it stands for (a dialect `<receipt/>`).
         if !element.has_ns(NS_CLIENT) {
+            if let Some(actions) = self.module_element(state, &element).await {
+                return actions;
+            }
             if let Err(error) = state.modules.stanza_from_client(&mut element, self.viewer, self.id) {
                 return self.reject(&element, &error);
             }
@@ -180,6 +171,25 @@ impl Session {
             Kind::Message(_) => self.on_message(state, &stanza).await,
             Kind::Presence(_) => self.on_presence(state, &stanza).await,
         }
+    }
+
+    /// What the module that took `element` writes, or why the stream ends; None when no
+    /// module took it.
+    async fn module_element(&mut self, state: &ServerState, element: &Element) -> Option<Vec<Action>> {
+        let client = module::Client {
+            state,
+            jid: &self.jid,
+            session: self.id,
+            viewer: &mut self.viewer,
+            slots: &mut self.slots,
+        };
+        Some(match state.modules.element(element, client)?.await {
+            Ok(writes) => {
+                let stream = writes.stream.into_iter().map(|bytes| Action::Send(bytes.into()));
+                stream.chain(writes.stanzas.into_iter().map(|bytes| Action::Write(bytes.into()))).collect()
+            }
+            Err(text) => vec![Action::End(StreamEnd::error(StreamCondition::UnsupportedStanzaType, text))],
+        })
     }
 
     /// Awaits the replies modules answer later, in place, as writes counted like any other
