@@ -5,9 +5,14 @@
 //!   a stream's stanzas are handled in order);
 //! - its disco#info features and stream features;
 //! - the service domains it serves (routing hands it their stanzas);
+//! - the top-level elements of its clients it takes ([`Registrar::element`]), and those it
+//!   turns into stanzas ([`Registrar::stanzas`]);
+//! - its per-session flags ([`Registrar::session_flag`]);
 //!
 //! and implements the [`Module`] hooks it needs: a stanza from a client (after `from` is
-//! stamped), a message routed to an account, delivered, or sent. Per-session state lives in
+//! stamped), a client's message before routing, refused or taken, a message routed to an
+//! account, delivered, or sent, what one session is shown ([`Viewer`]), a delivery about
+//! to be written to one session, and what happens to a session. Per-session state lives in
 //! [`Slots`], allocated on first use.
 //!
 //! The core calls modules only through [`Modules`]; it never names one.
