@@ -5,9 +5,11 @@
 //! number of recent messages per sender (`limits.dedup_window_secs`, `limits.dedup_ids`).
 //!
 //! A module of its own: its `message_from_client` hook remembers each message with an id
-//! before it is routed and tells a repeat (not routed again; the client is told it was
-//! taken, as the first time), and `message_refused` forgets one that was refused, at once
-//! or bounced later, so that it may be sent again.
+//! before it is routed, as pending, and tells a repeat of one taken (not routed again; the
+//! client is told it was taken, as the first time); `message_sent` marks it taken, and
+//! `message_refused` forgets one that was refused, at once or bounced later, so that it may
+//! be sent again. A copy that comes while the first is still pending (being routed) is
+//! routed too: a duplicate at worst, never a message lost with its first copy's refusal.
 
 use crate::config::Config;
 use crate::core::module::{FromClient, Hook, Module, Registrar};
@@ -44,6 +46,9 @@ struct Recent {
     /// The place of `order`'s front entry: places grow by one per message.
     first: u64,
     keys: HashMap<u64, u64, std::hash::BuildHasherDefault<Fingerprints>>,
+    /// Remembered messages not known taken yet (fingerprint, id key): being routed, or
+    /// whose session ended before their outcome. Usually none or one.
+    pending: Vec<(u64, u64)>,
 }
 
 /// The keys are fingerprints, already hashed: used as they are, not hashed again.
@@ -93,6 +98,34 @@ impl Recent {
         while self.order.front().is_some_and(|(_, _, at)| now.duration_since(*at) > window) {
             self.pop();
         }
+        if !self.pending.is_empty() {
+            let keys = &self.keys;
+            let first = self.first;
+            self.pending.retain(|(fingerprint, _)| keys.get(fingerprint).is_some_and(|place| *place >= first));
+        }
+    }
+
+    /// A repeat of a message taken before (one still pending is not known taken).
+    fn is_repeat(&self, fingerprint: u64) -> bool {
+        self.contains(fingerprint) && !self.pending.iter().any(|(pending, _)| *pending == fingerprint)
+    }
+
+    /// The pending message with this id key was taken.
+    fn taken(&mut self, id: u64) {
+        if let Some(at) = self.pending.iter().rposition(|(_, pending)| *pending == id) {
+            self.pending.swap_remove(at);
+        }
+    }
+
+    /// A pending message was refused: forgotten, its place given back when it is the
+    /// newest (as it is unless the sender sent more meanwhile).
+    fn refused(&mut self, fingerprint: u64) {
+        let Some(at) = self.pending.iter().rposition(|(pending, _)| *pending == fingerprint) else { return };
+        self.pending.swap_remove(at);
+        self.keys.remove(&fingerprint);
+        if self.order.back().is_some_and(|(newest, _, _)| *newest == fingerprint) {
+            self.order.pop_back();
+        }
     }
 
     /// Forgets every remembered message with this id (and recipient).
@@ -124,6 +157,7 @@ impl Module for Dedup {
     fn register(self: Arc<Self>, api: &mut Registrar) {
         api.hook(Hook::MessageFromClient);
         api.hook(Hook::MessageRefused);
+        api.hook(Hook::MessageSent);
     }
 
     fn message_from_client(&self, sender: &BareJid, stanza: &Stanza, now: Instant) -> FromClient {
@@ -145,12 +179,27 @@ impl Module for Dedup {
         let mut seen = self.shard(sender);
         let Some(recent) = seen.get_mut(sender) else { return };
         match bounced {
-            false => recent.keys.remove(&fingerprint(id, &stanza.element).fingerprint),
-            true => {
-                recent.forget(id_key(id, stanza.element.attr("to")));
-                None
+            false => recent.refused(fingerprint(id, &stanza.element).fingerprint),
+            true => recent.forget(id_key(id, stanza.element.attr("to"))),
+        }
+    }
+
+    /// Taken: from now on a copy is a repeat. (By its id and recipient, which cost no
+    /// walk of the payload.)
+    fn message_sent<'a>(
+        &'a self,
+        _state: &'a crate::core::state::ServerState,
+        sender: &'a xmpp_parsers::jid::FullJid,
+        stanza: &'a Stanza,
+        _to: &'a xmpp_parsers::jid::Jid,
+    ) -> crate::core::module::Soon<'a, ()> {
+        if let Some(id) = stanza.id.as_deref() {
+            let sender = sender.to_bare();
+            if let Some(recent) = self.shard(&sender).get_mut(&sender) {
+                recent.taken(id_key(id, stanza.element.attr("to")));
             }
-        };
+        }
+        crate::core::module::Soon::ready(())
     }
 }
 
@@ -184,13 +233,17 @@ impl Dedup {
             None => seen.entry(sender.clone()).or_default(),
         };
         recent.expire(now, self.window);
-        if recent.contains(keys.fingerprint) {
+        if recent.is_repeat(keys.fingerprint) {
             return false;
+        }
+        if recent.contains(keys.fingerprint) {
+            return true; // still pending: routed again, not remembered twice
         }
         if recent.order.len() >= self.per_sender {
             recent.pop();
         }
         recent.push(keys, now);
+        recent.pending.push((keys.fingerprint, keys.id));
         true
     }
 
@@ -277,12 +330,29 @@ mod tests {
     }
 
     impl Dedup {
+        /// Whether a message is new; it is then taken at once.
         fn first(&self, sender: &BareJid, id: &str, message: &Element, now: Instant) -> bool {
-            self.first_time(sender, fingerprint(id, message), now)
+            self.first_keys(sender, fingerprint(id, message), now)
+        }
+
+        fn first_keys(&self, sender: &BareJid, keys: Keys, now: Instant) -> bool {
+            let first = self.first_time(sender, keys, now);
+            if let Some(recent) = self.shard(sender).get_mut(sender) {
+                recent.taken(keys.id);
+            }
+            first
         }
 
         fn passes(&self, sender: &BareJid, stanza: &Stanza) -> bool {
             self.message_from_client(sender, stanza, Instant::now()) == FromClient::Pass
+        }
+
+        /// What the session does once a message was taken.
+        async fn sent(&self, sender: &BareJid, stanza: &Stanza) {
+            let state = crate::core::state::with_accounts(&[]);
+            let full = xmpp_parsers::jid::FullJid::new(&format!("{sender}/r")).expect("jid");
+            let to = stanza.to.clone().expect("to");
+            self.message_sent(&state, &full, stanza, &to).await;
         }
     }
 
@@ -305,13 +375,13 @@ mod tests {
         let now = Instant::now();
         let k = |fingerprint| Keys { fingerprint, id: fingerprint };
         for key in 1..=4 {
-            assert!(dedup.first_time(&alice, k(key), now));
+            assert!(dedup.first_keys(&alice, k(key), now));
         }
-        assert!(dedup.first_time(&alice, k(1), now), "pushed out by later ones, so new again");
-        assert!((3..=4).all(|key| !dedup.first_time(&alice, k(key), now)));
-        assert!(dedup.first_time(&alice, k(2), now), "pushed out by 1");
+        assert!(dedup.first_keys(&alice, k(1), now), "pushed out by later ones, so new again");
+        assert!((3..=4).all(|key| !dedup.first_keys(&alice, k(key), now)));
+        assert!(dedup.first_keys(&alice, k(2), now), "pushed out by 1");
         for key in 7..1000 {
-            dedup.first_time(&alice, k(key), now);
+            dedup.first_keys(&alice, k(key), now);
         }
         let shard = dedup.shard(&alice);
         let recent = shard.get(&alice).expect("alice");
@@ -333,32 +403,56 @@ mod tests {
         assert!(remembered <= 2, "expired senders swept");
     }
 
-    #[test]
-    fn a_message_refused_at_once_may_be_sent_again_and_nothing_else_is_forgotten() {
+    #[tokio::test]
+    async fn a_message_refused_at_once_may_be_sent_again_and_nothing_else_is_forgotten() {
         let dedup = Dedup::new(Duration::from_secs(600), 1000);
         let alice = BareJid::new("alice@x").expect("jid");
         assert!(dedup.passes(&alice, &stanza("1", "bob@x", "hi")));
+        dedup.sent(&alice, &stanza("1", "bob@x", "hi")).await;
         assert!(dedup.passes(&alice, &stanza("1", "bob@x", "other")), "an id reused for another message");
         dedup.message_refused(&alice, &stanza("1", "bob@x", "other"), false);
         assert!(dedup.passes(&alice, &stanza("1", "bob@x", "other")), "refused: taken again");
         assert!(!dedup.passes(&alice, &stanza("1", "bob@x", "hi")), "the other one stays a repeat");
+        let recent = dedup.shard(&alice);
+        assert_eq!(recent.get(&alice).map(|r| r.order.len()), Some(2), "the refused one gave its place back");
         let error = Stanza::parse(crate::xml::ElementExt::with(msg("bob@x", "hi"), "type", "error"))
             .map_err(|_| "stanza")
             .expect("stanza");
         assert!(dedup.passes(&alice, &error) && dedup.passes(&alice, &error), "errors are never repeats");
     }
 
-    #[test]
-    fn a_bounced_message_is_forgotten_whatever_its_form_by_then() {
+    #[tokio::test]
+    async fn a_bounced_message_is_forgotten_whatever_its_form_by_then() {
         let dedup = Dedup::new(Duration::from_secs(600), 1000);
         let alice = BareJid::new("alice@x").expect("jid");
         assert!(dedup.passes(&alice, &stanza("1", "bob@x", "hi")));
         assert!(dedup.passes(&alice, &stanza("2", "bob@x", "hi")));
+        dedup.sent(&alice, &stanza("1", "bob@x", "hi")).await;
+        dedup.sent(&alice, &stanza("2", "bob@x", "hi")).await;
         dedup.message_refused(&alice, &stanza("1", "bob@x", "changed on the way"), true);
         assert!(dedup.passes(&alice, &stanza("1", "bob@x", "hi")), "forgotten: taken again");
         assert!(!dedup.passes(&alice, &stanza("2", "bob@x", "hi")), "others stay");
         dedup.message_refused(&alice, &stanza("2", "carol@x", "hi"), true);
         assert!(!dedup.passes(&alice, &stanza("2", "bob@x", "hi")), "another recipient's");
+    }
+
+    /// A copy sent while the first is still being routed (its session cut off, the client
+    /// on a new one) is routed too: if the first is refused, the copy is not lost with it.
+    #[tokio::test]
+    async fn a_copy_of_a_message_still_being_routed_is_routed_too() {
+        let dedup = Dedup::new(Duration::from_secs(600), 1000);
+        let alice = BareJid::new("alice@x").expect("jid");
+        let message = stanza("1", "bob@x", "hi");
+        assert!(dedup.passes(&alice, &message));
+        assert!(dedup.passes(&alice, &message), "the first is not known taken yet");
+        dedup.message_refused(&alice, &message, false);
+        dedup.sent(&alice, &message).await;
+        assert!(
+            dedup.passes(&alice, &message),
+            "the copy was taken, but the first's refusal forgot both: a duplicate at worst"
+        );
+        dedup.sent(&alice, &message).await;
+        assert!(!dedup.passes(&alice, &message), "taken: now a repeat");
     }
 
     #[test]

@@ -104,7 +104,10 @@ pub fn message_to_receipt(message: &Element) -> Option<Element> {
     if let Some(p) = message.get_child("participant", NS).and_then(|p| p.attr("jid")) {
         receipt.set("participant", p);
     }
-    if let Some(stamp) = message.get_child("delay", crate::xml::ns::DELAY).and_then(|d| d.attr("stamp")) {
+    // The time it was stored: our server's delay (the recipient's domain), not a client's.
+    let ours = message.attr("to").and_then(|to| xmpp_parsers::jid::Jid::new(to).ok()).map(|to| to.domain().to_string());
+    let delay = message.children().find(|d| d.is("delay", crate::xml::ns::DELAY) && d.attr("from") == ours.as_deref());
+    if let Some(stamp) = delay.and_then(|d| d.attr("stamp")) {
         receipt.set("stamp", stamp);
     }
     Some(receipt)
@@ -201,7 +204,11 @@ pub(crate) mod tests {
             let message = receipt_to_message(&golden(sent), "r1").expect("a valid receipt");
             let mut message = message.clone();
             message.set("from", "bob@localhost/phone");
-            message.append_child(crate::xml::el("delay", "urn:xmpp:delay").with("stamp", "2026-11-22T19:05:27Z"));
+            message.append_child(
+                crate::xml::el("delay", "urn:xmpp:delay")
+                    .with("from", "localhost")
+                    .with("stamp", "2026-11-22T19:05:27Z"),
+            );
             let delivered = message_to_receipt(&message).expect("back to a receipt");
             if sent.contains("read") {
                 let golden_delivered = golden(include_str!("../../../schemas/examples/receipt-delivered.xml"));

@@ -79,12 +79,16 @@ async fn fetch(request: &Request<'_>, shown: &Shown, budget: &mut Batch) -> Resu
     let owner = request.sender.to_bare();
     let messages = offline::deliverable(request.state, &owner, *budget).await.map_err(fault)?;
     *budget = Batch { messages: 0, bytes: 0 };
-    mark_shown(request, shown, messages.iter().map(|m| m.seq));
-    let mut flagged_messages = Vec::with_capacity(messages.len());
+    // Only what the client is shown counts as shown: a purge removes nothing else.
+    let (mut out, mut seqs) = (Vec::with_capacity(messages.len()), Vec::with_capacity(messages.len()));
     for message in &messages {
-        flagged_messages.extend(flagged(request, message).await);
+        if let Some(element) = flagged(request, message).await {
+            out.push(element);
+            seqs.push(message.seq);
+        }
     }
-    Ok(flagged_messages)
+    mark_shown(request, shown, seqs);
+    Ok(out)
 }
 
 /// §2.5.2: one message by its node, within what the request may still hand over (the
@@ -103,8 +107,9 @@ async fn view(
     }
     budget.messages = budget.messages.saturating_sub(1);
     budget.bytes = budget.bytes.saturating_sub(message.stanza.len());
+    let element = flagged(request, &message).await.ok_or(StanzaError::new(Condition::InternalServerError))?;
     mark_shown(request, shown, [message.seq]);
-    flagged(request, &message).await.ok_or(StanzaError::new(Condition::InternalServerError))
+    Ok(element)
 }
 
 /// Remembers what the client was shown, at most as many as the account may store: a
@@ -145,15 +150,18 @@ async fn stored(request: &Request<'_>, node: Option<&str>) -> Result<OfflineMess
     Ok(message)
 }
 
-/// A stored message as XEP-0013 sends it: as the client sees it, marked with its node.
-/// None (logged) if the stored bytes no longer parse.
+/// A stored message as XEP-0013 sends it: as the client sees it, marked with its node (a
+/// message; a dialect `<receipt/>` carries no children). None (logged) if the stored bytes
+/// no longer parse.
 async fn flagged(request: &Request<'_>, message: &OfflineMessage) -> Option<Element> {
     let Some(element) = crate::xml::read_stanza(&message.stanza).await else {
         tracing::error!(bytes = message.stanza.len(), "a stored message cannot be read back");
         return None;
     };
     let mut shown = request.state.modules.shown(&element, request.viewer, None).unwrap_or(element);
-    shown.append_child(el("offline", NS).with_child(el("item", NS).with("node", node(message))));
+    if shown.name() == "message" {
+        shown.append_child(el("offline", NS).with_child(el("item", NS).with("node", node(message))));
+    }
     Some(shown)
 }
 
