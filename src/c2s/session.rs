@@ -648,7 +648,10 @@ impl Session {
         // Taken (delivered or durably stored): the client is told (the dialect's "sent"
         // tick), after durability. A refused message may be sent again.
         if actions.iter().all(|a| matches!(a, Action::AwaitDurable)) {
-            state.modules.message_sent(state, &self.jid, stanza, &to).await;
+            // The sender's archive keeps it too: durable before the client is told.
+            if state.modules.message_sent(state, &self.jid, stanza, &to).await.stored && actions.is_empty() {
+                actions.push(Action::AwaitDurable);
+            }
             actions.extend(self.taken(state, stanza));
         } else {
             state.modules.message_refused(&self.bare, stanza, false);

@@ -49,23 +49,39 @@ pub async fn route(state: &ServerState, stanza: &Stanza, to: &Jid) -> Outcome {
         };
     }
     // Modules see it first (an archive stamps its id: every copy then carries it).
-    let changed = match stanza.kind {
+    let handled = match stanza.kind {
         Kind::Message(_) => state.modules.message_to_account(state, stanza, &bare).await,
-        _ => None,
+        _ => Default::default(),
     };
-    let stanza = changed.as_ref().unwrap_or(stanza);
+    let stanza = handled.changed.as_ref().unwrap_or(stanza);
+    let outcome = to_account(state, stanza, to, &bare).await;
+    if !handled.stored {
+        return outcome;
+    }
+    match outcome {
+        // What a module stored is durable before the sender learns the message was taken.
+        Ok(_) => Ok(Routed::Stored),
+        Err(error) => {
+            state.modules.message_undelivered(state, &bare, stanza).await;
+            Err(error)
+        }
+    }
+}
+
+/// To one account's session (a full JID) or by the rules for its bare JID.
+async fn to_account(state: &ServerState, stanza: &Stanza, to: &Jid, bare: &BareJid) -> Outcome {
     match to.try_as_full() {
         Ok(full) => match state.registry.resource(full) {
             Some(resource) => {
                 let outcome = deliver_one(state, &resource, stanza).await;
                 if outcome.is_ok() {
-                    state.modules.message_delivered(state, &bare, stanza, std::slice::from_ref(full));
+                    state.modules.message_delivered(state, bare, stanza, std::slice::from_ref(full));
                 }
-                or_offline(state, stanza, &bare, outcome).await
+                or_offline(state, stanza, bare, outcome).await
             }
-            None => to_unconnected_full_jid(state, stanza, &bare).await,
+            None => to_unconnected_full_jid(state, stanza, bare).await,
         },
-        Err(_) => to_bare_jid(state, stanza, &bare).await,
+        Err(_) => to_bare_jid(state, stanza, bare).await,
     }
 }
 
@@ -312,9 +328,11 @@ pub async fn reroute(state: &ServerState, element: crate::xml::Element) {
         _ => err(Condition::RecipientUnavailable),
     };
     let Err(error) = outcome else { return };
-    // Accepted before, bounced now: a retransmission of it is not a repeat.
+    // Accepted before, bounced now: a retransmission of it is not a repeat, and what was
+    // kept for the recipient (its archive's entry) goes.
     if let (Kind::Message(_), Some(from)) = (stanza.kind, stanza.from.as_ref()) {
         state.modules.message_refused(&from.to_bare(), &stanza, true);
+        state.modules.message_undelivered(state, &to.to_bare(), &stanza).await;
     }
     let (Some(reply), Some(sender)) = (stanza.error_reply(&error), stanza.from.as_ref()) else {
         return;

@@ -306,13 +306,14 @@ pub enum Hook {
     MessageTaken,
     MessageFromClient,
     MessageRefused,
+    MessageUndelivered,
     Delivering,
     SessionEvents,
     OfflineBacklog,
 }
 
 impl Hook {
-    const COUNT: usize = 11;
+    const COUNT: usize = 12;
 }
 
 /// What a module makes of a client's message before it is routed
@@ -415,15 +416,26 @@ pub trait Module: Send + Sync + 'static {
         Soon::ready(Ok(()))
     }
 
-    /// A message about to be handed to `owner`'s sessions or storage: a changed copy, or
-    /// None to leave it (an archive stamps its id here).
+    /// A message about to be handed to `owner`'s sessions or storage: a changed copy, and
+    /// whether the module stored something (an archive stamps its id here, and keeps it).
     fn message_to_account<'a>(
         &'a self,
         _state: &'a ServerState,
         _stanza: &'a Stanza,
         _owner: &'a BareJid,
-    ) -> Soon<'a, Option<Stanza>> {
-        Soon::ready(None)
+    ) -> Soon<'a, Handled> {
+        Soon::ready(Handled::default())
+    }
+
+    /// A message to `owner`, as the modules changed it, was refused after all (the sender
+    /// gets an error, at once or as a bounce): undo what was kept for it.
+    fn message_undelivered<'a>(
+        &'a self,
+        _state: &'a ServerState,
+        _owner: &'a BareJid,
+        _stanza: &'a Stanza,
+    ) -> Soon<'a, ()> {
+        Soon::ready(())
     }
 
     /// A stanza about to be written to one session, as that session's client sees it
@@ -505,15 +517,38 @@ pub trait Module: Send + Sync + 'static {
         Soon::ready(Err(format!("<{}/> is not understood", element.name())))
     }
 
-    /// A client's message to `to` was taken (delivered or durably stored).
+    /// A client's message to `to` was taken (delivered or durably stored): a changed copy
+    /// for the modules after this one (the sender's archive id for its carbon copies), and
+    /// whether the module stored something.
     fn message_sent<'a>(
         &'a self,
         _state: &'a ServerState,
         _sender: &'a FullJid,
         _stanza: &'a Stanza,
         _to: &'a Jid,
-    ) -> Soon<'a, ()> {
-        Soon::ready(())
+    ) -> Soon<'a, Handled> {
+        Soon::ready(Handled::default())
+    }
+}
+
+/// What modules made of a message ([`Module::message_to_account`], [`Module::message_sent`]).
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// A changed copy, for what comes next; None: as it was.
+    pub changed: Option<Stanza>,
+    /// Something was written to storage: the sender is told the message was taken only
+    /// once that is durable (XEP-0198 `h`, the dialect's `<ack/>`).
+    pub stored: bool,
+}
+
+impl Handled {
+    /// `next`, made by the following module, on top of this.
+    fn then(mut self, next: Handled) -> Handled {
+        if next.changed.is_some() {
+            self.changed = next.changed;
+        }
+        self.stored |= next.stored;
+        self
     }
 }
 
@@ -683,15 +718,23 @@ impl Modules {
     }
 
     /// The message as `owner` gets it, after every module had its say; None: unchanged.
-    pub async fn message_to_account(&self, state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Option<Stanza> {
-        let mut changed: Option<Stanza> = None;
+    /// The message as `owner` gets it, after every module had its say, and whether one
+    /// stored something.
+    pub async fn message_to_account(&self, state: &ServerState, stanza: &Stanza, owner: &BareJid) -> Handled {
+        let mut handled = Handled::default();
         for module in &self.hooks[Hook::MessageToAccount as usize] {
-            let current = changed.as_ref().unwrap_or(stanza);
-            if let Some(copy) = module.message_to_account(state, current, owner).await {
-                changed = Some(copy);
-            }
+            let current = handled.changed.as_ref().unwrap_or(stanza);
+            let next = module.message_to_account(state, current, owner).await;
+            handled = handled.then(next);
         }
-        changed
+        handled
+    }
+
+    /// The message to `owner` (as the modules changed it) was refused after all.
+    pub async fn message_undelivered(&self, state: &ServerState, owner: &BareJid, stanza: &Stanza) {
+        for module in &self.hooks[Hook::MessageUndelivered as usize] {
+            module.message_undelivered(state, owner, stanza).await;
+        }
     }
 
     /// The stanza as one session's client sees it, after every module had its say
@@ -801,10 +844,16 @@ impl Modules {
         takers.iter().find(|(name, _)| name.is_none_or(|name| name == element.name())).map(|(_, module)| module)
     }
 
-    pub async fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, to: &Jid) {
+    /// Every module's `message_sent`, in registration order, each seeing the copy the one
+    /// before made; whether one stored something.
+    pub async fn message_sent(&self, state: &ServerState, sender: &FullJid, stanza: &Stanza, to: &Jid) -> Handled {
+        let mut handled = Handled::default();
         for module in &self.hooks[Hook::MessageSent as usize] {
-            module.message_sent(state, sender, stanza, to).await;
+            let current = handled.changed.as_ref().unwrap_or(stanza);
+            let next = module.message_sent(state, sender, current, to).await;
+            handled = handled.then(next);
         }
+        handled
     }
 }
 

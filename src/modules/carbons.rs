@@ -96,9 +96,9 @@ impl Module for Carbons {
         sender: &'a FullJid,
         stanza: &'a Stanza,
         _to: &'a Jid,
-    ) -> Soon<'a, ()> {
+    ) -> Soon<'a, crate::core::module::Handled> {
         sent(state, sender, stanza);
-        Soon::ready(())
+        Soon::ready(crate::core::module::Handled::default())
     }
 }
 

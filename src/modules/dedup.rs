@@ -192,14 +192,14 @@ impl Module for Dedup {
         sender: &'a xmpp_parsers::jid::FullJid,
         stanza: &'a Stanza,
         _to: &'a xmpp_parsers::jid::Jid,
-    ) -> crate::core::module::Soon<'a, ()> {
+    ) -> crate::core::module::Soon<'a, crate::core::module::Handled> {
         if let Some(id) = stanza.id.as_deref() {
             let sender = sender.to_bare();
             if let Some(recent) = self.shard(&sender).get_mut(&sender) {
                 recent.taken(id_key(id, stanza.element.attr("to")));
             }
         }
-        crate::core::module::Soon::ready(())
+        crate::core::module::Soon::ready(crate::core::module::Handled::default())
     }
 }
 

@@ -39,8 +39,9 @@ pub fn standard(config: &Config) -> Modules {
     modules.add(config, roster::Roster::default());
     modules.add(config, blocking::Blocking::default());
     modules.add(config, offline::FlexibleOffline);
-    modules.add(config, carbons::Carbons);
+    // The archive before carbons: a sent carbon carries the sender's archive id.
     modules.add(config, mam::Archive);
+    modules.add(config, carbons::Carbons);
     modules.add(config, dialect::Dialect);
     modules.add(config, csi::ClientState);
     modules.add(config, vcard::Vcard);

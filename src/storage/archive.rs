@@ -139,6 +139,9 @@ pub trait ArchiveStore: Send + Sync {
     /// A stamp older than the archive's newest entry is raised to that entry's, so an
     /// archive's stamps follow its order (XEP-0313 §3.1) and expiry never leaves holes.
     fn archive(&self, owner: &BareJid, with: &Jid, stamp_micros: u64, stanza: &[u8]) -> Reply<'_, String>;
+    /// Removes one entry: a message archived for its recipient and then refused after all
+    /// (the sender got an error: it was never the recipient's). False when there is none.
+    fn unarchive(&self, owner: &BareJid, id: &str) -> Reply<'_, bool>;
     /// One page of the entries matching `query`; `NotFound(id)` for an id the archive lacks.
     fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Reply<'_, ArchivePage>;
     /// Asked for every archived message: kept in memory once read, always in step with

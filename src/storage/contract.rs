@@ -570,6 +570,16 @@ pub async fn archive_store(store: &dyn ArchiveStore) {
     assert_eq!(store.expire_archive(2_501).await.expect("expire"), 1);
     assert_eq!(store.expire_archive(2_501).await.expect("expire again"), 0);
 
+    // A message refused after it was archived for its recipient leaves that archive, its
+    // conversation index too; nothing else goes.
+    let before = query(all(100)).await.messages.len();
+    assert!(store.unarchive(&alice, &ids[6]).await.expect("unarchive"));
+    assert!(!store.unarchive(&alice, &ids[6]).await.expect("again"), "gone already");
+    assert!(!store.unarchive(&bob, &ids[5]).await.expect("another archive's"), "only the owner's");
+    assert!(!store.unarchive(&alice, "not an id").await.expect("not an id"));
+    assert_eq!(query(all(100)).await.messages.len(), before - 1);
+    assert_page(&query(with("bob@example.org/phone")).await, &[], true, 0, 0);
+
     // Deletion forgets the archive and preferences; ids are never reused.
     store.archive(&bob, &any_jid("alice@example.org"), 7_000, b"b1").await.expect("archive");
     store.delete_archive(&alice).await.expect("delete");

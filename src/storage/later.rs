@@ -144,6 +144,7 @@ impl ArchiveStore for Later {
     answers_later! {
         archive(r owner: BareJid, r with: Jid, v stamp_micros: u64, r stanza: [u8]) -> String;
         query_archive(r owner: BareJid, r query: ArchiveQuery) -> ArchivePage;
+        unarchive(r owner: BareJid, r id: str) -> bool;
         archive_prefs(r owner: BareJid) -> Option<Arc<ArchivePrefs>>;
         set_archive_prefs(r owner: BareJid, r prefs: ArchivePrefs) -> ();
         expire_archive(v before_micros: u64) -> u64;

@@ -994,3 +994,82 @@ async fn a_preference_jid_that_does_not_parse_again_is_refused_and_archiving_goe
     alice.recv().await;
     assert_eq!(query(&mut alice, "").await.ids().len(), 1, "still archived");
 }
+
+// ---- Durability, refusals, carbons (issue 15) ----
+
+/// A sent carbon carries the sender's archive id (XEP-0280 with XEP-0359): the sender's
+/// other device can page its archive from that message on.
+#[tokio::test]
+async fn a_sent_carbon_carries_the_senders_archive_id() {
+    let server = server().await;
+    let (mut alice, mut bob) = alice_and_bob(&server).await;
+    let mut tablet = server.available("alice", PW, "tablet", 0).await;
+    tablet.send("<iq type='set' id='c1'><enable xmlns='urn:xmpp:carbons:2'/></iq>").await;
+    tablet.expect("<iq type='result' id='c1' to='alice@localhost/tablet'/>").await;
+    alice.send("<message to='bob@localhost/phone' type='chat' id='s1'><body>hi</body></message>").await;
+    let got = bob
+        .expect(&format!(
+            "<message to='bob@localhost/phone' from='alice@localhost/desk' type='chat' id='s1'><body>hi</body>\
+         <stanza-id xmlns='{NS_SID}' by='bob@localhost' id='{{any}}'/></message>"
+        ))
+        .await;
+    stanza_id(&got, "bob@localhost");
+    let carbon = tablet.recv().await;
+    let copied = carbon
+        .get_child("sent", "urn:xmpp:carbons:2")
+        .and_then(|sent| sent.get_child("forwarded", NS_FORWARD))
+        .and_then(|forwarded| forwarded.get_child("message", NS_CLIENT))
+        .unwrap_or_else(|| panic!("a sent carbon: {}", show(&carbon)));
+    let sid = stanza_id(copied, "alice@localhost");
+    let page = query(&mut tablet, "").await;
+    assert_eq!(page.ids(), vec![sid], "the id names the message in Alice's archive");
+}
+
+/// A message archived for its recipient and then refused (here: the recipient's offline
+/// storage is full) is not left in the recipient's archive, nor in the sender's.
+#[tokio::test]
+async fn a_message_refused_after_it_was_archived_leaves_no_entry() {
+    let server = server_with(|config| config.limits.offline_quota = 1).await;
+    let mut alice = server.available("alice", PW, "desk", 0).await;
+    alice.send("<message to='bob@localhost' type='chat' id='kept'><body>kept</body></message>").await;
+    sync(&mut alice).await;
+    alice.send("<message to='bob@localhost' type='chat' id='over'><body>over</body></message>").await;
+    let error = alice.recv().await;
+    assert_eq!(error_of(&error).1, "resource-constraint", "{}", show(&error));
+    let mut bob = server.session("bob", PW, "phone").await;
+    let page = query(&mut bob, "").await;
+    let bodies: Vec<String> =
+        page.messages().iter().map(|m| m.get_child("body", NS_CLIENT).map(|b| b.text()).unwrap_or_default()).collect();
+    assert_eq!(bodies, vec!["kept".to_owned()], "only what Bob was given");
+    assert_eq!(query(&mut alice, "").await.messages().len(), 1, "Alice's archive keeps only what was taken");
+}
+
+/// The archive is as durable as the offline store: once the sender's ping after a
+/// message is answered, the message's entries are on disk in both archives. The process
+/// is killed (SIGKILL) right after that answer.
+#[tokio::test]
+async fn archived_messages_acknowledged_before_sigkill_survive_it() {
+    use crate::support::daemon::{adduser, Daemon};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    adduser(dir.path(), "alice@localhost");
+    adduser(dir.path(), "bob@localhost");
+    let daemon = Daemon::start(dir.path(), 1).await;
+    let mut bob = daemon.session("bob", "phone").await;
+    bob.send("<presence/>").await;
+    let mut alice = daemon.session("alice", "desk").await;
+    let bytes: String = bodies("live", 5)
+        .iter()
+        .map(|body| format!("<message to='bob@localhost/phone' type='chat' id='{body}'><body>{body}</body></message>"))
+        .collect();
+    alice.send(&bytes).await;
+    sync(&mut alice).await;
+    daemon.kill();
+    drop((alice, bob));
+
+    let daemon = Daemon::start(dir.path(), 2).await;
+    for user in ["alice", "bob"] {
+        let mut client = daemon.session(user, "again").await;
+        let page = query(&mut client, "").await;
+        assert_eq!(page.messages().len(), 5, "{user}'s archive after the kill: {:?}", page.ids());
+    }
+}

@@ -1,7 +1,11 @@
 //! XEP-0313 on the delivery path: a conversation message is archived for each local
 //! account in it, and the recipient's copy carries its archive id as an XEP-0359
-//! `<stanza-id/>`. The queries are answered by `modules::mam`.
+//! `<stanza-id/>`, as do the sender's carbon copies the sender's. An archived message is
+//! stored like an offline one: the sender is told it was taken once the entry is durable.
+//! One refused after it was archived for its recipient leaves that archive again. The
+//! queries are answered by `modules::mam`.
 
+use crate::core::module::Handled;
 use crate::core::state::ServerState;
 use crate::modules::mam;
 use crate::xml::writer;
@@ -33,24 +37,33 @@ async fn archive(state: &ServerState, owner: &BareJid, with: &Jid, stanza: &Stan
 }
 
 /// The recipient's side, before delivery: the message as the recipient will get it, with
-/// its `<stanza-id/>` (XEP-0359 §4); None when it is unchanged. A `<stanza-id/>` the sender
-/// put in that claims to come from the recipient's archive is removed either way, before
-/// anything is archived (XEP-0359 §5: it could be forged).
-pub async fn incoming(state: &ServerState, stanza: &Stanza, recipient: &BareJid) -> Option<Stanza> {
-    let from = stanza.from.as_ref()?;
-    let mut message = match without_forged_ids(stanza, recipient) {
-        Some(copy) => copy,
-        None => {
-            let id = archive(state, recipient, from, stanza).await?;
-            let mut copy = stanza.clone();
+/// its `<stanza-id/>` (XEP-0359 §4). A `<stanza-id/>` the sender put in that claims to come
+/// from the recipient's archive is removed either way, before anything is archived
+/// (XEP-0359 §5: it could be forged).
+pub async fn incoming(state: &ServerState, stanza: &Stanza, recipient: &BareJid) -> Handled {
+    let Some(from) = stanza.from.as_ref() else { return Handled::default() };
+    let stripped = without_forged_ids(stanza, recipient);
+    let message = stripped.as_ref().unwrap_or(stanza);
+    match archive(state, recipient, from, message).await {
+        Some(id) => {
+            let mut copy = stripped.unwrap_or_else(|| stanza.clone());
             mam::set_stanza_id(&mut copy.element, recipient, &id);
-            return Some(copy);
+            Handled { changed: Some(copy), stored: true }
         }
-    };
-    if let Some(id) = archive(state, recipient, from, &message).await {
-        mam::set_stanza_id(&mut message.element, recipient, &id);
+        None => Handled { changed: stripped, stored: false },
     }
-    Some(message)
+}
+
+/// A message archived for `recipient` and then refused (blocked, bounced): the entry its
+/// `<stanza-id/>` names leaves the archive; the sender was told it was not delivered.
+pub async fn refused(state: &ServerState, stanza: &Stanza, recipient: &BareJid) {
+    let ours =
+        stanza.element.children().find(|c| c.is("stanza-id", mam::NS_SID) && c.attr("by") == Some(recipient.as_str()));
+    let Some(id) = ours.and_then(|c| c.attr("id")) else { return };
+    if let Err(e) = state.store.unarchive(recipient, id).await {
+        tracing::error!(error = %e, "removing a refused message from the archive failed");
+        state.storage_failed(&e);
+    }
 }
 
 /// The message without the `<stanza-id/>`s that claim to come from the recipient's
@@ -64,10 +77,19 @@ pub fn without_forged_ids(stanza: &Stanza, recipient: &BareJid) -> Option<Stanza
     mam::strip_stanza_ids(&mut copy.element, recipient).then_some(copy)
 }
 
-/// The sender's side, once the message was accepted: its own archive keeps what it sent.
-pub async fn outgoing(state: &ServerState, stanza: &Stanza, sender: &BareJid, to: &Jid) {
+/// The sender's side, once the message was accepted: its own archive keeps what it sent,
+/// and the copy the sender's other devices get (carbons) carries that archive's id.
+pub async fn outgoing(state: &ServerState, stanza: &Stanza, sender: &BareJid, to: &Jid) -> Handled {
     // A message to oneself is archived once, as received.
-    if to.to_bare() != *sender {
-        archive(state, sender, to, stanza).await;
+    if to.to_bare() == *sender {
+        return Handled::default();
+    }
+    match archive(state, sender, to, stanza).await {
+        Some(id) => {
+            let mut copy = stanza.clone();
+            mam::set_stanza_id(&mut copy.element, sender, &id);
+            Handled { changed: Some(copy), stored: true }
+        }
+        None => Handled::default(),
     }
 }

@@ -5,7 +5,7 @@
 pub mod archive;
 
 use super::storage_fault;
-use crate::core::module::{Hook, Module, Registrar, Request, Scope, Soon, Target, Targets, Types};
+use crate::core::module::{Handled, Hook, Module, Registrar, Request, Scope, Soon, Target, Targets, Types};
 use crate::core::state::ServerState;
 use crate::storage::archive::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Page};
 use crate::storage::{Storage, StorageError};
@@ -495,6 +495,7 @@ impl Module for Archive {
             return;
         }
         api.hook(Hook::MessageSent);
+        api.hook(Hook::MessageUndelivered);
         api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| r.later(|r| Soon::later(answer(r))));
         // §7 / XEP-0359 §6: the archive is its owner's alone.
         for feature in [NS, NS_EXTENDED, NS_SID] {
@@ -507,14 +508,25 @@ impl Module for Archive {
         state: &'a ServerState,
         stanza: &'a Stanza,
         owner: &'a BareJid,
-    ) -> Soon<'a, Option<Stanza>> {
+    ) -> Soon<'a, Handled> {
         match stanza.kind {
             crate::xmpp::stanza::Kind::Message(_) if state.config.archive.enabled => {
                 Soon::later(archive::incoming(state, stanza, owner))
             }
-            crate::xmpp::stanza::Kind::Message(_) => Soon::ready(archive::without_forged_ids(stanza, owner)),
-            _ => Soon::ready(None),
+            crate::xmpp::stanza::Kind::Message(_) => {
+                Soon::ready(Handled { changed: archive::without_forged_ids(stanza, owner), stored: false })
+            }
+            _ => Soon::ready(Handled::default()),
         }
+    }
+
+    fn message_undelivered<'a>(
+        &'a self,
+        state: &'a ServerState,
+        owner: &'a BareJid,
+        stanza: &'a Stanza,
+    ) -> Soon<'a, ()> {
+        Soon::later(archive::refused(state, stanza, owner))
     }
 
     fn message_sent<'a>(
@@ -523,7 +535,7 @@ impl Module for Archive {
         sender: &'a FullJid,
         stanza: &'a Stanza,
         to: &'a Jid,
-    ) -> Soon<'a, ()> {
+    ) -> Soon<'a, Handled> {
         Soon::later(async move { archive::outgoing(state, stanza, &sender.to_bare(), to).await })
     }
 }

@@ -73,6 +73,14 @@ impl ArchiveStore for MemoryStore {
         })
     }
 
+    fn unarchive(&self, owner: &BareJid, id: &str) -> Reply<'_, bool> {
+        Reply::now(|| {
+            let Some(place) = self.archive_ids.decode(id) else { return Ok(false) };
+            let mut stripe = self.archives.lock(owner.as_str());
+            Ok(stripe.get_mut(owner.as_str()).is_some_and(|archive| archive.entries.remove(&place).is_some()))
+        })
+    }
+
     fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Reply<'_, ArchivePage> {
         Reply::now(|| {
             let stripe = self.archives.lock(owner.as_str());

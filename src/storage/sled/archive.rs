@@ -178,6 +178,21 @@ impl ArchiveStore for SledStore {
         })
     }
 
+    fn unarchive(&self, owner: &BareJid, id: &str) -> Reply<'_, bool> {
+        Reply::now(|| {
+            let Some(place) = self.ids()?.decode(id) else { return Ok(false) };
+            let owner = owner.as_str();
+            let entry_key = key(&prefix(owner), place);
+            let Some(value) = self.archive.get(&entry_key).map_err(backend)? else { return Ok(false) };
+            let with_bare = Jid::new(decode_entry(&value)?.0).map_err(corrupt)?.to_bare();
+            // The index first, as expiry does: a crash in between leaves an entry that expires.
+            self.archive_with.remove(key(&with_prefix(owner, with_bare.as_str()), place)).map_err(backend)?;
+            self.archive.remove(entry_key).map_err(backend)?;
+            self.archive_expiry.remove(expiry_key(place, owner)).map_err(backend)?;
+            Ok(true)
+        })
+    }
+
     fn query_archive(&self, owner: &BareJid, query: &ArchiveQuery) -> Reply<'_, ArchivePage> {
         Reply::now(|| paging::query(&View { store: self, owner: owner.as_str(), ids: self.ids()? }, query))
     }
