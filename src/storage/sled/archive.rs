@@ -1,10 +1,14 @@
-//! Message archives in four trees:
+//! Message archives in three trees:
 //! - `archive`: `owner NUL place` → the other party, the stanza;
 //! - `archive_with`: `owner NUL with-bare NUL place` → the other party as given, so a
 //!   conversation is a range too;
-//! - `archive_expiry`: `place owner` → with-bare, for retention across all archives;
 //! - `archive_prefs`: `owner` → JSON;
 //! - and the id key, `archive:id-key` in the default tree.
+//!
+//! An append is two inserts. Retention walks the archives one owner at a time (each
+//! archive's oldest entries are the start of its range). Stores written before kept a
+//! third tree, `archive_expiry` (`place owner` → with-bare), for retention across all
+//! archives: retention still empties it, and nothing writes it any more.
 //!
 //! A place (`archive/ids.rs`) is the stamp (µs) and a database-wide sequence number,
 //! big-endian in keys: within an archive stamps never decrease, so places sort in arrival
@@ -169,9 +173,9 @@ impl ArchiveStore for SledStore {
             let place = place(stamp, seq);
             let (entry_key, with_key) = (key(&prefix(owner), place), key(&with_prefix(owner, bare.as_str()), place));
             // Plain inserts (a sled batch or transaction costs a log write of its own), the
-            // indexes first: an index entry whose message is missing is skipped by readers
-            // and removed by expiry, while a message without its indexes would be neither.
-            self.archive_expiry.insert(expiry_key(place, owner), bare.as_str().as_bytes()).map_err(backend)?;
+            // index first: an index entry whose message is missing is skipped by readers
+            // and removed by expiry, while a message without its index would not be found
+            // by conversation.
             self.archive_with.insert(with_key, with.as_str().as_bytes()).map_err(backend)?;
             self.archive.insert(entry_key, entry).map_err(backend)?;
             Ok(ids.encode(place))
@@ -216,22 +220,7 @@ impl ArchiveStore for SledStore {
     }
 
     fn expire_archive(&self, before_micros: u64) -> Reply<'_, u64> {
-        Reply::now(|| {
-            let mut expired = 0;
-            for item in self.archive_expiry.range(..place(before_micros, 0).to_be_bytes()) {
-                let (expiry, with_bare) = item.map_err(backend)?;
-                let place = place_in(expiry.get(..16))?;
-                let owner = std::str::from_utf8(&expiry[16..]).map_err(corrupt)?;
-                let with_bare = std::str::from_utf8(&with_bare).map_err(corrupt)?;
-                // The index first: a crash in between leaves an entry that expires next time.
-                self.archive_with.remove(key(&with_prefix(owner, with_bare), place)).map_err(backend)?;
-                if self.archive.remove(key(&prefix(owner), place)).map_err(backend)?.is_some() {
-                    expired += 1;
-                }
-                self.archive_expiry.remove(expiry).map_err(backend)?;
-            }
-            Ok(expired)
-        })
+        Reply::now(|| Ok(self.expire_legacy(before_micros)? + self.expire_each_archive(before_micros)?))
     }
 
     fn delete_archive(&self, owner: &BareJid) -> Reply<'_, ()> {
@@ -252,6 +241,59 @@ impl ArchiveStore for SledStore {
             self.prefs_cache.forget(owner);
             Ok(())
         })
+    }
+}
+
+impl SledStore {
+    /// Retention over the expiry index stores written before kept (see the module doc):
+    /// empties it, as the entries it names expire.
+    fn expire_legacy(&self, before_micros: u64) -> Result<u64, StorageError> {
+        let mut expired = 0;
+        for item in self.archive_expiry.range(..place(before_micros, 0).to_be_bytes()) {
+            let (expiry, with_bare) = item.map_err(backend)?;
+            let place = place_in(expiry.get(..16))?;
+            let owner = std::str::from_utf8(&expiry[16..]).map_err(corrupt)?;
+            let with_bare = std::str::from_utf8(&with_bare).map_err(corrupt)?;
+            // The index first: a crash in between leaves an entry that expires next time.
+            self.archive_with.remove(key(&with_prefix(owner, with_bare), place)).map_err(backend)?;
+            if self.archive.remove(key(&prefix(owner), place)).map_err(backend)?.is_some() {
+                expired += 1;
+            }
+            self.archive_expiry.remove(expiry).map_err(backend)?;
+        }
+        Ok(expired)
+    }
+
+    /// Retention, one conversation at a time: in each conversation index range (`owner
+    /// NUL with-bare NUL place`) the entries stamped before the limit come first; each goes
+    /// with its archive entry. Every entry has its index entry (written first), so this
+    /// reaches them all, and index entries a crash left without their entry too.
+    fn expire_each_archive(&self, before_micros: u64) -> Result<u64, StorageError> {
+        let mut expired = 0;
+        let mut next: Vec<u8> = Vec::new();
+        while let Some(first) = self.archive_with.range(next.as_slice()..).keys().next() {
+            let first = first.map_err(backend)?;
+            let conversation =
+                first.len().checked_sub(16).and_then(|end| first.get(..end)).ok_or_else(|| corrupt("short key"))?;
+            let owner_end = conversation.iter().position(|b| *b == 0).ok_or_else(|| corrupt("key without owner"))?;
+            let owner_prefix = &conversation[..=owner_end];
+            for index_key in
+                self.archive_with.range(key(conversation, 0)..key(conversation, place(before_micros, 0))).keys()
+            {
+                let index_key = index_key.map_err(backend)?;
+                let place = place_at_end(&index_key)?;
+                self.archive_with.remove(&index_key).map_err(backend)?;
+                if self.archive.remove(key(owner_prefix, place)).map_err(backend)?.is_some() {
+                    expired += 1;
+                }
+            }
+            // Past every key of this conversation: its closing NUL becomes 1.
+            next = conversation.to_vec();
+            if let Some(last) = next.last_mut() {
+                *last = 1;
+            }
+        }
+        Ok(expired)
     }
 }
 
@@ -352,9 +394,34 @@ mod tests {
         let left = store.archive.scan_prefix(super::prefix("alice@example.org")).next().is_some();
         deleter.join().expect("no panic").expect("deleted");
         assert!(store.archive.scan_prefix(super::prefix("alice@example.org")).next().is_none());
-        assert!(store.archive_expiry.iter().count() == 1, "only bob's entry keeps an expiry key");
+        assert!(store.archive_expiry.iter().next().is_none(), "appends keep no expiry index");
         assert_eq!(store.query_archive(&bob, &ArchiveQuery::all(5)).at_once().expect("query").messages.len(), 1);
         left
+    }
+
+    /// Retention reaches what a store written before kept in its expiry index, and index
+    /// entries a crash left without their message; nothing newer goes.
+    #[tokio::test]
+    async fn retention_reaches_legacy_entries_and_orphan_index_entries() {
+        use crate::storage::archive::ids::place;
+        use crate::storage::archive::{ArchiveQuery, ArchiveStore};
+        let store = super::SledStore::temporary().expect("temporary sled");
+        let (alice, bob) =
+            (BareJid::new("alice@example.org").expect("jid"), Jid::new("bob@example.org/b").expect("jid"));
+        let old = store.archive(&alice, &bob, 1_000, b"old").await.expect("archive");
+        // As a store written before would hold it: the entry also in the expiry index.
+        let old_place = store.ids().expect("ids").decode(&old).expect("place");
+        let expiry = super::expiry_key(old_place, "alice@example.org");
+        store.archive_expiry.insert(expiry, "bob@example.org").expect("legacy expiry key");
+        // An index entry whose message a crash kept from being written.
+        let orphan = super::key(&super::with_prefix("alice@example.org", "carol@example.org"), place(1_500, 7));
+        store.archive_with.insert(orphan.clone(), "carol@example.org").expect("orphan");
+        store.archive(&alice, &bob, 5_000, b"new").await.expect("archive");
+        assert_eq!(store.expire_archive(2_000).await.expect("expire"), 1, "the old entry, counted once");
+        assert!(store.archive_expiry.iter().next().is_none(), "the legacy index is emptied");
+        assert!(store.archive_with.get(orphan).expect("get").is_none(), "the orphan index entry went");
+        let page = store.query_archive(&alice, &ArchiveQuery::all(10)).await.expect("query");
+        assert_eq!(page.messages.iter().map(|m| m.stanza.clone()).collect::<Vec<_>>(), vec![b"new".to_vec()]);
     }
 
     /// What every archived message asks is answered from memory once read, and a change
