@@ -21,6 +21,8 @@ pub enum Command {
     Offline(OfflineArgs),
     /// N authenticated, available sessions held open for T seconds.
     Idle(IdleArgs),
+    /// M messages archived, then the recipient pages through its archive (XEP-0313).
+    Query(QueryArgs),
     /// N accounts created by in-band registration (XEP-0077).
     Register(RegisterArgs),
     /// Prints `jid password` lines for `stanzad adduser --from-file`.
@@ -148,6 +150,21 @@ pub struct OfflineArgs {
     /// the sender `first + 1`.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub messages: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=200_000))]
+    pub body_bytes: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Messages stored and archived first (M), as in `offline`.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub messages: u64,
+    /// Results per page (P, RSM `<max/>`; the server may give fewer).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub page: u64,
     /// Body size in bytes.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=200_000))]
     pub body_bytes: u64,

@@ -67,6 +67,7 @@ fn common(command: &Command) -> Option<&Common> {
         Command::Msg(a) => Some(&a.common),
         Command::Offline(a) => Some(&a.common),
         Command::Idle(a) => Some(&a.common),
+        Command::Query(a) => Some(&a.common),
         Command::Register(a) => Some(&a.common),
         Command::AccountsFile(_) => None,
     }
@@ -79,6 +80,7 @@ fn connections(command: &Command) -> u64 {
         Command::Msg(a) => 2 * a.pairs,
         Command::Offline(_) => 3,
         Command::Idle(a) => a.count,
+        Command::Query(_) => 4,
         Command::Register(a) => a.count,
         Command::AccountsFile(_) => 0,
     }
@@ -93,6 +95,7 @@ async fn run(command: &Command, common: &Common) -> Result<Report, (u8, String)>
             Command::Msg(a) => scenarios::msg::run(ctx.clone(), a).await,
             Command::Offline(a) => scenarios::offline::run(ctx.clone(), a).await,
             Command::Idle(a) => scenarios::idle::run(ctx.clone(), a).await,
+            Command::Query(a) => scenarios::query::run(ctx.clone(), a).await,
             Command::Register(a) => scenarios::register::run(ctx.clone(), a).await,
             Command::AccountsFile(_) => Report::new("accounts-file"),
         }

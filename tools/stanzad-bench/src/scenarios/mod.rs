@@ -6,6 +6,7 @@ pub mod login;
 pub mod msg;
 mod msg_tasks;
 pub mod offline;
+pub mod query;
 pub mod register;
 
 use std::future::Future;

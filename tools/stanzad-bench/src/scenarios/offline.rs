@@ -23,7 +23,7 @@ use crate::progress::Progress;
 use crate::report::Report;
 use crate::{negotiate, xmpp};
 
-mod store;
+pub(crate) mod store;
 
 /// What the recipient's login brought.
 #[derive(Default)]
