@@ -273,8 +273,14 @@ impl SledStore {
         let mut next: Vec<u8> = Vec::new();
         while let Some(first) = self.archive_with.range(next.as_slice()..).keys().next() {
             let first = first.map_err(backend)?;
-            let conversation =
-                first.len().checked_sub(16).and_then(|end| first.get(..end)).ok_or_else(|| corrupt("short key"))?;
+            // `owner NUL with-bare NUL`: the closing NUL is what moves the walk on (below),
+            // so a key without it is refused rather than walked for ever.
+            let conversation = first
+                .len()
+                .checked_sub(16)
+                .and_then(|end| first.get(..end))
+                .filter(|conversation| conversation.last() == Some(&0))
+                .ok_or_else(|| corrupt("conversation index key"))?;
             let owner_end = conversation.iter().position(|b| *b == 0).ok_or_else(|| corrupt("key without owner"))?;
             let owner_prefix = &conversation[..=owner_end];
             for index_key in
@@ -422,6 +428,22 @@ mod tests {
         assert!(store.archive_with.get(orphan).expect("get").is_none(), "the orphan index entry went");
         let page = store.query_archive(&alice, &ArchiveQuery::all(10)).await.expect("query");
         assert_eq!(page.messages.iter().map(|m| m.stanza.clone()).collect::<Vec<_>>(), vec![b"new".to_vec()]);
+    }
+
+    /// A conversation index key that is not `owner NUL with NUL place` is an error for
+    /// retention, never a walk that does not end.
+    #[test]
+    fn retention_refuses_a_malformed_index_key() {
+        use crate::storage::archive::ArchiveStore;
+        let store = super::SledStore::temporary().expect("temporary sled");
+        let mut bad = b"alice@example.org\0bob@example.org".to_vec();
+        bad.extend_from_slice(&[5; 16]);
+        store.archive_with.insert(bad, "bob@example.org").expect("raw insert");
+        // On a thread of its own: a walk that never ends fails the test instead of hanging it.
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(store.expire_archive(2_000).at_once()));
+        let outcome = outcome.recv_timeout(std::time::Duration::from_secs(10)).expect("retention ends");
+        assert!(matches!(outcome, Err(crate::storage::StorageError::Corrupt(_))), "{outcome:?}");
     }
 
     /// What every archived message asks is answered from memory once read, and a change
