@@ -1,3 +1,7 @@
+"""cgsum.py TAG...: the instructions callgrind counted in cg-TAG.cg (callgrind.sh), all of
+them and without the logins (PBKDF2: SHA-256 and the salted password, with the memset
+they do) and sled's spinning `Lazy::deref`, which depend on the run, not on the message
+path."""
 import subprocess, sys, re
 skip = re.compile(r"sha256|salted_password|sled::lazy::Lazy|memset")
 for tag in sys.argv[1:]:
