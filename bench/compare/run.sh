@@ -4,7 +4,16 @@
 # (round 1: stanzad, prosody, ejabberd; round 2: ...). Results: OUTDIR/ROUND-SERVER-SCENARIO.json
 # (stanzad-bench --json), read by summarize.py. See README.md beside this file.
 #
-# usage: bench/compare/run.sh [--rounds N] [--quick] [--servers "stanzad prosody ejabberd"] OUTDIR
+# usage: bench/compare/run.sh [--rounds N] [--quick] [--servers "stanzad prosody ejabberd"] [--archive off|on|both] [--scenarios "login-plain msg-closed ..."] [--msg-rate R] [--check-archive] OUTDIR
+#
+# --archive: the servers' message archive (XEP-0313 MAM) off (default), on, or both (each
+# server runs twice a round, off then on; archive-on results are named SERVER+mam, e.g.
+# 1-prosody+mam-msg-closed.json). --scenarios: a subset of login-plain login-starttls
+# msg-closed msg-open offline query idle, run in that order (default: all but query; query,
+# which needs the archive, is added with --archive on|both and runs on archive-on runs only).
+# --msg-rate: msg-open's offered rate in msgs/s (default 2000, --quick 200).
+# --check-archive: after each run's scenarios, 20 messages stored for an offline account and
+# its archive queried, to confirm the archive is on or off as configured (logs/*-archive-check.*).
 #
 # Environment: KEEP_TMP=1 keeps the temp dirs; BENCH_THREADS (default 1) = stanzad-bench
 # --threads; STANZAD_BIN_DIR (default REPO/target/release).
@@ -28,12 +37,20 @@ usage() {
 ROUNDS=""
 QUICK=0
 SERVERS="stanzad prosody ejabberd"
+ARCHIVE=off
+SCENARIOS=""
+CHECK_ARCHIVE=0
+RATE=""
 OUTDIR=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) [ $# -ge 2 ] || usage; ROUNDS="$2"; shift 2 ;;
 	--quick) QUICK=1; shift ;;
 	--servers) [ $# -ge 2 ] || usage; SERVERS="$2"; shift 2 ;;
+	--archive) [ $# -ge 2 ] || usage; ARCHIVE="$2"; shift 2 ;;
+	--scenarios) [ $# -ge 2 ] || usage; SCENARIOS="$2"; shift 2 ;;
+	--check-archive) CHECK_ARCHIVE=1; shift ;;
+	--msg-rate) [ $# -ge 2 ] || usage; RATE="$2"; shift 2 ;;
 	-h | --help) usage ;;
 	-*) echo "unknown option: $1" >&2; usage ;;
 	*) [ -z "$OUTDIR" ] || usage; OUTDIR="$1"; shift ;;
@@ -51,34 +68,79 @@ for s in $SERVERS; do
 	*) echo "unknown server: $s (stanzad, prosody, ejabberd)" >&2; exit 2 ;;
 	esac
 done
+[ -n "${SERVERS// /}" ] || { echo "--servers names no server" >&2; exit 2; }
+# The archive settings each server runs with, in this order within a round.
+case "$ARCHIVE" in
+off) ARCHIVE_MODES="off" ;;
+on) ARCHIVE_MODES="on" ;;
+both) ARCHIVE_MODES="off on" ;;
+*) echo "--archive must be off, on or both" >&2; exit 2 ;;
+esac
+# Every scenario, in the order a run goes through them.
+ALL_SCENARIOS="login-plain login-starttls msg-closed msg-open offline query idle"
+if [ -z "$SCENARIOS" ]; then
+	SCENARIOS="login-plain login-starttls msg-closed msg-open offline idle"
+	[ "$ARCHIVE" = off ] || SCENARIOS="login-plain login-starttls msg-closed msg-open offline query idle"
+fi
+for sc in $SCENARIOS; do
+	case " $ALL_SCENARIOS " in
+	*" $sc "*) ;;
+	*) echo "unknown scenario: $sc ($ALL_SCENARIOS)" >&2; exit 2 ;;
+	esac
+done
+[ -n "${SCENARIOS// /}" ] || { echo "--scenarios names no scenario" >&2; exit 2; }
+wants() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+if wants query && [ "$ARCHIVE" = off ]; then
+	echo "the query scenario needs the archive: add --archive on or --archive both" >&2
+	exit 2
+fi
 
 # --- Scenario sizes -------------------------------------------------------------------------
 if [ "$QUICK" = 1 ]; then
 	LOGIN_N=100 LOGIN_C=10
 	MSG_PAIRS=10 MSG_SECS=2 MSG_RATE=200 MSG_DRAIN=2
 	OFFLINE_M=200
+	QUERY_M=200 QUERY_PAGE=50
 	IDLE_COUNTS="50 200" IDLE_HOLD=2
 	REG_C=20 PAUSE=1
 else
 	LOGIN_N=2000 LOGIN_C=50
 	MSG_PAIRS=100 MSG_SECS=10 MSG_RATE=2000 MSG_DRAIN=5
 	OFFLINE_M=5000
+	QUERY_M=5000 QUERY_PAGE=50
 	IDLE_COUNTS="1000 5000" IDLE_HOLD=10
 	REG_C=50 PAUSE=3
 fi
-# Accounts 1..ACCOUNTS serve login, msg and idle; the offline scenario has its own two
-# (recipient ACCOUNTS+1, sender ACCOUNTS+2) so nothing an earlier scenario left is counted.
-ACCOUNTS=$LOGIN_N
-for n in $((2 * MSG_PAIRS)) $IDLE_COUNTS; do [ "$n" -le "$ACCOUNTS" ] || ACCOUNTS=$n; done
+case "$RATE" in
+"") ;;
+*[!0-9]* | 0) echo "--msg-rate must be a positive integer" >&2; exit 2 ;;
+*) MSG_RATE=$RATE ;;
+esac
+CHECK_M=20 # --check-archive: messages stored, then looked for in the archive
+# Accounts 1..ACCOUNTS serve login, msg and idle (as many as the chosen ones need); the
+# offline scenario has its own two (recipient ACCOUNTS+1, sender ACCOUNTS+2) so nothing an
+# earlier scenario left is counted; so have the query scenario and the archive check.
+ACCOUNTS=0
+if wants login-plain || wants login-starttls; then ACCOUNTS=$LOGIN_N; fi
+if wants msg-closed || wants msg-open; then [ $((2 * MSG_PAIRS)) -le "$ACCOUNTS" ] || ACCOUNTS=$((2 * MSG_PAIRS)); fi
+if wants idle; then for n in $IDLE_COUNTS; do [ "$n" -le "$ACCOUNTS" ] || ACCOUNTS=$n; done; fi
 OFFLINE_FIRST=$((ACCOUNTS + 1))
 TOTAL_ACCOUNTS=$((ACCOUNTS + 2))
+if wants query; then
+	QUERY_FIRST=$((TOTAL_ACCOUNTS + 1))
+	TOTAL_ACCOUNTS=$((TOTAL_ACCOUNTS + 2))
+fi
+if [ "$CHECK_ARCHIVE" = 1 ]; then
+	CHECK_FIRST=$((TOTAL_ACCOUNTS + 1))
+	TOTAL_ACCOUNTS=$((TOTAL_ACCOUNTS + 2))
+fi
 
 # --- Prerequisites --------------------------------------------------------------------------
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1 ($2)" >&2; exit 1; }; }
-[ -x "$BENCH" ] && [ -x "$STANZAD" ] || {
+if [ ! -x "$BENCH" ] || [ ! -x "$STANZAD" ]; then
 	echo "build first: (cd $REPO && cargo build --release --workspace)" >&2
 	exit 1
-}
+fi
 need openssl "apt-get install openssl"
 need python3 "apt-get install python3"
 need pgrep "apt-get install procps"
@@ -229,6 +291,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$DOMAIN" \
 	--password "$PASSWORD" >"$WORK/accounts.txt"
 
 # --- Starting each server -------------------------------------------------------------------
+# RUN_ARCHIVE (off or on) is the archive setting of the run being started (set by run_server).
+RUN_ARCHIVE=off
+
 start_stanzad() {
 	mkdir -p "$RUNDIR/certs"
 	cp "$WORK/certs/$DOMAIN.crt" "$WORK/certs/$DOMAIN.key" "$RUNDIR/certs/"
@@ -238,7 +303,10 @@ start_stanzad() {
 		tail -n 5 "$RUNDIR/adduser.log" >&2
 		return 1
 	}
-	RUST_LOG=warn "$STANZAD" serve --config "$HERE/stanzad-plain.toml" --data-dir "$RUNDIR/data" \
+	# The two configurations differ only in [archive] enabled.
+	local config="$HERE/stanzad-plain.toml"
+	[ "$RUN_ARCHIVE" = off ] || config="$HERE/stanzad-archive.toml"
+	RUST_LOG=warn "$STANZAD" serve --config "$config" --data-dir "$RUNDIR/data" \
 		--c2s-addr "127.0.0.1:$PORT" --tls-addr off --allow-plaintext \
 		--cert "$RUNDIR/certs/$DOMAIN.crt" --key "$RUNDIR/certs/$DOMAIN.key" >"$RUNDIR/stdout" 2>&1 &
 	LAUNCHER_PID=$!
@@ -249,7 +317,11 @@ start_stanzad() {
 start_prosody() {
 	mkdir -p "$RUNDIR/data" "$RUNDIR/certs"
 	cp "$WORK/certs/$DOMAIN.crt" "$WORK/certs/$DOMAIN.key" "$RUNDIR/certs/"
-	sed -e "s|@RUNDIR@|$RUNDIR|g" -e "s|@PORT@|$PORT|g" "$HERE/prosody.cfg.lua.in" >"$RUNDIR/prosody.cfg.lua"
+	# @MAM_MODULE@: mod_mam in modules_enabled with the archive on, nothing with it off.
+	local mam=""
+	[ "$RUN_ARCHIVE" = off ] || mam='"mam"; -- run.sh --archive on'
+	sed -e "s|@RUNDIR@|$RUNDIR|g" -e "s|@PORT@|$PORT|g" -e "s|@MAM_MODULE@|$mam|" \
+		"$HERE/prosody.cfg.lua.in" >"$RUNDIR/prosody.cfg.lua"
 	# prosody's shebang names its Lua (lua5.4 on Debian 12): the process to find and sample.
 	local lua
 	lua="$(head -n 1 "$(command -v prosody)" | sed -n 's|^#!.*/env  *||p; s|^#!\(/[^ ]*\).*|\1|p' | head -n 1)"
@@ -269,7 +341,11 @@ start_prosody() {
 start_ejabberd() {
 	mkdir -p "$RUNDIR/db" "$RUNDIR/log" "$RUNDIR/certs"
 	cat "$WORK/certs/$DOMAIN.crt" "$WORK/certs/$DOMAIN.key" >"$RUNDIR/certs/ejabberd.pem"
-	sed -e "s|@RUNDIR@|$RUNDIR|g" -e "s|@PORT@|$PORT|g" "$HERE/ejabberd.yml.in" >"$RUNDIR/ejabberd.yml"
+	# @MOD_MAM@: mod_mam in modules with the archive on, nothing with it off.
+	local mam=""
+	[ "$RUN_ARCHIVE" = off ] || mam='mod_mam: {db_type: mnesia, default: always} # run.sh --archive on'
+	sed -e "s|@RUNDIR@|$RUNDIR|g" -e "s|@PORT@|$PORT|g" -e "s|@MOD_MAM@|$mam|" \
+		"$HERE/ejabberd.yml.in" >"$RUNDIR/ejabberd.yml"
 	[ -f /etc/ejabberd/inetrc ] && cp /etc/ejabberd/inetrc "$RUNDIR/inetrc"
 	# Erlang distribution on a loopback port of its own, without epmd (no daemon left behind).
 	local dist_port
@@ -288,12 +364,81 @@ start_ejabberd() {
 }
 
 # --- One server, one round ------------------------------------------------------------------
+# run_scenarios TAG: the chosen scenarios, in ALL_SCENARIOS order; returns 1 if the server died.
+run_scenarios() {
+	local tag="$1" n
+	if wants login-plain; then
+		bench "$tag-login-plain" 600 login --count "$LOGIN_N" --concurrency "$LOGIN_C" || return 1
+	fi
+	if wants login-starttls; then
+		bench "$tag-login-starttls" 600 login --count "$LOGIN_N" --concurrency "$LOGIN_C" --starttls --insecure || return 1
+	fi
+	if wants msg-closed; then
+		bench "$tag-msg-closed" $((MSG_SECS + MSG_DRAIN + 120)) msg --pairs "$MSG_PAIRS" --duration "$MSG_SECS" \
+			--drain-secs "$MSG_DRAIN" --window 1 || return 1
+	fi
+	if wants msg-open; then
+		bench "$tag-msg-open" $((MSG_SECS + MSG_DRAIN + 120)) msg --pairs "$MSG_PAIRS" --duration "$MSG_SECS" \
+			--drain-secs "$MSG_DRAIN" --rate "$MSG_RATE" || return 1
+	fi
+	if wants offline; then
+		bench "$tag-offline" 600 offline --first "$OFFLINE_FIRST" --messages "$OFFLINE_M" || return 1
+	fi
+	# The archive's own scenario: M messages archived for an offline account, which then
+	# pages through its archive. Nothing to measure with the archive off.
+	if wants query && [ "$RUN_ARCHIVE" = on ]; then
+		bench "$tag-query" 600 query --first "$QUERY_FIRST" --messages "$QUERY_M" --page "$QUERY_PAGE" || return 1
+	fi
+	if wants idle; then
+		for n in $IDLE_COUNTS; do
+			bench "$tag-idle-$n" $((IDLE_HOLD + 300)) idle --count "$n" --concurrency 50 --hold "$IDLE_HOLD" || return 1
+		done
+	fi
+	return 0
+}
+
+# check_archive TAG: CHECK_M messages stored for an offline account (as in `offline`), then
+# that account queries its archive (stanzad-bench query). Archive on: every message must
+# come back. Archive off: the server must answer the query with an error (and not bounce the
+# messages). Output in OUTDIR/logs/TAG-archive-check.{txt,json}, not read by summarize.py.
+check_archive() {
+	local tag="$1" rc=0 out="$OUTDIR/logs/$1-archive-check" found verdict
+	timeout --kill-after=10 120 "$BENCH" query --first "$CHECK_FIRST" --messages "$CHECK_M" --page 10 \
+		--server "127.0.0.1:$PORT" --domain "$DOMAIN" --prefix "$PREFIX" --password "$PASSWORD" \
+		--threads "$THREADS" --max-secs 60 --server-pid "$SERVER_PID" \
+		--json "$out.json" >"$out.txt" 2>&1 &
+	BENCH_PID=$!
+	wait "$BENCH_PID" || rc=$?
+	BENCH_PID=""
+	found="$(sed -n 's/^  results  *\([0-9][0-9]*\).*/\1/p' "$out.txt" | head -n 1)"
+	if [ "$RUN_ARCHIVE" = on ]; then
+		if [ "$rc" = 0 ] && [ "${found:-0}" -ge "$CHECK_M" ]; then
+			verdict="on, as configured: $CHECK_M stored, $found read back from the archive"
+		else
+			verdict="NOT on: exit $rc, ${found:-no} results"
+		fi
+	elif [ "$rc" != 0 ] && grep -q 'query q0: ' "$out.txt" && ! grep -Eq '^  bounced +[1-9]' "$out.txt"; then
+		verdict="off, as configured: the archive query answered $(grep -o 'query q0: [a-z-]*' "$out.txt" | head -n 1 | cut -d' ' -f3)"
+	else
+		verdict="NOT shown off: exit $rc, ${found:-no} results"
+	fi
+	log "  archive check: $verdict (logs/$tag-archive-check.txt)"
+	echo "$tag: $verdict" >>"$OUTDIR/archive-check.txt"
+	case "$verdict" in NOT*) FAILED="$FAILED $tag-archive-check" ;; esac
+	return 0
+}
+
+# run_server ROUND SERVER ARCHIVE: one fresh server, the chosen scenarios. Archive-on results
+# are named SERVER+mam; the temp dir has no "+" in its name (pgrep -f reads it as a regex).
 run_server() {
-	local round="$1" server="$2" tag="$1-$2" n
-	RUNDIR="$WORK/$tag"
+	local round="$1" server="$2" name="$2" tag
+	RUN_ARCHIVE="$3"
+	[ "$RUN_ARCHIVE" = off ] || name="$server+mam"
+	tag="$round-$name"
+	RUNDIR="$WORK/$round-$server-archive-$RUN_ARCHIVE"
 	mkdir -p "$RUNDIR"
 	PORT="$(free_port)"
-	log "round $round: $server on 127.0.0.1:$PORT"
+	log "round $round: $server, archive $RUN_ARCHIVE ($name), on 127.0.0.1:$PORT"
 	"start_$server" || { FAILED="$FAILED $tag-start"; stop_server; return 0; }
 	log "  server PID $SERVER_PID ($(cat "/proc/$SERVER_PID/comm"))"
 	if [ "$server" != stanzad ]; then
@@ -302,18 +447,11 @@ run_server() {
 		log "  registering $TOTAL_ACCOUNTS accounts in-band"
 		bench "$tag-register" 900 register --count "$TOTAL_ACCOUNTS" --concurrency "$REG_C" || true
 	fi
-	{
-		bench "$tag-login-plain" 600 login --count "$LOGIN_N" --concurrency "$LOGIN_C" &&
-			bench "$tag-login-starttls" 600 login --count "$LOGIN_N" --concurrency "$LOGIN_C" --starttls --insecure &&
-			bench "$tag-msg-closed" $((MSG_SECS + MSG_DRAIN + 120)) msg --pairs "$MSG_PAIRS" --duration "$MSG_SECS" \
-				--drain-secs "$MSG_DRAIN" --window 1 &&
-			bench "$tag-msg-open" $((MSG_SECS + MSG_DRAIN + 120)) msg --pairs "$MSG_PAIRS" --duration "$MSG_SECS" \
-				--drain-secs "$MSG_DRAIN" --rate "$MSG_RATE" &&
-			bench "$tag-offline" 600 offline --first "$OFFLINE_FIRST" --messages "$OFFLINE_M" &&
-			for n in $IDLE_COUNTS; do
-				bench "$tag-idle-$n" $((IDLE_HOLD + 300)) idle --count "$n" --concurrency 50 --hold "$IDLE_HOLD" || break
-			done
-	} || log "  stopped $server's scenarios early"
+	if run_scenarios "$tag"; then
+		if [ "$CHECK_ARCHIVE" = 1 ]; then check_archive "$tag"; fi
+	else
+		log "  stopped $name's scenarios early"
+	fi
 	stop_server
 	# Keep the server's own log with the results.
 	for f in "$RUNDIR/stdout" "$RUNDIR/prosody.log" "$RUNDIR/log/ejabberd.log" "$RUNDIR/log/error.log"; do
@@ -330,16 +468,19 @@ run_server() {
 	echo "stanzad: $("$STANZAD" --version 2>/dev/null) (HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', src modified'); binary sha256 $(sha256sum "$STANZAD" | cut -c1-12))"
 	echo "prosody: $(cat /usr/lib/prosody/prosody.version 2>/dev/null || dpkg-query -W -f '${Version}' prosody 2>/dev/null || echo '-')"
 	echo "ejabberd: $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null || echo '-'), erlang $(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null || echo '-')"
-	echo "rounds: $ROUNDS  quick: $QUICK  servers: $SERVERS  bench threads: $THREADS"
+	echo "rounds: $ROUNDS  quick: $QUICK  servers: $SERVERS  archive: $ARCHIVE  bench threads: $THREADS"
+	echo "scenarios: $SCENARIOS$([ "$CHECK_ARCHIVE" = 0 ] || echo "  (+ archive check, $CHECK_M msgs)")"
 	echo "login: N=$LOGIN_N C=$LOGIN_C  msg: pairs=$MSG_PAIRS duration=${MSG_SECS}s rate=$MSG_RATE/s" \
-		" offline: M=$OFFLINE_M  idle: $IDLE_COUNTS hold=${IDLE_HOLD}s  accounts: $TOTAL_ACCOUNTS"
+		" offline: M=$OFFLINE_M  query: M=$QUERY_M page=$QUERY_PAGE  idle: $IDLE_COUNTS hold=${IDLE_HOLD}s  accounts: $TOTAL_ACCOUNTS"
 } >"$OUTDIR/params.txt"
 cat "$OUTDIR/params.txt" >&2
 
 FAILED=""
 for ((round = 1; round <= ROUNDS; round++)); do
 	for server in $SERVERS; do
-		run_server "$round" "$server"
+		for archive in $ARCHIVE_MODES; do
+			run_server "$round" "$server" "$archive"
+		done
 	done
 done
 
