@@ -51,8 +51,9 @@ pub struct ArchiveQuery {
     /// ends early and is not complete. Paging backward, the entries nearest the starting
     /// point are kept.
     pub max_bytes: usize,
-    /// Counting costs a scan of the matches: `count` and `first_index` are given exactly
-    /// when at most this many entries match (0: never).
+    /// `count` and `first_index`, when given, are exact. A backend with an index of counts
+    /// gives them always; otherwise counting costs a scan of the matches, and they are
+    /// given when at most this many entries match. 0: never.
     pub count_up_to: u64,
 }
 

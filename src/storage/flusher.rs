@@ -130,8 +130,8 @@ async fn serve(
             waiters.push(more);
         }
         let known = broken.borrow().clone();
-        let result = match known {
-            Some(why) => Err(why),
+        let (result, maintenance) = match known {
+            Some(why) => (Err(why), None),
             None => flush_watched(&store, &mut failed).await,
         };
         if let Err(why) = &result {
@@ -140,28 +140,65 @@ async fn serve(
         for waiter in waiters {
             let _ = waiter.send(result.clone());
         }
+        // Done before the next flush starts: its waiters wait for it, these did not.
+        if let Some(maintenance) = maintenance {
+            maintained(maintenance.await, &broken);
+        }
     }
 }
 
-/// One flush, while probing the store; fails as soon as the store is known broken.
-async fn flush_watched(store: &Arc<dyn UserStore>, failed: &mut watch::Receiver<Option<String>>) -> Result<(), String> {
+fn maintained(done: Result<Result<(), StorageError>, tokio::task::JoinError>, broken: &watch::Sender<Option<String>>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(StorageError::Io(why))) => mark_broken(broken, why),
+        Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
+        Err(e) => tracing::error!(error = %e, "storage maintenance stopped"),
+    }
+}
+
+/// The store's own work after a flush (`UserStore::maintain`), on the blocking pool.
+type Maintenance = tokio::task::JoinHandle<Result<(), StorageError>>;
+
+/// One flush, while probing the store; fails as soon as the store is known broken. The
+/// task that flushed then maintains the store (one trip to the blocking pool for both):
+/// its handle comes with a flush that worked.
+async fn flush_watched(
+    store: &Arc<dyn UserStore>,
+    failed: &mut watch::Receiver<Option<String>>,
+) -> (Result<(), String>, Option<Maintenance>) {
+    let (flushed, mut flush) = oneshot::channel();
     let flushing = store.clone();
-    let mut flush = super::on_blocking_pool(async move { flushing.flush().await });
+    let task = super::on_blocking_pool(async move {
+        let result = flushing.flush().await;
+        let ok = result.is_ok();
+        let _ = flushed.send(result);
+        if ok {
+            flushing.maintain().await
+        } else {
+            Ok(())
+        }
+    });
     let deadline = tokio::time::Instant::now() + FLUSH_LIMIT;
     loop {
         tokio::select! {
-            done = &mut flush => return joined(done),
+            done = &mut flush => {
+                let result = done.map_err(|_| "the flush stopped".to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+                let maintenance = result.is_ok().then_some(task);
+                return (result, maintenance);
+            }
             _ = failed.changed() => {
                 let why = failed.borrow().clone();
                 if let Some(why) = why {
-                    return Err(why);
+                    return (Err(why), None);
                 }
             }
             () = tokio::time::sleep(PROBE_EVERY) => {
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(format!("a flush took longer than {} s", FLUSH_LIMIT.as_secs()));
+                    return (Err(format!("a flush took longer than {} s", FLUSH_LIMIT.as_secs())), None);
                 }
-                probe(store).await?;
+                if let Err(why) = probe(store).await {
+                    return (Err(why), None);
+                }
             }
         }
     }

@@ -80,6 +80,7 @@ impl UserStore for Later {
         user_exists(r jid: BareJid) -> bool;
         list_users() -> Vec<BareJid>;
         flush() -> ();
+        maintain() -> ();
         check() -> ();
     }
 }

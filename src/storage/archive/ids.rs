@@ -61,7 +61,11 @@ impl Ids {
             (left, right) = (right, left ^ self.round(keys, round, right));
         }
         let value = (u128::from(left) << 64) | u128::from(right);
-        (0..ID_LEN).rev().map(|digit| char::from(BASE32[((value >> (5 * digit)) & 31) as usize])).collect()
+        let mut id = String::with_capacity(ID_LEN);
+        for digit in (0..ID_LEN).rev() {
+            id.push(char::from(BASE32[((value >> (5 * digit)) & 31) as usize]));
+        }
+        id
     }
 
     /// The place behind an id; None for anything [`Ids::encode`] cannot have made (nor

@@ -41,6 +41,11 @@ pub trait Entries {
     fn scan(&self, span: Span, with: Option<&Jid>) -> Places<'_>;
     /// The entry at `place`; None when it is gone (retention removed it after the scan).
     fn load(&self, place: Place) -> Result<Option<ArchivedMessage>, StorageError>;
+    /// How many entries in `span` (never empty) match `with`, when the backend knows
+    /// without a scan (an index of counts); None: the engine counts by scanning.
+    fn count(&self, _span: Span, _with: Option<&Jid>) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// Whether an entry's other party matches a query's `with` (XEP-0313 §4.1.1): a bare JID
@@ -73,8 +78,17 @@ impl<E: Entries + ?Sized> Source<'_, E> {
         }
     }
 
-    /// How many matches lie in `span`, when no more than `limit`.
+    /// How many matches lie in `span`: from the backend's index when it has one, else
+    /// by a scan, when no more than `limit`.
     fn count(&self, span: Span, limit: u64) -> Result<Option<u64>, StorageError> {
+        if span.lo > span.hi {
+            return Ok(Some(0));
+        }
+        if let Source::Range(entries, with) = self {
+            if let Some(n) = entries.count(span, *with)? {
+                return Ok(Some(n));
+            }
+        }
         let take = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1);
         let n = self.scan(span).take(take).try_fold(0, |n, place| place.map(|_| n + 1))?;
         Ok((n <= limit).then_some(n))

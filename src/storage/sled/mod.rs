@@ -14,8 +14,6 @@ use std::path::Path;
 
 /// Memory for block lists read from the store (a list is read again once evicted).
 pub const BLOCK_LIST_CACHE_BYTES: usize = 32 << 20;
-/// Memory for archive preferences read from the store.
-pub const ARCHIVE_PREFS_CACHE_BYTES: usize = 16 << 20;
 
 /// An open sled database. Only one process may hold it: while the server runs,
 /// the command-line tools reach it through the admin socket instead.
@@ -42,16 +40,9 @@ pub struct SledStore {
     /// Each account's offline count and size (`offline.rs`).
     offline_totals: offline::OfflineTotals,
     inflight: sled::Tree,
-    archive: sled::Tree,
-    archive_with: sled::Tree,
-    archive_expiry: sled::Tree,
-    archive_prefs: sled::Tree,
-    /// The archive preferences read so far (None: the account set none), within
-    /// [`ARCHIVE_PREFS_CACHE_BYTES`].
-    prefs_cache: std::sync::Arc<cache::Cache<Option<std::sync::Arc<crate::storage::archive::ArchivePrefs>>>>,
-    /// Appends to one archive happen one at a time (`archive.rs`), under its owner's
-    /// stripe, which holds the newest stamp of each archive appended to since the start.
-    archive_lock: std::sync::Arc<crate::stripes::Stripes<std::collections::HashMap<String, u64>>>,
+    /// Message archives (`archive/`): chunks, tails in memory, and their log.
+    archives: std::sync::Arc<archive::Archives>,
+    archive_prefs: archive::Prefs,
     /// The archive id key, once read.
     archive_ids: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
     /// vCards, and apart from them the avatar each advertises (`vcard.rs`).
@@ -69,16 +60,25 @@ impl SledStore {
             .cache_capacity(64 << 20)
             .open()
             .map_err(|e| StorageError::Backend(format!("opening {}: {e}", dir.display())))?;
-        SledStore::from_db(db)
+        SledStore::from_db(db, Some(&dir.join("archive-log")))
     }
 
     /// A throwaway in-memory database, for tests.
     pub fn temporary() -> Result<SledStore, StorageError> {
         let db = sled::Config::new().temporary(true).open().map_err(backend)?;
-        SledStore::from_db(db)
+        SledStore::from_db(db, None)
     }
 
-    fn from_db(db: sled::Db) -> Result<SledStore, StorageError> {
+    /// A throwaway database whose archive entries go into chunks as they are appended
+    /// (the tails stay empty), for tests of the chunks.
+    #[cfg(test)]
+    pub fn temporary_chunking_at_once() -> Result<SledStore, StorageError> {
+        let store = SledStore::temporary()?;
+        store.archives.chunk_at_once.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(store)
+    }
+
+    fn from_db(db: sled::Db, archive_log: Option<&Path>) -> Result<SledStore, StorageError> {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let blocklist = tree("blocklist")?;
         let blocking = std::sync::Arc::new(roster::BlockingOwners::load(&blocklist)?);
@@ -100,12 +100,8 @@ impl SledStore {
             offline: tree("offline")?,
             offline_totals: Default::default(),
             inflight: tree("inflight")?,
-            archive: tree("archive")?,
-            archive_with: tree("archive_with")?,
-            archive_expiry: tree("archive_expiry")?,
-            archive_prefs: tree("archive_prefs")?,
-            prefs_cache: std::sync::Arc::new(cache::Cache::new(ARCHIVE_PREFS_CACHE_BYTES)),
-            archive_lock: std::sync::Arc::new(crate::stripes::Stripes::new(64)),
+            archives: std::sync::Arc::new(archive::Archives::open(&db, archive_log)?),
+            archive_prefs: archive::Prefs::open(&db)?,
             archive_ids: Default::default(),
             vcards: tree("vcard")?,
             vcard_avatars: tree("vcard_avatar")?,

@@ -64,8 +64,18 @@ impl UserStore for SledStore {
         })
     }
 
+    /// The archives' log first (one value for every append since the last flush), then
+    /// everything; log batches already in durable chunks go after.
     fn flush(&self) -> Reply<'_, ()> {
-        Reply::now(|| self.db.flush().map(|_| ()).map_err(backend))
+        Reply::now(|| {
+            self.archives.write_log()?;
+            self.db.flush().map_err(backend)?;
+            self.archives.after_flush()
+        })
+    }
+
+    fn maintain(&self) -> Reply<'_, ()> {
+        Reply::now(|| self.archives.maintain())
     }
 
     /// A write of one small key: after an I/O error sled refuses every write at once.
