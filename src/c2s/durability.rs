@@ -1,5 +1,7 @@
-//! Group commit within one stream. A stored message (offline, in flight) must be on disk
-//! before the client learns anything more: no byte is written to it until then. The
+//! Group commit within one stream. A stored message (offline, in flight, archived) must
+//! be on disk before the client learns that it was taken: no answer to the client (to its
+//! next stanza, an XEP-0198 `<a/>`, the dialect's `<ack/>`) is written until then. Messages
+//! delivered to it from others meanwhile are no answer, and are not held back. The
 //! flush is asked for as soon as something is stored, and waited for only before the next
 //! write, so the stanzas a client pipelines are stored while the disk works, and share
 //! flushes.

@@ -160,6 +160,10 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
     let read = read_frame(reader, Duration::ZERO);
     tokio::pin!(read);
     let end = loop {
+        // Whether these actions answer the client (its stanzas, the session's timers): an
+        // answer is an acknowledgement, so what the client stored waits for no answer
+        // unless it is on disk. A delivery from someone else acknowledges nothing.
+        let mut answers = true;
         let actions = tokio::select! {
             (reader, frame) = &mut read => {
                 let pause = link.pause_after_frame();
@@ -177,6 +181,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
             }
             // At its bounds the session takes nothing more until its client acknowledges.
             delivery = inputs.mailbox.stanzas.recv(), if session.accepts_deliveries() => {
+                answers = false;
                 delivered(state, session, &delivery).await
             }
             control = inputs.mailbox.control.recv() => break control_end(control),
@@ -211,7 +216,7 @@ async fn attached(state: &ServerState, session: &mut Session, link: &mut Link, i
         if stored {
             durability.stored(state);
         }
-        if durability.owed() && !actions.is_empty() {
+        if durability.owed() && !actions.is_empty() && (answers || stored) {
             if let Err(e) = durability.settle(state).await {
                 break storage_failed(&e);
             }

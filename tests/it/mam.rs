@@ -1073,3 +1073,25 @@ async fn archived_messages_acknowledged_before_sigkill_survive_it() {
         assert_eq!(page.messages().len(), 5, "{user}'s archive after the kill: {:?}", page.ids());
     }
 }
+
+/// An archived message waits for its group commit before its sender is answered, but
+/// messages to the sender from others are no answer and are not held back meanwhile.
+#[tokio::test]
+async fn a_reply_reaches_a_sender_whose_archive_entry_awaits_its_flush() {
+    let server = server().await;
+    let (mut alice, mut bob) = alice_and_bob(&server).await;
+    let flusher = server.server().state.flusher.clone();
+    let held = flusher.hold().await;
+    alice.send("<message to='bob@localhost/phone' type='chat' id='a1'><body>hello</body></message>").await;
+    let got = bob.recv().await;
+    assert!(got.is("message", NS_CLIENT), "{}", show(&got));
+    // Bob's reply reaches alice while her message's entries still wait for the disk...
+    bob.send("<message to='alice@localhost/desk' type='chat' id='b1'><body>hi</body></message>").await;
+    let got = alice.recv().await;
+    assert!(got.is("message", NS_CLIENT) && got.attr("id") == Some("b1"), "{}", show(&got));
+    // ...and her ping, which would tell her hers was taken, is answered only after it.
+    alice.send("<iq type='get' id='after-a1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    alice.expect_silence(300).await;
+    drop(held);
+    alice.expect("<iq type='result' id='after-a1' from='localhost' to='alice@localhost/desk'/>").await;
+}
