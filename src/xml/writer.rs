@@ -125,7 +125,12 @@ fn write_element(element: &Element, parent_ns: Option<&str>, out: &mut Vec<u8>) 
 fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) -> Result<(), Unwritable> {
     let bytes = text.as_bytes();
     let mut start = 0;
+    // Most bytes need nothing: one table lookup each, the match below for the others.
+    let skip = if attribute { TEXT_OR_ATTRIBUTE } else { TEXT };
     for (i, b) in bytes.iter().enumerate() {
+        if LOOK[usize::from(*b)] & skip == 0 {
+            continue;
+        }
         let escaped: &[u8] = match b {
             0..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f => return Err(Unwritable::BadCharacter),
             // U+FFFE and U+FFFF.
@@ -149,6 +154,31 @@ fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) -> Result<(), Unw
     out.extend_from_slice(&bytes[start..]);
     Ok(())
 }
+
+/// [`LOOK`]: bytes `escape_into` must look at in text, and in attributes only.
+const TEXT: u8 = 1;
+const TEXT_OR_ATTRIBUTE: u8 = TEXT | 2;
+
+/// Per byte: whether `escape_into` must look at it (control characters, the first byte of
+/// U+FFFE/U+FFFF, markup, and in attributes quotes and white space).
+const LOOK: [u8; 256] = {
+    let mut look = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        look[b] = TEXT;
+        b += 1;
+    }
+    look[0xef] = TEXT;
+    look[b'&' as usize] = TEXT;
+    look[b'<' as usize] = TEXT;
+    look[b'>' as usize] = TEXT;
+    look[b'\'' as usize] = 2;
+    look[b'"' as usize] = 2;
+    // Tab and line feed are plain in text: only attributes escape them.
+    look[b'\t' as usize] = 2;
+    look[b'\n' as usize] = 2;
+    look
+};
 
 /// Escapes text for use in character data or a single- or double-quoted attribute.
 pub fn escape(text: &str) -> String {
@@ -213,6 +243,22 @@ mod tests {
         let mut fine: Element = "<message xmlns='jabber:client'/>".parse().expect("xml");
         fine.append_text_node("\u{fffd}\u{effe}");
         assert!(String::from_utf8(to_bytes(&fine)).expect("utf-8").contains("\u{fffd}\u{effe}"));
+    }
+
+    #[test]
+    fn text_and_attributes_escape_what_each_must() {
+        let escaped = |text: &str, attribute: bool| {
+            let mut out = Vec::new();
+            escape_into(text, attribute, &mut out).map(|()| String::from_utf8(out).expect("utf-8")).ok()
+        };
+        let all = "a&b<c>d'e\"f\tg\nh\ri\u{fffd}j";
+        assert_eq!(escaped(all, false).as_deref(), Some("a&amp;b&lt;c&gt;d'e\"f\tg\nh&#xD;i\u{fffd}j"));
+        assert_eq!(escaped(all, true).as_deref(), Some("a&amp;b&lt;c&gt;d&apos;e&quot;f&#x9;g&#xA;h&#xD;i\u{fffd}j"));
+        assert_eq!(escaped("plain text, nothing to do", true).as_deref(), Some("plain text, nothing to do"));
+        for bad in ["\u{0}", "x\u{1f}", "\u{b}", "\u{ffff}"] {
+            assert_eq!(escaped(bad, false), None, "{bad:?}");
+            assert_eq!(escaped(bad, true), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::core::state::ServerState;
 use crate::modules::mam;
 use crate::xml::writer;
 use crate::xmpp::stanza::Stanza;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 fn now_micros() -> u64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
@@ -79,17 +79,20 @@ pub fn without_forged_ids(stanza: &Stanza, recipient: &BareJid) -> Option<Stanza
 
 /// The sender's side, once the message was accepted: its own archive keeps what it sent,
 /// and the copy the sender's other devices get (carbons) carries that archive's id.
-pub async fn outgoing(state: &ServerState, stanza: &Stanza, sender: &BareJid, to: &Jid) -> Handled {
+pub async fn outgoing(state: &ServerState, stanza: &Stanza, sender: &FullJid, to: &Jid) -> Handled {
+    let owner = sender.to_bare();
     // A message to oneself is archived once, as received.
-    if to.to_bare() == *sender {
+    if to.as_str().split('/').next() == Some(owner.as_str()) {
         return Handled::default();
     }
-    match archive(state, sender, to, stanza).await {
-        Some(id) => {
-            let mut copy = stanza.clone();
-            mam::set_stanza_id(&mut copy.element, sender, &id);
-            Handled { changed: Some(copy), stored: true }
-        }
-        None => Handled::default(),
+    let Some(id) = archive(state, &owner, to, stanza).await else { return Handled::default() };
+    // The copy with the id is for the sender's other carbon-enabled devices (XEP-0280
+    // sent carbons): made only when there is one.
+    let others = state.registry.available_where(&owner, &|r| r.carbons && r.jid != *sender);
+    if others.is_empty() {
+        return Handled { changed: None, stored: true };
     }
+    let mut copy = stanza.clone();
+    mam::set_stanza_id(&mut copy.element, &owner, &id);
+    Handled { changed: Some(copy), stored: true }
 }

@@ -443,13 +443,14 @@ pub async fn allowed(
             return false;
         }
     };
-    let bare = with.to_bare();
     let default = match prefs.as_deref() {
         Some(prefs) => {
+            // The bare JID as text: what precedes the resource (no `/` comes before it).
+            let bare = with.as_str().split('/').next().unwrap_or_default();
             // §2.3.1: a bare listed JID matches any resource, a full one only itself.
             let listed = |jid: &Jid| match jid.resource() {
                 Some(_) => jid == with,
-                None => jid.as_str() == bare.as_str(),
+                None => jid.as_str() == bare,
             };
             if prefs.never.iter().any(listed) {
                 return false;
@@ -464,7 +465,10 @@ pub async fn allowed(
     match default {
         crate::storage::archive::Default::Always => true,
         crate::storage::archive::Default::Never => false,
-        crate::storage::archive::Default::Roster => bare == *owner || on_roster(store, owner, &bare).await,
+        crate::storage::archive::Default::Roster => {
+            let bare = with.to_bare();
+            bare == *owner || on_roster(store, owner, &bare).await
+        }
     }
 }
 
@@ -536,7 +540,7 @@ impl Module for Archive {
         stanza: &'a Stanza,
         to: &'a Jid,
     ) -> Soon<'a, Handled> {
-        Soon::later(async move { archive::outgoing(state, stanza, &sender.to_bare(), to).await })
+        Soon::later(archive::outgoing(state, stanza, sender, to))
     }
 }
 
