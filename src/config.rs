@@ -190,8 +190,11 @@ impl Default for StreamManagement {
 pub struct Archive {
     /// Archive conversations at all (and offer `urn:xmpp:mam:2`).
     pub enabled: bool,
-    /// Messages older than this many days are deleted (0: kept for ever).
-    pub retention_days: u64,
+    /// How long archived messages are kept: a number and a unit (`s`, `m`, `h`, `d`, `w`),
+    /// or `never` (kept for ever, as `0` is). Default `365d`.
+    pub max_age: Option<String>,
+    /// The older spelling of `max_age`, in days (0: kept for ever); not both.
+    pub retention_days: Option<u64>,
     /// What is archived for an account that set no preferences: always, roster or never.
     pub default: String,
     /// Results per page when a query names no size, and the largest page.
@@ -201,11 +204,28 @@ pub struct Archive {
 
 impl Default for Archive {
     fn default() -> Self {
-        Archive { enabled: true, retention_days: 365, default: "always".into(), default_page: 50, max_page: 250 }
+        Archive {
+            enabled: true,
+            max_age: None,
+            retention_days: None,
+            default: "always".into(),
+            default_page: 50,
+            max_page: 250,
+        }
     }
 }
 
 impl Archive {
+    /// How long archived messages are kept; None: for ever.
+    pub fn max_age(&self) -> Option<std::time::Duration> {
+        let age = match (&self.max_age, self.retention_days) {
+            (Some(text), _) => parse_age(text).unwrap_or_default(),
+            (None, Some(days)) => std::time::Duration::from_secs(days * 86_400),
+            (None, None) => std::time::Duration::from_secs(365 * 86_400),
+        };
+        (!age.is_zero()).then_some(age)
+    }
+
     pub fn default_preference(&self) -> crate::storage::archive::Default {
         self.default.parse().unwrap_or(crate::storage::archive::Default::Always)
     }
@@ -427,7 +447,16 @@ impl Config {
         let most = sm.max_unacked_bytes as u64;
         check_range("stream_management.max_unacked_bytes", most, self.limits.max_stanza_bytes as u64, 1 << 32)?;
         let a = &self.archive;
-        check_range("archive.retention_days", a.retention_days, 0, 36_500)?;
+        if let Some(days) = a.retention_days {
+            check_range("archive.retention_days", days, 0, 36_500)?;
+        }
+        if let Some(text) = &a.max_age {
+            if a.retention_days.is_some() {
+                return Err(invalid("archive.max_age", "set max_age or retention_days (its older spelling), not both"));
+            }
+            let age = parse_age(text).map_err(|why| invalid("archive.max_age", why))?;
+            check_range("archive.max_age (seconds)", age.as_secs(), 0, 36_500 * 86_400)?;
+        }
         check_range("archive.max_page", a.max_page as u64, 1, 1000)?;
         check_range("archive.default_page", a.default_page as u64, 1, a.max_page as u64)?;
         if a.default.parse::<crate::storage::archive::Default>().is_err() {
@@ -443,6 +472,27 @@ fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAd
         return Ok(None);
     }
     text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `never`, or a number and a unit: `90s`, `30m`, `12h`, `30d`, `4w` (`0` alone: never).
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if text == "never" || text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 =
+        number.parse().map_err(|_| format!("{text:?} is not a number and a unit (s, m, h, d, w) or never"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{text:?}: the unit is one of s, m, h, d, w")),
+    };
+    Ok(std::time::Duration::from_secs(number.saturating_mul(seconds)))
 }
 
 fn check_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
@@ -483,6 +533,25 @@ mod tests {
         assert_eq!(Config::default().limits.max_resources_per_account, 10);
         let err = Config::parse("[tls]\ncert = 'a.pem'").expect_err("cert without key");
         assert!(err.to_string().contains("tls"), "{err}");
+    }
+
+    #[test]
+    fn the_archive_max_age_takes_units_and_the_older_spelling() {
+        let age = |toml: &str| Config::parse(toml).map(|c| c.archive.max_age());
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(age("").expect("default"), Some(365 * day));
+        assert_eq!(age("[archive]\nmax_age = '30d'").expect("days"), Some(30 * day));
+        assert_eq!(age("[archive]\nmax_age = '12h'").expect("hours"), Some(day / 2));
+        assert_eq!(age("[archive]\nmax_age = '2w'").expect("weeks"), Some(14 * day));
+        assert_eq!(age("[archive]\nmax_age = 'never'").expect("never"), None);
+        assert_eq!(age("[archive]\nretention_days = 90").expect("older spelling"), Some(90 * day));
+        assert_eq!(age("[archive]\nretention_days = 0").expect("for ever"), None);
+        for bad in ["'30'", "'30 days'", "'d'", "'-1d'", "'99999999w'"] {
+            let err = age(&format!("[archive]\nmax_age = {bad}")).expect_err(bad);
+            assert!(err.to_string().contains("archive.max_age"), "{bad}: {err}");
+        }
+        let both = age("[archive]\nmax_age = '1d'\nretention_days = 1").expect_err("both");
+        assert!(both.to_string().contains("not both"), "{both}");
     }
 
     #[test]

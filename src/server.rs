@@ -254,23 +254,28 @@ async fn recover_inflight(store: &dyn Storage) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// XEP-0313 retention: every hour (and at start), archived messages older than
-/// `archive.retention_days` are deleted.
+/// XEP-0313 retention: at start and then every hour (or every 24th of `archive.max_age`
+/// when that is shorter, at least a minute apart), archived messages older than
+/// `archive.max_age` are deleted.
 async fn expire_archive(state: Arc<ServerState>) {
-    let days = state.config.archive.retention_days;
-    if days == 0 {
-        return;
-    }
-    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    let Some(max_age) = state.config.archive.max_age() else { return };
+    let every = (max_age / 24).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+    let mut ticks = tokio::time::interval(every);
     loop {
-        hourly.tick().await;
+        ticks.tick().await;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let cutoff = now.saturating_sub(Duration::from_secs(days * 86_400)).as_micros() as u64;
+        let cutoff = now.saturating_sub(max_age).as_micros() as u64;
         let store = state.store.clone();
-        // A long scan of an embedded store: on the blocking pool.
+        // A long walk of an embedded store: on the blocking pool.
         match crate::storage::on_blocking_pool(async move { store.expire_archive(cutoff).await }).await {
             Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(messages = n, days, "archived messages past retention deleted"),
+            Ok(Ok(n)) => {
+                tracing::info!(
+                    messages = n,
+                    max_age_secs = max_age.as_secs(),
+                    "archived messages past archive.max_age deleted"
+                )
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "archive expiry failed"),
             Err(e) => tracing::error!(error = %e, "archive expiry task failed"),
         }
