@@ -1,4 +1,5 @@
-//! Group commit: one task makes writes durable for everyone waiting. sled's
+//! Group commit: one task makes writes durable for everyone waiting (and, when nobody
+//! asks, every [`UNASKED_EVERY`] anyway). sled's
 //! `flush_async` deadlocks when called concurrently (sled #1308), so callers
 //! never flush themselves: they ask the flusher and wait; all who asked while a flush ran
 //! are served by the next one.
@@ -21,6 +22,11 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 
 /// How often the store is probed while a flush runs.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The longest the store goes without a flush (and maintenance) when nobody asks for one:
+/// what was written without waiting (the archive entries of messages whose senders asked
+/// for no acknowledgement yet, sled's own writes) is on disk within this, and the sled
+/// store's archive tails stay small.
+pub const UNASKED_EVERY: Duration = Duration::from_millis(500);
 /// How often the store is probed when no flush runs.
 pub const IDLE_PROBE_EVERY: Duration = Duration::from_secs(5);
 /// The longest a flush may take before the store counts as broken.
@@ -109,9 +115,21 @@ async fn serve(
     let mut failed = broken.subscribe();
     let mut idle_probe = tokio::time::interval(IDLE_PROBE_EVERY);
     idle_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let unasked = tokio::time::sleep(UNASKED_EVERY);
+    tokio::pin!(unasked);
     loop {
         let first = tokio::select! {
-            first = queue.recv() => first,
+            first = queue.recv() => match first {
+                Some(first) => Some(first),
+                None => return,
+            },
+            () = &mut unasked => {
+                unasked.as_mut().reset(tokio::time::Instant::now() + UNASKED_EVERY);
+                if broken.borrow().is_some() {
+                    continue;
+                }
+                None
+            }
             _ = idle_probe.tick() => {
                 // Writes that ask for no flush (rosters, block lists) meet a broken store
                 // too: it is found within seconds even when nothing waits for durability.
@@ -123,9 +141,8 @@ async fn serve(
                 continue;
             }
         };
-        let Some(first) = first else { return };
         let _gate = gate.lock().await;
-        let mut waiters = vec![first];
+        let mut waiters: Vec<Waiter> = first.into_iter().collect();
         while let Ok(more) = queue.try_recv() {
             waiters.push(more);
         }
@@ -144,6 +161,7 @@ async fn serve(
         if let Some(maintenance) = maintenance {
             maintained(maintenance.await, &broken);
         }
+        unasked.as_mut().reset(tokio::time::Instant::now() + UNASKED_EVERY);
     }
 }
 
@@ -307,6 +325,53 @@ mod tests {
         let mut watch = flusher.watch_failure();
         let told = tokio::time::timeout(IDLE_PROBE_EVERY * 3, watch.wait_for(Option::is_some)).await;
         assert!(matches!(told, Ok(Ok(_))), "no flush asked for, and still found broken");
+    }
+
+    /// A store that counts its flushes and maintenance.
+    #[derive(Default)]
+    struct Counting {
+        flushes: std::sync::atomic::AtomicUsize,
+        maintained: std::sync::atomic::AtomicUsize,
+    }
+
+    impl UserStore for Counting {
+        fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> crate::storage::Reply<'_, ()> {
+            crate::storage::Reply::now(|| Ok(()))
+        }
+        fn set_credentials(&self, _: &BareJid, _: &StoredCredentials) -> crate::storage::Reply<'_, ()> {
+            crate::storage::Reply::now(|| Ok(()))
+        }
+        fn delete_user(&self, _: &BareJid) -> crate::storage::Reply<'_, ()> {
+            crate::storage::Reply::now(|| Ok(()))
+        }
+        fn credentials(&self, _: &BareJid) -> crate::storage::Reply<'_, Option<StoredCredentials>> {
+            crate::storage::Reply::now(|| Ok(None))
+        }
+        fn list_users(&self) -> crate::storage::Reply<'_, Vec<BareJid>> {
+            crate::storage::Reply::now(|| Ok(Vec::new()))
+        }
+        fn flush(&self) -> crate::storage::Reply<'_, ()> {
+            self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::storage::Reply::now(|| Ok(()))
+        }
+        fn maintain(&self) -> crate::storage::Reply<'_, ()> {
+            self.maintained.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::storage::Reply::now(|| Ok(()))
+        }
+    }
+
+    /// Nobody asks, and the store is flushed and maintained all the same, every
+    /// `UNASKED_EVERY`.
+    #[tokio::test]
+    async fn an_unasked_store_is_flushed_and_maintained_regularly() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let store = Arc::new(Counting::default());
+        let _flusher = Flusher::start(store.clone());
+        tokio::time::sleep(UNASKED_EVERY * 4 + UNASKED_EVERY / 2).await;
+        let (flushes, maintained) = (store.flushes.load(Relaxed), store.maintained.load(Relaxed));
+        // Four periods: about four of each (fewer on a loaded machine), never a flush loop.
+        assert!((2..=5).contains(&flushes), "{flushes} flushes");
+        assert!(maintained + 1 >= flushes && maintained <= flushes, "{maintained} maintained, {flushes} flushes");
     }
 
     #[tokio::test]

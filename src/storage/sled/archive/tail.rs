@@ -6,6 +6,7 @@
 //! per archived message.)
 
 use super::records::{bare_of, Entry};
+use super::tails::{CHUNK_BYTES, CHUNK_ENTRIES};
 use crate::storage::archive::ids::{stamp_of, Place};
 use crate::storage::StorageError;
 
@@ -121,7 +122,22 @@ impl Tail {
         for slot in &mut self.slots {
             slot.start -= end;
         }
+        self.give_back();
         end
+    }
+
+    /// An archive's tail stays in memory while its account is active: room for about
+    /// two chunks is kept for the next appends (growing again from nothing costs a
+    /// dozen reallocations per chunk), what a burst left beyond it goes back. An idle
+    /// archive's state is dropped whole (`forget_idle`).
+    fn give_back(&mut self) {
+        let (bytes, slots) = (2 * CHUNK_BYTES, 2 * CHUNK_ENTRIES);
+        if self.bytes.capacity() > bytes.max(2 * self.bytes.len()) {
+            self.bytes.shrink_to(bytes.max(self.bytes.len()));
+        }
+        if self.slots.capacity() > slots.max(2 * self.slots.len()) {
+            self.slots.shrink_to(slots.max(self.slots.len()));
+        }
     }
 
     /// Removes the entries up to `last`; returns the bytes they took.
@@ -145,6 +161,7 @@ impl Tail {
         for later in &mut self.slots[at..] {
             later.start -= slot.len;
         }
+        self.give_back();
         Some((slot.ord, slot.conv_ord, bare, slot.len))
     }
 }
@@ -180,5 +197,9 @@ mod tests {
         let left = tail.bytes();
         assert_eq!(tail.remove_upto(u128::MAX), left);
         assert!(tail.is_empty() && tail.bytes() == 0);
+        let burst = Entry { place: 9 << 64, ord: 9, with: "bob@example.org", stanza: &[b'x'; 100_000] };
+        tail.push(&burst, 0).expect("push");
+        tail.remove_upto(u128::MAX);
+        assert!(tail.bytes.capacity() <= 2 * CHUNK_BYTES, "a burst's room is given back");
     }
 }
