@@ -1,12 +1,13 @@
 //! The log at each group commit, and maintenance: tails written out as chunks.
 //!
-//! The group commit ([`Archives::write_log`], then sled's flush) writes one log value
-//! whatever the number of appends. Maintenance runs after it, off the acknowledgement
-//! path (the flusher calls it once its waiters are answered):
+//! The group commit ([`Archives::write_log`], then sled's flush) appends one frame to the
+//! log file whatever the number of appends. Maintenance runs after it, off the
+//! acknowledgement path (the flusher calls it once its waiters are answered):
 //! - an archive whose tail reached a chunk's size is written out as chunks;
-//! - every [`FULL_EVERY`], or once the tails hold [`TAIL_BYTES`], every tail is, and the
-//!   log batches written before are then all in chunks: they go after the next flush has
-//!   made the chunks durable ([`Archives::after_flush`]).
+//! - every [`FULL_EVERY`], or once the tails hold [`TAIL_BYTES`], every tail is; the log
+//!   moves to a new file first, and the files before it, whose entries are then all in
+//!   chunks, go after the next flush has made the chunks durable
+//!   ([`Archives::after_flush`]).
 //!
 //! Chunks are plain inserts, the index's before the archive's. A reader snapshots the
 //! tail before it reads chunks, and entries leave a tail only once their chunks are in,

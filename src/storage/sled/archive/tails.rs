@@ -3,7 +3,8 @@
 //! An append takes its owner's stripe (one of [`STRIPES`]), gives the entry its place and
 //! ordinals, and leaves it in two places: the archive's tail (what queries read until
 //! the entry is in a chunk) and the stripe's log bytes, which the next group commit writes
-//! as one value for every archive (`chunks.rs`). Nothing on this path writes to sled.
+//! as one frame of its log file for every archive (`chunks.rs`, `log.rs`). Nothing on this
+//! path writes to sled.
 
 use super::records::{self, bare_of, Entry};
 use super::tail::Tail;
