@@ -15,8 +15,7 @@
 //! same (`view.rs`).
 
 use super::records::Indexed;
-use super::tail::{Tail, TailEntry};
-use super::tails::{CHUNK_BYTES, CHUNK_ENTRIES};
+use super::tail::{Tail, TailEntry, CHUNK_BYTES, CHUNK_ENTRIES};
 use super::{keys, log, Archives};
 use crate::storage::sled::backend;
 use crate::storage::StorageError;

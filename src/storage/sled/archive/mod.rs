@@ -9,7 +9,7 @@
 //!
 //! The `archive_chunks` tree, by key:
 //! - `owner NUL d place`: a chunk of the archive, entry records (`records.rs`) oldest
-//!   first, keyed by the place of its first (at most [`tails::CHUNK_ENTRIES`] entries);
+//!   first, keyed by the place of its first (at most [`tail::CHUNK_ENTRIES`] entries);
 //! - `owner NUL w with-bare NUL place`: a chunk of one conversation's index;
 //! - `owner NUL h place`: a hole, an entry removed from the middle (`remove.rs`);
 //! - `owner NUL x`: the newest place of a deleted archive (the log's older entries of it

@@ -6,9 +6,15 @@
 //! per archived message.)
 
 use super::records::{bare_of, Entry};
-use super::tails::{CHUNK_BYTES, CHUNK_ENTRIES};
 use crate::storage::archive::ids::{stamp_of, Place};
 use crate::storage::StorageError;
+
+/// An archive whose tail holds this many entries, or [`CHUNK_BYTES`], is written out as
+/// chunks at the next maintenance (its chunks are no bigger).
+pub const CHUNK_ENTRIES: usize = 32;
+/// sled writes a node (up to 17 values) bigger than 128 KiB as a file of its own: chunks
+/// stay well under an eighteenth of that.
+pub const CHUNK_BYTES: usize = 6 << 10;
 
 /// Bytes of an entry record before its JID (`records.rs`).
 const WITH_AT: usize = 30;

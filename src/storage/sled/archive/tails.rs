@@ -7,7 +7,7 @@
 //! path writes to sled.
 
 use super::records::{self, bare_of, Entry};
-use super::tail::Tail;
+use super::tail::{Tail, CHUNK_BYTES, CHUNK_ENTRIES};
 use super::{keys, Archives};
 use crate::storage::archive::ids::{place, stamp_of, Place};
 use crate::storage::sled::backend;
@@ -16,12 +16,6 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 pub const STRIPES: usize = 64;
-/// An archive whose tail holds this many entries, or [`CHUNK_BYTES`], is written out as
-/// chunks at the next maintenance (its chunks are no bigger).
-pub const CHUNK_ENTRIES: usize = 32;
-/// sled writes a node (up to 17 values) bigger than 128 KiB as a file of its own: chunks
-/// stay well under an eighteenth of that.
-pub const CHUNK_BYTES: usize = 6 << 10;
 
 /// One archive's state in memory: what the next append needs, and its tail.
 #[derive(Default)]
