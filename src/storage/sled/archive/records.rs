@@ -5,8 +5,9 @@
 //!   (2), length of the stanza (4), that JID, the stanza;
 //! - index record: place (16), ordinal in the conversation (8), JID length (2), the JID
 //!   as given (bare or full);
-//! - log record: owner length (2), owner, ordinal in the conversation (8), entry record
-//!   length (4), the entry record.
+//! - log record: a kind (1), owner length (2), owner, then for an appended entry its
+//!   ordinal in the conversation (8), entry record length (4) and the entry record; for
+//!   a removed one its place (16).
 
 use crate::storage::archive::ids::Place;
 use crate::storage::StorageError;
@@ -173,12 +174,17 @@ pub fn indexed(chunk: &[u8]) -> Result<Vec<Indexed<'_>>, StorageError> {
     Ok(out)
 }
 
+/// A log record's first byte: an entry appended, or one removed.
+const APPENDED: u8 = 0;
+const REMOVED: u8 = 1;
+
 /// Appends a log record: `entry` (a whole entry record) appended to `owner`'s archive,
 /// with its ordinal in its conversation.
 pub fn write_logged(out: &mut Vec<u8>, owner: &str, conv_ord: u64, entry: &[u8]) -> Result<(), StorageError> {
     let owner_len = jid_len(owner)?;
     let entry_len = u32::try_from(entry.len()).map_err(|_| StorageError::Backend("stanza too long".into()))?;
-    out.reserve(2 + owner.len() + 8 + 4 + entry.len());
+    out.reserve(1 + 2 + owner.len() + 8 + 4 + entry.len());
+    out.push(APPENDED);
     out.extend_from_slice(&owner_len.to_be_bytes());
     out.extend_from_slice(owner.as_bytes());
     out.extend_from_slice(&conv_ord.to_be_bytes());
@@ -187,11 +193,29 @@ pub fn write_logged(out: &mut Vec<u8>, owner: &str, conv_ord: u64, entry: &[u8])
     Ok(())
 }
 
-/// One log record: the owner, the ordinal in the conversation, the entry record.
-pub struct Logged<'a> {
-    pub owner: &'a str,
-    pub conv_ord: u64,
-    pub entry: &'a [u8],
+/// Appends a log record: the entry at `place` left `owner`'s archive (refused after it
+/// was archived).
+pub fn write_removed(out: &mut Vec<u8>, owner: &str, place: Place) -> Result<(), StorageError> {
+    let owner_len = jid_len(owner)?;
+    out.push(REMOVED);
+    out.extend_from_slice(&owner_len.to_be_bytes());
+    out.extend_from_slice(owner.as_bytes());
+    out.extend_from_slice(&place.to_be_bytes());
+    Ok(())
+}
+
+/// One log record.
+pub enum Logged<'a> {
+    /// An entry record appended, with its ordinal in its conversation.
+    Appended {
+        owner: &'a str,
+        conv_ord: u64,
+        entry: &'a [u8],
+    },
+    Removed {
+        owner: &'a str,
+        place: Place,
+    },
 }
 
 /// Every record of one log batch, in order.
@@ -199,11 +223,18 @@ pub fn logged(batch: &[u8]) -> Result<Vec<Logged<'_>>, StorageError> {
     let mut cursor = Cursor(batch);
     let mut out = Vec::new();
     while !cursor.0.is_empty() {
+        let [kind] = cursor.array()?;
         let owner_len = cursor.len16()?;
         let owner = cursor.text(owner_len)?;
-        let conv_ord = cursor.u64()?;
-        let entry_len = cursor.len32()?;
-        out.push(Logged { owner, conv_ord, entry: cursor.take(entry_len)? });
+        out.push(match kind {
+            APPENDED => {
+                let conv_ord = cursor.u64()?;
+                let entry_len = cursor.len32()?;
+                Logged::Appended { owner, conv_ord, entry: cursor.take(entry_len)? }
+            }
+            REMOVED => Logged::Removed { owner, place: cursor.place()? },
+            _ => return Err(corrupt("log record kind")),
+        });
     }
     Ok(out)
 }
@@ -257,9 +288,12 @@ mod tests {
         assert_eq!((read[1].place, read[1].with, read[1].stanza), (b.place, b.with, &b""[..]));
         let mut log = Vec::new();
         write_logged(&mut log, "alice@example.org", 5, &chunk[..chunk.len() - 47]).expect("log");
+        write_removed(&mut log, "alice@example.org", a.place).expect("log");
         let records = logged(&log).expect("logged");
-        assert_eq!((records[0].owner, records[0].conv_ord), ("alice@example.org", 5));
-        assert_eq!(entry(records[0].entry).expect("entry").stanza, b"<message/>");
+        let Logged::Appended { owner, conv_ord, entry: appended } = records[0] else { panic!("appended first") };
+        assert_eq!((owner, conv_ord), ("alice@example.org", 5));
+        assert_eq!(entry(appended).expect("entry").stanza, b"<message/>");
+        assert!(matches!(records[1], Logged::Removed { owner: "alice@example.org", place } if place == a.place));
         assert!(entries(&chunk[..chunk.len() - 1]).is_err(), "a cut record is corrupt, not a panic");
         let hole_bytes = Hole { ord: 4, conv_ord: 2, with_bare: "bob@example.org" }.to_bytes();
         let read = hole(&hole_bytes).expect("hole");

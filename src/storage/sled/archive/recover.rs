@@ -1,8 +1,9 @@
 //! At start: the log read back into the tails, and archives of stores written before
 //! (one key per entry) moved into chunks.
 
-use super::records::{self, bare_of, corrupt, Entry};
+use super::records::{self, bare_of, corrupt, Entry, Hole, Logged};
 use super::tail::Tail;
+use super::tails::Removed;
 use super::{keys, Archives, EXPIRED_KEY};
 use crate::storage::archive::ids::{stamp_of, Place};
 use crate::storage::sled::backend;
@@ -21,19 +22,30 @@ impl Archives {
         let mut restored = 0u64;
         for batch in batches {
             for logged in records::logged(batch)? {
-                let entry = records::entry(logged.entry)?;
+                let (owner, conv_ord, entry) = match logged {
+                    Logged::Appended { owner, conv_ord, entry } => (owner, conv_ord, records::entry(entry)?),
+                    Logged::Removed { owner, place } => {
+                        // Its hole, if it left one, may not have reached the disk.
+                        if let Some(Removed { ord, conv_ord, bare, newest: false }) = self.restore_removal(owner, place)
+                        {
+                            let hole = Hole { ord, conv_ord, with_bare: &bare }.to_bytes();
+                            self.chunks.insert(keys::at(&keys::holes(owner), place), hole).map_err(backend)?;
+                        }
+                        continue;
+                    }
+                };
                 if stamp_of(entry.place) < expired {
                     continue;
                 }
-                let upto = match covered.get(logged.owner) {
+                let upto = match covered.get(owner) {
                     Some(upto) => *upto,
-                    None => *covered.entry(logged.owner.to_string()).or_insert(self.covered(logged.owner)?),
+                    None => *covered.entry(owner.to_string()).or_insert(self.covered(owner)?),
                 };
-                let hole = keys::at(&keys::holes(logged.owner), entry.place);
+                let hole = keys::at(&keys::holes(owner), entry.place);
                 if upto.is_some_and(|upto| entry.place <= upto) || self.chunks.contains_key(hole).map_err(backend)? {
                     continue;
                 }
-                self.restore(logged.owner, logged.conv_ord, entry)?;
+                self.restore(owner, conv_ord, entry)?;
                 restored += 1;
             }
         }

@@ -3,6 +3,7 @@
 //! wait for it.
 
 use super::records::{self, bare_of, corrupt, spans, Hole, Kind};
+use super::tails::Removed;
 use super::{keys, Archives, EXPIRED_KEY};
 use crate::storage::archive::ids::{place, Place};
 use crate::storage::sled::backend;
@@ -13,12 +14,14 @@ const DELETE_CHUNK: usize = 256;
 
 impl Archives {
     /// Removes the entry at `place` from `owner`'s archive and its conversation index,
-    /// leaving a hole (counts subtract it, the log does not bring it back); false when
-    /// there is no such entry.
+    /// leaving a hole (counts subtract it, the log does not bring it back) unless it was
+    /// the newest in its tail (its ordinals are given again, and the log records the
+    /// removal); false when there is no such entry.
     pub fn unarchive(&self, owner: &str, place: Place) -> Result<bool, StorageError> {
         let _turn = self.lock_maintenance();
-        let hole = match self.remove_from_tail(owner, place) {
-            Some((ord, conv_ord, bare)) => Hole { ord, conv_ord, with_bare: &bare }.to_bytes(),
+        let hole = match self.remove_from_tail(owner, place)? {
+            Some(Removed { newest: true, .. }) => return Ok(true),
+            Some(Removed { ord, conv_ord, bare, .. }) => Hole { ord, conv_ord, with_bare: &bare }.to_bytes(),
             None => {
                 let Some((ord, with)) = self.remove_from_chunks(owner, place)? else { return Ok(false) };
                 let conv_ord = self.remove_from_index(owner, bare_of(&with), place)?;

@@ -17,6 +17,15 @@ use std::sync::atomic::Ordering;
 
 pub const STRIPES: usize = 64;
 
+/// An entry removed from a tail.
+pub struct Removed {
+    pub ord: u64,
+    pub conv_ord: u64,
+    pub bare: String,
+    /// Its ordinals were the newest, and are given again: no hole.
+    pub newest: bool,
+}
+
 /// One archive's state in memory: what the next append needs, and its tail.
 #[derive(Default)]
 pub struct Archive {
@@ -206,21 +215,46 @@ impl Archives {
     pub fn forget_idle(&self) {
         self.tails.for_each(|stripe| {
             stripe.archives.retain(|_, archive| {
-                let keep = archive.touched || !archive.tail.is_empty();
+                // One on a due list stays until maintenance takes it off.
+                let keep = archive.touched || !archive.tail.is_empty() || archive.due;
                 archive.touched = false;
                 keep
             })
         });
     }
 
-    /// Removes the tail entry at `place` (refused after it was archived); returns its
-    /// ordinals and conversation.
-    pub fn remove_from_tail(&self, owner: &str, place: Place) -> Option<(u64, u64, String)> {
+    /// Removes the tail entry at `place` (refused after it was archived) and logs the
+    /// removal; returns its ordinals and conversation, and whether they were the newest
+    /// given (then they are given again, and no hole is left).
+    pub fn remove_from_tail(&self, owner: &str, place: Place) -> Result<Option<Removed>, StorageError> {
         let mut guard = self.tails.lock(owner);
-        let archive = guard.archives.get_mut(owner)?;
+        let stripe = &mut *guard;
+        let Some(removed) = self.forget_entry(&mut stripe.archives, owner, place) else { return Ok(None) };
+        records::write_removed(&mut stripe.log, owner, place)?;
+        Ok(Some(removed))
+    }
+
+    /// A removal found in the log at start: as [`Archives::remove_from_tail`], not logged
+    /// again.
+    pub fn restore_removal(&self, owner: &str, place: Place) -> Option<Removed> {
+        self.forget_entry(&mut self.tails.lock(owner).archives, owner, place)
+    }
+
+    fn forget_entry(&self, archives: &mut HashMap<Box<str>, Archive>, owner: &str, place: Place) -> Option<Removed> {
+        let archive = archives.get_mut(owner)?;
         let (ord, conv_ord, bare, bytes) = archive.tail.remove(place)?;
         self.tail_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        Some((ord, conv_ord, bare))
+        // A message refused at once (a full offline quota) is the newest: nothing took
+        // its ordinals yet, so nothing is counted past them.
+        let next_in_conversation = archive.conversations.get_mut(bare.as_str());
+        let newest = ord + 1 == archive.next_ord && next_in_conversation.as_deref() == Some(&(conv_ord + 1));
+        if newest {
+            archive.next_ord = ord;
+            if let Some(next) = next_in_conversation {
+                *next = conv_ord;
+            }
+        }
+        Some(Removed { ord, conv_ord, bare, newest })
     }
 
     /// Removes the tail entries stamped before `before_micros`; returns how many went.
