@@ -273,68 +273,18 @@ mod tests {
         }
     }
 
-    /// A store whose writes fail (as sled's after an I/O error), and whose flush, when it
-    /// is `stuck`, does not return until the flag is cleared (sled's never does).
-    struct Broken {
-        stuck: Option<Arc<std::sync::atomic::AtomicBool>>,
-    }
-
-    impl UserStore for Broken {
-        fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> crate::storage::Reply<'_, ()> {
-            crate::storage::Reply::now(|| Ok(()))
-        }
-        fn set_credentials(&self, _: &BareJid, _: &StoredCredentials) -> crate::storage::Reply<'_, ()> {
-            crate::storage::Reply::now(|| Ok(()))
-        }
-        fn delete_user(&self, _: &BareJid) -> crate::storage::Reply<'_, ()> {
-            crate::storage::Reply::now(|| Ok(()))
-        }
-        fn credentials(&self, _: &BareJid) -> crate::storage::Reply<'_, Option<StoredCredentials>> {
-            crate::storage::Reply::now(|| Ok(None))
-        }
-        fn list_users(&self) -> crate::storage::Reply<'_, Vec<BareJid>> {
-            crate::storage::Reply::now(|| Ok(Vec::new()))
-        }
-        fn flush(&self) -> crate::storage::Reply<'_, ()> {
-            crate::storage::Reply::now(|| {
-                while self.stuck.as_ref().is_some_and(|stuck| stuck.load(std::sync::atomic::Ordering::Relaxed)) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Ok(())
-            })
-        }
-        fn check(&self) -> crate::storage::Reply<'_, ()> {
-            crate::storage::Reply::now(|| Err(StorageError::Io("No space left on device".into())))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_hung_flush_fails_its_waiters_once_a_probe_fails_and_later_ones_at_once() {
-        let stuck = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let flusher = Flusher::start(Arc::new(Broken { stuck: Some(stuck.clone()) }));
-        let waited = tokio::time::timeout(PROBE_EVERY * 5, flusher.durable()).await;
-        stuck.store(false, std::sync::atomic::Ordering::Relaxed);
-        assert!(matches!(waited, Ok(Err(StorageError::Backend(ref why))) if why.contains("No space")), "{waited:?}");
-        assert!(flusher.failure().is_some());
-        assert!(flusher.request().wait().await.is_err(), "once broken, every request fails");
-    }
-
-    #[tokio::test]
-    async fn an_idle_store_is_probed_too() {
-        let flusher = Flusher::start(Arc::new(Broken { stuck: None }));
-        let mut watch = flusher.watch_failure();
-        let told = tokio::time::timeout(IDLE_PROBE_EVERY * 3, watch.wait_for(Option::is_some)).await;
-        assert!(matches!(told, Ok(Ok(_))), "no flush asked for, and still found broken");
-    }
-
-    /// A store that counts its flushes and maintenance.
+    /// A store that counts its flushes and maintenance; when `broken`, its writes fail (as
+    /// sled's after an I/O error), and its flush, when it is `stuck`, does not return until
+    /// the flag is cleared (sled's never does).
     #[derive(Default)]
-    struct Counting {
+    struct Fake {
+        broken: bool,
+        stuck: Option<Arc<std::sync::atomic::AtomicBool>>,
         flushes: std::sync::atomic::AtomicUsize,
         maintained: std::sync::atomic::AtomicUsize,
     }
 
-    impl UserStore for Counting {
+    impl UserStore for Fake {
         fn create_user(&self, _: &BareJid, _: &StoredCredentials) -> crate::storage::Reply<'_, ()> {
             crate::storage::Reply::now(|| Ok(()))
         }
@@ -352,12 +302,42 @@ mod tests {
         }
         fn flush(&self) -> crate::storage::Reply<'_, ()> {
             self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            crate::storage::Reply::now(|| Ok(()))
+            crate::storage::Reply::now(|| {
+                while self.stuck.as_ref().is_some_and(|stuck| stuck.load(std::sync::atomic::Ordering::Relaxed)) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(())
+            })
         }
         fn maintain(&self) -> crate::storage::Reply<'_, ()> {
             self.maintained.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             crate::storage::Reply::now(|| Ok(()))
         }
+        fn check(&self) -> crate::storage::Reply<'_, ()> {
+            match self.broken {
+                true => crate::storage::Reply::now(|| Err(StorageError::Io("No space left on device".into()))),
+                false => crate::storage::Reply::now(|| Ok(())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_flush_fails_its_waiters_once_a_probe_fails_and_later_ones_at_once() {
+        let stuck = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flusher = Flusher::start(Arc::new(Fake { broken: true, stuck: Some(stuck.clone()), ..Fake::default() }));
+        let waited = tokio::time::timeout(PROBE_EVERY * 5, flusher.durable()).await;
+        stuck.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(waited, Ok(Err(StorageError::Backend(ref why))) if why.contains("No space")), "{waited:?}");
+        assert!(flusher.failure().is_some());
+        assert!(flusher.request().wait().await.is_err(), "once broken, every request fails");
+    }
+
+    #[tokio::test]
+    async fn an_idle_store_is_probed_too() {
+        let flusher = Flusher::start(Arc::new(Fake { broken: true, ..Fake::default() }));
+        let mut watch = flusher.watch_failure();
+        let told = tokio::time::timeout(IDLE_PROBE_EVERY * 3, watch.wait_for(Option::is_some)).await;
+        assert!(matches!(told, Ok(Ok(_))), "no flush asked for, and still found broken");
     }
 
     /// Nobody asks, and the store is flushed and maintained all the same, every
@@ -365,7 +345,7 @@ mod tests {
     #[tokio::test]
     async fn an_unasked_store_is_flushed_and_maintained_regularly() {
         use std::sync::atomic::Ordering::Relaxed;
-        let store = Arc::new(Counting::default());
+        let store = Arc::new(Fake::default());
         let _flusher = Flusher::start(store.clone());
         tokio::time::sleep(UNASKED_EVERY * 4 + UNASKED_EVERY / 2).await;
         let (flushes, maintained) = (store.flushes.load(Relaxed), store.maintained.load(Relaxed));
