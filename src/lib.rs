@@ -7,6 +7,7 @@ pub mod config;
 pub mod core;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod keyed;
 pub mod modules;
 pub mod sasl;
 pub mod server;

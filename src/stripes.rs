@@ -3,13 +3,14 @@
 //! A pair's two stripes are always taken in the same order, so two threads locking
 //! pairs never wait on each other in a cycle.
 
-use std::hash::{BuildHasher, RandomState};
+use crate::keyed::KeyedState;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 pub struct Stripes<T> {
     locks: Box<[Mutex<T>]>,
     /// Keyed at random per instance: nobody can pick names that share a stripe on purpose.
-    hasher: RandomState,
+    hasher: KeyedState,
 }
 
 /// The one or two stripes of a pair, held together.
@@ -21,7 +22,7 @@ pub struct PairGuard<'a, T> {
 impl<T: Default> Stripes<T> {
     /// `count` stripes (at least one).
     pub fn new(count: usize) -> Stripes<T> {
-        Stripes { locks: (0..count.max(1)).map(|_| Mutex::default()).collect(), hasher: RandomState::new() }
+        Stripes { locks: (0..count.max(1)).map(|_| Mutex::default()).collect(), hasher: KeyedState::default() }
     }
 }
 
@@ -61,7 +62,7 @@ impl<T> Stripes<T> {
 /// change that reads and writes a store across a network). Pairs as in [`Stripes`].
 pub struct AsyncStripes {
     locks: Box<[tokio::sync::Mutex<()>]>,
-    hasher: RandomState,
+    hasher: KeyedState,
 }
 
 /// The one or two stripes of a pair, held together.
@@ -73,7 +74,7 @@ pub struct AsyncPairGuard<'a> {
 impl AsyncStripes {
     /// `count` stripes (at least one).
     pub fn new(count: usize) -> AsyncStripes {
-        AsyncStripes { locks: (0..count.max(1)).map(|_| Default::default()).collect(), hasher: RandomState::new() }
+        AsyncStripes { locks: (0..count.max(1)).map(|_| Default::default()).collect(), hasher: KeyedState::default() }
     }
 
     /// The stripe of `key`.

@@ -125,31 +125,36 @@ fn write_element(element: &Element, parent_ns: Option<&str>, out: &mut Vec<u8>) 
 fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) -> Result<(), Unwritable> {
     let bytes = text.as_bytes();
     let mut start = 0;
-    // Most bytes need nothing: one table lookup each, the match below for the others.
+    // Most bytes need nothing: a table lookup each, eight at a time, and the match below
+    // for each byte of an eight that holds one that does.
     let skip = if attribute { TEXT_OR_ATTRIBUTE } else { TEXT };
-    for (i, b) in bytes.iter().enumerate() {
-        if LOOK[usize::from(*b)] & skip == 0 {
+    for (block, eight) in bytes.chunks(8).enumerate() {
+        if eight.iter().fold(0, |any, b| any | LOOK[usize::from(*b)]) & skip == 0 {
             continue;
         }
-        let escaped: &[u8] = match b {
-            0..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f => return Err(Unwritable::BadCharacter),
-            // U+FFFE and U+FFFF.
-            0xef if matches!(bytes.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
-                return Err(Unwritable::BadCharacter)
-            }
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'\r' => b"&#xD;",
-            b'\'' if attribute => b"&apos;",
-            b'"' if attribute => b"&quot;",
-            b'\t' if attribute => b"&#x9;",
-            b'\n' if attribute => b"&#xA;",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escaped);
-        start = i + 1;
+        for (offset, b) in eight.iter().enumerate() {
+            let i = block * 8 + offset;
+            let escaped: &[u8] = match b {
+                _ if LOOK[usize::from(*b)] & skip == 0 => continue,
+                0..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f => return Err(Unwritable::BadCharacter),
+                // U+FFFE and U+FFFF.
+                0xef if matches!(bytes.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
+                    return Err(Unwritable::BadCharacter)
+                }
+                b'&' => b"&amp;",
+                b'<' => b"&lt;",
+                b'>' => b"&gt;",
+                b'\r' => b"&#xD;",
+                b'\'' if attribute => b"&apos;",
+                b'"' if attribute => b"&quot;",
+                b'\t' if attribute => b"&#x9;",
+                b'\n' if attribute => b"&#xA;",
+                _ => continue,
+            };
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(escaped);
+            start = i + 1;
+        }
     }
     out.extend_from_slice(&bytes[start..]);
     Ok(())
@@ -259,6 +264,13 @@ mod tests {
             assert_eq!(escaped(bad, false), None, "{bad:?}");
             assert_eq!(escaped(bad, true), None, "{bad:?}");
         }
+        // Bytes are looked at eight at a time: what needs escaping on either side of a
+        // block's edge, and a U+FFFF that starts in one block and ends in the next.
+        let edges = "1234567<8901234&&6789012345678>";
+        assert_eq!(escaped(edges, false).as_deref(), Some("1234567&lt;8901234&amp;&amp;6789012345678&gt;"));
+        assert_eq!(escaped("1234567\u{ffff}", false), None);
+        assert_eq!(escaped("123456\u{fffe}", true), None);
+        assert_eq!(escaped("1234567\u{effe}", false).as_deref(), Some("1234567\u{effe}"));
     }
 
     #[test]

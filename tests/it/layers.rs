@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// From the bottom up; a module may name only those before it.
 const LAYERS: &[&str] = &[
+    "keyed",     // hash maps keyed at random, fast for names
     "stripes",   // striped locks, no XMPP at all
     "xml",       // the framer, the writer, namespaces
     "xmpp",      // stanzas, errors, the dialect's vocabulary

@@ -8,8 +8,8 @@
 //! write is never kept. Beyond the budget, entries not used since the last eviction go
 //! first (the "clock" rule); a value larger than a shard's budget is not kept at all.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use crate::keyed::{KeyedMap, KeyedState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
@@ -19,13 +19,13 @@ const ENTRY_OVERHEAD: usize = 96;
 
 pub struct Cache<V> {
     shards: Box<[RwLock<Shard<V>>]>,
-    hasher: RandomState,
+    hasher: KeyedState,
     /// Bytes one shard may hold.
     shard_budget: usize,
 }
 
 struct Shard<V> {
-    entries: HashMap<String, Entry<V>>,
+    entries: KeyedMap<String, Entry<V>>,
     bytes: usize,
     /// Counts the `forget`s: a load that began before one is not kept.
     forgets: u64,
@@ -41,10 +41,10 @@ struct Entry<V> {
 impl<V: Clone> Cache<V> {
     /// A cache holding up to about `budget` bytes (as its values are weighed).
     pub fn new(budget: usize) -> Cache<V> {
-        let shard = || RwLock::new(Shard { entries: HashMap::new(), bytes: 0, forgets: 0 });
+        let shard = || RwLock::new(Shard { entries: KeyedMap::default(), bytes: 0, forgets: 0 });
         Cache {
             shards: (0..SHARDS).map(|_| shard()).collect(),
-            hasher: RandomState::new(),
+            hasher: KeyedState::default(),
             shard_budget: budget / SHARDS,
         }
     }

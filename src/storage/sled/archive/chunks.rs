@@ -4,7 +4,8 @@
 //! log file whatever the number of appends. Maintenance runs after it, off the
 //! acknowledgement path (the flusher calls it once its waiters are answered):
 //! - an archive whose tail reached a chunk's size is written out as chunks;
-//! - every [`FULL_EVERY`], or once the tails hold [`TAIL_BYTES`], every tail is; the log
+//! - every [`FULL_EVERY`], or once the tails hold [`TAIL_BYTES`] or the log file
+//!   [`log::FILE_BYTES`], every tail is; the log
 //!   moves to a new file first, and the files before it, whose entries are then all in
 //!   chunks, go after the next flush has made the chunks durable
 //!   ([`Archives::after_flush`]).
@@ -16,7 +17,7 @@
 
 use super::records::Indexed;
 use super::tail::{Tail, TailEntry, CHUNK_BYTES, CHUNK_ENTRIES};
-use super::{keys, log, Archives};
+use super::{keys, log, packed, Archives};
 use crate::storage::sled::backend;
 use crate::storage::StorageError;
 use std::collections::BTreeMap;
@@ -60,6 +61,7 @@ impl Archives {
     /// Writes out the tails that are due (see the module doc); cheap when none is.
     pub fn maintain(&self) -> Result<(), StorageError> {
         let full = self.tail_bytes.load(Ordering::Relaxed) >= TAIL_BYTES
+            || self.log.bytes() >= log::FILE_BYTES
             || self.last_full.lock().map(|at| at.elapsed() >= FULL_EVERY).unwrap_or(true);
         if !full && self.due.load(Ordering::Relaxed) == 0 {
             return Ok(());
@@ -107,13 +109,14 @@ impl Archives {
                 for e in group {
                     Indexed { place: e.place, ord: e.conv_ord, with: e.with() }.write(&mut chunk)?;
                 }
-                self.chunks.insert(keys::at(&prefix, group[0].place), chunk).map_err(backend)?;
+                self.chunks.insert(keys::at(&prefix, group[0].place), packed::pack(&chunk)).map_err(backend)?;
             }
         }
         let prefix = keys::data(owner);
         let entries: Vec<TailEntry<'_>> = tail.iter().collect();
         for (from, to) in groups(&entries) {
-            self.chunks.insert(keys::at(&prefix, entries[from].place), tail.records(from, to)).map_err(backend)?;
+            let value = packed::pack(tail.records(from, to));
+            self.chunks.insert(keys::at(&prefix, entries[from].place), value).map_err(backend)?;
         }
         Ok(())
     }

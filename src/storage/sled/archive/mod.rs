@@ -29,6 +29,7 @@
 
 mod chunks;
 mod log;
+mod packed;
 mod prefs;
 mod records;
 mod recover;

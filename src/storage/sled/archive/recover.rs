@@ -4,7 +4,7 @@
 use super::records::{self, bare_of, corrupt, Entry, Hole, Logged};
 use super::tail::Tail;
 use super::tails::Removed;
-use super::{keys, Archives, EXPIRED_KEY};
+use super::{keys, packed, Archives, EXPIRED_KEY};
 use crate::storage::archive::ids::{stamp_of, Place};
 use crate::storage::sled::backend;
 use crate::storage::StorageError;
@@ -67,7 +67,7 @@ impl Archives {
     fn covered(&self, owner: &str) -> Result<Option<Place>, StorageError> {
         let last = self.chunks.scan_prefix(keys::data(owner)).next_back().transpose().map_err(backend)?;
         let chunked = match last {
-            Some((_, chunk)) => records::entries(&chunk)?.last().map(|e| e.place),
+            Some((_, chunk)) => records::entries(&packed::unpack(&chunk)?)?.last().map(|e| e.place),
             None => None,
         };
         let deleted = self.chunks.get(keys::deleted(owner)).map_err(backend)?;

@@ -4,7 +4,7 @@
 
 use super::records::{self, bare_of, corrupt, spans, Hole, Kind};
 use super::tails::Removed;
-use super::{keys, Archives, EXPIRED_KEY};
+use super::{keys, packed, Archives, EXPIRED_KEY};
 use crate::storage::archive::ids::{place, Place};
 use crate::storage::sled::backend;
 use crate::storage::StorageError;
@@ -36,6 +36,7 @@ impl Archives {
     fn remove_from_chunks(&self, owner: &str, place: Place) -> Result<Option<(u64, String)>, StorageError> {
         let prefix = keys::data(owner);
         let Some((key, chunk)) = self.chunk_holding(&prefix, place)? else { return Ok(None) };
+        let chunk = packed::unpack(&chunk)?;
         let Some(entry) = records::entries(&chunk)?.into_iter().find(|e| e.place == place) else { return Ok(None) };
         let found = (entry.ord, entry.with.to_string());
         self.rewrite(&prefix, &key, &chunk, Kind::Entries, |p| p != place)?;
@@ -46,6 +47,7 @@ impl Archives {
     fn remove_from_index(&self, owner: &str, bare: &str, place: Place) -> Result<u64, StorageError> {
         let prefix = keys::conversation(owner, bare);
         let Some((key, chunk)) = self.chunk_holding(&prefix, place)? else { return Ok(0) };
+        let chunk = packed::unpack(&chunk)?;
         let ord = records::indexed(&chunk)?.into_iter().find(|r| r.place == place).map_or(0, |r| r.ord);
         self.rewrite(&prefix, &key, &chunk, Kind::Index, |p| p != place)?;
         Ok(ord)
@@ -85,7 +87,7 @@ impl Archives {
             for (_, span) in &kept {
                 value.extend_from_slice(&chunk[span.clone()]);
             }
-            batch.insert(keys::at(prefix, *first), value);
+            batch.insert(keys::at(prefix, *first), packed::pack(&value));
         }
         self.chunks.apply_batch(batch).map_err(backend)?;
         Ok(gone)
@@ -144,6 +146,7 @@ impl Archives {
         let mut old = self.chunks.range(prefix.to_vec()..keys::at(prefix, limit)).peekable();
         while let Some(item) = old.next() {
             let (key, chunk) = item.map_err(backend)?;
+            let chunk = packed::unpack(&chunk)?;
             if old.peek().is_some() {
                 expired += spans(&chunk, kind)?.len() as u64;
                 self.chunks.remove(key).map_err(backend)?;

@@ -8,11 +8,11 @@
 
 use super::records::{self, bare_of, Entry};
 use super::tail::{Tail, CHUNK_BYTES, CHUNK_ENTRIES};
-use super::{keys, Archives};
+use super::{keys, packed, Archives};
+use crate::keyed::KeyedMap;
 use crate::storage::archive::ids::{place, stamp_of, Place};
 use crate::storage::sled::backend;
 use crate::storage::StorageError;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 pub const STRIPES: usize = 64;
@@ -32,7 +32,7 @@ pub struct Archive {
     pub newest_stamp: u64,
     pub next_ord: u64,
     /// The next ordinal in each conversation (by the other party's bare JID) appended to.
-    pub conversations: HashMap<Box<str>, u64>,
+    pub conversations: KeyedMap<Box<str>, u64>,
     /// Entries not yet in chunks, oldest first.
     pub tail: Tail,
     /// Appended to since the last full maintenance: an archive that was not, and has an
@@ -50,7 +50,7 @@ impl Archive {
 
 #[derive(Default)]
 pub struct Stripe {
-    pub archives: HashMap<Box<str>, Archive>,
+    pub archives: KeyedMap<Box<str>, Archive>,
     /// Log records of the appends since the last group commit.
     pub log: Vec<u8>,
     /// Archives whose tail reached a chunk's size.
@@ -117,7 +117,7 @@ impl Archives {
     /// `owner`'s archive in its stripe, read from its chunks when it is not there yet.
     fn in_memory<'s>(
         &self,
-        archives: &'s mut HashMap<Box<str>, Archive>,
+        archives: &'s mut KeyedMap<Box<str>, Archive>,
         owner: &str,
     ) -> Result<&'s mut Archive, StorageError> {
         if !archives.contains_key(owner) {
@@ -132,7 +132,7 @@ impl Archives {
     fn load(&self, owner: &str) -> Result<Archive, StorageError> {
         let mut archive = Archive::default();
         if let Some((_, chunk)) = self.chunks.scan_prefix(keys::data(owner)).next_back().transpose().map_err(backend)? {
-            if let Some(last) = records::entries(&chunk)?.last() {
+            if let Some(last) = records::entries(&packed::unpack(&chunk)?)?.last() {
                 archive.newest_stamp = stamp_of(last.place);
                 archive.next_ord = last.ord + 1;
             }
@@ -149,7 +149,7 @@ impl Archives {
         let mut next = 0;
         let last = self.chunks.scan_prefix(keys::conversation(owner, bare)).next_back();
         if let Some((_, chunk)) = last.transpose().map_err(backend)? {
-            if let Some(last) = records::indexed(&chunk)?.last() {
+            if let Some(last) = records::indexed(&packed::unpack(&chunk)?)?.last() {
                 next = last.ord + 1;
             }
         }
@@ -240,7 +240,7 @@ impl Archives {
         self.forget_entry(&mut self.tails.lock(owner).archives, owner, place)
     }
 
-    fn forget_entry(&self, archives: &mut HashMap<Box<str>, Archive>, owner: &str, place: Place) -> Option<Removed> {
+    fn forget_entry(&self, archives: &mut KeyedMap<Box<str>, Archive>, owner: &str, place: Place) -> Option<Removed> {
         let archive = archives.get_mut(owner)?;
         let (ord, conv_ord, bare, bytes) = archive.tail.remove(place)?;
         self.tail_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -278,7 +278,7 @@ impl Archives {
         let archive = self.in_memory(&mut stripe.archives, owner)?;
         let newest_in_chunks = self.chunks.scan_prefix(keys::data(owner)).next_back().transpose().map_err(backend)?;
         let mut newest = match newest_in_chunks {
-            Some((_, chunk)) => records::entries(&chunk)?.last().map(|e| e.place),
+            Some((_, chunk)) => records::entries(&packed::unpack(&chunk)?)?.last().map(|e| e.place),
             None => None,
         };
         if let Some(last) = archive.tail.last() {

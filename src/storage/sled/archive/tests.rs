@@ -294,6 +294,49 @@ async fn counts_come_from_ordinals() {
     assert_eq!(page.count, None, "a full JID is counted by a scan, here over its limit");
 }
 
+/// Chunks are kept packed, and a store whose chunks were written before, as plain
+/// records, answers the same: queries, counts, removal and retention read both.
+#[tokio::test]
+async fn packed_and_older_plain_chunks_answer_alike() {
+    let store = SledStore::temporary().expect("sled");
+    let (alice, bob, carol) = (bare("alice@example.org"), full("bob@example.org/b"), full("carol@example.org"));
+    let mut ids = Vec::new();
+    for i in 0..200u64 {
+        let with = if i % 2 == 0 { &bob } else { &carol };
+        let body = format!("<message><body>hello there, number {i}</body></message>");
+        ids.push(store.archive(&alice, with, 1_000 + i, body.as_bytes()).await.expect("archive"));
+    }
+    store.archives.write_tails(true).expect("maintenance");
+    let all = ArchiveQuery { count_up_to: 1_000, ..ArchiveQuery::all(500) };
+    let by_carol = ArchiveQuery { with: Some(full("carol@example.org")), ..all.clone() };
+    let before = (store.query_archive(&alice, &all).await, store.query_archive(&alice, &by_carol).await);
+    let (before_all, before_carol) = (before.0.expect("query"), before.1.expect("query"));
+    assert_eq!((before_all.messages.len(), before_carol.count), (200, Some(100)));
+    let mut packed_bytes = 0;
+    let mut plain_bytes = 0;
+    for item in store.archives.chunks.scan_prefix(b"alice@example.org\0") {
+        let (key, value) = item.expect("chunk");
+        let plain = super::packed::unpack(&value).expect("unpack").into_owned();
+        if plain.len() != value.len() {
+            (packed_bytes, plain_bytes) = (packed_bytes + value.len(), plain_bytes + plain.len());
+            store.archives.chunks.insert(key, plain).expect("write as before");
+        }
+    }
+    assert!(packed_bytes * 2 < plain_bytes, "packed {packed_bytes} bytes, plain {plain_bytes}");
+    let after_all = store.query_archive(&alice, &all).await.expect("query");
+    assert_eq!(bodies(&after_all), bodies(&before_all));
+    assert_eq!(after_all.count, before_all.count);
+    let after_carol = store.query_archive(&alice, &by_carol).await.expect("query");
+    assert_eq!((bodies(&after_carol), after_carol.count), (bodies(&before_carol), before_carol.count));
+    // Removal and retention rewrite a plain chunk packed.
+    assert!(store.unarchive(&alice, &ids[51]).await.expect("unarchive"));
+    store.archives.expire(1_020).expect("retention");
+    let left = store.query_archive(&alice, &all).await.expect("query");
+    assert_eq!((left.messages.len(), left.count), (179, Some(179)));
+    let left_carol = store.query_archive(&alice, &by_carol).await.expect("query");
+    assert_eq!(left_carol.count, Some(89));
+}
+
 /// What every archived message asks is answered from memory once read, and a change
 /// through the store is seen at once.
 #[tokio::test]

@@ -12,13 +12,14 @@
 
 use super::records::{self, bare_of, Kind};
 use super::tail::Tail;
-use super::{keys, Archives};
+use super::{keys, packed, Archives};
 use crate::storage::archive::ids::{stamp_of, Ids, Place};
 use crate::storage::archive::paging::{with_matches, Entries, Places, Span};
 use crate::storage::archive::ArchivedMessage;
 use crate::storage::sled::backend;
 use crate::storage::StorageError;
 use std::cell::RefCell;
+use std::sync::Arc;
 use xmpp_parsers::jid::Jid;
 
 /// A place and its ordinal (in the archive, or in the conversation).
@@ -31,7 +32,7 @@ pub struct View<'a> {
     ids: Ids,
     tail: Tail,
     /// The archive chunk `load` read last.
-    last_chunk: RefCell<Option<sled::IVec>>,
+    last_chunk: RefCell<Option<Arc<Vec<u8>>>>,
 }
 
 impl<'a> View<'a> {
@@ -51,7 +52,7 @@ impl<'a> View<'a> {
     fn newest_in_chunks(&self, prefix: &[u8], kind: Kind) -> Result<Option<Place>, StorageError> {
         let last = self.archives.chunks.scan_prefix(prefix).next_back().transpose().map_err(backend)?;
         Ok(match last {
-            Some((_, chunk)) => records::spans(&chunk, kind)?.last().map(|(place, _)| *place),
+            Some((_, chunk)) => records::spans(&packed::unpack(&chunk)?, kind)?.last().map(|(place, _)| *place),
             None => None,
         })
     }
@@ -70,7 +71,9 @@ impl<'a> View<'a> {
         let full = with.filter(|w| w.resource().is_some()).map(|w| w.as_str().to_string());
         let chunks = self.archives.chunks.range(start..=keys::at(&prefix, span.hi));
         let in_chunks = chunks.flat_map(move |item| -> Vec<Found> {
-            let read = item.map_err(backend).and_then(|(_, chunk)| matches_in(&chunk, kind, span, full.as_deref()));
+            let read = item
+                .map_err(backend)
+                .and_then(|(_, chunk)| matches_in(&packed::unpack(&chunk)?, kind, span, full.as_deref()));
             read.unwrap_or_else(|e| vec![Err(e)])
         });
         let with = with.cloned();
@@ -111,8 +114,8 @@ impl<'a> View<'a> {
     }
 
     /// The chunk that holds `place`, the one read last when it does.
-    fn chunk_for(&self, place: Place) -> Result<Option<sled::IVec>, StorageError> {
-        let holds = |chunk: &sled::IVec| {
+    fn chunk_for(&self, place: Place) -> Result<Option<Arc<Vec<u8>>>, StorageError> {
+        let holds = |chunk: &Arc<Vec<u8>>| {
             records::spans(chunk, Kind::Entries).is_ok_and(|spans| {
                 spans.first().is_some_and(|f| f.0 <= place) && spans.last().is_some_and(|l| l.0 >= place)
             })
@@ -120,7 +123,10 @@ impl<'a> View<'a> {
         if let Some(chunk) = self.last_chunk.borrow().as_ref().filter(|chunk| holds(chunk)) {
             return Ok(Some(chunk.clone()));
         }
-        let found = self.archives.chunk_holding(&keys::data(self.owner), place)?.map(|(_, chunk)| chunk);
+        let found = match self.archives.chunk_holding(&keys::data(self.owner), place)? {
+            Some((_, chunk)) => Some(Arc::new(packed::unpack(&chunk)?.into_owned())),
+            None => None,
+        };
         self.last_chunk.replace(found.clone());
         Ok(found)
     }
