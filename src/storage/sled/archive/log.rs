@@ -116,8 +116,12 @@ fn whole_blocks(n: usize) -> usize {
 
 /// Opens a log file for writing, with `O_DIRECT` when the file system takes it; says
 /// whether it did.
-fn open_for_writing(path: &Path, create: bool) -> std::io::Result<(File, bool)> {
-    let open = |flags| OpenOptions::new().write(true).create_new(create).custom_flags(flags).open(path);
+/// Created if need be: the number is past every file the log had at start, so a file of
+/// that name is one an earlier attempt of this process made (the first try below, or a
+/// spare renamed before a failure), holding nothing that checks out under its number.
+fn open_for_writing(path: &Path) -> std::io::Result<(File, bool)> {
+    // Linux creates the file before it refuses O_DIRECT: the second try finds it there.
+    let open = |flags| OpenOptions::new().write(true).create(true).truncate(false).custom_flags(flags).open(path);
     match open(libc::O_DIRECT) {
         Ok(file) => Ok((file, true)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -243,8 +247,8 @@ impl Log {
         let path = dir.join(name(number));
         let spare = lock(&self.spares).pop();
         let file = match spare {
-            Some(spare) => fs::rename(dir.join(spare_name(spare)), &path).and_then(|()| open_for_writing(&path, false)),
-            None => open_for_writing(&path, true),
+            Some(spare) => fs::rename(dir.join(spare_name(spare)), &path).and_then(|()| open_for_writing(&path)),
+            None => open_for_writing(&path),
         };
         let file = file.map_err(io)?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
@@ -396,6 +400,23 @@ mod tests {
         log.append(&mut framed(b"next")).expect("append");
         let (_, batches) = Log::open(Some(dir.path())).expect("reopen");
         assert_eq!(batches, [b"next".to_vec()]);
+    }
+
+    #[test]
+    fn a_file_left_by_a_failed_attempt_is_taken_over() {
+        // As Linux leaves it when it refuses O_DIRECT, or a spare renamed before a failure.
+        let dir = tempfile::tempdir().expect("temporary directory");
+        fs::write(dir.path().join(name(0)), b"left over, never a frame").expect("left over");
+        let (log, batches) = Log::open(Some(dir.path())).expect("open");
+        assert!(batches.is_empty(), "nothing in it checks out");
+        drop(log);
+        // A log whose next number is 1 finds a file 1 there.
+        fs::write(dir.path().join(name(1)), b"").expect("empty file");
+        let log =
+            Log { dir: Some(dir.path().to_path_buf()), current: Mutex::new(Current::new(1)), spares: Mutex::default() };
+        log.append(&mut framed(b"taken over")).expect("append");
+        let (_, batches) = Log::open(Some(dir.path())).expect("reopen");
+        assert_eq!(batches, [b"taken over".to_vec()]);
     }
 
     #[test]

@@ -15,9 +15,10 @@ use std::borrow::Cow;
 
 /// The first byte of a packed value.
 const PACKED: u8 = 0xc1;
-/// The most a packed value may claim to unpack to (a chunk holds 32 entries, each at most
-/// a stanza): a damaged length is refused, not allocated.
-const MOST: usize = 64 << 20;
+/// The most one byte of an LZ4 block can stand for (a length byte of 255 per byte of
+/// block, a little more for a sequence's head): a value claiming more is damaged, and
+/// its length is refused rather than allocated.
+const MOST_PER_BYTE: usize = 255;
 
 /// `records` packed.
 pub fn pack(records: &[u8]) -> Vec<u8> {
@@ -32,8 +33,8 @@ pub fn unpack(value: &[u8]) -> Result<Cow<'_, [u8]>, StorageError> {
     let Some((&PACKED, rest)) = value.split_first() else { return Ok(Cow::Borrowed(value)) };
     let Some((len, block)) = rest.split_first_chunk::<4>() else { return Err(corrupt("short packed chunk")) };
     let len = u32::from_le_bytes(*len) as usize;
-    if len > MOST {
-        return Err(corrupt("packed chunk too long"));
+    if len > block.len().saturating_mul(MOST_PER_BYTE).saturating_add(64) {
+        return Err(corrupt("packed chunk too long for its bytes"));
     }
     let records = lz4_flex::block::decompress(block, len).map_err(corrupt)?;
     if records.len() != len {
@@ -67,6 +68,9 @@ mod tests {
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         huge.extend_from_slice(&value[5..]);
         assert!(unpack(&huge).is_err());
+        // The bound comes from LZ4's format, and what compresses best still fits it.
+        let one_byte = vec![b'x'; 8 << 20];
+        assert_eq!(unpack(&pack(&one_byte)).expect("8 MiB of one byte").len(), one_byte.len());
         let mut flipped = value.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
