@@ -169,16 +169,15 @@ struct Current {
     file: Option<File>,
     /// Whether `file` was opened with `O_DIRECT`.
     direct: bool,
+    /// Kept from file to file.
     buffer: Aligned,
-    /// Frames written to it.
-    frames: u64,
-    /// Where the next frame goes.
+    /// Where the next frame goes: 0 while nothing is written (a frame takes a block).
     end: u64,
 }
 
 impl Current {
     fn new(number: u64) -> Current {
-        Current { number, file: None, direct: false, buffer: Aligned::default(), frames: 0, end: 0 }
+        Current { number, file: None, direct: false, buffer: Aligned::default(), end: 0 }
     }
 }
 
@@ -237,7 +236,6 @@ impl Log {
         let file = current.file.as_ref().ok_or_else(|| StorageError::Backend("archive log closed".into()))?;
         written.and_then(|()| file.sync_data()).map_err(io)?;
         current.end = end + blocks.len() as u64;
-        current.frames += 1;
         Ok(())
     }
 
@@ -265,11 +263,11 @@ impl Log {
     /// appended since the last time.
     pub fn rotate(&self) -> Option<u64> {
         let mut current = lock(&self.current);
-        if current.frames == 0 {
+        if current.end == 0 {
             return current.number.checked_sub(1);
         }
         let last = current.number;
-        *current = Current::new(last + 1);
+        (current.number, current.file, current.end) = (last + 1, None, 0);
         Some(last)
     }
 

@@ -20,12 +20,19 @@ const PACKED: u8 = 0xc1;
 /// its length is refused rather than allocated.
 const MOST_PER_BYTE: usize = 255;
 
-/// `records` packed.
+/// `records` packed (as they are, should LZ4 refuse them: read back all the same).
 pub fn pack(records: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(5 + lz4_flex::block::get_maximum_output_size(records.len()));
-    value.push(PACKED);
-    value.extend_from_slice(&lz4_flex::block::compress_prepend_size(records));
-    value
+    let Ok(len) = u32::try_from(records.len()) else { return records.to_vec() };
+    let mut value = vec![0; 5 + lz4_flex::block::get_maximum_output_size(records.len())];
+    value[0] = PACKED;
+    value[1..5].copy_from_slice(&len.to_le_bytes());
+    match lz4_flex::block::compress_into(records, &mut value[5..]) {
+        Ok(written) => {
+            value.truncate(5 + written);
+            value
+        }
+        Err(_) => records.to_vec(),
+    }
 }
 
 /// The records a value holds.
