@@ -90,7 +90,8 @@ impl Server {
         if let Some(addr) = state.config.listeners.c2s_tls {
             server.tls_addr = Some(server.listen(addr, tls.clone(), true).await?);
         }
-        server.tasks.push(tokio::spawn(expire_archive(state.clone())));
+        // Also with the archive off: what it kept before still ages out.
+        server.tasks.push(tokio::spawn(crate::modules::mam::retention::enforce(state.clone())));
         let admin = admin::serve(&admin_path, state.clone(), server.shutdown.subscribe())
             .map_err(|source| ServerError::DataDir { path: admin_path, source })?;
         server.tasks.push(admin);
@@ -252,34 +253,6 @@ async fn recover_inflight(store: &dyn Storage) -> Result<(), ServerError> {
         "unacknowledged messages from the last run kept offline"
     );
     Ok(())
-}
-
-/// XEP-0313 retention: at start and then every hour (or every 24th of `archive.max_age`
-/// when that is shorter, at least a minute apart), archived messages older than
-/// `archive.max_age` are deleted.
-async fn expire_archive(state: Arc<ServerState>) {
-    let Some(max_age) = state.config.archive.max_age() else { return };
-    let every = (max_age / 24).clamp(Duration::from_secs(60), Duration::from_secs(3600));
-    let mut ticks = tokio::time::interval(every);
-    loop {
-        ticks.tick().await;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let cutoff = now.saturating_sub(max_age).as_micros() as u64;
-        let store = state.store.clone();
-        // A long walk of an embedded store: on the blocking pool.
-        match crate::storage::on_blocking_pool(async move { store.expire_archive(cutoff).await }).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                tracing::info!(
-                    messages = n,
-                    max_age_secs = max_age.as_secs(),
-                    "archived messages past archive.max_age deleted"
-                )
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "archive expiry failed"),
-            Err(e) => tracing::error!(error = %e, "archive expiry task failed"),
-        }
-    }
 }
 
 /// Tells a refused client why (not over direct TLS: that would cost a handshake) and

@@ -8,6 +8,7 @@
 //! - the top-level elements of its clients it takes ([`Registrar::element`]), and those it
 //!   turns into stanzas ([`Registrar::stanzas`]);
 //! - its per-session flags ([`Registrar::session_flag`]);
+//! - the XEP-0050 commands it offers each account about itself ([`Registrar::command`]);
 //!
 //! and implements the [`Module`] hooks it needs: a stanza from a client (after `from` is
 //! stamped), a client's message before routing, refused or taken, a message routed to an
@@ -392,6 +393,28 @@ pub enum Delivering {
     Dropped,
 }
 
+/// An XEP-0050 command a module offers every local account, about that account: one
+/// stage, a form and then its submission (`modules/commands.rs` speaks the protocol).
+pub trait Command: Send + Sync + 'static {
+    /// The command's node, and its name in the command list.
+    fn node(&self) -> &'static str;
+    fn name(&self) -> &'static str;
+    /// The form (`jabber:x:data`, type `form`), filled in with the account's current
+    /// choice.
+    fn form<'a>(&'a self, state: &'a ServerState, account: &'a BareJid) -> Soon<'a, Result<Element, Condition>>;
+    /// Why a submitted form cannot be taken, if it cannot: the session stays open for a
+    /// corrected one.
+    fn check(&self, state: &ServerState, form: &Element) -> Result<(), String>;
+    /// Carries out a submitted form that passed [`Command::check`]: what the account is
+    /// told was done, or why it failed (XEP-0050 §4.5: a note of type `error`).
+    fn submit<'a>(
+        &'a self,
+        state: &'a ServerState,
+        account: &'a BareJid,
+        form: &'a Element,
+    ) -> Soon<'a, Result<String, String>>;
+}
+
 /// A feature's hooks; every one has a default that does nothing, and is called only for
 /// the modules that registered it ([`Registrar::hook`]).
 pub trait Module: Send + Sync + 'static {
@@ -562,6 +585,8 @@ pub struct Modules {
     features: Vec<(Scope, &'static str)>,
     stream_features: String,
     services: HashMap<String, Arc<dyn Module>>,
+    /// XEP-0050 commands, in registration order.
+    commands: Vec<Arc<dyn Command>>,
     nodes: HashMap<&'static str, NodeHandler>,
     /// Who takes the top-level elements of a namespace (by name, or any name: None).
     elements: HashMap<&'static str, Vec<ElementTaker>>,
@@ -647,6 +672,16 @@ impl Registrar<'_> {
         self.modules.nodes.insert(node, handler);
     }
 
+    /// Offers `command` to every local account (XEP-0050).
+    pub fn command(&mut self, command: impl Command) {
+        self.modules.commands.push(Arc::new(command));
+    }
+
+    /// The nodes of the commands registered so far.
+    pub fn command_nodes(&self) -> Vec<&'static str> {
+        self.modules.commands.iter().map(|c| c.node()).collect()
+    }
+
     /// Stanzas to `domain` and its JIDs are this module's ([`Module::to_service`]); the
     /// domain is one of the server's disco#items (XEP-0030 §4).
     pub fn service(&mut self, domain: &str) {
@@ -692,6 +727,11 @@ impl Modules {
     /// Who answers disco queries about `node`.
     pub fn disco_node(&self, node: &str) -> Option<NodeHandler> {
         self.nodes.get(node).copied()
+    }
+
+    /// The XEP-0050 commands, in registration order.
+    pub fn commands(&self) -> &[Arc<dyn Command>] {
+        &self.commands
     }
 
     /// The module serving `domain`, if any.

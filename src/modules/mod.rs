@@ -4,6 +4,7 @@
 
 pub mod blocking;
 pub mod carbons;
+pub mod commands;
 pub mod csi;
 pub mod dedup;
 pub mod dialect;
@@ -46,6 +47,8 @@ pub fn standard(config: &Config) -> Modules {
     modules.add(config, csi::ClientState);
     modules.add(config, vcard::Vcard);
     modules.add(config, private::PrivateStorage);
+    // Last: it lists the commands the modules above offer.
+    modules.add(config, commands::Commands);
     modules
 }
 
@@ -93,5 +96,20 @@ pub async fn stored_xml(read: crate::storage::Reply<'_, Option<Vec<u8>>>) -> Res
             tracing::error!(bytes = bytes.len(), "stored XML cannot be read back");
             Err(Condition::InternalServerError)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `commands` lists the commands of the modules registered before it: every command is
+    /// answered at its node (a module registered after it would not be).
+    #[test]
+    fn every_command_is_listed() {
+        let modules = super::standard(&crate::config::Config::default());
+        assert!(!modules.commands().is_empty());
+        for command in modules.commands() {
+            assert!(modules.disco_node(command.node()).is_some(), "{} is not listed", command.node());
+        }
+        assert!(modules.disco_node(super::commands::NS).is_some());
     }
 }

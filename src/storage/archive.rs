@@ -152,7 +152,16 @@ pub trait ArchiveStore: Send + Sync {
     /// Retention: deletes every entry of every archive stamped before `before_micros`;
     /// returns how many went.
     fn expire_archive(&self, before_micros: u64) -> Reply<'_, u64>;
-    /// Forgets a deleted account's archive and preferences. Other archives are appended to
+    /// Retention of one archive: deletes its entries stamped before `before_micros`;
+    /// returns how many went. Other archives are appended to meanwhile.
+    fn expire_archive_of(&self, owner: &BareJid, before_micros: u64) -> Reply<'_, u64>;
+    /// How long `owner` chose to keep its archived messages (seconds); None: as long as
+    /// the server does.
+    fn archive_retention(&self, owner: &BareJid) -> Reply<'_, Option<u64>>;
+    fn set_archive_retention(&self, owner: &BareJid, max_age_secs: Option<u64>) -> Reply<'_, ()>;
+    /// Every account that chose a retention of its own, with it (what expiry walks).
+    fn archive_retentions(&self) -> Reply<'_, Vec<(BareJid, u64)>>;
+    /// Forgets a deleted account's archive, preferences and retention. Other archives are appended to
     /// meanwhile: a large archive does not hold them up.
     fn delete_archive(&self, owner: &BareJid) -> Reply<'_, ()>;
 }

@@ -570,6 +570,27 @@ pub async fn archive_store(store: &dyn ArchiveStore) {
     assert_eq!(store.expire_archive(2_501).await.expect("expire"), 1);
     assert_eq!(store.expire_archive(2_501).await.expect("expire again"), 0);
 
+    // An account's own retention: chosen, listed, and applied to its archive alone.
+    let (carol, dave) = (jid("carol@example.org"), jid("dave@example.org"));
+    assert_eq!(store.archive_retention(&alice).await.expect("retention"), None);
+    store.set_archive_retention(&alice, Some(86_400)).await.expect("set retention");
+    store.set_archive_retention(&bob, Some(3_600)).await.expect("set retention");
+    store.set_archive_retention(&bob, None).await.expect("back to the server's");
+    assert_eq!(store.archive_retention(&alice).await.expect("retention"), Some(86_400));
+    assert_eq!(store.archive_retention(&bob).await.expect("retention"), None);
+    let chosen = store.archive_retentions().await.expect("retentions");
+    assert_eq!(chosen, [(alice.clone(), 86_400)]);
+    for (i, stamp) in [2_000, 3_000, 4_000].into_iter().enumerate() {
+        store.archive(&carol, &any_jid("alice@example.org"), stamp, format!("c{i}").as_bytes()).await.expect("archive");
+    }
+    let before = query(all(100)).await.messages.len();
+    assert_eq!(store.expire_archive_of(&carol, 3_500).await.expect("expire one"), 2);
+    assert_eq!(store.expire_archive_of(&carol, 3_500).await.expect("again"), 0);
+    assert_eq!(store.expire_archive_of(&dave, 3_500).await.expect("no archive"), 0);
+    let carols = store.query_archive(&carol, &all(10)).await.expect("query");
+    assert_page(&carols, &["c2"], true, 1, 0);
+    assert_eq!(query(all(100)).await.messages.len(), before, "others' archives untouched");
+
     // A message refused after it was archived for its recipient leaves that archive, its
     // conversation index too; nothing else goes.
     let before = query(all(100)).await.messages.len();
@@ -586,6 +607,8 @@ pub async fn archive_store(store: &dyn ArchiveStore) {
     assert_page(&query(all(100)).await, &[], true, 0, 0);
     assert_page(&query(with("bob@example.org")).await, &[], true, 0, 0);
     assert!(store.archive_prefs(&alice).await.expect("prefs").is_none());
+    assert_eq!(store.archive_retention(&alice).await.expect("retention"), None);
+    assert!(store.archive_retentions().await.expect("retentions").is_empty());
     assert_page(&store.query_archive(&bob, &all(10)).await.expect("query"), &["b1"], true, 1, 0);
     let again = store.archive(&alice, &any_jid("bob@example.org"), 1, b"n0").await.expect("archive");
     assert!(!ids.contains(&again));

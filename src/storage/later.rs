@@ -149,6 +149,10 @@ impl ArchiveStore for Later {
         archive_prefs(r owner: BareJid) -> Option<Arc<ArchivePrefs>>;
         set_archive_prefs(r owner: BareJid, r prefs: ArchivePrefs) -> ();
         expire_archive(v before_micros: u64) -> u64;
+        expire_archive_of(r owner: BareJid, v before_micros: u64) -> u64;
+        archive_retention(r owner: BareJid) -> Option<u64>;
+        set_archive_retention(r owner: BareJid, v max_age_secs: Option<u64>) -> ();
+        archive_retentions() -> Vec<(BareJid, u64)>;
         delete_archive(r owner: BareJid) -> ();
     }
 }

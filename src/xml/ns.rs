@@ -81,3 +81,7 @@ pub const MARKERS: &str = "urn:xmpp:chat-markers:0";
 pub const DIALECT: &str = "urn:stanzad:dialect:0";
 /// XEP-0122.
 pub const XDATA_VALIDATE: &str = "http://jabber.org/protocol/xdata-validate";
+/// XEP-0050.
+pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
+/// This server's XEP-0050 command for an account's archive retention (docs/delivery.md).
+pub const RETENTION_COMMAND: &str = "urn:stanzad:mam:retention";

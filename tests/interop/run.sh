@@ -37,6 +37,7 @@ run slixmpp_chat.py 127.0.0.1 "$tls" certs/localhost.crt --direct-tls
 run slixmpp_subscribe.py 127.0.0.1 "$c2s" certs/localhost.crt
 run slixmpp_sm_mam.py 127.0.0.1 "$c2s" certs/localhost.crt
 run slixmpp_vcard_private.py 127.0.0.1 "$c2s" certs/localhost.crt
+run slixmpp_adhoc_retention.py 127.0.0.1 "$c2s" certs/localhost.crt
 
 kill -TERM "$server_pid"
 wait "$server_pid" || status=1

@@ -22,6 +22,7 @@ mod mam;
 mod offline;
 mod presence_rfc6121;
 mod private;
+mod retention;
 mod roster;
 mod routing;
 mod sasl;

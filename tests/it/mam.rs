@@ -13,7 +13,7 @@ use crate::support::{Client, TestServer, NS_CLIENT, NS_PING};
 use stanzad::config::Config;
 use xmpp_parsers::minidom::Element;
 
-const PW: &str = "pw";
+pub(crate) const PW: &str = "pw";
 const NS: &str = "urn:xmpp:mam:2";
 const NS_SID: &str = "urn:xmpp:sid:0";
 const NS_RSM: &str = "http://jabber.org/protocol/rsm";
@@ -25,7 +25,7 @@ const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 
 /// The archive on (the test default is off), then `configure`.
-async fn server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
+pub(crate) async fn server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
     let server = TestServer::with(|config| {
         config.archive.enabled = true;
         configure(config);
@@ -138,7 +138,7 @@ fn micros(stamp: &str) -> i64 {
 }
 
 /// One answered query: the result messages and the `<fin/>` of the final iq result.
-struct Page {
+pub(crate) struct Page {
     results: Vec<Element>,
     fin: Element,
 }
@@ -164,7 +164,7 @@ impl Page {
     }
 
     /// The bodies of the archived messages.
-    fn bodies(&self) -> Vec<String> {
+    pub(crate) fn bodies(&self) -> Vec<String> {
         self.messages().iter().map(|m| m.get_child("body", NS_CLIENT).map(Element::text).unwrap_or_default()).collect()
     }
 
@@ -235,7 +235,7 @@ async fn read_page(client: &mut Client, qid: &str) -> Page {
 }
 
 /// Queries the client's own archive with `children` inside `<query/>`.
-async fn query(client: &mut Client, children: &str) -> Page {
+pub(crate) async fn query(client: &mut Client, children: &str) -> Page {
     let qid = fresh_id("q");
     client
         .send(&format!("<iq type='set' id='{qid}'><query xmlns='{NS}' queryid='{qid}'>{children}</query></iq>"))

@@ -798,3 +798,61 @@ async fn a_resumed_stream_is_active_and_gets_what_was_held_for_it() {
     assert_eq!(from, vec![None, Some("bob@localhost/b"), Some("carol@localhost/c")]);
     assert_eq!(writes(&alice.deliver(&state, &presence("bob@localhost/b"), now).await).len(), 1, "active");
 }
+
+/// XEP-0050: the retention command run in one stage, its session kept by the stream that
+/// opened it; a submission outside a session, or after it ended, is `bad-sessionid`.
+#[tokio::test]
+async fn a_command_runs_in_a_session_of_the_stream_that_opened_it() {
+    let state = state();
+    let now = Instant::now();
+    let (mut alice, _a) = bind(&state, "alice@localhost/a", now);
+    let (mut other, _o) = bind(&state, "alice@localhost/o", now);
+    let ns = crate::xml::ns::COMMANDS;
+    let node = crate::xml::ns::RETENTION_COMMAND;
+    let command = |id: &str, attrs: &str, inner: &str| {
+        xml(&format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}' to='localhost'>\
+             <command xmlns='{ns}' node='{node}' {attrs}>{inner}</command></iq>"
+        ))
+    };
+    let submit = "<x xmlns='jabber:x:data' type='submit'><field var='max_age'><value>7d</value></field></x>";
+
+    let started = written(&handle(&mut alice, &state, command("c1", "action='execute'", ""), now).await);
+    let reply = started.get_child("command", ns).expect("command");
+    assert_eq!(reply.attr("status"), Some("executing"));
+    let form = reply.get_child("x", "jabber:x:data").expect("the form");
+    assert_eq!(form.attr("type"), Some("form"));
+    let session = reply.attr("sessionid").expect("a session id").to_owned();
+
+    let elsewhere = command("c2", &format!("sessionid='{session}' action='complete'"), submit);
+    let refused = written(&handle(&mut other, &state, elsewhere, now).await);
+    assert_eq!(error_condition(&refused), "bad-request");
+    assert!(refused.get_child("error", NS_CLIENT).and_then(|e| e.get_child("bad-sessionid", ns)).is_some());
+
+    let done = command("c3", &format!("sessionid='{session}' action='complete'"), submit);
+    let done = written(&handle(&mut alice, &state, done, now).await);
+    assert_eq!(done.get_child("command", ns).and_then(|c| c.attr("status")), Some("completed"), "{done:?}");
+    let account = BareJid::new("alice@localhost").expect("jid");
+    assert_eq!(state.store.archive_retention(&account).await.expect("retention"), Some(7 * 86_400));
+
+    let again = command("c4", &format!("sessionid='{session}' action='complete'"), submit);
+    let expired = written(&handle(&mut alice, &state, again, now).await);
+    assert_eq!(error_condition(&expired), "not-allowed", "ended");
+    assert!(expired.get_child("error", NS_CLIENT).and_then(|e| e.get_child("session-expired", ns)).is_some());
+    let odd = written(&handle(&mut alice, &state, command("c4b", "action='jump'", ""), now).await);
+    assert!(odd.get_child("error", NS_CLIENT).and_then(|e| e.get_child("malformed-action", ns)).is_some());
+    let started = written(&handle(&mut alice, &state, command("c5", "", ""), now).await);
+    let session = started.get_child("command", ns).and_then(|c| c.attr("sessionid")).expect("session").to_owned();
+    // A form without max_age is refused, and the session stays open.
+    let empty = "<x xmlns='jabber:x:data' type='submit'/>";
+    let bad = command("c5b", &format!("sessionid='{session}' action='complete'"), empty);
+    let bad = written(&handle(&mut alice, &state, bad, now).await);
+    assert!(bad.get_child("error", NS_CLIENT).and_then(|e| e.get_child("bad-payload", ns)).is_some(), "{bad:?}");
+    let cancel = command("c6", &format!("sessionid='{session}' action='cancel'"), "");
+    let canceled = written(&handle(&mut alice, &state, cancel, now).await);
+    assert_eq!(canceled.get_child("command", ns).and_then(|c| c.attr("status")), Some("canceled"));
+    let unknown = xml(&format!(
+        "<iq xmlns='jabber:client' type='set' id='c7' to='localhost'><command xmlns='{ns}' node='nope'/></iq>"
+    ));
+    assert_eq!(error_condition(&written(&handle(&mut alice, &state, unknown, now).await)), "item-not-found");
+}

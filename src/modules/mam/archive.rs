@@ -12,7 +12,8 @@ use crate::xml::writer;
 use crate::xmpp::stanza::Stanza;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
-fn now_micros() -> u64 {
+/// Now, in µs since the epoch: an archive entry's stamp.
+pub(super) fn now_micros() -> u64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     since.map(|d| d.as_micros() as u64).unwrap_or(0)
 }

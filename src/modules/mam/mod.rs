@@ -3,6 +3,7 @@
 //! in the same namespace). What gets archived is decided by [`is_archivable`] and [`allowed`].
 
 pub mod archive;
+pub mod retention;
 
 use super::storage_fault;
 use crate::core::module::{Handled, Hook, Module, Registrar, Request, Scope, Soon, Target, Targets, Types};
@@ -501,6 +502,7 @@ impl Module for Archive {
         api.hook(Hook::MessageSent);
         api.hook(Hook::MessageUndelivered);
         api.iq(None, NS, Types::GetAndSet, Targets::ACCOUNT, |r| r.later(|r| Soon::later(answer(r))));
+        api.command(retention::RetentionCommand::default());
         // §7 / XEP-0359 §6: the archive is its owner's alone.
         for feature in [NS, NS_EXTENDED, NS_SID] {
             api.feature(Scope::OwnAccount, feature);

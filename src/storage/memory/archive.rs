@@ -1,5 +1,5 @@
 //! Archives: per owner, entries by place (`archive/ids.rs`), queried by the engine every
-//! backend shares (`archive/paging.rs`), with the owner's preferences.
+//! backend shares (`archive/paging.rs`), with the owner's preferences and retention.
 
 use super::MemoryStore;
 use crate::storage::archive::ids::{place, stamp_of, Ids, Place};
@@ -18,6 +18,16 @@ pub(super) struct Archive {
     /// it, so later entries still sort after every id handed out.
     newest: u64,
     prefs: Option<Arc<ArchivePrefs>>,
+    /// The retention the owner chose (seconds).
+    retention: Option<u64>,
+}
+
+impl Archive {
+    /// Removes the entries stamped before `before_micros`; how many went.
+    fn expire(&mut self, before_micros: u64) -> u64 {
+        let kept = self.entries.split_off(&place(before_micros, 0));
+        std::mem::replace(&mut self.entries, kept).len() as u64
+    }
 }
 
 struct Entry {
@@ -110,11 +120,42 @@ impl ArchiveStore for MemoryStore {
             // A stripe at a time: appends to archives of other stripes go on meanwhile.
             self.archives.for_each(|archives| {
                 for archive in archives.values_mut() {
-                    let kept = archive.entries.split_off(&place(before_micros, 0));
-                    expired += std::mem::replace(&mut archive.entries, kept).len() as u64;
+                    expired += archive.expire(before_micros);
                 }
             });
             Ok(expired)
+        })
+    }
+
+    fn expire_archive_of(&self, owner: &BareJid, before_micros: u64) -> Reply<'_, u64> {
+        Reply::now(|| {
+            let mut stripe = self.archives.lock(owner.as_str());
+            Ok(stripe.get_mut(owner.as_str()).map_or(0, |archive| archive.expire(before_micros)))
+        })
+    }
+
+    fn archive_retention(&self, owner: &BareJid) -> Reply<'_, Option<u64>> {
+        Reply::now(|| Ok(self.archives.lock(owner.as_str()).get(owner.as_str()).and_then(|a| a.retention)))
+    }
+
+    fn set_archive_retention(&self, owner: &BareJid, max_age_secs: Option<u64>) -> Reply<'_, ()> {
+        Reply::now(|| {
+            self.archives.lock(owner.as_str()).entry(owner.to_string()).or_default().retention = max_age_secs;
+            Ok(())
+        })
+    }
+
+    fn archive_retentions(&self) -> Reply<'_, Vec<(BareJid, u64)>> {
+        Reply::now(|| {
+            let mut chosen = Vec::new();
+            self.archives.for_each(|archives| {
+                for (owner, archive) in archives.iter() {
+                    if let (Some(secs), Ok(owner)) = (archive.retention, BareJid::new(owner)) {
+                        chosen.push((owner, secs));
+                    }
+                }
+            });
+            Ok(chosen)
         })
     }
 

@@ -43,6 +43,7 @@ pub struct SledStore {
     /// Message archives (`archive/`): chunks, tails in memory, and their log.
     archives: std::sync::Arc<archive::Archives>,
     archive_prefs: archive::Prefs,
+    archive_retention: archive::Retention,
     /// The archive id key, once read.
     archive_ids: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
     /// vCards, and apart from them the avatar each advertises (`vcard.rs`).
@@ -102,6 +103,7 @@ impl SledStore {
             inflight: tree("inflight")?,
             archives: std::sync::Arc::new(archive::Archives::open(&db, archive_log)?),
             archive_prefs: archive::Prefs::open(&db)?,
+            archive_retention: archive::Retention::open(&db)?,
             archive_ids: Default::default(),
             vcards: tree("vcard")?,
             vcard_avatars: tree("vcard_avatar")?,

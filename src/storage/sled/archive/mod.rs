@@ -12,8 +12,8 @@
 //!   first, keyed by the place of its first (at most [`tail::CHUNK_ENTRIES`] entries);
 //! - `owner NUL w with-bare NUL place`: a chunk of one conversation's index;
 //! - `owner NUL h place`: a hole, an entry removed from the middle (`remove.rs`);
-//! - `owner NUL x`: the newest place of a deleted archive (the log's older entries of it
-//!   are not restored).
+//! - `owner NUL x`: the newest place removed wholesale, by deleting the archive or by
+//!   the owner's own retention (the log's entries of it up to there are not restored).
 //!
 //! Each entry has an ordinal in its archive and one in its conversation, given in order
 //! and never again: the number of entries between two is the difference of their
@@ -34,6 +34,7 @@ mod prefs;
 mod records;
 mod recover;
 mod remove;
+mod retention;
 mod tail;
 mod tails;
 #[cfg(test)]
@@ -50,6 +51,7 @@ use std::sync::{Arc, Mutex};
 use xmpp_parsers::jid::{BareJid, Jid};
 
 pub use prefs::Prefs;
+pub use retention::Retention;
 
 /// Keys of the `archive_chunks` tree (see the module doc). JIDs never contain NUL, so one
 /// owner's keys share a prefix.
@@ -67,6 +69,13 @@ pub(super) mod keys {
     pub fn owner(owner: &str) -> Vec<u8> {
         let mut key = owner.as_bytes().to_vec();
         key.push(0);
+        key
+    }
+
+    /// Past every key of `owner`: its NUL becomes 1.
+    pub fn after_owner(owner: &str) -> Vec<u8> {
+        let mut key = owner.as_bytes().to_vec();
+        key.push(1);
         key
     }
 
@@ -119,8 +128,9 @@ pub struct Archives {
     frame: Mutex<Vec<u8>>,
     /// When the last full maintenance ran.
     last_full: Mutex<std::time::Instant>,
-    /// Maintenance, removals and retention take turns.
-    maintenance: Mutex<()>,
+    /// Maintenance, removals and retention take turns. Long walks (retention, a deleted
+    /// archive) hand each turn over fairly ([`Archives::end_turn`]).
+    maintenance: parking_lot::Mutex<()>,
     /// The legacy trees, emptied at start.
     legacy: [sled::Tree; 3],
     /// Tests: every append is written out as chunks at once.
@@ -143,7 +153,7 @@ impl Archives {
             log_done: Mutex::new(None),
             frame: Mutex::new(Vec::new()),
             last_full: Mutex::new(std::time::Instant::now()),
-            maintenance: Mutex::new(()),
+            maintenance: parking_lot::Mutex::new(()),
             legacy: [tree("archive")?, tree("archive_with")?, tree("archive_expiry")?],
             #[cfg(test)]
             chunk_at_once: Default::default(),
@@ -153,8 +163,14 @@ impl Archives {
         Ok(archives)
     }
 
-    fn lock_maintenance(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.maintenance.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_maintenance(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.maintenance.lock()
+    }
+
+    /// Ends a turn of a long walk: a thread waiting for maintenance (the flusher's) gets
+    /// the lock before the walk can take it again.
+    fn end_turn(turn: parking_lot::MutexGuard<'_, ()>) {
+        parking_lot::MutexGuard::unlock_fair(turn);
     }
 }
 
@@ -211,9 +227,26 @@ impl ArchiveStore for SledStore {
         Reply::now(|| self.archives.expire(before_micros))
     }
 
+    fn expire_archive_of(&self, owner: &BareJid, before_micros: u64) -> Reply<'_, u64> {
+        Reply::now(|| self.archives.expire_owner(owner.as_str(), before_micros))
+    }
+
+    fn archive_retention(&self, owner: &BareJid) -> Reply<'_, Option<u64>> {
+        Reply::now(|| self.archive_retention.get(owner.as_str()))
+    }
+
+    fn set_archive_retention(&self, owner: &BareJid, max_age_secs: Option<u64>) -> Reply<'_, ()> {
+        Reply::now(|| self.archive_retention.set(owner.as_str(), max_age_secs))
+    }
+
+    fn archive_retentions(&self) -> Reply<'_, Vec<(BareJid, u64)>> {
+        Reply::now(|| self.archive_retention.all())
+    }
+
     fn delete_archive(&self, owner: &BareJid) -> Reply<'_, ()> {
         Reply::now(|| {
             self.archives.delete(owner.as_str())?;
+            self.archive_retention.set(owner.as_str(), None)?;
             self.archive_prefs.forget(owner.as_str())
         })
     }

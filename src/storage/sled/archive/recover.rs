@@ -63,16 +63,14 @@ impl Archives {
     }
 
     /// Up to which place an archive's log entries need no restoring: its newest entry in
-    /// a chunk, or the newest of it when it was deleted.
+    /// a chunk, or the mark of what was removed wholesale (a deletion, its own retention).
     fn covered(&self, owner: &str) -> Result<Option<Place>, StorageError> {
         let last = self.chunks.scan_prefix(keys::data(owner)).next_back().transpose().map_err(backend)?;
         let chunked = match last {
             Some((_, chunk)) => records::entries(&packed::unpack(&chunk)?)?.last().map(|e| e.place),
             None => None,
         };
-        let deleted = self.chunks.get(keys::deleted(owner)).map_err(backend)?;
-        let deleted = deleted.map(|v| <[u8; 16]>::try_from(v.as_ref()).map_err(|_| corrupt("deletion mark")));
-        Ok(chunked.max(deleted.transpose()?.map(Place::from_be_bytes)))
+        Ok(chunked.max(self.removed_upto(owner)?))
     }
 
     /// Moves archives kept one key per entry (stores written before) into chunks.
@@ -86,11 +84,7 @@ impl Archives {
             let owner = std::str::from_utf8(&first[..end]).map_err(corrupt)?;
             moved += self.migrate_owner(owner)?;
             archives += 1;
-            // Past every key of this owner: its NUL becomes 1.
-            from = first[..=end].to_vec();
-            if let Some(last) = from.last_mut() {
-                *last = 1;
-            }
+            from = keys::after_owner(owner);
         }
         index.clear().map_err(backend)?;
         expiry.clear().map_err(backend)?;

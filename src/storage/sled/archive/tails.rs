@@ -270,6 +270,16 @@ impl Archives {
         expired
     }
 
+    /// Removes the entries of `owner`'s tail stamped before `before_micros`; returns how
+    /// many went.
+    pub fn expire_tail(&self, owner: &str, before_micros: u64) -> u64 {
+        let mut guard = self.tails.lock(owner);
+        let Some(archive) = guard.archives.get_mut(owner) else { return 0 };
+        let (gone, bytes) = archive.tail.remove_stamped_before(before_micros);
+        self.tail_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        gone as u64
+    }
+
     /// Forgets `owner`'s tail and ordinals (its archive is being deleted); returns the
     /// newest place it had given, if any: entries up to it are deleted.
     pub fn clear(&self, owner: &str) -> Result<Option<Place>, StorageError> {

@@ -49,9 +49,13 @@ async fn chunks_and_tails_answer_as_the_memory_store_does() {
                     assert!(sled.unarchive(&owner, &a).await.expect("unarchive"));
                     assert!(memory.unarchive(&owner, &b).await.expect("unarchive"));
                 }
-                2 if step % 7 == 0 => {
+                2 | 3 if step % 7 == 0 => {
                     let before = step * 10 - rng.below(step * 5 + 1);
-                    let (a, b) = (sled.expire_archive(before).await, memory.expire_archive(before).await);
+                    let (a, b) = if rng.below(2) == 0 {
+                        (sled.expire_archive(before).await, memory.expire_archive(before).await)
+                    } else {
+                        (sled.expire_archive_of(&owner, before).await, memory.expire_archive_of(&owner, before).await)
+                    };
                     assert_eq!(a.expect("expire"), b.expect("expire"), "expired alike");
                     let alive = memory.query_archive(&owner, &ArchiveQuery::all(10_000)).await.expect("query");
                     ids.retain(|(_, b)| alive.messages.iter().any(|m| &m.id == b));
@@ -168,6 +172,81 @@ async fn a_restart_keeps_what_was_flushed_and_brings_back_nothing_removed() {
     let page = store.query_archive(&alice, &all).await.expect("query");
     assert_eq!(bodies(&page), ["a0", "a1", "a3", "a4", "a5"]);
     assert_eq!(page.count, Some(5));
+}
+
+/// An account's own retention takes its archive alone, tail and chunks, holes too, and
+/// what it took stays gone after a restart that reads the log back.
+#[tokio::test]
+async fn an_owners_retention_takes_its_archive_alone_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (alice, bob) = (bare("alice@example.org"), bare("bob@example.org"));
+    let with = full("carol@example.org/c");
+    let all = ArchiveQuery::all(1_000);
+    {
+        let store = reopen(dir.path());
+        let mut ids = Vec::new();
+        for i in 0..700u64 {
+            ids.push(store.archive(&alice, &with, i, format!("a{i}").as_bytes()).await.expect("archive"));
+            store.archive(&bob, &with, i, format!("b{i}").as_bytes()).await.expect("archive");
+            if i == 400 {
+                // Older ones in chunks (more than a turn of them), newer ones in the tail.
+                store.archives.write_tails(true).expect("maintenance");
+            }
+        }
+        assert!(store.unarchive(&alice, &ids[10]).await.expect("unarchive"), "a hole");
+        assert!(store.unarchive(&alice, &ids[600]).await.expect("unarchive"), "one more");
+        store.flush().await.expect("flush");
+        let holes = || store.archives.chunks.scan_prefix(super::keys::holes("alice@example.org")).count();
+        assert_eq!(holes(), 2);
+        assert_eq!(store.expire_archive_of(&alice, 500).await.expect("expire"), 499, "500 less the hole");
+        assert_eq!(store.expire_archive_of(&alice, 500).await.expect("again"), 0);
+        store.flush().await.expect("flush");
+        let page = store.query_archive(&alice, &all).await.expect("query");
+        assert_eq!((page.messages.len(), page.count), (199, Some(199)));
+        assert_eq!(bodies(&page)[0], "a500");
+        assert_eq!(holes(), 1, "the hole of an expired entry went with it, a later one stays");
+        assert_eq!(store.query_archive(&bob, &all).await.expect("query").count, Some(700), "bob's untouched");
+    }
+    let store = reopen(dir.path());
+    for check in ["after a restart", "after maintenance"] {
+        let page = store.query_archive(&alice, &all).await.expect("query");
+        assert_eq!((page.messages.len(), page.count, bodies(&page)[0].as_str()), (199, Some(199), "a500"), "{check}");
+        let by_carol = ArchiveQuery { with: Some(full("carol@example.org")), ..ArchiveQuery::all(1_000) };
+        assert_eq!(store.query_archive(&alice, &by_carol).await.expect("query").count, Some(199), "{check}");
+        assert_eq!(store.query_archive(&bob, &all).await.expect("query").count, Some(700), "{check}");
+        store.archives.write_tails(true).expect("maintenance");
+    }
+    // Later entries are kept, and follow.
+    store.archive(&alice, &with, 10, b"late").await.expect("archive");
+    let page = store.query_archive(&alice, &ArchiveQuery { page: Page::Before(None), ..ArchiveQuery::all(1) }).await;
+    assert_eq!(bodies(&page.expect("query")), ["late"]);
+}
+
+/// Retention, for all or for one account, takes maintenance's lock a turn at a time: a
+/// long expiry lets maintenance (and the group commits waiting behind it) in between.
+#[test]
+fn retention_takes_turns_with_maintenance() {
+    let store = SledStore::temporary().expect("sled");
+    let (alice, with) = (bare("alice@example.org"), full("bob@example.org"));
+    for i in 0..(super::tail::CHUNK_ENTRIES as u64 * 600) {
+        store.archive(&alice, &with, i, b"m").at_once().expect("archive");
+    }
+    store.archives.write_tails(true).expect("maintenance");
+    let chunks = |store: &SledStore| store.archives.chunks.scan_prefix(super::keys::data("alice@example.org")).count();
+    assert_eq!(chunks(&store), 600);
+    let expiring = {
+        let (store, alice) = (store.clone(), alice.clone());
+        std::thread::spawn(move || store.expire_archive_of(&alice, u64::MAX >> 1).at_once().expect("expire"))
+    };
+    // Maintenance's turn, taken while the expiry is half done.
+    let mut between = false;
+    while !expiring.is_finished() {
+        let _turn = store.archives.lock_maintenance();
+        between |= (1..600).contains(&chunks(&store));
+    }
+    assert_eq!(expiring.join().expect("no panic"), super::tail::CHUNK_ENTRIES as u64 * 600);
+    assert_eq!(chunks(&store), 0);
+    assert!(between, "maintenance got in between");
 }
 
 /// Opens a store in `dir` whose database was just dropped: sled's own threads may hold its
