@@ -800,7 +800,8 @@ async fn a_resumed_stream_is_active_and_gets_what_was_held_for_it() {
 }
 
 /// XEP-0050: the retention command run in one stage, its session kept by the stream that
-/// opened it; a submission outside a session, or after it ended, is `bad-sessionid`.
+/// opened it: a submission from another stream is `bad-sessionid`, one after the session
+/// ended `session-expired`, a bad form `bad-payload` with the session still open.
 #[tokio::test]
 async fn a_command_runs_in_a_session_of_the_stream_that_opened_it() {
     let state = state();

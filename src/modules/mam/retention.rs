@@ -6,7 +6,7 @@
 
 use crate::core::module::{Command, Soon};
 use crate::core::state::ServerState;
-use crate::storage::{on_blocking_pool, StorageError};
+use crate::storage::{on_blocking_pool, Storage, StorageError};
 use crate::xml::ns::{DATA_FORMS, RETENTION_COMMAND};
 use crate::xml::{el, Element, ElementExt};
 use crate::xmpp::error::Condition;
@@ -34,14 +34,23 @@ const SERVER: &str = "server";
 /// The longest wait between two expiry runs.
 const EVERY_AT_MOST: Duration = Duration::from_secs(3600);
 
+/// One walk at a time in this process, of whatever kind (the server's pass, an account's
+/// new choice): each
+/// walk takes maintenance's turn in its own queue place, so a group commit waits behind
+/// one turn, not one per walk, and walks hold one thread of the blocking pool.
+static ONE_WALK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Expiry, at start and then every hour (every 24th of `archive.max_age` when that is
 /// shorter, at least a minute apart): the server's retention, then each account's own.
 pub async fn enforce(state: Arc<ServerState>) {
     let max_age = state.config.archive.max_age();
     let every = max_age.map_or(EVERY_AT_MOST, |age| (age / 24).clamp(Duration::from_secs(60), EVERY_AT_MOST));
     let mut ticks = tokio::time::interval(every);
+    // A pass that overruns its period is followed by a full period, not at once.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        let Ok(_walk) = ONE_WALK.acquire().await else { return };
         if let Some(max_age) = max_age {
             expire_all(&state, max_age).await;
         }
@@ -66,7 +75,10 @@ async fn expire_all(state: &ServerState, max_age: Duration) {
                 "archived messages past archive.max_age deleted"
             )
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "archive expiry failed"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "archive expiry failed");
+            state.storage_failed(&e);
+        }
         Err(e) => tracing::error!(error = %e, "archive expiry task failed"),
     }
 }
@@ -96,7 +108,10 @@ async fn expire_chosen(state: &ServerState, max_age: Option<Duration>) {
         Ok(Ok((accounts, messages))) => {
             tracing::info!(accounts, messages, "archived messages past their owner's chosen retention deleted")
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "archive expiry by accounts' retention failed"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "archive expiry by accounts' retention failed");
+            state.storage_failed(&e);
+        }
         Err(e) => tracing::error!(error = %e, "archive expiry task failed"),
     }
 }
@@ -148,8 +163,9 @@ impl RetentionCommand {
         let choice = choice(max_age, form)?;
         let secs = choice.map(|(_, _, secs)| *secs);
         if let Err(e) = state.store.set_archive_retention(account, secs).await {
+            tracing::error!(account = %account, error = %e, "storing an archive retention failed");
             state.storage_failed(&e);
-            return Err(format!("The choice could not be stored: {e}"));
+            return Err("The choice could not be stored; nothing changed. Try again later.".into());
         }
         let Some((_, label, secs)) = choice else {
             tracing::info!(account = %account, "archive retention set back to the server's");
@@ -163,8 +179,9 @@ impl RetentionCommand {
         Ok(format!("Archived messages are kept for {label}; older ones are being deleted."))
     }
 
-    /// Walks `account`'s archive for the retention it chose, unless a walk is under way:
-    /// that one goes again once done, with the latest choice.
+    /// Walks `account`'s archive for the retention it chose, after any other walk (one at
+    /// a time: [`ONE_WALK`]). A walk of this account already waiting or under way goes
+    /// again once done, with the latest choice, instead.
     fn expire_now(&self, state: &ServerState, account: &BareJid) {
         {
             let mut walks = self.walks.lock();
@@ -175,20 +192,12 @@ impl RetentionCommand {
             walks.insert(account.clone(), false);
         }
         let (walks, store, owner) = (self.walks.clone(), state.store.clone(), account.clone());
-        on_blocking_pool(async move {
+        tokio::spawn(async move {
             loop {
-                let expired = match store.archive_retention(&owner).await {
-                    Ok(Some(secs)) => store.expire_archive_of(&owner, cutoff(Duration::from_secs(secs))).await,
-                    Ok(None) => Ok(0),
-                    Err(e) => Err(e),
-                };
-                match expired {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(account = %owner, messages = n, "archived messages past the retention chosen deleted")
-                    }
-                    Err(e) => {
-                        tracing::error!(account = %owner, error = %e, "archive expiry by the retention chosen failed")
+                if let Ok(_walk) = ONE_WALK.acquire().await {
+                    let walked = on_blocking_pool(walk_chosen(store.clone(), owner.clone())).await;
+                    if let Err(e) = walked {
+                        tracing::error!(account = %owner, error = %e, "archive expiry task failed");
                     }
                 }
                 let mut pending = walks.lock();
@@ -200,6 +209,20 @@ impl RetentionCommand {
                 return;
             }
         });
+    }
+}
+
+/// One walk of `owner`'s archive for the retention it chose now.
+async fn walk_chosen(store: Arc<dyn Storage>, owner: BareJid) {
+    let expired = match store.archive_retention(&owner).await {
+        Ok(Some(secs)) => store.expire_archive_of(&owner, cutoff(Duration::from_secs(secs))).await,
+        Ok(None) => Ok(0),
+        Err(e) => Err(e),
+    };
+    match expired {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(account = %owner, messages = n, "archived messages past the retention chosen deleted"),
+        Err(e) => tracing::error!(account = %owner, error = %e, "archive expiry by the retention chosen failed"),
     }
 }
 
@@ -330,5 +353,31 @@ mod tests {
         let other = "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:other</value></field>\
                      <field var='max_age'><value>1d</value></field></x>";
         assert!(submitted(other).expect_err("other form").contains("FORM_TYPE"));
+    }
+
+    /// Choices made while an account's walk waits for its turn make one more walk, not one
+    /// each; once through, the account has no walk pending, and its old messages are gone.
+    #[tokio::test]
+    async fn choices_made_while_a_walk_waits_make_one_more_walk() {
+        let state = crate::core::state::with_accounts(&["alice@localhost"]);
+        let alice = BareJid::new("alice@localhost").expect("jid");
+        let with = xmpp_parsers::jid::Jid::new("bob@localhost").expect("jid");
+        let old = super::super::archive::now_micros() - 3 * DAY * 1_000_000;
+        state.store.archive(&alice, &with, old, b"old").await.expect("archive");
+        state.store.set_archive_retention(&alice, Some(DAY)).await.expect("retention");
+        let command = RetentionCommand::default();
+        let held = ONE_WALK.acquire().await.expect("the walk's permit");
+        for _ in 0..3 {
+            command.expire_now(&state, &alice);
+        }
+        assert_eq!(command.walks.lock().get(&alice), Some(&true), "one walk, to go once more");
+        drop(held);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !command.walks.lock().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "the walks never ended");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left = state.store.query_archive(&alice, &crate::storage::archive::ArchiveQuery::all(10)).await;
+        assert!(left.expect("query").messages.is_empty());
     }
 }

@@ -222,7 +222,7 @@ async fn an_owners_retention_takes_its_archive_alone_and_survives_a_restart() {
     assert_eq!(bodies(&page.expect("query")), ["late"]);
 }
 
-/// Retention, for all or for one account, takes maintenance's lock a turn at a time: a
+/// Retention, for all or for one account, releases maintenance's lock between turns: a
 /// long expiry lets maintenance (and the group commits waiting behind it) in between.
 #[test]
 fn retention_takes_turns_with_maintenance() {
