@@ -140,7 +140,15 @@ impl ArchiveStore for MemoryStore {
 
     fn set_archive_retention(&self, owner: &BareJid, max_age_secs: Option<u64>) -> Reply<'_, ()> {
         Reply::now(|| {
-            self.archives.lock(owner.as_str()).entry(owner.to_string()).or_default().retention = max_age_secs;
+            let mut stripe = self.archives.lock(owner.as_str());
+            match (stripe.get_mut(owner.as_str()), max_age_secs) {
+                (Some(archive), _) => archive.retention = max_age_secs,
+                // Back to the server's, for an account with nothing here: nothing to keep.
+                (None, None) => {}
+                (None, Some(_)) => {
+                    stripe.insert(owner.to_string(), Archive { retention: max_age_secs, ..Archive::default() });
+                }
+            }
             Ok(())
         })
     }

@@ -262,9 +262,7 @@ impl Archives {
         let mut expired = 0;
         self.tails.for_each(|stripe| {
             for archive in stripe.archives.values_mut() {
-                let (gone, bytes) = archive.tail.remove_stamped_before(before_micros);
-                self.tail_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                expired += gone as u64;
+                expired += self.expire_in(archive, before_micros);
             }
         });
         expired
@@ -274,7 +272,12 @@ impl Archives {
     /// many went.
     pub fn expire_tail(&self, owner: &str, before_micros: u64) -> u64 {
         let mut guard = self.tails.lock(owner);
-        let Some(archive) = guard.archives.get_mut(owner) else { return 0 };
+        guard.archives.get_mut(owner).map_or(0, |archive| self.expire_in(archive, before_micros))
+    }
+
+    /// Removes the entries of `archive`'s tail stamped before `before_micros`, and their
+    /// bytes from the count; returns how many went.
+    fn expire_in(&self, archive: &mut Archive, before_micros: u64) -> u64 {
         let (gone, bytes) = archive.tail.remove_stamped_before(before_micros);
         self.tail_bytes.fetch_sub(bytes, Ordering::Relaxed);
         gone as u64
